@@ -1,0 +1,406 @@
+//! Command-line flags and the checked configuration the run receives.
+//!
+//! Flags are parsed by clap ([`Args`]) and validated once into a [`Config`]; the rest of the
+//! crate only sees checked values. The flag names are a contract scripts rely on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use http::HeaderMap;
+use recap_schemas::Api;
+use serde_json::{Map, Value};
+
+use crate::dataset::Dataset;
+use crate::request::BodyOptions;
+use crate::schedule::Arrival;
+
+/// Which API to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// `/v1/chat/completions` with `messages`.
+    Chat,
+    /// `/v1/completions` with `prompt`.
+    Completions,
+}
+
+/// Inter-arrival process for `--rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalArg {
+    /// Evenly spaced requests.
+    Constant,
+    /// Exponential gaps (a Poisson process).
+    Poisson,
+    /// Gamma gaps with shape `--burstiness`.
+    Gamma,
+}
+
+/// Record an LLM endpoint load test: every timing event and every streamed chunk, to Parquet.
+///
+/// Closed loop: `--concurrency N` keeps N requests in flight. Open loop: `--rate R` sends on a
+/// schedule (`--arrival`, `--burstiness`) with at most `--max-in-flight` in flight; `--rate inf`
+/// sends everything at once. The run stops after `--requests` and/or `--duration` (default:
+/// each dataset row once). Ctrl-C stops scheduling, lets in-flight requests finish for
+/// `--grace`, then cancels them; a second Ctrl-C cancels at once.
+#[derive(Debug, Parser)]
+#[command(name = "capture", version)]
+pub struct Args {
+    /// Endpoint base URL (`http://host:8000`) or full path (`.../v1/chat/completions`).
+    #[arg(long)]
+    pub url: String,
+    /// API to call.
+    #[arg(long, value_enum, default_value = "chat")]
+    pub api: ApiArg,
+    /// `model` field sent with every request.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// JSONL (`prompt` or `messages`, optional `max_tokens`) or ShareGPT JSON; default: a small
+    /// built-in prompt set.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Skip invalid dataset rows (counted) instead of stopping at the first one.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Run folder to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace the run already in `--out`.
+    #[arg(long)]
+    pub force: bool,
+    /// Closed loop: requests kept in flight.
+    #[arg(long, conflicts_with = "rate")]
+    pub concurrency: Option<u32>,
+    /// Open loop: requests per second, or `inf` to send all at once.
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// Arrival process for `--rate`.
+    #[arg(long, value_enum, default_value = "poisson")]
+    pub arrival: ArrivalArg,
+    /// Gamma shape k for `--arrival gamma` (1 = Poisson, < 1 burstier); implies gamma.
+    #[arg(long)]
+    pub burstiness: Option<f64>,
+    /// Open loop: cap on requests in flight (late requests queue, and their lag is recorded).
+    #[arg(long, default_value_t = 1024)]
+    pub max_in_flight: u32,
+    /// Measure-phase requests to send (the dataset cycles).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Stop scheduling after this long (`60s`, `5m`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Requests sent first and marked `warmup`.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_requests: u64,
+    /// Stream responses as SSE (the default).
+    #[arg(long, overrides_with = "no_stream")]
+    pub stream: bool,
+    /// Ask for whole (non-streaming) responses.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// `max_tokens` for rows without their own.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// JSON object merged into every request body, e.g. '{"ignore_eos": true}'.
+    #[arg(long)]
+    pub body_extra: Option<String>,
+    /// Per-request timeout, from connect to the last byte.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "600s")]
+    pub timeout: Duration,
+    /// After Ctrl-C/SIGTERM, how long in-flight requests may finish before being cancelled.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub grace: Duration,
+    /// Environment variable holding the API key (sent as `Authorization: Bearer`, never written).
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// Extra request header `'Name: value'` (repeatable); credential values are redacted.
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Seed of the arrival process.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Longest time recorded rows wait before reaching a closed Parquet segment.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub flush_interval: Duration,
+    /// Close a segment early at this many rows.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub segment_rows: usize,
+    /// Worker threads of the load generator (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress line and no summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// More logging (repeat for more); RUST_LOG overrides.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// A flag value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The load to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load {
+    /// Closed loop with this many workers.
+    Concurrency(u32),
+    /// Open loop at `rate_per_s`.
+    Rate {
+        /// Requests per second.
+        rate_per_s: f64,
+        /// Arrival process.
+        arrival: Arrival,
+        /// Workers (cap on in-flight).
+        max_in_flight: u32,
+    },
+    /// Everything at t = 0, capped in flight.
+    Burst {
+        /// Workers (cap on in-flight).
+        max_in_flight: u32,
+    },
+}
+
+impl Load {
+    /// Workers (= connections) the run needs.
+    pub fn workers(&self) -> u32 {
+        match self {
+            Load::Concurrency(n) => *n,
+            Load::Rate { max_in_flight, .. } | Load::Burst { max_in_flight } => *max_in_flight,
+        }
+    }
+}
+
+/// The validated configuration of a capture run.
+#[derive(Debug)]
+pub struct Config {
+    /// Full request URL.
+    pub url: String,
+    /// Body options.
+    pub body: BodyOptions,
+    /// Prompts.
+    pub dataset: Dataset,
+    /// Run folder.
+    pub out: PathBuf,
+    /// Replace an existing run.
+    pub force: bool,
+    /// Load shape.
+    pub load: Load,
+    /// Measure-phase requests (None: until `duration`).
+    pub requests: Option<u64>,
+    /// Scheduling window.
+    pub duration: Option<Duration>,
+    /// Warmup requests.
+    pub warmup_requests: u64,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Grace period after a stop signal.
+    pub grace: Duration,
+    /// Headers sent (credentials marked sensitive), including the API key's.
+    pub headers: HeaderMap,
+    /// Redacted `Name: value` lines for the manifest.
+    pub headers_redacted: Vec<(String, String)>,
+    /// Name of the API-key variable used, if any.
+    pub api_key_env: Option<String>,
+    /// Arrival seed.
+    pub seed: u64,
+    /// Sink flush interval.
+    pub flush_interval: Duration,
+    /// Sink segment cap.
+    pub segment_rows: usize,
+    /// Runtime threads.
+    pub threads: usize,
+    /// No progress output.
+    pub quiet: bool,
+    /// JSON summary on stdout.
+    pub json: bool,
+    /// The command line, redacted.
+    pub command: Vec<String>,
+}
+
+impl Args {
+    /// Validates the flags into a [`Config`], reading the dataset and the API key.
+    pub fn into_config(self, argv: &[String]) -> Result<Config, ConfigError> {
+        let err = |m: String| ConfigError(m);
+        let api = match self.api {
+            ApiArg::Chat => Api::Chat,
+            ApiArg::Completions => Api::Completions,
+        };
+        let url = full_url(&self.url, api);
+        let load = match (&self.rate, self.concurrency) {
+            (Some(_), Some(_)) => return Err(err("give --rate or --concurrency, not both".into())),
+            (None, c) => {
+                let n = c.unwrap_or(1);
+                if n == 0 {
+                    return Err(err("--concurrency must be at least 1".into()));
+                }
+                Load::Concurrency(n)
+            }
+            (Some(r), None) => {
+                if self.max_in_flight == 0 {
+                    return Err(err("--max-in-flight must be at least 1".into()));
+                }
+                if r.eq_ignore_ascii_case("inf") {
+                    Load::Burst { max_in_flight: self.max_in_flight }
+                } else {
+                    let rate: f64 = r.parse().map_err(|_| err(format!("--rate {r:?}: expected a number or `inf`")))?;
+                    if !(rate.is_finite() && rate > 0.0) {
+                        return Err(err(format!("--rate must be positive, got {r}")));
+                    }
+                    let arrival = match (self.arrival, self.burstiness) {
+                        (_, Some(k)) if !(k.is_finite() && k > 0.0) => {
+                            return Err(err(format!("--burstiness must be positive, got {k}")))
+                        }
+                        (ArrivalArg::Gamma, k) => Arrival::Gamma { shape: k.unwrap_or(1.0) },
+                        (ArrivalArg::Poisson, Some(k)) => Arrival::Gamma { shape: k },
+                        (ArrivalArg::Poisson, None) => Arrival::Poisson,
+                        (ArrivalArg::Constant, Some(_)) => {
+                            return Err(err("--burstiness needs --arrival gamma (or poisson)".into()))
+                        }
+                        (ArrivalArg::Constant, None) => Arrival::Constant,
+                    };
+                    Load::Rate { rate_per_s: rate, arrival, max_in_flight: self.max_in_flight }
+                }
+            }
+        };
+        let dataset = match &self.dataset {
+            Some(p) => Dataset::load(p, self.skip_invalid).map_err(|e| err(e.to_string()))?,
+            None => Dataset::embedded(),
+        };
+        let requests = match (self.requests, self.duration) {
+            (Some(0), _) => return Err(err("--requests must be at least 1".into())),
+            (r @ Some(_), _) => r,
+            (None, Some(_)) => None,
+            (None, None) => Some(dataset.rows.len() as u64),
+        };
+        let extra = match &self.body_extra {
+            None => Map::new(),
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => return Err(err("--body-extra must be a JSON object".into())),
+                Err(e) => return Err(err(format!("--body-extra is not valid JSON: {e}"))),
+            },
+        };
+        let mut headers = HeaderMap::new();
+        let mut headers_redacted = Vec::new();
+        for line in &self.headers {
+            let (name, value) = crate::client::parse_header(line).map_err(err)?;
+            let shown = crate::redact::redact_header_line(line);
+            let shown_value = shown.split_once(':').map_or(String::new(), |(_, v)| v.trim().to_string());
+            headers_redacted.push((name.as_str().to_string(), shown_value));
+            headers.append(name, value);
+        }
+        if let Some(var) = &self.api_key_env {
+            let key = std::env::var(var).map_err(|_| err(format!("--api-key-env {var}: the variable is not set")))?;
+            if key.is_empty() {
+                return Err(err(format!("--api-key-env {var}: the variable is empty")));
+            }
+            let mut v = http::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| err(format!("--api-key-env {var}: the key has characters not allowed in a header")))?;
+            v.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+        if self.segment_rows == 0 {
+            return Err(err("--segment-rows must be at least 1".into()));
+        }
+        if self.flush_interval.is_zero() {
+            return Err(err("--flush-interval must be positive".into()));
+        }
+        let threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+        Ok(Config {
+            url,
+            body: BodyOptions { api, model: self.model, stream: !self.no_stream, max_tokens: self.max_tokens, extra },
+            dataset,
+            out: self.out,
+            force: self.force,
+            load,
+            requests,
+            duration: self.duration,
+            warmup_requests: self.warmup_requests,
+            timeout: self.timeout,
+            grace: self.grace,
+            headers,
+            headers_redacted,
+            api_key_env: self.api_key_env,
+            seed: self.seed,
+            flush_interval: self.flush_interval,
+            segment_rows: self.segment_rows,
+            threads,
+            quiet: self.quiet,
+            json: self.json,
+            command: crate::redact::redact_args(argv),
+        })
+    }
+}
+
+/// The request URL: a base URL gets the API's standard path appended.
+pub fn full_url(url: &str, api: Api) -> String {
+    let suffix = match api {
+        Api::Chat => "chat/completions",
+        Api::Completions => "completions",
+    };
+    let trimmed = url.trim_end_matches('/');
+    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, r)| r);
+    if !after_scheme.contains('/') {
+        format!("{trimmed}/v1/{suffix}")
+    } else if trimmed.ends_with("/v1") {
+        format!("{trimmed}/{suffix}")
+    } else {
+        trimmed.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["capture", "--url", "http://127.0.0.1:9", "--out", "/tmp/x"];
+        argv.extend_from_slice(extra);
+        let argv: Vec<String> = argv.into_iter().map(String::from).collect();
+        Args::try_parse_from(&argv).map_err(|e| ConfigError(e.to_string()))?.into_config(&argv)
+    }
+
+    #[test]
+    fn urls_get_standard_paths() {
+        assert_eq!(full_url("http://h:8000", Api::Chat), "http://h:8000/v1/chat/completions");
+        assert_eq!(full_url("http://h:8000/", Api::Completions), "http://h:8000/v1/completions");
+        assert_eq!(full_url("http://h/v1", Api::Chat), "http://h/v1/chat/completions");
+        assert_eq!(full_url("http://h/custom/gen", Api::Chat), "http://h/custom/gen");
+    }
+
+    #[test]
+    fn load_modes() {
+        assert_eq!(parse(&[]).expect("ok").load, Load::Concurrency(1));
+        assert_eq!(parse(&["--concurrency", "64"]).expect("ok").load, Load::Concurrency(64));
+        assert_eq!(parse(&["--rate", "inf", "--max-in-flight", "8"]).expect("ok").load, Load::Burst { max_in_flight: 8 });
+        let l = parse(&["--rate", "5", "--arrival", "gamma", "--burstiness", "0.5"]).expect("ok").load;
+        assert_eq!(l, Load::Rate { rate_per_s: 5.0, arrival: Arrival::Gamma { shape: 0.5 }, max_in_flight: 1024 });
+        assert!(parse(&["--rate", "0"]).is_err());
+        assert!(parse(&["--rate", "x"]).is_err());
+        assert!(parse(&["--rate", "1", "--concurrency", "2"]).is_err());
+    }
+
+    #[test]
+    fn defaults_and_stream_flags() {
+        let c = parse(&[]).expect("ok");
+        assert!(c.body.stream);
+        assert_eq!(c.requests, Some(c.dataset.rows.len() as u64));
+        assert!(!parse(&["--no-stream"]).expect("ok").body.stream);
+        assert_eq!(parse(&["--duration", "5s"]).expect("ok").requests, None);
+    }
+
+    #[test]
+    fn api_key_from_env_is_sensitive_and_redacted() {
+        std::env::set_var("RECAP_TEST_KEY_CONFIG", "sk-secret-value");
+        let c = parse(&["--api-key-env", "RECAP_TEST_KEY_CONFIG", "-H", "Authorization: Bearer other"]).expect("ok");
+        let v = c.headers.get(http::header::AUTHORIZATION).expect("auth");
+        assert!(v.is_sensitive());
+        assert!(!format!("{:?}", c.command).contains("other"));
+        assert!(!format!("{:?}", c.headers_redacted).contains("other"));
+        assert!(parse(&["--api-key-env", "RECAP_TEST_KEY_UNSET_XYZ"]).is_err());
+    }
+}

@@ -1,0 +1,291 @@
+//! Prompts to send: JSONL (`prompt` or `messages`, optional `max_tokens`) or ShareGPT JSON.
+//!
+//! The whole dataset is read and validated before the run starts, so a bad line fails fast
+//! with its line number instead of mid-run. Rows are cycled when more requests are sent than
+//! the dataset has.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The built-in dataset used when `--dataset` is not given (the quickstart's prompts).
+pub const EMBEDDED: &str = include_str!("../../fixtures/datasets/default.jsonl");
+
+/// One usable dataset row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// A plain prompt string.
+    Text(String),
+    /// A chat `messages` array (objects with at least `role` and `content`).
+    Messages(Vec<Value>),
+}
+
+/// A dataset row: the prompt and an optional per-row output budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// What to ask.
+    pub prompt: Prompt,
+    /// `max_tokens` for this row; overrides `--max-tokens`.
+    pub max_tokens: Option<u32>,
+}
+
+/// A loaded dataset and what identifies it in the manifest.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Usable rows, in file order.
+    pub rows: Vec<Row>,
+    /// `jsonl` or `sharegpt`.
+    pub format: &'static str,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    /// Path as given, or `<embedded>`.
+    pub path: String,
+    /// Lines/items skipped by `--skip-invalid` (or ShareGPT items without a user turn).
+    pub skipped: u64,
+}
+
+/// A dataset that cannot be used, naming the file and where.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// The file could not be read.
+    #[error("reading dataset {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A line (JSONL) or item (ShareGPT, 1-based index) is invalid.
+    #[error("dataset {path}, {unit} {line}: {message} (use --skip-invalid to skip such rows)")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// `line` or `item`.
+        unit: &'static str,
+        /// 1-based line or item number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file is not a JSON array and not JSONL.
+    #[error("dataset {path}: {message}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No usable rows.
+    #[error("dataset {path} has no usable rows")]
+    Empty {
+        /// The file.
+        path: String,
+    },
+}
+
+impl Dataset {
+    /// Reads and validates the dataset at `path`; `skip_invalid` skips bad rows (counted in
+    /// [`Dataset::skipped`]) instead of failing.
+    pub fn load(path: &Path, skip_invalid: bool) -> Result<Self, DatasetError> {
+        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&bytes, &path.display().to_string(), skip_invalid)
+    }
+
+    /// The built-in dataset.
+    pub fn embedded() -> Self {
+        Self::parse(EMBEDDED.as_bytes(), "<embedded>", false).expect("invariant: the embedded dataset is valid")
+    }
+
+    /// Parses dataset bytes; `name` is used in errors and the manifest.
+    pub fn parse(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<Self, DatasetError> {
+        let sha256 = hex(&Sha256::digest(bytes));
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let (rows, format, skipped) = if first == Some(&b'[') {
+            let (rows, skipped) = parse_sharegpt(bytes, name, skip_invalid)?;
+            (rows, "sharegpt", skipped)
+        } else {
+            let (rows, skipped) = parse_jsonl(bytes, name, skip_invalid)?;
+            (rows, "jsonl", skipped)
+        };
+        if rows.is_empty() {
+            return Err(DatasetError::Empty { path: name.to_string() });
+        }
+        Ok(Dataset { rows, format, sha256, path: name.to_string(), skipped })
+    }
+
+    /// The row for the `i`-th request (cycling) and its 0-based index in the dataset.
+    pub fn row_for(&self, i: u64) -> (u64, &Row) {
+        let n = self.rows.len() as u64;
+        let idx = i % n;
+        (idx, &self.rows[idx as usize])
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_jsonl(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<(Vec<Row>, u64), DatasetError> {
+    let mut rows = Vec::new();
+    let mut skipped = 0;
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line_no = i as u64 + 1;
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let parsed = std::str::from_utf8(trimmed)
+            .map_err(|e| format!("not valid UTF-8 ({e})"))
+            .and_then(|s| serde_json::from_str::<Value>(s).map_err(|e| format!("invalid JSON: {e}")))
+            .and_then(|v| row_from_object(&v));
+        match parsed {
+            Ok(row) => rows.push(row),
+            Err(_) if skip_invalid => skipped += 1,
+            Err(message) => {
+                return Err(DatasetError::Invalid { path: name.to_string(), unit: "line", line: line_no, message })
+            }
+        }
+    }
+    Ok((rows, skipped))
+}
+
+fn row_from_object(v: &Value) -> Result<Row, String> {
+    let obj = v.as_object().ok_or_else(|| "expected a JSON object".to_string())?;
+    let max_tokens = match obj.get("max_tokens") {
+        None | Some(Value::Null) => None,
+        Some(x) => Some(
+            x.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("field `max_tokens` must be a non-negative integer, got {x}"))?,
+        ),
+    };
+    let prompt = match (obj.get("prompt"), obj.get("messages")) {
+        (Some(Value::String(s)), None) => Prompt::Text(s.clone()),
+        (None, Some(Value::Array(msgs))) => {
+            if msgs.is_empty() {
+                return Err("field `messages` is empty".into());
+            }
+            for (j, m) in msgs.iter().enumerate() {
+                let ok = m.get("role").is_some_and(Value::is_string) && m.get("content").is_some();
+                if !ok {
+                    return Err(format!("field `messages[{j}]` needs `role` (string) and `content`"));
+                }
+            }
+            Prompt::Messages(msgs.clone())
+        }
+        (Some(_), Some(_)) => return Err("has both `prompt` and `messages`; give one".into()),
+        (Some(_), None) => return Err("field `prompt` must be a string".into()),
+        (None, Some(_)) => return Err("field `messages` must be an array".into()),
+        (None, None) => return Err("missing field `prompt` or `messages`".into()),
+    };
+    Ok(Row { prompt, max_tokens })
+}
+
+fn parse_sharegpt(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<(Vec<Row>, u64), DatasetError> {
+    let items: Vec<Value> = serde_json::from_slice(bytes).map_err(|e| DatasetError::Format {
+        path: name.to_string(),
+        message: format!("starts with `[` but is not a JSON array of ShareGPT items: {e}"),
+    })?;
+    let mut rows = Vec::new();
+    let mut skipped = 0;
+    for (i, item) in items.iter().enumerate() {
+        let turns = item.get("conversations").or_else(|| item.get("conversation")).and_then(Value::as_array);
+        let Some(turns) = turns else {
+            if skip_invalid {
+                skipped += 1;
+                continue;
+            }
+            return Err(DatasetError::Invalid {
+                path: name.to_string(),
+                unit: "item",
+                line: i as u64 + 1,
+                message: "missing `conversations` array".into(),
+            });
+        };
+        // The first human turn is the prompt; conversations without one carry no request.
+        let first_human = turns.iter().find(|t| {
+            matches!(t.get("from").and_then(Value::as_str), Some("human" | "user"))
+        });
+        match first_human.and_then(|t| t.get("value")).and_then(Value::as_str) {
+            Some(text) => rows.push(Row {
+                prompt: Prompt::Messages(vec![serde_json::json!({"role": "user", "content": text})]),
+                max_tokens: None,
+            }),
+            None => skipped += 1,
+        }
+    }
+    Ok((rows, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_prompt_messages_and_max_tokens() {
+        let d = Dataset::parse(
+            b"{\"prompt\":\"hi\",\"max_tokens\":7}\n\n{\"messages\":[{\"role\":\"user\",\"content\":\"yo\"}],\"id\":3}\n",
+            "t",
+            false,
+        )
+        .expect("valid");
+        assert_eq!(d.format, "jsonl");
+        assert_eq!(d.rows.len(), 2);
+        assert_eq!(d.rows[0], Row { prompt: Prompt::Text("hi".into()), max_tokens: Some(7) });
+        assert!(matches!(d.rows[1].prompt, Prompt::Messages(ref m) if m.len() == 1));
+        assert_eq!(d.sha256.len(), 64);
+    }
+
+    #[test]
+    fn bad_line_names_file_and_line() {
+        let err = Dataset::parse(b"{\"prompt\":\"a\"}\n{\"prompt\": 3}\n", "data.jsonl", false)
+            .expect_err("invalid");
+        let msg = err.to_string();
+        assert!(msg.contains("data.jsonl") && msg.contains("line 2") && msg.contains("prompt"), "{msg}");
+        let err = Dataset::parse(b"{\"prompt\":\"a\"}\n{oops\n", "d", false).expect_err("invalid");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let err = Dataset::parse(b"{\"text\":\"a\"}\n", "d", false).expect_err("invalid");
+        assert!(err.to_string().contains("missing field"), "{err}");
+    }
+
+    #[test]
+    fn skip_invalid_counts_and_goes_on() {
+        let d = Dataset::parse(b"{\"prompt\":\"a\"}\nnot json\n{\"prompt\":\"b\"}\n", "d", true).expect("valid");
+        assert_eq!((d.rows.len(), d.skipped), (2, 1));
+    }
+
+    #[test]
+    fn empty_dataset_is_an_error() {
+        assert!(matches!(Dataset::parse(b"\n\n", "d", false), Err(DatasetError::Empty { .. })));
+    }
+
+    #[test]
+    fn sharegpt_takes_first_human_turn() {
+        let d = Dataset::parse(
+            br#"[{"id":"a","conversations":[{"from":"human","value":"Q1"},{"from":"gpt","value":"A1"}]},
+                {"id":"b","conversations":[{"from":"gpt","value":"only"}]}]"#,
+            "sg.json",
+            false,
+        )
+        .expect("valid");
+        assert_eq!(d.format, "sharegpt");
+        assert_eq!((d.rows.len(), d.skipped), (1, 1));
+        match &d.rows[0].prompt {
+            Prompt::Messages(m) => assert_eq!(m[0]["content"], "Q1"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rows_cycle() {
+        let d = Dataset::parse(b"{\"prompt\":\"a\"}\n{\"prompt\":\"b\"}\n", "d", false).expect("valid");
+        assert_eq!(d.row_for(0).0, 0);
+        assert_eq!(d.row_for(3).0, 1);
+    }
+
+    #[test]
+    fn embedded_dataset_loads() {
+        assert!(Dataset::embedded().rows.len() >= 8);
+    }
+}

@@ -1,0 +1,53 @@
+//! `recap-capture`: drive load against an OpenAI-compatible endpoint and record everything.
+//!
+//! The run only records; every number is computed later by `analyze`. No tokenizer and no
+//! query engine are linked here, so the client stays cheap at high request rates.
+//!
+//! - [`config`]: flags ([`config::Args`]) validated into a [`config::Config`].
+//! - [`dataset`] and [`request`]: prompts, rendered into request bodies before the run.
+//! - [`schedule`]: open-loop arrival offsets (constant, Poisson, gamma), seeded.
+//! - [`client`]: one keep-alive connection per worker; stamps and records each event.
+//! - [`sse`] and [`delta`]: incremental SSE framing and the response fields kept.
+//! - [`recorder`] and [`sink`]: bounded channel to one writer thread, zstd Parquet segments.
+//! - [`progress`]: live counters, the stderr line, the final summary.
+//! - [`run`]: folder, manifest, dispatcher, workers and signals tied together.
+//! - [`redact`]: secrets never reach a file or a log.
+
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod dataset;
+pub mod delta;
+pub mod progress;
+pub mod recorder;
+pub mod redact;
+pub mod request;
+pub mod run;
+pub mod schedule;
+pub mod sink;
+pub mod sse;
+
+pub use config::{Args, Config};
+pub use run::{run, Outcome};
+
+/// Why a capture could not start or finish cleanly (failed requests are data, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag, the dataset or the endpoint is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,57 @@
+//! `capture`: parse flags, set up logging, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use recap_capture::{run, Args, Outcome};
+use recap_schemas::RunStatus;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let args = Args::parse_from(&argv);
+    init_tracing(args.verbose, args.quiet);
+    match real_main(args, &argv) {
+        Ok(Outcome { status: RunStatus::Complete, .. }) => ExitCode::SUCCESS,
+        Ok(Outcome { status: RunStatus::Interrupted, .. }) => ExitCode::from(130),
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("capture: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(args: Args, argv: &[String]) -> anyhow::Result<Outcome> {
+    let cfg = args.into_config(argv).context("invalid arguments")?;
+    let (quiet, json) = (cfg.quiet, cfg.json);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let out = cfg.out.clone();
+    let outcome = rt.block_on(run(cfg)).with_context(|| format!("capture into {}", out.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome.summary).context("serializing the summary")?);
+    }
+    if !quiet {
+        eprintln!("{}", outcome.summary.render());
+        if outcome.status != RunStatus::Complete {
+            eprintln!("status     {}", outcome.status);
+        }
+    }
+    Ok(outcome)
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

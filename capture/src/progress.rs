@@ -1,0 +1,266 @@
+//! Live counters, the stderr progress line and the end-of-run summary.
+//!
+//! Counters are atomics bumped by workers; TTFT goes into an HDR histogram (µs, 3 significant
+//! digits) so p50/p99 are live without storing samples and without any tokenization.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use recap_schemas::ErrorKind;
+use serde::Serialize;
+
+/// Run-wide live counters.
+#[derive(Debug)]
+pub struct Stats {
+    /// Requests handed to a connection.
+    pub sent: AtomicU64,
+    /// Requests that ended with `done`.
+    pub done: AtomicU64,
+    /// Requests that ended with `error`, by [`ErrorKind`] (indexed like `ErrorKind::ALL`).
+    pub errors: [AtomicU64; 6],
+    /// Requests that ended with `cancelled`.
+    pub cancelled: AtomicU64,
+    /// SSE events received (all kinds of event, including `[DONE]`).
+    pub sse_events: AtomicU64,
+    /// SSE events whose data could not be parsed.
+    pub malformed_events: AtomicU64,
+    ttft_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            sent: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            errors: Default::default(),
+            cancelled: AtomicU64::new(0),
+            sse_events: AtomicU64::new(0),
+            malformed_events: AtomicU64::new(0),
+            ttft_us: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("invariant: static histogram bounds are valid"),
+            ),
+        }
+    }
+}
+
+fn error_index(kind: ErrorKind) -> usize {
+    ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+impl Stats {
+    /// Counts a request that ended in `error` of `kind`.
+    pub fn add_error(&self, kind: ErrorKind) {
+        self.errors[error_index(kind)].fetch_add(1, Relaxed);
+    }
+
+    /// Total requests ended in `error`.
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().map(|e| e.load(Relaxed)).sum()
+    }
+
+    /// Requests finished in any way.
+    pub fn finished(&self) -> u64 {
+        self.done.load(Relaxed) + self.errors_total() + self.cancelled.load(Relaxed)
+    }
+
+    /// Records one time-to-first-output sample.
+    pub fn record_ttft(&self, ttft_ns: i64) {
+        let us = u64::try_from(ttft_ns / 1000).unwrap_or(0).clamp(1, 3_600_000_000);
+        if let Ok(mut h) = self.ttft_us.lock() {
+            let _ = h.record(us);
+        }
+    }
+
+    /// TTFT quantile in ms, if any sample.
+    pub fn ttft_ms(&self, q: f64) -> Option<f64> {
+        let h = self.ttft_us.lock().ok()?;
+        (h.len() > 0).then(|| h.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// Snapshot for the final summary.
+    pub fn summary(&self, elapsed: Duration, run_dir: &str, sink: &crate::sink::SinkStats) -> Summary {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let finished = self.finished();
+        Summary {
+            run_dir: run_dir.to_string(),
+            elapsed_s: secs,
+            sent: self.sent.load(Relaxed),
+            done: self.done.load(Relaxed),
+            errors: ErrorKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_string(), self.errors[error_index(*k)].load(Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            cancelled: self.cancelled.load(Relaxed),
+            malformed_events: self.malformed_events.load(Relaxed),
+            requests_per_s: finished as f64 / secs,
+            sse_events: self.sse_events.load(Relaxed),
+            sse_events_per_s: self.sse_events.load(Relaxed) as f64 / secs,
+            ttft_p50_ms: self.ttft_ms(0.5),
+            ttft_p99_ms: self.ttft_ms(0.99),
+            event_rows: sink.event_rows,
+            request_rows: sink.request_rows,
+            segments: sink.segments,
+            bytes_written: sink.bytes_written,
+            bytes_per_event: if sink.event_rows > 0 { sink.bytes_written as f64 / sink.event_rows as f64 } else { 0.0 },
+            peak_rss_bytes: peak_rss_bytes(),
+        }
+    }
+}
+
+/// The final summary (stderr table, or JSON on stdout with `--json`). Client-side numbers
+/// only: the TTFT here is untokenized and histogram-based; `analyze` gives the exact metrics.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// The run folder.
+    pub run_dir: String,
+    /// Wall time of the run.
+    pub elapsed_s: f64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests ended `done`.
+    pub done: u64,
+    /// Requests ended `error`, by kind.
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// Requests ended `cancelled`.
+    pub cancelled: u64,
+    /// SSE events that could not be parsed (recorded as rows with `error_kind = protocol`).
+    pub malformed_events: u64,
+    /// Finished requests per second over the run.
+    pub requests_per_s: f64,
+    /// SSE events received.
+    pub sse_events: u64,
+    /// SSE events per second over the run.
+    pub sse_events_per_s: f64,
+    /// Client-side TTFT p50 (ms), histogram-based.
+    pub ttft_p50_ms: Option<f64>,
+    /// Client-side TTFT p99 (ms), histogram-based.
+    pub ttft_p99_ms: Option<f64>,
+    /// Rows written to `events`.
+    pub event_rows: u64,
+    /// Rows written to `requests`.
+    pub request_rows: u64,
+    /// Segment files written.
+    pub segments: u64,
+    /// Parquet bytes written.
+    pub bytes_written: u64,
+    /// Parquet bytes per `events` row (requests table included).
+    pub bytes_per_event: f64,
+    /// Peak resident memory of the capture process.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Summary {
+    /// Human-readable multi-line rendering for stderr.
+    pub fn render(&self) -> String {
+        let errors: u64 = self.errors.values().sum();
+        let by_kind: Vec<String> = self.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1} ms"));
+        format!(
+            "run        {}\n\
+             elapsed    {:.2} s\n\
+             requests   sent {}  done {}  errors {}{}  cancelled {}\n\
+             rate       {:.1} req/s  {:.0} SSE events/s\n\
+             ttft       p50 {}  p99 {}  (client-side, untokenized)\n\
+             recorded   {} events, {} requests, {} segments, {:.1} MiB, {:.1} B/event{}\n\
+             memory     peak RSS {}",
+            self.run_dir,
+            self.elapsed_s,
+            self.sent,
+            self.done,
+            errors,
+            if by_kind.is_empty() { String::new() } else { format!(" ({})", by_kind.join(", ")) },
+            self.cancelled,
+            self.requests_per_s,
+            self.sse_events_per_s,
+            ms(self.ttft_p50_ms),
+            ms(self.ttft_p99_ms),
+            self.event_rows,
+            self.request_rows,
+            self.segments,
+            self.bytes_written as f64 / (1024.0 * 1024.0),
+            self.bytes_per_event,
+            if self.malformed_events > 0 { format!(", {} malformed SSE events", self.malformed_events) } else { String::new() },
+            self.peak_rss_bytes.map_or("-".to_string(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))),
+        )
+    }
+}
+
+/// Peak resident set size of this process (`VmHWM`), where the OS reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Prints the live line every second until `stop` resolves. On a terminal the line is
+/// redrawn in place; otherwise a plain line is logged every 10 s.
+pub async fn live(stats: &Stats, clock: crate::clock::Clock, in_flight: impl Fn() -> u64, stop: impl std::future::Future<Output = ()>) {
+    let tty = std::io::stderr().is_terminal();
+    let period = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    tokio::pin!(stop);
+    let (mut last_done, mut last_sse, mut last_t) = (0u64, 0u64, 0.0f64);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {}
+        }
+        let t = clock.elapsed().as_secs_f64();
+        let done = stats.finished();
+        let sse = stats.sse_events.load(Relaxed);
+        let dt = (t - last_t).max(1e-9);
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
+        let line = format!(
+            "{:>6.1}s sent {} done {} err {} in-flight {} | {:.0} req/s {:.0} ev/s | ttft p50 {} p99 {} ms",
+            t,
+            stats.sent.load(Relaxed),
+            stats.done.load(Relaxed),
+            stats.errors_total() + stats.cancelled.load(Relaxed),
+            in_flight(),
+            (done - last_done) as f64 / dt,
+            (sse - last_sse) as f64 / dt,
+            ms(stats.ttft_ms(0.5)),
+            ms(stats.ttft_ms(0.99)),
+        );
+        (last_done, last_sse, last_t) = (done, sse, t);
+        let mut err = std::io::stderr().lock();
+        if tty {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+    if tty {
+        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_quantiles() {
+        let s = Stats::default();
+        s.done.fetch_add(3, Relaxed);
+        s.add_error(ErrorKind::Timeout);
+        s.add_error(ErrorKind::HttpStatus);
+        assert_eq!(s.finished(), 5);
+        assert_eq!(s.ttft_ms(0.5), None);
+        for ms in 1..=100 {
+            s.record_ttft(ms * 1_000_000);
+        }
+        let p50 = s.ttft_ms(0.5).expect("samples");
+        assert!((p50 - 50.0).abs() < 0.1, "{p50}");
+        let sum = s.summary(Duration::from_secs(1), "r", &crate::sink::SinkStats::default());
+        assert_eq!(sum.errors.get("timeout"), Some(&1));
+        assert!(sum.render().contains("errors 2"));
+    }
+}

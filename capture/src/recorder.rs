@@ -1,0 +1,117 @@
+//! Rows as the hot path produces them, and the handle that hands them to the sink.
+//!
+//! Workers never touch Arrow or files: they build small [`EventRow`]s and send them through a
+//! bounded channel ([`Recorder`]). A full channel makes senders wait (back-pressure) instead
+//! of growing memory.
+
+use std::sync::Arc;
+
+use recap_schemas::{Api, ErrorKind, EventKind, Phase};
+use tokio::sync::mpsc;
+
+/// One `requests` row.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    /// `request_id`.
+    pub request_id: u64,
+    /// `phase`.
+    pub phase: Phase,
+    /// `dataset_row`.
+    pub dataset_row: u64,
+    /// `api`.
+    pub api: Api,
+    /// `scheduled_ns`.
+    pub scheduled_ns: i64,
+    /// `prompt`.
+    pub prompt: Option<Arc<str>>,
+    /// `messages_json`.
+    pub messages_json: Option<Arc<str>>,
+    /// `max_tokens`.
+    pub max_tokens: Option<u32>,
+    /// `params_json`.
+    pub params_json: Arc<str>,
+    /// `request_bytes`.
+    pub request_bytes: u32,
+    /// `connection_id`.
+    pub connection_id: Option<u32>,
+}
+
+/// One `events` row; see `recap_schemas::events` for each column's meaning.
+#[derive(Debug, Clone, Default)]
+pub struct EventRow {
+    /// `request_id`.
+    pub request_id: u64,
+    /// `kind`.
+    pub kind: Option<EventKind>,
+    /// `t_ns`.
+    pub t_ns: i64,
+    /// `seq`.
+    pub seq: Option<u32>,
+    /// `bytes`.
+    pub bytes: Option<u32>,
+    /// `content`.
+    pub content: Option<String>,
+    /// `reasoning`.
+    pub reasoning: Option<String>,
+    /// `tool_calls_json`.
+    pub tool_calls_json: Option<String>,
+    /// `role`.
+    pub role: Option<String>,
+    /// `finish_reason`.
+    pub finish_reason: Option<String>,
+    /// `usage_prompt_tokens`.
+    pub usage_prompt_tokens: Option<u32>,
+    /// `usage_completion_tokens`.
+    pub usage_completion_tokens: Option<u32>,
+    /// `usage_reasoning_tokens`.
+    pub usage_reasoning_tokens: Option<u32>,
+    /// `done_marker` (true only for `[DONE]`).
+    pub done_marker: bool,
+    /// `http_status`.
+    pub http_status: Option<u16>,
+    /// `error_kind`.
+    pub error_kind: Option<ErrorKind>,
+    /// `error_message`.
+    pub error_message: Option<String>,
+}
+
+impl EventRow {
+    /// A row of `kind` for `request_id` at `t_ns`, every optional column null.
+    pub fn new(request_id: u64, kind: EventKind, t_ns: i64) -> Self {
+        EventRow { request_id, kind: Some(kind), t_ns, ..Default::default() }
+    }
+}
+
+/// What travels from workers to the sink thread.
+#[derive(Debug)]
+pub enum Record {
+    /// A `requests` row.
+    Request(Box<RequestRow>),
+    /// An `events` row.
+    Event(Box<EventRow>),
+}
+
+/// Cloneable handle to the sink's channel.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Record>,
+}
+
+impl Recorder {
+    /// Wraps the sending half of the sink channel.
+    pub fn new(tx: mpsc::Sender<Record>) -> Self {
+        Recorder { tx }
+    }
+
+    /// Records a request row (waits while the sink is behind).
+    pub async fn request(&self, row: RequestRow) {
+        // A closed channel means the sink already failed and stopped the run; the run's
+        // failure is reported from there, so the row is dropped quietly here.
+        let _ = self.tx.send(Record::Request(Box::new(row))).await;
+    }
+
+    /// Records an event row (waits while the sink is behind).
+    pub async fn event(&self, row: EventRow) {
+        let _ = self.tx.send(Record::Event(Box::new(row))).await;
+    }
+}

@@ -1,0 +1,134 @@
+//! Request bodies, serialized once per dataset row before the run starts.
+//!
+//! The hot loop only clones a refcounted [`bytes::Bytes`]; the `requests` table columns
+//! (`prompt` / `messages_json` / `params_json`) are rendered at the same time so recording a
+//! request costs a few refcount bumps.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use recap_schemas::Api;
+use serde_json::{json, Map, Value};
+
+use crate::dataset::{Dataset, Prompt, Row};
+
+/// Body-shaping options shared by every request of a run.
+#[derive(Debug, Clone)]
+pub struct BodyOptions {
+    /// Which API shape to send.
+    pub api: Api,
+    /// The `model` field.
+    pub model: String,
+    /// Ask for SSE streaming (and, for chat and completions, usage in the stream).
+    pub stream: bool,
+    /// `max_tokens` when the dataset row has none.
+    pub max_tokens: Option<u32>,
+    /// Extra top-level fields merged into every body (`--body-extra`), e.g. `ignore_eos`.
+    pub extra: Map<String, Value>,
+}
+
+/// One dataset row's request, ready to send and to record.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    /// The API shape the body has.
+    pub api: Api,
+    /// The JSON body.
+    pub body: Bytes,
+    /// `requests.prompt` (completions).
+    pub prompt: Option<Arc<str>>,
+    /// `requests.messages_json` (chat).
+    pub messages_json: Option<Arc<str>>,
+    /// `requests.params_json`: the body without prompt/messages.
+    pub params_json: Arc<str>,
+    /// `max_tokens` sent, if any.
+    pub max_tokens: Option<u32>,
+}
+
+/// Renders every dataset row's request.
+pub fn prepare_all(dataset: &Dataset, opts: &BodyOptions) -> Vec<Arc<PreparedRequest>> {
+    dataset.rows.iter().map(|r| Arc::new(prepare(r, opts))).collect()
+}
+
+/// Renders one row's request.
+pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
+    let max_tokens = row.max_tokens.or(opts.max_tokens);
+    let mut params = opts.extra.clone();
+    params.insert("model".into(), Value::String(opts.model.clone()));
+    params.insert("stream".into(), Value::Bool(opts.stream));
+    if opts.stream {
+        params.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    if let Some(n) = max_tokens {
+        params.insert("max_tokens".into(), json!(n));
+    }
+    let params_json: Arc<str> = Value::Object(params.clone()).to_string().into();
+    let mut body = params;
+    let (prompt, messages_json) = match opts.api {
+        Api::Chat => {
+            let messages = match &row.prompt {
+                Prompt::Messages(m) => Value::Array(m.clone()),
+                Prompt::Text(t) => json!([{"role": "user", "content": t}]),
+            };
+            let text: Arc<str> = messages.to_string().into();
+            body.insert("messages".into(), messages);
+            (None, Some(text))
+        }
+        Api::Completions => {
+            let text = match &row.prompt {
+                Prompt::Text(t) => t.clone(),
+                Prompt::Messages(m) => {
+                    m.iter().filter_map(|x| x.get("content").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+                }
+            };
+            body.insert("prompt".into(), Value::String(text.clone()));
+            (Some(Arc::from(text)), None)
+        }
+    };
+    PreparedRequest {
+        api: opts.api,
+        body: Bytes::from(Value::Object(body).to_string()),
+        prompt,
+        messages_json,
+        params_json,
+        max_tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(api: Api, stream: bool) -> BodyOptions {
+        BodyOptions { api, model: "m".into(), stream, max_tokens: Some(8), extra: Map::new() }
+    }
+
+    #[test]
+    fn chat_streaming_asks_for_usage() {
+        let row = Row { prompt: Prompt::Text("hi".into()), max_tokens: None };
+        let p = prepare(&row, &opts(Api::Chat, true));
+        let body: Value = serde_json::from_slice(&p.body).expect("json");
+        assert_eq!(body["messages"][0]["content"], "hi");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["max_tokens"], 8);
+        assert!(p.prompt.is_none() && p.messages_json.is_some());
+        let params: Value = serde_json::from_str(&p.params_json).expect("json");
+        assert!(params.get("messages").is_none());
+    }
+
+    #[test]
+    fn completions_joins_messages_and_row_budget_wins() {
+        let row = Row {
+            prompt: Prompt::Messages(vec![json!({"role":"system","content":"a"}), json!({"role":"user","content":"b"})]),
+            max_tokens: Some(3),
+        };
+        let mut o = opts(Api::Completions, false);
+        o.extra.insert("ignore_eos".into(), Value::Bool(true));
+        let p = prepare(&row, &o);
+        let body: Value = serde_json::from_slice(&p.body).expect("json");
+        assert_eq!(body["prompt"], "a\nb");
+        assert_eq!(body["max_tokens"], 3);
+        assert_eq!(body["ignore_eos"], true);
+        assert!(body.get("stream_options").is_none());
+        assert_eq!(p.prompt.as_deref(), Some("a\nb"));
+    }
+}

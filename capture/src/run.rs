@@ -1,0 +1,387 @@
+//! One capture run: folder, manifest, sink, dispatcher, workers, signals, summary.
+//!
+//! The dispatcher decides *when* (closed loop: as soon as a worker is free; open loop: at the
+//! [`Arrivals`] offsets), the workers decide *how* ([`Worker::execute`]); both share one
+//! request loop whatever the load mode.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use recap_schemas::manifest::{Counts, DatasetInfo, Endpoint as ManifestEndpoint, HostInfo, LoadSpec};
+use recap_schemas::{Manifest, Phase, RunStatus, MANIFEST_FILE, SCHEMA_VERSION};
+use tokio::sync::{mpsc, watch};
+
+use crate::client::{Endpoint, Ticket, Worker, WorkerContext};
+use crate::clock::Clock;
+use crate::config::{Config, Load};
+use crate::progress::{Stats, Summary};
+use crate::request::{prepare_all, PreparedRequest};
+use crate::schedule::Arrivals;
+use crate::sink::{Sink, SinkConfig};
+use crate::{Error, Result};
+
+/// How the run ended, for the exit code.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Final manifest status.
+    pub status: RunStatus,
+    /// The end-of-run summary.
+    pub summary: Summary,
+}
+
+/// Stop requests from signals and from the sink.
+struct Control {
+    stop: watch::Sender<bool>,
+    cancel: watch::Sender<bool>,
+    reason: Mutex<Option<(RunStatus, String)>>,
+}
+
+impl Control {
+    fn stop(&self, status: RunStatus, why: String) {
+        if let Ok(mut r) = self.reason.lock() {
+            if r.is_none() {
+                *r = Some((status, why));
+            }
+        }
+        self.stop.send_replace(true);
+    }
+}
+
+/// Creates the run folder, or refuses to overwrite an existing run without `force`.
+fn prepare_out(out: &Path, force: bool) -> Result<()> {
+    let io = |source| Error::Io { path: out.to_path_buf(), source };
+    if out.exists() {
+        let non_empty = std::fs::read_dir(out).map_err(io)?.next().is_some();
+        if non_empty {
+            if !force {
+                return Err(Error::Config(format!(
+                    "--out {} already exists and is not empty; pass --force to replace the run in it",
+                    out.display()
+                )));
+            }
+            // Only what a run consists of is removed, never unrelated files.
+            for part in [MANIFEST_FILE, recap_schemas::REQUESTS_DIR, recap_schemas::EVENTS_DIR, "analysis"] {
+                let p = out.join(part);
+                let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                if let Err(e) = r {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(Error::Io { path: p, source: e });
+                    }
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(out).map_err(io)
+}
+
+/// Writes the manifest atomically (temp file + rename), so a reader never sees half of it.
+pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+    let path = dir.join(MANIFEST_FILE);
+    let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
+    let text = serde_json::to_string_pretty(m).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(&tmp, text + "\n").map_err(|source| Error::Io { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, &path).map_err(|source| Error::Io { path, source })
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn run_id(clock: &Clock) -> String {
+    let stamp = humantime::format_rfc3339_seconds(clock.anchor_wall()).to_string().replace([':', '-'], "");
+    let salt: u32 = rand::Rng::random(&mut <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng());
+    format!("{}-{salt:08x}", stamp.trim_end_matches('Z'))
+}
+
+fn host_info() -> HostInfo {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    HostInfo {
+        name,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+    }
+}
+
+fn load_spec(cfg: &Config) -> LoadSpec {
+    let (mode, concurrency, rate_per_s, arrival, burstiness) = match &cfg.load {
+        Load::Concurrency(n) => ("concurrency", Some(*n), None, None, None),
+        Load::Rate { rate_per_s, arrival, .. } => {
+            let k = match arrival {
+                crate::schedule::Arrival::Gamma { shape } => Some(*shape),
+                _ => None,
+            };
+            ("rate", None, Some(*rate_per_s), Some(arrival.name().to_string()), k)
+        }
+        Load::Burst { .. } => ("burst", None, None, None, None),
+    };
+    LoadSpec {
+        mode: mode.into(),
+        concurrency,
+        rate_per_s,
+        arrival,
+        burstiness,
+        max_in_flight: cfg.load.workers(),
+        requests: cfg.requests,
+        duration_s: cfg.duration.map(|d| d.as_secs_f64()),
+        warmup_requests: cfg.warmup_requests,
+        max_tokens: cfg.body.max_tokens,
+        timeout_s: cfg.timeout.as_secs_f64(),
+        seed: cfg.seed,
+    }
+}
+
+/// Hands out tickets: the one place that knows the load mode.
+enum Dispatcher {
+    Closed { next: AtomicU64 },
+    Open { rx: tokio::sync::Mutex<mpsc::Receiver<(u64, i64)>> },
+}
+
+struct Plan {
+    total: Option<u64>,
+    warmup: u64,
+    deadline_ns: Option<i64>,
+    prepared: Vec<Arc<PreparedRequest>>,
+    rows: u64,
+}
+
+impl Plan {
+    fn ticket(&self, i: u64, scheduled_ns: i64) -> Ticket {
+        let row = i % self.rows;
+        Ticket {
+            request_id: i,
+            phase: if i < self.warmup { Phase::Warmup } else { Phase::Measure },
+            dataset_row: row,
+            scheduled_ns,
+            request: self.prepared[row as usize].clone(),
+        }
+    }
+}
+
+impl Dispatcher {
+    async fn next(&self, plan: &Plan, clock: &Clock, stop: &watch::Receiver<bool>) -> Option<Ticket> {
+        if *stop.borrow() {
+            return None;
+        }
+        match self {
+            Dispatcher::Closed { next } => {
+                let now = clock.now_ns();
+                if plan.deadline_ns.is_some_and(|d| now >= d) {
+                    return None;
+                }
+                let i = next.fetch_add(1, Relaxed);
+                if plan.total.is_some_and(|t| i >= t) {
+                    return None;
+                }
+                Some(plan.ticket(i, now))
+            }
+            Dispatcher::Open { rx } => {
+                let mut stop = stop.clone();
+                let mut rx = rx.lock().await;
+                tokio::select! {
+                    got = rx.recv() => got.map(|(i, at)| plan.ticket(i, at)),
+                    _ = stop.wait_for(|s| *s) => None,
+                }
+            }
+        }
+    }
+}
+
+/// Feeds open-loop tickets at their scheduled offsets until the plan or a stop ends it.
+async fn feed(tx: mpsc::Sender<(u64, i64)>, offsets: Box<dyn Iterator<Item = i64> + Send>, plan_total: Option<u64>, deadline_ns: Option<i64>, clock: Clock, mut stop: watch::Receiver<bool>) {
+    for (i, at) in offsets.enumerate() {
+        let i = i as u64;
+        if plan_total.is_some_and(|t| i >= t) || deadline_ns.is_some_and(|d| at >= d) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(clock.instant_at(at).into()) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        tokio::select! {
+            r = tx.send((i, at)) => if r.is_err() { break },
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+/// Runs a capture to the end and returns how it ended. Request failures are data, not errors;
+/// `Err` means the run could not start (folder, dataset, endpoint configuration).
+pub async fn run(cfg: Config) -> Result<Outcome> {
+    prepare_out(&cfg.out, cfg.force)?;
+    let clock = Clock::start();
+    let run_id = run_id(&clock);
+    let endpoint = Arc::new(Endpoint::new(&cfg.url, cfg.headers.clone(), cfg.body.stream, cfg.timeout).map_err(|e| Error::Config(e.to_string()))?);
+    let mut manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        run_id: run_id.clone(),
+        recap_version: env!("CARGO_PKG_VERSION").into(),
+        command: cfg.command.clone(),
+        endpoint: ManifestEndpoint {
+            url: crate::redact::redact_url(&cfg.url),
+            api: cfg.body.api,
+            model: cfg.body.model.clone(),
+            stream: cfg.body.stream,
+            headers: cfg.headers_redacted.iter().cloned().collect(),
+            api_key_env: cfg.api_key_env.clone(),
+        },
+        load: load_spec(&cfg),
+        dataset: DatasetInfo {
+            path: cfg.dataset.path.clone(),
+            format: cfg.dataset.format.into(),
+            sha256: cfg.dataset.sha256.clone(),
+            rows: cfg.dataset.rows.len() as u64,
+        },
+        started_at: rfc3339(clock.anchor_wall()),
+        clock_anchor_unix_ns: clock.anchor_unix_ns(),
+        host: host_info(),
+        status: RunStatus::Running,
+        status_message: None,
+        ended_at: None,
+        counts: None,
+    };
+    write_manifest(&cfg.out, &manifest)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let control = Arc::new(Control { stop: stop_tx, cancel: cancel_tx, reason: Mutex::new(None) });
+
+    let mut sink_cfg = SinkConfig::new(cfg.out.clone(), run_id.clone());
+    sink_cfg.flush_interval = cfg.flush_interval;
+    sink_cfg.max_segment_rows = cfg.segment_rows;
+    let ctl = control.clone();
+    let (sink, recorder) = Sink::spawn(
+        sink_cfg,
+        Arc::new(move |msg: &str| {
+            ctl.stop(RunStatus::Failed, format!("recording failed, scheduling stopped: {msg}"));
+            // Nothing more can be recorded, so waiting for in-flight requests is pointless.
+            ctl.cancel.send_replace(true);
+        }),
+    )
+    .map_err(|e| Error::Config(e.to_string()))?;
+
+    let plan = Arc::new(Plan {
+        total: cfg.requests.map(|r| r + cfg.warmup_requests),
+        warmup: cfg.warmup_requests,
+        deadline_ns: cfg.duration.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        prepared: prepare_all(&cfg.dataset, &cfg.body),
+        rows: cfg.dataset.rows.len() as u64,
+    });
+    let stats = Arc::new(Stats::default());
+    let in_flight = Arc::new(AtomicU64::new(0));
+
+    let mut feeder = None;
+    let dispatcher = Arc::new(match &cfg.load {
+        Load::Concurrency(_) => Dispatcher::Closed { next: AtomicU64::new(0) },
+        Load::Rate { rate_per_s, arrival, .. } => {
+            let offsets = Arrivals::new(*rate_per_s, *arrival, cfg.seed).map_err(|e| Error::Config(e.to_string()))?;
+            let (tx, rx) = mpsc::channel(1);
+            feeder = Some(tokio::spawn(feed(tx, Box::new(offsets), plan.total, plan.deadline_ns, clock, stop_rx.clone())));
+            Dispatcher::Open { rx: tokio::sync::Mutex::new(rx) }
+        }
+        Load::Burst { .. } => {
+            let (tx, rx) = mpsc::channel(1);
+            feeder = Some(tokio::spawn(feed(tx, Box::new(std::iter::repeat(0)), plan.total, plan.deadline_ns, clock, stop_rx.clone())));
+            Dispatcher::Open { rx: tokio::sync::Mutex::new(rx) }
+        }
+    });
+
+    let signals = tokio::spawn(watch_signals(control.clone(), cfg.grace));
+    let progress = if cfg.quiet {
+        None
+    } else {
+        let (s, f) = (stats.clone(), in_flight.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            crate::progress::live(&s, clock, move || f.load(Relaxed), async move {
+                let _ = done_rx.await;
+            })
+            .await;
+        });
+        Some((task, done_tx))
+    };
+
+    let ctx = WorkerContext {
+        endpoint,
+        recorder: recorder.clone(),
+        clock,
+        stats: stats.clone(),
+        cancel: cancel_rx,
+        in_flight: in_flight.clone(),
+    };
+    drop(recorder);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..cfg.load.workers() {
+        let (ctx, dispatcher, plan, stop) = (ctx.clone(), dispatcher.clone(), plan.clone(), stop_rx.clone());
+        workers.spawn(async move {
+            let mut worker = Worker::new(ctx.clone());
+            while let Some(ticket) = dispatcher.next(&plan, &ctx.clock, &stop).await {
+                worker.execute(ticket).await;
+            }
+        });
+    }
+    drop(ctx);
+    while let Some(r) = workers.join_next().await {
+        if let Err(e) = r {
+            tracing::error!("a worker task failed: {e}");
+        }
+    }
+    if let Some(f) = feeder {
+        f.abort();
+    }
+    signals.abort();
+    if let Some((task, done)) = progress {
+        drop(done);
+        let _ = task.await;
+    }
+    drop(dispatcher);
+    let elapsed = clock.elapsed();
+    let sink_stats = tokio::task::spawn_blocking(move || sink.finish())
+        .await
+        .map_err(|e| Error::Internal(format!("joining the sink: {e}")))?;
+
+    let (status, message) = match control.reason.lock().ok().and_then(|r| r.clone()) {
+        Some((s, m)) => (s, Some(m)),
+        None => (RunStatus::Complete, None),
+    };
+    let summary = stats.summary(elapsed, &cfg.out.display().to_string(), &sink_stats);
+    manifest.status = status;
+    manifest.status_message = message.or(sink_stats.error.clone());
+    manifest.ended_at = Some(rfc3339(SystemTime::now()));
+    manifest.counts = Some(Counts {
+        requests: sink_stats.request_rows,
+        done: summary.done,
+        errors: summary.errors.clone(),
+        cancelled: summary.cancelled,
+        events: sink_stats.event_rows,
+        sse_events: sink_stats.sse_rows,
+        segments: sink_stats.segments,
+        bytes_written: sink_stats.bytes_written,
+    });
+    write_manifest(&cfg.out, &manifest)?;
+    Ok(Outcome { status, summary })
+}
+
+async fn watch_signals(control: Arc<Control>, grace: std::time::Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::warn!("cannot install signal handlers; Ctrl-C will kill the run without closing it");
+        return;
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    tracing::warn!("{name}: no new requests; in-flight requests get {} to finish (again to cancel now)", humantime::format_duration(grace));
+    control.stop(RunStatus::Interrupted, format!("stopped by {name}"));
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = tokio::time::sleep(grace) => {}
+    }
+    control.cancel.send_replace(true);
+}

@@ -1,0 +1,507 @@
+//! The one writer thread: Arrow builders in, zstd Parquet segments out.
+//!
+//! Rows arrive over a bounded channel and are appended to per-table Arrow builders. Every
+//! `flush_interval` (and every `max_segment_rows`) the open segment of each table is finished:
+//! written as `part-NNNNN.parquet.partial`, footer and all, then renamed to
+//! `part-NNNNN.parquet`. So every `*.parquet` in a run is complete and readable, a crash loses
+//! at most the rows of the current interval, and memory holds at most one interval of rows.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
+use recap_schemas::{events, requests, segment_file_name, segment_metadata, EventKind, PARTIAL_SUFFIX};
+use tokio::sync::mpsc;
+
+use crate::recorder::{EventRow, Record, Recorder, RequestRow};
+
+/// Why the sink stopped writing.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Creating, writing or renaming a segment failed (disk full, permissions).
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The segment file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Arrow or Parquet refused the data (a bug, or out of disk inside the encoder).
+    #[error("encoding {path}: {message}")]
+    Encode {
+        /// The segment file.
+        path: PathBuf,
+        /// The library's message.
+        message: String,
+    },
+}
+
+/// How segments are cut and compressed.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The run folder (holding `requests/` and `events/`).
+    pub run_dir: PathBuf,
+    /// Written into every segment's metadata.
+    pub run_id: String,
+    /// Longest time a row waits before its segment is closed (the crash-loss bound).
+    pub flush_interval: Duration,
+    /// A segment is closed early when it reaches this many rows.
+    pub max_segment_rows: usize,
+    /// Rows the channel holds before senders wait.
+    pub channel_capacity: usize,
+    /// zstd level (1-22).
+    pub zstd_level: i32,
+}
+
+impl SinkConfig {
+    /// Defaults for `run_dir`: 1 s flush, 1M-row segments, 64k-row channel, zstd 3.
+    pub fn new(run_dir: PathBuf, run_id: String) -> Self {
+        SinkConfig {
+            run_dir,
+            run_id,
+            flush_interval: Duration::from_secs(1),
+            max_segment_rows: 1 << 20,
+            channel_capacity: 1 << 16,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// What the sink wrote.
+#[derive(Debug, Clone, Default)]
+pub struct SinkStats {
+    /// Rows written to `requests`.
+    pub request_rows: u64,
+    /// Rows written to `events`.
+    pub event_rows: u64,
+    /// Rows of kind `sse` written.
+    pub sse_rows: u64,
+    /// Segments closed (both tables).
+    pub segments: u64,
+    /// Bytes of closed segments (both tables).
+    pub bytes_written: u64,
+    /// The first write error, after which rows were dropped.
+    pub error: Option<String>,
+    /// Rows dropped after an error.
+    pub dropped_rows: u64,
+}
+
+/// Handle to the running writer thread.
+pub struct Sink {
+    thread: std::thread::JoinHandle<SinkStats>,
+}
+
+impl Sink {
+    /// Creates the table folders and starts the writer thread. `on_error` is called once, from
+    /// the writer thread, if writing fails; rows keep being drained (and dropped) afterwards
+    /// so that senders never block on a dead sink.
+    pub fn spawn(cfg: SinkConfig, on_error: Arc<dyn Fn(&str) + Send + Sync>) -> Result<(Sink, Recorder), SinkError> {
+        for dir in [recap_schemas::REQUESTS_DIR, recap_schemas::EVENTS_DIR] {
+            let path = cfg.run_dir.join(dir);
+            std::fs::create_dir_all(&path).map_err(|source| SinkError::Io { path, source })?;
+        }
+        let (tx, rx) = mpsc::channel(cfg.channel_capacity);
+        let thread = std::thread::Builder::new()
+            .name("recap-sink".into())
+            .spawn(move || writer_loop(cfg, rx, on_error))
+            .map_err(|source| SinkError::Io { path: PathBuf::from("<sink thread>"), source })?;
+        Ok((Sink { thread }, Recorder::new(tx)))
+    }
+
+    /// Waits for the writer to drain the channel (all [`Recorder`]s must be dropped) and close
+    /// its last segments.
+    pub fn finish(self) -> SinkStats {
+        self.thread.join().unwrap_or_else(|_| SinkStats { error: Some("sink thread panicked".into()), ..Default::default() })
+    }
+}
+
+fn writer_loop(cfg: SinkConfig, mut rx: mpsc::Receiver<Record>, on_error: Arc<dyn Fn(&str) + Send + Sync>) -> SinkStats {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let msg = format!("starting the sink runtime: {e}");
+            on_error(&msg);
+            return SinkStats { error: Some(msg), ..Default::default() };
+        }
+    };
+    let mut w = Writer::new(&cfg);
+    rt.block_on(async {
+        let mut tick = tokio::time::interval(cfg.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                rec = rx.recv() => match rec {
+                    Some(rec) => {
+                        w.push(rec);
+                        // Drain what is already queued without going back through select.
+                        while let Ok(rec) = rx.try_recv() {
+                            w.push(rec);
+                            if w.failed() { break; }
+                        }
+                        w.roll_full(&on_error);
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => w.flush(&on_error),
+            }
+        }
+    });
+    w.flush(&on_error);
+    w.stats
+}
+
+struct Writer {
+    requests: Table<RequestsBuilder>,
+    events: Table<EventsBuilder>,
+    max_segment_rows: usize,
+    stats: SinkStats,
+}
+
+impl Writer {
+    fn new(cfg: &SinkConfig) -> Self {
+        let props = |table: &str| {
+            let kv = segment_metadata(&cfg.run_id, table).into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default()))
+                .set_max_row_group_row_count(Some(cfg.max_segment_rows.max(1)))
+                .set_key_value_metadata(Some(kv))
+                .set_created_by(format!("recap-capture {}", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        Writer {
+            requests: Table::new(cfg.run_dir.join(recap_schemas::REQUESTS_DIR), requests::schema(), props(requests::TABLE)),
+            events: Table::new(cfg.run_dir.join(recap_schemas::EVENTS_DIR), events::schema(), props(events::TABLE)),
+            max_segment_rows: cfg.max_segment_rows,
+            stats: SinkStats::default(),
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.stats.error.is_some()
+    }
+
+    fn push(&mut self, rec: Record) {
+        if self.failed() {
+            self.stats.dropped_rows += 1;
+            return;
+        }
+        match rec {
+            Record::Request(r) => {
+                self.requests.builder.append(&r);
+                self.requests.rows += 1;
+            }
+            Record::Event(e) => {
+                if e.kind == Some(EventKind::Sse) {
+                    self.stats.sse_rows += 1;
+                }
+                self.events.builder.append(&e);
+                self.events.rows += 1;
+            }
+        }
+    }
+
+    fn roll_full(&mut self, on_error: &Arc<dyn Fn(&str) + Send + Sync>) {
+        if self.requests.rows >= self.max_segment_rows || self.events.rows >= self.max_segment_rows {
+            self.flush(on_error);
+        }
+    }
+
+    fn flush(&mut self, on_error: &Arc<dyn Fn(&str) + Send + Sync>) {
+        if self.failed() {
+            return;
+        }
+        let r = self.requests.close_segment(&mut self.stats).and_then(|n| {
+            self.stats.request_rows += n;
+            self.events.close_segment(&mut self.stats)
+        });
+        match r {
+            Ok(n) => self.stats.event_rows += n,
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!("{msg}; capture stops scheduling, rows already closed stay readable");
+                on_error(&msg);
+                self.stats.error = Some(msg);
+            }
+        }
+    }
+}
+
+/// Appends rows of one table and builds a [`RecordBatch`].
+trait RowsBuilder {
+    type Row;
+    fn append(&mut self, row: &Self::Row);
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError>;
+}
+
+struct Table<B> {
+    dir: PathBuf,
+    schema: SchemaRef,
+    props: WriterProperties,
+    builder: B,
+    rows: usize,
+    next_segment: u64,
+}
+
+impl<B: RowsBuilder + Default> Table<B> {
+    fn new(dir: PathBuf, schema: SchemaRef, props: WriterProperties) -> Self {
+        Table { dir, schema, props, builder: B::default(), rows: 0, next_segment: 0 }
+    }
+
+    /// Writes the buffered rows as one segment; returns how many rows it held.
+    fn close_segment(&mut self, stats: &mut SinkStats) -> Result<u64, SinkError> {
+        if self.rows == 0 {
+            return Ok(0);
+        }
+        let name = segment_file_name(self.next_segment);
+        let final_path = self.dir.join(&name);
+        let partial = self.dir.join(name.replace(".parquet", PARTIAL_SUFFIX));
+        let batch = self
+            .builder
+            .finish(&self.schema)
+            .map_err(|e| SinkError::Encode { path: partial.clone(), message: e.to_string() })?;
+        let rows = self.rows as u64;
+        self.rows = 0;
+        let bytes = write_segment(&partial, &batch, self.props.clone())?;
+        std::fs::rename(&partial, &final_path).map_err(|source| SinkError::Io { path: final_path.clone(), source })?;
+        self.next_segment += 1;
+        stats.segments += 1;
+        stats.bytes_written += bytes;
+        Ok(rows)
+    }
+}
+
+fn write_segment(path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64, SinkError> {
+    let io = |source| SinkError::Io { path: path.to_path_buf(), source };
+    let enc = |e: parquet::errors::ParquetError| match e {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(ioe) => SinkError::Io { path: path.to_path_buf(), source: *ioe },
+            Err(other) => SinkError::Encode { path: path.to_path_buf(), message: other.to_string() },
+        },
+        other => SinkError::Encode { path: path.to_path_buf(), message: other.to_string() },
+    };
+    let file = File::create(path).map_err(io)?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
+    writer.write(batch).map_err(enc)?;
+    let file = writer.into_inner().map_err(enc)?;
+    // Flushed to the OS before the rename publishes it: a crash of this process (not of the
+    // machine) can then never expose a half-written `.parquet`.
+    let len = file.metadata().map_err(io)?.len();
+    Ok(len)
+}
+
+#[derive(Default)]
+struct RequestsBuilder {
+    request_id: UInt64Builder,
+    phase: StringBuilder,
+    dataset_row: UInt64Builder,
+    api: StringBuilder,
+    scheduled_ns: Int64Builder,
+    prompt: StringBuilder,
+    messages_json: StringBuilder,
+    max_tokens: UInt32Builder,
+    params_json: StringBuilder,
+    request_bytes: UInt32Builder,
+    connection_id: UInt32Builder,
+}
+
+impl RowsBuilder for RequestsBuilder {
+    type Row = RequestRow;
+
+    fn append(&mut self, r: &RequestRow) {
+        self.request_id.append_value(r.request_id);
+        self.phase.append_value(r.phase.as_str());
+        self.dataset_row.append_value(r.dataset_row);
+        self.api.append_value(r.api.as_str());
+        self.scheduled_ns.append_value(r.scheduled_ns);
+        self.prompt.append_option(r.prompt.as_deref());
+        self.messages_json.append_option(r.messages_json.as_deref());
+        self.max_tokens.append_option(r.max_tokens);
+        self.params_json.append_value(&*r.params_json);
+        self.request_bytes.append_value(r.request_bytes);
+        self.connection_id.append_option(r.connection_id);
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.request_id.finish()),
+            Arc::new(self.phase.finish()),
+            Arc::new(self.dataset_row.finish()),
+            Arc::new(self.api.finish()),
+            Arc::new(self.scheduled_ns.finish()),
+            Arc::new(self.prompt.finish()),
+            Arc::new(self.messages_json.finish()),
+            Arc::new(self.max_tokens.finish()),
+            Arc::new(self.params_json.finish()),
+            Arc::new(self.request_bytes.finish()),
+            Arc::new(self.connection_id.finish()),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+}
+
+#[derive(Default)]
+struct EventsBuilder {
+    request_id: UInt64Builder,
+    kind: StringBuilder,
+    t_ns: Int64Builder,
+    seq: UInt32Builder,
+    bytes: UInt32Builder,
+    content: StringBuilder,
+    reasoning: StringBuilder,
+    tool_calls_json: StringBuilder,
+    role: StringBuilder,
+    finish_reason: StringBuilder,
+    usage_prompt_tokens: UInt32Builder,
+    usage_completion_tokens: UInt32Builder,
+    usage_reasoning_tokens: UInt32Builder,
+    done_marker: BooleanBuilder,
+    http_status: UInt16Builder,
+    error_kind: StringBuilder,
+    error_message: StringBuilder,
+}
+
+impl RowsBuilder for EventsBuilder {
+    type Row = EventRow;
+
+    fn append(&mut self, e: &EventRow) {
+        self.request_id.append_value(e.request_id);
+        self.kind.append_value(e.kind.unwrap_or(EventKind::Error).as_str());
+        self.t_ns.append_value(e.t_ns);
+        self.seq.append_option(e.seq);
+        self.bytes.append_option(e.bytes);
+        self.content.append_option(e.content.as_deref());
+        self.reasoning.append_option(e.reasoning.as_deref());
+        self.tool_calls_json.append_option(e.tool_calls_json.as_deref());
+        self.role.append_option(e.role.as_deref());
+        self.finish_reason.append_option(e.finish_reason.as_deref());
+        self.usage_prompt_tokens.append_option(e.usage_prompt_tokens);
+        self.usage_completion_tokens.append_option(e.usage_completion_tokens);
+        self.usage_reasoning_tokens.append_option(e.usage_reasoning_tokens);
+        self.done_marker.append_option(e.done_marker.then_some(true));
+        self.http_status.append_option(e.http_status);
+        self.error_kind.append_option(e.error_kind.map(|k| k.as_str()));
+        self.error_message.append_option(e.error_message.as_deref());
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.request_id.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.t_ns.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.bytes.finish()),
+            Arc::new(self.content.finish()),
+            Arc::new(self.reasoning.finish()),
+            Arc::new(self.tool_calls_json.finish()),
+            Arc::new(self.role.finish()),
+            Arc::new(self.finish_reason.finish()),
+            Arc::new(self.usage_prompt_tokens.finish()),
+            Arc::new(self.usage_completion_tokens.finish()),
+            Arc::new(self.usage_reasoning_tokens.finish()),
+            Arc::new(self.done_marker.finish()),
+            Arc::new(self.http_status.finish()),
+            Arc::new(self.error_kind.finish()),
+            Arc::new(self.error_message.finish()),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use recap_schemas::{Api, Phase};
+
+    fn read_all(dir: &Path) -> (usize, Vec<(String, String)>) {
+        let mut rows = 0;
+        let mut md = Vec::new();
+        let mut names: Vec<_> = std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).collect();
+        names.sort();
+        for p in names {
+            assert!(p.to_string_lossy().ends_with(".parquet"), "leftover {p:?}");
+            let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).expect("open")).expect("parquet");
+            for kv in b.metadata().file_metadata().key_value_metadata().into_iter().flatten() {
+                md.push((kv.key.clone(), kv.value.clone().unwrap_or_default()));
+            }
+            for batch in b.build().expect("reader") {
+                rows += batch.expect("batch").num_rows();
+            }
+        }
+        (rows, md)
+    }
+
+    #[test]
+    fn writes_readable_segments_with_metadata() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "run-1".into());
+        cfg.max_segment_rows = 1000;
+        cfg.channel_capacity = 16;
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
+        rt.block_on(async {
+            for i in 0..2500u64 {
+                rec.request(RequestRow {
+                    request_id: i,
+                    phase: Phase::Measure,
+                    dataset_row: 0,
+                    api: Api::Chat,
+                    scheduled_ns: 0,
+                    prompt: None,
+                    messages_json: Some("[]".into()),
+                    max_tokens: Some(1),
+                    params_json: "{}".into(),
+                    request_bytes: 2,
+                    connection_id: Some(0),
+                })
+                .await;
+                let mut e = EventRow::new(i, EventKind::Sse, i as i64);
+                e.content = Some(format!("t{i}"));
+                rec.event(e).await;
+            }
+        });
+        drop(rec);
+        let stats = sink.finish();
+        assert_eq!((stats.request_rows, stats.event_rows, stats.sse_rows), (2500, 2500, 2500));
+        assert!(stats.segments >= 6, "segments {}", stats.segments);
+        assert!(stats.error.is_none());
+        let (rows, md) = read_all(&dir.path().join("events"));
+        assert_eq!(rows, 2500);
+        assert!(md.contains(&("recap.run_id".into(), "run-1".into())));
+        assert!(md.contains(&("recap.table".into(), "events".into())));
+        assert_eq!(read_all(&dir.path().join("requests")).0, 2500);
+    }
+
+    #[test]
+    fn write_failure_is_reported_and_rows_are_drained() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen2 = seen.clone();
+        let (sink, rec) = Sink::spawn(cfg, Arc::new(move |m: &str| seen2.lock().expect("lock").push(m.to_string())))
+            .expect("spawn");
+        // Make the events folder unusable: segments cannot be created there.
+        std::fs::remove_dir_all(dir.path().join("events")).expect("rm");
+        std::fs::write(dir.path().join("events"), b"not a dir").expect("write");
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        rt.block_on(async {
+            for i in 0..10 {
+                rec.event(EventRow::new(i, EventKind::Sent, 0)).await;
+            }
+        });
+        drop(rec);
+        let stats = sink.finish();
+        let msg = stats.error.expect("error reported");
+        assert!(msg.contains("events"), "{msg}");
+        assert_eq!(seen.lock().expect("lock").len(), 1);
+    }
+}

@@ -1,0 +1,200 @@
+//! Incremental server-sent-events framing.
+//!
+//! Bytes arrive in arbitrary reads; [`SseParser::feed`] turns them into complete events as soon
+//! as their terminating blank line arrives, following the WHATWG event-stream rules that matter
+//! for LLM servers: `\n`, `\r\n` and `\r` line ends (also split across reads), `:` comments,
+//! multi-line `data:` joined by `\n`, one optional space after the colon, other fields ignored.
+//! Data stays bytes: UTF-8 is checked later, so a bad event becomes a recorded protocol error
+//! rather than a lost stream.
+
+/// One dispatched event: its `data` and how many raw bytes of the stream it spanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The event's data lines joined with `\n` (no trailing newline).
+    pub data: Vec<u8>,
+    /// Raw stream bytes from the end of the previous event through this one's blank line,
+    /// including comments and framing.
+    pub raw_bytes: usize,
+}
+
+/// Streaming parser state; feed it every body chunk, then call [`SseParser::finish`].
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+    raw_bytes: usize,
+    skip_lf: bool,
+}
+
+impl SseParser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Consumes `input`, appending every event completed by it to `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<SseEvent>) {
+        while !input.is_empty() {
+            if self.skip_lf {
+                self.skip_lf = false;
+                if input[0] == b'\n' {
+                    self.raw_bytes += 1;
+                    input = &input[1..];
+                    continue;
+                }
+            }
+            match input.iter().position(|&b| b == b'\n' || b == b'\r') {
+                None => {
+                    self.line.extend_from_slice(input);
+                    self.raw_bytes += input.len();
+                    return;
+                }
+                Some(i) => {
+                    self.line.extend_from_slice(&input[..i]);
+                    // A CRLF inside this read is consumed whole so its LF counts for the line
+                    // it ends; a CR at the very end of a read defers the LF check.
+                    let crlf = input[i] == b'\r' && input.get(i + 1) == Some(&b'\n');
+                    let end = if crlf { i + 2 } else { i + 1 };
+                    self.raw_bytes += end;
+                    self.skip_lf = input[i] == b'\r' && !crlf;
+                    input = &input[end..];
+                    self.end_line(out);
+                }
+            }
+        }
+    }
+
+    /// Ends the stream: an unterminated last line or event (no trailing blank line) is still
+    /// dispatched, since servers that omit it still meant it.
+    pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        if !self.line.is_empty() {
+            self.end_line(out);
+        }
+        self.dispatch(out);
+        self.raw_bytes = 0;
+    }
+
+    /// Bytes consumed that belong to no dispatched event yet.
+    pub fn pending_bytes(&self) -> usize {
+        self.raw_bytes
+    }
+
+    fn end_line(&mut self, out: &mut Vec<SseEvent>) {
+        if self.line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        if self.line[0] != b':' {
+            let (field, value) = match self.line.iter().position(|&b| b == b':') {
+                Some(c) => {
+                    let v = &self.line[c + 1..];
+                    (&self.line[..c], v.strip_prefix(b" ").unwrap_or(v))
+                }
+                None => (&self.line[..], &[][..]),
+            };
+            if field == b"data" {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+        }
+        self.line.clear();
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        if self.has_data {
+            out.push(SseEvent { data: std::mem::take(&mut self.data), raw_bytes: self.raw_bytes });
+            self.raw_bytes = 0;
+            self.has_data = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in_reads(reads: &[&[u8]]) -> Vec<String> {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for r in reads {
+            p.feed(r, &mut out);
+        }
+        p.finish(&mut out);
+        out.into_iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect()
+    }
+
+    #[test]
+    fn simple_events_and_done() {
+        let got = parse_in_reads(&[b"data: {\"a\":1}\n\ndata: [DONE]\n\n"]);
+        assert_eq!(got, ["{\"a\":1}", "[DONE]"]);
+    }
+
+    #[test]
+    fn event_split_across_reads_at_every_byte() {
+        let stream = b"data: hello\r\n\r\n: keepalive\n\ndata: a\ndata: b\n\ndata:[DONE]\r\n\r\n";
+        let whole = parse_in_reads(&[stream]);
+        assert_eq!(whole, ["hello", "a\nb", "[DONE]"]);
+        for cut in 0..stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(parse_in_reads(&[a, b]), whole, "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(parse_in_reads(&bytes), whole);
+    }
+
+    #[test]
+    fn crlf_split_between_reads_is_one_line_end() {
+        assert_eq!(parse_in_reads(&[b"data: x\r", b"\n\r", b"\ndata: y\r\n\r\n"]), ["x", "y"]);
+    }
+
+    #[test]
+    fn lone_cr_line_endings() {
+        assert_eq!(parse_in_reads(&[b"data: x\r\rdata: y\r\r"]), ["x", "y"]);
+    }
+
+    #[test]
+    fn comments_and_other_fields_are_ignored() {
+        let got = parse_in_reads(&[b": ping\n\nevent: message\nid: 7\nretry: 10\ndata: z\n\n"]);
+        assert_eq!(got, ["z"]);
+    }
+
+    #[test]
+    fn multi_line_data_is_joined_with_newline() {
+        assert_eq!(parse_in_reads(&[b"data: {\ndata:  \"k\": 1\ndata: }\n\n"]), ["{\n \"k\": 1\n}"]);
+    }
+
+    #[test]
+    fn no_trailing_newline_still_dispatches() {
+        assert_eq!(parse_in_reads(&[b"data: a\n\ndata: [DONE]"]), ["a", "[DONE]"]);
+        assert_eq!(parse_in_reads(&[b"data: a\n\ndata: [DONE]\n"]), ["a", "[DONE]"]);
+    }
+
+    #[test]
+    fn empty_data_field_is_an_event_but_no_data_is_not() {
+        assert_eq!(parse_in_reads(&[b"data:\n\n\n\n"]), [""]);
+    }
+
+    #[test]
+    fn raw_bytes_cover_the_whole_stream() {
+        let stream = b": c\n\ndata: a\n\ndata: bb\r\n\r\n";
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        p.feed(stream, &mut out);
+        p.finish(&mut out);
+        let total: usize = out.iter().map(|e| e.raw_bytes).sum();
+        assert_eq!(total, stream.len());
+        assert_eq!(out[1].raw_bytes, "data: bb\r\n\r\n".len());
+    }
+
+    #[test]
+    fn non_utf8_bytes_are_kept() {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        p.feed(b"data: \xff\xfe\n\n", &mut out);
+        assert_eq!(out[0].data, b"\xff\xfe");
+    }
+}

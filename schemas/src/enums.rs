@@ -1,0 +1,148 @@
+//! Closed sets of string values stored in the tables and the manifest.
+//!
+//! They are stored as plain UTF-8 strings (Parquet dictionary-encodes them), which every reader
+//! understands; these enums are the one place their spellings live.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling stored in files.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parses the stored spelling; `None` for anything else.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Which part of the run a request belongs to; summaries use `measure` only.
+    Phase {
+        /// Sent before measurement starts (`--warmup-requests`).
+        Warmup => "warmup",
+        /// Counted in summaries.
+        Measure => "measure",
+    }
+}
+
+string_enum! {
+    /// The OpenAI-compatible API a request targets.
+    Api {
+        /// `POST /v1/chat/completions` with `messages`.
+        Chat => "chat",
+        /// `POST /v1/completions` with `prompt`.
+        Completions => "completions",
+    }
+}
+
+string_enum! {
+    /// What an `events` row records.
+    EventKind {
+        /// The request's bytes were handed to the connection.
+        Sent => "sent",
+        /// Response status line and headers arrived.
+        Headers => "headers",
+        /// One server-sent event (or, without streaming, the whole body).
+        Sse => "sse",
+        /// Terminal: the response ended normally.
+        Done => "done",
+        /// Terminal: the request failed (see `error_kind`).
+        Error => "error",
+        /// Terminal: the run stopped before the request finished.
+        Cancelled => "cancelled",
+    }
+}
+
+impl EventKind {
+    /// Whether this kind ends a request; each request has exactly one terminal row.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, EventKind::Done | EventKind::Error | EventKind::Cancelled)
+    }
+}
+
+string_enum! {
+    /// Why a request (or one of its events) went wrong.
+    ErrorKind {
+        /// TCP connect or TLS handshake failed.
+        Connect => "connect",
+        /// `--timeout` elapsed before the response ended.
+        Timeout => "timeout",
+        /// The server answered with a non-2xx status.
+        HttpStatus => "http_status",
+        /// The response broke the protocol: malformed SSE event, bad JSON, non-UTF-8 data.
+        Protocol => "protocol",
+        /// The connection closed or reset before the response ended.
+        StreamReset => "stream_reset",
+        /// The request was cut short because the run was stopped.
+        Cancelled => "cancelled",
+    }
+}
+
+string_enum! {
+    /// Lifecycle of a run, as `manifest.json` reports it.
+    RunStatus {
+        /// Capture is running, or was killed without a chance to update the manifest.
+        Running => "running",
+        /// Every scheduled request finished.
+        Complete => "complete",
+        /// Stopped by SIGINT/SIGTERM; what was recorded is consistent.
+        Interrupted => "interrupted",
+        /// Capture hit an unrecoverable error (e.g. the disk filled); see the manifest message.
+        Failed => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(*k));
+        }
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::parse(k.as_str()), Some(*k));
+        }
+        assert_eq!(Phase::parse("nope"), None);
+    }
+
+    #[test]
+    fn serde_uses_the_stored_spelling() {
+        assert_eq!(serde_json::to_string(&ErrorKind::HttpStatus).ok().as_deref(), Some("\"http_status\""));
+        assert_eq!(serde_json::to_string(&RunStatus::Interrupted).ok().as_deref(), Some("\"interrupted\""));
+    }
+
+    #[test]
+    fn exactly_three_terminal_kinds() {
+        let n = EventKind::ALL.iter().filter(|k| k.is_terminal()).count();
+        assert_eq!(n, 3);
+    }
+}

@@ -1,0 +1,192 @@
+//! `manifest.json`: what a run was, written at start (status `running`) and rewritten at the end.
+//!
+//! Everything `analyze` needs to label a run (load, endpoint, dataset) and to turn monotonic
+//! timestamps into wall time lives here. Secrets never do: the command line and headers are
+//! stored with credential values replaced by [`REDACTED`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Api, RunStatus};
+
+/// What replaces a secret value (API key, `Authorization` header) wherever it would be written.
+pub const REDACTED: &str = "<redacted>";
+
+/// The run manifest. Unknown fields are tolerated on read so newer writers stay readable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`crate::SCHEMA_VERSION`] of the run's tables.
+    pub schema_version: u32,
+    /// Unique id of the run, also in every segment's metadata.
+    pub run_id: String,
+    /// Version of the `capture` binary that wrote the run.
+    pub recap_version: String,
+    /// The command line, with secret values redacted.
+    pub command: Vec<String>,
+    /// Where requests went.
+    pub endpoint: Endpoint,
+    /// How load was generated.
+    pub load: LoadSpec,
+    /// Where prompts came from.
+    pub dataset: DatasetInfo,
+    /// UTC start time, RFC 3339.
+    pub started_at: String,
+    /// Wall-clock Unix time (ns) at monotonic `t_ns = 0`; read once at start.
+    pub clock_anchor_unix_ns: i64,
+    /// Machine the capture ran on.
+    pub host: HostInfo,
+    /// Lifecycle state; `running` after a crash.
+    pub status: RunStatus,
+    /// Why the run stopped early (signal, disk full); null for a complete run.
+    #[serde(default)]
+    pub status_message: Option<String>,
+    /// UTC end time, RFC 3339; null while running.
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    /// Totals at the end of the run; null while running.
+    #[serde(default)]
+    pub counts: Option<Counts>,
+}
+
+/// The endpoint under test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Full URL requests were sent to (`scheme://host:port/path`), without credentials.
+    pub url: String,
+    /// `chat` or `completions`.
+    pub api: Api,
+    /// The `model` field sent.
+    pub model: String,
+    /// Whether responses were streamed (SSE).
+    pub stream: bool,
+    /// Extra headers sent, with credential values redacted.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Name of the environment variable the API key came from, if any (never the key).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// The load that was generated; `analyze sweep` labels runs by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadSpec {
+    /// `concurrency` (closed loop), `rate` (open loop) or `burst` (all at once).
+    pub mode: String,
+    /// Closed-loop concurrency; null in open loop.
+    pub concurrency: Option<u32>,
+    /// Open-loop target rate in requests/s; null in closed loop and for bursts.
+    pub rate_per_s: Option<f64>,
+    /// `constant`, `poisson` or `gamma` in open loop; null otherwise.
+    pub arrival: Option<String>,
+    /// Gamma shape k (1 = Poisson, < 1 burstier, > 1 smoother); null unless gamma.
+    pub burstiness: Option<f64>,
+    /// Cap on requests in flight in open loop (closed loop: the concurrency).
+    pub max_in_flight: u32,
+    /// `--requests`, if given (measure-phase requests, warmup excluded).
+    pub requests: Option<u64>,
+    /// `--duration` in seconds, if given.
+    pub duration_s: Option<f64>,
+    /// Requests sent first with phase `warmup`.
+    pub warmup_requests: u64,
+    /// `--max-tokens` default, if any.
+    pub max_tokens: Option<u32>,
+    /// Per-request timeout in seconds.
+    pub timeout_s: f64,
+    /// Seed of the arrival process.
+    pub seed: u64,
+}
+
+/// The dataset prompts were drawn from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// Path as given, or `<embedded>` for the built-in default.
+    pub path: String,
+    /// `jsonl` or `sharegpt`.
+    pub format: String,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    /// Usable rows (the dataset cycles when more requests are sent).
+    pub rows: u64,
+}
+
+/// The capturing machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub name: String,
+    /// Logical cores available to the process.
+    pub cores: u32,
+    /// Operating system and architecture (`linux-x86_64`).
+    pub os: String,
+}
+
+/// End-of-run totals, for a quick look without reading Parquet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Requests sent (rows in `requests`).
+    pub requests: u64,
+    /// Requests whose terminal event is `done`.
+    pub done: u64,
+    /// Requests whose terminal event is `error`, by `error_kind`.
+    pub errors: BTreeMap<String, u64>,
+    /// Requests whose terminal event is `cancelled`.
+    pub cancelled: u64,
+    /// Rows in `events`.
+    pub events: u64,
+    /// SSE rows in `events`.
+    pub sse_events: u64,
+    /// Segment files written per table.
+    pub segments: u64,
+    /// Bytes of Parquet written (both tables).
+    pub bytes_written: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_tolerates_unknown_fields() {
+        let m = Manifest {
+            schema_version: 1,
+            run_id: "r".into(),
+            recap_version: "0.1.0".into(),
+            command: vec!["capture".into()],
+            endpoint: Endpoint {
+                url: "http://127.0.0.1:1/v1/chat/completions".into(),
+                api: Api::Chat,
+                model: "m".into(),
+                stream: true,
+                headers: BTreeMap::new(),
+                api_key_env: None,
+            },
+            load: LoadSpec {
+                mode: "concurrency".into(),
+                concurrency: Some(4),
+                rate_per_s: None,
+                arrival: None,
+                burstiness: None,
+                max_in_flight: 4,
+                requests: Some(10),
+                duration_s: None,
+                warmup_requests: 0,
+                max_tokens: Some(16),
+                timeout_s: 600.0,
+                seed: 0,
+            },
+            dataset: DatasetInfo { path: "d".into(), format: "jsonl".into(), sha256: "00".into(), rows: 1 },
+            started_at: "2026-01-01T00:00:00Z".into(),
+            clock_anchor_unix_ns: 1,
+            host: HostInfo { name: "h".into(), cores: 2, os: "linux-x86_64".into() },
+            status: RunStatus::Running,
+            status_message: None,
+            ended_at: None,
+            counts: None,
+        };
+        let mut v = serde_json::to_value(&m).expect("serializes");
+        v["a_future_field"] = serde_json::json!(1);
+        let back: Manifest = serde_json::from_value(v).expect("deserializes");
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,85 @@
+//! The `requests` table: one row per request sent, describing what was asked.
+//!
+//! A row is written when the request is handed to a connection, so an interrupted run has a
+//! `requests` row for every request that has events.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+/// Table name, as written in segment metadata and used by `analyze sql`.
+pub const TABLE: &str = "requests";
+
+/// `u64`, never null: unique within the run, in dispatch order from 0.
+pub const REQUEST_ID: &str = "request_id";
+/// `utf8`, never null: [`crate::Phase`] (`warmup` or `measure`).
+pub const PHASE: &str = "phase";
+/// `u64`, never null: 0-based row of the dataset the prompt came from (it cycles).
+pub const DATASET_ROW: &str = "dataset_row";
+/// `utf8`, never null: [`crate::Api`] (`chat` or `completions`).
+pub const API: &str = "api";
+/// `i64` nanoseconds since run start, never null: when the schedule intended the request to be
+/// sent. `sent.t_ns - scheduled_ns` is client lag (open loop); in closed loop it is the moment
+/// a worker became free for it.
+pub const SCHEDULED_NS: &str = "scheduled_ns";
+/// `utf8`: the prompt of a `completions` request; null for `chat`.
+pub const PROMPT: &str = "prompt";
+/// `utf8`: the `messages` array of a `chat` request as JSON text; null for `completions`.
+pub const MESSAGES_JSON: &str = "messages_json";
+/// `u32` tokens: the `max_tokens` sent (dataset row, else `--max-tokens`); null if none sent.
+pub const MAX_TOKENS: &str = "max_tokens";
+/// `utf8`, never null: the request body as JSON text without `prompt` / `messages`.
+pub const PARAMS_JSON: &str = "params_json";
+/// `u32` bytes, never null: size of the request body sent.
+pub const REQUEST_BYTES: &str = "request_bytes";
+/// `u32`: the client connection (worker) that sent it; null if it was never sent.
+pub const CONNECTION_ID: &str = "connection_id";
+
+/// Every column name, in schema order.
+pub const COLUMNS: &[&str] = &[
+    REQUEST_ID,
+    PHASE,
+    DATASET_ROW,
+    API,
+    SCHEDULED_NS,
+    PROMPT,
+    MESSAGES_JSON,
+    MAX_TOKENS,
+    PARAMS_JSON,
+    REQUEST_BYTES,
+    CONNECTION_ID,
+];
+
+/// The Arrow schema of the `requests` table (without file metadata).
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new(REQUEST_ID, DataType::UInt64, false),
+                Field::new(PHASE, DataType::Utf8, false),
+                Field::new(DATASET_ROW, DataType::UInt64, false),
+                Field::new(API, DataType::Utf8, false),
+                Field::new(SCHEDULED_NS, DataType::Int64, false),
+                Field::new(PROMPT, DataType::Utf8, true),
+                Field::new(MESSAGES_JSON, DataType::Utf8, true),
+                Field::new(MAX_TOKENS, DataType::UInt32, true),
+                Field::new(PARAMS_JSON, DataType::Utf8, false),
+                Field::new(REQUEST_BYTES, DataType::UInt32, false),
+                Field::new(CONNECTION_ID, DataType::UInt32, true),
+            ]))
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_match_schema_order() {
+        let s = schema();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, COLUMNS);
+    }
+}
