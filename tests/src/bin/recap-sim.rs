@@ -1,1 +1,104 @@
-fn main() {}
+//! `recap-sim`: a simulated OpenAI-compatible endpoint on 127.0.0.1 for tests and benchmarks.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use recap_tests::sim::{self, FaultConfig, SimConfig};
+
+/// Simulated OpenAI-compatible LLM endpoint: deterministic text, scripted timing, injected faults.
+#[derive(Debug, Parser)]
+#[command(name = "recap-sim", version)]
+struct Args {
+    /// Port on 127.0.0.1 (0 = any free port); the first stdout line says which.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Delay before the first token.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0ms")]
+    ttft: Duration,
+    /// Delay between consecutive chunks.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0ms")]
+    itl: Duration,
+    /// Tokens per response (default: the request's max_tokens, else 16).
+    #[arg(long)]
+    output_tokens: Option<u64>,
+    /// Tokens per SSE chunk.
+    #[arg(long, default_value_t = 1)]
+    tokens_per_chunk: u64,
+    /// Reasoning tokens streamed before the content (chat only).
+    #[arg(long, default_value_t = 0)]
+    reasoning: u64,
+    /// Never send usage.
+    #[arg(long)]
+    no_usage: bool,
+    /// Share of prompts answered with `--error-status`.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Status code of injected errors.
+    #[arg(long, default_value_t = 500)]
+    error_status: u16,
+    /// Share of prompts whose response is reset mid-body.
+    #[arg(long, default_value_t = 0.0)]
+    reset_rate: f64,
+    /// Share of prompts whose stream holds one malformed event.
+    #[arg(long, default_value_t = 0.0)]
+    malformed_rate: f64,
+    /// Share of prompts whose response stalls until the client gives up.
+    #[arg(long, default_value_t = 0.0)]
+    stall_rate: f64,
+    /// Changes which prompts draw which fault.
+    #[arg(long, default_value_t = 0)]
+    fault_seed: u64,
+    /// Append one JSON line per request (fault, first-token wall time) to this file.
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    for (name, p) in [("error", a.error_rate), ("reset", a.reset_rate), ("malformed", a.malformed_rate), ("stall", a.stall_rate)] {
+        anyhow::ensure!((0.0..=1.0).contains(&p), "--{name}-rate must be within [0, 1], got {p}");
+    }
+    let cfg = SimConfig {
+        ttft: a.ttft,
+        itl: a.itl,
+        output_tokens: a.output_tokens,
+        tokens_per_chunk: a.tokens_per_chunk,
+        reasoning: a.reasoning,
+        no_usage: a.no_usage,
+        faults: FaultConfig {
+            error_rate: a.error_rate,
+            reset_rate: a.reset_rate,
+            malformed_rate: a.malformed_rate,
+            stall_rate: a.stall_rate,
+            seed: a.fault_seed,
+        },
+        error_status: a.error_status,
+        log: a.log,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let (listener, addr) = sim::bind(a.port).await.with_context(|| format!("binding 127.0.0.1:{}", a.port))?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "listening on {addr}")?;
+            out.flush()?;
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = sim::serve(listener, cfg) => r.context("serving")?,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    })
+}

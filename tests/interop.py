@@ -1,0 +1,43 @@
+"""Reads a Recap run folder with pyarrow and DuckDB, as outside scripts would.
+
+Usage: python tests/interop.py RUN_DIR
+Checks the documented columns exist, every request has exactly one terminal event,
+and both readers agree on the counts. Exits non-zero with a message otherwise.
+"""
+import json
+import pathlib
+import sys
+
+import duckdb
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+run = pathlib.Path(sys.argv[1])
+manifest = json.loads((run / "manifest.json").read_text())
+events = ds.dataset(str(run / "events"), format="parquet").to_table()
+requests = ds.dataset(str(run / "requests"), format="parquet").to_table()
+
+for col in ["request_id", "kind", "t_ns", "seq", "content", "reasoning",
+            "usage_prompt_tokens", "usage_completion_tokens", "error_kind"]:
+    assert col in events.column_names, f"events lacks {col}"
+for col in ["request_id", "scheduled_ns", "prompt", "messages_json", "phase"]:
+    assert col in requests.column_names, f"requests lacks {col}"
+
+first = sorted((run / "events").glob("*.parquet"))[0]
+meta = pq.read_metadata(first).metadata
+assert meta[b"recap.schema_version"] == str(manifest["schema_version"]).encode(), meta
+assert meta[b"recap.run_id"] == manifest["run_id"].encode(), meta
+
+con = duckdb.connect()
+glob = str(run / "events" / "*.parquet")
+n_requests = con.execute(f"SELECT count(*) FROM read_parquet('{run}/requests/*.parquet')").fetchone()[0]
+bad = con.execute(f"""
+    SELECT count(*) FROM (
+      SELECT request_id, count(*) FILTER (WHERE kind IN ('done','error','cancelled')) AS t
+      FROM read_parquet('{glob}') GROUP BY request_id) WHERE t <> 1""").fetchone()[0]
+kinds = dict(con.execute(f"SELECT kind, count(*) FROM read_parquet('{glob}') GROUP BY kind").fetchall())
+
+assert n_requests == requests.num_rows == manifest["counts"]["requests"], (n_requests, requests.num_rows)
+assert events.num_rows == sum(kinds.values()) == manifest["counts"]["events"]
+assert bad == 0, f"{bad} requests without exactly one terminal event"
+print(f"pyarrow+duckdb: {n_requests} requests, {events.num_rows} events, kinds {kinds}")

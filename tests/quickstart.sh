@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Recap quickstart: builds the workspace, starts the simulated endpoint on 127.0.0.1,
+# records a short load test into runs/quickstart and prints what was recorded.
+# No endpoint of yours is needed. Usage: bash tests/quickstart.sh [extra capture flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}"
+out="${RECAP_QUICKSTART_OUT:-runs/quickstart}"
+
+echo "==> building (debug)" >&2
+cargo build --workspace --quiet
+
+log="$(mktemp -d)/sim.out"
+"$target/debug/recap-sim" --port 0 --ttft 20ms --itl 2ms >"$log" 2>&1 &
+sim_pid=$!
+trap 'kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q '^listening on ' "$log" 2>/dev/null && break
+  sleep 0.05
+done
+addr="$(sed -n 's/^listening on //p' "$log" | head -n 1)"
+[ -n "$addr" ] || { echo "recap-sim did not start:" >&2; cat "$log" >&2; exit 1; }
+echo "==> recap-sim (pid $sim_pid) listening on $addr" >&2
+
+echo "==> capture: 200 streaming chat requests at concurrency 8 into $out" >&2
+"$target/debug/capture" --url "http://$addr" --model recap-sim --out "$out" --force \
+  --concurrency 8 --requests 200 --warmup-requests 8 --max-tokens 64 "$@"
+
+echo "==> recorded:" >&2
+ls -l "$out" "$out/requests" "$out/events" >&2

@@ -1,0 +1,226 @@
+//! Reads a run folder back into plain Rust rows, for assertions in end-to-end tests.
+//!
+//! Deliberately independent of `capture`'s writer code: it goes through the `parquet` reader
+//! and the column names of `recap-schemas`, as any outside script would.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use recap_schemas::{events, requests, Manifest};
+
+/// One `requests` row.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    /// `request_id`.
+    pub request_id: u64,
+    /// `phase`.
+    pub phase: String,
+    /// `api`.
+    pub api: String,
+    /// `scheduled_ns`.
+    pub scheduled_ns: i64,
+    /// `prompt`.
+    pub prompt: Option<String>,
+    /// `messages_json`.
+    pub messages_json: Option<String>,
+    /// `max_tokens`.
+    pub max_tokens: Option<u32>,
+    /// `connection_id`.
+    pub connection_id: Option<u32>,
+}
+
+/// One `events` row (the columns tests look at).
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// `request_id`.
+    pub request_id: u64,
+    /// `kind`.
+    pub kind: String,
+    /// `t_ns`.
+    pub t_ns: i64,
+    /// `seq`.
+    pub seq: Option<u32>,
+    /// `bytes`.
+    pub bytes: Option<u32>,
+    /// `content`.
+    pub content: Option<String>,
+    /// `reasoning`.
+    pub reasoning: Option<String>,
+    /// `role`.
+    pub role: Option<String>,
+    /// `finish_reason`.
+    pub finish_reason: Option<String>,
+    /// `usage_prompt_tokens`.
+    pub usage_prompt_tokens: Option<u32>,
+    /// `usage_completion_tokens`.
+    pub usage_completion_tokens: Option<u32>,
+    /// `done_marker`.
+    pub done_marker: bool,
+    /// `http_status`.
+    pub http_status: Option<u16>,
+    /// `error_kind`.
+    pub error_kind: Option<String>,
+    /// `error_message`.
+    pub error_message: Option<String>,
+}
+
+/// A whole run read back.
+#[derive(Debug)]
+pub struct Run {
+    /// `manifest.json`.
+    pub manifest: Manifest,
+    /// All `requests` rows, by id.
+    pub requests: BTreeMap<u64, RequestRow>,
+    /// All `events` rows, grouped by request and ordered by `(t_ns, seq)` as written.
+    pub events: BTreeMap<u64, Vec<EventRow>>,
+    /// Key-value metadata of every segment read.
+    pub segment_metadata: Vec<BTreeMap<String, String>>,
+    /// Segment files read.
+    pub segments: Vec<PathBuf>,
+}
+
+impl Run {
+    /// The terminal rows of request `id`.
+    pub fn terminals(&self, id: u64) -> Vec<&EventRow> {
+        self.events
+            .get(&id)
+            .map(|v| v.iter().filter(|e| matches!(e.kind.as_str(), "done" | "error" | "cancelled")).collect())
+            .unwrap_or_default()
+    }
+
+    /// Concatenated `content` of request `id`'s SSE rows in `seq` order.
+    pub fn content(&self, id: u64) -> String {
+        self.sse(id).iter().filter_map(|e| e.content.clone()).collect()
+    }
+
+    /// Concatenated `reasoning` of request `id`'s SSE rows in `seq` order.
+    pub fn reasoning(&self, id: u64) -> String {
+        self.sse(id).iter().filter_map(|e| e.reasoning.clone()).collect()
+    }
+
+    /// Request `id`'s SSE rows in `seq` order.
+    pub fn sse(&self, id: u64) -> Vec<&EventRow> {
+        let mut v: Vec<&EventRow> =
+            self.events.get(&id).map(|v| v.iter().filter(|e| e.kind == "sse").collect()).unwrap_or_default();
+        v.sort_by_key(|e| e.seq);
+        v
+    }
+}
+
+/// Reads a run folder: the manifest and every closed segment of both tables.
+pub fn read_run(dir: &Path) -> Result<Run> {
+    let manifest_path = dir.join(recap_schemas::MANIFEST_FILE);
+    let manifest: Manifest = serde_json::from_slice(
+        &std::fs::read(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", manifest_path.display()))?;
+    let mut run = Run {
+        manifest,
+        requests: BTreeMap::new(),
+        events: BTreeMap::new(),
+        segment_metadata: Vec::new(),
+        segments: Vec::new(),
+    };
+    for batch in read_table(&dir.join(recap_schemas::REQUESTS_DIR), &mut run)? {
+        let col = |n: &str| batch.column_by_name(n).with_context(|| format!("requests column {n}"));
+        let id = col(requests::REQUEST_ID)?.as_primitive::<UInt64Type>().clone();
+        let phase = col(requests::PHASE)?.as_string::<i32>().clone();
+        let api = col(requests::API)?.as_string::<i32>().clone();
+        let sched = col(requests::SCHEDULED_NS)?.as_primitive::<Int64Type>().clone();
+        let prompt = col(requests::PROMPT)?.as_string::<i32>().clone();
+        let msgs = col(requests::MESSAGES_JSON)?.as_string::<i32>().clone();
+        let maxt = col(requests::MAX_TOKENS)?.as_primitive::<UInt32Type>().clone();
+        let conn = col(requests::CONNECTION_ID)?.as_primitive::<UInt32Type>().clone();
+        for i in 0..batch.num_rows() {
+            let row = RequestRow {
+                request_id: id.value(i),
+                phase: phase.value(i).to_string(),
+                api: api.value(i).to_string(),
+                scheduled_ns: sched.value(i),
+                prompt: prompt.is_valid(i).then(|| prompt.value(i).to_string()),
+                messages_json: msgs.is_valid(i).then(|| msgs.value(i).to_string()),
+                max_tokens: maxt.is_valid(i).then(|| maxt.value(i)),
+                connection_id: conn.is_valid(i).then(|| conn.value(i)),
+            };
+            if run.requests.insert(row.request_id, row).is_some() {
+                bail!("duplicate request_id {}", id.value(i));
+            }
+        }
+    }
+    for batch in read_table(&dir.join(recap_schemas::EVENTS_DIR), &mut run)? {
+        let col = |n: &str| batch.column_by_name(n).with_context(|| format!("events column {n}"));
+        let id = col(events::REQUEST_ID)?.as_primitive::<UInt64Type>().clone();
+        let kind = col(events::KIND)?.as_string::<i32>().clone();
+        let t = col(events::T_NS)?.as_primitive::<Int64Type>().clone();
+        let seq = col(events::SEQ)?.as_primitive::<UInt32Type>().clone();
+        let bytes = col(events::BYTES)?.as_primitive::<UInt32Type>().clone();
+        let content = col(events::CONTENT)?.as_string::<i32>().clone();
+        let reasoning = col(events::REASONING)?.as_string::<i32>().clone();
+        let role = col(events::ROLE)?.as_string::<i32>().clone();
+        let finish = col(events::FINISH_REASON)?.as_string::<i32>().clone();
+        let up = col(events::USAGE_PROMPT_TOKENS)?.as_primitive::<UInt32Type>().clone();
+        let uc = col(events::USAGE_COMPLETION_TOKENS)?.as_primitive::<UInt32Type>().clone();
+        let done = col(events::DONE_MARKER)?.as_boolean().clone();
+        let status = col(events::HTTP_STATUS)?.as_primitive::<UInt16Type>().clone();
+        let ek = col(events::ERROR_KIND)?.as_string::<i32>().clone();
+        let em = col(events::ERROR_MESSAGE)?.as_string::<i32>().clone();
+        let s = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+        for i in 0..batch.num_rows() {
+            let row = EventRow {
+                request_id: id.value(i),
+                kind: kind.value(i).to_string(),
+                t_ns: t.value(i),
+                seq: seq.is_valid(i).then(|| seq.value(i)),
+                bytes: bytes.is_valid(i).then(|| bytes.value(i)),
+                content: s(&content, i),
+                reasoning: s(&reasoning, i),
+                role: s(&role, i),
+                finish_reason: s(&finish, i),
+                usage_prompt_tokens: up.is_valid(i).then(|| up.value(i)),
+                usage_completion_tokens: uc.is_valid(i).then(|| uc.value(i)),
+                done_marker: done.is_valid(i) && done.value(i),
+                http_status: status.is_valid(i).then(|| status.value(i)),
+                error_kind: s(&ek, i),
+                error_message: s(&em, i),
+            };
+            run.events.entry(row.request_id).or_default().push(row);
+        }
+    }
+    for v in run.events.values_mut() {
+        v.sort_by_key(|e| (e.t_ns, e.seq));
+    }
+    Ok(run)
+}
+
+fn read_table(dir: &Path, run: &mut Run) -> Result<Vec<RecordBatch>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    files.retain(|p| p.extension().is_some_and(|x| x == "parquet"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let file = File::open(&f).with_context(|| format!("opening {}", f.display()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("reading {}", f.display()))?;
+        let md = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+            .unwrap_or_default();
+        run.segment_metadata.push(md);
+        for b in builder.build().with_context(|| format!("decoding {}", f.display()))? {
+            out.push(b.with_context(|| format!("decoding {}", f.display()))?);
+        }
+        run.segments.push(f);
+    }
+    Ok(out)
+}
