@@ -65,7 +65,10 @@ pub struct Endpoint {
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Headers may hold credentials: never print them.
-        f.debug_struct("Endpoint").field("uri", &self.uri).field("stream", &self.stream).finish_non_exhaustive()
+        f.debug_struct("Endpoint")
+            .field("uri", &self.uri)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,20 +82,41 @@ impl Endpoint {
         })?;
         match uri.scheme_str() {
             Some("http" | "https") => {}
-            _ => return Err(EndpointError::Url { url: url.to_string(), message: "must start with http:// or https://".into() }),
+            _ => {
+                return Err(EndpointError::Url {
+                    url: url.to_string(),
+                    message: "must start with http:// or https://".into(),
+                })
+            }
         }
         let authority = uri
             .authority()
-            .ok_or_else(|| EndpointError::Url { url: url.to_string(), message: "has no host".into() })?
+            .ok_or_else(|| EndpointError::Url {
+                url: url.to_string(),
+                message: "has no host".into(),
+            })?
             .clone();
         let mut all = HeaderMap::new();
         all.insert(
             HOST,
-            HeaderValue::from_str(authority.as_str()).map_err(|e| EndpointError::Url { url: url.to_string(), message: e.to_string() })?,
+            HeaderValue::from_str(authority.as_str()).map_err(|e| EndpointError::Url {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?,
         );
         all.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        all.insert(ACCEPT, HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }));
-        all.insert(USER_AGENT, HeaderValue::from_static(concat!("recap-capture/", env!("CARGO_PKG_VERSION"))));
+        all.insert(
+            ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        all.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("recap-capture/", env!("CARGO_PKG_VERSION"))),
+        );
         for (k, v) in headers.iter() {
             all.insert(k.clone(), v.clone());
         }
@@ -106,7 +130,14 @@ impl Endpoint {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(Endpoint { uri, headers: all, stream, timeout, connector, next_connection: AtomicU32::new(0) })
+        Ok(Endpoint {
+            uri,
+            headers: all,
+            stream,
+            timeout,
+            connector,
+            next_connection: AtomicU32::new(0),
+        })
     }
 
     /// The request URL.
@@ -121,8 +152,13 @@ impl Endpoint {
 
     async fn connect(&self) -> Result<(u32, SendRequest<Full<Bytes>>), Failure> {
         let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx)).await.map_err(|e| Failure::connect(e.as_ref()))?;
-        let io = connector.call(self.uri.clone()).await.map_err(|e| Failure::connect(e.as_ref()))?;
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| Failure::connect(e.as_ref()))?;
+        let io = connector
+            .call(self.uri.clone())
+            .await
+            .map_err(|e| Failure::connect(e.as_ref()))?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await
@@ -161,7 +197,11 @@ pub struct Failure {
 
 impl Failure {
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Failure { kind, message: message.into(), http_status: None }
+        Failure {
+            kind,
+            message: message.into(),
+            http_status: None,
+        }
     }
 
     fn connect(e: &(dyn StdError + 'static)) -> Self {
@@ -169,12 +209,20 @@ impl Failure {
     }
 
     fn before_headers(e: &hyper::Error) -> Self {
-        let kind = if e.is_parse() { ErrorKind::Protocol } else { ErrorKind::StreamReset };
+        let kind = if e.is_parse() {
+            ErrorKind::Protocol
+        } else {
+            ErrorKind::StreamReset
+        };
         Failure::new(kind, format!("no response headers: {}", chain(e)))
     }
 
     fn in_body(e: &hyper::Error) -> Self {
-        let kind = if e.is_parse() { ErrorKind::Protocol } else { ErrorKind::StreamReset };
+        let kind = if e.is_parse() {
+            ErrorKind::Protocol
+        } else {
+            ErrorKind::StreamReset
+        };
         Failure::new(kind, format!("response body ended abnormally: {}", chain(e)))
     }
 }
@@ -264,7 +312,11 @@ impl Worker {
         let reached = |p: &Progress| {
             format!(
                 "{}; reached {} response bytes, {} SSE events",
-                if p.t_sent.is_some() { "request sent" } else { "request not sent" },
+                if p.t_sent.is_some() {
+                    "request sent"
+                } else {
+                    "request not sent"
+                },
                 p.body_bytes,
                 p.seq
             )
@@ -287,7 +339,10 @@ impl Worker {
                 ctx.stats.cancelled.fetch_add(1, Relaxed);
                 row.kind = Some(EventKind::Cancelled);
                 row.error_kind = Some(ErrorKind::Cancelled);
-                row.error_message = Some(format!("run stopped before the response ended ({})", reached(&progress)));
+                row.error_message = Some(format!(
+                    "run stopped before the response ended ({})",
+                    reached(&progress)
+                ));
             }
         }
         ctx.recorder.event(row).await;
@@ -389,7 +444,9 @@ impl Worker {
             let mut events = Vec::new();
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 let now = ctx.clock.now_ns();
                 p.body_bytes += data.len() as u64;
                 parser.feed(&data, &mut events);
@@ -410,7 +467,10 @@ impl Worker {
                 if let Ok(data) = frame.into_data() {
                     p.body_bytes += data.len() as u64;
                     if buf.len() + data.len() > MAX_BODY_BYTES {
-                        return Err(Failure::new(ErrorKind::Protocol, format!("response body over {MAX_BODY_BYTES} bytes")));
+                        return Err(Failure::new(
+                            ErrorKind::Protocol,
+                            format!("response body over {MAX_BODY_BYTES} bytes"),
+                        ));
                     }
                     buf.extend_from_slice(&data);
                 }
@@ -420,7 +480,10 @@ impl Worker {
                 .map_err(|e| Failure::new(ErrorKind::Protocol, format!("response body is not UTF-8: {e}")))?;
             let d = delta::parse(text).map_err(|e| {
                 let head: String = text.chars().take(200).collect();
-                Failure::new(ErrorKind::Protocol, format!("response body is not valid JSON: {e}; body starts {head:?}"))
+                Failure::new(
+                    ErrorKind::Protocol,
+                    format!("response body is not valid JSON: {e}; body starts {head:?}"),
+                )
             })?;
             let mut row = EventRow::new(rid, EventKind::Sse, now);
             row.seq = Some(0);
@@ -487,9 +550,17 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
 /// Parses one `--header 'Name: value'` flag. Credential headers are marked sensitive so
 /// hyper never prints them.
 pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, value) = text.split_once(':').ok_or_else(|| format!("--header {text:?}: expected 'Name: value'"))?;
-    let name: HeaderName = name.trim().parse().map_err(|e| format!("--header: bad name {:?}: {e}", name.trim()))?;
-    let mut value: HeaderValue = value.trim().parse().map_err(|e| format!("--header {}: bad value: {e}", name.as_str()))?;
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("--header {text:?}: expected 'Name: value'"))?;
+    let name: HeaderName = name
+        .trim()
+        .parse()
+        .map_err(|e| format!("--header: bad name {:?}: {e}", name.trim()))?;
+    let mut value: HeaderValue = value
+        .trim()
+        .parse()
+        .map_err(|e| format!("--header {}: bad value: {e}", name.as_str()))?;
     if crate::redact::is_secret_header(name.as_str()) {
         value.set_sensitive(true);
     }

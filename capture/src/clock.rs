@@ -23,7 +23,11 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        Clock { start, anchor_unix_ns, anchor_wall }
+        Clock {
+            start,
+            anchor_unix_ns,
+            anchor_wall,
+        }
     }
 
     /// Nanoseconds since the run started.

@@ -244,9 +244,13 @@ impl Args {
                     return Err(err("--max-in-flight must be at least 1".into()));
                 }
                 if r.eq_ignore_ascii_case("inf") {
-                    Load::Burst { max_in_flight: self.max_in_flight }
+                    Load::Burst {
+                        max_in_flight: self.max_in_flight,
+                    }
                 } else {
-                    let rate: f64 = r.parse().map_err(|_| err(format!("--rate {r:?}: expected a number or `inf`")))?;
+                    let rate: f64 = r
+                        .parse()
+                        .map_err(|_| err(format!("--rate {r:?}: expected a number or `inf`")))?;
                     if !(rate.is_finite() && rate > 0.0) {
                         return Err(err(format!("--rate must be positive, got {r}")));
                     }
@@ -254,7 +258,9 @@ impl Args {
                         (_, Some(k)) if !(k.is_finite() && k > 0.0) => {
                             return Err(err(format!("--burstiness must be positive, got {k}")))
                         }
-                        (ArrivalArg::Gamma, k) => Arrival::Gamma { shape: k.unwrap_or(1.0) },
+                        (ArrivalArg::Gamma, k) => Arrival::Gamma {
+                            shape: k.unwrap_or(1.0),
+                        },
                         (ArrivalArg::Poisson, Some(k)) => Arrival::Gamma { shape: k },
                         (ArrivalArg::Poisson, None) => Arrival::Poisson,
                         (ArrivalArg::Constant, Some(_)) => {
@@ -262,7 +268,11 @@ impl Args {
                         }
                         (ArrivalArg::Constant, None) => Arrival::Constant,
                     };
-                    Load::Rate { rate_per_s: rate, arrival, max_in_flight: self.max_in_flight }
+                    Load::Rate {
+                        rate_per_s: rate,
+                        arrival,
+                        max_in_flight: self.max_in_flight,
+                    }
                 }
             }
         };
@@ -289,7 +299,9 @@ impl Args {
         for line in &self.headers {
             let (name, value) = crate::client::parse_header(line).map_err(err)?;
             let shown = crate::redact::redact_header_line(line);
-            let shown_value = shown.split_once(':').map_or(String::new(), |(_, v)| v.trim().to_string());
+            let shown_value = shown
+                .split_once(':')
+                .map_or(String::new(), |(_, v)| v.trim().to_string());
             headers_redacted.push((name.as_str().to_string(), shown_value));
             headers.append(name, value);
         }
@@ -298,8 +310,11 @@ impl Args {
             if key.is_empty() {
                 return Err(err(format!("--api-key-env {var}: the variable is empty")));
             }
-            let mut v = http::HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| err(format!("--api-key-env {var}: the key has characters not allowed in a header")))?;
+            let mut v = http::HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                err(format!(
+                    "--api-key-env {var}: the key has characters not allowed in a header"
+                ))
+            })?;
             v.set_sensitive(true);
             headers.insert(http::header::AUTHORIZATION, v);
         }
@@ -309,10 +324,19 @@ impl Args {
         if self.flush_interval.is_zero() {
             return Err(err("--flush-interval must be positive".into()));
         }
-        let threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1);
         Ok(Config {
             url,
-            body: BodyOptions { api, model: self.model, stream: !self.no_stream, max_tokens: self.max_tokens, extra },
+            body: BodyOptions {
+                api,
+                model: self.model,
+                stream: !self.no_stream,
+                max_tokens: self.max_tokens,
+                extra,
+            },
             dataset,
             out: self.out,
             force: self.force,
@@ -361,13 +385,21 @@ mod tests {
         let mut argv = vec!["capture", "--url", "http://127.0.0.1:9", "--out", "/tmp/x"];
         argv.extend_from_slice(extra);
         let argv: Vec<String> = argv.into_iter().map(String::from).collect();
-        Args::try_parse_from(&argv).map_err(|e| ConfigError(e.to_string()))?.into_config(&argv)
+        Args::try_parse_from(&argv)
+            .map_err(|e| ConfigError(e.to_string()))?
+            .into_config(&argv)
     }
 
     #[test]
     fn urls_get_standard_paths() {
-        assert_eq!(full_url("http://h:8000", Api::Chat), "http://h:8000/v1/chat/completions");
-        assert_eq!(full_url("http://h:8000/", Api::Completions), "http://h:8000/v1/completions");
+        assert_eq!(
+            full_url("http://h:8000", Api::Chat),
+            "http://h:8000/v1/chat/completions"
+        );
+        assert_eq!(
+            full_url("http://h:8000/", Api::Completions),
+            "http://h:8000/v1/completions"
+        );
         assert_eq!(full_url("http://h/v1", Api::Chat), "http://h/v1/chat/completions");
         assert_eq!(full_url("http://h/custom/gen", Api::Chat), "http://h/custom/gen");
     }
@@ -376,9 +408,21 @@ mod tests {
     fn load_modes() {
         assert_eq!(parse(&[]).expect("ok").load, Load::Concurrency(1));
         assert_eq!(parse(&["--concurrency", "64"]).expect("ok").load, Load::Concurrency(64));
-        assert_eq!(parse(&["--rate", "inf", "--max-in-flight", "8"]).expect("ok").load, Load::Burst { max_in_flight: 8 });
-        let l = parse(&["--rate", "5", "--arrival", "gamma", "--burstiness", "0.5"]).expect("ok").load;
-        assert_eq!(l, Load::Rate { rate_per_s: 5.0, arrival: Arrival::Gamma { shape: 0.5 }, max_in_flight: 1024 });
+        assert_eq!(
+            parse(&["--rate", "inf", "--max-in-flight", "8"]).expect("ok").load,
+            Load::Burst { max_in_flight: 8 }
+        );
+        let l = parse(&["--rate", "5", "--arrival", "gamma", "--burstiness", "0.5"])
+            .expect("ok")
+            .load;
+        assert_eq!(
+            l,
+            Load::Rate {
+                rate_per_s: 5.0,
+                arrival: Arrival::Gamma { shape: 0.5 },
+                max_in_flight: 1024
+            }
+        );
         assert!(parse(&["--rate", "0"]).is_err());
         assert!(parse(&["--rate", "x"]).is_err());
         assert!(parse(&["--rate", "1", "--concurrency", "2"]).is_err());
@@ -396,7 +440,13 @@ mod tests {
     #[test]
     fn api_key_from_env_is_sensitive_and_redacted() {
         std::env::set_var("RECAP_TEST_KEY_CONFIG", "sk-secret-value");
-        let c = parse(&["--api-key-env", "RECAP_TEST_KEY_CONFIG", "-H", "Authorization: Bearer other"]).expect("ok");
+        let c = parse(&[
+            "--api-key-env",
+            "RECAP_TEST_KEY_CONFIG",
+            "-H",
+            "Authorization: Bearer other",
+        ])
+        .expect("ok");
         let v = c.headers.get(http::header::AUTHORIZATION).expect("auth");
         assert!(v.is_sensitive());
         assert!(!format!("{:?}", c.command).contains("other"));

@@ -88,7 +88,10 @@ impl Dataset {
     /// Reads and validates the dataset at `path`; `skip_invalid` skips bad rows (counted in
     /// [`Dataset::skipped`]) instead of failing.
     pub fn load(path: &Path, skip_invalid: bool) -> Result<Self, DatasetError> {
-        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&bytes, &path.display().to_string(), skip_invalid)
     }
 
@@ -111,7 +114,13 @@ impl Dataset {
         if rows.is_empty() {
             return Err(DatasetError::Empty { path: name.to_string() });
         }
-        Ok(Dataset { rows, format, sha256, path: name.to_string(), skipped })
+        Ok(Dataset {
+            rows,
+            format,
+            sha256,
+            path: name.to_string(),
+            skipped,
+        })
     }
 
     /// The row for the `i`-th request (cycling) and its 0-based index in the dataset.
@@ -143,7 +152,12 @@ fn parse_jsonl(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<(Vec<Row>
             Ok(row) => rows.push(row),
             Err(_) if skip_invalid => skipped += 1,
             Err(message) => {
-                return Err(DatasetError::Invalid { path: name.to_string(), unit: "line", line: line_no, message })
+                return Err(DatasetError::Invalid {
+                    path: name.to_string(),
+                    unit: "line",
+                    line: line_no,
+                    message,
+                })
             }
         }
     }
@@ -190,7 +204,10 @@ fn parse_sharegpt(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<(Vec<R
     let mut rows = Vec::new();
     let mut skipped = 0;
     for (i, item) in items.iter().enumerate() {
-        let turns = item.get("conversations").or_else(|| item.get("conversation")).and_then(Value::as_array);
+        let turns = item
+            .get("conversations")
+            .or_else(|| item.get("conversation"))
+            .and_then(Value::as_array);
         let Some(turns) = turns else {
             if skip_invalid {
                 skipped += 1;
@@ -204,9 +221,9 @@ fn parse_sharegpt(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<(Vec<R
             });
         };
         // The first human turn is the prompt; conversations without one carry no request.
-        let first_human = turns.iter().find(|t| {
-            matches!(t.get("from").and_then(Value::as_str), Some("human" | "user"))
-        });
+        let first_human = turns
+            .iter()
+            .find(|t| matches!(t.get("from").and_then(Value::as_str), Some("human" | "user")));
         match first_human.and_then(|t| t.get("value")).and_then(Value::as_str) {
             Some(text) => rows.push(Row {
                 prompt: Prompt::Messages(vec![serde_json::json!({"role": "user", "content": text})]),
@@ -232,17 +249,25 @@ mod tests {
         .expect("valid");
         assert_eq!(d.format, "jsonl");
         assert_eq!(d.rows.len(), 2);
-        assert_eq!(d.rows[0], Row { prompt: Prompt::Text("hi".into()), max_tokens: Some(7) });
+        assert_eq!(
+            d.rows[0],
+            Row {
+                prompt: Prompt::Text("hi".into()),
+                max_tokens: Some(7)
+            }
+        );
         assert!(matches!(d.rows[1].prompt, Prompt::Messages(ref m) if m.len() == 1));
         assert_eq!(d.sha256.len(), 64);
     }
 
     #[test]
     fn bad_line_names_file_and_line() {
-        let err = Dataset::parse(b"{\"prompt\":\"a\"}\n{\"prompt\": 3}\n", "data.jsonl", false)
-            .expect_err("invalid");
+        let err = Dataset::parse(b"{\"prompt\":\"a\"}\n{\"prompt\": 3}\n", "data.jsonl", false).expect_err("invalid");
         let msg = err.to_string();
-        assert!(msg.contains("data.jsonl") && msg.contains("line 2") && msg.contains("prompt"), "{msg}");
+        assert!(
+            msg.contains("data.jsonl") && msg.contains("line 2") && msg.contains("prompt"),
+            "{msg}"
+        );
         let err = Dataset::parse(b"{\"prompt\":\"a\"}\n{oops\n", "d", false).expect_err("invalid");
         assert!(err.to_string().contains("line 2"), "{err}");
         let err = Dataset::parse(b"{\"text\":\"a\"}\n", "d", false).expect_err("invalid");
@@ -257,7 +282,10 @@ mod tests {
 
     #[test]
     fn empty_dataset_is_an_error() {
-        assert!(matches!(Dataset::parse(b"\n\n", "d", false), Err(DatasetError::Empty { .. })));
+        assert!(matches!(
+            Dataset::parse(b"\n\n", "d", false),
+            Err(DatasetError::Empty { .. })
+        ));
     }
 
     #[test]

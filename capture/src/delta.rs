@@ -125,8 +125,7 @@ pub fn parse(json: &str) -> Result<Delta, serde_json::Error> {
     if let Some(u) = chunk.usage {
         d.usage_prompt_tokens = clamp_u32(u.prompt_tokens);
         d.usage_completion_tokens = clamp_u32(u.completion_tokens);
-        d.usage_reasoning_tokens =
-            clamp_u32(u.completion_tokens_details.and_then(|x| x.reasoning_tokens));
+        d.usage_reasoning_tokens = clamp_u32(u.completion_tokens_details.and_then(|x| x.reasoning_tokens));
     }
     if let Some(err) = chunk.error {
         let text = err.get();
@@ -177,7 +176,10 @@ mod tests {
     fn tool_call_delta_kept_raw() {
         let d = parse(r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"x\""}}]}}]}"#)
             .expect("valid");
-        assert_eq!(d.tool_calls_json.as_deref(), Some(r#"[{"index":0,"function":{"arguments":"{\"x\""}}]"#));
+        assert_eq!(
+            d.tool_calls_json.as_deref(),
+            Some(r#"[{"index":0,"function":{"arguments":"{\"x\""}}]"#)
+        );
         assert!(d.has_output());
     }
 
@@ -190,7 +192,14 @@ mod tests {
                "completion_tokens_details":{"reasoning_tokens":5}}}"#,
         )
         .expect("valid");
-        assert_eq!((u.usage_prompt_tokens, u.usage_completion_tokens, u.usage_reasoning_tokens), (Some(12), Some(34), Some(5)));
+        assert_eq!(
+            (
+                u.usage_prompt_tokens,
+                u.usage_completion_tokens,
+                u.usage_reasoning_tokens
+            ),
+            (Some(12), Some(34), Some(5))
+        );
         assert_eq!(u.content, None);
     }
 

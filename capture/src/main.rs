@@ -12,8 +12,14 @@ fn main() -> ExitCode {
     let args = Args::parse_from(&argv);
     init_tracing(args.verbose, args.quiet);
     match real_main(args, &argv) {
-        Ok(Outcome { status: RunStatus::Complete, .. }) => ExitCode::SUCCESS,
-        Ok(Outcome { status: RunStatus::Interrupted, .. }) => ExitCode::from(130),
+        Ok(Outcome {
+            status: RunStatus::Complete,
+            ..
+        }) => ExitCode::SUCCESS,
+        Ok(Outcome {
+            status: RunStatus::Interrupted,
+            ..
+        }) => ExitCode::from(130),
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("capture: error: {e:#}");
@@ -31,9 +37,14 @@ fn real_main(args: Args, argv: &[String]) -> anyhow::Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     let out = cfg.out.clone();
-    let outcome = rt.block_on(run(cfg)).with_context(|| format!("capture into {}", out.display()))?;
+    let outcome = rt
+        .block_on(run(cfg))
+        .with_context(|| format!("capture into {}", out.display()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&outcome.summary).context("serializing the summary")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome.summary).context("serializing the summary")?
+        );
     }
     if !quiet {
         eprintln!("{}", outcome.summary.render());
@@ -53,5 +64,9 @@ fn init_tracing(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

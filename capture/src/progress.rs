@@ -77,7 +77,7 @@ impl Stats {
     /// TTFT quantile in ms, if any sample.
     pub fn ttft_ms(&self, q: f64) -> Option<f64> {
         let h = self.ttft_us.lock().ok()?;
-        (h.len() > 0).then(|| h.value_at_quantile(q) as f64 / 1000.0)
+        (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
     }
 
     /// Snapshot for the final summary.
@@ -105,7 +105,11 @@ impl Stats {
             request_rows: sink.request_rows,
             segments: sink.segments,
             bytes_written: sink.bytes_written,
-            bytes_per_event: if sink.event_rows > 0 { sink.bytes_written as f64 / sink.event_rows as f64 } else { 0.0 },
+            bytes_per_event: if sink.event_rows > 0 {
+                sink.bytes_written as f64 / sink.event_rows as f64
+            } else {
+                0.0
+            },
             peak_rss_bytes: peak_rss_bytes(),
         }
     }
@@ -172,7 +176,11 @@ impl Summary {
             self.sent,
             self.done,
             errors,
-            if by_kind.is_empty() { String::new() } else { format!(" ({})", by_kind.join(", ")) },
+            if by_kind.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by_kind.join(", "))
+            },
             self.cancelled,
             self.requests_per_s,
             self.sse_events_per_s,
@@ -183,8 +191,13 @@ impl Summary {
             self.segments,
             self.bytes_written as f64 / (1024.0 * 1024.0),
             self.bytes_per_event,
-            if self.malformed_events > 0 { format!(", {} malformed SSE events", self.malformed_events) } else { String::new() },
-            self.peak_rss_bytes.map_or("-".to_string(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))),
+            if self.malformed_events > 0 {
+                format!(", {} malformed SSE events", self.malformed_events)
+            } else {
+                String::new()
+            },
+            self.peak_rss_bytes
+                .map_or("-".to_string(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))),
         )
     }
 }
@@ -199,9 +212,18 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Prints the live line every second until `stop` resolves. On a terminal the line is
 /// redrawn in place; otherwise a plain line is logged every 10 s.
-pub async fn live(stats: &Stats, clock: crate::clock::Clock, in_flight: impl Fn() -> u64, stop: impl std::future::Future<Output = ()>) {
+pub async fn live(
+    stats: &Stats,
+    clock: crate::clock::Clock,
+    in_flight: impl Fn() -> u64,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let tty = std::io::stderr().is_terminal();
-    let period = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
+    let period = if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(10)
+    };
     let mut tick = tokio::time::interval(period);
     tick.tick().await;
     tokio::pin!(stop);

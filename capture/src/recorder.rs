@@ -78,7 +78,12 @@ pub struct EventRow {
 impl EventRow {
     /// A row of `kind` for `request_id` at `t_ns`, every optional column null.
     pub fn new(request_id: u64, kind: EventKind, t_ns: i64) -> Self {
-        EventRow { request_id, kind: Some(kind), t_ns, ..Default::default() }
+        EventRow {
+            request_id,
+            kind: Some(kind),
+            t_ns,
+            ..Default::default()
+        }
     }
 }
 

@@ -9,8 +9,10 @@ use recap_schemas::manifest::REDACTED;
 /// Whether a header carries credentials (by name, case-insensitive).
 pub fn is_secret_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie" | "set-cookie")
-        || n.contains("key")
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || n.contains("key")
         || n.contains("token")
         || n.contains("secret")
         || n.contains("password")
@@ -27,7 +29,9 @@ pub fn redact_header_line(line: &str) -> String {
 
 /// A URL with any `user:password@` part redacted.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
@@ -58,11 +62,21 @@ pub fn redact_args(args: &[String]) -> Vec<String> {
     out
 }
 
+/// Flags whose value is a credential: a `-`/`_`-separated word of the name is `key`, `token`,
+/// `secret`, `password` or `apikey` (so `--auth-token` is, `--max-tokens` and `--api-key-env`
+/// are not).
+fn is_secret_flag(flag: &str) -> bool {
+    flag != "api-key-env"
+        && flag
+            .split(['-', '_'])
+            .any(|w| matches!(w, "key" | "token" | "secret" | "password" | "apikey"))
+}
+
 fn redact_value(flag: &str, value: &str) -> String {
     let f = flag.trim_start_matches('-');
     if f == "header" || f == "H" {
         redact_header_line(value)
-    } else if f != "api-key-env" && (f.contains("key") || f.contains("token") || f.contains("secret") || f.contains("password")) {
+    } else if is_secret_flag(f) {
         REDACTED.to_string()
     } else {
         redact_url(value)
@@ -92,6 +106,8 @@ mod tests {
             "MY_KEY",
             "--some-token",
             "zzz",
+            "--max-tokens",
+            "512",
         ]));
         let joined = got.join(" ");
         for secret in ["sk-123", "abc", "u:p", "zzz"] {
@@ -99,6 +115,7 @@ mod tests {
         }
         assert!(joined.contains("X-Trace: keep"));
         assert!(joined.contains("MY_KEY"), "the variable name is not a secret");
+        assert!(joined.contains("--max-tokens 512"), "{joined}");
         assert!(joined.contains("https://<redacted>@h:1/v1"));
     }
 

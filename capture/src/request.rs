@@ -76,9 +76,11 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
         Api::Completions => {
             let text = match &row.prompt {
                 Prompt::Text(t) => t.clone(),
-                Prompt::Messages(m) => {
-                    m.iter().filter_map(|x| x.get("content").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
-                }
+                Prompt::Messages(m) => m
+                    .iter()
+                    .filter_map(|x| x.get("content").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             };
             body.insert("prompt".into(), Value::String(text.clone()));
             (Some(Arc::from(text)), None)
@@ -99,12 +101,21 @@ mod tests {
     use super::*;
 
     fn opts(api: Api, stream: bool) -> BodyOptions {
-        BodyOptions { api, model: "m".into(), stream, max_tokens: Some(8), extra: Map::new() }
+        BodyOptions {
+            api,
+            model: "m".into(),
+            stream,
+            max_tokens: Some(8),
+            extra: Map::new(),
+        }
     }
 
     #[test]
     fn chat_streaming_asks_for_usage() {
-        let row = Row { prompt: Prompt::Text("hi".into()), max_tokens: None };
+        let row = Row {
+            prompt: Prompt::Text("hi".into()),
+            max_tokens: None,
+        };
         let p = prepare(&row, &opts(Api::Chat, true));
         let body: Value = serde_json::from_slice(&p.body).expect("json");
         assert_eq!(body["messages"][0]["content"], "hi");
@@ -118,7 +129,10 @@ mod tests {
     #[test]
     fn completions_joins_messages_and_row_budget_wins() {
         let row = Row {
-            prompt: Prompt::Messages(vec![json!({"role":"system","content":"a"}), json!({"role":"user","content":"b"})]),
+            prompt: Prompt::Messages(vec![
+                json!({"role":"system","content":"a"}),
+                json!({"role":"user","content":"b"}),
+            ]),
             max_tokens: Some(3),
         };
         let mut o = opts(Api::Completions, false);

@@ -51,7 +51,10 @@ impl Control {
 
 /// Creates the run folder, or refuses to overwrite an existing run without `force`.
 fn prepare_out(out: &Path, force: bool) -> Result<()> {
-    let io = |source| Error::Io { path: out.to_path_buf(), source };
+    let io = |source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    };
     if out.exists() {
         let non_empty = std::fs::read_dir(out).map_err(io)?.next().is_some();
         if non_empty {
@@ -62,9 +65,18 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
                 )));
             }
             // Only what a run consists of is removed, never unrelated files.
-            for part in [MANIFEST_FILE, recap_schemas::REQUESTS_DIR, recap_schemas::EVENTS_DIR, "analysis"] {
+            for part in [
+                MANIFEST_FILE,
+                recap_schemas::REQUESTS_DIR,
+                recap_schemas::EVENTS_DIR,
+                "analysis",
+            ] {
                 let p = out.join(part);
-                let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
                 if let Err(e) = r {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(Error::Io { path: p, source: e });
@@ -81,7 +93,10 @@ pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     let path = dir.join(MANIFEST_FILE);
     let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
     let text = serde_json::to_string_pretty(m).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::write(&tmp, text + "\n").map_err(|source| Error::Io { path: tmp.clone(), source })?;
+    std::fs::write(&tmp, text + "\n").map_err(|source| Error::Io {
+        path: tmp.clone(),
+        source,
+    })?;
     std::fs::rename(&tmp, &path).map_err(|source| Error::Io { path, source })
 }
 
@@ -90,7 +105,9 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 fn run_id(clock: &Clock) -> String {
-    let stamp = humantime::format_rfc3339_seconds(clock.anchor_wall()).to_string().replace([':', '-'], "");
+    let stamp = humantime::format_rfc3339_seconds(clock.anchor_wall())
+        .to_string()
+        .replace([':', '-'], "");
     let salt: u32 = rand::Rng::random(&mut <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng());
     format!("{}-{salt:08x}", stamp.trim_end_matches('Z'))
 }
@@ -110,7 +127,9 @@ fn host_info() -> HostInfo {
 fn load_spec(cfg: &Config) -> LoadSpec {
     let (mode, concurrency, rate_per_s, arrival, burstiness) = match &cfg.load {
         Load::Concurrency(n) => ("concurrency", Some(*n), None, None, None),
-        Load::Rate { rate_per_s, arrival, .. } => {
+        Load::Rate {
+            rate_per_s, arrival, ..
+        } => {
             let k = match arrival {
                 crate::schedule::Arrival::Gamma { shape } => Some(*shape),
                 _ => None,
@@ -137,8 +156,12 @@ fn load_spec(cfg: &Config) -> LoadSpec {
 
 /// Hands out tickets: the one place that knows the load mode.
 enum Dispatcher {
-    Closed { next: AtomicU64 },
-    Open { rx: tokio::sync::Mutex<mpsc::Receiver<(u64, i64)>> },
+    Closed {
+        next: AtomicU64,
+    },
+    Open {
+        rx: tokio::sync::Mutex<mpsc::Receiver<(u64, i64)>>,
+    },
 }
 
 struct Plan {
@@ -192,10 +215,17 @@ impl Dispatcher {
 }
 
 /// Feeds open-loop tickets at their scheduled offsets until the plan or a stop ends it.
-async fn feed(tx: mpsc::Sender<(u64, i64)>, offsets: Box<dyn Iterator<Item = i64> + Send>, plan_total: Option<u64>, deadline_ns: Option<i64>, clock: Clock, mut stop: watch::Receiver<bool>) {
+async fn feed(
+    tx: mpsc::Sender<(u64, i64)>,
+    offsets: Box<dyn Iterator<Item = i64> + Send>,
+    plan_total: Option<u64>,
+    deadline_ns: Option<i64>,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+) {
     for (i, at) in offsets.enumerate() {
         let i = i as u64;
-        if plan_total.is_some_and(|t| i >= t) || deadline_ns.is_some_and(|d| at >= d) {
+        if plan_total.is_some_and(|t| i >= t) || deadline_ns.is_some_and(|d| at >= d || clock.now_ns() >= d) {
             break;
         }
         tokio::select! {
@@ -215,7 +245,10 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     prepare_out(&cfg.out, cfg.force)?;
     let clock = Clock::start();
     let run_id = run_id(&clock);
-    let endpoint = Arc::new(Endpoint::new(&cfg.url, cfg.headers.clone(), cfg.body.stream, cfg.timeout).map_err(|e| Error::Config(e.to_string()))?);
+    let endpoint = Arc::new(
+        Endpoint::new(&cfg.url, cfg.headers.clone(), cfg.body.stream, cfg.timeout)
+            .map_err(|e| Error::Config(e.to_string()))?,
+    );
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         run_id: run_id.clone(),
@@ -245,10 +278,21 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         counts: None,
     };
     write_manifest(&cfg.out, &manifest)?;
+    if cfg.dataset.skipped > 0 {
+        tracing::warn!(
+            "dataset {}: skipped {} invalid rows (--skip-invalid)",
+            cfg.dataset.path,
+            cfg.dataset.skipped
+        );
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let control = Arc::new(Control { stop: stop_tx, cancel: cancel_tx, reason: Mutex::new(None) });
+    let control = Arc::new(Control {
+        stop: stop_tx,
+        cancel: cancel_tx,
+        reason: Mutex::new(None),
+    });
 
     let mut sink_cfg = SinkConfig::new(cfg.out.clone(), run_id.clone());
     sink_cfg.flush_interval = cfg.flush_interval;
@@ -257,7 +301,10 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let (sink, recorder) = Sink::spawn(
         sink_cfg,
         Arc::new(move |msg: &str| {
-            ctl.stop(RunStatus::Failed, format!("recording failed, scheduling stopped: {msg}"));
+            ctl.stop(
+                RunStatus::Failed,
+                format!("recording failed, scheduling stopped: {msg}"),
+            );
             // Nothing more can be recorded, so waiting for in-flight requests is pointless.
             ctl.cancel.send_replace(true);
         }),
@@ -276,17 +323,39 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
 
     let mut feeder = None;
     let dispatcher = Arc::new(match &cfg.load {
-        Load::Concurrency(_) => Dispatcher::Closed { next: AtomicU64::new(0) },
-        Load::Rate { rate_per_s, arrival, .. } => {
+        Load::Concurrency(_) => Dispatcher::Closed {
+            next: AtomicU64::new(0),
+        },
+        Load::Rate {
+            rate_per_s, arrival, ..
+        } => {
             let offsets = Arrivals::new(*rate_per_s, *arrival, cfg.seed).map_err(|e| Error::Config(e.to_string()))?;
             let (tx, rx) = mpsc::channel(1);
-            feeder = Some(tokio::spawn(feed(tx, Box::new(offsets), plan.total, plan.deadline_ns, clock, stop_rx.clone())));
-            Dispatcher::Open { rx: tokio::sync::Mutex::new(rx) }
+            feeder = Some(tokio::spawn(feed(
+                tx,
+                Box::new(offsets),
+                plan.total,
+                plan.deadline_ns,
+                clock,
+                stop_rx.clone(),
+            )));
+            Dispatcher::Open {
+                rx: tokio::sync::Mutex::new(rx),
+            }
         }
         Load::Burst { .. } => {
             let (tx, rx) = mpsc::channel(1);
-            feeder = Some(tokio::spawn(feed(tx, Box::new(std::iter::repeat(0)), plan.total, plan.deadline_ns, clock, stop_rx.clone())));
-            Dispatcher::Open { rx: tokio::sync::Mutex::new(rx) }
+            feeder = Some(tokio::spawn(feed(
+                tx,
+                Box::new(std::iter::repeat(0)),
+                plan.total,
+                plan.deadline_ns,
+                clock,
+                stop_rx.clone(),
+            )));
+            Dispatcher::Open {
+                rx: tokio::sync::Mutex::new(rx),
+            }
         }
     });
 
@@ -376,7 +445,10 @@ async fn watch_signals(control: Arc<Control>, grace: std::time::Duration) {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     };
-    tracing::warn!("{name}: no new requests; in-flight requests get {} to finish (again to cancel now)", humantime::format_duration(grace));
+    tracing::warn!(
+        "{name}: no new requests; in-flight requests get {} to finish (again to cancel now)",
+        humantime::format_duration(grace)
+    );
     control.stop(RunStatus::Interrupted, format!("stopped by {name}"));
     tokio::select! {
         _ = int.recv() => {}

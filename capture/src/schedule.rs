@@ -77,7 +77,12 @@ impl Arrivals {
                 Gaps::Gamma(Gamma::new(shape, mean / shape).map_err(|_| ScheduleError::Shape(shape))?)
             }
         };
-        Ok(Arrivals { gaps, rng: StdRng::seed_from_u64(seed), next_s: 0.0, first: true })
+        Ok(Arrivals {
+            gaps,
+            rng: StdRng::seed_from_u64(seed),
+            next_s: 0.0,
+            first: true,
+        })
     }
 }
 
@@ -118,7 +123,10 @@ mod tests {
 
     #[test]
     fn constant_is_exact() {
-        let t: Vec<i64> = Arrivals::new(4.0, Arrival::Constant, 0).expect("valid").take(5).collect();
+        let t: Vec<i64> = Arrivals::new(4.0, Arrival::Constant, 0)
+            .expect("valid")
+            .take(5)
+            .collect();
         assert_eq!(t, [0, 250_000_000, 500_000_000, 750_000_000, 1_000_000_000]);
     }
 
@@ -141,11 +149,20 @@ mod tests {
 
     #[test]
     fn seeded_and_non_decreasing() {
-        let a: Vec<i64> = Arrivals::new(1000.0, Arrival::Gamma { shape: 0.3 }, 42).expect("valid").take(10_000).collect();
-        let b: Vec<i64> = Arrivals::new(1000.0, Arrival::Gamma { shape: 0.3 }, 42).expect("valid").take(10_000).collect();
+        let a: Vec<i64> = Arrivals::new(1000.0, Arrival::Gamma { shape: 0.3 }, 42)
+            .expect("valid")
+            .take(10_000)
+            .collect();
+        let b: Vec<i64> = Arrivals::new(1000.0, Arrival::Gamma { shape: 0.3 }, 42)
+            .expect("valid")
+            .take(10_000)
+            .collect();
         assert_eq!(a, b);
         assert!(a.windows(2).all(|w| w[0] <= w[1]));
-        let c: Vec<i64> = Arrivals::new(1000.0, Arrival::Gamma { shape: 0.3 }, 43).expect("valid").take(10_000).collect();
+        let c: Vec<i64> = Arrivals::new(1000.0, Arrival::Gamma { shape: 0.3 }, 43)
+            .expect("valid")
+            .take(10_000)
+            .collect();
         assert_ne!(a, c);
     }
 

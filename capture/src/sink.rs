@@ -16,8 +16,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 use recap_schemas::{events, requests, segment_file_name, segment_metadata, EventKind, PARTIAL_SUFFIX};
 use tokio::sync::mpsc;
 
@@ -112,24 +112,37 @@ impl Sink {
         let thread = std::thread::Builder::new()
             .name("recap-sink".into())
             .spawn(move || writer_loop(cfg, rx, on_error))
-            .map_err(|source| SinkError::Io { path: PathBuf::from("<sink thread>"), source })?;
+            .map_err(|source| SinkError::Io {
+                path: PathBuf::from("<sink thread>"),
+                source,
+            })?;
         Ok((Sink { thread }, Recorder::new(tx)))
     }
 
     /// Waits for the writer to drain the channel (all [`Recorder`]s must be dropped) and close
     /// its last segments.
     pub fn finish(self) -> SinkStats {
-        self.thread.join().unwrap_or_else(|_| SinkStats { error: Some("sink thread panicked".into()), ..Default::default() })
+        self.thread.join().unwrap_or_else(|_| SinkStats {
+            error: Some("sink thread panicked".into()),
+            ..Default::default()
+        })
     }
 }
 
-fn writer_loop(cfg: SinkConfig, mut rx: mpsc::Receiver<Record>, on_error: Arc<dyn Fn(&str) + Send + Sync>) -> SinkStats {
+fn writer_loop(
+    cfg: SinkConfig,
+    mut rx: mpsc::Receiver<Record>,
+    on_error: Arc<dyn Fn(&str) + Send + Sync>,
+) -> SinkStats {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
         Ok(rt) => rt,
         Err(e) => {
             let msg = format!("starting the sink runtime: {e}");
             on_error(&msg);
-            return SinkStats { error: Some(msg), ..Default::default() };
+            return SinkStats {
+                error: Some(msg),
+                ..Default::default()
+            };
         }
     };
     let mut w = Writer::new(&cfg);
@@ -169,17 +182,30 @@ struct Writer {
 impl Writer {
     fn new(cfg: &SinkConfig) -> Self {
         let props = |table: &str| {
-            let kv = segment_metadata(&cfg.run_id, table).into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+            let kv = segment_metadata(&cfg.run_id, table)
+                .into_iter()
+                .map(|(k, v)| KeyValue::new(k, v))
+                .collect();
             WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default()))
+                .set_compression(Compression::ZSTD(
+                    ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default(),
+                ))
                 .set_max_row_group_row_count(Some(cfg.max_segment_rows.max(1)))
                 .set_key_value_metadata(Some(kv))
                 .set_created_by(format!("recap-capture {}", env!("CARGO_PKG_VERSION")))
                 .build()
         };
         Writer {
-            requests: Table::new(cfg.run_dir.join(recap_schemas::REQUESTS_DIR), requests::schema(), props(requests::TABLE)),
-            events: Table::new(cfg.run_dir.join(recap_schemas::EVENTS_DIR), events::schema(), props(events::TABLE)),
+            requests: Table::new(
+                cfg.run_dir.join(recap_schemas::REQUESTS_DIR),
+                requests::schema(),
+                props(requests::TABLE),
+            ),
+            events: Table::new(
+                cfg.run_dir.join(recap_schemas::EVENTS_DIR),
+                events::schema(),
+                props(events::TABLE),
+            ),
             max_segment_rows: cfg.max_segment_rows,
             stats: SinkStats::default(),
         }
@@ -253,7 +279,14 @@ struct Table<B> {
 
 impl<B: RowsBuilder + Default> Table<B> {
     fn new(dir: PathBuf, schema: SchemaRef, props: WriterProperties) -> Self {
-        Table { dir, schema, props, builder: B::default(), rows: 0, next_segment: 0 }
+        Table {
+            dir,
+            schema,
+            props,
+            builder: B::default(),
+            rows: 0,
+            next_segment: 0,
+        }
     }
 
     /// Writes the buffered rows as one segment; returns how many rows it held.
@@ -264,14 +297,17 @@ impl<B: RowsBuilder + Default> Table<B> {
         let name = segment_file_name(self.next_segment);
         let final_path = self.dir.join(&name);
         let partial = self.dir.join(name.replace(".parquet", PARTIAL_SUFFIX));
-        let batch = self
-            .builder
-            .finish(&self.schema)
-            .map_err(|e| SinkError::Encode { path: partial.clone(), message: e.to_string() })?;
+        let batch = self.builder.finish(&self.schema).map_err(|e| SinkError::Encode {
+            path: partial.clone(),
+            message: e.to_string(),
+        })?;
         let rows = self.rows as u64;
         self.rows = 0;
         let bytes = write_segment(&partial, &batch, self.props.clone())?;
-        std::fs::rename(&partial, &final_path).map_err(|source| SinkError::Io { path: final_path.clone(), source })?;
+        std::fs::rename(&partial, &final_path).map_err(|source| SinkError::Io {
+            path: final_path.clone(),
+            source,
+        })?;
         self.next_segment += 1;
         stats.segments += 1;
         stats.bytes_written += bytes;
@@ -280,13 +316,25 @@ impl<B: RowsBuilder + Default> Table<B> {
 }
 
 fn write_segment(path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64, SinkError> {
-    let io = |source| SinkError::Io { path: path.to_path_buf(), source };
+    let io = |source| SinkError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let enc = |e: parquet::errors::ParquetError| match e {
         parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(ioe) => SinkError::Io { path: path.to_path_buf(), source: *ioe },
-            Err(other) => SinkError::Encode { path: path.to_path_buf(), message: other.to_string() },
+            Ok(ioe) => SinkError::Io {
+                path: path.to_path_buf(),
+                source: *ioe,
+            },
+            Err(other) => SinkError::Encode {
+                path: path.to_path_buf(),
+                message: other.to_string(),
+            },
         },
-        other => SinkError::Encode { path: path.to_path_buf(), message: other.to_string() },
+        other => SinkError::Encode {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
     };
     let file = File::create(path).map_err(io)?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
@@ -425,7 +473,10 @@ mod tests {
     fn read_all(dir: &Path) -> (usize, Vec<(String, String)>) {
         let mut rows = 0;
         let mut md = Vec::new();
-        let mut names: Vec<_> = std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
         names.sort();
         for p in names {
             assert!(p.to_string_lossy().ends_with(".parquet"), "leftover {p:?}");
@@ -471,7 +522,10 @@ mod tests {
         });
         drop(rec);
         let stats = sink.finish();
-        assert_eq!((stats.request_rows, stats.event_rows, stats.sse_rows), (2500, 2500, 2500));
+        assert_eq!(
+            (stats.request_rows, stats.event_rows, stats.sse_rows),
+            (2500, 2500, 2500)
+        );
         assert!(stats.segments >= 6, "segments {}", stats.segments);
         assert!(stats.error.is_none());
         let (rows, md) = read_all(&dir.path().join("events"));
@@ -487,8 +541,11 @@ mod tests {
         let cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
         let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let seen2 = seen.clone();
-        let (sink, rec) = Sink::spawn(cfg, Arc::new(move |m: &str| seen2.lock().expect("lock").push(m.to_string())))
-            .expect("spawn");
+        let (sink, rec) = Sink::spawn(
+            cfg,
+            Arc::new(move |m: &str| seen2.lock().expect("lock").push(m.to_string())),
+        )
+        .expect("spawn");
         // Make the events folder unusable: segments cannot be created there.
         std::fs::remove_dir_all(dir.path().join("events")).expect("rm");
         std::fs::write(dir.path().join("events"), b"not a dir").expect("write");

@@ -106,7 +106,10 @@ impl SseParser {
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
         if self.has_data {
-            out.push(SseEvent { data: std::mem::take(&mut self.data), raw_bytes: self.raw_bytes });
+            out.push(SseEvent {
+                data: std::mem::take(&mut self.data),
+                raw_bytes: self.raw_bytes,
+            });
             self.raw_bytes = 0;
             self.has_data = false;
         }
@@ -124,7 +127,9 @@ mod tests {
             p.feed(r, &mut out);
         }
         p.finish(&mut out);
-        out.into_iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect()
+        out.into_iter()
+            .map(|e| String::from_utf8_lossy(&e.data).into_owned())
+            .collect()
     }
 
     #[test]
@@ -148,7 +153,10 @@ mod tests {
 
     #[test]
     fn crlf_split_between_reads_is_one_line_end() {
-        assert_eq!(parse_in_reads(&[b"data: x\r", b"\n\r", b"\ndata: y\r\n\r\n"]), ["x", "y"]);
+        assert_eq!(
+            parse_in_reads(&[b"data: x\r", b"\n\r", b"\ndata: y\r\n\r\n"]),
+            ["x", "y"]
+        );
     }
 
     #[test]
@@ -164,7 +172,10 @@ mod tests {
 
     #[test]
     fn multi_line_data_is_joined_with_newline() {
-        assert_eq!(parse_in_reads(&[b"data: {\ndata:  \"k\": 1\ndata: }\n\n"]), ["{\n \"k\": 1\n}"]);
+        assert_eq!(
+            parse_in_reads(&[b"data: {\ndata:  \"k\": 1\ndata: }\n\n"]),
+            ["{\n \"k\": 1\n}"]
+        );
     }
 
     #[test]

@@ -136,8 +136,14 @@ mod tests {
 
     #[test]
     fn serde_uses_the_stored_spelling() {
-        assert_eq!(serde_json::to_string(&ErrorKind::HttpStatus).ok().as_deref(), Some("\"http_status\""));
-        assert_eq!(serde_json::to_string(&RunStatus::Interrupted).ok().as_deref(), Some("\"interrupted\""));
+        assert_eq!(
+            serde_json::to_string(&ErrorKind::HttpStatus).ok().as_deref(),
+            Some("\"http_status\"")
+        );
+        assert_eq!(
+            serde_json::to_string(&RunStatus::Interrupted).ok().as_deref(),
+            Some("\"interrupted\"")
+        );
     }
 
     #[test]

@@ -67,7 +67,12 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["part-00001.parquet", "part-00002.parquet", "part-00010.parquet", "part-00100.parquet"]
+            [
+                "part-00001.parquet",
+                "part-00002.parquet",
+                "part-00010.parquet",
+                "part-00100.parquet"
+            ]
         );
     }
 

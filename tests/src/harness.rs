@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 /// running test executable (`target/<profile>/deps/..`).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("invariant: the test knows its own path");
-    let mut dir = exe.parent().expect("invariant: an executable lives in a folder").to_path_buf();
+    let mut dir = exe
+        .parent()
+        .expect("invariant: an executable lives in a folder")
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
@@ -36,8 +39,14 @@ impl SimProcess {
             .with_context(|| format!("starting {}", bin.display()))?;
         let stdout = child.stdout.take().context("recap-sim stdout")?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).context("reading recap-sim's first line")?;
-        let port = match line.trim().strip_prefix("listening on 127.0.0.1:").and_then(|p| p.parse().ok()) {
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("reading recap-sim's first line")?;
+        let port = match line
+            .trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+        {
             Some(p) => p,
             None => {
                 let _ = child.kill();

@@ -90,7 +90,11 @@ impl Run {
     pub fn terminals(&self, id: u64) -> Vec<&EventRow> {
         self.events
             .get(&id)
-            .map(|v| v.iter().filter(|e| matches!(e.kind.as_str(), "done" | "error" | "cancelled")).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|e| matches!(e.kind.as_str(), "done" | "error" | "cancelled"))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -106,8 +110,11 @@ impl Run {
 
     /// Request `id`'s SSE rows in `seq` order.
     pub fn sse(&self, id: u64) -> Vec<&EventRow> {
-        let mut v: Vec<&EventRow> =
-            self.events.get(&id).map(|v| v.iter().filter(|e| e.kind == "sse").collect()).unwrap_or_default();
+        let mut v: Vec<&EventRow> = self
+            .events
+            .get(&id)
+            .map(|v| v.iter().filter(|e| e.kind == "sse").collect())
+            .unwrap_or_default();
         v.sort_by_key(|e| e.seq);
         v
     }
@@ -165,7 +172,9 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         let role = col(events::ROLE)?.as_string::<i32>().clone();
         let finish = col(events::FINISH_REASON)?.as_string::<i32>().clone();
         let up = col(events::USAGE_PROMPT_TOKENS)?.as_primitive::<UInt32Type>().clone();
-        let uc = col(events::USAGE_COMPLETION_TOKENS)?.as_primitive::<UInt32Type>().clone();
+        let uc = col(events::USAGE_COMPLETION_TOKENS)?
+            .as_primitive::<UInt32Type>()
+            .clone();
         let done = col(events::DONE_MARKER)?.as_boolean().clone();
         let status = col(events::HTTP_STATUS)?.as_primitive::<UInt16Type>().clone();
         let ek = col(events::ERROR_KIND)?.as_string::<i32>().clone();
@@ -209,12 +218,17 @@ fn read_table(dir: &Path, run: &mut Run) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     for f in files {
         let file = File::open(&f).with_context(|| format!("opening {}", f.display()))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("reading {}", f.display()))?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("reading {}", f.display()))?;
         let md = builder
             .metadata()
             .file_metadata()
             .key_value_metadata()
-            .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+            .map(|kv| {
+                kv.iter()
+                    .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                    .collect()
+            })
             .unwrap_or_default();
         run.segment_metadata.push(md);
         for b in builder.build().with_context(|| format!("decoding {}", f.display()))? {

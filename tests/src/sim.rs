@@ -57,7 +57,11 @@ fn word(h: u64, i: u64) -> String {
 /// the completions prompt (an array of prompts joined with `\n`).
 pub fn request_key(body: &Value) -> String {
     if let Some(msgs) = body.get("messages").and_then(Value::as_array) {
-        return msgs.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
+        return msgs
+            .iter()
+            .filter_map(|m| m.get("content").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n");
     }
     match body.get("prompt") {
         Some(Value::String(s)) => s.clone(),
@@ -216,18 +220,30 @@ impl Shared {
 }
 
 fn unix_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 fn full(status: StatusCode, body: Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}).boxed());
+    let mut r = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn error_body(status: StatusCode, message: &str, kind: &str) -> Response<Body> {
-    full(status, json!({"error": {"message": message, "type": kind, "code": status.as_u16()}}))
+    full(
+        status,
+        json!({"error": {"message": message, "type": kind, "code": status.as_u16()}}),
+    )
 }
 
 /// Binds 127.0.0.1:`port` (0 = any) and returns the listener and its address.
@@ -259,7 +275,9 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
         let shared = shared.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(shared.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -269,20 +287,47 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
     let chat = match (&method, path.as_str()) {
         (&Method::GET, "/health") => return Ok(full(StatusCode::OK, json!({"status": "ok"}))),
         (&Method::GET, "/v1/models") => {
-            return Ok(full(StatusCode::OK, json!({"object": "list", "data": [{"id": "recap-sim", "object": "model"}]})))
+            return Ok(full(
+                StatusCode::OK,
+                json!({"object": "list", "data": [{"id": "recap-sim", "object": "model"}]}),
+            ))
         }
         (&Method::POST, "/v1/chat/completions") => true,
         (&Method::POST, "/v1/completions") => false,
-        _ => return Ok(error_body(StatusCode::NOT_FOUND, &format!("no route {method} {path}"), "not_found")),
+        _ => {
+            return Ok(error_body(
+                StatusCode::NOT_FOUND,
+                &format!("no route {method} {path}"),
+                "not_found",
+            ))
+        }
     };
     let bytes = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error_body(StatusCode::BAD_REQUEST, &format!("reading body: {e}"), "invalid_request_error")),
+        Err(e) => {
+            return Ok(error_body(
+                StatusCode::BAD_REQUEST,
+                &format!("reading body: {e}"),
+                "invalid_request_error",
+            ))
+        }
     };
     let body: Value = match serde_json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return Ok(error_body(StatusCode::BAD_REQUEST, "body must be a JSON object", "invalid_request_error")),
-        Err(e) => return Ok(error_body(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}"), "invalid_request_error")),
+        Ok(_) => {
+            return Ok(error_body(
+                StatusCode::BAD_REQUEST,
+                "body must be a JSON object",
+                "invalid_request_error",
+            ))
+        }
+        Err(e) => {
+            return Ok(error_body(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON: {e}"),
+                "invalid_request_error",
+            ))
+        }
     };
     Ok(respond(shared, chat, &body).await)
 }
@@ -324,7 +369,11 @@ impl Plan {
 
     fn chunk_event(&self, reasoning: bool, text: &str, finish: Option<&str>) -> Value {
         if self.chat {
-            let delta = if reasoning { json!({"reasoning_content": text}) } else { json!({"content": text}) };
+            let delta = if reasoning {
+                json!({"reasoning_content": text})
+            } else {
+                json!({"content": text})
+            };
             json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
         } else {
@@ -347,10 +396,17 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
         .and_then(Value::as_u64)
         .or_else(|| body.get("max_tokens").and_then(Value::as_u64));
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let plan = Plan {
         chat,
-        model: body.get("model").and_then(Value::as_str).unwrap_or("recap-sim").to_string(),
+        model: body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("recap-sim")
+            .to_string(),
         id: format!("cmpl-{hash:016x}"),
         hash,
         prompt_tokens: prompt_tokens(&key),
@@ -370,8 +426,12 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
         tokio::spawn(stream_body(shared.clone(), plan, tx));
         let body = StreamBody::new(ReceiverStream(rx)).boxed();
         let mut r = Response::new(body);
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
-        r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        r.headers_mut()
+            .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
         return r;
     }
     // Non-streaming: the whole generation time, then one body.
@@ -414,16 +474,26 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
 }
 
 fn full_raw(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {}).boxed());
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 /// A body that fails at once: hyper then aborts the connection without a complete response.
 fn futures_once_error() -> Body {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
-    let _ = tx.try_send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset")));
+    let _ = tx.try_send(Err(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "simulated reset",
+    )));
     StreamBody::new(ReceiverStream(rx)).boxed()
 }
 
@@ -451,7 +521,12 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
         }
         if plan.fault == Fault::Reset && i == reset_at.max(1).min(n_chunks) && i > 0 {
             shared.log(plan.hash, plan.fault, true, first_token_ns);
-            let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset"))).await;
+            let _ = tx
+                .send(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "simulated reset",
+                )))
+                .await;
             return;
         }
         let last = i + 1 == n_chunks;
@@ -468,10 +543,8 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
         }
         if i == 0 {
             match plan.fault {
-                Fault::Malformed => {
-                    if !send(Bytes::from_static(b"data: {\"choices\": [ {\"delta\": \n\n")).await {
-                        return;
-                    }
+                Fault::Malformed if !send(Bytes::from_static(b"data: {\"choices\": [ {\"delta\": \n\n")).await => {
+                    return;
                 }
                 Fault::Stall => {
                     shared.log(plan.hash, plan.fault, true, first_token_ns);
@@ -487,7 +560,12 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
     }
     if plan.fault == Fault::Reset && n_chunks <= 1 {
         shared.log(plan.hash, plan.fault, true, first_token_ns);
-        let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset"))).await;
+        let _ = tx
+            .send(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "simulated reset",
+            )))
+            .await;
         return;
     }
     if plan.chat {
@@ -526,7 +604,8 @@ mod tests {
     fn keys_hashes_and_tokens_are_deterministic() {
         assert_eq!(key_hash(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(key_hash("a"), 0xaf63_dc4c_8601_ec8c);
-        let k = request_key(&json!({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}));
+        let k =
+            request_key(&json!({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}));
         assert_eq!(k, "s\nu");
         assert_eq!(request_key(&json!({"prompt": "p"})), "p");
         assert_eq!(expected_content("x", 7).split_whitespace().count(), 7);
@@ -537,11 +616,20 @@ mod tests {
 
     #[test]
     fn fault_shares_follow_the_rates() {
-        let cfg = FaultConfig { error_rate: 0.1, reset_rate: 0.2, malformed_rate: 0.05, stall_rate: 0.15, seed: 9 };
+        let cfg = FaultConfig {
+            error_rate: 0.1,
+            reset_rate: 0.2,
+            malformed_rate: 0.05,
+            stall_rate: 0.15,
+            seed: 9,
+        };
         let mut n = [0usize; 5];
         for i in 0..10_000 {
             let f = fault_for(&format!("prompt {i}"), &cfg);
-            n[[Fault::None, Fault::Error, Fault::Reset, Fault::Malformed, Fault::Stall].iter().position(|x| *x == f).unwrap_or(0)] += 1;
+            n[[Fault::None, Fault::Error, Fault::Reset, Fault::Malformed, Fault::Stall]
+                .iter()
+                .position(|x| *x == f)
+                .unwrap_or(0)] += 1;
         }
         let share = |k: usize| n[k] as f64 / 10_000.0;
         assert!((share(1) - 0.1).abs() < 0.02, "{n:?}");

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use recap_tests::runs::{read_run, Run};
 use recap_tests::harness::SimProcess;
+use recap_tests::runs::{read_run, Run};
 use recap_tests::sim::{self, Fault, FaultConfig};
 use serde_json::Value;
 
@@ -32,7 +32,11 @@ fn write_dataset(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn capture(args: &[&str]) -> Output {
-    let out = Command::new(capture_bin()).args(args).arg("--quiet").output().expect("run capture");
+    let out = Command::new(capture_bin())
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .expect("run capture");
     if !out.status.success() && std::env::var_os("RECAP_TEST_VERBOSE").is_some() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -43,7 +47,9 @@ fn capture(args: &[&str]) -> Output {
 fn key_of(run: &Run, id: u64) -> String {
     let r = &run.requests[&id];
     let body = match (&r.messages_json, &r.prompt) {
-        (Some(m), _) => serde_json::json!({"messages": serde_json::from_str::<Value>(m).expect("messages json")}),
+        (Some(m), _) => {
+            serde_json::json!({"messages": serde_json::from_str::<Value>(m).expect("messages json")})
+        }
         (None, Some(p)) => serde_json::json!({"prompt": p}),
         (None, None) => panic!("request {id} has neither prompt nor messages"),
     };
@@ -64,22 +70,52 @@ fn assert_one_terminal_each(run: &Run) {
 
 #[test]
 fn streaming_chat_records_every_event_and_the_exact_text() {
-    let sim = SimProcess::start(&["--ttft", "3ms", "--itl", "1ms", "--tokens-per-chunk", "2", "--reasoning", "3"])
-        .expect("start sim");
+    let sim = SimProcess::start(&[
+        "--ttft",
+        "3ms",
+        "--itl",
+        "1ms",
+        "--tokens-per-chunk",
+        "2",
+        "--reasoning",
+        "3",
+    ])
+    .expect("start sim");
     let dir = tempfile::tempdir().expect("tmp");
     let data = write_dataset(dir.path(), 30);
     let out = dir.path().join("run");
     let res = capture(&[
-        "--url", &sim.url(), "--model", "m", "--dataset", data.to_str().expect("utf8"), "--out", out.to_str().expect("utf8"),
-        "--concurrency", "4", "--requests", "40", "--warmup-requests", "2", "--max-tokens", "9",
+        "--url",
+        &sim.url(),
+        "--model",
+        "m",
+        "--dataset",
+        data.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--concurrency",
+        "4",
+        "--requests",
+        "40",
+        "--warmup-requests",
+        "2",
+        "--max-tokens",
+        "9",
     ]);
-    assert!(res.status.success(), "capture failed: {}", String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "capture failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let run = read_run(&out).expect("read run");
 
     assert_eq!(run.manifest.status, recap_schemas::RunStatus::Complete);
     assert_eq!(run.requests.len(), 42);
     assert_eq!(run.requests.values().filter(|r| r.phase == "warmup").count(), 2);
-    assert_eq!(run.requests.keys().copied().collect::<Vec<_>>(), (0..42).collect::<Vec<_>>());
+    assert_eq!(
+        run.requests.keys().copied().collect::<Vec<_>>(),
+        (0..42).collect::<Vec<_>>()
+    );
     let counts = run.manifest.counts.as_ref().expect("counts");
     assert_eq!((counts.requests, counts.done), (42, 42));
     let n_events: usize = run.events.values().map(Vec::len).sum();
@@ -92,22 +128,41 @@ fn streaming_chat_records_every_event_and_the_exact_text() {
 
     for id in run.requests.keys().copied() {
         let key = key_of(&run, id);
-        assert_eq!(run.content(id), sim::expected_content(&key, 9), "content of request {id}");
-        assert_eq!(run.reasoning(id), sim::expected_reasoning(&key, 3), "reasoning of request {id}");
+        assert_eq!(
+            run.content(id),
+            sim::expected_content(&key, 9),
+            "content of request {id}"
+        );
+        assert_eq!(
+            run.reasoning(id),
+            sim::expected_reasoning(&key, 3),
+            "reasoning of request {id}"
+        );
         let ev = &run.events[&id];
         let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds.first(), Some(&"sent"), "{kinds:?}");
         assert_eq!(kinds.iter().filter(|k| **k == "headers").count(), 1);
-        assert_eq!(ev.iter().find(|e| e.kind == "headers").and_then(|e| e.http_status), Some(200));
+        assert_eq!(
+            ev.iter().find(|e| e.kind == "headers").and_then(|e| e.http_status),
+            Some(200)
+        );
         assert_eq!(kinds.last(), Some(&"done"));
         // role event, 2 reasoning chunks, 5 content chunks, finish, usage, [DONE]
         let sse = run.sse(id);
         assert_eq!(sse.len(), 1 + 2 + 5 + 1 + 1 + 1, "{sse:?}");
-        assert_eq!(sse.iter().map(|e| e.seq.expect("seq")).collect::<Vec<_>>(), (0..11).collect::<Vec<u32>>());
+        assert_eq!(
+            sse.iter().map(|e| e.seq.expect("seq")).collect::<Vec<_>>(),
+            (0..11).collect::<Vec<u32>>()
+        );
         assert_eq!(sse[0].role.as_deref(), Some("assistant"));
         assert_eq!(sse.iter().filter(|e| e.done_marker).count(), 1);
         assert!(sse.last().expect("sse").done_marker);
-        assert_eq!(sse.iter().filter_map(|e| e.finish_reason.as_deref()).collect::<Vec<_>>(), ["length"]);
+        assert_eq!(
+            sse.iter()
+                .filter_map(|e| e.finish_reason.as_deref())
+                .collect::<Vec<_>>(),
+            ["length"]
+        );
         let usage: Vec<_> = sse.iter().filter(|e| e.usage_completion_tokens.is_some()).collect();
         assert_eq!(usage.len(), 1);
         assert_eq!(usage[0].usage_completion_tokens, Some(12));
@@ -124,10 +179,27 @@ fn non_streaming_completions_record_one_body_event() {
     let data = write_dataset(dir.path(), 10);
     let out = dir.path().join("run");
     let res = capture(&[
-        "--url", &format!("{}/v1", sim.url()), "--api", "completions", "--no-stream", "--dataset", data.to_str().expect("utf8"),
-        "--out", out.to_str().expect("utf8"), "--concurrency", "2", "--requests", "10", "--max-tokens", "5",
+        "--url",
+        &format!("{}/v1", sim.url()),
+        "--api",
+        "completions",
+        "--no-stream",
+        "--dataset",
+        data.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--concurrency",
+        "2",
+        "--requests",
+        "10",
+        "--max-tokens",
+        "5",
     ]);
-    assert!(res.status.success(), "capture failed: {}", String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "capture failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let run = read_run(&out).expect("read run");
     assert_eq!(run.requests.len(), 10);
     assert_one_terminal_each(&run);
@@ -136,7 +208,10 @@ fn non_streaming_completions_record_one_body_event() {
         assert!(run.requests[&id].prompt.is_some());
         let sse = run.sse(id);
         assert_eq!(sse.len(), 1);
-        assert_eq!(sse[0].content.as_deref(), Some(sim::expected_content(&key_of(&run, id), 5).as_str()));
+        assert_eq!(
+            sse[0].content.as_deref(),
+            Some(sim::expected_content(&key_of(&run, id), 5).as_str())
+        );
         assert_eq!(sse[0].usage_completion_tokens, Some(5));
         assert_eq!(run.terminals(id)[0].kind, "done");
     }
@@ -144,20 +219,54 @@ fn non_streaming_completions_record_one_body_event() {
 
 #[test]
 fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
-    let cfg = FaultConfig { error_rate: 0.15, reset_rate: 0.15, malformed_rate: 0.15, stall_rate: 0.1, seed: 3 };
+    let cfg = FaultConfig {
+        error_rate: 0.15,
+        reset_rate: 0.15,
+        malformed_rate: 0.15,
+        stall_rate: 0.1,
+        seed: 3,
+    };
     let sim = SimProcess::start(&[
-        "--itl", "1ms", "--error-rate", "0.15", "--reset-rate", "0.15", "--malformed-rate", "0.15",
-        "--stall-rate", "0.1", "--fault-seed", "3", "--error-status", "503",
+        "--itl",
+        "1ms",
+        "--error-rate",
+        "0.15",
+        "--reset-rate",
+        "0.15",
+        "--malformed-rate",
+        "0.15",
+        "--stall-rate",
+        "0.1",
+        "--fault-seed",
+        "3",
+        "--error-status",
+        "503",
     ])
     .expect("start sim");
     let dir = tempfile::tempdir().expect("tmp");
     let data = write_dataset(dir.path(), 60);
     let out = dir.path().join("run");
     let res = capture(&[
-        "--url", &sim.url(), "--dataset", data.to_str().expect("utf8"), "--out", out.to_str().expect("utf8"),
-        "--concurrency", "8", "--requests", "60", "--max-tokens", "6", "--timeout", "1500ms",
+        "--url",
+        &sim.url(),
+        "--dataset",
+        data.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--concurrency",
+        "8",
+        "--requests",
+        "60",
+        "--max-tokens",
+        "6",
+        "--timeout",
+        "1500ms",
     ]);
-    assert!(res.status.success(), "capture failed: {}", String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "capture failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let run = read_run(&out).expect("read run");
     assert_eq!(run.requests.len(), 60);
     assert_one_terminal_each(&run);
@@ -172,27 +281,50 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
                 assert_eq!(run.content(id), sim::expected_content(&key, 6));
             }
             Fault::Error => {
-                assert_eq!((term.kind.as_str(), term.error_kind.as_deref(), term.http_status), ("error", Some("http_status"), Some(503)));
-                assert!(term.error_message.as_deref().is_some_and(|m| m.contains("simulated failure")), "{term:?}");
+                assert_eq!(
+                    (term.kind.as_str(), term.error_kind.as_deref(), term.http_status),
+                    ("error", Some("http_status"), Some(503))
+                );
+                assert!(
+                    term.error_message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("simulated failure")),
+                    "{term:?}"
+                );
             }
             Fault::Reset => {
-                assert_eq!((term.kind.as_str(), term.error_kind.as_deref()), ("error", Some("stream_reset")), "request {id}: {term:?}");
+                assert_eq!(
+                    (term.kind.as_str(), term.error_kind.as_deref()),
+                    ("error", Some("stream_reset")),
+                    "request {id}: {term:?}"
+                );
                 assert!(term.bytes.unwrap_or(0) > 0, "reset after some bytes: {term:?}");
             }
             Fault::Malformed => {
                 assert_eq!(term.kind, "done", "malformed event does not end the request: {term:?}");
-                let bad: Vec<_> = run.sse(id).into_iter().filter(|e| e.error_kind.as_deref() == Some("protocol")).collect();
+                let bad: Vec<_> = run
+                    .sse(id)
+                    .into_iter()
+                    .filter(|e| e.error_kind.as_deref() == Some("protocol"))
+                    .collect();
                 assert_eq!(bad.len(), 1, "request {id}");
                 assert_eq!(run.content(id), sim::expected_content(&key, 6));
             }
             Fault::Stall => {
-                assert_eq!((term.kind.as_str(), term.error_kind.as_deref()), ("error", Some("timeout")), "request {id}: {term:?}");
+                assert_eq!(
+                    (term.kind.as_str(), term.error_kind.as_deref()),
+                    ("error", Some("timeout")),
+                    "request {id}: {term:?}"
+                );
             }
         }
         *seen.entry(format!("{fault:?}")).or_default() += 1;
     }
     for f in ["None", "Error", "Reset", "Malformed", "Stall"] {
-        assert!(seen.get(f).copied().unwrap_or(0) > 0, "no request drew fault {f}: {seen:?}");
+        assert!(
+            seen.get(f).copied().unwrap_or(0) > 0,
+            "no request drew fault {f}: {seen:?}"
+        );
     }
     let errors = &run.manifest.counts.as_ref().expect("counts").errors;
     assert_eq!(errors.get("http_status").copied().unwrap_or(0) as usize, seen["Error"]);
@@ -202,10 +334,21 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
 #[test]
 fn connection_refused_is_recorded_per_request() {
     // Bind then drop a listener to get a port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
-    let res = capture(&["--url", &format!("http://127.0.0.1:{port}"), "--out", out.to_str().expect("utf8"), "--requests", "5"]);
+    let res = capture(&[
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--requests",
+        "5",
+    ]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let run = read_run(&out).expect("read run");
     assert_eq!(run.requests.len(), 5);
@@ -223,8 +366,18 @@ fn open_loop_constant_rate_schedules_exactly() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
     let res = capture(&[
-        "--url", &sim.url(), "--out", out.to_str().expect("utf8"), "--rate", "200", "--arrival", "constant",
-        "--requests", "40", "--max-tokens", "2",
+        "--url",
+        &sim.url(),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--rate",
+        "200",
+        "--arrival",
+        "constant",
+        "--requests",
+        "40",
+        "--max-tokens",
+        "2",
     ]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let run = read_run(&out).expect("read run");
@@ -244,29 +397,58 @@ fn sigint_stops_scheduling_and_leaves_a_readable_interrupted_run() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
     let mut child = Command::new(capture_bin())
-        .args(["--url", &sim.url(), "--out", out.to_str().expect("utf8"), "--concurrency", "4", "--requests", "1000", "--grace", "300ms", "--quiet"])
+        .args([
+            "--url",
+            &sim.url(),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--concurrency",
+            "4",
+            "--requests",
+            "1000",
+            "--grace",
+            "300ms",
+            "--quiet",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn capture");
     std::thread::sleep(Duration::from_millis(1200));
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "capture did not stop after SIGINT");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "capture did not stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(130));
     let run = read_run(&out).expect("read run");
     assert_eq!(run.manifest.status, recap_schemas::RunStatus::Interrupted);
-    assert!(run.requests.len() >= 4 && run.requests.len() < 1000, "{}", run.requests.len());
+    assert!(
+        run.requests.len() >= 4 && run.requests.len() < 1000,
+        "{}",
+        run.requests.len()
+    );
     assert_one_terminal_each(&run);
-    let cancelled = run.requests.keys().filter(|id| run.terminals(**id)[0].kind == "cancelled").count();
-    assert!(cancelled >= 1, "in-flight requests should be cancelled after the grace period");
+    let cancelled = run
+        .requests
+        .keys()
+        .filter(|id| run.terminals(**id)[0].kind == "cancelled")
+        .count();
+    assert!(
+        cancelled >= 1,
+        "in-flight requests should be cancelled after the grace period"
+    );
 }
 
 #[test]
@@ -279,8 +461,20 @@ fn secrets_never_reach_the_run_folder_or_the_logs() {
     let res = Command::new(capture_bin())
         .env("RECAP_TEST_API_KEY", secret)
         .args([
-            "--url", &sim.url(), "--out", out.to_str().expect("utf8"), "--requests", "3", "--api-key-env", "RECAP_TEST_API_KEY",
-            "--header", &format!("X-Api-Key: {header_secret}"), "--header", "X-Trace: visible", "-vv", "--json",
+            "--url",
+            &sim.url(),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--requests",
+            "3",
+            "--api-key-env",
+            "RECAP_TEST_API_KEY",
+            "--header",
+            &format!("X-Api-Key: {header_secret}"),
+            "--header",
+            "X-Trace: visible",
+            "-vv",
+            "--json",
         ])
         .output()
         .expect("run capture");
@@ -302,7 +496,14 @@ fn refuses_to_overwrite_a_run_without_force() {
     let sim = SimProcess::start(&[]).expect("start sim");
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
-    let args = ["--url", &sim.url(), "--out", out.to_str().expect("utf8"), "--requests", "2"];
+    let args = [
+        "--url",
+        &sim.url(),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--requests",
+        "2",
+    ];
     assert!(capture(&args).status.success());
     let again = capture(&args);
     assert_eq!(again.status.code(), Some(2));
@@ -318,7 +519,14 @@ fn bad_dataset_line_fails_before_any_request_naming_file_and_line() {
     let data = dir.path().join("bad.jsonl");
     std::fs::write(&data, "{\"prompt\": \"ok\"}\n{\"prompt\": 5}\n").expect("write");
     let out = dir.path().join("run");
-    let res = capture(&["--url", "http://127.0.0.1:9", "--dataset", data.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
+    let res = capture(&[
+        "--url",
+        "http://127.0.0.1:9",
+        "--dataset",
+        data.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     assert_eq!(res.status.code(), Some(2));
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("bad.jsonl") && err.contains("line 2"), "{err}");
@@ -336,4 +544,53 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn sigkill_leaves_every_closed_segment_readable_and_loses_about_a_second() {
+    let sim = SimProcess::start(&["--itl", "2ms", "--output-tokens", "50"]).expect("start sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("run");
+    let started = Instant::now();
+    let mut child = Command::new(capture_bin())
+        .args([
+            "--url",
+            &sim.url(),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--concurrency",
+            "8",
+            "--requests",
+            "100000",
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn capture");
+    std::thread::sleep(Duration::from_millis(3000));
+    child.kill().expect("SIGKILL");
+    let killed_at = started.elapsed();
+    child.wait().expect("reap");
+    let run = read_run(&out).expect("every closed segment reads back");
+    assert_eq!(run.manifest.status, recap_schemas::RunStatus::Running);
+    assert!(!run.segments.is_empty());
+    let last_t = run
+        .events
+        .values()
+        .flatten()
+        .map(|e| e.t_ns)
+        .max()
+        .expect("some events");
+    // Rows reach a closed segment within one flush interval (1 s); allow process start-up and
+    // scheduling noise on top, but far less than the run's length.
+    let lost = killed_at.as_secs_f64() - last_t as f64 / 1e9;
+    assert!(lost < 2.0, "last recorded event {:.2}s before the kill", lost);
+    // Whatever was closed is internally consistent: events only for recorded requests.
+    for id in run.events.keys() {
+        assert!(
+            run.requests.contains_key(id),
+            "events of request {id} without its request row"
+        );
+    }
 }

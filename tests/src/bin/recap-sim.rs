@@ -61,7 +61,12 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    for (name, p) in [("error", a.error_rate), ("reset", a.reset_rate), ("malformed", a.malformed_rate), ("stall", a.stall_rate)] {
+    for (name, p) in [
+        ("error", a.error_rate),
+        ("reset", a.reset_rate),
+        ("malformed", a.malformed_rate),
+        ("stall", a.stall_rate),
+    ] {
         anyhow::ensure!((0.0..=1.0).contains(&p), "--{name}-rate must be within [0, 1], got {p}");
     }
     let cfg = SimConfig {
@@ -87,7 +92,9 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let (listener, addr) = sim::bind(a.port).await.with_context(|| format!("binding 127.0.0.1:{}", a.port))?;
+        let (listener, addr) = sim::bind(a.port)
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{}", a.port))?;
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "listening on {addr}")?;
