@@ -1,6 +1,160 @@
-//! `analyze`: placeholder until its issue lands; it says so instead of pretending.
+//! `analyze`: parse the command line, run the subcommand, print, map errors to exit codes.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("analyze: not implemented yet in this version of Recap (see docs/capture.md for what exists)");
-    std::process::ExitCode::from(2)
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use recap_analyze::load::RunFolder;
+use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, TokenSource, TtftOn};
+use recap_analyze::report::{load_counter, report, ReportOptions};
+use recap_analyze::summary::Slo;
+use recap_analyze::tokenize::SpecialText;
+
+/// Offline, re-scorable metrics from Recap captures.
+#[derive(Debug, Parser)]
+#[command(name = "analyze", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// No progress bars, no console summary.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// More logging; RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tokenize and score runs; writes <run>/analysis/<tokenizer-id>/{metrics.parquet,summary.*}.
+    Report(ReportArgs),
+    /// Run SQL over the tables `requests`, `events` and `metrics` of one or more runs.
+    Sql {
+        /// Run folders, then the query as the last argument.
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<String>,
+        /// Which analysis provides `metrics` (default: the newest).
+        #[arg(long)]
+        tokenizer_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Run folders.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// tokenizer.json or tokenizer.json.gz; a tokenizer_config.json beside it gives the chat template.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Chat input length: through the chat template, or message contents joined by newlines.
+    #[arg(long, value_enum, default_value = "template")]
+    isl: IslMode,
+    /// Event that ends TTFT.
+    #[arg(long, value_enum, default_value = "output")]
+    ttft_on: TtftOn,
+    /// Event that ends E2E latency.
+    #[arg(long, value_enum, default_value = "last-token")]
+    e2e_end: E2eEnd,
+    /// Token counts from the tokenizer or the server's usage.
+    #[arg(long, value_enum, default_value = "tokenizer")]
+    tokens: TokenSource,
+    /// How literal special-token strings in text count.
+    #[arg(long, value_enum, default_value = "special")]
+    special_text: SpecialText,
+    /// Goodput SLOs, e.g. ttft=200ms,tpot=50ms,e2e=10s.
+    #[arg(long, default_value = "")]
+    slo: String,
+    /// Print the summaries as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Tokenizer threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("analyze: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match cli.command {
+        Command::Report(a) => {
+            if let Some(n) = a.threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .context("setting tokenizer threads")?;
+            }
+            let counter = load_counter(&a.tokenizer, a.special_text)?;
+            let opts = ReportOptions {
+                definitions: Definitions {
+                    ttft_on: a.ttft_on,
+                    e2e_end: a.e2e_end,
+                    tokens: a.tokens,
+                },
+                isl: a.isl,
+                slo: Slo::parse(&a.slo)?,
+                progress: !cli.quiet && !a.json,
+            };
+            let mut all = Vec::new();
+            for dir in &a.runs {
+                let run = RunFolder::open(dir).with_context(|| format!("opening run {}", dir.display()))?;
+                let r = rt
+                    .block_on(report(&run, &counter, &opts))
+                    .with_context(|| format!("analyzing {}", dir.display()))?;
+                if !cli.quiet && !a.json {
+                    println!("{}\nwritten to {}\n", r.summary.to_console(), r.dir.display());
+                }
+                all.push(r.summary);
+            }
+            if a.json {
+                let v = if all.len() == 1 {
+                    serde_json::to_value(&all[0])?
+                } else {
+                    serde_json::to_value(&all)?
+                };
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            Ok(())
+        }
+        Command::Sql { mut args, tokenizer_id } => {
+            let query = args.pop().context("missing query")?;
+            let runs = args
+                .iter()
+                .map(|d| RunFolder::open(std::path::Path::new(d)).with_context(|| format!("opening run {d}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let out = rt.block_on(async {
+                let ctx = recap_analyze::sql::session(&runs, tokenizer_id.as_deref()).await?;
+                recap_analyze::sql::run_query(&ctx, &query).await
+            })?;
+            println!("{out}");
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,48 @@
+//! `recap-analyze`: offline, re-scorable metrics from Recap captures.
+//!
+//! Everything that needs a tokenizer or a query engine happens here, after the run:
+//!
+//! - [`load`]: open run folders (any status), check schema versions, register DataFusion tables.
+//! - [`reassemble`]: per-request output text per channel and the event times.
+//! - [`tokenize`] and [`template`]: token counts with a real `tokenizer.json`, on all cores,
+//!   chat prompts rendered through the model's chat template.
+//! - [`metrics`]: per-request TTFT, TPOT, E2E, ISL, OSL, client lag under named definitions.
+//! - [`stats`] and [`summary`]: exact percentiles, throughput, goodput, agreement.
+//! - [`report`]: `<run>/analysis/<tokenizer-id>/{metrics.parquet, summary.*}`.
+//! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
+
+pub mod load;
+pub mod metrics;
+pub mod progress;
+pub mod reassemble;
+pub mod report;
+pub mod sql;
+pub mod stats;
+pub mod summary;
+pub mod template;
+pub mod tokenize;
+
+/// Why an analysis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input: a run folder, tokenizer file or flag that cannot be used.
+    #[error("{0}")]
+    Input(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// DataFusion rejected a query or a file.
+    #[error("query: {0}")]
+    Query(String),
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,403 @@
+//! Per-request metrics, exactly as `docs/metrics.md` defines them.
+//!
+//! Each named alternative of a definition is a [`Definitions`] field, so the same recorded
+//! events can be scored the way vLLM, SGLang, AIPerf or GuideLLM would.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use serde::Serialize;
+
+use crate::reassemble::RequestRecord;
+
+/// Which event ends TTFT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtftOn {
+    /// First SSE event with non-empty content, reasoning or a tool call (default).
+    Output,
+    /// First SSE event carrying any choice, even role-only or empty (vLLM's client).
+    Any,
+    /// First SSE event with non-empty content (reasoning ignored).
+    Content,
+}
+
+/// Which event ends E2E latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum E2eEnd {
+    /// The last SSE event with output (default).
+    LastToken,
+    /// The terminal `done` event (after usage and `[DONE]`): transport end.
+    Done,
+}
+
+/// Where token counts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// Counted by the tokenizer on the recorded text (default).
+    Tokenizer,
+    /// `usage` as the server reported it.
+    Server,
+}
+
+/// How a chat prompt's input length is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IslMode {
+    /// Messages rendered through the chat template, when `tokenizer_config.json` has one.
+    Template,
+    /// Message contents joined with `\n`.
+    Raw,
+}
+
+/// The chosen definition of each metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Definitions {
+    /// TTFT end point.
+    pub ttft_on: TtftOn,
+    /// E2E end point.
+    pub e2e_end: E2eEnd,
+    /// Token count source for ISL/OSL used in TPOT and throughput.
+    pub tokens: TokenSource,
+}
+
+impl Default for Definitions {
+    fn default() -> Self {
+        Definitions {
+            ttft_on: TtftOn::Output,
+            e2e_end: E2eEnd::LastToken,
+            tokens: TokenSource::Tokenizer,
+        }
+    }
+}
+
+/// Token counts of one request from the tokenizer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    /// Input tokens.
+    pub isl: Option<u32>,
+    /// Output tokens in content.
+    pub content: u32,
+    /// Output tokens in reasoning.
+    pub reasoning: u32,
+    /// Output tokens in tool-call arguments.
+    pub tool_calls: u32,
+}
+
+/// One request's metrics (a `metrics.parquet` row).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestMetrics {
+    /// `request_id`.
+    pub request_id: u64,
+    /// `warmup` / `measure`.
+    pub phase: String,
+    /// Terminal `done` (HTTP 2xx, body complete).
+    pub ok: bool,
+    /// Terminal `error_kind`, `lost` when the run was killed before the request ended.
+    pub error_kind: Option<String>,
+    /// Time to first token per [`TtftOn`].
+    pub ttft_ns: Option<i64>,
+    /// End-to-end latency per [`E2eEnd`].
+    pub e2e_ns: Option<i64>,
+    /// (t_last - t_first) / (N - 1), N > 1.
+    pub tpot_ns: Option<i64>,
+    /// Input tokens per [`TokenSource`].
+    pub isl_tokens: Option<u32>,
+    /// Output tokens per [`TokenSource`].
+    pub osl_tokens: Option<u32>,
+    /// Output tokens by the tokenizer (reasoning + content + tool calls).
+    pub tokenizer_output_tokens: u32,
+    /// Of which reasoning.
+    pub reasoning_tokens: u32,
+    /// Input tokens by the tokenizer.
+    pub tokenizer_input_tokens: Option<u32>,
+    /// `usage.prompt_tokens`.
+    pub server_prompt_tokens: Option<u32>,
+    /// `usage.completion_tokens`.
+    pub server_completion_tokens: Option<u32>,
+    /// sent - scheduled.
+    pub client_lag_ns: Option<i64>,
+    /// `sent` time.
+    pub sent_ns: Option<i64>,
+    /// First output event time.
+    pub first_token_ns: Option<i64>,
+    /// Last output event time.
+    pub last_token_ns: Option<i64>,
+    /// Terminal time.
+    pub end_ns: Option<i64>,
+    /// SSE events with output.
+    pub output_events: u32,
+}
+
+/// Computes one request's metrics from its record and token counts.
+pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> RequestMetrics {
+    let ok = r.terminal.as_deref() == Some("done") && r.http_status.is_none_or(|s| (200..300).contains(&s));
+    let first_out = r.output_times_ns.first().copied();
+    let last_out = r.output_times_ns.last().copied();
+    let tokenizer_out = t.content + t.reasoning + t.tool_calls;
+    let (isl, osl) = match defs.tokens {
+        TokenSource::Tokenizer => (t.isl, Some(tokenizer_out)),
+        TokenSource::Server => (r.usage_prompt_tokens, r.usage_completion_tokens),
+    };
+    let since_sent = |x: Option<i64>| Some(x? - r.sent_ns?);
+    let ttft = since_sent(match defs.ttft_on {
+        TtftOn::Output => first_out,
+        TtftOn::Any => r.first_choice_ns,
+        TtftOn::Content => r.first_content_ns,
+    });
+    let e2e = since_sent(match defs.e2e_end {
+        E2eEnd::LastToken => last_out,
+        E2eEnd::Done => r.end_ns.filter(|_| r.terminal.as_deref() == Some("done")),
+    });
+    let tpot = match (first_out, last_out, osl) {
+        (Some(f), Some(l), Some(n)) if n > 1 => Some((l - f) / i64::from(n - 1)),
+        _ => None,
+    };
+    let error_kind = match r.terminal.as_deref() {
+        None => Some("lost".to_string()),
+        Some("done") => None,
+        Some(_) => r.error_kind.clone(),
+    };
+    RequestMetrics {
+        request_id: r.request_id,
+        phase: r.phase.clone(),
+        ok,
+        error_kind,
+        ttft_ns: ttft,
+        e2e_ns: e2e,
+        tpot_ns: tpot,
+        isl_tokens: isl,
+        osl_tokens: osl,
+        tokenizer_output_tokens: tokenizer_out,
+        reasoning_tokens: t.reasoning,
+        tokenizer_input_tokens: t.isl,
+        server_prompt_tokens: r.usage_prompt_tokens,
+        server_completion_tokens: r.usage_completion_tokens,
+        client_lag_ns: match (r.sent_ns, r.scheduled_ns) {
+            (Some(s), Some(p)) => Some(s - p),
+            _ => None,
+        },
+        sent_ns: r.sent_ns,
+        first_token_ns: first_out,
+        last_token_ns: last_out,
+        end_ns: r.end_ns,
+        output_events: r.output_times_ns.len() as u32,
+    }
+}
+
+/// Inter-chunk gaps (ns) of one request: differences between consecutive output events.
+pub fn icl_gaps(r: &RequestRecord) -> impl Iterator<Item = i64> + '_ {
+    r.output_times_ns.windows(2).map(|w| w[1] - w[0])
+}
+
+/// Schema of `metrics.parquet`.
+pub fn schema() -> SchemaRef {
+    let i = |n: &str| Field::new(n, DataType::Int64, true);
+    let u = |n: &str| Field::new(n, DataType::UInt32, true);
+    Arc::new(Schema::new(vec![
+        Field::new("request_id", DataType::UInt64, false),
+        Field::new("phase", DataType::Utf8, false),
+        Field::new("ok", DataType::Boolean, false),
+        Field::new("error_kind", DataType::Utf8, true),
+        i("ttft_ns"),
+        i("e2e_ns"),
+        i("tpot_ns"),
+        u("isl_tokens"),
+        u("osl_tokens"),
+        Field::new("tokenizer_output_tokens", DataType::UInt32, false),
+        Field::new("reasoning_tokens", DataType::UInt32, false),
+        u("tokenizer_input_tokens"),
+        u("server_prompt_tokens"),
+        u("server_completion_tokens"),
+        i("client_lag_ns"),
+        i("sent_ns"),
+        i("first_token_ns"),
+        i("last_token_ns"),
+        i("end_ns"),
+        Field::new("output_events", DataType::UInt32, false),
+    ]))
+}
+
+/// The metrics as one Arrow batch.
+pub fn to_batch(rows: &[RequestMetrics]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let mut id = UInt64Builder::new();
+    let mut phase = StringBuilder::new();
+    let mut ok = BooleanBuilder::new();
+    let mut ek = StringBuilder::new();
+    let mut ints: Vec<Int64Builder> = (0..8).map(|_| Int64Builder::new()).collect();
+    let mut u32s: Vec<UInt32Builder> = (0..7).map(|_| UInt32Builder::new()).collect();
+    for r in rows {
+        id.append_value(r.request_id);
+        phase.append_value(&r.phase);
+        ok.append_value(r.ok);
+        ek.append_option(r.error_kind.as_deref());
+        for (b, v) in ints.iter_mut().zip([
+            r.ttft_ns,
+            r.e2e_ns,
+            r.tpot_ns,
+            r.client_lag_ns,
+            r.sent_ns,
+            r.first_token_ns,
+            r.last_token_ns,
+            r.end_ns,
+        ]) {
+            b.append_option(v);
+        }
+        for (b, v) in u32s.iter_mut().zip([
+            r.isl_tokens,
+            r.osl_tokens,
+            Some(r.tokenizer_output_tokens),
+            Some(r.reasoning_tokens),
+            r.tokenizer_input_tokens,
+            r.server_prompt_tokens,
+            r.server_completion_tokens,
+        ]) {
+            b.append_option(v);
+        }
+    }
+    let mut events = UInt32Builder::new();
+    for r in rows {
+        events.append_value(r.output_events);
+    }
+    let mut i = ints.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut u = u32s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next_i = || i.next().expect("invariant: eight int columns");
+    let mut next_u = || u.next().expect("invariant: seven u32 columns");
+    let (ttft, e2e, tpot, lag, sent, first, last, end) = (
+        next_i(),
+        next_i(),
+        next_i(),
+        next_i(),
+        next_i(),
+        next_i(),
+        next_i(),
+        next_i(),
+    );
+    let (isl, osl, tok_out, reas, tok_in, sp, sc) =
+        (next_u(), next_u(), next_u(), next_u(), next_u(), next_u(), next_u());
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(id.finish()),
+            Arc::new(phase.finish()),
+            Arc::new(ok.finish()),
+            Arc::new(ek.finish()),
+            ttft,
+            e2e,
+            tpot,
+            isl,
+            osl,
+            tok_out,
+            reas,
+            tok_in,
+            sp,
+            sc,
+            lag,
+            sent,
+            first,
+            last,
+            end,
+            Arc::new(events.finish()),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> RequestRecord {
+        RequestRecord {
+            request_id: 7,
+            phase: "measure".into(),
+            scheduled_ns: Some(900),
+            sent_ns: Some(1_000),
+            http_status: Some(200),
+            terminal: Some("done".into()),
+            end_ns: Some(9_000),
+            first_choice_ns: Some(1_500),
+            first_content_ns: Some(3_000),
+            output_times_ns: vec![2_000, 3_000, 5_000, 8_000],
+            usage_prompt_tokens: Some(11),
+            usage_completion_tokens: Some(6),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn default_definitions_by_hand() {
+        let t = TokenCounts {
+            isl: Some(10),
+            content: 4,
+            reasoning: 2,
+            tool_calls: 0,
+        };
+        let m = compute(&rec(), &t, &Definitions::default());
+        assert!(m.ok);
+        assert_eq!(m.ttft_ns, Some(1_000)); // 2000 - 1000
+        assert_eq!(m.e2e_ns, Some(7_000)); // 8000 - 1000
+        assert_eq!(m.tpot_ns, Some(1_200)); // (8000 - 2000) / (6 - 1)
+        assert_eq!((m.isl_tokens, m.osl_tokens), (Some(10), Some(6)));
+        assert_eq!(m.client_lag_ns, Some(100));
+        assert_eq!(icl_gaps(&rec()).collect::<Vec<_>>(), [1_000, 2_000, 3_000]);
+    }
+
+    #[test]
+    fn alternatives_by_hand() {
+        let t = TokenCounts {
+            isl: Some(10),
+            content: 4,
+            reasoning: 2,
+            tool_calls: 0,
+        };
+        let d = Definitions {
+            ttft_on: TtftOn::Any,
+            e2e_end: E2eEnd::Done,
+            tokens: TokenSource::Server,
+        };
+        let m = compute(&rec(), &t, &d);
+        assert_eq!(m.ttft_ns, Some(500));
+        assert_eq!(m.e2e_ns, Some(8_000));
+        assert_eq!((m.isl_tokens, m.osl_tokens), (Some(11), Some(6)));
+        let c = compute(
+            &rec(),
+            &t,
+            &Definitions {
+                ttft_on: TtftOn::Content,
+                ..Default::default()
+            },
+        );
+        assert_eq!(c.ttft_ns, Some(2_000));
+    }
+
+    #[test]
+    fn single_token_has_no_tpot_and_lost_requests_are_named() {
+        let mut r = rec();
+        r.output_times_ns = vec![2_000];
+        let m = compute(
+            &r,
+            &TokenCounts {
+                isl: None,
+                content: 1,
+                ..Default::default()
+            },
+            &Definitions::default(),
+        );
+        assert_eq!(m.tpot_ns, None);
+        r.terminal = None;
+        let m = compute(&r, &TokenCounts::default(), &Definitions::default());
+        assert!(!m.ok);
+        assert_eq!(m.error_kind.as_deref(), Some("lost"));
+    }
+
+    #[test]
+    fn batch_has_the_schema() {
+        let b = to_batch(&[compute(&rec(), &TokenCounts::default(), &Definitions::default())]).expect("batch");
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.schema(), schema());
+    }
+}

@@ -1,0 +1,86 @@
+//! `analyze sql`: ad-hoc SQL over `requests`, `events` and `metrics` of one or many runs.
+//!
+//! With one run the tables are that run's. With several, each table is the union of the runs'
+//! tables with a leading `run` column (the folder name). `metrics` is the run's most recently
+//! written analysis (or the one named by `--tokenizer-id`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::prelude::SessionContext;
+
+use crate::load::RunFolder;
+use crate::{Error, Result};
+
+fn df(e: datafusion::error::DataFusionError) -> Error {
+    Error::Query(e.to_string())
+}
+
+/// The `metrics.parquet` to expose for a run: the named analysis, else the newest.
+pub fn metrics_file(run: &Path, tokenizer_id: Option<&str>) -> Option<PathBuf> {
+    let base = run.join("analysis");
+    if let Some(id) = tokenizer_id {
+        let p = base.join(id).join("metrics.parquet");
+        return p.exists().then_some(p);
+    }
+    std::fs::read_dir(&base)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("metrics.parquet")))
+        .filter(|p| p.exists())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+/// A session with the runs' tables registered.
+pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<SessionContext> {
+    let ctx = SessionContext::new();
+    for (i, run) in runs.iter().enumerate() {
+        run.register(&ctx, &format!("r{i}_"))?;
+        if let Some(m) = metrics_file(&run.dir, tokenizer_id) {
+            let abs = std::path::absolute(&m).map_err(|source| Error::Io {
+                path: m.clone(),
+                source,
+            })?;
+            let url = ListingTableUrl::parse(abs.to_string_lossy()).map_err(df)?;
+            let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let cfg = ListingTableConfig::new(url)
+                .with_listing_options(opts)
+                .with_schema(crate::metrics::schema());
+            ctx.register_table(
+                format!("r{i}_metrics"),
+                Arc::new(ListingTable::try_new(cfg).map_err(df)?),
+            )
+            .map_err(df)?;
+        }
+    }
+    for table in ["requests", "events", "metrics"] {
+        let parts: Vec<String> = runs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ctx.table_exist(format!("r{i}_{table}")).unwrap_or(false))
+            .map(|(i, r)| {
+                if runs.len() == 1 {
+                    format!("SELECT * FROM r{i}_{table}")
+                } else {
+                    format!("SELECT '{}' AS run, * FROM r{i}_{table}", r.name().replace('\'', "''"))
+                }
+            })
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        ctx.sql(&format!("CREATE VIEW {table} AS {}", parts.join(" UNION ALL ")))
+            .await
+            .map_err(df)?;
+    }
+    Ok(ctx)
+}
+
+/// Runs `query` and returns its result as a pretty table.
+pub async fn run_query(ctx: &SessionContext, query: &str) -> Result<String> {
+    let batches = ctx.sql(query).await.map_err(df)?.collect().await.map_err(df)?;
+    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .map(|t| t.to_string())
+        .map_err(|e| Error::Query(e.to_string()))
+}

@@ -1,0 +1,137 @@
+//! Exact descriptive statistics: the one place percentiles are computed.
+//!
+//! Percentiles interpolate linearly between closest ranks, like numpy's default
+//! (`method="linear"`): for sorted `x` of length n and p in [0, 100], h = (n - 1) p / 100 and
+//! the result is `x[floor h] + (h - floor h) (x[floor h + 1] - x[floor h])`. `std` is the
+//! population standard deviation (numpy's default `ddof=0`).
+
+use serde::{Deserialize, Serialize};
+
+/// The percentiles every distribution reports.
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p95", 95.0),
+    ("p99", 99.0),
+    ("p99_9", 99.9),
+];
+
+/// Summary of one distribution; all fields null when there are no samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Number of samples.
+    pub count: u64,
+    /// Arithmetic mean.
+    pub mean: Option<f64>,
+    /// Population standard deviation.
+    pub std: Option<f64>,
+    /// Smallest sample.
+    pub min: Option<f64>,
+    /// Largest sample.
+    pub max: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// 99.9th percentile.
+    pub p99_9: Option<f64>,
+}
+
+/// Linear-interpolation percentile of already sorted, finite samples (`None` if empty).
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let h = (n - 1) as f64 * (p / 100.0).clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(n - 1);
+    Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
+}
+
+impl Distribution {
+    /// Describes `samples` (non-finite values are dropped).
+    pub fn of(samples: impl IntoIterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = samples.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Distribution::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let p = |q| percentile_sorted(&v, q);
+        Distribution {
+            count: v.len() as u64,
+            mean: Some(mean),
+            std: Some(var.sqrt()),
+            min: v.first().copied(),
+            max: v.last().copied(),
+            p50: p(50.0),
+            p90: p(90.0),
+            p95: p(95.0),
+            p99: p(99.0),
+            p99_9: p(99.9),
+        }
+    }
+
+    /// The named statistic (`mean`, `p99`, ...), for sweep axes and SLO checks.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "mean" => self.mean,
+            "std" => self.std,
+            "min" => self.min,
+            "max" => self.max,
+            "p50" => self.p50,
+            "p90" => self.p90,
+            "p95" => self.p95,
+            "p99" => self.p99,
+            "p99_9" => self.p99_9,
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_numpy_linear_by_hand() {
+        // numpy.percentile([1, 2, 3, 4], [50, 90, 99.9]) == [2.5, 3.7, 3.997]
+        let d = Distribution::of([4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(d.p50, Some(2.5));
+        assert!((d.p90.unwrap_or(0.0) - 3.7).abs() < 1e-12);
+        assert!((d.p99_9.unwrap_or(0.0) - 3.997).abs() < 1e-12);
+        assert_eq!((d.min, d.max, d.mean), (Some(1.0), Some(4.0), Some(2.5)));
+        // numpy.std([1, 2, 3, 4]) == 1.118033988749895
+        assert!((d.std.unwrap_or(0.0) - 1.118_033_988_749_895).abs() < 1e-12);
+    }
+
+    #[test]
+    fn single_and_empty() {
+        let d = Distribution::of([7.0]);
+        assert_eq!((d.p50, d.p99_9, d.std), (Some(7.0), Some(7.0), Some(0.0)));
+        assert_eq!(Distribution::of([]), Distribution::default());
+        assert_eq!(Distribution::of([f64::NAN]).count, 0);
+    }
+
+    #[test]
+    fn agrees_with_an_independent_nearest_rank_bracket() {
+        // Independent check: the linear percentile lies between the two closest ranks and
+        // equals the rank value exactly when (n-1)p/100 is an integer.
+        let v: Vec<f64> = (0..101).map(|i| ((i * 37) % 101) as f64).collect();
+        let d = Distribution::of(v.clone());
+        let mut s = v;
+        s.sort_by(f64::total_cmp);
+        assert_eq!(d.p50, Some(s[50]));
+        assert_eq!(d.p90, Some(s[90]));
+        assert_eq!(d.p99, Some(s[99]));
+        let p999 = d.p99_9.unwrap_or(0.0);
+        assert!(p999 >= s[99] && p999 <= s[100]);
+    }
+}

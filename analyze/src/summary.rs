@@ -1,0 +1,533 @@
+//! Run-level summary: distributions, throughput over the measure window, goodput, error
+//! counts and tokenizer-vs-server agreement, rendered as JSON, CSV, Markdown and a console table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::metrics::{Definitions, RequestMetrics};
+use crate::stats::Distribution;
+use crate::{Error, Result};
+
+/// Service-level objectives for goodput: a request is good when it succeeded and each given
+/// bound holds (TPOT is undefined for one-token outputs and then holds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Slo {
+    /// TTFT bound in ms.
+    pub ttft_ms: Option<f64>,
+    /// TPOT bound in ms.
+    pub tpot_ms: Option<f64>,
+    /// E2E bound in ms.
+    pub e2e_ms: Option<f64>,
+}
+
+impl Slo {
+    /// Parses `ttft=200ms,tpot=50ms,e2e=10s`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut slo = Slo::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| Error::Input(format!("--slo {part:?}: expected NAME=DURATION, e.g. ttft=200ms")))?;
+            let d: Duration = humantime::parse_duration(v.trim())
+                .map_err(|e| Error::Input(format!("--slo {k}: {v:?} is not a duration ({e})")))?;
+            let ms = d.as_secs_f64() * 1e3;
+            match k.trim() {
+                "ttft" => slo.ttft_ms = Some(ms),
+                "tpot" => slo.tpot_ms = Some(ms),
+                "e2e" => slo.e2e_ms = Some(ms),
+                other => {
+                    return Err(Error::Input(format!(
+                        "--slo: unknown metric {other:?} (ttft, tpot, e2e)"
+                    )))
+                }
+            }
+        }
+        Ok(slo)
+    }
+
+    /// Whether any bound is set.
+    pub fn is_set(&self) -> bool {
+        self.ttft_ms.is_some() || self.tpot_ms.is_some() || self.e2e_ms.is_some()
+    }
+
+    /// Whether a successful request meets every bound.
+    pub fn met_by(&self, m: &RequestMetrics) -> bool {
+        let ms = |ns: Option<i64>| ns.map(|x| x as f64 / 1e6);
+        let within = |bound: Option<f64>, v: Option<f64>, undefined_ok: bool| match (bound, v) {
+            (None, _) => true,
+            (Some(b), Some(v)) => v <= b,
+            (Some(_), None) => undefined_ok,
+        };
+        m.ok && within(self.ttft_ms, ms(m.ttft_ns), false)
+            && within(self.tpot_ms, ms(m.tpot_ns), true)
+            && within(self.e2e_ms, ms(m.e2e_ns), false)
+    }
+}
+
+/// Agreement between tokenizer and server counts over requests that have both.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Agreement {
+    /// Requests compared.
+    pub compared: u64,
+    /// Share with identical counts.
+    pub share_equal: Option<f64>,
+    /// Mean of (tokenizer - server).
+    pub mean_diff: Option<f64>,
+    /// Largest |tokenizer - server|.
+    pub max_abs_diff: Option<i64>,
+}
+
+impl Agreement {
+    fn of(pairs: impl Iterator<Item = (u32, u32)>) -> Self {
+        let d: Vec<i64> = pairs.map(|(t, s)| i64::from(t) - i64::from(s)).collect();
+        if d.is_empty() {
+            return Agreement::default();
+        }
+        let n = d.len() as f64;
+        Agreement {
+            compared: d.len() as u64,
+            share_equal: Some(d.iter().filter(|x| **x == 0).count() as f64 / n),
+            mean_diff: Some(d.iter().sum::<i64>() as f64 / n),
+            max_abs_diff: d.iter().map(|x| x.abs()).max(),
+        }
+    }
+}
+
+/// Goodput under the SLOs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Goodput {
+    /// The bounds.
+    pub slo: Slo,
+    /// Measure-phase requests meeting them.
+    pub good_requests: u64,
+    /// Good requests per second of window.
+    pub requests_per_s: Option<f64>,
+    /// Good requests / measure-phase requests.
+    pub share: Option<f64>,
+}
+
+/// Request counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    /// All requests in the run (warmup included).
+    pub total: u64,
+    /// Measure-phase requests.
+    pub measure: u64,
+    /// Measure-phase requests that succeeded.
+    pub ok: u64,
+    /// Measure-phase failures by `error_kind` (`lost`: no terminal event, the run was killed).
+    pub errors: BTreeMap<String, u64>,
+    /// SSE events marked `protocol` (malformed or in-stream errors) in measure-phase requests.
+    pub protocol_events: u64,
+}
+
+/// The summary of one run under one tokenizer and one set of definitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Run folder.
+    pub run: String,
+    /// Run id.
+    pub run_id: String,
+    /// Manifest status (`complete`, `interrupted`, `running`...).
+    pub status: String,
+    /// Tokenizer id.
+    pub tokenizer_id: String,
+    /// Definitions used.
+    pub definitions: Definitions,
+    /// How chat ISL was counted (`template` or `raw`).
+    pub isl: String,
+    /// Request counts.
+    pub requests: Counts,
+    /// Measure window: first `sent` to last terminal event of measure-phase requests.
+    pub window_s: Option<f64>,
+    /// Successful requests / window.
+    pub requests_per_s: Option<f64>,
+    /// Output tokens of successful requests / window.
+    pub output_tokens_per_s: Option<f64>,
+    /// Input + output tokens of successful requests / window.
+    pub total_tokens_per_s: Option<f64>,
+    /// 1000 / mean TPOT (ms): the token rate one user sees once output starts.
+    pub output_tokens_per_s_per_user: Option<f64>,
+    /// Goodput.
+    pub goodput: Goodput,
+    /// Distributions over measure-phase successful requests (ICL over all their gaps).
+    pub metrics: BTreeMap<String, Distribution>,
+    /// Output-token agreement (tokenizer vs `usage.completion_tokens`).
+    pub osl_agreement: Agreement,
+    /// Input-token agreement (tokenizer vs `usage.prompt_tokens`).
+    pub isl_agreement: Agreement,
+}
+
+/// Everything [`summarize`] needs besides the metric rows.
+pub struct SummaryInput<'a> {
+    /// Run folder.
+    pub run: String,
+    /// Run id.
+    pub run_id: String,
+    /// Manifest status.
+    pub status: String,
+    /// Tokenizer id.
+    pub tokenizer_id: String,
+    /// Definitions.
+    pub definitions: Definitions,
+    /// ISL mode used.
+    pub isl: String,
+    /// SLOs.
+    pub slo: Slo,
+    /// Per-request metrics.
+    pub rows: &'a [RequestMetrics],
+    /// Inter-chunk gaps (ns) of each row, same order.
+    pub icl_ns: &'a [Vec<i64>],
+    /// Protocol events of each row, same order.
+    pub protocol_events: &'a [u32],
+}
+
+/// Computes the summary.
+pub fn summarize(inp: SummaryInput<'_>) -> Summary {
+    let measure: Vec<usize> = (0..inp.rows.len())
+        .filter(|i| inp.rows[*i].phase == "measure")
+        .collect();
+    let ok: Vec<&RequestMetrics> = measure.iter().map(|i| &inp.rows[*i]).filter(|m| m.ok).collect();
+    let mut errors = BTreeMap::new();
+    for i in &measure {
+        if let Some(k) = &inp.rows[*i].error_kind {
+            *errors.entry(k.clone()).or_insert(0) += 1;
+        }
+    }
+    let start = measure.iter().filter_map(|i| inp.rows[*i].sent_ns).min();
+    let end = measure.iter().filter_map(|i| inp.rows[*i].end_ns).max();
+    let window_s = match (start, end) {
+        (Some(s), Some(e)) if e > s => Some((e - s) as f64 / 1e9),
+        _ => None,
+    };
+    let per_s = |x: f64| window_s.map(|w| x / w);
+    let osl: u64 = ok.iter().filter_map(|m| m.osl_tokens).map(u64::from).sum();
+    let isl: u64 = ok.iter().filter_map(|m| m.isl_tokens).map(u64::from).sum();
+    let ms = |v: Option<i64>| v.map(|x| x as f64 / 1e6);
+    let mut metrics = BTreeMap::new();
+    metrics.insert(
+        "ttft_ms".into(),
+        Distribution::of(ok.iter().filter_map(|m| ms(m.ttft_ns))),
+    );
+    metrics.insert(
+        "tpot_ms".into(),
+        Distribution::of(ok.iter().filter_map(|m| ms(m.tpot_ns))),
+    );
+    metrics.insert(
+        "e2e_ms".into(),
+        Distribution::of(ok.iter().filter_map(|m| ms(m.e2e_ns))),
+    );
+    metrics.insert(
+        "isl_tokens".into(),
+        Distribution::of(ok.iter().filter_map(|m| m.isl_tokens.map(f64::from))),
+    );
+    metrics.insert(
+        "osl_tokens".into(),
+        Distribution::of(ok.iter().filter_map(|m| m.osl_tokens.map(f64::from))),
+    );
+    metrics.insert(
+        "icl_ms".into(),
+        Distribution::of(
+            measure
+                .iter()
+                .filter(|i| inp.rows[**i].ok)
+                .flat_map(|i| inp.icl_ns[*i].iter().map(|g| *g as f64 / 1e6)),
+        ),
+    );
+    metrics.insert(
+        "client_lag_ms".into(),
+        Distribution::of(ok.iter().filter_map(|m| ms(m.client_lag_ns))),
+    );
+    let good = ok.iter().filter(|m| inp.slo.met_by(m)).count() as u64;
+    let tpot_mean = metrics.get("tpot_ms").and_then(|d| d.mean).filter(|m| *m > 0.0);
+    Summary {
+        run: inp.run,
+        run_id: inp.run_id,
+        status: inp.status,
+        tokenizer_id: inp.tokenizer_id,
+        definitions: inp.definitions,
+        isl: inp.isl,
+        requests: Counts {
+            total: inp.rows.len() as u64,
+            measure: measure.len() as u64,
+            ok: ok.len() as u64,
+            errors,
+            protocol_events: measure.iter().map(|i| u64::from(inp.protocol_events[*i])).sum(),
+        },
+        window_s,
+        requests_per_s: per_s(ok.len() as f64),
+        output_tokens_per_s: per_s(osl as f64),
+        total_tokens_per_s: per_s((osl + isl) as f64),
+        output_tokens_per_s_per_user: tpot_mean.map(|t| 1e3 / t),
+        goodput: Goodput {
+            slo: inp.slo,
+            good_requests: good,
+            requests_per_s: per_s(good as f64),
+            share: (!measure.is_empty()).then(|| good as f64 / measure.len() as f64),
+        },
+        osl_agreement: Agreement::of(
+            ok.iter()
+                .filter_map(|m| Some((m.tokenizer_output_tokens, m.server_completion_tokens?))),
+        ),
+        isl_agreement: Agreement::of(
+            ok.iter()
+                .filter_map(|m| Some((m.tokenizer_input_tokens?, m.server_prompt_tokens?))),
+        ),
+        metrics,
+    }
+}
+
+fn fmt(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.abs() >= 1000.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.3}"),
+    }
+}
+
+const STATS: [&str; 10] = [
+    "mean", "std", "min", "p50", "p90", "p95", "p99", "p99_9", "max", "count",
+];
+
+impl Summary {
+    /// Flat `key,value` rows (`ttft_ms.p99,123.4`) for CSV and scripts.
+    pub fn flat(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("run".into(), self.run.clone()),
+            ("run_id".into(), self.run_id.clone()),
+            ("status".into(), self.status.clone()),
+            ("tokenizer_id".into(), self.tokenizer_id.clone()),
+            ("requests.total".into(), self.requests.total.to_string()),
+            ("requests.measure".into(), self.requests.measure.to_string()),
+            ("requests.ok".into(), self.requests.ok.to_string()),
+        ];
+        for (k, n) in &self.requests.errors {
+            out.push((format!("errors.{k}"), n.to_string()));
+        }
+        let num = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+        for (k, v) in [
+            ("window_s", self.window_s),
+            ("requests_per_s", self.requests_per_s),
+            ("output_tokens_per_s", self.output_tokens_per_s),
+            ("total_tokens_per_s", self.total_tokens_per_s),
+            ("output_tokens_per_s_per_user", self.output_tokens_per_s_per_user),
+            ("goodput.requests_per_s", self.goodput.requests_per_s),
+            ("goodput.share", self.goodput.share),
+            ("osl_agreement.share_equal", self.osl_agreement.share_equal),
+            ("osl_agreement.mean_diff", self.osl_agreement.mean_diff),
+            ("isl_agreement.share_equal", self.isl_agreement.share_equal),
+            ("isl_agreement.mean_diff", self.isl_agreement.mean_diff),
+        ] {
+            out.push((k.into(), num(v)));
+        }
+        for (name, d) in &self.metrics {
+            for s in STATS {
+                let v = if s == "count" { Some(d.count as f64) } else { d.get(s) };
+                out.push((format!("{name}.{s}"), num(v)));
+            }
+        }
+        out
+    }
+
+    /// CSV text (`key,value`).
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from("key,value\n");
+        for (k, v) in self.flat() {
+            let v = if v.contains([',', '"', '\n']) {
+                format!("\"{}\"", v.replace('"', "\"\""))
+            } else {
+                v
+            };
+            s.push_str(&format!("{k},{v}\n"));
+        }
+        s
+    }
+
+    fn table(&self, md: bool) -> String {
+        let mut s = String::new();
+        let header = [
+            "metric", "mean", "std", "min", "p50", "p90", "p95", "p99", "p99.9", "max", "n",
+        ];
+        if md {
+            s.push_str(&format!(
+                "| {} |\n|{}\n",
+                header.join(" | "),
+                "---|".repeat(header.len())
+            ));
+        } else {
+            s.push_str(&format!("{:<14}", header[0]));
+            for h in &header[1..] {
+                s.push_str(&format!("{h:>10}"));
+            }
+            s.push('\n');
+        }
+        for name in [
+            "ttft_ms",
+            "tpot_ms",
+            "icl_ms",
+            "e2e_ms",
+            "isl_tokens",
+            "osl_tokens",
+            "client_lag_ms",
+        ] {
+            let Some(d) = self.metrics.get(name) else { continue };
+            let cells: Vec<String> = STATS
+                .iter()
+                .map(|st| {
+                    if *st == "count" {
+                        d.count.to_string()
+                    } else {
+                        fmt(d.get(st))
+                    }
+                })
+                .collect();
+            if md {
+                s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+            } else {
+                s.push_str(&format!("{name:<14}"));
+                for c in cells {
+                    s.push_str(&format!("{c:>10}"));
+                }
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    fn headline(&self) -> Vec<String> {
+        let errs: Vec<String> = self.requests.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        vec![
+            format!("run {} ({}), tokenizer {}", self.run, self.status, self.tokenizer_id),
+            format!(
+                "requests: {} measured, {} ok, errors {}",
+                self.requests.measure,
+                self.requests.ok,
+                if errs.is_empty() {
+                    "none".to_string()
+                } else {
+                    errs.join(" ")
+                }
+            ),
+            format!(
+                "window {} s: {} req/s, {} output tok/s, {} total tok/s, {} tok/s/user",
+                fmt(self.window_s),
+                fmt(self.requests_per_s),
+                fmt(self.output_tokens_per_s),
+                fmt(self.total_tokens_per_s),
+                fmt(self.output_tokens_per_s_per_user)
+            ),
+            if self.goodput.slo.is_set() {
+                format!(
+                    "goodput: {} req/s ({} of measured) under ttft<={} tpot<={} e2e<={} ms",
+                    fmt(self.goodput.requests_per_s),
+                    self.goodput.share.map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
+                    fmt(self.goodput.slo.ttft_ms),
+                    fmt(self.goodput.slo.tpot_ms),
+                    fmt(self.goodput.slo.e2e_ms)
+                )
+            } else {
+                "goodput: no --slo given".into()
+            },
+            format!(
+                "tokens vs server usage: output {} equal (mean diff {}), input {} equal (mean diff {})",
+                self.osl_agreement
+                    .share_equal
+                    .map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
+                fmt(self.osl_agreement.mean_diff),
+                self.isl_agreement
+                    .share_equal
+                    .map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
+                fmt(self.isl_agreement.mean_diff)
+            ),
+        ]
+    }
+
+    /// Console rendering.
+    pub fn to_console(&self) -> String {
+        let mut s = self.headline().join("\n");
+        s.push_str("\n\n");
+        s.push_str(&self.table(false));
+        s
+    }
+
+    /// Markdown rendering.
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!("# Recap summary: {}\n\n", self.run);
+        for l in self.headline() {
+            s.push_str(&format!("- {l}\n"));
+        }
+        s.push('\n');
+        s.push_str(&self.table(true));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u64, ok: bool, sent: i64, end: i64, ttft: i64, osl: u32) -> RequestMetrics {
+        RequestMetrics {
+            request_id: id,
+            phase: "measure".into(),
+            ok,
+            error_kind: (!ok).then(|| "timeout".to_string()),
+            ttft_ns: Some(ttft),
+            e2e_ns: Some(end - sent),
+            tpot_ns: Some(10_000_000),
+            isl_tokens: Some(5),
+            osl_tokens: Some(osl),
+            tokenizer_output_tokens: osl,
+            server_completion_tokens: Some(osl + u32::from(id == 1)),
+            sent_ns: Some(sent),
+            end_ns: Some(end),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn window_throughput_goodput_and_agreement_by_hand() {
+        let rows = vec![
+            row(0, true, 0, 1_000_000_000, 100_000_000, 10),
+            row(1, true, 500_000_000, 2_000_000_000, 300_000_000, 20),
+            row(2, false, 600_000_000, 1_500_000_000, 50_000_000, 0),
+        ];
+        let s = summarize(SummaryInput {
+            run: "r".into(),
+            run_id: "id".into(),
+            status: "complete".into(),
+            tokenizer_id: "t".into(),
+            definitions: Definitions::default(),
+            isl: "raw".into(),
+            slo: Slo::parse("ttft=200ms").expect("slo"),
+            rows: &rows,
+            icl_ns: &[vec![1, 3], vec![2], vec![100]],
+            protocol_events: &[0, 1, 0],
+        });
+        assert_eq!(s.window_s, Some(2.0));
+        assert_eq!(s.requests_per_s, Some(1.0));
+        assert_eq!(s.output_tokens_per_s, Some(15.0));
+        assert_eq!(s.total_tokens_per_s, Some(20.0));
+        assert_eq!(s.goodput.good_requests, 1);
+        assert_eq!(s.goodput.share, Some(1.0 / 3.0));
+        assert_eq!(s.requests.errors.get("timeout"), Some(&1));
+        assert_eq!(s.metrics["ttft_ms"].mean, Some(200.0));
+        assert_eq!(s.metrics["icl_ms"].count, 3, "only successful requests' gaps");
+        assert_eq!(s.osl_agreement.share_equal, Some(0.5));
+        assert_eq!(s.osl_agreement.max_abs_diff, Some(1));
+        assert_eq!(s.output_tokens_per_s_per_user, Some(100.0));
+        assert!(s.to_csv().contains("ttft_ms.p50,200\n"));
+        assert!(s.to_markdown().contains("| ttft_ms |"));
+    }
+
+    #[test]
+    fn slo_parsing_errors_are_clear() {
+        assert_eq!(Slo::parse("ttft=200ms, e2e=10s").expect("ok").e2e_ms, Some(10_000.0));
+        assert!(Slo::parse("ttft").is_err());
+        assert!(Slo::parse("foo=1s").expect_err("bad").to_string().contains("foo"));
+        assert!(Slo::parse("ttft=fast").is_err());
+    }
+}

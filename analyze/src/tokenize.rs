@@ -1,0 +1,225 @@
+//! Token counting with a real Hugging Face tokenizer, on all cores, each distinct text once.
+//!
+//! Only counts are needed, so texts are encoded with `encode_fast` (no offsets) and dropped.
+//! Identical texts (the same prompt sent 10,000 times) are counted once: texts are keyed by a
+//! 64-bit hash and the work list holds each distinct text one time.
+//!
+//! Literal special-token strings in captured text (`<|im_start|>`, `<s>`) are, by default,
+//! counted the way an inference server counts them when it tokenizes the same string: as the
+//! special token (1 token). `--special-text plain` counts them as the plain characters instead
+//! (`Tokenizer::set_encode_special_tokens(true)`). See `docs/metrics.md`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use tokenizers::Tokenizer;
+
+use crate::{Error, Result};
+
+/// How literal special-token strings in text are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecialText {
+    /// As the special token, like the server tokenizing the same string.
+    Special,
+    /// As plain characters.
+    Plain,
+}
+
+/// A loaded tokenizer and its stable id.
+pub struct Counter {
+    tokenizer: Tokenizer,
+    id: String,
+    path: PathBuf,
+    chat_template: Option<crate::template::ChatTemplate>,
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counter")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// 64-bit FNV-1a: a stable key for identical texts (and for the token-count cache).
+pub fn text_hash(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl Counter {
+    /// Loads `tokenizer.json` (or `.json.gz`); a `tokenizer_config.json` beside it provides the
+    /// chat template. The id is `<folder name>-<first 8 hex of sha256(tokenizer.json)>`.
+    pub fn load(path: &Path, special: SpecialText) -> Result<Self> {
+        let raw = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bytes = if path.extension().is_some_and(|e| e == "gz") {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .map_err(|e| Error::Input(format!("tokenizer {}: not a valid gzip file: {e}", path.display())))?;
+            out
+        } else {
+            raw
+        };
+        let mut tokenizer = Tokenizer::from_bytes(&bytes)
+            .map_err(|e| Error::Input(format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display())))?;
+        tokenizer.set_encode_special_tokens(special == SpecialText::Plain);
+        let digest = Sha256::digest(&bytes);
+        let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let folder = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty() && n != ".")
+            .unwrap_or_else(|| "tokenizer".into());
+        let safe: String = folder
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let suffix = if special == SpecialText::Plain { "-plain" } else { "" };
+        let config = path.with_file_name("tokenizer_config.json");
+        let chat_template = if config.exists() {
+            crate::template::ChatTemplate::load(&config).map(Some)?
+        } else {
+            None
+        };
+        Ok(Counter {
+            tokenizer,
+            id: format!("{safe}-{short}{suffix}"),
+            path: path.to_path_buf(),
+            chat_template,
+        })
+    }
+
+    /// Stable id naming the analysis folder (`qwen3-1a2b3c4d`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tokenizer file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The chat template from `tokenizer_config.json`, if any.
+    pub fn chat_template(&self) -> Option<&crate::template::ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    /// Tokens in one text.
+    pub fn count(&self, text: &str, add_special_tokens: bool) -> Result<u32> {
+        self.tokenizer
+            .encode_fast(text, add_special_tokens)
+            .map(|e| e.len() as u32)
+            .map_err(|e| Error::Internal(format!("tokenizing: {e}")))
+    }
+
+    /// Counts many texts in parallel, each distinct `(text, add_special_tokens)` once.
+    /// Returns counts in input order. `progress` is bumped by the number of texts done.
+    pub fn count_all(&self, texts: &[(&str, bool)], progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<u32>> {
+        let mut index: HashMap<(u64, bool), usize> = HashMap::with_capacity(texts.len());
+        let mut unique: Vec<(&str, bool)> = Vec::new();
+        let slots: Vec<usize> = texts
+            .iter()
+            .map(|(t, special)| {
+                *index.entry((text_hash(t), *special)).or_insert_with(|| {
+                    unique.push((t, *special));
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let counts: Vec<u32> = unique
+            .par_chunks(64)
+            .map(|chunk| {
+                let r: Result<Vec<u32>> = chunk.iter().map(|(t, s)| self.count(t, *s)).collect();
+                progress(chunk.len() as u64);
+                r
+            })
+            .collect::<Result<Vec<Vec<u32>>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(slots.into_iter().map(|i| counts[i]).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn gpt2() -> Counter {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/gpt2/tokenizer.json.gz");
+        Counter::load(&p, SpecialText::Special).expect("gpt2 tokenizer loads")
+    }
+
+    #[test]
+    fn counts_real_tokens_and_names_the_id() {
+        let c = gpt2();
+        assert_eq!(c.count("Hello world", false).expect("count"), 2);
+        assert!(c.id().starts_with("gpt2-"), "{}", c.id());
+        assert_eq!(c.id().len(), "gpt2-".len() + 8);
+    }
+
+    #[test]
+    fn literal_special_tokens_default_to_one_token_and_plain_splits_them() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/gpt2/tokenizer.json.gz");
+        let special = Counter::load(&p, SpecialText::Special).expect("load");
+        let plain = Counter::load(&p, SpecialText::Plain).expect("load");
+        let text = "a<|endoftext|>b";
+        assert_eq!(special.count(text, false).expect("count"), 3);
+        assert!(plain.count(text, false).expect("count") > 3);
+        assert_ne!(special.id(), plain.id());
+    }
+
+    #[test]
+    fn count_all_dedupes_and_keeps_order() {
+        let c = gpt2();
+        let texts = [
+            ("one two three", false),
+            ("x", false),
+            ("one two three", false),
+            ("", false),
+        ];
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        let n = c
+            .count_all(&texts, &|k| {
+                seen.fetch_add(k, std::sync::atomic::Ordering::Relaxed);
+            })
+            .expect("count");
+        assert_eq!(n, vec![3, 1, 3, 0]);
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::Relaxed),
+            3,
+            "distinct texts only"
+        );
+    }
+
+    #[test]
+    fn bad_tokenizer_file_names_the_path() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("tokenizer.json");
+        std::fs::write(&p, b"{not json").expect("write");
+        let e = Counter::load(&p, SpecialText::Special).expect_err("invalid");
+        assert!(e.to_string().contains("tokenizer.json"), "{e}");
+        let missing = Counter::load(&dir.path().join("nope.json"), SpecialText::Special).expect_err("missing");
+        assert!(missing.to_string().contains("nope.json"), "{missing}");
+    }
+}
