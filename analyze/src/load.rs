@@ -126,10 +126,12 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
                     .and_then(|k| k.value.as_deref())
                     .and_then(|v| v.parse::<u32>().ok());
                 match version {
-                    Some(v) if v > SCHEMA_VERSION => return Err(Error::Input(format!(
+                    Some(v) if v > SCHEMA_VERSION => {
+                        return Err(Error::Input(format!(
                         "{}: segment has schema version {v}, this analyze reads up to {SCHEMA_VERSION}; upgrade Recap",
                         f.display()
-                    ))),
+                    )))
+                    }
                     Some(_) => ok.push(f),
                     None => skipped.push((f, format!("no `{META_SCHEMA_VERSION}` metadata: not a Recap segment"))),
                 }

@@ -1,0 +1,426 @@
+//! End-to-end: the real `analyze` binary on committed and fresh captures, every metric
+//! recomputed here by hand from the raw events (read through the Parquet reader) and a
+//! tokenizer loaded independently with the `tokenizers` crate.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
+use arrow_array::Array;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use recap_tests::harness::{workspace_bin, SimProcess};
+use recap_tests::runs::read_run;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tokenizer_path(name: &str) -> PathBuf {
+    root().join("fixtures/tokenizers").join(name).join("tokenizer.json.gz")
+}
+
+/// A private copy of a committed capture (analysis writes into the run folder).
+fn copy_fixture(name: &str, into: &Path) -> PathBuf {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir") {
+            let p = e.expect("entry").path();
+            let dest = to.join(p.file_name().expect("name"));
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "analysis") {
+                    continue;
+                }
+                copy_dir(&p, &dest);
+            } else {
+                std::fs::copy(&p, &dest).expect("copy");
+            }
+        }
+    }
+    let dest = into.join(name);
+    copy_dir(&root().join("fixtures/captures").join(name), &dest);
+    dest
+}
+
+fn analyze(args: &[&str]) -> Output {
+    Command::new(workspace_bin("analyze"))
+        .args(args)
+        .output()
+        .expect("run analyze")
+}
+
+fn load_tokenizer(name: &str) -> tokenizers::Tokenizer {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(File::open(tokenizer_path(name)).expect("open"))
+        .read_to_end(&mut bytes)
+        .expect("gunzip");
+    tokenizers::Tokenizer::from_bytes(&bytes).expect("tokenizer")
+}
+
+#[derive(Debug, Default, Clone)]
+struct MetricRow {
+    ok: bool,
+    error_kind: Option<String>,
+    ttft_ns: Option<i64>,
+    e2e_ns: Option<i64>,
+    tpot_ns: Option<i64>,
+    isl: Option<u32>,
+    osl: Option<u32>,
+}
+
+fn read_metrics(path: &Path) -> BTreeMap<u64, MetricRow> {
+    let mut out = BTreeMap::new();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open metrics")).expect("parquet");
+    for b in reader.build().expect("reader") {
+        let b = b.expect("batch");
+        let c = |n: &str| {
+            b.column_by_name(n)
+                .unwrap_or_else(|| panic!("metrics column {n}"))
+                .clone()
+        };
+        let id = c("request_id");
+        let id = id.as_primitive::<UInt64Type>();
+        let ok = c("ok");
+        let ok = ok.as_boolean();
+        let ek = c("error_kind");
+        let ek = ek.as_string::<i32>();
+        let i64s: Vec<_> = ["ttft_ns", "e2e_ns", "tpot_ns"].iter().map(|n| c(n)).collect();
+        let u32s: Vec<_> = ["isl_tokens", "osl_tokens"].iter().map(|n| c(n)).collect();
+        let gi = |k: usize, i: usize| {
+            let a = i64s[k].as_primitive::<Int64Type>();
+            a.is_valid(i).then(|| a.value(i))
+        };
+        let gu = |k: usize, i: usize| {
+            let a = u32s[k].as_primitive::<UInt32Type>();
+            a.is_valid(i).then(|| a.value(i))
+        };
+        for i in 0..b.num_rows() {
+            out.insert(
+                id.value(i),
+                MetricRow {
+                    ok: ok.value(i),
+                    error_kind: ek.is_valid(i).then(|| ek.value(i).to_string()),
+                    ttft_ns: gi(0, i),
+                    e2e_ns: gi(1, i),
+                    tpot_ns: gi(2, i),
+                    isl: gu(0, i),
+                    osl: gu(1, i),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// numpy's default percentile, written independently of analyze's `stats` module.
+fn numpy_percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let virtual_index = q / 100.0 * (v.len() as f64 - 1.0);
+    let below = virtual_index.floor() as usize;
+    let above = virtual_index.ceil() as usize;
+    let frac = virtual_index - below as f64;
+    v[below] * (1.0 - frac) + v[above] * frac
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+#[test]
+fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run_dir = copy_fixture("small", dir.path());
+    let out = analyze(&[
+        "report",
+        run_dir.to_str().expect("utf8"),
+        "--tokenizer",
+        tokenizer_path("gpt2").to_str().expect("utf8"),
+        "--slo",
+        "ttft=8ms,e2e=60ms",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary json on stdout");
+    let tok_id = summary["tokenizer_id"].as_str().expect("id").to_string();
+    assert!(tok_id.starts_with("gpt2-"));
+    let adir = run_dir.join("analysis").join(&tok_id);
+    for f in ["metrics.parquet", "summary.json", "summary.csv", "summary.md"] {
+        assert!(adir.join(f).exists(), "{f} missing");
+    }
+    let metrics = read_metrics(&adir.join("metrics.parquet"));
+    let run = read_run(&run_dir).expect("read run");
+    let tok = load_tokenizer("gpt2");
+    let count = |t: &str, special: bool| tok.encode_fast(t, special).expect("encode").len() as u32;
+    assert_eq!(metrics.len(), run.requests.len());
+
+    let (mut ttfts, mut e2es, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut first_sent, mut last_end, mut osl_sum, mut isl_sum, mut ok_n, mut good) =
+        (i64::MAX, i64::MIN, 0u64, 0u64, 0u64, 0u64);
+    let mut errors = BTreeMap::<String, u64>::new();
+    for (id, req) in &run.requests {
+        let m = &metrics[id];
+        let ev = &run.events[id];
+        let term = run.terminals(*id)[0];
+        let sent = ev.iter().find(|e| e.kind == "sent").map(|e| e.t_ns);
+        let sse = run.sse(*id);
+        let outputs: Vec<_> = sse
+            .iter()
+            .filter(|e| {
+                e.content.as_deref().is_some_and(|c| !c.is_empty())
+                    || e.reasoning.as_deref().is_some_and(|c| !c.is_empty())
+            })
+            .collect();
+        let ok = term.kind == "done";
+        assert_eq!(m.ok, ok, "request {id}");
+        assert_eq!(
+            m.error_kind,
+            if ok { None } else { term.error_kind.clone() },
+            "request {id}"
+        );
+        let content: String = sse.iter().filter_map(|e| e.content.clone()).collect();
+        let reasoning: String = sse.iter().filter_map(|e| e.reasoning.clone()).collect();
+        let n = count(&reasoning, false) + count(&content, false);
+        assert_eq!(m.osl, Some(n), "osl of {id}");
+        let isl = match (&req.prompt, &req.messages_json) {
+            (Some(p), _) => count(p, true),
+            (None, Some(mj)) => {
+                let msgs: Value = serde_json::from_str(mj).expect("json");
+                let joined: Vec<&str> = msgs
+                    .as_array()
+                    .expect("array")
+                    .iter()
+                    .filter_map(|m| m["content"].as_str())
+                    .collect();
+                count(&joined.join("\n"), false)
+            }
+            _ => unreachable!(),
+        };
+        assert_eq!(m.isl, Some(isl), "isl of {id}");
+        let ttft = outputs.first().and_then(|f| Some(f.t_ns - sent?));
+        let e2e = outputs.last().and_then(|l| Some(l.t_ns - sent?));
+        assert_eq!(m.ttft_ns, ttft, "ttft of {id}");
+        assert_eq!(m.e2e_ns, e2e, "e2e of {id}");
+        let tpot = match (outputs.first(), outputs.last()) {
+            (Some(f), Some(l)) if n > 1 => Some((l.t_ns - f.t_ns) / i64::from(n - 1)),
+            _ => None,
+        };
+        assert_eq!(m.tpot_ns, tpot, "tpot of {id}");
+        if req.phase != "measure" {
+            continue;
+        }
+        first_sent = first_sent.min(sent.expect("sent"));
+        last_end = last_end.max(term.t_ns);
+        if ok {
+            ok_n += 1;
+            osl_sum += u64::from(n);
+            isl_sum += u64::from(isl);
+            let (t, e) = (ttft.expect("ttft") as f64 / 1e6, e2e.expect("e2e") as f64 / 1e6);
+            ttfts.push(t);
+            e2es.push(e);
+            if t <= 8.0 && e <= 60.0 {
+                good += 1;
+            }
+            gaps.extend(outputs.windows(2).map(|w| (w[1].t_ns - w[0].t_ns) as f64 / 1e6));
+        } else {
+            *errors.entry(term.error_kind.clone().expect("kind")).or_default() += 1;
+        }
+    }
+    let window = (last_end - first_sent) as f64 / 1e9;
+    let num = |p: &str| {
+        summary
+            .pointer(p)
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("summary lacks {p}"))
+    };
+    assert!(close(num("/window_s"), window));
+    assert!(close(num("/requests_per_s"), ok_n as f64 / window));
+    assert!(close(num("/output_tokens_per_s"), osl_sum as f64 / window));
+    assert!(close(num("/total_tokens_per_s"), (osl_sum + isl_sum) as f64 / window));
+    assert!(close(num("/goodput/requests_per_s"), good as f64 / window));
+    assert_eq!(num("/requests/ok") as u64, ok_n);
+    for (k, n) in &errors {
+        assert_eq!(num(&format!("/requests/errors/{k}")) as u64, *n, "errors of kind {k}");
+    }
+    assert!(!errors.is_empty(), "the fixture has injected failures");
+    assert!(
+        num("/requests/protocol_events") >= 1.0,
+        "the fixture has a malformed event"
+    );
+    for (name, values) in [("ttft_ms", &ttfts), ("e2e_ms", &e2es), ("icl_ms", &gaps)] {
+        for (stat, q) in [
+            ("p50", 50.0),
+            ("p90", 90.0),
+            ("p95", 95.0),
+            ("p99", 99.0),
+            ("p99_9", 99.9),
+        ] {
+            let got = num(&format!("/metrics/{name}/{stat}"));
+            let want = numpy_percentile(values, q);
+            assert!(close(got, want), "{name} {stat}: analyze {got} vs hand {want}");
+        }
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!(close(num(&format!("/metrics/{name}/mean")), mean), "{name} mean");
+        assert_eq!(num(&format!("/metrics/{name}/count")) as usize, values.len());
+    }
+}
+
+#[test]
+fn rescoring_with_another_tokenizer_keeps_both_with_identical_timings() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run_dir = copy_fixture("small", dir.path());
+    let mut ids = Vec::new();
+    for t in ["gpt2", "qwen3"] {
+        let out = analyze(&[
+            "report",
+            run_dir.to_str().expect("utf8"),
+            "--tokenizer",
+            tokenizer_path(t).to_str().expect("utf8"),
+            "--json",
+            "-q",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let s: Value = serde_json::from_slice(&out.stdout).expect("json");
+        ids.push(s["tokenizer_id"].as_str().expect("id").to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
+    let a = read_metrics(&run_dir.join("analysis").join(&ids[0]).join("metrics.parquet"));
+    let b = read_metrics(&run_dir.join("analysis").join(&ids[1]).join("metrics.parquet"));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let mut differ = 0;
+    for (id, ma) in &a {
+        let mb = &b[id];
+        assert_eq!(
+            (ma.ttft_ns, ma.e2e_ns, ma.ok),
+            (mb.ttft_ns, mb.e2e_ns, mb.ok),
+            "timings of {id}"
+        );
+        if ma.osl != mb.osl || ma.isl != mb.isl {
+            differ += 1;
+        }
+    }
+    assert!(differ > 0, "two tokenizers gave identical counts everywhere");
+    // qwen3 ships a chat template: chat ISL includes its role markers, so it is larger.
+    let s: Value = serde_json::from_slice(
+        &std::fs::read(run_dir.join("analysis").join(&ids[1]).join("summary.json")).expect("summary"),
+    )
+    .expect("json");
+    assert_eq!(s["isl"], "template");
+}
+
+#[test]
+fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
+    let sim = SimProcess::start(&["--itl", "5ms", "--output-tokens", "400"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("killed");
+    let mut child = Command::new(workspace_bin("capture"))
+        .args([
+            "--url",
+            &sim.url(),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--concurrency",
+            "4",
+            "--requests",
+            "1000",
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let res = analyze(&[
+        "report",
+        out.to_str().expect("utf8"),
+        "--tokenizer",
+        tokenizer_path("gpt2").to_str().expect("utf8"),
+        "--json",
+        "-q",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let s: Value = serde_json::from_slice(&res.stdout).expect("json");
+    assert_eq!(s["status"], "running");
+    assert!(s["requests"]["total"].as_u64().expect("total") >= 4);
+    assert!(s["requests"]["errors"]["lost"].as_u64().unwrap_or(0) >= 1, "{s}");
+}
+
+#[test]
+fn sql_over_requests_events_and_metrics() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run_dir = copy_fixture("small", dir.path());
+    let run = run_dir.to_str().expect("utf8");
+    let q = analyze(&["sql", run, "SELECT count(*) AS n FROM requests"]);
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("| 24 "),
+        "{}",
+        String::from_utf8_lossy(&q.stdout)
+    );
+    assert!(analyze(&[
+        "report",
+        run,
+        "--tokenizer",
+        tokenizer_path("gpt2").to_str().expect("utf8"),
+        "-q"
+    ])
+    .status
+    .success());
+    // The same run twice: the union holds both copies, labelled by folder name.
+    let q = analyze(&[
+        "sql",
+        run,
+        run,
+        "SELECT run, count(*) AS n FROM metrics WHERE ok GROUP BY run",
+    ]);
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("| small | 40 "),
+        "{}",
+        String::from_utf8_lossy(&q.stdout)
+    );
+    let bad = analyze(&["sql", run, "SELECT nope FROM events"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn newer_schema_versions_and_bad_tokenizers_fail_clearly_and_corrupt_segments_are_skipped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run_dir = copy_fixture("small", dir.path());
+    let run = run_dir.to_str().expect("utf8");
+    let tok = tokenizer_path("gpt2");
+
+    let bad_tok = dir.path().join("tokenizer.json");
+    std::fs::write(&bad_tok, "{}").expect("write");
+    let res = analyze(&["report", run, "--tokenizer", bad_tok.to_str().expect("utf8")]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("tokenizer.json"));
+
+    // Truncate one events segment: it is skipped with a warning naming it, the rest analyzed.
+    let seg = run_dir.join("events/part-00000.parquet");
+    let bytes = std::fs::read(&seg).expect("read");
+    std::fs::write(&seg, &bytes[..bytes.len() / 2]).expect("truncate");
+    let res = analyze(&["report", run, "--tokenizer", tok.to_str().expect("utf8"), "--json"]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("part-00000.parquet"));
+
+    let manifest = run_dir.join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("read")).expect("json");
+    m["schema_version"] = Value::from(99);
+    std::fs::write(&manifest, m.to_string()).expect("write");
+    let res = analyze(&["report", run, "--tokenizer", tok.to_str().expect("utf8")]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("schema version 99") && err.contains("manifest.json"),
+        "{err}"
+    );
+}
