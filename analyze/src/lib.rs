@@ -9,16 +9,21 @@
 //! - [`metrics`]: per-request TTFT, TPOT, E2E, ISL, OSL, client lag under named definitions.
 //! - [`stats`] and [`summary`]: exact percentiles, throughput, goodput, agreement.
 //! - [`report`]: `<run>/analysis/<tokenizer-id>/{metrics.parquet, summary.*}`.
+//! - [`sweep`], [`pareto`] and [`ellipse`]: one row per run, Pareto fronts, and confidence
+//!   intervals and ellipses over repeated runs.
 //! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
 
+pub mod ellipse;
 pub mod load;
 pub mod metrics;
+pub mod pareto;
 pub mod progress;
 pub mod reassemble;
 pub mod report;
 pub mod sql;
 pub mod stats;
 pub mod summary;
+pub mod sweep;
 pub mod template;
 pub mod tokenize;
 

@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Tokenize and score runs; writes <run>/analysis/<tokenizer-id>/{metrics.parquet,summary.*}.
     Report(ReportArgs),
+    /// Score many runs into one table labelled by load, with the Pareto front and, for repeated
+    /// runs of one load, confidence intervals and ellipses; writes sweep.{json,csv,parquet}.
+    Sweep(SweepArgs),
     /// Run SQL over the tables `requests`, `events` and `metrics` of one or more runs.
     Sql {
         /// Run folders, then the query as the last argument.
@@ -41,10 +44,7 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-struct ReportArgs {
-    /// Run folders.
-    #[arg(required = true)]
-    runs: Vec<PathBuf>,
+struct ScoreArgs {
     /// tokenizer.json or tokenizer.json.gz; a tokenizer_config.json beside it gives the chat template.
     #[arg(long)]
     tokenizer: PathBuf,
@@ -66,12 +66,82 @@ struct ReportArgs {
     /// Goodput SLOs, e.g. ttft=200ms,tpot=50ms,e2e=10s.
     #[arg(long, default_value = "")]
     slo: String,
-    /// Print the summaries as JSON on stdout.
-    #[arg(long)]
-    json: bool,
     /// Tokenizer threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Run folders.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    #[command(flatten)]
+    score: ScoreArgs,
+    /// Print the summaries as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct SweepArgs {
+    /// Run folders.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    #[command(flatten)]
+    score: ScoreArgs,
+    /// Folder for sweep.{json,csv,parquet}.
+    #[arg(long)]
+    out: PathBuf,
+    /// x axis of the Pareto front and ellipses (a sweep column).
+    #[arg(long, default_value = "output_tokens_per_s")]
+    x: String,
+    /// y axis of the Pareto front and ellipses.
+    #[arg(long, default_value = "output_tokens_per_s_per_user")]
+    y: String,
+    /// Confidence level of intervals and ellipses over repeated runs.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Print the sweep as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Scores every run; returns (summary, load) pairs.
+fn score_runs(
+    rt: &tokio::runtime::Runtime,
+    runs: &[PathBuf],
+    a: &ScoreArgs,
+    progress: bool,
+    mut each: impl FnMut(&recap_analyze::report::Report),
+) -> anyhow::Result<Vec<(recap_analyze::summary::Summary, recap_schemas::manifest::LoadSpec)>> {
+    if let Some(n) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting tokenizer threads")?;
+    }
+    let counter = load_counter(&a.tokenizer, a.special_text)?;
+    let opts = ReportOptions {
+        definitions: Definitions {
+            ttft_on: a.ttft_on,
+            e2e_end: a.e2e_end,
+            tokens: a.tokens,
+        },
+        isl: a.isl,
+        slo: Slo::parse(&a.slo)?,
+        progress,
+    };
+    let mut out = Vec::new();
+    for dir in runs {
+        let run = RunFolder::open(dir).with_context(|| format!("opening run {}", dir.display()))?;
+        let r = rt
+            .block_on(report(&run, &counter, &opts))
+            .with_context(|| format!("analyzing {}", dir.display()))?;
+        each(&r);
+        out.push((r.summary, run.manifest.load.clone()));
+    }
+    Ok(out)
 }
 
 fn main() -> ExitCode {
@@ -105,41 +175,32 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     match cli.command {
         Command::Report(a) => {
-            if let Some(n) = a.threads {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build_global()
-                    .context("setting tokenizer threads")?;
-            }
-            let counter = load_counter(&a.tokenizer, a.special_text)?;
-            let opts = ReportOptions {
-                definitions: Definitions {
-                    ttft_on: a.ttft_on,
-                    e2e_end: a.e2e_end,
-                    tokens: a.tokens,
-                },
-                isl: a.isl,
-                slo: Slo::parse(&a.slo)?,
-                progress: !cli.quiet && !a.json,
-            };
-            let mut all = Vec::new();
-            for dir in &a.runs {
-                let run = RunFolder::open(dir).with_context(|| format!("opening run {}", dir.display()))?;
-                let r = rt
-                    .block_on(report(&run, &counter, &opts))
-                    .with_context(|| format!("analyzing {}", dir.display()))?;
-                if !cli.quiet && !a.json {
+            let show = !cli.quiet && !a.json;
+            let all = score_runs(&rt, &a.runs, &a.score, show, |r| {
+                if show {
                     println!("{}\nwritten to {}\n", r.summary.to_console(), r.dir.display());
                 }
-                all.push(r.summary);
-            }
+            })?;
             if a.json {
                 let v = if all.len() == 1 {
-                    serde_json::to_value(&all[0])?
+                    serde_json::to_value(&all[0].0)?
                 } else {
-                    serde_json::to_value(&all)?
+                    serde_json::to_value(all.iter().map(|x| &x.0).collect::<Vec<_>>())?
                 };
                 println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            Ok(())
+        }
+        Command::Sweep(a) => {
+            let all = score_runs(&rt, &a.runs, &a.score, !cli.quiet && !a.json, |_| {})?;
+            let sweep = recap_analyze::sweep::build(&all, &a.x, &a.y, a.confidence)?;
+            sweep
+                .write(&a.out)
+                .with_context(|| format!("writing {}", a.out.display()))?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&sweep)?);
+            } else if !cli.quiet {
+                println!("{}written to {}", sweep.to_console(), a.out.display());
             }
             Ok(())
         }

@@ -424,3 +424,90 @@ fn newer_schema_versions_and_bad_tokenizers_fail_clearly_and_corrupt_segments_ar
         "{err}"
     );
 }
+
+#[test]
+fn sweep_labels_runs_by_load_marks_the_front_and_fits_ellipses_for_repeats() {
+    let sim = SimProcess::start(&["--ttft", "2ms", "--itl", "1ms", "--output-tokens", "8"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut runs = Vec::new();
+    for (i, c) in ["1", "2", "2", "4"].iter().enumerate() {
+        let out = dir.path().join(format!("run{i}-c{c}"));
+        let res = Command::new(workspace_bin("capture"))
+            .args([
+                "--url",
+                &sim.url(),
+                "--out",
+                out.to_str().expect("utf8"),
+                "--concurrency",
+                c,
+                "--requests",
+                "12",
+                "--quiet",
+            ])
+            .output()
+            .expect("capture");
+        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        runs.push(out.to_str().expect("utf8").to_string());
+    }
+    let sweep_dir = dir.path().join("sweep");
+    let mut args = vec!["sweep".to_string()];
+    args.extend(runs.iter().cloned());
+    for a in [
+        "--tokenizer",
+        tokenizer_path("gpt2").to_str().expect("utf8"),
+        "--out",
+        sweep_dir.to_str().expect("utf8"),
+        "--json",
+        "-q",
+    ] {
+        args.push(a.to_string());
+    }
+    let res = Command::new(workspace_bin("analyze"))
+        .args(&args)
+        .output()
+        .expect("analyze sweep");
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let s: Value = serde_json::from_slice(&res.stdout).expect("json");
+    let rows = s["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().expect("label")).collect();
+    assert_eq!(labels, ["c1", "c2", "c2", "c4"]);
+    assert!(rows.iter().any(|r| r["pareto"] == true));
+    // The front is consistent: no row strictly dominates a row marked on it.
+    let xy = |r: &Value| {
+        (
+            r["values"]["output_tokens_per_s"].as_f64().expect("x"),
+            r["values"]["output_tokens_per_s_per_user"].as_f64().expect("y"),
+        )
+    };
+    for a in rows.iter().filter(|r| r["pareto"] == true) {
+        let (ax, ay) = xy(a);
+        for b in rows {
+            let (bx, by) = xy(b);
+            assert!(
+                !(bx >= ax && by >= ay && (bx > ax || by > ay)),
+                "{a} is dominated by {b}"
+            );
+        }
+    }
+    let groups = s["groups"].as_array().expect("groups");
+    let c2 = groups.iter().find(|g| g["label"] == "c2").expect("c2 group");
+    assert_eq!(c2["runs"], 2);
+    assert!(c2["ellipse"]["semi_major"].as_f64().is_some(), "{c2}");
+    assert!(groups.iter().find(|g| g["label"] == "c1").expect("c1")["ellipse"].is_null());
+    for f in ["sweep.json", "sweep.csv", "sweep.parquet"] {
+        assert!(sweep_dir.join(f).exists(), "{f}");
+    }
+    let bad = analyze(&[
+        "sweep",
+        &runs[0],
+        "--tokenizer",
+        tokenizer_path("gpt2").to_str().expect("utf8"),
+        "--out",
+        sweep_dir.to_str().expect("utf8"),
+        "--x",
+        "nope",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown sweep axis"));
+}

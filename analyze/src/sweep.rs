@@ -1,0 +1,359 @@
+//! `analyze sweep`: many runs -> one row per run labelled by its load, the Pareto front over
+//! two chosen metrics, and per-label statistics of repeated runs (mean, std, t-based CIs and
+//! the confidence ellipse).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use serde::Serialize;
+
+use crate::ellipse::{ellipse, interval, Ellipse, Interval};
+use crate::pareto::{front, Better};
+use crate::summary::Summary;
+use crate::{Error, Result};
+
+/// One run of the sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRow {
+    /// Run folder.
+    pub run: String,
+    /// Load label (`c64`, `r10`, `burst`) that groups repeated runs.
+    pub label: String,
+    /// `concurrency`, `rate` or `burst`.
+    pub mode: String,
+    /// The load's number: concurrency, or rate in req/s.
+    pub load: Option<f64>,
+    /// Numeric columns by name (`output_tokens_per_s`, `ttft_ms_p99`, ...).
+    pub values: BTreeMap<String, Option<f64>>,
+    /// On the Pareto front of the chosen axes.
+    pub pareto: bool,
+}
+
+/// Statistics of one label's repeated runs on the two axes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// The label.
+    pub label: String,
+    /// Runs in the group.
+    pub runs: usize,
+    /// x axis mean and CI.
+    pub x: Option<Interval>,
+    /// y axis mean and CI.
+    pub y: Option<Interval>,
+    /// Confidence ellipse of the mean (two or more runs).
+    pub ellipse: Option<Ellipse>,
+    /// Group mean on the front of group means.
+    pub pareto: bool,
+}
+
+/// The whole sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep {
+    /// x axis metric.
+    pub x: String,
+    /// y axis metric.
+    pub y: String,
+    /// Direction of x.
+    pub x_better: Better,
+    /// Direction of y.
+    pub y_better: Better,
+    /// Confidence level of intervals and ellipses.
+    pub confidence: f64,
+    /// Rows, one per run, ordered by label then run.
+    pub rows: Vec<SweepRow>,
+    /// Groups of repeated runs, ordered by load.
+    pub groups: Vec<Group>,
+}
+
+/// Label of a run's load, from its manifest.
+pub fn load_label(load: &recap_schemas::manifest::LoadSpec) -> (String, Option<f64>) {
+    match load.mode.as_str() {
+        "concurrency" => (
+            format!("c{}", load.concurrency.unwrap_or(0)),
+            load.concurrency.map(f64::from),
+        ),
+        "rate" => {
+            let r = load.rate_per_s.unwrap_or(0.0);
+            let arrival = load.arrival.as_deref().unwrap_or("poisson");
+            let tail = match (arrival, load.burstiness) {
+                ("gamma", Some(k)) => format!("-gamma{k}"),
+                ("constant", _) => "-const".to_string(),
+                _ => String::new(),
+            };
+            (format!("r{r}{tail}"), Some(r))
+        }
+        other => (other.to_string(), None),
+    }
+}
+
+/// The numeric columns of one run.
+pub fn values(s: &Summary) -> BTreeMap<String, Option<f64>> {
+    let mut v = BTreeMap::new();
+    v.insert("requests_ok".into(), Some(s.requests.ok as f64));
+    v.insert("requests_per_s".into(), s.requests_per_s);
+    v.insert("output_tokens_per_s".into(), s.output_tokens_per_s);
+    v.insert("total_tokens_per_s".into(), s.total_tokens_per_s);
+    v.insert("output_tokens_per_s_per_user".into(), s.output_tokens_per_s_per_user);
+    v.insert("goodput_requests_per_s".into(), s.goodput.requests_per_s);
+    for m in ["ttft_ms", "tpot_ms", "icl_ms", "e2e_ms"] {
+        if let Some(d) = s.metrics.get(m) {
+            for st in ["mean", "p50", "p90", "p99"] {
+                v.insert(format!("{m}_{st}"), d.get(st));
+            }
+        }
+    }
+    v
+}
+
+/// Builds the sweep from per-run summaries and their manifests' loads.
+pub fn build(
+    runs: &[(Summary, recap_schemas::manifest::LoadSpec)],
+    x: &str,
+    y: &str,
+    confidence: f64,
+) -> Result<Sweep> {
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(Error::Input(format!(
+            "--confidence must be in (0, 1), got {confidence}"
+        )));
+    }
+    let mut rows: Vec<SweepRow> = runs
+        .iter()
+        .map(|(s, load)| {
+            let (label, n) = load_label(load);
+            SweepRow {
+                run: s.run.clone(),
+                label,
+                mode: load.mode.clone(),
+                load: n,
+                values: values(s),
+                pareto: false,
+            }
+        })
+        .collect();
+    for axis in [x, y] {
+        if let Some(r) = rows.first() {
+            if !r.values.contains_key(axis) {
+                let known: Vec<&str> = r.values.keys().map(String::as_str).collect();
+                return Err(Error::Input(format!(
+                    "unknown sweep axis {axis:?}; one of: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    let (xb, yb) = (Better::for_metric(x), Better::for_metric(y));
+    let coord = |r: &SweepRow, k: &str| r.values.get(k).copied().flatten().unwrap_or(f64::NAN);
+    let pts: Vec<(f64, f64)> = rows.iter().map(|r| (coord(r, x), coord(r, y))).collect();
+    for (r, on) in rows.iter_mut().zip(front(&pts, xb, yb)) {
+        r.pareto = on;
+    }
+    rows.sort_by(|a, b| {
+        a.load
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&b.load.unwrap_or(f64::INFINITY))
+            .then(a.run.cmp(&b.run))
+    });
+    let mut by_label: Vec<(String, Vec<&SweepRow>)> = Vec::new();
+    for r in &rows {
+        match by_label.iter_mut().find(|(l, _)| *l == r.label) {
+            Some((_, v)) => v.push(r),
+            None => by_label.push((r.label.clone(), vec![r])),
+        }
+    }
+    let mut groups: Vec<Group> = by_label
+        .into_iter()
+        .map(|(label, members)| {
+            let xs: Vec<f64> = members.iter().map(|r| coord(r, x)).filter(|v| v.is_finite()).collect();
+            let ys: Vec<f64> = members.iter().map(|r| coord(r, y)).filter(|v| v.is_finite()).collect();
+            let paired: (Vec<f64>, Vec<f64>) = members
+                .iter()
+                .map(|r| (coord(r, x), coord(r, y)))
+                .filter(|(a, b)| a.is_finite() && b.is_finite())
+                .unzip();
+            Group {
+                label,
+                runs: members.len(),
+                x: interval(&xs, confidence),
+                y: interval(&ys, confidence),
+                ellipse: ellipse(&paired.0, &paired.1, confidence),
+                pareto: false,
+            }
+        })
+        .collect();
+    let means: Vec<(f64, f64)> = groups
+        .iter()
+        .map(|g| (g.x.map_or(f64::NAN, |i| i.mean), g.y.map_or(f64::NAN, |i| i.mean)))
+        .collect();
+    for (g, on) in groups.iter_mut().zip(front(&means, xb, yb)) {
+        g.pareto = on;
+    }
+    Ok(Sweep {
+        x: x.into(),
+        y: y.into(),
+        x_better: xb,
+        y_better: yb,
+        confidence,
+        rows,
+        groups,
+    })
+}
+
+impl Sweep {
+    fn columns(&self) -> Vec<String> {
+        self.rows
+            .first()
+            .map(|r| r.values.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The rows as an Arrow batch (run, label, mode, load, numeric columns, pareto).
+    pub fn to_batch(&self) -> Result<RecordBatch> {
+        let cols = self.columns();
+        let mut fields = vec![
+            Field::new("run", DataType::Utf8, false),
+            Field::new("label", DataType::Utf8, false),
+            Field::new("mode", DataType::Utf8, false),
+            Field::new("load", DataType::Float64, true),
+        ];
+        fields.extend(cols.iter().map(|c| Field::new(c, DataType::Float64, true)));
+        fields.push(Field::new("pareto", DataType::Boolean, false));
+        let (mut run, mut label, mut mode, mut load, mut pareto) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            Float64Builder::new(),
+            BooleanBuilder::new(),
+        );
+        let mut nums: Vec<Float64Builder> = cols.iter().map(|_| Float64Builder::new()).collect();
+        for r in &self.rows {
+            run.append_value(&r.run);
+            label.append_value(&r.label);
+            mode.append_value(&r.mode);
+            load.append_option(r.load);
+            for (b, c) in nums.iter_mut().zip(&cols) {
+                b.append_option(r.values.get(c).copied().flatten());
+            }
+            pareto.append_value(r.pareto);
+        }
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(run.finish()),
+            Arc::new(label.finish()),
+            Arc::new(mode.finish()),
+            Arc::new(load.finish()),
+        ];
+        arrays.extend(nums.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        arrays.push(Arc::new(pareto.finish()));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// CSV of the rows.
+    pub fn to_csv(&self) -> String {
+        let cols = self.columns();
+        let mut s = format!("run,label,mode,load,{},pareto\n", cols.join(","));
+        let num = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+        for r in &self.rows {
+            let vals: Vec<String> = cols.iter().map(|c| num(r.values.get(c).copied().flatten())).collect();
+            s.push_str(&format!(
+                "\"{}\",{},{},{},{},{}\n",
+                r.run.replace('"', "\"\""),
+                r.label,
+                r.mode,
+                num(r.load),
+                vals.join(","),
+                r.pareto
+            ));
+        }
+        s
+    }
+
+    /// Writes `sweep.json`, `sweep.csv` and `sweep.parquet` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let write = |name: &str, bytes: Vec<u8>| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).map_err(|source| Error::Io { path: p, source })
+        };
+        write(
+            "sweep.json",
+            serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?,
+        )?;
+        write("sweep.csv", self.to_csv().into_bytes())?;
+        let batch = self.to_batch()?;
+        let path = dir.join("sweep.parquet");
+        let file = std::fs::File::create(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(enc)?;
+        w.write(&batch).map_err(enc)?;
+        w.close().map_err(enc)?;
+        Ok(())
+    }
+
+    /// Console table: one line per run, `*` marking the front, then the groups.
+    pub fn to_console(&self) -> String {
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
+        let mut s = format!("{:<10} {:>14} {:>14}  pareto  run\n", "label", self.x, self.y);
+        for r in &self.rows {
+            s.push_str(&format!(
+                "{:<10} {:>14} {:>14}  {:^6}  {}\n",
+                r.label,
+                f(r.values.get(&self.x).copied().flatten()),
+                f(r.values.get(&self.y).copied().flatten()),
+                if r.pareto { "*" } else { "" },
+                r.run
+            ));
+        }
+        if self.groups.iter().any(|g| g.runs > 1) {
+            s.push_str(&format!(
+                "\nrepeated runs ({:.0}% confidence):\n",
+                self.confidence * 100.0
+            ));
+            for g in self.groups.iter().filter(|g| g.runs > 1) {
+                let ci = |i: Option<Interval>| {
+                    i.map_or("-".into(), |i| format!("{:.2} [{:.2}, {:.2}]", i.mean, i.low, i.high))
+                };
+                s.push_str(&format!("{:<10} n={}  x {}  y {}\n", g.label, g.runs, ci(g.x), ci(g.y)));
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_from_loads() {
+        let mut l = recap_schemas::manifest::LoadSpec {
+            mode: "concurrency".into(),
+            concurrency: Some(64),
+            rate_per_s: None,
+            arrival: None,
+            burstiness: None,
+            max_in_flight: 64,
+            requests: None,
+            duration_s: None,
+            warmup_requests: 0,
+            max_tokens: None,
+            timeout_s: 1.0,
+            seed: 0,
+        };
+        assert_eq!(load_label(&l), ("c64".into(), Some(64.0)));
+        l.mode = "rate".into();
+        l.rate_per_s = Some(2.5);
+        l.arrival = Some("gamma".into());
+        l.burstiness = Some(0.5);
+        assert_eq!(load_label(&l).0, "r2.5-gamma0.5");
+    }
+}
