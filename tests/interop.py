@@ -41,3 +41,18 @@ assert n_requests == requests.num_rows == manifest["counts"]["requests"], (n_req
 assert events.num_rows == sum(kinds.values()) == manifest["counts"]["events"]
 assert bad == 0, f"{bad} requests without exactly one terminal event"
 print(f"pyarrow+duckdb: {n_requests} requests, {events.num_rows} events, kinds {kinds}")
+
+# analyze's exact percentiles agree with numpy's default (linear) on its own metrics.parquet.
+import numpy as np
+for summary_path in sorted((run / "analysis").glob("*/summary.json")):
+    summary = json.loads(summary_path.read_text())
+    m = pq.read_table(summary_path.parent / "metrics.parquet").to_pandas()
+    ok = m[(m["phase"] == "measure") & (m["ok"])]
+    for col, name in [("ttft_ns", "ttft_ms"), ("e2e_ns", "e2e_ms"), ("tpot_ns", "tpot_ms")]:
+        values = ok[col].dropna().to_numpy(dtype="float64") / 1e6
+        for stat, q in [("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9)]:
+            want = float(np.percentile(values, q))
+            got = summary["metrics"][name][stat]
+            assert abs(got - want) <= 1e-9 * max(1.0, abs(want)), (name, stat, got, want)
+        assert abs(summary["metrics"][name]["std"] - float(np.std(values))) <= 1e-9 * max(1.0, float(np.std(values)))
+    print(f"numpy agrees with {summary_path.parent.name}: percentiles and std of ttft, e2e, tpot")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Recap quickstart: builds the workspace, starts the simulated endpoint on 127.0.0.1,
-# records a short load test into runs/quickstart and prints what was recorded.
+# records a short load test into runs/quickstart, then analyzes it with the bundled Qwen3
+# tokenizer and prints the summary.
 # No endpoint of yours is needed. Usage: bash tests/quickstart.sh [extra capture flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +27,6 @@ echo "==> capture: 200 streaming chat requests at concurrency 8 into $out" >&2
 "$target/debug/capture" --url "http://$addr" --model recap-sim --out "$out" --force \
   --concurrency 8 --requests 200 --warmup-requests 8 --max-tokens 64 "$@"
 
-echo "==> recorded:" >&2
-ls -l "$out" "$out/requests" "$out/events" >&2
+echo "==> analyze: tokenize with the bundled Qwen3 tokenizer and summarize" >&2
+"$target/debug/analyze" report "$out" --tokenizer fixtures/tokenizers/qwen3/tokenizer.json.gz \
+  --slo ttft=50ms,tpot=10ms
