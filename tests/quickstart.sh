@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recap quickstart: builds the workspace, starts the simulated endpoint on 127.0.0.1,
-# records a short load test into runs/quickstart, then analyzes it with the bundled Qwen3
-# tokenizer and prints the summary.
+# records a short load test into runs/quickstart, analyzes it with the bundled Qwen3
+# tokenizer (printing the summary) and writes its charts to runs/quickstart/charts.
 # No endpoint of yours is needed. Usage: bash tests/quickstart.sh [extra capture flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +30,6 @@ echo "==> capture: 200 streaming chat requests at concurrency 8 into $out" >&2
 echo "==> analyze: tokenize with the bundled Qwen3 tokenizer and summarize" >&2
 "$target/debug/analyze" report "$out" --tokenizer fixtures/tokenizers/qwen3/tokenizer.json.gz \
   --slo ttft=50ms,tpot=10ms
+
+echo "==> plot: charts of the run" >&2
+"$target/debug/plot" "$out" --out "$out/charts"

@@ -6,7 +6,7 @@
 //! for n ≥ 3. For n = 2 the large-sample `r² = χ²₂⁻¹(c) / n` is used instead (F is undefined).
 //! Its semi-axes are `r·sqrt(λ)` for the eigenvalues λ of S, the angle that of the major axis.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, FisherSnedecor, StudentsT};
 
 /// Mean and t-based confidence interval of one axis.
@@ -23,7 +23,7 @@ pub struct Interval {
 }
 
 /// A confidence ellipse of a 2-D mean.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Ellipse {
     /// Centre x (mean).
     pub center_x: f64,

@@ -105,6 +105,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     });
     let dir = analysis_dir(&run.dir, counter.id());
     write_outputs(&dir, &rows, &summary)?;
+    write_gaps(&dir, &records, &icl)?;
     Ok(Report { summary, rows, dir })
 }
 
@@ -144,18 +145,7 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
         source,
     })?;
     let batch = metrics::to_batch(rows).map_err(|e| Error::Internal(e.to_string()))?;
-    let path = dir.join("metrics.parquet");
-    let file = std::fs::File::create(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
-    w.write(&batch).map_err(enc)?;
-    w.close().map_err(enc)?;
+    write_parquet(&dir.join("metrics.parquet"), &batch)?;
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|source| Error::Io { path: p, source })
@@ -166,6 +156,43 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
     )?;
     write("summary.csv", summary.to_csv())?;
     write("summary.md", summary.to_markdown())?;
+    Ok(())
+}
+
+/// `icl.parquet`: every inter-chunk gap (`request_id`, `gap_ns`), for plots of the ICL
+/// distribution (the per-request table only has one row per request).
+fn write_gaps(dir: &Path, records: &[RequestRecord], icl: &[Vec<i64>]) -> Result<()> {
+    use arrow_array::builder::{Int64Builder, UInt64Builder};
+    let mut id = UInt64Builder::new();
+    let mut gap = Int64Builder::new();
+    for (r, gaps) in records.iter().zip(icl) {
+        for g in gaps {
+            id.append_value(r.request_id);
+            gap.append_value(*g);
+        }
+    }
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("request_id", arrow_schema::DataType::UInt64, false),
+        arrow_schema::Field::new("gap_ns", arrow_schema::DataType::Int64, false),
+    ]));
+    let batch = arrow_array::RecordBatch::try_new(schema, vec![Arc::new(id.finish()), Arc::new(gap.finish())])
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    write_parquet(&dir.join("icl.parquet"), &batch)
+}
+
+/// Writes one batch as a zstd Parquet file (analysis outputs are small and written once).
+pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
+    w.write(batch).map_err(enc)?;
+    w.close().map_err(enc)?;
     Ok(())
 }
 

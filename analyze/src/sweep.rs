@@ -286,16 +286,7 @@ impl Sweep {
             serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?,
         )?;
         write("sweep.csv", self.to_csv().into_bytes())?;
-        let batch = self.to_batch()?;
-        let path = dir.join("sweep.parquet");
-        let file = std::fs::File::create(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
-        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(enc)?;
-        w.write(&batch).map_err(enc)?;
-        w.close().map_err(enc)?;
+        crate::report::write_parquet(&dir.join("sweep.parquet"), &self.to_batch()?)?;
         Ok(())
     }
 

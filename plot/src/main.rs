@@ -1,6 +1,78 @@
-//! `plot`: placeholder until its issue lands; it says so instead of pretending.
+//! `plot`: charts from `analyze` outputs (PNG by default, `--format svg`).
 
-fn main() -> std::process::ExitCode {
-    eprintln!("plot: not implemented yet in this version of Recap (see docs/capture.md for what exists)");
-    std::process::ExitCode::from(2)
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use recap_plot::{plot_compare, plot_run, plot_sweep, Format};
+
+/// Draw charts of an analyzed run, a sweep folder, or several runs compared.
+///
+/// `plot RUN --out DIR` (one run, its newest analysis), `plot SWEEP_DIR --out DIR` (a folder
+/// holding sweep.json), `plot RUN_A RUN_B --compare --out DIR` (overlaid CDFs).
+#[derive(Debug, Parser)]
+#[command(name = "plot", version)]
+struct Cli {
+    /// A run folder, a sweep folder, or (with --compare) several run folders.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Folder for the images.
+    #[arg(long)]
+    out: PathBuf,
+    /// Overlay the runs' latency CDFs.
+    #[arg(long)]
+    compare: bool,
+    /// Image format.
+    #[arg(long, value_enum, default_value = "png")]
+    format: Format,
+    /// Which analysis of a run to draw (default: the newest).
+    #[arg(long)]
+    tokenizer_id: Option<String>,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.quiet { "error" } else { "warn" })),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(&cli) {
+        Ok(files) => {
+            if !cli.quiet {
+                for f in files {
+                    println!("{}", f.display());
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plot: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Vec<PathBuf>> {
+    let id = cli.tokenizer_id.as_deref();
+    if cli.compare {
+        return Ok(plot_compare(&cli.inputs, id, &cli.out, cli.format)?);
+    }
+    let mut files = Vec::new();
+    for input in &cli.inputs {
+        let made = if input.join("sweep.json").exists() {
+            plot_sweep(input, &cli.out, cli.format)
+        } else {
+            plot_run(input, id, &cli.out, cli.format)
+        };
+        files.extend(made.with_context(|| format!("plotting {}", input.display()))?);
+    }
+    Ok(files)
 }

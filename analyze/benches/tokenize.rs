@@ -1,0 +1,157 @@
+//! Token-counting throughput: `analyze`'s counter against the `tokenizers` crate encoding the
+//! same texts in a plain loop (1 thread) and with rayon `par_iter` (all threads), in one
+//! invocation, so the ratios hold on a noisy machine.
+//!
+//! `cargo bench --workspace --bench tokenize -- [TOKENIZER] [TEXTS] [BYTES_PER_TEXT]`
+//! (default: the bundled Qwen3 tokenizer, 5,000 distinct texts of about 3 KB).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use recap_analyze::tokenize::{Counter, SpecialText};
+
+const WORDS: &[&str] = &[
+    "the",
+    "model",
+    "server",
+    "latency",
+    "throughput",
+    "request",
+    "token",
+    "stream",
+    "batch",
+    "cache",
+    "memory",
+    "kernel",
+    "attention",
+    "prefill",
+    "decode",
+    "schedule",
+    "queue",
+    "answer",
+    "question",
+    "river",
+    "mountain",
+    "because",
+    "however",
+    "therefore",
+    "quickly",
+    "carefully",
+    "measure",
+    "record",
+    "analyze",
+    "percentile",
+    "2024",
+    "3.14",
+    "GPU",
+    "CPU",
+    "naïve",
+    "café",
+    "über",
+    "日本語",
+    "données",
+    "x=1;",
+    "fn main()",
+    "{ }",
+];
+
+fn texts(n: usize, bytes: usize) -> Vec<String> {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..n)
+        .map(|i| {
+            let mut s = format!("Text {i}: ");
+            while s.len() < bytes {
+                s.push_str(WORDS[(next() % WORDS.len() as u64) as usize]);
+                s.push(if next() % 11 == 0 { '\n' } else { ' ' });
+            }
+            s
+        })
+        .collect()
+}
+
+fn load_plain(path: &Path) -> tokenizers::Tokenizer {
+    let raw = std::fs::read(path).expect("read tokenizer");
+    let bytes = if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .expect("gunzip");
+        out
+    } else {
+        raw
+    };
+    tokenizers::Tokenizer::from_bytes(&bytes).expect("tokenizer")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/qwen3/tokenizer.json.gz");
+    let path = args.first().map(PathBuf::from).unwrap_or(default);
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5000);
+    let size: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3000);
+    let corpus = texts(n, size);
+    let mb = corpus.iter().map(String::len).sum::<usize>() as f64 / 1e6;
+    let plain = load_plain(&path);
+    let counter = Counter::load(&path, SpecialText::Special).expect("counter");
+    let threads = rayon::current_num_threads();
+    println!(
+        "{} texts, {mb:.1} MB, tokenizer {}, {threads} threads",
+        corpus.len(),
+        path.display()
+    );
+
+    // Warm up caches once, then time each in the same process.
+    let _ = plain.encode_fast(corpus[0].as_str(), false);
+    let t = Instant::now();
+    let loop_tokens: usize = corpus
+        .iter()
+        .map(|s| plain.encode_fast(s.as_str(), false).expect("encode").len())
+        .sum();
+    let loop_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let par_tokens: usize = corpus
+        .par_iter()
+        .map(|s| plain.encode_fast(s.as_str(), false).expect("encode").len())
+        .sum();
+    let par_s = t.elapsed().as_secs_f64();
+
+    let refs: Vec<(&str, bool)> = corpus.iter().map(|s| (s.as_str(), false)).collect();
+    let t = Instant::now();
+    let ours: u64 = counter
+        .count_all(&refs, &|_| {})
+        .expect("count")
+        .iter()
+        .map(|c| u64::from(*c))
+        .sum();
+    let ours_s = t.elapsed().as_secs_f64();
+
+    assert_eq!(loop_tokens, par_tokens);
+    assert_eq!(loop_tokens as u64, ours, "identical counts");
+    let rate = |s: f64| loop_tokens as f64 / s;
+    println!(
+        "plain loop, 1 thread      {:>12.0} tokens/s  {:>6.2} MB/s",
+        rate(loop_s),
+        mb / loop_s
+    );
+    println!(
+        "rayon par_iter, {threads} thr     {:>12.0} tokens/s  {:>6.2} MB/s",
+        rate(par_s),
+        mb / par_s
+    );
+    println!(
+        "analyze count_all          {:>12.0} tokens/s  {:>6.2} MB/s",
+        rate(ours_s),
+        mb / ours_s
+    );
+    println!("ratio analyze / plain loop      {:.2}x", loop_s / ours_s);
+    println!("ratio analyze / rayon par_iter  {:.2}x", par_s / ours_s);
+}

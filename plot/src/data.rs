@@ -1,0 +1,215 @@
+//! What the charts draw, read from `analyze` outputs: a run's newest (or named) analysis
+//! folder (`metrics.parquet`, `icl.parquet`, `summary.json`) or a sweep's `sweep.json`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// One request as the charts need it (times in seconds since the run start, latencies in ms).
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// `warmup` or `measure`.
+    pub phase: String,
+    /// Succeeded.
+    pub ok: bool,
+    /// TTFT (ms).
+    pub ttft_ms: Option<f64>,
+    /// TPOT (ms).
+    pub tpot_ms: Option<f64>,
+    /// E2E (ms).
+    pub e2e_ms: Option<f64>,
+    /// Input tokens.
+    pub isl: Option<f64>,
+    /// Output tokens.
+    pub osl: Option<f64>,
+    /// Output tokens by the tokenizer.
+    pub tokenizer_out: Option<f64>,
+    /// Output tokens by the server.
+    pub server_out: Option<f64>,
+    /// Send time (s).
+    pub sent_s: Option<f64>,
+    /// Terminal time (s).
+    pub end_s: Option<f64>,
+}
+
+/// One analyzed run.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// Folder name (legend label).
+    pub name: String,
+    /// The analysis folder read.
+    pub analysis: PathBuf,
+    /// `summary.json`.
+    pub summary: Value,
+    /// Every request.
+    pub rows: Vec<Row>,
+    /// ICL gaps (ms) of successful measure-phase requests.
+    pub icl_ms: Vec<f64>,
+}
+
+fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))
+}
+
+fn col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a arrow_array::ArrayRef> {
+    b.column_by_name(name)
+        .ok_or_else(|| Error::Input(format!("{}: no column `{name}`", path.display())))
+}
+
+impl RunData {
+    /// Reads the run's analysis (`tokenizer_id` names one; default the newest).
+    pub fn load(run: &Path, tokenizer_id: Option<&str>) -> Result<Self> {
+        let metrics = recap_analyze::sql::metrics_file(run, tokenizer_id).ok_or_else(|| {
+            Error::Input(format!(
+                "{}: no analysis found{}; run `analyze report {} --tokenizer ...` first",
+                run.display(),
+                tokenizer_id.map_or(String::new(), |t| format!(" for tokenizer id {t}")),
+                run.display()
+            ))
+        })?;
+        let analysis = metrics.parent().map(Path::to_path_buf).unwrap_or_default();
+        let spath = analysis.join("summary.json");
+        let summary: Value = serde_json::from_slice(&std::fs::read(&spath).map_err(|source| Error::Io {
+            path: spath.clone(),
+            source,
+        })?)
+        .map_err(|e| Error::Input(format!("{}: {e}", spath.display())))?;
+        let mut rows = Vec::new();
+        let mut ok_ids = std::collections::HashSet::new();
+        for b in read_batches(&metrics)? {
+            let id = col(&b, "request_id", &metrics)?.as_primitive::<UInt64Type>().clone();
+            let phase = col(&b, "phase", &metrics)?.as_string::<i32>().clone();
+            let ok = col(&b, "ok", &metrics)?.as_boolean().clone();
+            let ns = |n: &str| -> Result<Vec<Option<f64>>> {
+                let a = col(&b, n, &metrics)?.as_primitive::<Int64Type>();
+                Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i) as f64)).collect())
+            };
+            let tok = |n: &str| -> Result<Vec<Option<f64>>> {
+                let a = col(&b, n, &metrics)?.as_primitive::<UInt32Type>();
+                Ok((0..a.len())
+                    .map(|i| a.is_valid(i).then(|| f64::from(a.value(i))))
+                    .collect())
+            };
+            let (ttft, tpot, e2e, sent, end) = (
+                ns("ttft_ns")?,
+                ns("tpot_ns")?,
+                ns("e2e_ns")?,
+                ns("sent_ns")?,
+                ns("end_ns")?,
+            );
+            let (isl, osl, tout, sout) = (
+                tok("isl_tokens")?,
+                tok("osl_tokens")?,
+                tok("tokenizer_output_tokens")?,
+                tok("server_completion_tokens")?,
+            );
+            for i in 0..b.num_rows() {
+                let ms = |v: Option<f64>| v.map(|x| x / 1e6);
+                let s = |v: Option<f64>| v.map(|x| x / 1e9);
+                let r = Row {
+                    phase: phase.value(i).to_string(),
+                    ok: ok.value(i),
+                    ttft_ms: ms(ttft[i]),
+                    tpot_ms: ms(tpot[i]),
+                    e2e_ms: ms(e2e[i]),
+                    isl: isl[i],
+                    osl: osl[i],
+                    tokenizer_out: tout[i],
+                    server_out: sout[i],
+                    sent_s: s(sent[i]),
+                    end_s: s(end[i]),
+                };
+                if r.ok && r.phase == "measure" {
+                    ok_ids.insert(id.value(i));
+                }
+                rows.push(r);
+            }
+        }
+        let mut icl_ms = Vec::new();
+        let gaps = analysis.join("icl.parquet");
+        if gaps.exists() {
+            for b in read_batches(&gaps)? {
+                let id = col(&b, "request_id", &gaps)?.as_primitive::<UInt64Type>().clone();
+                let g = col(&b, "gap_ns", &gaps)?.as_primitive::<Int64Type>().clone();
+                icl_ms.extend(
+                    (0..b.num_rows())
+                        .filter(|i| ok_ids.contains(&id.value(*i)))
+                        .map(|i| g.value(i) as f64 / 1e6),
+                );
+            }
+        }
+        let name = run
+            .file_name()
+            .map_or_else(|| run.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(RunData {
+            name,
+            analysis,
+            summary,
+            rows,
+            icl_ms,
+        })
+    }
+
+    /// Successful measure-phase rows.
+    pub fn measured_ok(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.ok && r.phase == "measure")
+    }
+
+    /// Values of one latency metric (`ttft`, `tpot`, `icl`, `e2e`) over successful measured requests.
+    pub fn latency(&self, metric: &str) -> Vec<f64> {
+        match metric {
+            "icl" => self.icl_ms.clone(),
+            m => self
+                .measured_ok()
+                .filter_map(|r| match m {
+                    "ttft" => r.ttft_ms,
+                    "tpot" => r.tpot_ms,
+                    _ => r.e2e_ms,
+                })
+                .collect(),
+        }
+    }
+
+    /// Refuses runs with too little data for distributions, with a message saying why.
+    pub fn require_samples(&self, min: usize) -> Result<()> {
+        let n = self.measured_ok().count();
+        if n < min {
+            return Err(Error::Input(format!(
+                "run {} has {n} successful measured request{}; at least {min} are needed to draw distributions",
+                self.name,
+                if n == 1 { "" } else { "s" }
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A sweep's `sweep.json`.
+pub fn load_sweep(dir: &Path) -> Result<Value> {
+    let p = dir.join("sweep.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(&p).map_err(|source| Error::Io {
+        path: p.clone(),
+        source,
+    })?)
+    .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+    if v["rows"].as_array().is_none_or(|r| r.is_empty()) {
+        return Err(Error::Input(format!("{}: the sweep has no runs", p.display())));
+    }
+    Ok(v)
+}

@@ -1,0 +1,90 @@
+//! `recap-plot`: the charts people look at, drawn from `analyze` outputs with plotters.
+//!
+//! - [`data`]: read a run's analysis (`metrics.parquet`, `icl.parquet`, `summary.json`) or a
+//!   sweep's `sweep.json`.
+//! - [`chart`]: every chart, drawn to PNG or SVG from the same code.
+//! - [`theme`]: size, the bundled font, the colour-blind-safe palette.
+//!
+//! [`plot_run`], [`plot_sweep`] and [`plot_compare`] write a folder of charts.
+
+pub mod chart;
+pub mod data;
+pub mod theme;
+
+use std::path::{Path, PathBuf};
+
+pub use chart::{Chart, Format};
+use data::RunData;
+
+/// Why charts could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input cannot be charted (no analysis, too few requests, not a sweep).
+    #[error("{0}")]
+    Input(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// plotters failed.
+    #[error("drawing {0}")]
+    Draw(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn mkdir(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    })
+}
+
+/// Charts of one run: latency histograms and CDFs, timeline, token lengths, token agreement.
+pub fn plot_run(run: &Path, tokenizer_id: Option<&str>, out: &Path, format: Format) -> Result<Vec<PathBuf>> {
+    let data = RunData::load(run, tokenizer_id)?;
+    data.require_samples(2)?;
+    mkdir(out)?;
+    [
+        Chart::Distributions(&data),
+        Chart::Cdfs(vec![&data]),
+        Chart::Timeline(&data),
+        Chart::Tokens(&data),
+        Chart::Agreement(&data),
+    ]
+    .iter()
+    .map(|c| c.render(out, format))
+    .collect()
+}
+
+/// Charts of a sweep folder (`sweep.json`): the Pareto front with confidence ellipses and
+/// latency against throughput.
+pub fn plot_sweep(dir: &Path, out: &Path, format: Format) -> Result<Vec<PathBuf>> {
+    let sweep = data::load_sweep(dir)?;
+    mkdir(out)?;
+    [Chart::Pareto(&sweep), Chart::LatencyThroughput(&sweep)]
+        .iter()
+        .map(|c| c.render(out, format))
+        .collect()
+}
+
+/// Overlaid latency CDFs of two or more runs.
+pub fn plot_compare(runs: &[PathBuf], tokenizer_id: Option<&str>, out: &Path, format: Format) -> Result<Vec<PathBuf>> {
+    if runs.len() < 2 {
+        return Err(Error::Input("--compare needs two or more runs".into()));
+    }
+    let data = runs
+        .iter()
+        .map(|r| RunData::load(r, tokenizer_id))
+        .collect::<Result<Vec<_>>>()?;
+    for d in &data {
+        d.require_samples(2)?;
+    }
+    mkdir(out)?;
+    Ok(vec![Chart::Cdfs(data.iter().collect()).render(out, format)?])
+}
