@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -412,6 +412,7 @@ impl Worker {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        let mut dec = Decoder::for_encoding(response.headers().get(CONTENT_ENCODING))?;
         let mut body = response.into_body();
 
         if !status.is_success() {
@@ -419,9 +420,10 @@ impl Worker {
             let mut read = 0usize;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
-                if let Ok(data) = frame.into_data() {
-                    p.body_bytes += data.len() as u64;
-                    read += data.len();
+                if let Ok(raw) = frame.into_data() {
+                    p.body_bytes += raw.len() as u64;
+                    read += raw.len();
+                    let data = dec.push(&raw)?;
                     let room = ERROR_BODY_KEEP.saturating_sub(kept.len());
                     kept.extend_from_slice(&data[..data.len().min(room)]);
                     if read > ERROR_BODY_READ {
@@ -444,16 +446,17 @@ impl Worker {
             let mut events = Vec::new();
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
-                let Ok(data) = frame.into_data() else {
+                let Ok(raw) = frame.into_data() else {
                     continue;
                 };
                 let now = ctx.clock.now_ns();
-                p.body_bytes += data.len() as u64;
-                parser.feed(&data, &mut events);
+                p.body_bytes += raw.len() as u64;
+                parser.feed(&dec.push(&raw)?, &mut events);
                 for ev in events.drain(..) {
                     record_sse(&ctx, rid, ev, now, t_sent, p).await;
                 }
             }
+            parser.feed(&dec.finish()?, &mut events);
             parser.finish(&mut events);
             let now = ctx.clock.now_ns();
             for ev in events.drain(..) {
@@ -464,8 +467,9 @@ impl Worker {
             let mut buf = Vec::new();
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
-                if let Ok(data) = frame.into_data() {
-                    p.body_bytes += data.len() as u64;
+                if let Ok(raw) = frame.into_data() {
+                    p.body_bytes += raw.len() as u64;
+                    let data = dec.push(&raw)?;
                     if buf.len() + data.len() > MAX_BODY_BYTES {
                         return Err(Failure::new(
                             ErrorKind::Protocol,
@@ -475,6 +479,7 @@ impl Worker {
                     buf.extend_from_slice(&data);
                 }
             }
+            buf.extend_from_slice(&dec.finish()?);
             let now = ctx.clock.now_ns();
             let text = std::str::from_utf8(&buf)
                 .map_err(|e| Failure::new(ErrorKind::Protocol, format!("response body is not UTF-8: {e}")))?;
@@ -496,6 +501,58 @@ impl Worker {
             ctx.stats.sse_events.fetch_add(1, Relaxed);
             ctx.recorder.event(row).await;
             Ok(())
+        }
+    }
+}
+
+/// Undoes `Content-Encoding` as bytes arrive, so SSE events are still recorded when they
+/// arrive (gzip is flushed per chunk by servers that compress streams).
+enum Decoder {
+    Identity,
+    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
+    Deflate(Box<flate2::write::ZlibDecoder<Vec<u8>>>),
+}
+
+impl Decoder {
+    fn for_encoding(value: Option<&HeaderValue>) -> Result<Self, Failure> {
+        let enc = value
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        match enc.as_str() {
+            "" | "identity" => Ok(Decoder::Identity),
+            "gzip" | "x-gzip" => Ok(Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new())))),
+            "deflate" => Ok(Decoder::Deflate(Box::new(flate2::write::ZlibDecoder::new(Vec::new())))),
+            other => Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("unsupported Content-Encoding {other:?}"),
+            )),
+        }
+    }
+
+    fn push<'a>(&mut self, data: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, Failure> {
+        use std::io::Write;
+        let bad =
+            |e: std::io::Error| Failure::new(ErrorKind::Protocol, format!("cannot decode the compressed body: {e}"));
+        match self {
+            Decoder::Identity => Ok(std::borrow::Cow::Borrowed(data)),
+            Decoder::Gzip(d) => {
+                d.write_all(data).and_then(|_| d.flush()).map_err(bad)?;
+                Ok(std::borrow::Cow::Owned(std::mem::take(d.get_mut())))
+            }
+            Decoder::Deflate(d) => {
+                d.write_all(data).and_then(|_| d.flush()).map_err(bad)?;
+                Ok(std::borrow::Cow::Owned(std::mem::take(d.get_mut())))
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<Vec<u8>, Failure> {
+        let bad = |e: std::io::Error| Failure::new(ErrorKind::Protocol, format!("compressed body ends early: {e}"));
+        match std::mem::replace(self, Decoder::Identity) {
+            Decoder::Identity => Ok(Vec::new()),
+            Decoder::Gzip(d) => d.finish().map_err(bad),
+            Decoder::Deflate(d) => d.finish().map_err(bad),
         }
     }
 }

@@ -182,6 +182,14 @@ pub struct SimConfig {
     pub error_status: u16,
     /// Optional per-request JSONL log.
     pub log: Option<std::path::PathBuf>,
+    /// Compress every response body with gzip (`Content-Encoding: gzip`), flushed per event.
+    pub gzip: bool,
+    /// Every N-th response (server-wide) carries `Connection: close`; 0 = never.
+    pub close_every: u64,
+    /// Bytes of one extra `x...` content event sent before the first token (0 = none).
+    pub huge_event_bytes: usize,
+    /// Malformed events carry invalid UTF-8 instead of invalid JSON.
+    pub malformed_utf8: bool,
 }
 
 impl Default for SimConfig {
@@ -196,6 +204,10 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             error_status: 500,
             log: None,
+            gzip: false,
+            close_every: 0,
+            huge_event_bytes: 0,
+            malformed_utf8: false,
         }
     }
 }
@@ -204,6 +216,7 @@ type Body = BoxBody<Bytes, std::io::Error>;
 
 struct Shared {
     cfg: SimConfig,
+    responses: std::sync::atomic::AtomicU64,
     log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
@@ -226,11 +239,11 @@ fn unix_ns() -> i64 {
 }
 
 fn full(status: StatusCode, body: Value) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    full_bytes(status, Bytes::from(body.to_string()))
+}
+
+fn full_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -261,7 +274,11 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
         ))),
         None => None,
     };
-    let shared = Arc::new(Shared { cfg, log });
+    let shared = Arc::new(Shared {
+        cfg,
+        log,
+        responses: std::sync::atomic::AtomicU64::new(0),
+    });
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -329,7 +346,58 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
             ))
         }
     };
-    Ok(respond(shared, chat, &body).await)
+    let mut resp = respond(shared.clone(), chat, &body).await;
+    let n = shared.responses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if shared.cfg.close_every > 0 && n % shared.cfg.close_every == 0 {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
+
+fn malformed_event(utf8: bool) -> Bytes {
+    if utf8 {
+        Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\": \"\xff\xfe\"}}]}\n\n")
+    } else {
+        Bytes::from_static(b"data: {\"choices\": [ {\"delta\": \n\n")
+    }
+}
+
+fn gzip_all(data: &[u8]) -> Bytes {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = e.write_all(data);
+    Bytes::from(e.finish().unwrap_or_default())
+}
+
+/// The streaming body's sender, compressing (gzip, flushed per event) when configured.
+struct Out {
+    tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
+}
+
+impl Out {
+    async fn send(&mut self, b: Bytes) -> bool {
+        use std::io::Write as _;
+        let b = match &mut self.gz {
+            None => b,
+            Some(e) => {
+                if e.write_all(&b).and_then(|_| e.flush()).is_err() {
+                    return false;
+                }
+                Bytes::from(std::mem::take(e.get_mut()))
+            }
+        };
+        self.tx.send(Ok(Frame::data(b))).await.is_ok()
+    }
+
+    async fn finish(&mut self) {
+        if let Some(e) = self.gz.take() {
+            if let Ok(tail) = e.finish() {
+                let _ = self.tx.send(Ok(Frame::data(Bytes::from(tail)))).await;
+            }
+        }
+    }
 }
 
 struct Plan {
@@ -432,6 +500,10 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
         );
         r.headers_mut()
             .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+        if cfg.gzip {
+            r.headers_mut()
+                .insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+        }
         return r;
     }
     // Non-streaming: the whole generation time, then one body.
@@ -454,7 +526,8 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
     if plan.fault == Fault::Malformed {
         return full_raw(StatusCode::OK, "{\"choices\": [");
     }
-    let content: String = chunks.iter().filter(|(r, _)| !r).map(|(_, t)| t.as_str()).collect();
+    let mut content = "x".repeat(cfg.huge_event_bytes);
+    content.extend(chunks.iter().filter(|(r, _)| !r).map(|(_, t)| t.as_str()));
     let reasoning: String = chunks.iter().filter(|(r, _)| *r).map(|(_, t)| t.as_str()).collect();
     let mut v = if chat {
         let mut message = json!({"role": "assistant", "content": content});
@@ -470,21 +543,17 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
     if plan.usage {
         v["usage"] = plan.usage();
     }
+    if cfg.gzip {
+        let mut r = full_bytes(StatusCode::OK, gzip_all(v.to_string().as_bytes()));
+        r.headers_mut()
+            .insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+        return r;
+    }
     full(StatusCode::OK, v)
 }
 
 fn full_raw(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from_static(text.as_bytes()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
+    full_bytes(status, Bytes::from_static(text.as_bytes()))
 }
 
 /// A body that fails at once: hyper then aborts the connection without a complete response.
@@ -499,14 +568,16 @@ fn futures_once_error() -> Body {
 
 async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>) {
     let cfg = &shared.cfg;
-    let send = |b: Bytes| {
-        let tx = tx.clone();
-        async move { tx.send(Ok(Frame::data(b))).await.is_ok() }
+    let mut out = Out {
+        tx: tx.clone(),
+        gz: cfg
+            .gzip
+            .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
     };
     if plan.chat {
         let role = json!({"id": plan.id, "object": "chat.completion.chunk", "created": 0, "model": plan.model,
                           "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
-        if !send(sse(&role)).await {
+        if !out.send(sse(&role)).await {
             return;
         }
     }
@@ -515,6 +586,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
     let n_chunks = chunks.len();
     let reset_at = n_chunks / 2;
     let mut first_token_ns = None;
+    let mut huge_sent = false;
     for (i, (reasoning, text)) in chunks.iter().enumerate() {
         if i > 0 {
             tokio::time::sleep(cfg.itl).await;
@@ -529,6 +601,15 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
                 .await;
             return;
         }
+        if !*reasoning && !huge_sent && cfg.huge_event_bytes > 0 {
+            huge_sent = true;
+            if !out
+                .send(sse(&plan.chunk_event(false, &"x".repeat(cfg.huge_event_bytes), None)))
+                .await
+            {
+                return;
+            }
+        }
         let last = i + 1 == n_chunks;
         // Completions carry finish_reason (and usage) on the last content chunk, llama.cpp style.
         let mut ev = plan.chunk_event(*reasoning, text, (!plan.chat && last).then_some("length"));
@@ -538,12 +619,12 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
         if first_token_ns.is_none() {
             first_token_ns = Some(unix_ns());
         }
-        if !send(sse(&ev)).await {
+        if !out.send(sse(&ev)).await {
             return;
         }
         if i == 0 {
             match plan.fault {
-                Fault::Malformed if !send(Bytes::from_static(b"data: {\"choices\": [ {\"delta\": \n\n")).await => {
+                Fault::Malformed if !out.send(malformed_event(cfg.malformed_utf8)).await => {
                     return;
                 }
                 Fault::Stall => {
@@ -571,18 +652,19 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
     if plan.chat {
         let fin = json!({"id": plan.id, "object": "chat.completion.chunk", "created": 0, "model": plan.model,
                          "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]});
-        if !send(sse(&fin)).await {
+        if !out.send(sse(&fin)).await {
             return;
         }
         if plan.usage {
             let u = json!({"id": plan.id, "object": "chat.completion.chunk", "created": 0, "model": plan.model,
                            "choices": [], "usage": plan.usage()});
-            if !send(sse(&u)).await {
+            if !out.send(sse(&u)).await {
                 return;
             }
         }
     }
-    let _ = send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    let _ = out.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    out.finish().await;
     shared.log(plan.hash, plan.fault, true, first_token_ns);
 }
 

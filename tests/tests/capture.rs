@@ -594,3 +594,110 @@ fn sigkill_leaves_every_closed_segment_readable_and_loses_about_a_second() {
         );
     }
 }
+
+/// Runs capture against a sim started with `sim_args` and returns the run read back.
+fn capture_run(sim_args: &[&str], capture_args: &[&str]) -> (tempfile::TempDir, Run) {
+    let sim = SimProcess::start(sim_args).expect("start sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = write_dataset(dir.path(), 12);
+    let out = dir.path().join("run");
+    let url = sim.url();
+    let mut args = vec![
+        "--url",
+        url.as_str(),
+        "--dataset",
+        data.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(capture_args);
+    let res = capture(&args);
+    assert!(
+        res.status.success(),
+        "capture failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let run = read_run(&out).expect("read run");
+    assert_one_terminal_each(&run);
+    (dir, run)
+}
+
+#[test]
+fn gzip_encoded_streams_and_bodies_are_decoded() {
+    for stream in [true, false] {
+        let mut extra = vec!["--concurrency", "2", "--requests", "12", "--max-tokens", "7"];
+        if !stream {
+            extra.push("--no-stream");
+        }
+        let (_dir, run) = capture_run(&["--gzip", "--itl", "1ms"], &extra);
+        for id in run.requests.keys().copied() {
+            assert_eq!(run.terminals(id)[0].kind, "done", "stream={stream} request {id}");
+            assert_eq!(
+                run.content(id),
+                sim::expected_content(&key_of(&run, id), 7),
+                "stream={stream} request {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn server_closing_keep_alive_connections_between_requests_loses_nothing() {
+    let (_dir, run) = capture_run(
+        &["--close-every", "3"],
+        &["--concurrency", "2", "--requests", "30", "--max-tokens", "3"],
+    );
+    assert_eq!(run.requests.len(), 30);
+    for id in run.requests.keys().copied() {
+        assert_eq!(
+            run.terminals(id)[0].kind,
+            "done",
+            "request {id}: {:?}",
+            run.terminals(id)[0]
+        );
+    }
+    let conns: std::collections::BTreeSet<u32> = run.requests.values().filter_map(|r| r.connection_id).collect();
+    assert!(
+        conns.len() >= 10,
+        "closed connections were replaced: {} distinct",
+        conns.len()
+    );
+}
+
+#[test]
+fn a_ten_megabyte_event_is_recorded_whole() {
+    let n = 10 * 1024 * 1024;
+    let (_dir, run) = capture_run(
+        &["--huge-event-bytes", &n.to_string()],
+        &["--requests", "2", "--max-tokens", "3"],
+    );
+    for id in run.requests.keys().copied() {
+        let content = run.content(id);
+        assert_eq!(content.len(), n + sim::expected_content(&key_of(&run, id), 3).len());
+        assert!(content.ends_with(&sim::expected_content(&key_of(&run, id), 3)));
+        assert!(run.sse(id).iter().any(|e| e.bytes.unwrap_or(0) as usize > n));
+    }
+}
+
+#[test]
+fn non_utf8_event_data_is_a_protocol_row_and_the_stream_goes_on() {
+    let (_dir, run) = capture_run(
+        &["--malformed-rate", "1", "--malformed-utf8"],
+        &["--requests", "4", "--max-tokens", "4"],
+    );
+    for id in run.requests.keys().copied() {
+        let bad: Vec<_> = run
+            .sse(id)
+            .into_iter()
+            .filter(|e| e.error_kind.as_deref() == Some("protocol"))
+            .collect();
+        assert_eq!(bad.len(), 1, "request {id}");
+        assert!(
+            bad[0].error_message.as_deref().is_some_and(|m| m.contains("UTF-8")),
+            "{:?}",
+            bad[0]
+        );
+        assert_eq!(run.terminals(id)[0].kind, "done");
+        assert_eq!(run.content(id), sim::expected_content(&key_of(&run, id), 4));
+    }
+}

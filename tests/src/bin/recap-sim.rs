@@ -57,6 +57,18 @@ struct Args {
     /// Append one JSON line per request (fault, first-token wall time) to this file.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Compress response bodies with gzip (streams flushed per event).
+    #[arg(long)]
+    gzip: bool,
+    /// Send `Connection: close` on every N-th response (0 = never).
+    #[arg(long, default_value_t = 0)]
+    close_every: u64,
+    /// Send one extra content event of this many bytes ("xxx...") before the first token.
+    #[arg(long, default_value_t = 0)]
+    huge_event_bytes: usize,
+    /// Malformed events carry invalid UTF-8 instead of invalid JSON.
+    #[arg(long)]
+    malformed_utf8: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,6 +97,10 @@ fn main() -> anyhow::Result<()> {
         },
         error_status: a.error_status,
         log: a.log,
+        gzip: a.gzip,
+        close_every: a.close_every,
+        huge_event_bytes: a.huge_event_bytes,
+        malformed_utf8: a.malformed_utf8,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
