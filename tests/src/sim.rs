@@ -348,7 +348,7 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
     };
     let mut resp = respond(shared.clone(), chat, &body).await;
     let n = shared.responses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    if shared.cfg.close_every > 0 && n % shared.cfg.close_every == 0 {
+    if shared.cfg.close_every > 0 && n.is_multiple_of(shared.cfg.close_every) {
         resp.headers_mut()
             .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
