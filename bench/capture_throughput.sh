@@ -1,28 +1,20 @@
 #!/usr/bin/env bash
-# How fast capture records against recap-sim on this machine (release build).
-# Runs a streaming and a non-streaming load for DURATION each and prints capture's own
-# summary (requests/s, SSE events/s, bytes per event, peak RSS) plus its CPU time per event.
+# B3/B4 context: how fast capture records against recap-sim (release), its CPU time per
+# recorded event row and its peak RSS, streaming and non-streaming, in one invocation.
 # Usage: bash bench/capture_throughput.sh [DURATION=10s] [CONCURRENCY=64] [TOKENS=100]
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 duration="${1:-10s}"; conc="${2:-64}"; tokens="${3:-100}"
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --workspace --release --quiet
-work="$(mktemp -d)"
-trap 'kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-"$target/release/recap-sim" --port 0 --threads 1 --output-tokens "$tokens" >"$work/sim.out" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 100); do grep -q '^listening on ' "$work/sim.out" && break; sleep 0.05; done
-addr="$(sed -n 's/^listening on //p' "$work/sim.out" | head -n 1)"
+build_release
+start_sim --threads 1 --output-tokens "$tokens"
 
 run() {
   local name="$1"; shift
   /usr/bin/time -f '%U %S %M' -o "$work/$name.time" \
     "$target/release/capture" --url "http://$addr" --out "$work/$name" --quiet --json \
       --concurrency "$conc" --duration "$duration" --threads 1 "$@" >"$work/$name.json"
-  python3 - "$name" "$work/$name.json" "$work/$name.time" "$work/$name" <<'PY'
-import json, sys, pathlib
-name, summary, timef, run = sys.argv[1:]
+  python3 - "$name" "$work/$name.json" "$work/$name.time" <<'PY'
+import json, sys
+name, summary, timef = sys.argv[1:]
 s = json.load(open(summary))
 user, sys_, maxrss_kb = open(timef).read().split()
 cpu = float(user) + float(sys_)

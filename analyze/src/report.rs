@@ -79,7 +79,18 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     let ctx = SessionContext::new();
     run.register(&ctx, "")?;
     let records = reassemble(&ctx, "").await?;
-    let counts = count_tokens(&records, counter, opts)?;
+    let dir = analysis_dir(&run.dir, counter.id());
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let cache_path = dir.join("tokens.parquet");
+    let mut cache = crate::tokenize::TokenCache::load(&cache_path);
+    let known = cache.len();
+    let counts = count_tokens(&records, counter, opts, &mut cache)?;
+    if cache.len() != known {
+        cache.save(&cache_path)?;
+    }
     let rows: Vec<RequestMetrics> = records
         .iter()
         .zip(&counts)
@@ -103,13 +114,17 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         icl_ns: &icl,
         protocol_events: &protocol,
     });
-    let dir = analysis_dir(&run.dir, counter.id());
     write_outputs(&dir, &rows, &summary)?;
     write_gaps(&dir, &records, &icl)?;
     Ok(Report { summary, rows, dir })
 }
 
-fn count_tokens(records: &[RequestRecord], counter: &Counter, opts: &ReportOptions) -> Result<Vec<TokenCounts>> {
+fn count_tokens(
+    records: &[RequestRecord],
+    counter: &Counter,
+    opts: &ReportOptions,
+    cache: &mut crate::tokenize::TokenCache,
+) -> Result<Vec<TokenCounts>> {
     let warned = std::sync::Once::new();
     let inputs: Vec<Option<(String, bool)>> = records
         .iter()
@@ -124,7 +139,7 @@ fn count_tokens(records: &[RequestRecord], counter: &Counter, opts: &ReportOptio
         texts.push((r.tool_args.as_str(), false));
     }
     let bar = crate::progress::bar(texts.len() as u64, "tokenizing", opts.progress);
-    let n = counter.count_all(&texts, &|k| bar.inc(k))?;
+    let n = counter.count_all_cached(&texts, cache, &|k| bar.inc(k))?;
     bar.finish_and_clear();
     Ok(records
         .iter()

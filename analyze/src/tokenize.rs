@@ -135,29 +135,109 @@ impl Counter {
     /// Counts many texts in parallel, each distinct `(text, add_special_tokens)` once.
     /// Returns counts in input order. `progress` is bumped by the number of texts done.
     pub fn count_all(&self, texts: &[(&str, bool)], progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<u32>> {
-        let mut index: HashMap<(u64, bool), usize> = HashMap::with_capacity(texts.len());
-        let mut unique: Vec<(&str, bool)> = Vec::new();
-        let slots: Vec<usize> = texts
-            .iter()
-            .map(|(t, special)| {
-                *index.entry((text_hash(t), *special)).or_insert_with(|| {
-                    unique.push((t, *special));
-                    unique.len() - 1
-                })
-            })
-            .collect();
-        let counts: Vec<u32> = unique
+        self.count_all_cached(texts, &mut TokenCache::default(), progress)
+    }
+
+    /// Like [`Counter::count_all`], but texts already in `cache` (by hash) are not tokenized
+    /// again, and new counts are added to it.
+    pub fn count_all_cached(
+        &self,
+        texts: &[(&str, bool)],
+        cache: &mut TokenCache,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<u32>> {
+        let keys: Vec<(u64, bool)> = texts.iter().map(|(t, s)| (text_hash(t), *s)).collect();
+        let mut missing: HashMap<(u64, bool), &str> = HashMap::new();
+        for ((t, _), k) in texts.iter().zip(&keys) {
+            if !cache.counts.contains_key(k) {
+                missing.entry(*k).or_insert(t);
+            }
+        }
+        let work: Vec<((u64, bool), &str)> = missing.into_iter().collect();
+        let counted: Vec<((u64, bool), u32)> = work
             .par_chunks(64)
             .map(|chunk| {
-                let r: Result<Vec<u32>> = chunk.iter().map(|(t, s)| self.count(t, *s)).collect();
+                let r: Result<Vec<((u64, bool), u32)>> =
+                    chunk.iter().map(|(k, t)| self.count(t, k.1).map(|n| (*k, n))).collect();
                 progress(chunk.len() as u64);
                 r
             })
-            .collect::<Result<Vec<Vec<u32>>>>()?
+            .collect::<Result<Vec<_>>>()?
             .into_iter()
             .flatten()
             .collect();
-        Ok(slots.into_iter().map(|i| counts[i]).collect())
+        cache.counts.extend(counted);
+        Ok(keys.iter().map(|k| cache.counts[k]).collect())
+    }
+}
+
+/// Token counts of texts by `(text_hash, add_special_tokens)`, for one tokenizer. Saved in the
+/// analysis folder so re-analyzing a run with other SLOs or definitions skips tokenization.
+#[derive(Debug, Default, Clone)]
+pub struct TokenCache {
+    counts: HashMap<(u64, bool), u32>,
+}
+
+impl TokenCache {
+    /// Entries cached.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Reads `path` (`text_hash` u64, `add_special_tokens` bool, `tokens` u32); a missing or
+    /// unreadable file is an empty cache (it is only an accelerator).
+    pub fn load(path: &Path) -> Self {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{UInt32Type, UInt64Type};
+        let mut counts = HashMap::new();
+        let Ok(file) = std::fs::File::open(path) else {
+            return TokenCache::default();
+        };
+        let Ok(reader) =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build())
+        else {
+            tracing::warn!("ignoring unreadable token cache {}", path.display());
+            return TokenCache::default();
+        };
+        for b in reader.flatten() {
+            let (h, s, n) = (
+                b.column(0).as_primitive::<UInt64Type>(),
+                b.column(1).as_boolean(),
+                b.column(2).as_primitive::<UInt32Type>(),
+            );
+            for i in 0..b.num_rows() {
+                counts.insert((h.value(i), s.value(i)), n.value(i));
+            }
+        }
+        TokenCache { counts }
+    }
+
+    /// Writes the cache as Parquet.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        use arrow_array::builder::{BooleanBuilder, UInt32Builder, UInt64Builder};
+        use std::sync::Arc;
+        let (mut h, mut s, mut n) = (UInt64Builder::new(), BooleanBuilder::new(), UInt32Builder::new());
+        for ((hash, special), count) in &self.counts {
+            h.append_value(*hash);
+            s.append_value(*special);
+            n.append_value(*count);
+        }
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("text_hash", arrow_schema::DataType::UInt64, false),
+            arrow_schema::Field::new("add_special_tokens", arrow_schema::DataType::Boolean, false),
+            arrow_schema::Field::new("tokens", arrow_schema::DataType::UInt32, false),
+        ]));
+        let batch = arrow_array::RecordBatch::try_new(
+            schema,
+            vec![Arc::new(h.finish()), Arc::new(s.finish()), Arc::new(n.finish())],
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        crate::report::write_parquet(path, &batch)
     }
 }
 
@@ -210,6 +290,37 @@ mod tests {
             3,
             "distinct texts only"
         );
+    }
+
+    #[test]
+    fn cache_round_trips_and_skips_known_texts() {
+        let c = gpt2();
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("tokens.parquet");
+        let mut cache = TokenCache::default();
+        let first = c
+            .count_all_cached(&[("a b c", false), ("d", true)], &mut cache, &|_| {})
+            .expect("count");
+        cache.save(&path).expect("save");
+        let mut loaded = TokenCache::load(&path);
+        assert_eq!(loaded.len(), 2);
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        let again = c
+            .count_all_cached(
+                &[("a b c", false), ("d", true), ("new text", false)],
+                &mut loaded,
+                &|k| {
+                    seen.fetch_add(k, std::sync::atomic::Ordering::Relaxed);
+                },
+            )
+            .expect("count");
+        assert_eq!(&again[..2], &first[..]);
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "only the new text is tokenized"
+        );
+        assert!(TokenCache::load(&dir.path().join("missing.parquet")).is_empty());
     }
 
     #[test]

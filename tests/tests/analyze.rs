@@ -151,10 +151,35 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
     let tok_id = summary["tokenizer_id"].as_str().expect("id").to_string();
     assert!(tok_id.starts_with("gpt2-"));
     let adir = run_dir.join("analysis").join(&tok_id);
-    for f in ["metrics.parquet", "summary.json", "summary.csv", "summary.md"] {
+    for f in [
+        "metrics.parquet",
+        "summary.json",
+        "summary.csv",
+        "summary.md",
+        "icl.parquet",
+        "tokens.parquet",
+    ] {
         assert!(adir.join(f).exists(), "{f} missing");
     }
     let metrics = read_metrics(&adir.join("metrics.parquet"));
+    // Re-analysis with other SLOs reuses the token-count cache and gives the same metrics.
+    let again = analyze(&[
+        "report",
+        run_dir.to_str().expect("utf8"),
+        "--tokenizer",
+        tokenizer_path("gpt2").to_str().expect("utf8"),
+        "--slo",
+        "ttft=1s",
+        "-q",
+    ]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let rescored = read_metrics(&adir.join("metrics.parquet"));
+    for (id, m) in &metrics {
+        assert_eq!(
+            (m.osl, m.isl, m.ttft_ns),
+            (rescored[id].osl, rescored[id].isl, rescored[id].ttft_ns)
+        );
+    }
     let run = read_run(&run_dir).expect("read run");
     let tok = load_tokenizer("gpt2");
     let count = |t: &str, special: bool| tok.encode_fast(t, special).expect("encode").len() as u32;

@@ -1,0 +1,31 @@
+# Shared helpers for bench scripts: release build, start/stop recap-sim by PID.
+# Sourced, not run. Every benchmark talks to 127.0.0.1 only and stops what it started.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+target="${CARGO_TARGET_DIR:-target}"
+work="$(mktemp -d)"
+sim_pid=""
+cleanup() {
+  if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+build_release() {
+  cargo build --workspace --release --quiet
+}
+
+# start_sim ARGS...: starts recap-sim (release) on a free port; sets $addr.
+start_sim() {
+  "$target/release/recap-sim" --port 0 "$@" >"$work/sim.out" 2>&1 &
+  sim_pid=$!
+  for _ in $(seq 1 200); do grep -q '^listening on ' "$work/sim.out" 2>/dev/null && break; sleep 0.05; done
+  addr="$(sed -n 's/^listening on //p' "$work/sim.out" | head -n 1)"
+  [ -n "$addr" ] || { cat "$work/sim.out" >&2; exit 1; }
+}
+
+stop_sim() {
+  kill "$sim_pid" 2>/dev/null || true
+  wait "$sim_pid" 2>/dev/null || true
+  sim_pid=""
+}
