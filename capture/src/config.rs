@@ -118,6 +118,9 @@ pub struct Args {
     /// Seed of the arrival process.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Accept any TLS certificate (self-signed test endpoints). Verification is on by default.
+    #[arg(long)]
+    pub insecure: bool,
     /// Longest time recorded rows wait before reaching a closed Parquet segment.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     pub flush_interval: Duration,
@@ -207,6 +210,8 @@ pub struct Config {
     pub api_key_env: Option<String>,
     /// Arrival seed.
     pub seed: u64,
+    /// Skip TLS certificate verification.
+    pub insecure: bool,
     /// Sink flush interval.
     pub flush_interval: Duration,
     /// Sink segment cap.
@@ -350,6 +355,7 @@ impl Args {
             headers_redacted,
             api_key_env: self.api_key_env,
             seed: self.seed,
+            insecure: self.insecure,
             flush_interval: self.flush_interval,
             segment_rows: self.segment_rows,
             threads,

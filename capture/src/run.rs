@@ -246,8 +246,14 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let clock = Clock::start();
     let run_id = run_id(&clock);
     let endpoint = Arc::new(
-        Endpoint::new(&cfg.url, cfg.headers.clone(), cfg.body.stream, cfg.timeout)
-            .map_err(|e| Error::Config(e.to_string()))?,
+        Endpoint::new(
+            &cfg.url,
+            cfg.headers.clone(),
+            cfg.body.stream,
+            cfg.timeout,
+            cfg.insecure,
+        )
+        .map_err(|e| Error::Config(e.to_string()))?,
     );
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,

@@ -190,6 +190,8 @@ pub struct SimConfig {
     pub huge_event_bytes: usize,
     /// Malformed events carry invalid UTF-8 instead of invalid JSON.
     pub malformed_utf8: bool,
+    /// Serve https with a freshly generated self-signed certificate.
+    pub tls_self_signed: bool,
 }
 
 impl Default for SimConfig {
@@ -208,6 +210,7 @@ impl Default for SimConfig {
             close_every: 0,
             huge_event_bytes: 0,
             malformed_utf8: false,
+            tls_self_signed: false,
         }
     }
 }
@@ -266,6 +269,23 @@ pub async fn bind(port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
     Ok((l, a))
 }
 
+/// A TLS acceptor with a certificate for `localhost` / `127.0.0.1`, generated now and signed
+/// by nobody: clients that verify certificates must refuse it.
+fn self_signed_acceptor() -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let bad = |e: String| std::io::Error::other(e);
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(|e| bad(e.to_string()))?;
+    let cert = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Serves connections forever (until the task is dropped).
 pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()> {
     let log = match &cfg.log {
@@ -273,6 +293,11 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
             std::fs::OpenOptions::new().create(true).append(true).open(p)?,
         ))),
         None => None,
+    };
+    let tls = if cfg.tls_self_signed {
+        Some(self_signed_acceptor()?)
+    } else {
+        None
     };
     let shared = Arc::new(Shared {
         cfg,
@@ -290,11 +315,20 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(shared.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(acceptor) => {
+                    if let Ok(s) = acceptor.accept(stream).await {
+                        let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                    }
+                }
+            }
         });
     }
 }

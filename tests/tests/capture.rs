@@ -701,3 +701,56 @@ fn non_utf8_event_data_is_a_protocol_row_and_the_stream_goes_on() {
         assert_eq!(run.content(id), sim::expected_content(&key_of(&run, id), 4));
     }
 }
+
+#[test]
+fn self_signed_https_fails_clearly_unless_insecure() {
+    let sim = SimProcess::start(&["--tls-self-signed"]).expect("start sim");
+    let url = format!("https://127.0.0.1:{}", sim.port());
+    let dir = tempfile::tempdir().expect("tmp");
+    let strict = dir.path().join("strict");
+    let res = capture(&[
+        "--url",
+        &url,
+        "--out",
+        strict.to_str().expect("utf8"),
+        "--requests",
+        "2",
+        "--max-tokens",
+        "3",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let run = read_run(&strict).expect("read run");
+    assert_one_terminal_each(&run);
+    for id in run.requests.keys().copied() {
+        let t = run.terminals(id)[0];
+        assert_eq!(
+            (t.kind.as_str(), t.error_kind.as_deref()),
+            ("error", Some("connect")),
+            "{t:?}"
+        );
+        assert!(
+            t.error_message
+                .as_deref()
+                .is_some_and(|m| m.to_lowercase().contains("certificate")),
+            "{t:?}"
+        );
+    }
+    let insecure = dir.path().join("insecure");
+    let res = capture(&[
+        "--url",
+        &url,
+        "--out",
+        insecure.to_str().expect("utf8"),
+        "--requests",
+        "2",
+        "--max-tokens",
+        "3",
+        "--insecure",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let run = read_run(&insecure).expect("read run");
+    for id in run.requests.keys().copied() {
+        assert_eq!(run.terminals(id)[0].kind, "done");
+        assert_eq!(run.content(id), sim::expected_content(&key_of(&run, id), 3));
+    }
+}

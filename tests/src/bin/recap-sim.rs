@@ -69,6 +69,9 @@ struct Args {
     /// Malformed events carry invalid UTF-8 instead of invalid JSON.
     #[arg(long)]
     malformed_utf8: bool,
+    /// Serve https with a freshly generated self-signed certificate.
+    #[arg(long)]
+    tls_self_signed: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         close_every: a.close_every,
         huge_event_bytes: a.huge_event_bytes,
         malformed_utf8: a.malformed_utf8,
+        tls_self_signed: a.tls_self_signed,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
