@@ -146,7 +146,7 @@ impl Counter {
         cache: &mut TokenCache,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<u32>> {
-        let keys: Vec<(u64, bool)> = texts.iter().map(|(t, s)| (text_hash(t), *s)).collect();
+        let keys: Vec<(u64, bool)> = texts.par_iter().map(|(t, s)| (text_hash(t), *s)).collect();
         let mut missing: HashMap<(u64, bool), &str> = HashMap::new();
         for ((t, _), k) in texts.iter().zip(&keys) {
             if !cache.counts.contains_key(k) {
@@ -155,7 +155,7 @@ impl Counter {
         }
         let work: Vec<((u64, bool), &str)> = missing.into_iter().collect();
         let counted: Vec<((u64, bool), u32)> = work
-            .par_chunks(64)
+            .par_chunks(16)
             .map(|chunk| {
                 let r: Result<Vec<((u64, bool), u32)>> =
                     chunk.iter().map(|(k, t)| self.count(t, k.1).map(|n| (*k, n))).collect();
