@@ -327,33 +327,26 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let stats = Arc::new(Stats::default());
     let in_flight = Arc::new(AtomicU64::new(0));
 
-    let mut feeder = None;
-    let dispatcher = Arc::new(match &cfg.load {
-        Load::Concurrency(_) => Dispatcher::Closed {
-            next: AtomicU64::new(0),
-        },
+    // Open loop and burst feed tickets at their offsets; closed loop hands them out on demand.
+    let offsets: Option<Box<dyn Iterator<Item = i64> + Send>> = match &cfg.load {
+        Load::Concurrency(_) => None,
         Load::Rate {
             rate_per_s, arrival, ..
-        } => {
-            let offsets = Arrivals::new(*rate_per_s, *arrival, cfg.seed).map_err(|e| Error::Config(e.to_string()))?;
+        } => Some(Box::new(
+            Arrivals::new(*rate_per_s, *arrival, cfg.seed).map_err(|e| Error::Config(e.to_string()))?,
+        )),
+        Load::Burst { .. } => Some(Box::new(std::iter::repeat(0))),
+    };
+    let mut feeder = None;
+    let dispatcher = Arc::new(match offsets {
+        None => Dispatcher::Closed {
+            next: AtomicU64::new(0),
+        },
+        Some(offsets) => {
             let (tx, rx) = mpsc::channel(1);
             feeder = Some(tokio::spawn(feed(
                 tx,
-                Box::new(offsets),
-                plan.total,
-                plan.deadline_ns,
-                clock,
-                stop_rx.clone(),
-            )));
-            Dispatcher::Open {
-                rx: tokio::sync::Mutex::new(rx),
-            }
-        }
-        Load::Burst { .. } => {
-            let (tx, rx) = mpsc::channel(1);
-            feeder = Some(tokio::spawn(feed(
-                tx,
-                Box::new(std::iter::repeat(0)),
+                offsets,
                 plan.total,
                 plan.deadline_ns,
                 clock,

@@ -133,6 +133,31 @@ impl Chart<'_> {
     }
 }
 
+type Ctx<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// Grid and axis descriptions, in the chart font.
+fn mesh<DB: DrawingBackend>(c: &mut Ctx<'_, DB>, x_desc: impl Into<String>, y_desc: impl Into<String>) -> DrawResult {
+    d!(c.configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(label_style())
+        .axis_desc_style(label_style())
+        .draw());
+    Ok(())
+}
+
+/// The legend box at `pos`.
+fn legend<'a, DB: DrawingBackend + 'a>(c: &mut Ctx<'a, DB>, pos: SeriesLabelPosition) -> DrawResult {
+    d!(c.configure_series_labels()
+        .position(pos)
+        .label_font(label_style())
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw());
+    Ok(())
+}
+
 fn histogram<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
@@ -164,13 +189,7 @@ fn histogram<DB: DrawingBackend>(
         .x_label_area_size(50)
         .y_label_area_size(70)
         .build_cartesian_2d(range(lo, lo + width * bins as f64, false), 0.0..top));
-    d!(chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc("requests")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw());
+    mesh(&mut chart, x_desc, "requests")?;
     let c = color(series);
     d!(chart
         .draw_series(counts.iter().enumerate().map(|(i, n)| {
@@ -191,13 +210,7 @@ fn histogram<DB: DrawingBackend>(
                     .legend(move |(lx, ly)| PathElement::new([(lx, ly), (lx + 14, ly)], mc.stroke_width(2)))));
         }
     }
-    d!(chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw());
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
@@ -227,13 +240,7 @@ fn cdf_area<DB: DrawingBackend>(
         .x_label_area_size(50)
         .y_label_area_size(70)
         .build_cartesian_2d(range(lo, hi, false), 0.0..1.02));
-    d!(chart
-        .configure_mesh()
-        .x_desc("ms")
-        .y_desc("fraction of requests")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw());
+    mesh(&mut chart, "ms", "fraction of requests")?;
     for (i, (name, values)) in series.iter().enumerate() {
         let v = sorted(values);
         let n = v.len() as f64;
@@ -263,13 +270,7 @@ fn cdf_area<DB: DrawingBackend>(
             }
         }
     }
-    d!(chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw());
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -322,12 +323,7 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..t_end, 0.0..ymax));
-    d!(c.configure_mesh()
-        .x_desc("time since start (s)")
-        .y_desc("latency (ms)")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw());
+    mesh(&mut c, "time since start (s)", "latency (ms)")?;
     if warm_end.is_finite() {
         d!(
             c.draw_series([Rectangle::new([(0.0, 0.0), (warm_end, ymax)], GREY.mix(0.25).filled())])
@@ -343,12 +339,7 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
                 .label(name)
                 .legend(move |(x, y)| Circle::new((x + 7, y), 4, col.filled()))));
     }
-    d!(c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw());
+    legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     // Bottom: completions per second and requests in flight, per one-second bins (or finer).
     let bin = (t_end / 30.0).clamp(0.5, 10.0);
     let n = (t_end / bin).ceil() as usize + 1;
@@ -376,12 +367,7 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..t_end, 0.0..ymax));
-    d!(c.configure_mesh()
-        .x_desc("time since start (s)")
-        .y_desc("requests/s, requests")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw());
+    mesh(&mut c, "time since start (s)", "requests/s, requests")?;
     if warm_end.is_finite() {
         d!(c.draw_series([Rectangle::new([(0.0, 0.0), (warm_end, ymax)], GREY.mix(0.25).filled())]));
     }
@@ -399,12 +385,7 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], col.stroke_width(3)))));
     }
-    d!(c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw());
+    legend(&mut c, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
@@ -433,12 +414,11 @@ fn agreement<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) -
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(0.0..hi, 0.0..hi));
-    d!(c.configure_mesh()
-        .x_desc("server usage.completion_tokens (tokens)")
-        .y_desc("tokenizer count (tokens)")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw());
+    mesh(
+        &mut c,
+        "server usage.completion_tokens (tokens)",
+        "tokenizer count (tokens)",
+    )?;
     d!(
         c.draw_series(LineSeries::new([(0.0, 0.0), (hi, hi)], GREY.stroke_width(2)))
             .map(|s| s
@@ -457,12 +437,7 @@ fn agreement<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) -
                 .label(label)
                 .legend(move |(x, y)| Circle::new((x + 7, y), 4, col.filled())))
     );
-    d!(c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw());
+    legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -532,12 +507,7 @@ fn scatter_front<DB: DrawingBackend>(
         .x_label_area_size(50)
         .y_label_area_size(90)
         .build_cartesian_2d(range(x0, x1, true), range(y0, y1, true)));
-    d!(c.configure_mesh()
-        .x_desc(axis_title(x))
-        .y_desc(axis_title(y))
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw());
+    mesh(&mut c, axis_title(x), axis_title(y))?;
     let (run_c, front_c, ell_c) = (color(0), color(5), color(2));
     d!(
         c.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 6, run_c.filled())))
@@ -569,12 +539,7 @@ fn scatter_front<DB: DrawingBackend>(
             }
         }
     }
-    d!(c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw());
+    legend(&mut c, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 

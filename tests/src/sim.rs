@@ -590,13 +590,15 @@ fn full_raw(status: StatusCode, text: &'static str) -> Response<Body> {
     full_bytes(status, Bytes::from_static(text.as_bytes()))
 }
 
+/// The error a body yields to make hyper abort the connection mid-response.
+fn simulated_reset() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset")
+}
+
 /// A body that fails at once: hyper then aborts the connection without a complete response.
 fn futures_once_error() -> Body {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
-    let _ = tx.try_send(Err(std::io::Error::new(
-        std::io::ErrorKind::ConnectionReset,
-        "simulated reset",
-    )));
+    let _ = tx.try_send(Err(simulated_reset()));
     StreamBody::new(ReceiverStream(rx)).boxed()
 }
 
@@ -627,12 +629,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
         }
         if plan.fault == Fault::Reset && i == reset_at.max(1).min(n_chunks) && i > 0 {
             shared.log(plan.hash, plan.fault, true, first_token_ns);
-            let _ = tx
-                .send(Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "simulated reset",
-                )))
-                .await;
+            let _ = tx.send(Err(simulated_reset())).await;
             return;
         }
         if !*reasoning && !huge_sent && cfg.huge_event_bytes > 0 {
@@ -675,12 +672,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
     }
     if plan.fault == Fault::Reset && n_chunks <= 1 {
         shared.log(plan.hash, plan.fault, true, first_token_ns);
-        let _ = tx
-            .send(Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "simulated reset",
-            )))
-            .await;
+        let _ = tx.send(Err(simulated_reset())).await;
         return;
     }
     if plan.chat {

@@ -1,0 +1,43 @@
+//! The `analyze` binary's command line. (Also makes `cargo test --workspace` build the binary
+//! that the end-to-end tests in `tests/` run.)
+
+use std::process::Command;
+
+#[test]
+fn help_lists_the_subcommands_and_definition_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .arg("--help")
+        .output()
+        .expect("run analyze");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["report", "sweep", "sql"] {
+        assert!(help.contains(word), "--help lacks {word}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .args(["report", "--help"])
+        .output()
+        .expect("run analyze");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--tokenizer",
+        "--isl",
+        "--ttft-on",
+        "--e2e-end",
+        "--tokens",
+        "--slo",
+        "--json",
+    ] {
+        assert!(help.contains(flag), "report --help lacks {flag}");
+    }
+}
+
+#[test]
+fn a_missing_run_folder_is_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .args(["sql", "/nonexistent/run-folder", "SELECT 1"])
+        .output()
+        .expect("run analyze");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/run-folder"));
+}
