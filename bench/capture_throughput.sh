@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 duration="${1:-10s}"; conc="${2:-64}"; tokens="${3:-100}"
 build_release
-start_sim --threads 1 --output-tokens "$tokens"
+start_sim --threads 1 --output-tokens "$tokens" --prerender
 
 run() {
   local name="$1"; shift

@@ -192,6 +192,9 @@ pub struct SimConfig {
     pub malformed_utf8: bool,
     /// Serve https with a freshly generated self-signed certificate.
     pub tls_self_signed: bool,
+    /// With zero TTFT and ITL, render each fault-free stream whole and send it at once (still
+    /// one token per SSE event): a server that is never the bottleneck, for benchmarks.
+    pub prerender: bool,
 }
 
 impl Default for SimConfig {
@@ -211,6 +214,7 @@ impl Default for SimConfig {
             huge_event_bytes: 0,
             malformed_utf8: false,
             tls_self_signed: false,
+            prerender: false,
         }
     }
 }
@@ -406,8 +410,10 @@ fn gzip_all(data: &[u8]) -> Bytes {
 
 /// The streaming body's sender, compressing (gzip, flushed per event) when configured.
 struct Out {
-    tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    tx: Option<mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>>,
     gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    /// `--prerender`: the whole body is collected here instead of sent event by event.
+    collected: Vec<u8>,
 }
 
 impl Out {
@@ -422,13 +428,48 @@ impl Out {
                 Bytes::from(std::mem::take(e.get_mut()))
             }
         };
-        self.tx.send(Ok(Frame::data(b))).await.is_ok()
+        match &self.tx {
+            Some(tx) => tx.send(Ok(Frame::data(b))).await.is_ok(),
+            None => {
+                self.collected.extend_from_slice(&b);
+                true
+            }
+        }
+    }
+
+    fn new(tx: Option<mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>>, gzip: bool) -> Self {
+        let gz = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        Out {
+            tx,
+            gz,
+            collected: Vec::new(),
+        }
+    }
+
+    /// Ends the body with a reset (the client sees the connection drop mid-response).
+    async fn reset(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Err(simulated_reset())).await;
+        }
+    }
+
+    /// Resolves when the client has gone away.
+    async fn closed(&self) {
+        match &self.tx {
+            Some(tx) => tx.closed().await,
+            None => std::future::pending().await,
+        }
     }
 
     async fn finish(&mut self) {
         if let Some(e) = self.gz.take() {
             if let Ok(tail) = e.finish() {
-                let _ = self.tx.send(Ok(Frame::data(Bytes::from(tail)))).await;
+                match &self.tx {
+                    Some(tx) => {
+                        let _ = tx.send(Ok(Frame::data(Bytes::from(tail)))).await;
+                    }
+                    None => self.collected.extend_from_slice(&tail),
+                }
             }
         }
     }
@@ -524,9 +565,19 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
         return error_body(status, "simulated failure", "server_error");
     }
     if stream {
-        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
-        tokio::spawn(stream_body(shared.clone(), plan, tx));
-        let body = StreamBody::new(ReceiverStream(rx)).boxed();
+        let body = if cfg.prerender && plan.fault == Fault::None && cfg.ttft.is_zero() && cfg.itl.is_zero() {
+            let mut out = Out::new(None, cfg.gzip);
+            stream_body(shared.clone(), plan, &mut out).await;
+            Full::new(Bytes::from(out.collected))
+                .map_err(|never| match never {})
+                .boxed()
+        } else {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+            let mut out = Out::new(Some(tx), cfg.gzip);
+            let shared = shared.clone();
+            tokio::spawn(async move { stream_body(shared, plan, &mut out).await });
+            StreamBody::new(ReceiverStream(rx)).boxed()
+        };
         let mut r = Response::new(body);
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -602,14 +653,8 @@ fn futures_once_error() -> Body {
     StreamBody::new(ReceiverStream(rx)).boxed()
 }
 
-async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>) {
+async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
     let cfg = &shared.cfg;
-    let mut out = Out {
-        tx: tx.clone(),
-        gz: cfg
-            .gzip
-            .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
-    };
     if plan.chat {
         let role = json!({"id": plan.id, "object": "chat.completion.chunk", "created": 0, "model": plan.model,
                           "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
@@ -617,19 +662,21 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
             return;
         }
     }
-    tokio::time::sleep(cfg.ttft).await;
+    if !cfg.ttft.is_zero() {
+        tokio::time::sleep(cfg.ttft).await;
+    }
     let chunks = plan.chunks();
     let n_chunks = chunks.len();
     let reset_at = n_chunks / 2;
     let mut first_token_ns = None;
     let mut huge_sent = false;
     for (i, (reasoning, text)) in chunks.iter().enumerate() {
-        if i > 0 {
+        if i > 0 && !cfg.itl.is_zero() {
             tokio::time::sleep(cfg.itl).await;
         }
         if plan.fault == Fault::Reset && i == reset_at.max(1).min(n_chunks) && i > 0 {
             shared.log(plan.hash, plan.fault, true, first_token_ns);
-            let _ = tx.send(Err(simulated_reset())).await;
+            out.reset().await;
             return;
         }
         if !*reasoning && !huge_sent && cfg.huge_event_bytes > 0 {
@@ -662,7 +709,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
                     shared.log(plan.hash, plan.fault, true, first_token_ns);
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                        _ = tx.closed() => {}
+                        _ = out.closed() => {}
                     }
                     return;
                 }
@@ -672,7 +719,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, tx: mpsc::Sender<Result<Fr
     }
     if plan.fault == Fault::Reset && n_chunks <= 1 {
         shared.log(plan.hash, plan.fault, true, first_token_ns);
-        let _ = tx.send(Err(simulated_reset())).await;
+        out.reset().await;
         return;
     }
     if plan.chat {

@@ -754,3 +754,16 @@ fn self_signed_https_fails_clearly_unless_insecure() {
         assert_eq!(run.content(id), sim::expected_content(&key_of(&run, id), 3));
     }
 }
+
+#[test]
+fn prerendered_streams_are_recorded_event_by_event() {
+    let (_dir, run) = capture_run(
+        &["--prerender"],
+        &["--concurrency", "4", "--requests", "12", "--max-tokens", "9"],
+    );
+    for id in run.requests.keys().copied() {
+        assert_eq!(run.content(id), sim::expected_content(&key_of(&run, id), 9));
+        // role, 9 content events, finish, usage, [DONE]: one token per event even when sent at once.
+        assert_eq!(run.sse(id).len(), 13, "request {id}");
+    }
+}

@@ -72,6 +72,9 @@ struct Args {
     /// Serve https with a freshly generated self-signed certificate.
     #[arg(long)]
     tls_self_signed: bool,
+    /// With zero --ttft and --itl, send each fault-free stream whole at once (benchmarks).
+    #[arg(long)]
+    prerender: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -105,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         huge_event_bytes: a.huge_event_bytes,
         malformed_utf8: a.malformed_utf8,
         tls_self_signed: a.tls_self_signed,
+        prerender: a.prerender,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
