@@ -62,19 +62,93 @@ pub struct RequestRecord {
     pub sse_events: u32,
 }
 
-struct SseRow {
+/// Where one event's text sits in its request's channel buffer (`None`: the field was null).
+type Span = Option<(u32, u32)>;
+
+/// One SSE event's metadata; its text stays in the request's buffers, so reassembly allocates
+/// per request, not per event.
+struct SseMeta {
     seq: u32,
     t_ns: i64,
-    content: Option<String>,
-    reasoning: Option<String>,
-    tool_args: Option<String>,
+    content: Span,
+    reasoning: Span,
+    tool_args: Span,
     has_choice: bool,
+}
+
+/// A channel's text in arrival order, with each event's span.
+#[derive(Default)]
+struct Channel {
+    buf: String,
+}
+
+impl Channel {
+    fn push(&mut self, text: Option<&str>) -> Span {
+        let t = text?;
+        let start = self.buf.len() as u32;
+        self.buf.push_str(t);
+        Some((start, t.len() as u32))
+    }
+
+    fn non_empty(span: Span) -> bool {
+        span.is_some_and(|(_, len)| len > 0)
+    }
+
+    /// The text in `order` (event indices); arrival order needs no copy.
+    fn assemble(
+        self,
+        metas: &[SseMeta],
+        order: &[usize],
+        in_arrival_order: bool,
+        pick: fn(&SseMeta) -> Span,
+    ) -> String {
+        if in_arrival_order {
+            return self.buf;
+        }
+        let mut out = String::with_capacity(self.buf.len());
+        for &i in order {
+            if let Some((start, len)) = pick(&metas[i]) {
+                out.push_str(&self.buf[start as usize..(start + len) as usize]);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Default)]
 struct Acc {
     rec: RequestRecord,
-    sse: Vec<SseRow>,
+    sse: Vec<SseMeta>,
+    content: Channel,
+    reasoning: Channel,
+    tool_args: Channel,
+}
+
+/// Accumulators by request, with the last one looked up remembered (rows of one request
+/// mostly arrive together).
+#[derive(Default)]
+struct Accs {
+    index: HashMap<u64, usize>,
+    list: Vec<Acc>,
+    last: Option<(u64, usize)>,
+}
+
+impl Accs {
+    fn get(&mut self, id: u64) -> &mut Acc {
+        let i = match self.last {
+            Some((last_id, i)) if last_id == id => i,
+            _ => {
+                let list = &mut self.list;
+                let i = *self.index.entry(id).or_insert_with(|| {
+                    list.push(Acc::default());
+                    list.len() - 1
+                });
+                self.last = Some((id, i));
+                i
+            }
+        };
+        &mut self.list[i]
+    }
 }
 
 fn df(e: datafusion::error::DataFusionError) -> Error {
@@ -102,7 +176,7 @@ pub fn tool_call_text(json: &str) -> String {
 /// Reads `requests` and `events` (registered under `prefix`) into one record per request,
 /// ordered by `request_id`.
 pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<RequestRecord>> {
-    let mut accs: HashMap<u64, Acc> = HashMap::new();
+    let mut accs = Accs::default();
     let reqs = ctx
         .sql(&format!(
             "SELECT request_id, phase, api, scheduled_ns, prompt, messages_json FROM {prefix}requests"
@@ -120,7 +194,7 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
         let prompt = b.column(4).as_string::<i32>();
         let msgs = b.column(5).as_string::<i32>();
         for i in 0..b.num_rows() {
-            let a = accs.entry(id.value(i)).or_default();
+            let a = accs.get(id.value(i));
             a.rec.request_id = id.value(i);
             a.rec.phase = phase.value(i).to_string();
             a.rec.api = api.value(i).to_string();
@@ -144,41 +218,47 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
         add_events(&mut accs, &batch.map_err(df)?);
     }
     let mut out: Vec<RequestRecord> = accs
+        .index
         .into_iter()
-        .map(|(id, mut a)| {
-            a.rec.request_id = id;
-            a.sse.sort_by_key(|s| (s.seq, s.t_ns));
-            for s in &a.sse {
-                let has_output = s.content.as_deref().is_some_and(|c| !c.is_empty())
-                    || s.reasoning.as_deref().is_some_and(|c| !c.is_empty())
-                    || s.tool_args.is_some();
-                if has_output {
-                    a.rec.output_times_ns.push(s.t_ns);
-                }
-                if s.has_choice && a.rec.first_choice_ns.is_none() {
-                    a.rec.first_choice_ns = Some(s.t_ns);
-                }
-                if s.content.as_deref().is_some_and(|c| !c.is_empty()) && a.rec.first_content_ns.is_none() {
-                    a.rec.first_content_ns = Some(s.t_ns);
-                }
-                if let Some(c) = &s.content {
-                    a.rec.content.push_str(c);
-                }
-                if let Some(r) = &s.reasoning {
-                    a.rec.reasoning.push_str(r);
-                }
-                if let Some(t) = &s.tool_args {
-                    a.rec.tool_args.push_str(t);
-                }
-            }
-            a.rec
-        })
+        .map(|(id, i)| (id, std::mem::take(&mut accs.list[i])))
+        .map(|(id, a)| finish(id, a))
         .collect();
     out.sort_by_key(|r| r.request_id);
     Ok(out)
 }
 
-fn add_events(accs: &mut HashMap<u64, Acc>, b: &RecordBatch) {
+/// Orders one request's events by `seq` and concatenates each channel.
+fn finish(id: u64, a: Acc) -> RequestRecord {
+    let Acc {
+        mut rec,
+        sse,
+        content,
+        reasoning,
+        tool_args,
+    } = a;
+    rec.request_id = id;
+    let mut order: Vec<usize> = (0..sse.len()).collect();
+    order.sort_by_key(|&i| (sse[i].seq, sse[i].t_ns));
+    let in_arrival_order = order.iter().enumerate().all(|(k, &i)| k == i);
+    for &i in &order {
+        let s = &sse[i];
+        if Channel::non_empty(s.content) || Channel::non_empty(s.reasoning) || s.tool_args.is_some() {
+            rec.output_times_ns.push(s.t_ns);
+        }
+        if s.has_choice && rec.first_choice_ns.is_none() {
+            rec.first_choice_ns = Some(s.t_ns);
+        }
+        if Channel::non_empty(s.content) && rec.first_content_ns.is_none() {
+            rec.first_content_ns = Some(s.t_ns);
+        }
+    }
+    rec.content = content.assemble(&sse, &order, in_arrival_order, |m| m.content);
+    rec.reasoning = reasoning.assemble(&sse, &order, in_arrival_order, |m| m.reasoning);
+    rec.tool_args = tool_args.assemble(&sse, &order, in_arrival_order, |m| m.tool_args);
+    rec
+}
+
+fn add_events(accs: &mut Accs, b: &RecordBatch) {
     let id = b.column(0).as_primitive::<UInt64Type>();
     let kind = b.column(1).as_string::<i32>();
     let t = b.column(2).as_primitive::<Int64Type>();
@@ -194,7 +274,7 @@ fn add_events(accs: &mut HashMap<u64, Acc>, b: &RecordBatch) {
     let ek = b.column(12).as_string::<i32>();
     let s = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
     for i in 0..b.num_rows() {
-        let a = accs.entry(id.value(i)).or_default();
+        let a = accs.get(id.value(i));
         let r = &mut a.rec;
         let t_ns = t.value(i);
         match kind.value(i) {
@@ -216,20 +296,21 @@ fn add_events(accs: &mut HashMap<u64, Acc>, b: &RecordBatch) {
                 if uc.is_valid(i) {
                     r.usage_completion_tokens = Some(uc.value(i));
                 }
-                let tool_args = tools.is_valid(i).then(|| tool_call_text(tools.value(i)));
+                let tool_text = tools.is_valid(i).then(|| tool_call_text(tools.value(i)));
                 let has_choice = content.is_valid(i)
                     || reasoning.is_valid(i)
                     || tools.is_valid(i)
                     || role.is_valid(i)
                     || finish.is_valid(i);
-                a.sse.push(SseRow {
+                let meta = SseMeta {
                     seq: if seq.is_valid(i) { seq.value(i) } else { u32::MAX },
                     t_ns,
-                    content: s(content, i),
-                    reasoning: s(reasoning, i),
-                    tool_args,
+                    content: a.content.push(content.is_valid(i).then(|| content.value(i))),
+                    reasoning: a.reasoning.push(reasoning.is_valid(i).then(|| reasoning.value(i))),
+                    tool_args: a.tool_args.push(tool_text.as_deref()),
                     has_choice,
-                });
+                };
+                a.sse.push(meta);
             }
             k @ ("done" | "error" | "cancelled") => {
                 r.terminal = Some(k.to_string());
@@ -247,6 +328,41 @@ fn add_events(accs: &mut HashMap<u64, Acc>, b: &RecordBatch) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(a: &mut Acc, seq: u32, t_ns: i64, content: Option<&str>, reasoning: Option<&str>) {
+        let meta = SseMeta {
+            seq,
+            t_ns,
+            content: a.content.push(content),
+            reasoning: a.reasoning.push(reasoning),
+            tool_args: None,
+            has_choice: content.is_some() || reasoning.is_some(),
+        };
+        a.sse.push(meta);
+    }
+
+    #[test]
+    fn events_arriving_out_of_seq_order_are_reordered() {
+        let mut a = Acc::default();
+        event(&mut a, 2, 30, Some("c"), None);
+        event(&mut a, 0, 10, Some(""), None);
+        event(&mut a, 1, 20, Some("ab"), Some("r"));
+        event(&mut a, 3, 40, None, None);
+        let r = finish(7, a);
+        assert_eq!((r.content.as_str(), r.reasoning.as_str()), ("abc", "r"));
+        assert_eq!(r.output_times_ns, [20, 30]);
+        assert_eq!((r.first_choice_ns, r.first_content_ns), (Some(10), Some(20)));
+    }
+
+    #[test]
+    fn events_in_order_keep_their_buffers() {
+        let mut a = Acc::default();
+        event(&mut a, 0, 10, Some("x"), None);
+        event(&mut a, 1, 20, Some("y"), None);
+        let r = finish(1, a);
+        assert_eq!(r.content, "xy");
+        assert_eq!(r.output_times_ns, [10, 20]);
+    }
 
     #[test]
     fn tool_call_pieces() {
