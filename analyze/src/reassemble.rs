@@ -238,8 +238,10 @@ fn finish(id: u64, a: Acc) -> RequestRecord {
     } = a;
     rec.request_id = id;
     let mut order: Vec<usize> = (0..sse.len()).collect();
-    order.sort_by_key(|&i| (sse[i].seq, sse[i].t_ns));
-    let in_arrival_order = order.iter().enumerate().all(|(k, &i)| k == i);
+    let in_arrival_order = sse.is_sorted_by_key(|m| (m.seq, m.t_ns));
+    if !in_arrival_order {
+        order.sort_by_key(|&i| (sse[i].seq, sse[i].t_ns));
+    }
     for &i in &order {
         let s = &sse[i];
         if Channel::non_empty(s.content) || Channel::non_empty(s.reasoning) || s.tool_args.is_some() {

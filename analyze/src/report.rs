@@ -202,8 +202,10 @@ pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) -> Re
         source,
     })?;
     let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
+    // Mostly numbers with few repeats: dictionary encoding costs more than it saves here.
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_dictionary_enabled(false)
         .build();
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
     w.write(batch).map_err(enc)?;
