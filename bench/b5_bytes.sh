@@ -4,9 +4,7 @@
 # Usage: bash bench/b5_bytes.sh [REQUESTS=2000] [TOKENS=100]
 source "$(dirname "$0")/lib.sh"
 n="${1:-2000}"; tokens="${2:-100}"
-venv="${RECAP_CI_VENV:-$HOME/.cache/recap/venv}"
-[ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import duckdb' 2>/dev/null || {
-  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet pyarrow duckdb numpy pandas; }
+ensure_venv
 build_release
 start_sim --threads 1 --output-tokens "$tokens"
 "$target/release/capture" --url "http://$addr" --out "$work/run" --concurrency 64 --requests "$n" --quiet

@@ -6,9 +6,7 @@
 # Usage: bash bench/b6_fidelity.sh [RATE=1000] [REQUESTS=5000]
 source "$(dirname "$0")/lib.sh"
 rate="${1:-1000}"; n="${2:-5000}"
-venv="${RECAP_CI_VENV:-$HOME/.cache/recap/venv}"
-[ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import pyarrow' 2>/dev/null || {
-  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet pyarrow duckdb numpy pandas; }
+ensure_venv
 build_release
 python3 -c "
 import json

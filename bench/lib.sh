@@ -29,3 +29,12 @@ stop_sim() {
   wait "$sim_pid" 2>/dev/null || true
   sim_pid=""
 }
+
+# ensure_venv: the venv CI also uses (pyarrow, duckdb, numpy, pandas); sets $venv.
+ensure_venv() {
+  venv="${RECAP_CI_VENV:-$HOME/.cache/recap/venv}"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pyarrow, duckdb, numpy, pandas' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb numpy pandas
+  fi
+}
