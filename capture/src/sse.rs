@@ -208,4 +208,53 @@ mod tests {
         p.feed(b"data: \xff\xfe\n\n", &mut out);
         assert_eq!(out[0].data, b"\xff\xfe");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A valid stream: events of data lines (no line breaks inside), with a random line
+        /// ending per line and optional comment lines.
+        fn stream() -> impl Strategy<Value = (Vec<String>, Vec<u8>)> {
+            let line_end = prop_oneof![Just("\n"), Just("\r\n"), Just("\r")];
+            let event = (
+                prop::collection::vec("[ -~]{0,20}", 1..4),
+                prop::option::of("[ -~]{0,10}"),
+                line_end,
+            );
+            prop::collection::vec(event, 0..12).prop_map(|events| {
+                let mut bytes = Vec::new();
+                let mut expected = Vec::new();
+                for (lines, comment, end) in events {
+                    if let Some(c) = comment {
+                        bytes.extend_from_slice(format!(":{c}{end}").as_bytes());
+                    }
+                    for l in &lines {
+                        bytes.extend_from_slice(format!("data:{l}{end}").as_bytes());
+                    }
+                    bytes.extend_from_slice(end.as_bytes());
+                    // One optional space after the colon is not part of the value.
+                    let values: Vec<&str> = lines.iter().map(|l| l.strip_prefix(' ').unwrap_or(l)).collect();
+                    expected.push(values.join("\n"));
+                }
+                (expected, bytes)
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_split_into_reads_yields_the_same_events((expected, bytes) in stream(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+                points.sort_unstable();
+                let mut reads: Vec<&[u8]> = Vec::new();
+                let mut prev = 0;
+                for p in points {
+                    reads.push(&bytes[prev..p]);
+                    prev = p;
+                }
+                reads.push(&bytes[prev..]);
+                prop_assert_eq!(parse_in_reads(&reads), expected);
+            }
+        }
+    }
 }

@@ -776,3 +776,76 @@ fn prerendered_streams_are_recorded_event_by_event() {
         assert_eq!(run.sse(id).len(), 13, "request {id}");
     }
 }
+
+/// A one-response-per-connection HTTP/1.1 server on 127.0.0.1 that streams SSE without
+/// `Content-Length` or chunked encoding and ends the body by closing the connection.
+fn close_delimited_server(responses: usize) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        for _ in 0..responses {
+            let Ok((mut s, _)) = listener.accept() else { return };
+            let mut buf = [0u8; 8192];
+            let mut req = Vec::new();
+            // Read the request head and its JSON body (Content-Length bytes).
+            loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req);
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let len = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if req.len() >= head_end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+            for word in ["alpha ", "beta ", "gamma "] {
+                let _ = s.write_all(
+                    format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{word}\"}}}}]}}\n\n").as_bytes(),
+                );
+                let _ = s.flush();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = s.write_all(b"data: [DONE]\n\n");
+            // Dropping the socket ends the body.
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_response_ended_by_closing_the_connection_is_complete() {
+    let (port, server) = close_delimited_server(3);
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("run");
+    let res = capture(&[
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--requests",
+        "3",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    server.join().expect("server thread");
+    let run = read_run(&out).expect("read run");
+    assert_one_terminal_each(&run);
+    for id in run.requests.keys().copied() {
+        assert_eq!(run.terminals(id)[0].kind, "done", "{:?}", run.terminals(id));
+        assert_eq!(run.content(id), "alpha beta gamma ");
+        assert!(run.sse(id).last().is_some_and(|e| e.done_marker));
+    }
+}
