@@ -22,6 +22,10 @@ use crate::schedule::Arrivals;
 use crate::sink::{Sink, SinkConfig};
 use crate::{Error, Result};
 
+/// Space kept free in the run folder for the final manifest (see [`run`]).
+const RESERVE_FILE: &str = ".recap-reserve";
+const RESERVE_BYTES: usize = 64 * 1024;
+
 /// How the run ended, for the exit code.
 #[derive(Debug)]
 pub struct Outcome {
@@ -70,6 +74,7 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
                 recap_schemas::REQUESTS_DIR,
                 recap_schemas::EVENTS_DIR,
                 "analysis",
+                RESERVE_FILE,
             ] {
                 let p = out.join(part);
                 let r = if p.is_dir() {
@@ -303,10 +308,16 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let mut sink_cfg = SinkConfig::new(cfg.out.clone(), run_id.clone());
     sink_cfg.flush_interval = cfg.flush_interval;
     sink_cfg.max_segment_rows = cfg.segment_rows;
+    // A little space set aside so that the final manifest can still be written when the disk
+    // fills up: released the moment recording fails, and at the end of the run.
+    let reserve = cfg.out.join(RESERVE_FILE);
+    let _ = std::fs::write(&reserve, vec![0u8; RESERVE_BYTES]);
     let ctl = control.clone();
+    let reserve_on_error = reserve.clone();
     let (sink, recorder) = Sink::spawn(
         sink_cfg,
         Arc::new(move |msg: &str| {
+            let _ = std::fs::remove_file(&reserve_on_error);
             ctl.stop(
                 RunStatus::Failed,
                 format!("recording failed, scheduling stopped: {msg}"),
@@ -416,6 +427,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         Some((s, m)) => (s, Some(m)),
         None => (RunStatus::Complete, None),
     };
+    let _ = std::fs::remove_file(&reserve);
     let summary = stats.summary(elapsed, &cfg.out.display().to_string(), &sink_stats);
     manifest.status = status;
     manifest.status_message = message.or(sink_stats.error.clone());

@@ -266,10 +266,14 @@ impl Writer {
     }
 
     /// Records the first write error and reports it once; later rows are drained and dropped.
+    /// Both tables' unfinished segments are discarded: they can no longer be completed, and
+    /// on a full disk their space is what lets the manifest record why the run stopped.
     fn fail(&mut self, e: SinkError) {
         if self.failed() {
             return;
         }
+        self.requests.discard_open();
+        self.events.discard_open();
         let msg = e.to_string();
         tracing::error!("{msg}; capture stops scheduling, rows already closed stay readable");
         (self.on_error)(&msg);
@@ -381,16 +385,42 @@ impl<B: RowsBuilder + Default> Table<B> {
     /// Encodes a full row group once enough rows are buffered.
     fn maybe_encode(&mut self) -> Result<(), SinkError> {
         if self.rows >= ROW_GROUP_ROWS {
-            self.encode_buffered()?;
+            let r = self.encode_buffered();
+            self.discard_on_error(r)?;
         }
         Ok(())
     }
 
+    /// After a failed write the open segment can never be completed: its `.partial` file is
+    /// removed so that the space it held (a full disk is the usual cause) lets the manifest
+    /// still record why the run stopped.
+    fn discard_on_error<T>(&mut self, r: Result<T, SinkError>) -> Result<T, SinkError> {
+        if r.is_err() {
+            self.discard_open();
+        }
+        r
+    }
+
+    /// Drops the open segment and deletes its `.partial` file.
+    fn discard_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            drop(open.writer);
+            let _ = std::fs::remove_file(&open.partial);
+        }
+    }
+
     /// Finishes the segment (footer, then rename to `.parquet`); returns how many rows it held.
     fn close_segment(&mut self, stats: &mut SinkStats) -> Result<u64, SinkError> {
-        self.encode_buffered()?;
+        let r = self.encode_buffered();
+        self.discard_on_error(r)?;
         let Some(open) = self.open.take() else { return Ok(0) };
-        let file = open.writer.into_inner().map_err(|e| parquet_error(&open.partial, e))?;
+        let file = match open.writer.into_inner() {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_file(&open.partial);
+                return Err(parquet_error(&open.partial, e));
+            }
+        };
         // Flushed to the OS before the rename publishes it: a crash of this process (not of the
         // machine) can then never expose a half-written `.parquet`.
         let bytes = file

@@ -849,3 +849,79 @@ fn a_response_ended_by_closing_the_connection_is_complete() {
         assert!(run.sse(id).last().is_some_and(|e| e.done_marker));
     }
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (e.g. "2m"); `None` where this sandbox may not mount.
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.path().to_str()?,
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_scheduling_says_why_and_keeps_what_was_written() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        eprintln!("SKIPPED: this machine does not let the test mount a tmpfs");
+        return;
+    };
+    let sim = SimProcess::start(&["--output-tokens", "300", "--prerender"]).expect("start sim");
+    let out = disk.dir.path().join("run");
+    let started = Instant::now();
+    let res = Command::new(capture_bin())
+        .args([
+            "--url",
+            &sim.url(),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--concurrency",
+            "16",
+            "--duration",
+            "60s",
+            "--flush-interval",
+            "200ms",
+            "--quiet",
+        ])
+        .output()
+        .expect("run capture");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "capture kept running on a full disk"
+    );
+    assert_eq!(res.status.code(), Some(1), "{}", String::from_utf8_lossy(&res.stderr));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("No space left") || stderr.contains("os error 28"),
+        "says why: {stderr}"
+    );
+    let run = read_run(&out).expect("closed segments still read back");
+    assert_eq!(run.manifest.status, recap_schemas::RunStatus::Failed);
+    let msg = run.manifest.status_message.clone().unwrap_or_default();
+    assert!(msg.contains("No space left") || msg.contains("os error 28"), "{msg}");
+    assert!(
+        !run.segments.is_empty(),
+        "segments closed before the disk filled are kept"
+    );
+}
