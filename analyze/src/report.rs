@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::load::RunFolder;
 use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
 use crate::reassemble::{reassemble, RequestRecord};
-use crate::summary::{summarize, Slo, Summary, SummaryInput};
+use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput};
 use crate::tokenize::Counter;
 use crate::{Error, Result};
 
@@ -103,12 +103,14 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         _ => "raw",
     };
     let summary = summarize(SummaryInput {
-        run: run.dir.display().to_string(),
-        run_id: run.manifest.run_id.clone(),
-        status: run.manifest.status.to_string(),
-        tokenizer_id: counter.id().to_string(),
-        definitions: opts.definitions,
-        isl: isl_used.into(),
+        scoring: Scoring {
+            run: run.dir.display().to_string(),
+            run_id: run.manifest.run_id.clone(),
+            status: run.manifest.status.to_string(),
+            tokenizer_id: counter.id().to_string(),
+            definitions: opts.definitions,
+            isl: isl_used.into(),
+        },
         slo: opts.slo,
         rows: &rows,
         icl_ns: &icl,

@@ -123,9 +123,9 @@ pub struct Counts {
     pub protocol_events: u64,
 }
 
-/// The summary of one run under one tokenizer and one set of definitions.
+/// Which run was scored, and how: the fields that name a summary.
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub struct Scoring {
     /// Run folder.
     pub run: String,
     /// Run id.
@@ -138,6 +138,14 @@ pub struct Summary {
     pub definitions: Definitions,
     /// How chat ISL was counted (`template` or `raw`).
     pub isl: String,
+}
+
+/// The summary of one run under one tokenizer and one set of definitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Run, tokenizer and definitions (flattened into the JSON's top level).
+    #[serde(flatten)]
+    pub scoring: Scoring,
     /// Request counts.
     pub requests: Counts,
     /// Measure window: first `sent` to last terminal event of measure-phase requests.
@@ -162,18 +170,8 @@ pub struct Summary {
 
 /// Everything [`summarize`] needs besides the metric rows.
 pub struct SummaryInput<'a> {
-    /// Run folder.
-    pub run: String,
-    /// Run id.
-    pub run_id: String,
-    /// Manifest status.
-    pub status: String,
-    /// Tokenizer id.
-    pub tokenizer_id: String,
-    /// Definitions.
-    pub definitions: Definitions,
-    /// ISL mode used.
-    pub isl: String,
+    /// Run, tokenizer and definitions.
+    pub scoring: Scoring,
     /// SLOs.
     pub slo: Slo,
     /// Per-request metrics.
@@ -243,12 +241,7 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
     let good = ok.iter().filter(|m| inp.slo.met_by(m)).count() as u64;
     let tpot_mean = metrics.get("tpot_ms").and_then(|d| d.mean).filter(|m| *m > 0.0);
     Summary {
-        run: inp.run,
-        run_id: inp.run_id,
-        status: inp.status,
-        tokenizer_id: inp.tokenizer_id,
-        definitions: inp.definitions,
-        isl: inp.isl,
+        scoring: inp.scoring,
         requests: Counts {
             total: inp.rows.len() as u64,
             measure: measure.len() as u64,
@@ -296,10 +289,10 @@ impl Summary {
     /// Flat `key,value` rows (`ttft_ms.p99,123.4`) for CSV and scripts.
     pub fn flat(&self) -> Vec<(String, String)> {
         let mut out = vec![
-            ("run".into(), self.run.clone()),
-            ("run_id".into(), self.run_id.clone()),
-            ("status".into(), self.status.clone()),
-            ("tokenizer_id".into(), self.tokenizer_id.clone()),
+            ("run".into(), self.scoring.run.clone()),
+            ("run_id".into(), self.scoring.run_id.clone()),
+            ("status".into(), self.scoring.status.clone()),
+            ("tokenizer_id".into(), self.scoring.tokenizer_id.clone()),
             ("requests.total".into(), self.requests.total.to_string()),
             ("requests.measure".into(), self.requests.measure.to_string()),
             ("requests.ok".into(), self.requests.ok.to_string()),
@@ -400,7 +393,10 @@ impl Summary {
     fn headline(&self) -> Vec<String> {
         let errs: Vec<String> = self.requests.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
         vec![
-            format!("run {} ({}), tokenizer {}", self.run, self.status, self.tokenizer_id),
+            format!(
+                "run {} ({}), tokenizer {}",
+                self.scoring.run, self.scoring.status, self.scoring.tokenizer_id
+            ),
             format!(
                 "requests: {} measured, {} ok, errors {}",
                 self.requests.measure,
@@ -455,7 +451,7 @@ impl Summary {
 
     /// Markdown rendering.
     pub fn to_markdown(&self) -> String {
-        let mut s = format!("# Recap summary: {}\n\n", self.run);
+        let mut s = format!("# Recap summary: {}\n\n", self.scoring.run);
         for l in self.headline() {
             s.push_str(&format!("- {l}\n"));
         }
@@ -496,12 +492,14 @@ mod tests {
             row(2, false, 600_000_000, 1_500_000_000, 50_000_000, 0),
         ];
         let s = summarize(SummaryInput {
-            run: "r".into(),
-            run_id: "id".into(),
-            status: "complete".into(),
-            tokenizer_id: "t".into(),
-            definitions: Definitions::default(),
-            isl: "raw".into(),
+            scoring: Scoring {
+                run: "r".into(),
+                run_id: "id".into(),
+                status: "complete".into(),
+                tokenizer_id: "t".into(),
+                definitions: Definitions::default(),
+                isl: "raw".into(),
+            },
             slo: Slo::parse("ttft=200ms").expect("slo"),
             rows: &rows,
             icl_ns: &[vec![1, 3], vec![2], vec![100]],

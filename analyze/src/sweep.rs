@@ -126,7 +126,7 @@ pub fn build(
         .map(|(s, load)| {
             let (label, n) = load_label(load);
             SweepRow {
-                run: s.run.clone(),
+                run: s.scoring.run.clone(),
                 label,
                 mode: load.mode.clone(),
                 load: n,
