@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use recap_analyze::load::RunFolder;
 use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, TokenSource, TtftOn};
-use recap_analyze::report::{load_counter, report, ReportOptions};
+use recap_analyze::report::{report, ReportOptions};
 use recap_analyze::summary::Slo;
-use recap_analyze::tokenize::SpecialText;
+use recap_analyze::tokenize::{Counter, SpecialText};
 
 /// Offline, re-scorable metrics from Recap captures.
 #[derive(Debug, Parser)]
@@ -121,7 +121,7 @@ fn score_runs(
             .build_global()
             .context("setting tokenizer threads")?;
     }
-    let counter = load_counter(&a.tokenizer, a.special_text)?;
+    let counter = Counter::load(&a.tokenizer, a.special_text)?;
     let opts = ReportOptions {
         definitions: Definitions {
             ttft_on: a.ttft_on,

@@ -214,8 +214,3 @@ pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) -> Re
     w.close().map_err(enc)?;
     Ok(())
 }
-
-/// Loads the tokenizer once for many runs.
-pub fn load_counter(path: &Path, special: crate::tokenize::SpecialText) -> Result<Arc<Counter>> {
-    Ok(Arc::new(Counter::load(path, special)?))
-}

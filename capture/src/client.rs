@@ -155,16 +155,6 @@ impl Endpoint {
         })
     }
 
-    /// The request URL.
-    pub fn uri(&self) -> &Uri {
-        &self.uri
-    }
-
-    /// Whether responses are requested as SSE streams.
-    pub fn stream(&self) -> bool {
-        self.stream
-    }
-
     async fn connect(&self) -> Result<(u32, SendRequest<Full<Bytes>>), Failure> {
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))

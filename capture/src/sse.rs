@@ -75,11 +75,6 @@ impl SseParser {
         self.raw_bytes = 0;
     }
 
-    /// Bytes consumed that belong to no dispatched event yet.
-    pub fn pending_bytes(&self) -> usize {
-        self.raw_bytes
-    }
-
     fn end_line(&mut self, out: &mut Vec<SseEvent>) {
         if self.line.is_empty() {
             self.dispatch(out);

@@ -20,6 +20,17 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
+/// Starts a workspace binary in the background with its output discarded (for tests that
+/// signal or kill it mid-run; the caller stops it by its PID and reaps it).
+pub fn spawn_bin(name: &str, args: &[&str]) -> Child {
+    Command::new(workspace_bin(name))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {name}: {e}"))
+}
+
 /// A running `recap-sim`, killed (by PID) and reaped when dropped.
 pub struct SimProcess {
     child: Child,
@@ -65,11 +76,6 @@ impl SimProcess {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
 use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use recap_tests::harness::{workspace_bin, SimProcess};
+use recap_tests::harness::{spawn_bin, workspace_bin, SimProcess};
 use recap_tests::runs::read_run;
 use serde_json::Value;
 
@@ -344,8 +344,9 @@ fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
     let sim = SimProcess::start(&["--itl", "5ms", "--output-tokens", "400"]).expect("sim");
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("killed");
-    let mut child = Command::new(workspace_bin("capture"))
-        .args([
+    let mut child = spawn_bin(
+        "capture",
+        &[
             "--url",
             &sim.url(),
             "--out",
@@ -355,11 +356,8 @@ fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
             "--requests",
             "1000",
             "--quiet",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+        ],
+    );
     std::thread::sleep(Duration::from_millis(2500));
     child.kill().expect("kill");
     child.wait().expect("wait");

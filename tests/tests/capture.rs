@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use recap_tests::harness::SimProcess;
+use recap_tests::harness::{spawn_bin, SimProcess};
 use recap_tests::runs::{read_run, Run};
 use recap_tests::sim::{self, Fault, FaultConfig};
 use serde_json::Value;
@@ -396,8 +396,9 @@ fn sigint_stops_scheduling_and_leaves_a_readable_interrupted_run() {
     let sim = SimProcess::start(&["--itl", "20ms", "--output-tokens", "100"]).expect("start sim");
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
-    let mut child = Command::new(capture_bin())
-        .args([
+    let mut child = spawn_bin(
+        "capture",
+        &[
             "--url",
             &sim.url(),
             "--out",
@@ -409,11 +410,8 @@ fn sigint_stops_scheduling_and_leaves_a_readable_interrupted_run() {
             "--grace",
             "300ms",
             "--quiet",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn capture");
+        ],
+    );
     std::thread::sleep(Duration::from_millis(1200));
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -564,8 +562,9 @@ fn sigkill_at_random_moments_leaves_every_closed_segment_readable_and_loses_abou
         let dir = tempfile::tempdir().expect("tmp");
         let out = dir.path().join("run");
         let started = Instant::now();
-        let mut child = Command::new(capture_bin())
-            .args([
+        let mut child = spawn_bin(
+            "capture",
+            &[
                 "--url",
                 &sim.url(),
                 "--out",
@@ -575,11 +574,8 @@ fn sigkill_at_random_moments_leaves_every_closed_segment_readable_and_loses_abou
                 "--requests",
                 "100000",
                 "--quiet",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn capture");
+            ],
+        );
         std::thread::sleep(kill_after);
         child.kill().expect("SIGKILL");
         let killed_at = started.elapsed();
