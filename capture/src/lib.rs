@@ -12,12 +12,15 @@
 //! - [`progress`]: live counters, the stderr line, the final summary.
 //! - [`run`]: folder, manifest, dispatcher, workers and signals tied together.
 //! - [`redact`]: secrets never reach a file or a log.
+//! - `fuzzing`: the properties the `fuzz/` targets check (hidden; also replayed by tests).
 
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dataset;
 pub mod delta;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod progress;
 pub mod recorder;
 pub mod redact;

@@ -244,10 +244,30 @@ async fn feed(
     }
 }
 
+/// Descriptors a run needs besides one per connection: segment files, the manifest, the
+/// runtime's own (epoll, eventfd, signal pipe), stdio.
+const SPARE_FDS: u64 = 64;
+
+/// Raises the soft open-files limit so that every worker can hold its connection: the usual
+/// soft default (1024) would otherwise turn a `--concurrency 10000` run into thousands of
+/// `connect` errors that say nothing about the endpoint. Warns when the hard limit is too low.
+fn raise_fd_limit(workers: u32) {
+    let need = u64::from(workers) + SPARE_FDS;
+    match rlimit::increase_nofile_limit(need) {
+        Ok(got) if got < need => tracing::warn!(
+            "open-files limit is {got} but {workers} connections need about {need}; \
+             expect connect errors (raise it with `ulimit -n`)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not raise the open-files limit: {e}"),
+    }
+}
+
 /// Runs a capture to the end and returns how it ended. Request failures are data, not errors;
 /// `Err` means the run could not start (folder, dataset, endpoint configuration).
 pub async fn run(cfg: Config) -> Result<Outcome> {
     prepare_out(&cfg.out, cfg.force)?;
+    raise_fd_limit(cfg.load.workers());
     let clock = Clock::start();
     let run_id = run_id(&clock);
     let endpoint = Arc::new(

@@ -13,7 +13,8 @@ pub struct SseEvent {
     /// The event's data lines joined with `\n` (no trailing newline).
     pub data: Vec<u8>,
     /// Raw stream bytes from the end of the previous event through this one's blank line,
-    /// including comments and framing.
+    /// including comments and framing. A blank line ends at its first line-end byte, so the
+    /// LF of a closing CRLF counts toward the next event, however the stream was split.
     pub raw_bytes: usize,
 }
 
@@ -56,10 +57,15 @@ impl SseParser {
                     // it ends; a CR at the very end of a read defers the LF check.
                     let crlf = input[i] == b'\r' && input.get(i + 1) == Some(&b'\n');
                     let end = if crlf { i + 2 } else { i + 1 };
-                    self.raw_bytes += end;
+                    self.raw_bytes += i + 1;
                     self.skip_lf = input[i] == b'\r' && !crlf;
                     input = &input[end..];
                     self.end_line(out);
+                    // The LF of a CRLF counts after the line ends, as it does when it arrives
+                    // in the next read: byte counts must not depend on read boundaries.
+                    if crlf {
+                        self.raw_bytes += 1;
+                    }
                 }
             }
         }
@@ -192,8 +198,10 @@ mod tests {
         p.feed(stream, &mut out);
         p.finish(&mut out);
         let total: usize = out.iter().map(|e| e.raw_bytes).sum();
-        assert_eq!(total, stream.len());
-        assert_eq!(out[1].raw_bytes, "data: bb\r\n\r\n".len());
+        // An event ends at its blank line's CR; the LF after it counts toward the next event
+        // (here none), whether or not it arrived in the same read.
+        assert_eq!(total, stream.len() - 1);
+        assert_eq!(out[1].raw_bytes, "data: bb\r\n\r".len());
     }
 
     #[test]

@@ -266,9 +266,14 @@ fn error_body(status: StatusCode, message: &str, kind: &str) -> Response<Body> {
     )
 }
 
-/// Binds 127.0.0.1:`port` (0 = any) and returns the listener and its address.
+/// Binds 127.0.0.1:`port` (0 = any) and returns the listener and its address. The accept
+/// backlog is deep enough for thousands of clients connecting at once (the kernel caps it at
+/// `net.core.somaxconn`).
 pub async fn bind(port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let l = TcpListener::bind(("127.0.0.1", port)).await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    let l = socket.listen(16 * 1024)?;
     let a = l.local_addr()?;
     Ok((l, a))
 }

@@ -110,6 +110,9 @@ fn main() -> anyhow::Result<()> {
         tls_self_signed: a.tls_self_signed,
         prerender: a.prerender,
     };
+    // One descriptor per client connection: take whatever the hard limit allows, so a load
+    // test with thousands of connections is limited by the client, not by this process.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
         .enable_all()

@@ -1,0 +1,152 @@
+//! Load: thousands of concurrent connections, and a run ten times longer than another with the
+//! same peak memory. `cargo test --workspace` runs both at a reduced size; the full sizes of
+//! the reliability issue (10,000 connections; 100k vs 1M requests) are opt-in:
+//!
+//! ```text
+//! cargo build --workspace --release
+//! RECAP_LOAD=full cargo test --workspace --release --test load -- --nocapture
+//! ```
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use recap_tests::harness::{workspace_bin, SimProcess};
+use recap_tests::runs::read_run;
+use serde_json::Value;
+
+/// Whether the opt-in full sizes were asked for.
+fn full() -> bool {
+    std::env::var("RECAP_LOAD").is_ok_and(|v| v == "full")
+}
+
+/// Runs `capture --quiet --json ARGS` and returns its end-of-run summary.
+fn capture_summary(args: &[&str]) -> Value {
+    let out = Command::new(workspace_bin("capture"))
+        .args(args)
+        .args(["--quiet", "--json"])
+        .output()
+        .expect("run capture");
+    assert!(
+        out.status.success(),
+        "capture failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("capture --json prints one JSON summary")
+}
+
+fn errors(summary: &Value) -> u64 {
+    summary["errors"]
+        .as_object()
+        .expect("errors is an object")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum()
+}
+
+#[test]
+fn thousands_of_concurrent_connections_all_succeed_and_overlap() {
+    let connections: usize = if full() { 10_000 } else { 1_000 };
+    // Every response waits `ttft` before its first byte, so a worker holds its connection for
+    // at least that long and all of them are in flight together.
+    let sim = SimProcess::start(&["--threads", "2", "--ttft", "400ms", "--output-tokens", "4"]).expect("start sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let requests = (2 * connections).to_string();
+    let conc = connections.to_string();
+    let summary = capture_summary(&[
+        "--url",
+        &sim.url(),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+        "--concurrency",
+        &conc,
+        "--requests",
+        &requests,
+        "--timeout",
+        "120s",
+    ]);
+    assert_eq!(errors(&summary), 0, "{summary}");
+    assert_eq!(
+        summary["request_rows"].as_u64(),
+        Some(2 * connections as u64),
+        "{summary}"
+    );
+
+    let run = read_run(&out).expect("read run");
+    assert_eq!(run.requests.len(), 2 * connections);
+    let workers: BTreeSet<u32> = run.requests.values().filter_map(|r| r.connection_id).collect();
+    assert_eq!(
+        workers.len(),
+        connections,
+        "every worker sent requests on its own connection"
+    );
+    // Peak overlap of [sent, terminal] intervals, from the recorded timestamps.
+    let mut edges: Vec<(i64, i32)> = Vec::new();
+    for (id, evs) in &run.events {
+        let sent = evs.iter().find(|e| e.kind == "sent").map(|e| e.t_ns);
+        let end = run.terminals(*id).first().map(|e| e.t_ns);
+        let (Some(s), Some(e)) = (sent, end) else {
+            panic!("request {id} lacks a sent or terminal row");
+        };
+        assert_eq!(run.terminals(*id)[0].kind, "done", "request {id}");
+        edges.push((s, 1));
+        edges.push((e, -1));
+    }
+    edges.sort();
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    eprintln!("{connections} connections: peak {peak} requests in flight, summary {summary}");
+    assert!(
+        peak as usize >= connections * 9 / 10,
+        "only {peak} of {connections} requests were ever in flight together"
+    );
+}
+
+#[test]
+fn peak_memory_is_flat_when_the_run_is_ten_times_longer() {
+    let (small, large): (u64, u64) = if full() { (100_000, 1_000_000) } else { (4_000, 40_000) };
+    let sim = SimProcess::start(&["--threads", "1", "--output-tokens", "10", "--prerender"]).expect("start sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut peaks = Vec::new();
+    for n in [small, large] {
+        let out = dir.path().join(format!("run{n}"));
+        let requests = n.to_string();
+        let summary = capture_summary(&[
+            "--url",
+            &sim.url(),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+            "--concurrency",
+            "64",
+            "--requests",
+            &requests,
+            "--threads",
+            "1",
+        ]);
+        assert_eq!(errors(&summary), 0, "{summary}");
+        assert_eq!(summary["request_rows"].as_u64(), Some(n), "{summary}");
+        // sent + headers + 10 content events + the usage event + done, at least.
+        let min_events = n * 13;
+        let events = summary["event_rows"].as_u64().expect("event_rows");
+        assert!(events >= min_events, "{events} event rows for {n} requests");
+        let peak = summary["peak_rss_bytes"].as_u64().expect("Linux reports VmHWM");
+        eprintln!(
+            "{n} requests: {events} events, peak RSS {:.1} MiB, {:.0} req/s",
+            peak as f64 / 1048576.0,
+            summary["requests_per_s"].as_f64().unwrap_or(0.0)
+        );
+        peaks.push(peak);
+        std::fs::remove_dir_all(&out).expect("remove run");
+    }
+    // Flat: ten times the requests may not cost more than a quarter more memory (allocator
+    // noise and a larger last row group), and stays far under the 100 MB budget.
+    let (p_small, p_large) = (peaks[0] as f64, peaks[1] as f64);
+    assert!(
+        p_large <= p_small * 1.25 + 8.0 * 1048576.0,
+        "peak RSS grew from {p_small} to {p_large} bytes over 10x the requests"
+    );
+    assert!(p_large < 100.0 * 1e6, "peak RSS {p_large} bytes is over 100 MB");
+}
