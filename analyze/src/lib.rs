@@ -4,6 +4,7 @@
 //!
 //! - [`load`]: open run folders (any status), check schema versions, register DataFusion tables.
 //! - [`reassemble`]: per-request output text per channel and the event times.
+//! - [`records`]: the reassembled table cached (texts as hashes), so re-analysis skips events.
 //! - [`tokenize`] and [`template`]: token counts with a real `tokenizer.json`, on all cores,
 //!   chat prompts rendered through the model's chat template.
 //! - [`metrics`]: per-request TTFT, TPOT, E2E, ISL, OSL, client lag under named definitions.
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod pareto;
 pub mod progress;
 pub mod reassemble;
+pub mod records;
 pub mod report;
 pub mod sql;
 pub mod stats;

@@ -40,12 +40,11 @@ pub struct RequestRecord {
     pub end_ns: Option<i64>,
     /// Terminal `error_kind`.
     pub error_kind: Option<String>,
-    /// Reassembled content.
-    pub content: String,
-    /// Reassembled reasoning.
-    pub reasoning: String,
-    /// Reassembled tool-call arguments (and function names).
-    pub tool_args: String,
+    /// The reassembled output texts; `None` when the record was read from the records cache
+    /// ([`crate::records`]), which keeps only their hashes.
+    pub texts: Option<Texts>,
+    /// [`crate::tokenize::text_hash`] of each output text: the token-count cache keys.
+    pub hashes: TextHashes,
     /// Times of SSE events with output (non-empty content, reasoning or a tool call), in seq order.
     pub output_times_ns: Vec<i64>,
     /// Time of the first SSE event carrying a choice (vLLM's TTFT point).
@@ -60,6 +59,40 @@ pub struct RequestRecord {
     pub protocol_events: u32,
     /// SSE rows.
     pub sse_events: u32,
+}
+
+/// A request's output text, one string per channel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Texts {
+    /// Reassembled content.
+    pub content: String,
+    /// Reassembled reasoning.
+    pub reasoning: String,
+    /// Reassembled tool-call arguments (and function names).
+    pub tool_args: String,
+}
+
+/// Hashes of a request's output texts, per channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextHashes {
+    /// Of [`Texts::content`].
+    pub content: u64,
+    /// Of [`Texts::reasoning`].
+    pub reasoning: u64,
+    /// Of [`Texts::tool_args`].
+    pub tool_args: u64,
+}
+
+impl Texts {
+    /// The hashes of these texts.
+    pub fn hashes(&self) -> TextHashes {
+        use crate::tokenize::text_hash;
+        TextHashes {
+            content: text_hash(&self.content),
+            reasoning: text_hash(&self.reasoning),
+            tool_args: text_hash(&self.tool_args),
+        }
+    }
 }
 
 /// Where one event's text sits in its request's channel buffer (`None`: the field was null).
@@ -217,12 +250,14 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
     while let Some(batch) = stream.next().await {
         add_events(&mut accs, &batch.map_err(df)?);
     }
-    let mut out: Vec<RequestRecord> = accs
+    let taken: Vec<(u64, Acc)> = accs
         .index
         .into_iter()
         .map(|(id, i)| (id, std::mem::take(&mut accs.list[i])))
-        .map(|(id, a)| finish(id, a))
         .collect();
+    // Ordering, concatenating and hashing each request's text is independent work.
+    use rayon::prelude::*;
+    let mut out: Vec<RequestRecord> = taken.into_par_iter().map(|(id, a)| finish(id, a)).collect();
     out.sort_by_key(|r| r.request_id);
     Ok(out)
 }
@@ -254,9 +289,13 @@ fn finish(id: u64, a: Acc) -> RequestRecord {
             rec.first_content_ns = Some(s.t_ns);
         }
     }
-    rec.content = content.assemble(&sse, &order, in_arrival_order, |m| m.content);
-    rec.reasoning = reasoning.assemble(&sse, &order, in_arrival_order, |m| m.reasoning);
-    rec.tool_args = tool_args.assemble(&sse, &order, in_arrival_order, |m| m.tool_args);
+    let texts = Texts {
+        content: content.assemble(&sse, &order, in_arrival_order, |m| m.content),
+        reasoning: reasoning.assemble(&sse, &order, in_arrival_order, |m| m.reasoning),
+        tool_args: tool_args.assemble(&sse, &order, in_arrival_order, |m| m.tool_args),
+    };
+    rec.hashes = texts.hashes();
+    rec.texts = Some(texts);
     rec
 }
 
@@ -351,7 +390,9 @@ mod tests {
         event(&mut a, 1, 20, Some("ab"), Some("r"));
         event(&mut a, 3, 40, None, None);
         let r = finish(7, a);
-        assert_eq!((r.content.as_str(), r.reasoning.as_str()), ("abc", "r"));
+        let t = r.texts.clone().unwrap_or_default();
+        assert_eq!((t.content.as_str(), t.reasoning.as_str()), ("abc", "r"));
+        assert_eq!(r.hashes, t.hashes());
         assert_eq!(r.output_times_ns, [20, 30]);
         assert_eq!((r.first_choice_ns, r.first_content_ns), (Some(10), Some(20)));
     }
@@ -362,7 +403,7 @@ mod tests {
         event(&mut a, 0, 10, Some("x"), None);
         event(&mut a, 1, 20, Some("y"), None);
         let r = finish(1, a);
-        assert_eq!(r.content, "xy");
+        assert_eq!(r.texts.map(|t| t.content).as_deref(), Some("xy"));
         assert_eq!(r.output_times_ns, [10, 20]);
     }
 

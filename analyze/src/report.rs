@@ -4,6 +4,7 @@
 //! metrics -> `metrics.parquet` + `summary.{json,csv,md}`. Re-scoring with another tokenizer
 //! writes a sibling folder and leaves this one alone.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use crate::load::RunFolder;
 use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
 use crate::reassemble::{reassemble, RequestRecord};
 use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput};
-use crate::tokenize::Counter;
+use crate::tokenize::{text_hash, text_hash_from, Counter};
 use crate::{Error, Result};
 
 /// Options of one report.
@@ -49,47 +50,113 @@ pub fn analysis_dir(run: &Path, tokenizer_id: &str) -> PathBuf {
     run.join("analysis").join(tokenizer_id)
 }
 
-/// The texts to count for one request: (input, add_special_tokens) and the output channels.
-fn input_text(r: &RequestRecord, counter: &Counter, isl: IslMode, warned: &std::sync::Once) -> Option<(String, bool)> {
-    if let Some(p) = &r.prompt {
-        // Completions prompts are encoded the way servers do: with the tokenizer's own
-        // special tokens (BOS) added.
-        return Some((p.clone(), true));
+/// A request's input as counted: the completions prompt, or the chat messages rendered by
+/// the template (or their contents joined, for `--isl raw` or without a template).
+enum Input<'a> {
+    Prompt(&'a str),
+    Chat(Value),
+}
+
+impl Input<'_> {
+    /// The input of `r`; `None` without a prompt or with messages that are not a JSON array.
+    fn of(r: &RequestRecord) -> Option<Input<'_>> {
+        if let Some(p) = &r.prompt {
+            return Some(Input::Prompt(p));
+        }
+        let msgs: Value = serde_json::from_str(r.messages_json.as_deref()?).ok()?;
+        msgs.is_array().then_some(Input::Chat(msgs))
     }
-    let msgs: Value = serde_json::from_str(r.messages_json.as_deref()?).ok()?;
-    if isl == IslMode::Template {
-        if let Some(t) = counter.chat_template() {
-            match t.render(&msgs) {
-                Ok(text) => return Some((text, false)),
-                Err(e) => warned.call_once(|| tracing::warn!("{e}; counting raw message contents instead")),
+
+    /// Its token-cache key. A prompt is keyed by its text and encoded the way servers do, with
+    /// the tokenizer's own special tokens (BOS) added; a chat input by its messages and how
+    /// they are turned into text (which template, or raw), so a re-analysis need not render
+    /// the template again to find its count.
+    fn key(&self, r: &RequestRecord, template: Option<&crate::template::ChatTemplate>) -> (u64, bool) {
+        match self {
+            Input::Prompt(p) => (text_hash(p), true),
+            Input::Chat(_) => {
+                let seed = template.map_or_else(|| text_hash("raw messages\0"), |t| t.digest());
+                (
+                    text_hash_from(seed, r.messages_json.as_deref().unwrap_or_default()),
+                    false,
+                )
             }
         }
     }
-    let joined = msgs
-        .as_array()?
-        .iter()
-        .filter_map(|m| m.get("content").and_then(Value::as_str))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Some((joined, false))
+
+    /// Its text.
+    fn text(&self, template: Option<&crate::template::ChatTemplate>, warned: &std::sync::Once) -> Cow<'_, str> {
+        let msgs = match self {
+            Input::Prompt(p) => return Cow::Borrowed(p),
+            Input::Chat(m) => m,
+        };
+        if let Some(t) = template {
+            match t.render(msgs) {
+                Ok(text) => return Cow::Owned(text),
+                Err(e) => warned.call_once(|| tracing::warn!("{e}; counting raw message contents instead")),
+            }
+        }
+        let joined = msgs
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.get("content").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        Cow::Owned(joined)
+    }
+}
+
+/// Reads a run's segments and reassembles one record per request (with texts).
+async fn reassemble_run(run: &RunFolder) -> Result<Vec<RequestRecord>> {
+    let ctx = SessionContext::new();
+    run.register(&ctx, "")?;
+    reassemble(&ctx, "").await
 }
 
 /// Analyzes one run folder with one tokenizer.
 pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) -> Result<Report> {
-    let ctx = SessionContext::new();
-    run.register(&ctx, "")?;
-    let records = reassemble(&ctx, "").await?;
     let dir = analysis_dir(&run.dir, counter.id());
     std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
         path: dir.clone(),
         source,
     })?;
+    // Reassembled records are shared by every analysis of the run and cached without their
+    // texts; token counts are cached per tokenizer. A re-analysis with other SLOs or
+    // definitions needs neither the events nor the tokenizer's time.
+    let records_path = run.dir.join("analysis").join(crate::records::FILE);
+    let fingerprint = crate::records::fingerprint(run);
+    let cached = crate::records::load(&records_path, &fingerprint);
+    let from_cache = cached.is_some();
+    let mut records = match cached {
+        Some(r) => {
+            tracing::info!("reusing reassembled records from {}", records_path.display());
+            r
+        }
+        None => reassemble_run(run).await?,
+    };
     let cache_path = dir.join("tokens.parquet");
     let mut cache = crate::tokenize::TokenCache::load(&cache_path);
     let known = cache.len();
-    let counts = count_tokens(&records, counter, opts, &mut cache)?;
+    let counts = match count_tokens(&records, counter, opts, &mut cache)? {
+        Some(c) => c,
+        None => {
+            // Texts this tokenizer has not counted yet: only the events have them.
+            tracing::info!("new texts to count: reassembling from the events");
+            records = reassemble_run(run).await?;
+            count_tokens(&records, counter, opts, &mut cache)?
+                .ok_or_else(|| Error::Internal("reassembled records lack their texts".into()))?
+        }
+    };
     if cache.len() != known {
         cache.save(&cache_path)?;
+    }
+    if !from_cache {
+        if let Err(e) = crate::records::save(&records_path, &fingerprint, &records) {
+            tracing::warn!("could not cache the reassembled records: {e}");
+        }
     }
     let rows: Vec<RequestMetrics> = records
         .iter()
@@ -121,39 +188,58 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     Ok(Report { summary, rows, dir })
 }
 
+/// Token counts of every request (`None` if some text is neither cached nor at hand).
 fn count_tokens(
     records: &[RequestRecord],
     counter: &Counter,
     opts: &ReportOptions,
     cache: &mut crate::tokenize::TokenCache,
-) -> Result<Vec<TokenCounts>> {
+) -> Result<Option<Vec<TokenCounts>>> {
     let warned = std::sync::Once::new();
-    let inputs: Vec<Option<(String, bool)>> = records
-        .iter()
-        .map(|r| input_text(r, counter, opts.isl, &warned))
-        .collect();
+    let template = match opts.isl {
+        IslMode::Template => counter.chat_template(),
+        IslMode::Raw => None,
+    };
+    let inputs: Vec<Option<Input<'_>>> = records.iter().map(Input::of).collect();
     // One flat work list: input, reasoning, content, tool args of every request.
-    let mut texts: Vec<(&str, bool)> = Vec::with_capacity(records.len() * 4);
+    let mut keys: Vec<(u64, bool)> = Vec::with_capacity(records.len() * 4);
     for (r, inp) in records.iter().zip(&inputs) {
-        texts.push(inp.as_ref().map_or(("", false), |(t, s)| (t.as_str(), *s)));
-        texts.push((r.reasoning.as_str(), false));
-        texts.push((r.content.as_str(), false));
-        texts.push((r.tool_args.as_str(), false));
+        keys.push(inp.as_ref().map_or((text_hash(""), false), |i| i.key(r, template)));
+        keys.push((r.hashes.reasoning, false));
+        keys.push((r.hashes.content, false));
+        keys.push((r.hashes.tool_args, false));
     }
-    let bar = crate::progress::bar(texts.len() as u64, "tokenizing", opts.progress);
-    let n = counter.count_all_cached(&texts, cache, &|k| bar.inc(k))?;
+    let text = |k: usize| -> Option<Cow<'_, str>> {
+        let (i, channel) = (k / 4, k % 4);
+        if channel == 0 {
+            return Some(
+                inputs[i]
+                    .as_ref()
+                    .map_or(Cow::Borrowed(""), |inp| inp.text(template, &warned)),
+            );
+        }
+        let t = records[i].texts.as_ref()?;
+        Some(Cow::Borrowed(match channel {
+            1 => &t.reasoning,
+            2 => &t.content,
+            _ => &t.tool_args,
+        }))
+    };
+    let bar = crate::progress::bar(keys.len() as u64, "tokenizing", opts.progress);
+    let n = counter.count_keyed(&keys, &text, cache, &|k| bar.inc(k))?;
     bar.finish_and_clear();
-    Ok(records
-        .iter()
-        .zip(&inputs)
-        .enumerate()
-        .map(|(i, (_, inp))| TokenCounts {
-            isl: inp.as_ref().map(|_| n[4 * i]),
-            reasoning: n[4 * i + 1],
-            content: n[4 * i + 2],
-            tool_calls: n[4 * i + 3],
-        })
-        .collect())
+    Ok(n.map(|n| {
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, inp)| TokenCounts {
+                isl: inp.as_ref().map(|_| n[4 * i]),
+                reasoning: n[4 * i + 1],
+                content: n[4 * i + 2],
+                tool_calls: n[4 * i + 3],
+            })
+            .collect()
+    }))
 }
 
 fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Result<()> {

@@ -41,36 +41,70 @@ pub struct Distribution {
     pub p99_9: Option<f64>,
 }
 
-/// Linear-interpolation percentile of already sorted, finite samples (`None` if empty).
-pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
+/// The two closest ranks of percentile `p` among `n` sorted samples and the weight of the
+/// upper one: h = (n - 1) p / 100, ranks floor h and floor h + 1 (capped), weight h - floor h.
+fn closest_ranks(n: usize, p: f64) -> (usize, usize, f64) {
     let h = (n - 1) as f64 * (p / 100.0).clamp(0.0, 1.0);
     let lo = h.floor() as usize;
-    let hi = (lo + 1).min(n - 1);
-    Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
+    (lo, (lo + 1).min(n - 1), h - lo as f64)
+}
+
+/// Linear-interpolation percentile of already sorted, finite samples (`None` if empty).
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let (lo, hi, w) = closest_ranks(sorted.len(), p);
+    Some(sorted[lo] + w * (sorted[hi] - sorted[lo]))
+}
+
+/// The values of rank `ranks[i]` (0-based, ascending, distinct) in sorted order, by successive
+/// selection on ever smaller tails of `v` (which is left partially reordered).
+fn order_statistics(v: &mut [f64], ranks: &[usize]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(ranks.len());
+    let mut start = 0;
+    for &r in ranks {
+        let (_, x, _) = v[start..].select_nth_unstable_by(r - start, f64::total_cmp);
+        out.push(*x);
+        start = r;
+    }
+    out
 }
 
 impl Distribution {
     /// Describes `samples` (non-finite values are dropped).
+    ///
+    /// Percentiles come from selection (`select_nth_unstable`), not a full sort: linear time,
+    /// which matters for the millions of inter-chunk gaps of a long run.
     pub fn of(samples: impl IntoIterator<Item = f64>) -> Self {
         let mut v: Vec<f64> = samples.into_iter().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
             return Distribution::default();
         }
-        v.sort_unstable_by(f64::total_cmp);
         let n = v.len() as f64;
         let mean = v.iter().sum::<f64>() / n;
         let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-        let p = |q| percentile_sorted(&v, q);
+        // Every rank a percentile interpolates between, plus min and max.
+        let last = v.len() - 1;
+        let mut ranks = vec![0, last];
+        for (_, q) in PERCENTILES {
+            let (lo, hi, _) = closest_ranks(v.len(), q);
+            ranks.extend([lo, hi]);
+        }
+        ranks.sort_unstable();
+        ranks.dedup();
+        let values = order_statistics(&mut v, &ranks);
+        let at = |r: usize| values[ranks.binary_search(&r).unwrap_or(0)];
+        let p = |q: f64| {
+            let (lo, hi, w) = closest_ranks(v.len(), q);
+            Some(at(lo) + w * (at(hi) - at(lo)))
+        };
         Distribution {
             count: v.len() as u64,
             mean: Some(mean),
             std: Some(var.sqrt()),
-            min: v.first().copied(),
-            max: v.last().copied(),
+            min: Some(at(0)),
+            max: Some(at(last)),
             p50: p(50.0),
             p90: p(90.0),
             p95: p(95.0),
@@ -110,6 +144,20 @@ mod tests {
         assert_eq!((d.min, d.max, d.mean), (Some(1.0), Some(4.0), Some(2.5)));
         // numpy.std([1, 2, 3, 4]) == 1.118033988749895
         assert!((d.std.unwrap_or(0.0) - 1.118_033_988_749_895).abs() < 1e-12);
+    }
+
+    #[test]
+    fn selection_matches_a_full_sort() {
+        let v: Vec<f64> = (0..10_007u64)
+            .map(|i| ((i * 7919) % 10_007) as f64 * 0.5 - 17.0)
+            .collect();
+        let mut s = v.clone();
+        s.sort_by(f64::total_cmp);
+        let d = Distribution::of(v);
+        for (name, q) in PERCENTILES {
+            assert_eq!(d.get(name), percentile_sorted(&s, q), "{name}");
+        }
+        assert_eq!((d.min, d.max), (s.first().copied(), s.last().copied()));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    digest: u64,
 }
 
 fn token_string(v: Option<&Json>) -> String {
@@ -59,10 +60,17 @@ impl ChatTemplate {
         env.add_template_owned("chat", template)
             .map_err(|e| Error::Input(format!("{}: chat_template does not compile: {e}", config.display())))?;
         Ok(ChatTemplate {
+            digest: crate::tokenize::text_hash(&format!("template\0{text}")),
             env,
             bos_token: token_string(json.get("bos_token")),
             eos_token: token_string(json.get("eos_token")),
         })
+    }
+
+    /// Hash of the `tokenizer_config.json` it came from: part of the token-cache key of a
+    /// rendered prompt, so that another template never reuses its counts.
+    pub fn digest(&self) -> u64 {
+        self.digest
     }
 
     /// Renders `messages` (a JSON array) with `add_generation_prompt = true`, as a server does

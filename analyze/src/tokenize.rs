@@ -9,6 +9,7 @@
 //! special token (1 token). `--special-text plain` counts them as the plain characters instead
 //! (`Tokenizer::set_encode_special_tokens(true)`). See `docs/metrics.md`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,13 @@ impl std::fmt::Debug for Counter {
 
 /// 64-bit FNV-1a: a stable key for identical texts (and for the token-count cache).
 pub fn text_hash(text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    text_hash_from(0xcbf2_9ce4_8422_2325, text)
+}
+
+/// FNV-1a of `text` continued from the state `seed` (the hash of what precedes it): keys for
+/// texts derived from a source, e.g. a chat prompt rendered by one template.
+pub fn text_hash_from(seed: u64, text: &str) -> u64 {
+    let mut h = seed;
     for b in text.as_bytes() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -147,27 +154,47 @@ impl Counter {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<u32>> {
         let keys: Vec<(u64, bool)> = texts.par_iter().map(|(t, s)| (text_hash(t), *s)).collect();
-        let mut missing: HashMap<(u64, bool), &str> = HashMap::new();
-        for ((t, _), k) in texts.iter().zip(&keys) {
+        self.count_keyed(&keys, &|i| Some(Cow::Borrowed(texts[i].0)), cache, progress)?
+            .ok_or_else(|| Error::Internal("a text went missing while counting".into()))
+    }
+
+    /// Counts texts named by their cache keys (`(hash, add_special_tokens)`); `text(i)` makes
+    /// the `i`-th text and is called only for keys not yet in `cache`, once per distinct key,
+    /// on all cores. `Ok(None)` when it cannot (the caller no longer has that text).
+    pub fn count_keyed<'t>(
+        &self,
+        keys: &[(u64, bool)],
+        text: &(dyn Fn(usize) -> Option<Cow<'t, str>> + Sync),
+        cache: &mut TokenCache,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Option<Vec<u32>>> {
+        let mut missing: HashMap<(u64, bool), usize> = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
             if !cache.counts.contains_key(k) {
-                missing.entry(*k).or_insert(t);
+                missing.entry(*k).or_insert(i);
             }
         }
-        let work: Vec<((u64, bool), &str)> = missing.into_iter().collect();
-        let counted: Vec<((u64, bool), u32)> = work
+        let work: Vec<((u64, bool), usize)> = missing.into_iter().collect();
+        let counted: Option<Vec<((u64, bool), u32)>> = work
             .par_chunks(16)
             .map(|chunk| {
-                let r: Result<Vec<((u64, bool), u32)>> =
-                    chunk.iter().map(|(k, t)| self.count(t, k.1).map(|n| (*k, n))).collect();
+                let r: Result<Option<Vec<((u64, bool), u32)>>> = chunk
+                    .iter()
+                    .map(|(k, i)| match text(*i) {
+                        Some(t) => self.count(&t, k.1).map(|n| Some((*k, n))),
+                        None => Ok(None),
+                    })
+                    .collect::<Result<Option<Vec<_>>>>();
                 progress(chunk.len() as u64);
                 r
             })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+            .collect::<Result<Option<Vec<_>>>>()?
+            .map(|v| v.into_iter().flatten().collect());
+        let Some(counted) = counted else {
+            return Ok(None);
+        };
         cache.counts.extend(counted);
-        Ok(keys.iter().map(|k| cache.counts[k]).collect())
+        Ok(Some(keys.iter().map(|k| cache.counts[k]).collect()))
     }
 }
 

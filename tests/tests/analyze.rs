@@ -339,6 +339,60 @@ fn rescoring_with_another_tokenizer_keeps_both_with_identical_timings() {
     assert_eq!(s["isl"], "template");
 }
 
+/// `analyze report RUN --tokenizer T ARGS... --json -v`: the summary and the log.
+fn report_json(run: &Path, tokenizer: &str, args: &[&str]) -> (Value, String) {
+    let out = Command::new(workspace_bin("analyze"))
+        .args(["report", run.to_str().expect("utf8"), "--tokenizer"])
+        .arg(tokenizer_path(tokenizer))
+        .args(args)
+        .args(["--json", "-v"])
+        .output()
+        .expect("run analyze");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    let mut s: Value = serde_json::from_slice(&out.stdout).expect("json");
+    s["run"] = Value::Null;
+    (s, log)
+}
+
+#[test]
+fn reanalysis_from_cached_records_and_counts_equals_a_fresh_analysis() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cached = copy_fixture("small", &dir.path().join("a"));
+    let fresh = copy_fixture("small", &dir.path().join("b"));
+    let other = ["--ttft-on", "any", "--slo", "ttft=50ms,tpot=5ms"];
+    let steps: [(&str, &[&str]); 3] = [("qwen3", &[]), ("gpt2", &[]), ("qwen3", &other)];
+    for (i, (tok, args)) in steps.iter().enumerate() {
+        let (a, log) = report_json(&cached, tok, args);
+        std::fs::remove_dir_all(fresh.join("analysis")).ok();
+        let (b, fresh_log) = report_json(&fresh, tok, args);
+        assert_eq!(a, b, "step {i}: analysis from the caches differs from a fresh one");
+        assert!(!fresh_log.contains("reusing reassembled records"), "{fresh_log}");
+        let reused = log.contains("reusing reassembled records");
+        let reassembled = log.contains("reassembling from the events");
+        match i {
+            0 => assert!(!reused, "nothing to reuse yet: {log}"),
+            // Another tokenizer has texts to count that only the events hold.
+            1 => assert!(reused && reassembled, "{log}"),
+            // Other SLOs and definitions: records and counts both come from the caches.
+            _ => assert!(reused && !reassembled, "{log}"),
+        }
+        let id = a["tokenizer_id"].as_str().expect("id");
+        let ma = read_metrics(&cached.join("analysis").join(id).join("metrics.parquet"));
+        let mb = read_metrics(&fresh.join("analysis").join(id).join("metrics.parquet"));
+        assert_eq!(format!("{ma:?}"), format!("{mb:?}"), "step {i}: metrics.parquet");
+    }
+    // A run that changed since (here: a segment gone) is reassembled, not served stale.
+    let seg = cached.join("events/part-00001.parquet");
+    std::fs::remove_file(&seg).expect("remove segment");
+    std::fs::remove_file(fresh.join("events/part-00001.parquet")).expect("remove segment");
+    let (a, log) = report_json(&cached, "qwen3", &[]);
+    std::fs::remove_dir_all(fresh.join("analysis")).ok();
+    let (b, _) = report_json(&fresh, "qwen3", &[]);
+    assert!(!log.contains("reusing reassembled records"), "{log}");
+    assert_eq!(a, b);
+}
+
 #[test]
 fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
     let sim = SimProcess::start(&["--itl", "5ms", "--output-tokens", "400"]).expect("sim");

@@ -1,0 +1,301 @@
+//! `<run>/analysis/records.parquet`: the reassembled per-request table, cached.
+//!
+//! Reassembly reads every event of a run, which dominates re-analysis once token counts are
+//! cached. This file keeps one row per request with everything metrics need except the output
+//! texts, which are replaced by their hashes (the keys of the token-count cache). It does not
+//! depend on the tokenizer, so every analysis of the run shares it. It is valid only for the
+//! exact set of segments it was built from ([`fingerprint`]): a run that gained segments since
+//! (it was still running) or lost one is reassembled again. Deleting it is always safe.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::load::RunFolder;
+use crate::reassemble::RequestRecord;
+use crate::tokenize::text_hash;
+use crate::{Error, Result};
+
+/// File name under `<run>/analysis/`.
+pub const FILE: &str = "records.parquet";
+/// Parquet key-value metadata holding the [`fingerprint`] the file was built from.
+const META_FINGERPRINT: &str = "recap.records.fingerprint";
+/// Bumped whenever the columns or their meaning change, so older files are rebuilt.
+const FORMAT: &str = "recap-records-1";
+
+/// Identifies the segments a run's records come from: their names and sizes (closed segments
+/// are never rewritten), and this file's format.
+pub fn fingerprint(run: &RunFolder) -> String {
+    let mut key = String::from(FORMAT);
+    for f in run.requests.iter().chain(&run.events) {
+        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        key.push_str(&format!("|{}:{size}", f.display()));
+    }
+    format!("{FORMAT}-{:016x}", text_hash(&key))
+}
+
+fn schema() -> SchemaRef {
+    let opt = |n: &str, t: DataType| Field::new(n, t, true);
+    let req = |n: &str, t: DataType| Field::new(n, t, false);
+    Arc::new(Schema::new(vec![
+        req("request_id", DataType::UInt64),
+        req("phase", DataType::Utf8),
+        req("api", DataType::Utf8),
+        opt("scheduled_ns", DataType::Int64),
+        opt("prompt", DataType::Utf8),
+        opt("messages_json", DataType::Utf8),
+        opt("sent_ns", DataType::Int64),
+        opt("headers_ns", DataType::Int64),
+        opt("http_status", DataType::UInt16),
+        opt("terminal", DataType::Utf8),
+        opt("end_ns", DataType::Int64),
+        opt("error_kind", DataType::Utf8),
+        req("content_hash", DataType::UInt64),
+        req("reasoning_hash", DataType::UInt64),
+        req("tool_args_hash", DataType::UInt64),
+        req(
+            "output_times_ns",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+        ),
+        opt("first_choice_ns", DataType::Int64),
+        opt("first_content_ns", DataType::Int64),
+        opt("usage_prompt_tokens", DataType::UInt32),
+        opt("usage_completion_tokens", DataType::UInt32),
+        req("protocol_events", DataType::UInt32),
+        req("sse_events", DataType::UInt32),
+    ]))
+}
+
+/// Writes `records` (texts as hashes) to `path`, tagged with `fingerprint`.
+pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result<()> {
+    let mut id = UInt64Builder::new();
+    let (mut phase, mut api) = (StringBuilder::new(), StringBuilder::new());
+    let (mut prompt, mut msgs, mut terminal, mut error_kind) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let [mut sched, mut sent, mut headers, mut end, mut first_choice, mut first_content] =
+        std::array::from_fn(|_| Int64Builder::new());
+    let mut status = UInt16Builder::new();
+    let [mut h_content, mut h_reasoning, mut h_tools] = std::array::from_fn(|_| UInt64Builder::new());
+    let mut times = ListBuilder::new(Int64Builder::new());
+    let [mut up, mut uc, mut protocol, mut sse] = std::array::from_fn(|_| UInt32Builder::new());
+    for r in records {
+        id.append_value(r.request_id);
+        phase.append_value(&r.phase);
+        api.append_value(&r.api);
+        sched.append_option(r.scheduled_ns);
+        prompt.append_option(r.prompt.as_deref());
+        msgs.append_option(r.messages_json.as_deref());
+        sent.append_option(r.sent_ns);
+        headers.append_option(r.headers_ns);
+        status.append_option(r.http_status);
+        terminal.append_option(r.terminal.as_deref());
+        end.append_option(r.end_ns);
+        error_kind.append_option(r.error_kind.as_deref());
+        h_content.append_value(r.hashes.content);
+        h_reasoning.append_value(r.hashes.reasoning);
+        h_tools.append_value(r.hashes.tool_args);
+        times.values().append_slice(&r.output_times_ns);
+        times.append(true);
+        first_choice.append_option(r.first_choice_ns);
+        first_content.append_option(r.first_content_ns);
+        up.append_option(r.usage_prompt_tokens);
+        uc.append_option(r.usage_completion_tokens);
+        protocol.append_value(r.protocol_events);
+        sse.append_value(r.sse_events);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(phase.finish()),
+        Arc::new(api.finish()),
+        Arc::new(sched.finish()),
+        Arc::new(prompt.finish()),
+        Arc::new(msgs.finish()),
+        Arc::new(sent.finish()),
+        Arc::new(headers.finish()),
+        Arc::new(status.finish()),
+        Arc::new(terminal.finish()),
+        Arc::new(end.finish()),
+        Arc::new(error_kind.finish()),
+        Arc::new(h_content.finish()),
+        Arc::new(h_reasoning.finish()),
+        Arc::new(h_tools.finish()),
+        Arc::new(times.finish()),
+        Arc::new(first_choice.finish()),
+        Arc::new(first_content.finish()),
+        Arc::new(up.finish()),
+        Arc::new(uc.finish()),
+        Arc::new(protocol.finish()),
+        Arc::new(sse.finish()),
+    ];
+    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| Error::Internal(e.to_string()))?;
+    let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
+    // Written next to its final name and renamed, so a reader never sees half a file.
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|source| Error::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_dictionary_enabled(false)
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            META_FINGERPRINT.to_string(),
+            fingerprint.to_string(),
+        )]))
+        .build();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
+    w.write(&batch).map_err(enc)?;
+    w.close().map_err(enc)?;
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads `path` if it was built from `fingerprint`; `None` when it is missing, stale or
+/// unreadable (it is only an accelerator: the caller reassembles from the events instead).
+pub fn load(path: &Path, fingerprint: &str) -> Option<Vec<RequestRecord>> {
+    let file = std::fs::File::open(path).ok()?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+    let tagged = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == META_FINGERPRINT))
+        .and_then(|k| k.value.as_deref())
+        == Some(fingerprint);
+    if !tagged || builder.schema().fields() != schema().fields() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for batch in builder.build().ok()? {
+        match read_batch(&batch.ok()?, &mut out) {
+            Some(()) => {}
+            None => {
+                tracing::warn!("ignoring unreadable {}", path.display());
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
+    let col = |name: &str| b.column_by_name(name);
+    let u64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<UInt64Type>().cloned());
+    let u32s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<UInt32Type>().cloned());
+    let i64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
+    let strs = |name: &str| col(name).and_then(|c| c.as_string_opt::<i32>().cloned());
+    let (id, phase, api) = (u64s("request_id")?, strs("phase")?, strs("api")?);
+    let (sched, prompt, msgs) = (i64s("scheduled_ns")?, strs("prompt")?, strs("messages_json")?);
+    let (sent, headers, end) = (i64s("sent_ns")?, i64s("headers_ns")?, i64s("end_ns")?);
+    let status = col("http_status")?.as_primitive_opt::<UInt16Type>()?.clone();
+    let (terminal, error_kind) = (strs("terminal")?, strs("error_kind")?);
+    let (hc, hr, ht) = (u64s("content_hash")?, u64s("reasoning_hash")?, u64s("tool_args_hash")?);
+    let times = col("output_times_ns")?.as_list_opt::<i32>()?.clone();
+    let (fc, fco) = (i64s("first_choice_ns")?, i64s("first_content_ns")?);
+    let (up, uc) = (u32s("usage_prompt_tokens")?, u32s("usage_completion_tokens")?);
+    let (protocol, sse) = (u32s("protocol_events")?, u32s("sse_events")?);
+    let i64_at = |a: &arrow_array::Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+    let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
+    let str_at = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+    for i in 0..b.num_rows() {
+        let t = times.value(i);
+        let t = t.as_primitive_opt::<Int64Type>()?;
+        out.push(RequestRecord {
+            request_id: id.value(i),
+            phase: phase.value(i).to_string(),
+            api: api.value(i).to_string(),
+            scheduled_ns: i64_at(&sched, i),
+            prompt: str_at(&prompt, i),
+            messages_json: str_at(&msgs, i),
+            sent_ns: i64_at(&sent, i),
+            headers_ns: i64_at(&headers, i),
+            http_status: status.is_valid(i).then(|| status.value(i)),
+            terminal: str_at(&terminal, i),
+            end_ns: i64_at(&end, i),
+            error_kind: str_at(&error_kind, i),
+            texts: None,
+            hashes: crate::reassemble::TextHashes {
+                content: hc.value(i),
+                reasoning: hr.value(i),
+                tool_args: ht.value(i),
+            },
+            output_times_ns: t.values().to_vec(),
+            first_choice_ns: i64_at(&fc, i),
+            first_content_ns: i64_at(&fco, i),
+            usage_prompt_tokens: u32_at(&up, i),
+            usage_completion_tokens: u32_at(&uc, i),
+            protocol_events: protocol.value(i),
+            sse_events: sse.value(i),
+        });
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reassemble::Texts;
+
+    fn record(id: u64, times: Vec<i64>, content: &str) -> RequestRecord {
+        let texts = Texts {
+            content: content.into(),
+            reasoning: String::new(),
+            tool_args: "f{}".into(),
+        };
+        RequestRecord {
+            request_id: id,
+            phase: "measure".into(),
+            api: "chat".into(),
+            scheduled_ns: Some(5),
+            messages_json: Some("[]".into()),
+            sent_ns: Some(10),
+            http_status: Some(200),
+            terminal: Some("done".into()),
+            end_ns: Some(99),
+            hashes: texts.hashes(),
+            texts: Some(texts),
+            output_times_ns: times,
+            first_content_ns: Some(20),
+            usage_completion_tokens: Some(3),
+            protocol_events: 1,
+            sse_events: 4,
+            ..RequestRecord::default()
+        }
+    }
+
+    #[test]
+    fn round_trips_without_texts_and_refuses_another_fingerprint() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join(FILE);
+        let records = vec![record(1, vec![20, 30, 45], "abc"), record(2, vec![], "")];
+        save(&path, "fp-1", &records).expect("save");
+        let loaded = load(&path, "fp-1").expect("same fingerprint loads");
+        let expected: Vec<RequestRecord> = records
+            .into_iter()
+            .map(|mut r| {
+                r.texts = None;
+                r
+            })
+            .collect();
+        assert_eq!(loaded, expected);
+        assert!(load(&path, "fp-2").is_none(), "a stale cache must not be used");
+        std::fs::write(&path, b"not parquet").expect("write");
+        assert!(load(&path, "fp-1").is_none());
+    }
+}
