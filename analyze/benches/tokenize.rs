@@ -1,6 +1,8 @@
 //! Token-counting throughput: `analyze`'s counter against the `tokenizers` crate encoding the
 //! same texts in a plain loop (1 thread) and with rayon `par_iter` (all threads), in one
-//! invocation, so the ratios hold on a noisy machine.
+//! invocation, so the ratios hold on a noisy machine. Then the exactness check of the
+//! count-only BPE path: 20,000 texts of `bpe::validation_corpus`, both special-text modes,
+//! with and without added special tokens, counted by both engines; any difference fails.
 //!
 //! `cargo bench --workspace --bench tokenize -- [TOKENIZER] [TEXTS] [BYTES_PER_TEXT]`
 //! (default: the bundled Qwen3 tokenizer, 5,000 distinct texts of about 3 KB).
@@ -157,6 +159,35 @@ fn main() {
         rate(ours_s),
         mb / ours_s
     );
+    println!(
+        "analyze engine: {}",
+        if counter.fast_path().expect("engine") {
+            "count-only byte-level BPE (recap_analyze::bpe)"
+        } else {
+            "tokenizers"
+        }
+    );
     println!("ratio analyze / plain loop      {:.2}x", loop_s / ours_s);
     println!("ratio analyze / rayon par_iter  {:.2}x", par_s / ours_s);
+
+    let corpus = recap_analyze::bpe::validation_corpus(20_000, 0xB7);
+    for special in [SpecialText::Special, SpecialText::Plain] {
+        let c = Counter::load(&path, special).expect("counter");
+        let checked: Vec<usize> = corpus
+            .par_iter()
+            .map(|t| {
+                [false, true]
+                    .iter()
+                    .filter(|&&add| c.count(t, add).expect("count") != c.count_reference(t, add).expect("count"))
+                    .count()
+            })
+            .collect();
+        let differ = checked.iter().filter(|d| **d > 0).count();
+        println!(
+            "exactness, special text {special:?}: {} of {} texts x 2 (with/without added special tokens) identical to tokenizers",
+            corpus.len() - differ,
+            corpus.len()
+        );
+        assert_eq!(differ, 0, "the fast path must give identical counts");
+    }
 }

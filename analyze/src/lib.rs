@@ -6,6 +6,7 @@
 //! - [`reassemble`]: per-request output text per channel and the event times.
 //! - [`records`]: the reassembled table cached (texts as hashes), so re-analysis skips events.
 //! - [`tokenize`] and [`template`]: token counts with a real `tokenizer.json`, on all cores,
+//!   through [`bpe`]'s count-only path for byte-level BPE vocabularies where it is exact,
 //!   chat prompts rendered through the model's chat template.
 //! - [`metrics`]: per-request TTFT, TPOT, E2E, ISL, OSL, client lag under named definitions.
 //! - [`stats`] and [`summary`]: exact percentiles, throughput, goodput, agreement.
@@ -14,6 +15,7 @@
 //!   intervals and ellipses over repeated runs.
 //! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
 
+pub mod bpe;
 pub mod ellipse;
 pub mod load;
 pub mod metrics;

@@ -119,6 +119,12 @@ async fn reassemble_run(run: &RunFolder) -> Result<Vec<RequestRecord>> {
 /// Analyzes one run folder with one tokenizer.
 pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) -> Result<Report> {
     let dir = analysis_dir(&run.dir, counter.id());
+    let cache_path = dir.join("tokens.parquet");
+    if !cache_path.exists() {
+        // A first analysis with this tokenizer: an invalid file should fail now, not after
+        // the events are read.
+        counter.ready()?;
+    }
     std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
         path: dir.clone(),
         source,
@@ -137,7 +143,6 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         }
         None => reassemble_run(run).await?,
     };
-    let cache_path = dir.join("tokens.parquet");
     let mut cache = crate::tokenize::TokenCache::load(&cache_path);
     let known = cache.len();
     let counts = match count_tokens(&records, counter, opts, &mut cache)? {

@@ -1,6 +1,9 @@
 //! Token counting with a real Hugging Face tokenizer, on all cores, each distinct text once.
 //!
-//! Only counts are needed, so texts are encoded with `encode_fast` (no offsets) and dropped.
+//! Only counts are needed. Byte-level BPE tokenizers (GPT-2, Qwen, Llama 3, ...) are counted
+//! by [`crate::bpe`]'s count-only path, checked against `tokenizers` when it is built; others
+//! are encoded with `tokenizers`' `encode_fast` (no offsets) and dropped. The tokenizer is
+//! parsed on first use, so a re-analysis served from the caches never parses it.
 //! Identical texts (the same prompt sent 10,000 times) are counted once: texts are keyed by a
 //! 64-bit hash and the work list holds each distinct text one time.
 //!
@@ -13,10 +16,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
+
+use crate::bpe::FastBpe;
 
 use crate::{Error, Result};
 
@@ -30,12 +36,20 @@ pub enum SpecialText {
     Plain,
 }
 
-/// A loaded tokenizer and its stable id.
+/// A tokenizer file, its stable id, and (built on first use) what counts with it.
 pub struct Counter {
-    tokenizer: Tokenizer,
+    bytes: Vec<u8>,
+    special: SpecialText,
     id: String,
     path: PathBuf,
     chat_template: Option<crate::template::ChatTemplate>,
+    engine: OnceLock<std::result::Result<Engine, String>>,
+}
+
+/// The `tokenizers` tokenizer, and the count-only fast path where it applies.
+struct Engine {
+    tokenizer: Tokenizer,
+    fast: Option<FastBpe>,
 }
 
 impl std::fmt::Debug for Counter {
@@ -44,6 +58,52 @@ impl std::fmt::Debug for Counter {
             .field("id", &self.id)
             .field("path", &self.path)
             .finish_non_exhaustive()
+    }
+}
+
+/// Texts of [`crate::bpe::validation_corpus`] the fast path must count exactly like
+/// `tokenizers` before it is used.
+const SELF_CHECK_TEXTS: usize = 300;
+
+impl Engine {
+    fn build(bytes: &[u8], special: SpecialText, path: &Path) -> std::result::Result<Engine, String> {
+        let plain = special == SpecialText::Plain;
+        let mut tokenizer = Tokenizer::from_bytes(bytes)
+            .map_err(|e| format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display()))?;
+        tokenizer.set_encode_special_tokens(plain);
+        let len = |text: &str, add: bool| tokenizer.encode_fast(text, add).map(|e| e.len() as u32);
+        let added_special = match (len("", true), len("", false)) {
+            (Ok(with), Ok(without)) => with.saturating_sub(without),
+            _ => 0,
+        };
+        let fast = serde_json::from_slice::<serde_json::Value>(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|json| FastBpe::from_json(&json, plain, added_special));
+        let fast = match fast {
+            Err(why) => {
+                tracing::debug!("{}: counting with `tokenizers` (no fast path: {why})", path.display());
+                None
+            }
+            Ok(f) => {
+                let corpus = crate::bpe::validation_corpus(SELF_CHECK_TEXTS, 0x5eed);
+                let differs = corpus.iter().find(|t| {
+                    [false, true]
+                        .iter()
+                        .any(|&add| len(t, add).ok() != Some(f.count(t, add)))
+                });
+                match differs {
+                    Some(t) => {
+                        tracing::warn!(
+                            "{}: the fast BPE counter disagrees with `tokenizers` on {t:?}; using `tokenizers`",
+                            path.display()
+                        );
+                        None
+                    }
+                    None => Some(f),
+                }
+            }
+        };
+        Ok(Engine { tokenizer, fast })
     }
 }
 
@@ -80,9 +140,6 @@ impl Counter {
         } else {
             raw
         };
-        let mut tokenizer = Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::Input(format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display())))?;
-        tokenizer.set_encode_special_tokens(special == SpecialText::Plain);
         let digest = Sha256::digest(&bytes);
         let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
         let folder = path
@@ -109,10 +166,12 @@ impl Counter {
             None
         };
         Ok(Counter {
-            tokenizer,
+            bytes,
+            special,
             id: format!("{safe}-{short}{suffix}"),
             path: path.to_path_buf(),
             chat_template,
+            engine: OnceLock::new(),
         })
     }
 
@@ -131,9 +190,40 @@ impl Counter {
         self.chat_template.as_ref()
     }
 
+    /// Parses the tokenizer (once; later calls are free). Counting does this on demand, so a
+    /// re-analysis whose counts are all cached never pays for it; call it first to fail fast
+    /// on an invalid file.
+    pub fn ready(&self) -> Result<()> {
+        self.engine().map(|_| ())
+    }
+
+    fn engine(&self) -> Result<&Engine> {
+        self.engine
+            .get_or_init(|| Engine::build(&self.bytes, self.special, &self.path))
+            .as_ref()
+            .map_err(|e| Error::Input(e.clone()))
+    }
+
+    /// Whether counts come from the count-only byte-level BPE path ([`crate::bpe`]) rather
+    /// than from `tokenizers` itself (they are identical; see the module).
+    pub fn fast_path(&self) -> Result<bool> {
+        Ok(self.engine()?.fast.is_some())
+    }
+
     /// Tokens in one text.
     pub fn count(&self, text: &str, add_special_tokens: bool) -> Result<u32> {
-        self.tokenizer
+        let engine = self.engine()?;
+        match &engine.fast {
+            Some(f) => Ok(f.count(text, add_special_tokens)),
+            None => self.count_reference(text, add_special_tokens),
+        }
+    }
+
+    /// Tokens in one text as the `tokenizers` crate counts them (`encode_fast(..).len()`),
+    /// whatever the fast path: the reference it is checked against.
+    pub fn count_reference(&self, text: &str, add_special_tokens: bool) -> Result<u32> {
+        self.engine()?
+            .tokenizer
             .encode_fast(text, add_special_tokens)
             .map(|e| e.len() as u32)
             .map_err(|e| Error::Internal(format!("tokenizing: {e}")))
@@ -355,8 +445,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("tokenizer.json");
         std::fs::write(&p, b"{not json").expect("write");
-        let e = Counter::load(&p, SpecialText::Special).expect_err("invalid");
+        // Parsed on first use: `ready` (which a first analysis calls before reading events)
+        // and any count report it, naming the file.
+        let c = Counter::load(&p, SpecialText::Special).expect("read");
+        let e = c.ready().expect_err("invalid");
         assert!(e.to_string().contains("tokenizer.json"), "{e}");
+        assert!(c.count("x", false).is_err());
         let missing = Counter::load(&dir.path().join("nope.json"), SpecialText::Special).expect_err("missing");
         assert!(missing.to_string().contains("nope.json"), "{missing}");
     }

@@ -773,16 +773,32 @@ fn prerendered_streams_are_recorded_event_by_event() {
     }
 }
 
-/// A one-response-per-connection HTTP/1.1 server on 127.0.0.1 that streams SSE without
-/// `Content-Length` or chunked encoding and ends the body by closing the connection.
-fn close_delimited_server(responses: usize) -> (u16, std::thread::JoinHandle<()>) {
+/// How [`raw_server`] answers each connection.
+#[derive(Clone, Copy, PartialEq)]
+enum RawReply {
+    /// Streams SSE without `Content-Length` or chunked encoding and ends the body by closing
+    /// the connection.
+    CloseDelimited,
+    /// Reads a few bytes of the request and closes with the rest unread, which makes the
+    /// kernel send a TCP reset before any response byte.
+    ResetBeforeHeaders,
+}
+
+/// A one-response-per-connection HTTP/1.1 server on 127.0.0.1 that answers `connections`
+/// connections as `reply` says.
+fn raw_server(connections: usize, reply: RawReply) -> (u16, std::thread::JoinHandle<()>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let handle = std::thread::spawn(move || {
-        for _ in 0..responses {
+        for _ in 0..connections {
             let Ok((mut s, _)) = listener.accept() else { return };
             let mut buf = [0u8; 8192];
+            if reply == RawReply::ResetBeforeHeaders {
+                let _ = s.read(&mut buf[..16]);
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             let mut req = Vec::new();
             // Read the request head and its JSON body (Content-Length bytes).
             loop {
@@ -824,7 +840,7 @@ fn close_delimited_server(responses: usize) -> (u16, std::thread::JoinHandle<()>
 
 #[test]
 fn a_response_ended_by_closing_the_connection_is_complete() {
-    let (port, server) = close_delimited_server(3);
+    let (port, server) = raw_server(3, RawReply::CloseDelimited);
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
     let res = capture(&[
@@ -844,6 +860,38 @@ fn a_response_ended_by_closing_the_connection_is_complete() {
         assert_eq!(run.content(id), "alpha beta gamma ");
         assert!(run.sse(id).last().is_some_and(|e| e.done_marker));
     }
+}
+
+#[test]
+fn a_reset_before_headers_is_a_stream_reset_and_the_run_goes_on() {
+    let (port, server) = raw_server(3, RawReply::ResetBeforeHeaders);
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("run");
+    let res = capture(&[
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--requests",
+        "3",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    server.join().expect("server thread");
+    let run = read_run(&out).expect("read run");
+    assert_eq!(run.requests.len(), 3);
+    assert_one_terminal_each(&run);
+    for id in run.requests.keys().copied() {
+        let t = run.terminals(id)[0];
+        assert_eq!(
+            (t.kind.as_str(), t.error_kind.as_deref()),
+            ("error", Some("stream_reset")),
+            "{t:?}"
+        );
+        let kinds: Vec<&str> = run.events[&id].iter().map(|e| e.kind.as_str()).collect();
+        assert!(!kinds.contains(&"headers"), "no response byte was sent: {kinds:?}");
+    }
+    let counts = run.manifest.counts.as_ref().expect("counts");
+    assert_eq!(counts.errors.get("stream_reset").copied(), Some(3), "{counts:?}");
 }
 
 /// A small tmpfs mounted for one test, unmounted when dropped.
