@@ -170,7 +170,39 @@ fn main() {
     println!("ratio analyze / plain loop      {:.2}x", loop_s / ours_s);
     println!("ratio analyze / rayon par_iter  {:.2}x", par_s / ours_s);
 
+    // The word-list texts above repeat a few dozen words, so the fast path's per-thread memo
+    // of pre-tokens nearly always hits. The validation corpus (many scripts, random code
+    // points, emoji, code) is the opposite case: most pre-tokens are new.
     let corpus = recap_analyze::bpe::validation_corpus(20_000, 0xB7);
+    let varied: Vec<(&str, bool)> = corpus.iter().map(|s| (s.as_str(), false)).collect();
+    let (mut par_v, mut ours_v) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let a: usize = corpus
+            .par_iter()
+            .map(|s| plain.encode_fast(s.as_str(), false).expect("encode").len())
+            .sum();
+        par_v = par_v.min(t.elapsed().as_secs_f64());
+        let fresh = Counter::load(&path, SpecialText::Special).expect("counter");
+        fresh.ready().expect("engine");
+        let t = Instant::now();
+        let b: u64 = fresh
+            .count_all(&varied, &|_| {})
+            .expect("count")
+            .iter()
+            .map(|c| u64::from(*c))
+            .sum();
+        ours_v = ours_v.min(t.elapsed().as_secs_f64());
+        assert_eq!(a as u64, b, "identical counts on the varied corpus");
+    }
+    let vmb = corpus.iter().map(String::len).sum::<usize>() as f64 / 1e6;
+    println!(
+        "varied corpus ({} texts, {vmb:.1} MB, memo empty at start): rayon par_iter {:.2} MB/s, analyze {:.2} MB/s, ratio {:.2}x",
+        corpus.len(),
+        vmb / par_v,
+        vmb / ours_v,
+        par_v / ours_v
+    );
     for special in [SpecialText::Special, SpecialText::Plain] {
         let c = Counter::load(&path, special).expect("counter");
         let checked: Vec<usize> = corpus

@@ -29,6 +29,8 @@ const LOOKAHEAD: &str = r"\s+(?!\S)|\s+";
 const MEMO_LIMIT: usize = 1 << 18;
 
 type Hasher = ahash::RandomState;
+/// Counts of pre-tokens (raw bytes) already merged.
+type Memo = HashMap<Box<[u8]>, u32, Hasher>;
 
 /// A byte-level BPE tokenizer reduced to what counting needs.
 pub struct FastBpe {
@@ -60,7 +62,7 @@ impl std::fmt::Debug for FastBpe {
 
 thread_local! {
     /// Counts of pre-tokens already seen by this thread, for one [`FastBpe`] instance.
-    static MEMO: RefCell<(u64, HashMap<Box<[u8]>, u32, Hasher>)> = RefCell::new((u64::MAX, HashMap::default()));
+    static MEMO: RefCell<(u64, Memo)> = RefCell::new((u64::MAX, Memo::default()));
 }
 
 /// GPT-2's reversible map from bytes to printable characters, which byte-level vocabularies
@@ -291,7 +293,7 @@ impl FastBpe {
         MEMO.with(|memo| {
             let mut memo = memo.borrow_mut();
             if memo.0 != self.instance || memo.1.len() > MEMO_LIMIT {
-                *memo = (self.instance, HashMap::default());
+                *memo = (self.instance, Memo::default());
             }
             let memo = &mut memo.1;
             let mut n = 0;
@@ -338,7 +340,7 @@ impl FastBpe {
         }
     }
 
-    fn count_word(&self, memo: &mut HashMap<Box<[u8]>, u32, Hasher>, word: &[u8]) -> u32 {
+    fn count_word(&self, memo: &mut Memo, word: &[u8]) -> u32 {
         if word.len() <= 1 {
             return word.len() as u32;
         }

@@ -16,10 +16,6 @@ use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 
 use crate::load::RunFolder;
 use crate::reassemble::RequestRecord;
@@ -28,8 +24,9 @@ use crate::{Error, Result};
 
 /// File name under `<run>/analysis/`.
 pub const FILE: &str = "records.parquet";
-/// Parquet key-value metadata holding the [`fingerprint`] the file was built from.
-const META_FINGERPRINT: &str = "recap.records.fingerprint";
+/// Parquet key-value metadata holding the [`fingerprint`] a file was built from (here, and
+/// in `icl.parquet`).
+pub(crate) const META_FINGERPRINT: &str = "recap.records.fingerprint";
 /// Bumped whenever the columns or their meaning change, so older files are rebuilt.
 const FORMAT: &str = "recap-records-1";
 
@@ -142,28 +139,7 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         Arc::new(sse.finish()),
     ];
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| Error::Internal(e.to_string()))?;
-    let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
-    // Written next to its final name and renamed, so a reader never sees half a file.
-    let tmp = path.with_extension("parquet.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_dictionary_enabled(false)
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            META_FINGERPRINT.to_string(),
-            fingerprint.to_string(),
-        )]))
-        .build();
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
-    w.write(&batch).map_err(enc)?;
-    w.close().map_err(enc)?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::report::write_parquet(path, &batch, &[(META_FINGERPRINT, fingerprint)])
 }
 
 /// Reads `path` if it was built from `fingerprint`; `None` when it is missing, stale or

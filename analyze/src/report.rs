@@ -129,6 +129,12 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         path: dir.clone(),
         source,
     })?;
+    // Where the time goes, at -v (the B8/B9 benchmarks read these lines).
+    let mut stage = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        tracing::info!("{what}: {:.3} s", stage.elapsed().as_secs_f64());
+        stage = std::time::Instant::now();
+    };
     // Reassembled records are shared by every analysis of the run and cached without their
     // texts; token counts are cached per tokenizer. A re-analysis with other SLOs or
     // definitions needs neither the events nor the tokenizer's time.
@@ -143,6 +149,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         }
         None => reassemble_run(run).await?,
     };
+    lap("stage records");
     let mut cache = crate::tokenize::TokenCache::load(&cache_path);
     let known = cache.len();
     let counts = match count_tokens(&records, counter, opts, &mut cache)? {
@@ -150,11 +157,14 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         None => {
             // Texts this tokenizer has not counted yet: only the events have them.
             tracing::info!("new texts to count: reassembling from the events");
+            lap("stage token cache lookup");
             records = reassemble_run(run).await?;
+            lap("stage records");
             count_tokens(&records, counter, opts, &mut cache)?
                 .ok_or_else(|| Error::Internal("reassembled records lack their texts".into()))?
         }
     };
+    lap("stage tokens");
     if cache.len() != known {
         cache.save(&cache_path)?;
     }
@@ -163,6 +173,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
             tracing::warn!("could not cache the reassembled records: {e}");
         }
     }
+    lap("stage caches saved");
     let rows: Vec<RequestMetrics> = records
         .iter()
         .zip(&counts)
@@ -188,8 +199,10 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         icl_ns: &icl,
         protocol_events: &protocol,
     });
+    lap("stage metrics and summary");
     write_outputs(&dir, &rows, &summary)?;
-    write_gaps(&dir, &records, &icl)?;
+    write_gaps(&dir, &records, &icl, &fingerprint)?;
+    lap("stage outputs written");
     Ok(Report { summary, rows, dir })
 }
 
@@ -253,7 +266,7 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
         source,
     })?;
     let batch = metrics::to_batch(rows).map_err(|e| Error::Internal(e.to_string()))?;
-    write_parquet(&dir.join("metrics.parquet"), &batch)?;
+    write_parquet(&dir.join("metrics.parquet"), &batch, &[])?;
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|source| Error::Io { path: p, source })
@@ -268,8 +281,13 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
 }
 
 /// `icl.parquet`: every inter-chunk gap (`request_id`, `gap_ns`), for plots of the ICL
-/// distribution (the per-request table only has one row per request).
-fn write_gaps(dir: &Path, records: &[RequestRecord], icl: &[Vec<i64>]) -> Result<()> {
+/// distribution (the per-request table only has one row per request). The gaps depend only
+/// on the recorded events, so a file already written from the same segments is kept.
+fn write_gaps(dir: &Path, records: &[RequestRecord], icl: &[Vec<i64>], fingerprint: &str) -> Result<()> {
+    let path = dir.join("icl.parquet");
+    if parquet_tag(&path, crate::records::META_FINGERPRINT).as_deref() == Some(fingerprint) {
+        return Ok(());
+    }
     use arrow_array::builder::{Int64Builder, UInt64Builder};
     let mut id = UInt64Builder::new();
     let mut gap = Int64Builder::new();
@@ -285,23 +303,47 @@ fn write_gaps(dir: &Path, records: &[RequestRecord], icl: &[Vec<i64>]) -> Result
     ]));
     let batch = arrow_array::RecordBatch::try_new(schema, vec![Arc::new(id.finish()), Arc::new(gap.finish())])
         .map_err(|e| Error::Internal(e.to_string()))?;
-    write_parquet(&dir.join("icl.parquet"), &batch)
+    write_parquet(&path, &batch, &[(crate::records::META_FINGERPRINT, fingerprint)])
 }
 
-/// Writes one batch as a zstd Parquet file (analysis outputs are small and written once).
-pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
+/// Writes one batch as a zstd Parquet file (analysis outputs are small and written once), with
+/// `metadata` as key-value pairs. Written beside its final name and renamed, so a reader never
+/// sees half a file.
+pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch, metadata: &[(&str, &str)]) -> Result<()> {
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|source| Error::Io {
+        path: tmp.clone(),
         source,
     })?;
     let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
+    let kv: Vec<parquet::file::metadata::KeyValue> = metadata
+        .iter()
+        .map(|(k, v)| parquet::file::metadata::KeyValue::new((*k).to_string(), (*v).to_string()))
+        .collect();
     // Mostly numbers with few repeats: dictionary encoding costs more than it saves here.
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_dictionary_enabled(false)
+        .set_key_value_metadata((!kv.is_empty()).then_some(kv))
         .build();
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
     w.write(batch).map_err(enc)?;
     w.close().map_err(enc)?;
-    Ok(())
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The value of key-value metadata `key` in the footer of the Parquet file at `path`, if any.
+pub(crate) fn parquet_tag(path: &Path, key: &str) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
+    let md = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .ok()?;
+    md.file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|k| k.key == key)
+        .and_then(|k| k.value.clone())
 }

@@ -286,7 +286,7 @@ impl Sweep {
             serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?,
         )?;
         write("sweep.csv", self.to_csv().into_bytes())?;
-        crate::report::write_parquet(&dir.join("sweep.parquet"), &self.to_batch()?)?;
+        crate::report::write_parquet(&dir.join("sweep.parquet"), &self.to_batch()?, &[])?;
         Ok(())
     }
 

@@ -61,6 +61,9 @@ impl std::fmt::Debug for Counter {
     }
 }
 
+/// A cache key and its count.
+type Counted = ((u64, bool), u32);
+
 /// Texts of [`crate::bpe::validation_corpus`] the fast path must count exactly like
 /// `tokenizers` before it is used.
 const SELF_CHECK_TEXTS: usize = 300;
@@ -265,10 +268,10 @@ impl Counter {
             }
         }
         let work: Vec<((u64, bool), usize)> = missing.into_iter().collect();
-        let counted: Option<Vec<((u64, bool), u32)>> = work
+        let counted: Option<Vec<Counted>> = work
             .par_chunks(16)
             .map(|chunk| {
-                let r: Result<Option<Vec<((u64, bool), u32)>>> = chunk
+                let r: Result<Option<Vec<Counted>>> = chunk
                     .iter()
                     .map(|(k, i)| match text(*i) {
                         Some(t) => self.count(&t, k.1).map(|n| Some((*k, n))),
@@ -354,7 +357,7 @@ impl TokenCache {
             vec![Arc::new(h.finish()), Arc::new(s.finish()), Arc::new(n.finish())],
         )
         .map_err(|e| Error::Internal(e.to_string()))?;
-        crate::report::write_parquet(path, &batch)
+        crate::report::write_parquet(path, &batch, &[])
     }
 }
 

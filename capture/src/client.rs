@@ -497,12 +497,16 @@ impl Worker {
                 let now = ctx.clock.now_ns();
                 p.body_bytes += raw.len() as u64;
                 parser.feed(&dec.push(&raw)?, &mut events);
-                record_events(&ctx, rid, &mut events, now, t_sent, p).await;
+                for ev in events.drain(..) {
+                    record_sse(&ctx, rid, ev, now, t_sent, p).await;
+                }
             }
             parser.feed(&dec.finish()?, &mut events);
             parser.finish(&mut events);
             let now = ctx.clock.now_ns();
-            record_events(&ctx, rid, &mut events, now, t_sent, p).await;
+            for ev in events.drain(..) {
+                record_sse(&ctx, rid, ev, now, t_sent, p).await;
+            }
             Ok(())
         } else {
             let mut buf = Vec::new();
@@ -613,32 +617,7 @@ fn fill(row: &mut EventRow, d: delta::Delta) {
     }
 }
 
-/// Records the SSE events parsed from one read: they share its timestamp and travel to the
-/// sink in one message (a lone event, the usual case with real servers, as a single row).
-async fn record_events(
-    ctx: &WorkerContext,
-    request_id: u64,
-    events: &mut Vec<SseEvent>,
-    t_ns: i64,
-    t_sent: i64,
-    p: &mut Progress,
-) {
-    if events.len() <= 1 {
-        if let Some(ev) = events.pop() {
-            let row = sse_row(ctx, request_id, ev, t_ns, t_sent, p);
-            ctx.recorder.event(row).await;
-        }
-        return;
-    }
-    let rows = events
-        .drain(..)
-        .map(|ev| sse_row(ctx, request_id, ev, t_ns, t_sent, p))
-        .collect();
-    ctx.recorder.events(rows).await;
-}
-
-/// The `events` row of one SSE event (and the live counters it moves).
-fn sse_row(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i64, t_sent: i64, p: &mut Progress) -> EventRow {
+async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i64, t_sent: i64, p: &mut Progress) {
     let mut row = EventRow::new(request_id, EventKind::Sse, t_ns);
     row.seq = Some(p.seq);
     row.bytes = Some(u32::try_from(ev.raw_bytes).unwrap_or(u32::MAX));
@@ -667,7 +646,7 @@ fn sse_row(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i64, t_sent
             }
         },
     }
-    row
+    ctx.recorder.event(row).await;
 }
 
 /// Parses one `--header 'Name: value'` flag. Credential headers are marked sensitive so

@@ -87,11 +87,6 @@ impl EventRow {
     }
 }
 
-/// Event rows sent to the sink in one message at most: the SSE events parsed from one body
-/// read travel together (one channel operation instead of one per event), and the channel's
-/// bound in messages still bounds rows (capacity x this).
-pub const MAX_BATCH: usize = 8;
-
 /// What travels from workers to the sink thread.
 #[derive(Debug)]
 pub enum Record {
@@ -99,8 +94,6 @@ pub enum Record {
     Request(Box<RequestRow>),
     /// An `events` row.
     Event(Box<EventRow>),
-    /// Up to [`MAX_BATCH`] `events` rows, in order.
-    Events(Vec<EventRow>),
 }
 
 /// Cloneable handle to the sink's channel.
@@ -125,25 +118,5 @@ impl Recorder {
     /// Records an event row (waits while the sink is behind).
     pub async fn event(&self, row: EventRow) {
         let _ = self.tx.send(Record::Event(Box::new(row))).await;
-    }
-
-    /// Records event rows in order, [`MAX_BATCH`] per message (waits while the sink is behind).
-    pub async fn events(&self, mut rows: Vec<EventRow>) {
-        while rows.len() > MAX_BATCH {
-            let rest = rows.split_off(MAX_BATCH);
-            let _ = self.tx.send(Record::Events(rows)).await;
-            rows = rest;
-        }
-        match rows.len() {
-            0 => {}
-            1 => {
-                if let Some(row) = rows.pop() {
-                    self.event(row).await;
-                }
-            }
-            _ => {
-                let _ = self.tx.send(Record::Events(rows)).await;
-            }
-        }
     }
 }

@@ -55,22 +55,21 @@ pub struct SinkConfig {
     pub flush_interval: Duration,
     /// A segment is closed early when it reaches this many rows.
     pub max_segment_rows: usize,
-    /// Messages the channel holds before senders wait (a message is one row or a batch of
-    /// up to [`crate::recorder::MAX_BATCH`] event rows, so this bounds rows in flight too).
+    /// Rows the channel holds before senders wait.
     pub channel_capacity: usize,
     /// zstd level (1-22).
     pub zstd_level: i32,
 }
 
 impl SinkConfig {
-    /// Defaults for `run_dir`: 1 s flush, 1M-row segments, 32k-message channel, zstd 3.
+    /// Defaults for `run_dir`: 1 s flush, 1M-row segments, 64k-row channel, zstd 3.
     pub fn new(run_dir: PathBuf, run_id: String) -> Self {
         SinkConfig {
             run_dir,
             run_id,
             flush_interval: Duration::from_secs(1),
             max_segment_rows: 1 << 20,
-            channel_capacity: 1 << 15,
+            channel_capacity: 1 << 16,
             zstd_level: 3,
         }
     }
@@ -227,27 +226,16 @@ impl Writer {
                 let r = self.requests.maybe_encode();
                 self.check(r);
             }
-            Record::Event(e) => self.push_event(&e),
-            Record::Events(rows) => {
-                for e in &rows {
-                    self.push_event(e);
+            Record::Event(e) => {
+                if e.kind == Some(EventKind::Sse) {
+                    self.stats.sse_rows += 1;
                 }
+                self.events.builder.append(&e);
+                self.events.rows += 1;
+                let r = self.events.maybe_encode();
+                self.check(r);
             }
         }
-    }
-
-    fn push_event(&mut self, e: &EventRow) {
-        if self.failed() {
-            self.stats.dropped_rows += 1;
-            return;
-        }
-        if e.kind == Some(EventKind::Sse) {
-            self.stats.sse_rows += 1;
-        }
-        self.events.builder.append(e);
-        self.events.rows += 1;
-        let r = self.events.maybe_encode();
-        self.check(r);
     }
 
     fn roll_full(&mut self) {

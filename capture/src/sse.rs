@@ -45,22 +45,30 @@ impl SseParser {
                     continue;
                 }
             }
-            match input.iter().position(|&b| b == b'\n' || b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', input) {
                 None => {
                     self.line.extend_from_slice(input);
                     self.raw_bytes += input.len();
                     return;
                 }
                 Some(i) => {
-                    self.line.extend_from_slice(&input[..i]);
                     // A CRLF inside this read is consumed whole so its LF counts for the line
                     // it ends; a CR at the very end of a read defers the LF check.
                     let crlf = input[i] == b'\r' && input.get(i + 1) == Some(&b'\n');
                     let end = if crlf { i + 2 } else { i + 1 };
                     self.raw_bytes += i + 1;
                     self.skip_lf = input[i] == b'\r' && !crlf;
+                    if self.line.is_empty() {
+                        // The whole line is in this read: no copy.
+                        self.end_line(&input[..i], out);
+                    } else {
+                        let mut line = std::mem::take(&mut self.line);
+                        line.extend_from_slice(&input[..i]);
+                        self.end_line(&line, out);
+                        line.clear();
+                        self.line = line;
+                    }
                     input = &input[end..];
-                    self.end_line(out);
                     // The LF of a CRLF counts after the line ends, as it does when it arrives
                     // in the next read: byte counts must not depend on read boundaries.
                     if crlf {
@@ -75,24 +83,25 @@ impl SseParser {
     /// dispatched, since servers that omit it still meant it.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
         if !self.line.is_empty() {
-            self.end_line(out);
+            let line = std::mem::take(&mut self.line);
+            self.end_line(&line, out);
         }
         self.dispatch(out);
         self.raw_bytes = 0;
     }
 
-    fn end_line(&mut self, out: &mut Vec<SseEvent>) {
-        if self.line.is_empty() {
+    fn end_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
+        if line.is_empty() {
             self.dispatch(out);
             return;
         }
-        if self.line[0] != b':' {
-            let (field, value) = match self.line.iter().position(|&b| b == b':') {
+        if line[0] != b':' {
+            let (field, value) = match memchr::memchr(b':', line) {
                 Some(c) => {
-                    let v = &self.line[c + 1..];
-                    (&self.line[..c], v.strip_prefix(b" ").unwrap_or(v))
+                    let v = &line[c + 1..];
+                    (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
                 }
-                None => (&self.line[..], &[][..]),
+                None => (line, &[][..]),
             };
             if field == b"data" {
                 if self.has_data {
@@ -102,7 +111,6 @@ impl SseParser {
                 self.has_data = true;
             }
         }
-        self.line.clear();
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
