@@ -392,7 +392,16 @@ fn open_loop_constant_rate_schedules_exactly() {
 
 #[test]
 fn sigint_stops_scheduling_and_leaves_a_readable_interrupted_run() {
-    // Each request takes ~2 s, so SIGINT lands with requests in flight.
+    signal_stops_scheduling_and_leaves_a_readable_interrupted_run("-INT");
+}
+
+#[test]
+fn sigterm_stops_scheduling_and_leaves_a_readable_interrupted_run() {
+    signal_stops_scheduling_and_leaves_a_readable_interrupted_run("-TERM");
+}
+
+fn signal_stops_scheduling_and_leaves_a_readable_interrupted_run(signal: &str) {
+    // Each request takes ~2 s, so the signal lands with requests in flight.
     let sim = SimProcess::start(&["--itl", "20ms", "--output-tokens", "100"]).expect("start sim");
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
@@ -414,7 +423,7 @@ fn sigint_stops_scheduling_and_leaves_a_readable_interrupted_run() {
     );
     std::thread::sleep(Duration::from_millis(1200));
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
@@ -425,7 +434,7 @@ fn sigint_stops_scheduling_and_leaves_a_readable_interrupted_run() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "capture did not stop after SIGINT"
+            "capture did not stop after {signal}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
