@@ -179,7 +179,23 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         .zip(&counts)
         .map(|(r, t)| metrics::compute(r, t, &opts.definitions))
         .collect();
-    let icl: Vec<Vec<i64>> = records.iter().map(|r| metrics::icl_gaps(r).collect()).collect();
+    // The ICL distribution depends only on the recorded events: `icl.parquet` keeps it (with
+    // the gaps) for the segments it was built from, which spares a re-analysis every gap.
+    let gaps_path = dir.join("icl.parquet");
+    let kept = parquet_tag(&gaps_path, crate::records::META_FINGERPRINT).as_deref() == Some(fingerprint.as_str());
+    let icl_ms = match kept
+        .then(|| parquet_tag(&gaps_path, META_ICL_MS))
+        .flatten()
+        .and_then(|j| serde_json::from_str::<crate::stats::Distribution>(&j).ok())
+    {
+        Some(d) => d,
+        None => {
+            let icl: Vec<Vec<i64>> = records.iter().map(|r| metrics::icl_gaps(r).collect()).collect();
+            let d = crate::summary::icl_distribution(&rows, &icl);
+            write_gaps(&gaps_path, &records, &icl, &fingerprint, &d)?;
+            d
+        }
+    };
     let protocol: Vec<u32> = records.iter().map(|r| r.protocol_events).collect();
     let isl_used = match (opts.isl, counter.chat_template().is_some()) {
         (IslMode::Template, true) => "template",
@@ -196,12 +212,11 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         },
         slo: opts.slo,
         rows: &rows,
-        icl_ns: &icl,
+        icl_ms,
         protocol_events: &protocol,
     });
     lap("stage metrics and summary");
     write_outputs(&dir, &rows, &summary)?;
-    write_gaps(&dir, &records, &icl, &fingerprint)?;
     lap("stage outputs written");
     Ok(Report { summary, rows, dir })
 }
@@ -280,14 +295,19 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
     Ok(())
 }
 
+/// Parquet metadata of `icl.parquet` holding its `icl_ms` distribution as JSON.
+const META_ICL_MS: &str = "recap.icl_ms";
+
 /// `icl.parquet`: every inter-chunk gap (`request_id`, `gap_ns`), for plots of the ICL
-/// distribution (the per-request table only has one row per request). The gaps depend only
-/// on the recorded events, so a file already written from the same segments is kept.
-fn write_gaps(dir: &Path, records: &[RequestRecord], icl: &[Vec<i64>], fingerprint: &str) -> Result<()> {
-    let path = dir.join("icl.parquet");
-    if parquet_tag(&path, crate::records::META_FINGERPRINT).as_deref() == Some(fingerprint) {
-        return Ok(());
-    }
+/// distribution (the per-request table only has one row per request), tagged with the
+/// segments' fingerprint and the `icl_ms` distribution.
+fn write_gaps(
+    path: &Path,
+    records: &[RequestRecord],
+    icl: &[Vec<i64>],
+    fingerprint: &str,
+    icl_ms: &crate::stats::Distribution,
+) -> Result<()> {
     use arrow_array::builder::{Int64Builder, UInt64Builder};
     let mut id = UInt64Builder::new();
     let mut gap = Int64Builder::new();
@@ -303,7 +323,12 @@ fn write_gaps(dir: &Path, records: &[RequestRecord], icl: &[Vec<i64>], fingerpri
     ]));
     let batch = arrow_array::RecordBatch::try_new(schema, vec![Arc::new(id.finish()), Arc::new(gap.finish())])
         .map_err(|e| Error::Internal(e.to_string()))?;
-    write_parquet(&path, &batch, &[(crate::records::META_FINGERPRINT, fingerprint)])
+    let dist = serde_json::to_string(icl_ms).map_err(|e| Error::Internal(e.to_string()))?;
+    write_parquet(
+        path,
+        &batch,
+        &[(crate::records::META_FINGERPRINT, fingerprint), (META_ICL_MS, &dist)],
+    )
 }
 
 /// Writes one batch as a zstd Parquet file (analysis outputs are small and written once), with

@@ -176,10 +176,22 @@ pub struct SummaryInput<'a> {
     pub slo: Slo,
     /// Per-request metrics.
     pub rows: &'a [RequestMetrics],
-    /// Inter-chunk gaps (ns) of each row, same order.
-    pub icl_ns: &'a [Vec<i64>],
+    /// The `icl_ms` distribution ([`icl_distribution`]), computed by the caller: it depends on
+    /// the recorded events only, so a re-analysis can take it from `icl.parquet`.
+    pub icl_ms: Distribution,
     /// Protocol events of each row, same order.
     pub protocol_events: &'a [u32],
+}
+
+/// The `icl_ms` distribution: every inter-chunk gap (`icl_ns`, same order as `rows`) of the
+/// measure-phase successful requests, in ms.
+pub fn icl_distribution(rows: &[RequestMetrics], icl_ns: &[Vec<i64>]) -> Distribution {
+    Distribution::of(
+        rows.iter()
+            .zip(icl_ns)
+            .filter(|(m, _)| m.phase == "measure" && m.ok)
+            .flat_map(|(_, gaps)| gaps.iter().map(|g| *g as f64 / 1e6)),
+    )
 }
 
 /// Computes the summary.
@@ -225,15 +237,7 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         "osl_tokens".into(),
         Distribution::of(ok.iter().filter_map(|m| m.osl_tokens.map(f64::from))),
     );
-    metrics.insert(
-        "icl_ms".into(),
-        Distribution::of(
-            measure
-                .iter()
-                .filter(|i| inp.rows[**i].ok)
-                .flat_map(|i| inp.icl_ns[*i].iter().map(|g| *g as f64 / 1e6)),
-        ),
-    );
+    metrics.insert("icl_ms".into(), inp.icl_ms);
     metrics.insert(
         "client_lag_ms".into(),
         Distribution::of(ok.iter().filter_map(|m| ms(m.client_lag_ns))),
@@ -502,7 +506,7 @@ mod tests {
             },
             slo: Slo::parse("ttft=200ms").expect("slo"),
             rows: &rows,
-            icl_ns: &[vec![1, 3], vec![2], vec![100]],
+            icl_ms: icl_distribution(&rows, &[vec![1, 3], vec![2], vec![100]]),
             protocol_events: &[0, 1, 0],
         });
         assert_eq!(s.window_s, Some(2.0));
