@@ -93,6 +93,24 @@ fn load_plain(path: &Path) -> tokenizers::Tokenizer {
     tokenizers::Tokenizer::from_bytes(&bytes).expect("tokenizer")
 }
 
+/// Tokens in `texts` by the `tokenizers` crate with rayon `par_iter`: the baseline.
+fn par_encode(tokenizer: &tokenizers::Tokenizer, texts: &[String]) -> u64 {
+    texts
+        .par_iter()
+        .map(|s| tokenizer.encode_fast(s.as_str(), false).expect("encode").len() as u64)
+        .sum()
+}
+
+/// Tokens in `texts` by `analyze`'s counter.
+fn analyze_count(counter: &Counter, texts: &[(&str, bool)]) -> u64 {
+    counter
+        .count_all(texts, &|_| {})
+        .expect("count")
+        .iter()
+        .map(|c| u64::from(*c))
+        .sum()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/qwen3/tokenizer.json.gz");
@@ -115,34 +133,26 @@ fn main() {
     let _ = plain.encode_fast(corpus[0].as_str(), false);
     let refs: Vec<(&str, bool)> = corpus.iter().map(|s| (s.as_str(), false)).collect();
     let (mut loop_s, mut par_s, mut ours_s) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
-    let (mut loop_tokens, mut par_tokens, mut ours) = (0usize, 0usize, 0u64);
+    let (mut loop_tokens, mut par_tokens, mut ours) = (0u64, 0u64, 0u64);
     for _ in 0..3 {
         let t = Instant::now();
         loop_tokens = corpus
             .iter()
-            .map(|s| plain.encode_fast(s.as_str(), false).expect("encode").len())
+            .map(|s| plain.encode_fast(s.as_str(), false).expect("encode").len() as u64)
             .sum();
         loop_s = loop_s.min(t.elapsed().as_secs_f64());
 
         let t = Instant::now();
-        par_tokens = corpus
-            .par_iter()
-            .map(|s| plain.encode_fast(s.as_str(), false).expect("encode").len())
-            .sum();
+        par_tokens = par_encode(&plain, &corpus);
         par_s = par_s.min(t.elapsed().as_secs_f64());
 
         let t = Instant::now();
-        ours = counter
-            .count_all(&refs, &|_| {})
-            .expect("count")
-            .iter()
-            .map(|c| u64::from(*c))
-            .sum();
+        ours = analyze_count(&counter, &refs);
         ours_s = ours_s.min(t.elapsed().as_secs_f64());
     }
 
     assert_eq!(loop_tokens, par_tokens);
-    assert_eq!(loop_tokens as u64, ours, "identical counts");
+    assert_eq!(loop_tokens, ours, "identical counts");
     let rate = |s: f64| loop_tokens as f64 / s;
     println!(
         "plain loop, 1 thread      {:>12.0} tokens/s  {:>6.2} MB/s",
@@ -178,22 +188,14 @@ fn main() {
     let (mut par_v, mut ours_v) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..3 {
         let t = Instant::now();
-        let a: usize = corpus
-            .par_iter()
-            .map(|s| plain.encode_fast(s.as_str(), false).expect("encode").len())
-            .sum();
+        let a = par_encode(&plain, &corpus);
         par_v = par_v.min(t.elapsed().as_secs_f64());
         let fresh = Counter::load(&path, SpecialText::Special).expect("counter");
         fresh.ready().expect("engine");
         let t = Instant::now();
-        let b: u64 = fresh
-            .count_all(&varied, &|_| {})
-            .expect("count")
-            .iter()
-            .map(|c| u64::from(*c))
-            .sum();
+        let b = analyze_count(&fresh, &varied);
         ours_v = ours_v.min(t.elapsed().as_secs_f64());
-        assert_eq!(a as u64, b, "identical counts on the varied corpus");
+        assert_eq!(a, b, "identical counts on the varied corpus");
     }
     let vmb = corpus.iter().map(String::len).sum::<usize>() as f64 / 1e6;
     println!(

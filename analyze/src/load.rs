@@ -12,7 +12,7 @@ use std::sync::Arc;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::SessionContext;
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataReader};
 use recap_schemas::{Manifest, META_SCHEMA_VERSION, SCHEMA_VERSION};
 
 use crate::{Error, Result};
@@ -111,20 +111,10 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
     files.sort();
     let mut ok = Vec::with_capacity(files.len());
     for f in files {
-        let md = File::open(&f).map_err(|e| e.to_string()).and_then(|file| {
-            ParquetMetaDataReader::new()
-                .parse_and_finish(&file)
-                .map_err(|e| e.to_string())
-        });
-        match md {
+        match footer(&f) {
             Err(why) => skipped.push((f, why)),
             Ok(md) => {
-                let version = md
-                    .file_metadata()
-                    .key_value_metadata()
-                    .and_then(|kv| kv.iter().find(|k| k.key == META_SCHEMA_VERSION))
-                    .and_then(|k| k.value.as_deref())
-                    .and_then(|v| v.parse::<u32>().ok());
+                let version = footer_value(md.file_metadata(), META_SCHEMA_VERSION).and_then(|v| v.parse::<u32>().ok());
                 match version {
                     Some(v) if v > SCHEMA_VERSION => {
                         return Err(Error::Input(format!(
@@ -139,6 +129,22 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
         }
     }
     Ok(ok)
+}
+
+/// The footer (metadata) of the Parquet file at `path`, or why it cannot be read.
+pub(crate) fn footer(path: &Path) -> std::result::Result<ParquetMetaData, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|e| e.to_string())
+}
+
+/// The value of key-value metadata `key` in a Parquet footer, if any.
+pub(crate) fn footer_value<'a>(md: &'a FileMetaData, key: &str) -> Option<&'a str> {
+    md.key_value_metadata()?
+        .iter()
+        .find(|k| k.key == key)
+        .and_then(|k| k.value.as_deref())
 }
 
 fn register_files(ctx: &SessionContext, name: &str, files: &[PathBuf], schema: arrow_schema::SchemaRef) -> Result<()> {

@@ -147,13 +147,7 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
 pub fn load(path: &Path, fingerprint: &str) -> Option<Vec<RequestRecord>> {
     let file = std::fs::File::open(path).ok()?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
-    let tagged = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == META_FINGERPRINT))
-        .and_then(|k| k.value.as_deref())
-        == Some(fingerprint);
+    let tagged = crate::load::footer_value(builder.metadata().file_metadata(), META_FINGERPRINT) == Some(fingerprint);
     if !tagged || builder.schema().fields() != schema().fields() {
         return None;
     }

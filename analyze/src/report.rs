@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 
-use crate::load::RunFolder;
+use crate::load::{footer_value, RunFolder};
 use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
 use crate::reassemble::{reassemble, RequestRecord};
 use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput};
@@ -182,11 +182,17 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     // The ICL distribution depends only on the recorded events: `icl.parquet` keeps it (with
     // the gaps) for the segments it was built from, which spares a re-analysis every gap.
     let gaps_path = dir.join("icl.parquet");
-    let kept = parquet_tag(&gaps_path, crate::records::META_FINGERPRINT).as_deref() == Some(fingerprint.as_str());
+    let gaps_footer = crate::load::footer(&gaps_path).ok();
+    let tag = |key| {
+        gaps_footer
+            .as_ref()
+            .and_then(|md| footer_value(md.file_metadata(), key))
+    };
+    let kept = tag(crate::records::META_FINGERPRINT) == Some(fingerprint.as_str());
     let icl_ms = match kept
-        .then(|| parquet_tag(&gaps_path, META_ICL_MS))
+        .then(|| tag(META_ICL_MS))
         .flatten()
-        .and_then(|j| serde_json::from_str::<crate::stats::Distribution>(&j).ok())
+        .and_then(|j| serde_json::from_str::<crate::stats::Distribution>(j).ok())
     {
         Some(d) => d,
         None => {
@@ -358,17 +364,4 @@ pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch, metad
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// The value of key-value metadata `key` in the footer of the Parquet file at `path`, if any.
-pub(crate) fn parquet_tag(path: &Path, key: &str) -> Option<String> {
-    let file = std::fs::File::open(path).ok()?;
-    let md = parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .ok()?;
-    md.file_metadata()
-        .key_value_metadata()?
-        .iter()
-        .find(|k| k.key == key)
-        .and_then(|k| k.value.clone())
 }

@@ -38,6 +38,9 @@ impl SseParser {
     pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<SseEvent>) {
         while !input.is_empty() {
             if self.skip_lf {
+                // The LF of a CRLF, whether it arrived in the same read as its CR or the next:
+                // the line ended at the CR, so the LF counts after it (toward the next event)
+                // and byte counts do not depend on read boundaries.
                 self.skip_lf = false;
                 if input[0] == b'\n' {
                     self.raw_bytes += 1;
@@ -52,12 +55,8 @@ impl SseParser {
                     return;
                 }
                 Some(i) => {
-                    // A CRLF inside this read is consumed whole so its LF counts for the line
-                    // it ends; a CR at the very end of a read defers the LF check.
-                    let crlf = input[i] == b'\r' && input.get(i + 1) == Some(&b'\n');
-                    let end = if crlf { i + 2 } else { i + 1 };
                     self.raw_bytes += i + 1;
-                    self.skip_lf = input[i] == b'\r' && !crlf;
+                    self.skip_lf = input[i] == b'\r';
                     if self.line.is_empty() {
                         // The whole line is in this read: no copy.
                         self.end_line(&input[..i], out);
@@ -68,12 +67,7 @@ impl SseParser {
                         line.clear();
                         self.line = line;
                     }
-                    input = &input[end..];
-                    // The LF of a CRLF counts after the line ends, as it does when it arrives
-                    // in the next read: byte counts must not depend on read boundaries.
-                    if crlf {
-                        self.raw_bytes += 1;
-                    }
+                    input = &input[i + 1..];
                 }
             }
         }

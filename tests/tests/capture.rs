@@ -847,9 +847,10 @@ fn raw_server(connections: usize, reply: RawReply) -> (u16, std::thread::JoinHan
     (port, handle)
 }
 
-#[test]
-fn a_response_ended_by_closing_the_connection_is_complete() {
-    let (port, server) = raw_server(3, RawReply::CloseDelimited);
+/// Captures 3 requests against a [`raw_server`] answering as `reply`: the run read back, each
+/// request checked for exactly one terminal row.
+fn capture_raw(reply: RawReply) -> Run {
+    let (port, server) = raw_server(3, reply);
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
     let res = capture(&[
@@ -864,6 +865,12 @@ fn a_response_ended_by_closing_the_connection_is_complete() {
     server.join().expect("server thread");
     let run = read_run(&out).expect("read run");
     assert_one_terminal_each(&run);
+    run
+}
+
+#[test]
+fn a_response_ended_by_closing_the_connection_is_complete() {
+    let run = capture_raw(RawReply::CloseDelimited);
     for id in run.requests.keys().copied() {
         assert_eq!(run.terminals(id)[0].kind, "done", "{:?}", run.terminals(id));
         assert_eq!(run.content(id), "alpha beta gamma ");
@@ -873,22 +880,8 @@ fn a_response_ended_by_closing_the_connection_is_complete() {
 
 #[test]
 fn a_reset_before_headers_is_a_stream_reset_and_the_run_goes_on() {
-    let (port, server) = raw_server(3, RawReply::ResetBeforeHeaders);
-    let dir = tempfile::tempdir().expect("tmp");
-    let out = dir.path().join("run");
-    let res = capture(&[
-        "--url",
-        &format!("http://127.0.0.1:{port}"),
-        "--out",
-        out.to_str().expect("utf8"),
-        "--requests",
-        "3",
-    ]);
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-    server.join().expect("server thread");
-    let run = read_run(&out).expect("read run");
+    let run = capture_raw(RawReply::ResetBeforeHeaders);
     assert_eq!(run.requests.len(), 3);
-    assert_one_terminal_each(&run);
     for id in run.requests.keys().copied() {
         let t = run.terminals(id)[0];
         assert_eq!(

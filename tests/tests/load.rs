@@ -8,6 +8,7 @@
 //! ```
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use recap_tests::harness::{workspace_bin, SimProcess};
@@ -19,9 +20,13 @@ fn full() -> bool {
     std::env::var("RECAP_LOAD").is_ok_and(|v| v == "full")
 }
 
-/// Runs `capture --quiet --json ARGS` and returns its end-of-run summary.
-fn capture_summary(args: &[&str]) -> Value {
+/// Runs `capture --url URL --out OUT ARGS --quiet --json` and returns its end-of-run summary.
+fn capture_summary(url: &str, out: &Path, args: &[&str]) -> Value {
     let out = Command::new(workspace_bin("capture"))
+        .arg("--url")
+        .arg(url)
+        .arg("--out")
+        .arg(out)
         .args(args)
         .args(["--quiet", "--json"])
         .output()
@@ -53,18 +58,11 @@ fn thousands_of_concurrent_connections_all_succeed_and_overlap() {
     let out = dir.path().join("run");
     let requests = (2 * connections).to_string();
     let conc = connections.to_string();
-    let summary = capture_summary(&[
-        "--url",
+    let summary = capture_summary(
         &sim.url(),
-        "--out",
-        out.to_str().expect("utf-8 path"),
-        "--concurrency",
-        &conc,
-        "--requests",
-        &requests,
-        "--timeout",
-        "120s",
-    ]);
+        &out,
+        &["--concurrency", &conc, "--requests", &requests, "--timeout", "120s"],
+    );
     assert_eq!(errors(&summary), 0, "{summary}");
     assert_eq!(
         summary["request_rows"].as_u64(),
@@ -114,18 +112,11 @@ fn peak_memory_is_flat_when_the_run_is_ten_times_longer() {
     for n in [small, large] {
         let out = dir.path().join(format!("run{n}"));
         let requests = n.to_string();
-        let summary = capture_summary(&[
-            "--url",
+        let summary = capture_summary(
             &sim.url(),
-            "--out",
-            out.to_str().expect("utf-8 path"),
-            "--concurrency",
-            "64",
-            "--requests",
-            &requests,
-            "--threads",
-            "1",
-        ]);
+            &out,
+            &["--concurrency", "64", "--requests", &requests, "--threads", "1"],
+        );
         assert_eq!(errors(&summary), 0, "{summary}");
         assert_eq!(summary["request_rows"].as_u64(), Some(n), "{summary}");
         // sent + headers + 10 content events + the usage event + done, at least.
