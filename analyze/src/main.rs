@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use recap_analyze::load::RunFolder;
-use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, TokenSource, TtftOn};
+use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSource, TtftOn};
 use recap_analyze::report::{report, ReportOptions};
 use recap_analyze::summary::Slo;
 use recap_analyze::tokenize::{Counter, SpecialText};
@@ -51,6 +51,10 @@ struct ScoreArgs {
     /// Chat input length: through the chat template, or message contents joined by newlines.
     #[arg(long, value_enum, default_value = "template")]
     isl: IslMode,
+    /// Where TTFT and E2E start: the answered `sent`, or the connect of a connection the
+    /// request opened (what a client with a connection per request measures).
+    #[arg(long, value_enum, default_value = "sent")]
+    latency_from: LatencyFrom,
     /// Event that ends TTFT.
     #[arg(long, value_enum, default_value = "output")]
     ttft_on: TtftOn,
@@ -124,6 +128,7 @@ fn score_runs(
     let counter = Counter::load(&a.tokenizer, a.special_text)?;
     let opts = ReportOptions {
         definitions: Definitions {
+            latency_from: a.latency_from,
             ttft_on: a.ttft_on,
             e2e_end: a.e2e_end,
             tokens: a.tokens,

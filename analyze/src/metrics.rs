@@ -24,6 +24,18 @@ pub enum TtftOn {
     Content,
 }
 
+/// Where TTFT and E2E latency start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyFrom {
+    /// The `sent` event of the attempt that was answered (default): the server's share.
+    Sent,
+    /// The start of the TCP connect when the request opened its own connection, else
+    /// `sent`: what a client opening a connection per request (vLLM's benchmark client)
+    /// measures, connection set-up included.
+    Connect,
+}
+
 /// Which event ends E2E latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -57,6 +69,8 @@ pub enum IslMode {
 /// The chosen definition of each metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Definitions {
+    /// Start point of TTFT and E2E.
+    pub latency_from: LatencyFrom,
     /// TTFT end point.
     pub ttft_on: TtftOn,
     /// E2E end point.
@@ -68,6 +82,7 @@ pub struct Definitions {
 impl Default for Definitions {
     fn default() -> Self {
         Definitions {
+            latency_from: LatencyFrom::Sent,
             ttft_on: TtftOn::Output,
             e2e_end: E2eEnd::LastToken,
             tokens: TokenSource::Tokenizer,
@@ -131,6 +146,11 @@ pub struct RequestMetrics {
     pub end_ns: Option<i64>,
     /// SSE events with output.
     pub output_events: u32,
+    /// Start of the connection this request opened for its answered attempt (`None`: it
+    /// reused one).
+    pub connect_ns: Option<i64>,
+    /// Times the request was sent again after its reused connection failed unanswered.
+    pub retries: u32,
 }
 
 /// Computes one request's metrics from its record and token counts.
@@ -143,7 +163,11 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         TokenSource::Tokenizer => (t.isl, Some(tokenizer_out)),
         TokenSource::Server => (r.usage_prompt_tokens, r.usage_completion_tokens),
     };
-    let since_sent = |x: Option<i64>| Some(x? - r.sent_ns?);
+    let start = match defs.latency_from {
+        LatencyFrom::Sent => r.sent_ns,
+        LatencyFrom::Connect => r.connect_ns.or(r.sent_ns),
+    };
+    let since_sent = |x: Option<i64>| Some(x? - start?);
     let ttft = since_sent(match defs.ttft_on {
         TtftOn::Output => first_out,
         TtftOn::Any => r.first_choice_ns,
@@ -186,6 +210,8 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         last_token_ns: last_out,
         end_ns: r.end_ns,
         output_events: r.output_times_ns.len() as u32,
+        connect_ns: r.connect_ns,
+        retries: r.retries,
     }
 }
 
@@ -219,6 +245,8 @@ pub fn schema() -> SchemaRef {
         i("last_token_ns"),
         i("end_ns"),
         Field::new("output_events", DataType::UInt32, false),
+        i("connect_ns"),
+        Field::new("retries", DataType::UInt32, false),
     ]))
 }
 
@@ -260,8 +288,12 @@ pub fn to_batch(rows: &[RequestMetrics]) -> Result<RecordBatch, arrow_schema::Ar
         }
     }
     let mut events = UInt32Builder::new();
+    let mut connect = Int64Builder::new();
+    let mut retries = UInt32Builder::new();
     for r in rows {
         events.append_value(r.output_events);
+        connect.append_option(r.connect_ns);
+        retries.append_value(r.retries);
     }
     let mut i = ints.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
     let mut u = u32s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
@@ -302,6 +334,8 @@ pub fn to_batch(rows: &[RequestMetrics]) -> Result<RecordBatch, arrow_schema::Ar
             last,
             end,
             Arc::new(events.finish()),
+            Arc::new(connect.finish()),
+            Arc::new(retries.finish()),
         ],
     )
 }
@@ -355,6 +389,7 @@ mod tests {
             tool_calls: 0,
         };
         let d = Definitions {
+            latency_from: LatencyFrom::Sent,
             ttft_on: TtftOn::Any,
             e2e_end: E2eEnd::Done,
             tokens: TokenSource::Server,
@@ -372,6 +407,18 @@ mod tests {
             },
         );
         assert_eq!(c.ttft_ns, Some(2_000));
+        // From connect: 400 ns of connection set-up before `sent` at 1000 count too.
+        let mut opened = rec();
+        opened.connect_ns = Some(600);
+        let from_connect = Definitions {
+            latency_from: LatencyFrom::Connect,
+            ..Default::default()
+        };
+        let m = compute(&opened, &t, &from_connect);
+        assert_eq!((m.ttft_ns, m.e2e_ns), (Some(1_400), Some(7_400)));
+        // A reused connection has no connect time: the same as from `sent`.
+        let m = compute(&rec(), &t, &from_connect);
+        assert_eq!((m.ttft_ns, m.e2e_ns), (Some(1_000), Some(7_000)));
     }
 
     #[test]

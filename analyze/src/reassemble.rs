@@ -28,8 +28,14 @@ pub struct RequestRecord {
     pub prompt: Option<String>,
     /// Chat messages as JSON text.
     pub messages_json: Option<String>,
-    /// `sent` time.
+    /// `sent` time of the attempt that was answered (the last `sent`: an attempt retried
+    /// after its reused connection failed unanswered does not count).
     pub sent_ns: Option<i64>,
+    /// Start (`connect` row) of the connection the answered attempt opened; `None` when it
+    /// reused a kept-alive connection.
+    pub connect_ns: Option<i64>,
+    /// Attempts sent again on a fresh connection (`retry` rows).
+    pub retries: u32,
     /// `headers` time.
     pub headers_ns: Option<i64>,
     /// HTTP status from `headers` (or the error row).
@@ -319,7 +325,9 @@ fn add_events(accs: &mut Accs, b: &RecordBatch) {
         let r = &mut a.rec;
         let t_ns = t.value(i);
         match kind.value(i) {
-            "sent" => r.sent_ns = Some(r.sent_ns.map_or(t_ns, |x| x.min(t_ns))),
+            "sent" => r.sent_ns = Some(r.sent_ns.map_or(t_ns, |x| x.max(t_ns))),
+            "connect" => r.connect_ns = Some(r.connect_ns.map_or(t_ns, |x| x.max(t_ns))),
+            "retry" => r.retries += 1,
             "headers" => {
                 r.headers_ns = Some(t_ns);
                 if status.is_valid(i) {

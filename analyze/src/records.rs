@@ -28,7 +28,7 @@ pub const FILE: &str = "records.parquet";
 /// in `icl.parquet`).
 pub(crate) const META_FINGERPRINT: &str = "recap.records.fingerprint";
 /// Bumped whenever the columns or their meaning change, so older files are rebuilt.
-const FORMAT: &str = "recap-records-1";
+const FORMAT: &str = "recap-records-2";
 
 /// Identifies the segments a run's records come from: their names and sizes (closed segments
 /// are never rewritten), and this file's format.
@@ -70,6 +70,8 @@ fn schema() -> SchemaRef {
         opt("usage_completion_tokens", DataType::UInt32),
         req("protocol_events", DataType::UInt32),
         req("sse_events", DataType::UInt32),
+        opt("connect_ns", DataType::Int64),
+        req("retries", DataType::UInt32),
     ]))
 }
 
@@ -83,12 +85,12 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         StringBuilder::new(),
         StringBuilder::new(),
     );
-    let [mut sched, mut sent, mut headers, mut end, mut first_choice, mut first_content] =
+    let [mut sched, mut sent, mut headers, mut end, mut first_choice, mut first_content, mut connect] =
         std::array::from_fn(|_| Int64Builder::new());
     let mut status = UInt16Builder::new();
     let [mut h_content, mut h_reasoning, mut h_tools] = std::array::from_fn(|_| UInt64Builder::new());
     let mut times = ListBuilder::new(Int64Builder::new());
-    let [mut up, mut uc, mut protocol, mut sse] = std::array::from_fn(|_| UInt32Builder::new());
+    let [mut up, mut uc, mut protocol, mut sse, mut retries] = std::array::from_fn(|_| UInt32Builder::new());
     for r in records {
         id.append_value(r.request_id);
         phase.append_value(&r.phase);
@@ -113,6 +115,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         uc.append_option(r.usage_completion_tokens);
         protocol.append_value(r.protocol_events);
         sse.append_value(r.sse_events);
+        connect.append_option(r.connect_ns);
+        retries.append_value(r.retries);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
@@ -137,6 +141,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         Arc::new(uc.finish()),
         Arc::new(protocol.finish()),
         Arc::new(sse.finish()),
+        Arc::new(connect.finish()),
+        Arc::new(retries.finish()),
     ];
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| Error::Internal(e.to_string()))?;
     crate::report::write_parquet(path, &batch, &[(META_FINGERPRINT, fingerprint)])
@@ -180,6 +186,7 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
     let (fc, fco) = (i64s("first_choice_ns")?, i64s("first_content_ns")?);
     let (up, uc) = (u32s("usage_prompt_tokens")?, u32s("usage_completion_tokens")?);
     let (protocol, sse) = (u32s("protocol_events")?, u32s("sse_events")?);
+    let (connect, retries) = (i64s("connect_ns")?, u32s("retries")?);
     let i64_at = |a: &arrow_array::Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let str_at = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
@@ -212,6 +219,8 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
             usage_completion_tokens: u32_at(&uc, i),
             protocol_events: protocol.value(i),
             sse_events: sse.value(i),
+            connect_ns: i64_at(&connect, i),
+            retries: retries.value(i),
         });
     }
     Some(())

@@ -121,6 +121,10 @@ pub struct Counts {
     pub errors: BTreeMap<String, u64>,
     /// SSE events marked `protocol` (malformed or in-stream errors) in measure-phase requests.
     pub protocol_events: u64,
+    /// Measure-phase requests sent a second time because their reused connection failed
+    /// before any response byte (the server had closed it); their latencies count from the
+    /// answered attempt.
+    pub retried: u64,
 }
 
 /// Which run was scored, and how: the fields that name a summary.
@@ -252,6 +256,7 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
             ok: ok.len() as u64,
             errors,
             protocol_events: measure.iter().map(|i| u64::from(inp.protocol_events[*i])).sum(),
+            retried: measure.iter().filter(|i| inp.rows[**i].retries > 0).count() as u64,
         },
         window_s,
         requests_per_s: per_s(ok.len() as f64),
@@ -300,6 +305,7 @@ impl Summary {
             ("requests.total".into(), self.requests.total.to_string()),
             ("requests.measure".into(), self.requests.measure.to_string()),
             ("requests.ok".into(), self.requests.ok.to_string()),
+            ("requests.retried".into(), self.requests.retried.to_string()),
         ];
         for (k, n) in &self.requests.errors {
             out.push((format!("errors.{k}"), n.to_string()));
@@ -402,13 +408,21 @@ impl Summary {
                 self.scoring.run, self.scoring.status, self.scoring.tokenizer_id
             ),
             format!(
-                "requests: {} measured, {} ok, errors {}",
+                "requests: {} measured, {} ok, errors {}{}",
                 self.requests.measure,
                 self.requests.ok,
                 if errs.is_empty() {
                     "none".to_string()
                 } else {
                     errs.join(" ")
+                },
+                if self.requests.retried > 0 {
+                    format!(
+                        ", {} retried once on a fresh connection (the server had closed the reused one)",
+                        self.requests.retried
+                    )
+                } else {
+                    String::new()
                 }
             ),
             format!(

@@ -1,28 +1,30 @@
 //! How a request is sent and its response recorded.
 //!
-//! Each worker owns one HTTP/1.1 keep-alive connection (hyper's low-level `client::conn`, so a
-//! connection id can be recorded and no pool sits in the hot path), reconnecting when the
-//! server closed it. An [`Exchange`] stamps `sent`, `headers`, every SSE event and the one
-//! terminal event with the run's monotonic clock and hands each row to the [`Recorder`] as it
-//! happens. Failures are rows with an `error_kind`, never errors that stop the run.
+//! Each worker owns one HTTP/1.1 keep-alive [`Connection`] (hyper's low-level `client::conn`,
+//! so a connection id can be recorded and no pool sits in the hot path). An [`Exchange`]-like
+//! flow stamps `connect`/`connected`/`tls_done` when it opens a connection, `sent`, `headers`,
+//! every SSE event and the one terminal event with the run's monotonic clock and hands each
+//! row to the [`Recorder`] as it happens. Failures are rows with an `error_kind`, never errors
+//! that stop the run.
+//!
+//! Connection reuse never invents errors: an idle connection the server closed is detected
+//! before reuse and replaced; a request that fails on a reused connection before a single
+//! response byte arrived is sent once more on a fresh connection, with a `retry` row saying
+//! so (see `docs/capture.md`, "Connections").
 
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use recap_schemas::{ErrorKind, EventKind, Phase};
 use tokio::sync::watch;
-use tower_service::Service;
 
 use crate::clock::Clock;
+use crate::connection::{Connection, Connector, FinishError};
 use crate::delta;
 use crate::progress::Stats;
 use crate::recorder::{EventRow, Recorder, RequestRow};
@@ -42,7 +44,7 @@ pub enum EndpointError {
     /// The URL does not parse or is not http(s).
     #[error("--url {url}: {message}")]
     Url {
-        /// The URL as given.
+        /// The URL as given (credentials redacted).
         url: String,
         /// What is wrong.
         message: String,
@@ -52,13 +54,14 @@ pub enum EndpointError {
     Tls(String),
 }
 
-/// The endpoint every worker talks to, with its prebuilt headers and TLS connector.
+/// The endpoint every worker talks to, with its prebuilt headers and connector.
 pub struct Endpoint {
-    uri: Uri,
+    path: String,
     headers: HeaderMap,
     stream: bool,
     timeout: Duration,
-    connector: HttpsConnector<HttpConnector>,
+    max_event_bytes: usize,
+    connector: Connector,
     next_connection: AtomicU32,
 }
 
@@ -66,54 +69,64 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Headers may hold credentials: never print them.
         f.debug_struct("Endpoint")
-            .field("uri", &self.uri)
+            .field("path", &self.path)
             .field("stream", &self.stream)
             .finish_non_exhaustive()
     }
 }
 
+/// What [`Endpoint::new`] needs besides the URL and headers.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointOptions {
+    /// Ask for SSE streams.
+    pub stream: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Accept any TLS certificate.
+    pub insecure: bool,
+    /// Largest SSE event kept (bigger is a `protocol` row and the stream goes on).
+    pub max_event_bytes: usize,
+}
+
 impl Endpoint {
     /// Builds the endpoint. `headers` are sent on every request (credentials marked sensitive
-    /// by the caller); TLS verification uses the bundled Mozilla roots.
-    pub fn new(
-        url: &str,
-        headers: HeaderMap,
-        stream: bool,
-        timeout: Duration,
-        insecure: bool,
-    ) -> Result<Self, EndpointError> {
-        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| EndpointError::Url {
-            url: url.to_string(),
-            message: e.to_string(),
-        })?;
-        match uri.scheme_str() {
-            Some("http" | "https") => {}
-            _ => {
-                return Err(EndpointError::Url {
-                    url: url.to_string(),
-                    message: "must start with http:// or https://".into(),
-                })
-            }
+    /// by the caller). Credentials in the URL's user-info become an `Authorization: Basic`
+    /// header (unless one is given) and never reach `Host`, a file or a log. TLS verification
+    /// uses the bundled Mozilla roots.
+    pub fn new(url: &str, headers: HeaderMap, opts: EndpointOptions) -> Result<Self, EndpointError> {
+        let bad = |message: String| EndpointError::Url {
+            url: crate::redact::redact_url(url),
+            message,
+        };
+        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("must start with http:// or https://".into())),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("has no host".into()))?;
+        let host = authority.host();
+        if host.is_empty() {
+            return Err(bad("has no host".into()));
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| EndpointError::Url {
-                url: url.to_string(),
-                message: "has no host".into(),
-            })?
-            .clone();
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host_header = match authority.port_u16() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let user_info = authority
+            .as_str()
+            .rsplit_once('@')
+            .map(|(user_info, _)| user_info.to_string());
         let mut all = HeaderMap::new();
         all.insert(
             HOST,
-            HeaderValue::from_str(authority.as_str()).map_err(|e| EndpointError::Url {
-                url: url.to_string(),
-                message: e.to_string(),
-            })?,
+            HeaderValue::from_str(&host_header).map_err(|e| bad(e.to_string()))?,
         );
         all.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         all.insert(
             ACCEPT,
-            HeaderValue::from_static(if stream {
+            HeaderValue::from_static(if opts.stream {
                 "text/event-stream"
             } else {
                 "application/json"
@@ -123,58 +136,87 @@ impl Endpoint {
             USER_AGENT,
             HeaderValue::from_static(concat!("recap-capture/", env!("CARGO_PKG_VERSION"))),
         );
+        if let Some(ui) = user_info {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(ui.as_bytes());
+            let mut v = HeaderValue::from_str(&format!("Basic {encoded}"))
+                .map_err(|_| bad("user-info cannot be sent as a header".into()))?;
+            v.set_sensitive(true);
+            all.insert(AUTHORIZATION, v);
+        }
         for (k, v) in headers.iter() {
             all.insert(k.clone(), v.clone());
         }
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = if insecure {
-            let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| EndpointError::Tls(e.to_string()))?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                .with_no_client_auth();
-            builder.with_tls_config(tls)
+        let tls = if https {
+            Some(Arc::new(tls_config(opts.insecure)?))
         } else {
-            builder
-                .with_provider_and_webpki_roots(provider)
-                .map_err(|e| EndpointError::Tls(e.to_string()))?
+            None
         };
-        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        let connector = Connector::new(host, port, tls).map_err(bad)?;
         Ok(Endpoint {
-            uri,
+            path: uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string(),
             headers: all,
-            stream,
-            timeout,
+            stream: opts.stream,
+            timeout: opts.timeout,
+            max_event_bytes: opts.max_event_bytes,
             connector,
             next_connection: AtomicU32::new(0),
         })
     }
 
-    async fn connect(&self) -> Result<(u32, SendRequest<Full<Bytes>>), Failure> {
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
+    /// Opens a connection for `request_id`, recording `connect` (start), `connected` (TCP
+    /// up) and, for https, `tls_done`.
+    async fn connect(&self, request_id: u64, ctx: &WorkerContext) -> Result<Connection, Failure> {
+        let addrs = self
+            .connector
+            .resolve()
             .await
-            .map_err(|e| Failure::connect(e.as_ref()))?;
-        let io = connector
-            .call(self.uri.clone())
+            .map_err(|e| Failure::connect(&e, "resolving the host"))?;
+        ctx.recorder
+            .event(EventRow::new(request_id, EventKind::Connect, ctx.clock.now_ns()))
+            .await;
+        ctx.stats.connections.fetch_add(1, Relaxed);
+        let tcp = self
+            .connector
+            .tcp(&addrs)
             .await
-            .map_err(|e| Failure::connect(e.as_ref()))?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| Failure::connect(&e))?;
-        tokio::spawn(async move {
-            // The connection task ends when the server closes it or the worker drops the sender;
-            // either way the next request notices and reconnects.
-            let _ = conn.await;
-        });
-        Ok((self.next_connection.fetch_add(1, Relaxed), sender))
+            .map_err(|e| Failure::connect(&e, "TCP connect"))?;
+        ctx.recorder
+            .event(EventRow::new(request_id, EventKind::Connected, ctx.clock.now_ns()))
+            .await;
+        let id = self.next_connection.fetch_add(1, Relaxed);
+        let conn = self.connector.finish(tcp, id).await.map_err(|e| match e {
+            FinishError::Tls(e) => Failure::connect(&e, "TLS handshake"),
+            FinishError::Http(e) => Failure::connect(&e, "HTTP/1.1 handshake"),
+        })?;
+        if self.connector.is_tls() {
+            ctx.recorder
+                .event(EventRow::new(request_id, EventKind::TlsDone, ctx.clock.now_ns()))
+                .await;
+        }
+        Ok(conn)
     }
+}
+
+/// The rustls client configuration: Mozilla's roots, or (`--insecure`) any certificate.
+fn tls_config(insecure: bool) -> Result<rustls::ClientConfig, EndpointError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| EndpointError::Tls(e.to_string()))?;
+    let mut cfg = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
 }
 
 /// `--insecure`: accepts any server certificate but still checks handshake signatures, so
@@ -238,6 +280,8 @@ pub struct Failure {
     kind: ErrorKind,
     message: String,
     http_status: Option<u16>,
+    /// The connection is still usable (an HTTP error whose body was read to its end).
+    keep_connection: bool,
 }
 
 impl Failure {
@@ -246,11 +290,12 @@ impl Failure {
             kind,
             message: message.into(),
             http_status: None,
+            keep_connection: false,
         }
     }
 
-    fn connect(e: &(dyn StdError + 'static)) -> Self {
-        Failure::new(ErrorKind::Connect, format!("connect failed: {}", chain(e)))
+    fn connect(e: &(dyn StdError + 'static), phase: &str) -> Self {
+        Failure::new(ErrorKind::Connect, format!("{phase} failed: {}", chain(e)))
     }
 
     fn before_headers(e: &hyper::Error) -> Self {
@@ -307,7 +352,7 @@ pub struct WorkerContext {
 /// One load-generating worker with its connection.
 pub struct Worker {
     ctx: WorkerContext,
-    conn: Option<(u32, SendRequest<Full<Bytes>>)>,
+    conn: Option<Connection>,
 }
 
 enum Outcome {
@@ -324,6 +369,15 @@ struct Progress {
     body_bytes: u64,
     t_sent: Option<i64>,
     first_output: bool,
+    connection_id: Option<u32>,
+}
+
+/// How one attempt of a request ended.
+enum Attempt {
+    /// Finished (or failed after the response began): no retry.
+    Final(Result<(), Failure>),
+    /// Failed before a single response byte arrived.
+    Unanswered(Failure),
 }
 
 impl Worker {
@@ -333,7 +387,9 @@ impl Worker {
     }
 
     /// Sends one request and records everything about it, ending with exactly one terminal
-    /// row. Never fails: failures are recorded.
+    /// row and one `requests` row, whatever stopped it (timeout or cancellation during
+    /// connect, TLS, the exchange, or a wait on the recorder). Never fails: failures are
+    /// recorded.
     pub async fn execute(&mut self, t: Ticket) {
         let ctx = self.ctx.clone();
         ctx.in_flight.fetch_add(1, Relaxed);
@@ -371,8 +427,11 @@ impl Worker {
                 ctx.stats.done.fetch_add(1, Relaxed);
             }
             Outcome::Failed(f) => {
-                // A failed exchange leaves the connection in an unknown state: start afresh.
-                self.conn = None;
+                // A failed exchange leaves the connection in an unknown state, unless it was
+                // an HTTP error answered in full: then it is as good as after a success.
+                if !f.keep_connection {
+                    self.conn = None;
+                }
                 ctx.stats.add_error(f.kind);
                 row.kind = Some(EventKind::Error);
                 row.error_kind = Some(f.kind);
@@ -390,63 +449,111 @@ impl Worker {
                 ));
             }
         }
+        ctx.recorder.request(request_row(&t, progress.connection_id)).await;
         ctx.recorder.event(row).await;
         ctx.in_flight.fetch_sub(1, Relaxed);
     }
 
-    async fn ready_connection(&mut self) -> Result<(u32, &mut SendRequest<Full<Bytes>>), Failure> {
-        let reusable = match self.conn.as_mut() {
-            Some((_, s)) => s.ready().await.is_ok(),
-            None => false,
-        };
-        if !reusable {
-            self.conn = Some(self.ctx.endpoint.connect().await?);
+    /// The kept-alive connection if the server has not closed it, else a new one (recorded).
+    async fn ready_connection(&mut self, request_id: u64) -> Result<&mut Connection, Failure> {
+        if let Some(c) = self.conn.as_mut() {
+            let stale = match c.sender.ready().await {
+                Err(_) => Some("hyper saw it close"),
+                Ok(()) => c.peer_closed(),
+            };
+            if let Some(why) = stale {
+                tracing::debug!("connection {} not reused: {why}", c.id);
+                self.ctx.stats.stale_connections.fetch_add(1, Relaxed);
+                self.conn = None;
+            }
         }
-        let (id, s) = self.conn.as_mut().expect("invariant: connection was just set");
-        Ok((*id, s))
+        if self.conn.is_none() {
+            self.conn = Some(self.ctx.endpoint.connect(request_id, &self.ctx).await?);
+        }
+        Ok(self.conn.as_mut().expect("invariant: connection was just set"))
     }
 
+    /// Sends the request, once more on a fresh connection if a reused one failed before
+    /// any response byte arrived (the server had closed it while the request was written).
     async fn exchange(&mut self, t: &Ticket, p: &mut Progress) -> Result<(), Failure> {
+        let mut retried = false;
+        loop {
+            let conn = self.ready_connection(t.request_id).await?;
+            let reused = conn.served > 0;
+            match self.attempt(t, p).await {
+                Attempt::Final(r) => return r,
+                Attempt::Unanswered(f) if reused && !retried => {
+                    retried = true;
+                    self.conn = None;
+                    self.ctx.stats.retries.fetch_add(1, Relaxed);
+                    let mut row = EventRow::new(t.request_id, EventKind::Retry, self.ctx.clock.now_ns());
+                    row.error_kind = Some(f.kind);
+                    row.error_message = Some(format!(
+                        "{} on reused connection {} before any response byte; sending again on a fresh connection",
+                        f.message,
+                        p.connection_id.unwrap_or(u32::MAX)
+                    ));
+                    self.ctx.recorder.event(row).await;
+                }
+                Attempt::Unanswered(f) => return Err(f),
+            }
+        }
+    }
+
+    /// One attempt on the current connection.
+    async fn attempt(&mut self, t: &Ticket, p: &mut Progress) -> Attempt {
         let ctx = self.ctx.clone();
         let ep = &ctx.endpoint;
-        let connected = self.ready_connection().await;
-        let request_row = |connection_id| RequestRow {
-            request_id: t.request_id,
-            phase: t.phase,
-            dataset_row: t.dataset_row,
-            api: t.request.api,
-            scheduled_ns: t.scheduled_ns,
-            prompt: t.request.prompt.clone(),
-            messages_json: t.request.messages_json.clone(),
-            max_tokens: t.request.max_tokens,
-            params_json: t.request.params_json.clone(),
-            request_bytes: u32::try_from(t.request.body.len()).unwrap_or(u32::MAX),
-            connection_id,
-        };
-        let (conn_id, sender) = match connected {
-            Ok(c) => c,
-            Err(f) => {
-                ctx.recorder.request(request_row(None)).await;
-                return Err(f);
-            }
-        };
-        let mut req = Request::builder()
+        let conn = self
+            .conn
+            .as_mut()
+            .expect("invariant: attempt runs on a ready connection");
+        p.connection_id = Some(conn.id);
+        let mut req = match Request::builder()
             .method(Method::POST)
-            .uri(ep.uri.path_and_query().map_or("/", |pq| pq.as_str()))
+            .uri(ep.path.as_str())
             .body(Full::new(t.request.body.clone()))
-            .map_err(|e| Failure::new(ErrorKind::Protocol, format!("building request: {e}")))?;
+        {
+            Ok(r) => r,
+            Err(e) => return Attempt::Final(Err(Failure::new(ErrorKind::Protocol, format!("building request: {e}")))),
+        };
         *req.headers_mut() = ep.headers.clone();
+        let received_before = conn.received_bytes();
         // Stamp, then hand over: hyper queues the request to the connection synchronously.
         let t_sent = ctx.clock.now_ns();
-        let response = sender.send_request(req);
+        let response = conn.sender.send_request(req);
+        if p.t_sent.is_none() {
+            ctx.stats.sent.fetch_add(1, Relaxed);
+        }
         p.t_sent = Some(t_sent);
-        ctx.stats.sent.fetch_add(1, Relaxed);
-        ctx.recorder.request(request_row(Some(conn_id))).await;
         let mut sent = EventRow::new(t.request_id, EventKind::Sent, t_sent);
         sent.bytes = Some(u32::try_from(t.request.body.len()).unwrap_or(u32::MAX));
         ctx.recorder.event(sent).await;
 
-        let response = response.await.map_err(|e| Failure::before_headers(&e))?;
+        let response = match response.await {
+            Ok(r) => r,
+            Err(e) => {
+                let f = Failure::before_headers(&e);
+                let nothing_back = conn.received_bytes() == received_before && !e.is_parse();
+                return if nothing_back {
+                    Attempt::Unanswered(f)
+                } else {
+                    Attempt::Final(Err(f))
+                };
+            }
+        };
+        conn.served += 1;
+        Attempt::Final(self.read_response(t, p, t_sent, response).await)
+    }
+
+    async fn read_response(
+        &mut self,
+        t: &Ticket,
+        p: &mut Progress,
+        t_sent: i64,
+        response: http::Response<hyper::body::Incoming>,
+    ) -> Result<(), Failure> {
+        let ctx = self.ctx.clone();
         let status = response.status();
         let mut headers_row = EventRow::new(t.request_id, EventKind::Headers, ctx.clock.now_ns());
         headers_row.http_status = Some(status.as_u16());
@@ -463,6 +570,7 @@ impl Worker {
         if !status.is_success() {
             let mut kept = Vec::new();
             let mut read = 0usize;
+            let mut whole = true;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
                 if let Ok(raw) = frame.into_data() {
@@ -472,7 +580,7 @@ impl Worker {
                     let room = ERROR_BODY_KEEP.saturating_sub(kept.len());
                     kept.extend_from_slice(&data[..data.len().min(room)]);
                     if read > ERROR_BODY_READ {
-                        self.conn = None;
+                        whole = false;
                         break;
                     }
                 }
@@ -482,12 +590,13 @@ impl Worker {
                 format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(&kept).trim()),
             );
             f.http_status = Some(status.as_u16());
+            f.keep_connection = whole;
             return Err(f);
         }
 
         let rid = t.request_id;
         if is_sse {
-            let mut parser = SseParser::new();
+            let mut parser = SseParser::with_max_event_bytes(ctx.endpoint.max_event_bytes);
             let mut events = Vec::new();
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
@@ -547,6 +656,23 @@ impl Worker {
             ctx.recorder.event(row).await;
             Ok(())
         }
+    }
+}
+
+/// The `requests` row of `t`, written once its outcome is known.
+fn request_row(t: &Ticket, connection_id: Option<u32>) -> RequestRow {
+    RequestRow {
+        request_id: t.request_id,
+        phase: t.phase,
+        dataset_row: t.dataset_row,
+        api: t.request.api,
+        scheduled_ns: t.scheduled_ns,
+        prompt: t.request.prompt.clone(),
+        messages_json: t.request.messages_json.clone(),
+        max_tokens: t.request.max_tokens,
+        params_json: t.request.params_json.clone(),
+        request_bytes: u32::try_from(t.request.body.len()).unwrap_or(u32::MAX),
+        connection_id,
     }
 }
 
@@ -623,6 +749,16 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
     row.bytes = Some(u32::try_from(ev.raw_bytes).unwrap_or(u32::MAX));
     p.seq += 1;
     ctx.stats.sse_events.fetch_add(1, Relaxed);
+    if ev.oversized {
+        ctx.stats.malformed_events.fetch_add(1, Relaxed);
+        row.error_kind = Some(ErrorKind::Protocol);
+        row.error_message = Some(format!(
+            "SSE event of {} bytes is over --max-event-bytes {}; its data was not kept",
+            ev.raw_bytes, ctx.endpoint.max_event_bytes
+        ));
+        ctx.recorder.event(row).await;
+        return;
+    }
     match std::str::from_utf8(&ev.data) {
         Err(e) => {
             ctx.stats.malformed_events.fetch_add(1, Relaxed);

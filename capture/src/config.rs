@@ -127,6 +127,14 @@ pub struct Args {
     /// Close a segment early at this many rows.
     #[arg(long, default_value_t = 1 << 20)]
     pub segment_rows: usize,
+    /// Rows the recorder buffers between workers and the Parquet writer; when full, workers
+    /// wait, and the run reports how long (back-pressure).
+    #[arg(long, default_value_t = 1 << 16)]
+    pub record_buffer_rows: usize,
+    /// Largest SSE event (or line) kept, in bytes; a bigger one becomes a `protocol` row
+    /// without its data and the stream goes on.
+    #[arg(long, default_value_t = crate::sse::DEFAULT_MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
     /// Worker threads of the load generator (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -216,6 +224,10 @@ pub struct Config {
     pub flush_interval: Duration,
     /// Sink segment cap.
     pub segment_rows: usize,
+    /// SSE event size cap.
+    pub max_event_bytes: usize,
+    /// Recorder channel capacity.
+    pub record_buffer_rows: usize,
     /// Runtime threads.
     pub threads: usize,
     /// No progress output.
@@ -227,8 +239,9 @@ pub struct Config {
 }
 
 impl Args {
-    /// Validates the flags into a [`Config`], reading the dataset and the API key.
-    pub fn into_config(self, argv: &[String]) -> Result<Config, ConfigError> {
+    /// Validates the flags into a [`Config`], reading the dataset and the API key. `command`
+    /// is the redacted command line for the manifest ([`crate::redact::command_line`]).
+    pub fn into_config(self, command: Vec<String>) -> Result<Config, ConfigError> {
         let err = |m: String| ConfigError(m);
         let api = match self.api {
             ApiArg::Chat => Api::Chat,
@@ -326,6 +339,12 @@ impl Args {
         if self.segment_rows == 0 {
             return Err(err("--segment-rows must be at least 1".into()));
         }
+        if self.record_buffer_rows == 0 {
+            return Err(err("--record-buffer-rows must be at least 1".into()));
+        }
+        if self.max_event_bytes == 0 {
+            return Err(err("--max-event-bytes must be at least 1".into()));
+        }
         if self.flush_interval.is_zero() {
             return Err(err("--flush-interval must be positive".into()));
         }
@@ -358,10 +377,12 @@ impl Args {
             insecure: self.insecure,
             flush_interval: self.flush_interval,
             segment_rows: self.segment_rows,
+            max_event_bytes: self.max_event_bytes,
+            record_buffer_rows: self.record_buffer_rows,
             threads,
             quiet: self.quiet,
             json: self.json,
-            command: crate::redact::redact_args(argv),
+            command,
         })
     }
 }
@@ -390,10 +411,13 @@ mod tests {
     fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
         let mut argv = vec!["capture", "--url", "http://127.0.0.1:9", "--out", "/tmp/x"];
         argv.extend_from_slice(extra);
-        let argv: Vec<String> = argv.into_iter().map(String::from).collect();
-        Args::try_parse_from(&argv)
-            .map_err(|e| ConfigError(e.to_string()))?
-            .into_config(&argv)
+        let cmd = <Args as clap::CommandFactory>::command();
+        let m = cmd
+            .clone()
+            .try_get_matches_from(&argv)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let args = <Args as clap::FromArgMatches>::from_arg_matches(&m).map_err(|e| ConfigError(e.to_string()))?;
+        args.into_config(crate::redact::command_line("capture", &cmd, &m))
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`dataset`] and [`request`]: prompts, rendered into request bodies before the run.
 //! - [`schedule`]: open-loop arrival offsets (constant, Poisson, gamma), seeded.
 //! - [`client`]: one keep-alive connection per worker; stamps and records each event.
+//! - [`connection`]: timed TCP/TLS connect, liveness check before reuse, response-byte count.
 //! - [`sse`] and [`delta`]: incremental SSE framing and the response fields kept.
 //! - [`recorder`] and [`sink`]: bounded channel to one writer thread, zstd Parquet segments.
 //! - [`progress`]: live counters, the stderr line, the final summary.
@@ -17,6 +18,7 @@
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod dataset;
 pub mod delta;
 #[doc(hidden)]

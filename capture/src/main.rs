@@ -3,15 +3,17 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use recap_capture::{run, Args, Outcome};
 use recap_schemas::RunStatus;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
-    let args = Args::parse_from(&argv);
+    let cmd = Args::command();
+    let matches = cmd.clone().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = recap_capture::redact::command_line("capture", &cmd, &matches);
     init_tracing(args.verbose, args.quiet);
-    match real_main(args, &argv) {
+    match real_main(args, command) {
         Ok(Outcome {
             status: RunStatus::Complete,
             ..
@@ -28,8 +30,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main(args: Args, argv: &[String]) -> anyhow::Result<Outcome> {
-    let cfg = args.into_config(argv).context("invalid arguments")?;
+fn real_main(args: Args, command: Vec<String>) -> anyhow::Result<Outcome> {
+    let cfg = args.into_config(command).context("invalid arguments")?;
     let (quiet, json) = (cfg.quiet, cfg.json);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.threads)

@@ -27,6 +27,12 @@ pub struct Stats {
     pub sse_events: AtomicU64,
     /// SSE events whose data could not be parsed.
     pub malformed_events: AtomicU64,
+    /// Connections opened.
+    pub connections: AtomicU64,
+    /// Kept-alive connections found closed (or unusable) before reuse, and replaced.
+    pub stale_connections: AtomicU64,
+    /// Requests sent again after their reused connection failed before any response byte.
+    pub retries: AtomicU64,
     ttft_us: Mutex<Histogram<u64>>,
 }
 
@@ -39,6 +45,9 @@ impl Default for Stats {
             cancelled: AtomicU64::new(0),
             sse_events: AtomicU64::new(0),
             malformed_events: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            stale_connections: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             ttft_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("invariant: static histogram bounds are valid"),
             ),
@@ -81,7 +90,13 @@ impl Stats {
     }
 
     /// Snapshot for the final summary.
-    pub fn summary(&self, elapsed: Duration, run_dir: &str, sink: &crate::sink::SinkStats) -> Summary {
+    pub fn summary(
+        &self,
+        elapsed: Duration,
+        run_dir: &str,
+        sink: &crate::sink::SinkStats,
+        waits: &crate::recorder::WaitStats,
+    ) -> Summary {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let finished = self.finished();
         Summary {
@@ -111,6 +126,11 @@ impl Stats {
                 0.0
             },
             peak_rss_bytes: peak_rss_bytes(),
+            connections: self.connections.load(Relaxed),
+            stale_connections: self.stale_connections.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            recorder_waits: waits.waits.load(Relaxed),
+            recorder_wait_ns: waits.wait_ns.load(Relaxed),
         }
     }
 }
@@ -155,6 +175,16 @@ pub struct Summary {
     pub bytes_per_event: f64,
     /// Peak resident memory of the capture process.
     pub peak_rss_bytes: Option<u64>,
+    /// Connections opened.
+    pub connections: u64,
+    /// Kept-alive connections the server had closed, replaced before reuse.
+    pub stale_connections: u64,
+    /// Requests sent a second time after their reused connection failed unanswered.
+    pub retries: u64,
+    /// Times a worker waited because the recorder was behind.
+    pub recorder_waits: u64,
+    /// Nanoseconds workers spent waiting on the recorder.
+    pub recorder_wait_ns: u64,
 }
 
 impl Summary {
@@ -169,7 +199,8 @@ impl Summary {
              requests   sent {}  done {}  errors {}{}  cancelled {}\n\
              rate       {:.1} req/s  {:.0} SSE events/s\n\
              ttft       p50 {}  p99 {}  (client-side, untokenized)\n\
-             recorded   {} events, {} requests, {} segments, {:.1} MiB, {:.1} B/event{}\n\
+             connections {} opened, {} found closed by the server before reuse, {} requests retried\n\
+             recorded   {} events, {} requests, {} segments, {:.1} MiB, {:.1} B/event{}{}\n\
              memory     peak RSS {}",
             self.run_dir,
             self.elapsed_s,
@@ -186,6 +217,9 @@ impl Summary {
             self.sse_events_per_s,
             ms(self.ttft_p50_ms),
             ms(self.ttft_p99_ms),
+            self.connections,
+            self.stale_connections,
+            self.retries,
             self.event_rows,
             self.request_rows,
             self.segments,
@@ -193,6 +227,16 @@ impl Summary {
             self.bytes_per_event,
             if self.malformed_events > 0 {
                 format!(", {} malformed SSE events", self.malformed_events)
+            } else {
+                String::new()
+            },
+            if self.recorder_waits > 0 {
+                format!(
+                    "\nbackpressure workers waited {:.1} ms in total ({} times) for the recorder: \
+                     the client, not only the server, set the pace",
+                    self.recorder_wait_ns as f64 / 1e6,
+                    self.recorder_waits
+                )
             } else {
                 String::new()
             },
@@ -281,7 +325,12 @@ mod tests {
         }
         let p50 = s.ttft_ms(0.5).expect("samples");
         assert!((p50 - 50.0).abs() < 0.1, "{p50}");
-        let sum = s.summary(Duration::from_secs(1), "r", &crate::sink::SinkStats::default());
+        let sum = s.summary(
+            Duration::from_secs(1),
+            "r",
+            &crate::sink::SinkStats::default(),
+            &crate::recorder::WaitStats::default(),
+        );
         assert_eq!(sum.errors.get("timeout"), Some(&1));
         assert!(sum.render().contains("errors 2"));
     }

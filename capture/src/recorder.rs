@@ -4,7 +4,9 @@
 //! bounded channel ([`Recorder`]). A full channel makes senders wait (back-pressure) instead
 //! of growing memory.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
 
 use recap_schemas::{Api, ErrorKind, EventKind, Phase};
 use tokio::sync::mpsc;
@@ -96,27 +98,86 @@ pub enum Record {
     Event(Box<EventRow>),
 }
 
+/// How long senders waited on a full channel: the run's back-pressure, reported in the
+/// summary and the manifest because while workers wait, the client sets the pace.
+#[derive(Debug, Default)]
+pub struct WaitStats {
+    /// Sends that found the channel full.
+    pub waits: AtomicU64,
+    /// Nanoseconds spent in those sends.
+    pub wait_ns: AtomicU64,
+}
+
 /// Cloneable handle to the sink's channel.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Record>,
+    waits: Arc<WaitStats>,
 }
 
 impl Recorder {
     /// Wraps the sending half of the sink channel.
     pub fn new(tx: mpsc::Sender<Record>) -> Self {
-        Recorder { tx }
+        Recorder {
+            tx,
+            waits: Arc::default(),
+        }
+    }
+
+    /// The back-pressure counters shared by every clone of this recorder.
+    pub fn wait_stats(&self) -> Arc<WaitStats> {
+        self.waits.clone()
     }
 
     /// Records a request row (waits while the sink is behind).
     pub async fn request(&self, row: RequestRow) {
-        // A closed channel means the sink already failed and stopped the run; the run's
-        // failure is reported from there, so the row is dropped quietly here.
-        let _ = self.tx.send(Record::Request(Box::new(row))).await;
+        self.send(Record::Request(Box::new(row))).await;
     }
 
     /// Records an event row (waits while the sink is behind).
     pub async fn event(&self, row: EventRow) {
-        let _ = self.tx.send(Record::Event(Box::new(row))).await;
+        self.send(Record::Event(Box::new(row))).await;
+    }
+
+    async fn send(&self, rec: Record) {
+        // A closed channel means the sink already failed and stopped the run; the run's
+        // failure is reported from there, so the row is dropped quietly here.
+        match self.tx.try_send(rec) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(rec)) => {
+                let t0 = Instant::now();
+                let _ = self.tx.send(rec).await;
+                self.waits.waits.fetch_add(1, Relaxed);
+                self.waits
+                    .wait_ns
+                    .fetch_add(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX), Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_channel_is_measured_as_back_pressure() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let rec = Recorder::new(tx);
+        let waits = rec.wait_stats();
+        rec.event(EventRow::new(0, recap_schemas::EventKind::Sent, 0)).await;
+        assert_eq!(waits.waits.load(Relaxed), 0, "room in the channel: no wait");
+        let second = tokio::spawn({
+            let rec = rec.clone();
+            async move { rec.event(EventRow::new(1, recap_schemas::EventKind::Sent, 0)).await }
+        });
+        // Let the second send run (single-threaded test runtime) and find the channel full;
+        // it can only finish once a row is taken out.
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished());
+        assert!(rx.recv().await.is_some());
+        second.await.expect("second send");
+        assert!(rx.recv().await.is_some());
+        assert_eq!(waits.waits.load(Relaxed), 1);
     }
 }

@@ -40,26 +40,39 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The command line with credential values redacted: `--header` values naming a credential
-/// header, URLs with user info, and the value of any flag whose name says key/token/secret.
-pub fn redact_args(args: &[String]) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len());
-    let mut next_is: Option<&str> = None;
-    for a in args {
-        if let Some(flag) = next_is.take() {
-            out.push(redact_value(flag, a));
+/// The command line as parsed, with credential values redacted: built from clap's matches
+/// (which flag took which value), never by re-scanning argv, so flag order, `--flag=value`,
+/// `-Hvalue` and boolean flags cannot shift a secret into an unredacted position.
+/// Only flags given on the command line appear, in the order given.
+pub fn command_line(program: &str, cmd: &clap::Command, matches: &clap::ArgMatches) -> Vec<String> {
+    let mut items: Vec<(usize, Vec<String>)> = Vec::new();
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine) {
             continue;
         }
-        if let Some((flag, value)) = a.split_once('=').filter(|(f, _)| f.starts_with("--")) {
-            out.push(format!("{flag}={}", redact_value(flag, value)));
-        } else {
-            if a.starts_with('-') && a != "--api-key-env" {
-                next_is = Some(a.as_str());
+        let name = arg.get_long().map_or_else(|| id.to_string(), str::to_string);
+        let flag = match arg.get_long() {
+            Some(l) => format!("--{l}"),
+            None => id.to_string(),
+        };
+        let indices: Vec<usize> = matches.indices_of(id).map(Iterator::collect).unwrap_or_default();
+        if arg.get_action().takes_values() {
+            let values = matches.get_raw(id).into_iter().flatten();
+            for (i, v) in indices.iter().zip(values) {
+                let v = redact_value(&name, &v.to_string_lossy());
+                items.push((*i, vec![flag.clone(), v]));
             }
-            out.push(redact_value("", a));
+        } else {
+            for i in &indices {
+                items.push((*i, vec![flag.clone()]));
+            }
         }
     }
-    out
+    items.sort_by_key(|(i, _)| *i);
+    std::iter::once(program.to_string())
+        .chain(items.into_iter().flat_map(|(_, words)| words))
+        .collect()
 }
 
 /// Flags whose value is a credential: a `-`/`_`-separated word of the name is `key`, `token`,
@@ -86,35 +99,55 @@ fn redact_value(flag: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{Arg, ArgAction, Command};
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    fn cmd() -> Command {
+        Command::new("capture")
+            .arg(Arg::new("url").long("url"))
+            .arg(Arg::new("insecure").long("insecure").action(ArgAction::SetTrue))
+            .arg(Arg::new("header").long("header").short('H').action(ArgAction::Append))
+            .arg(Arg::new("api_key_env").long("api-key-env"))
+            .arg(Arg::new("some_token").long("some-token"))
+            .arg(Arg::new("max_tokens").long("max-tokens"))
+            .arg(Arg::new("verbose").long("verbose").short('v').action(ArgAction::Count))
+    }
+
+    fn line(args: &[&str]) -> String {
+        let c = cmd();
+        let m = c.clone().try_get_matches_from(args).expect("parses");
+        command_line("capture", &c, &m).join(" ")
     }
 
     #[test]
-    fn headers_and_urls() {
-        let got = redact_args(&s(&[
+    fn headers_urls_and_secret_flags_are_redacted_in_any_order() {
+        let joined = line(&[
             "capture",
+            "--insecure",
             "--header",
             "Authorization: Bearer sk-123",
-            "--header=X-Api-Key: abc",
-            "--header",
-            "X-Trace: keep",
+            "-v",
+            "-HX-Api-Key: abc",
+            "--header=X-Trace: keep",
             "--url",
             "https://u:p@h:1/v1",
             "--api-key-env",
             "MY_KEY",
-            "--some-token",
-            "zzz",
+            "--some-token=zzz",
             "--max-tokens",
             "512",
-        ]));
-        let joined = got.join(" ");
+        ]);
         for secret in ["sk-123", "abc", "u:p", "zzz"] {
             assert!(!joined.contains(secret), "{secret} leaked: {joined}");
         }
+        assert!(
+            joined.starts_with("capture --insecure --header Authorization: <redacted> --verbose"),
+            "{joined}"
+        );
         assert!(joined.contains("X-Trace: keep"));
-        assert!(joined.contains("MY_KEY"), "the variable name is not a secret");
+        assert!(
+            joined.contains("--api-key-env MY_KEY"),
+            "the variable name is not a secret"
+        );
         assert!(joined.contains("--max-tokens 512"), "{joined}");
         assert!(joined.contains("https://<redacted>@h:1/v1"));
     }

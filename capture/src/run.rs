@@ -11,9 +11,9 @@ use std::time::SystemTime;
 
 use recap_schemas::manifest::{Counts, DatasetInfo, Endpoint as ManifestEndpoint, HostInfo, LoadSpec};
 use recap_schemas::{Manifest, Phase, RunStatus, MANIFEST_FILE, SCHEMA_VERSION};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::client::{Endpoint, Ticket, Worker, WorkerContext};
+use crate::client::{Endpoint, EndpointOptions, Ticket, Worker, WorkerContext};
 use crate::clock::Clock;
 use crate::config::{Config, Load};
 use crate::progress::{Stats, Summary};
@@ -164,9 +164,74 @@ enum Dispatcher {
     Closed {
         next: AtomicU64,
     },
+    /// Open loop: the feeder hands each due ticket to the most recently idle worker (LIFO), so
+    /// a low rate keeps reusing one warm connection instead of cycling through every
+    /// worker's (cold, possibly server-closed) one.
     Open {
-        rx: tokio::sync::Mutex<mpsc::Receiver<(u64, i64)>>,
+        idle: Arc<IdleWorkers>,
     },
+}
+
+/// Workers waiting for an open-loop ticket, most recently idle last.
+#[derive(Default)]
+struct IdleWorkers {
+    state: Mutex<IdleState>,
+    /// Signalled when a worker becomes idle.
+    arrived: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct IdleState {
+    stack: Vec<tokio::sync::oneshot::Sender<(u64, i64)>>,
+    closed: bool,
+}
+
+impl IdleWorkers {
+    /// Waits for the next ticket; `None` once the feeder is done.
+    async fn wait(&self) -> Option<(u64, i64)> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut st = self.state.lock().ok()?;
+            if st.closed {
+                return None;
+            }
+            st.stack.push(tx);
+        }
+        self.arrived.notify_one();
+        rx.await.ok()
+    }
+
+    /// Gives `ticket` to the most recently idle worker, waiting for one if all are busy.
+    /// Returns false if the run stopped first.
+    async fn hand_out(&self, mut ticket: (u64, i64), stop: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let next = self.state.lock().ok().and_then(|mut st| st.stack.pop());
+            match next {
+                Some(tx) => match tx.send(ticket) {
+                    Ok(()) => return true,
+                    // That worker stopped waiting (the run is ending): try the next one.
+                    Err(t) => ticket = t,
+                },
+                None => {
+                    tokio::select! {
+                        _ = &mut arrived => {}
+                        _ = stop.wait_for(|s| *s) => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// No more tickets: idle and future waiters get `None`.
+    fn close(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.closed = true;
+            st.stack.clear();
+        }
+    }
 }
 
 struct Plan {
@@ -207,11 +272,10 @@ impl Dispatcher {
                 }
                 Some(plan.ticket(i, now))
             }
-            Dispatcher::Open { rx } => {
+            Dispatcher::Open { idle } => {
                 let mut stop = stop.clone();
-                let mut rx = rx.lock().await;
                 tokio::select! {
-                    got = rx.recv() => got.map(|(i, at)| plan.ticket(i, at)),
+                    got = idle.wait() => got.map(|(i, at)| plan.ticket(i, at)),
                     _ = stop.wait_for(|s| *s) => None,
                 }
             }
@@ -221,7 +285,7 @@ impl Dispatcher {
 
 /// Feeds open-loop tickets at their scheduled offsets until the plan or a stop ends it.
 async fn feed(
-    tx: mpsc::Sender<(u64, i64)>,
+    idle: Arc<IdleWorkers>,
     offsets: Box<dyn Iterator<Item = i64> + Send>,
     plan_total: Option<u64>,
     deadline_ns: Option<i64>,
@@ -237,11 +301,11 @@ async fn feed(
             _ = tokio::time::sleep_until(clock.instant_at(at).into()) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        tokio::select! {
-            r = tx.send((i, at)) => if r.is_err() { break },
-            _ = stop.wait_for(|s| *s) => break,
+        if !idle.hand_out((i, at), &mut stop).await {
+            break;
         }
     }
+    idle.close();
 }
 
 /// Descriptors a run needs besides one per connection: segment files, the manifest, the
@@ -266,20 +330,25 @@ fn raise_fd_limit(workers: u32) {
 /// Runs a capture to the end and returns how it ended. Request failures are data, not errors;
 /// `Err` means the run could not start (folder, dataset, endpoint configuration).
 pub async fn run(cfg: Config) -> Result<Outcome> {
-    prepare_out(&cfg.out, cfg.force)?;
-    raise_fd_limit(cfg.load.workers());
-    let clock = Clock::start();
-    let run_id = run_id(&clock);
+    // Everything that can be checked before a request (flags and dataset were checked when
+    // the config was built; URL and TLS here) is checked before `--force` removes anything.
     let endpoint = Arc::new(
         Endpoint::new(
             &cfg.url,
             cfg.headers.clone(),
-            cfg.body.stream,
-            cfg.timeout,
-            cfg.insecure,
+            EndpointOptions {
+                stream: cfg.body.stream,
+                timeout: cfg.timeout,
+                insecure: cfg.insecure,
+                max_event_bytes: cfg.max_event_bytes,
+            },
         )
         .map_err(|e| Error::Config(e.to_string()))?,
     );
+    prepare_out(&cfg.out, cfg.force)?;
+    raise_fd_limit(cfg.load.workers());
+    let clock = Clock::start();
+    let run_id = run_id(&clock);
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         run_id: run_id.clone(),
@@ -328,6 +397,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let mut sink_cfg = SinkConfig::new(cfg.out.clone(), run_id.clone());
     sink_cfg.flush_interval = cfg.flush_interval;
     sink_cfg.max_segment_rows = cfg.segment_rows;
+    sink_cfg.channel_capacity = cfg.record_buffer_rows;
     // A little space set aside so that the final manifest can still be written when the disk
     // fills up: released the moment recording fails, and at the end of the run.
     let reserve = cfg.out.join(RESERVE_FILE);
@@ -374,18 +444,16 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             next: AtomicU64::new(0),
         },
         Some(offsets) => {
-            let (tx, rx) = mpsc::channel(1);
+            let idle = Arc::new(IdleWorkers::default());
             feeder = Some(tokio::spawn(feed(
-                tx,
+                idle.clone(),
                 offsets,
                 plan.total,
                 plan.deadline_ns,
                 clock,
                 stop_rx.clone(),
             )));
-            Dispatcher::Open {
-                rx: tokio::sync::Mutex::new(rx),
-            }
+            Dispatcher::Open { idle }
         }
     });
 
@@ -412,6 +480,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         cancel: cancel_rx,
         in_flight: in_flight.clone(),
     };
+    let waits = recorder.wait_stats();
     drop(recorder);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..cfg.load.workers() {
@@ -448,7 +517,15 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         None => (RunStatus::Complete, None),
     };
     let _ = std::fs::remove_file(&reserve);
-    let summary = stats.summary(elapsed, &cfg.out.display().to_string(), &sink_stats);
+    let summary = stats.summary(elapsed, &cfg.out.display().to_string(), &sink_stats, &waits);
+    if summary.recorder_waits > 0 {
+        tracing::warn!(
+            "the recorder fell behind: workers waited {:.1} ms in total ({} times) before they could record; \
+             throughput and latencies of this run may be bound by the client",
+            summary.recorder_wait_ns as f64 / 1e6,
+            summary.recorder_waits
+        );
+    }
     manifest.status = status;
     manifest.status_message = message.or(sink_stats.error.clone());
     manifest.ended_at = Some(rfc3339(SystemTime::now()));
@@ -461,6 +538,11 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         sse_events: sink_stats.sse_rows,
         segments: sink_stats.segments,
         bytes_written: sink_stats.bytes_written,
+        connections: summary.connections,
+        stale_connections: summary.stale_connections,
+        retries: summary.retries,
+        recorder_waits: summary.recorder_waits,
+        recorder_wait_ns: summary.recorder_wait_ns,
     });
     write_manifest(&cfg.out, &manifest)?;
     Ok(Outcome { status, summary })

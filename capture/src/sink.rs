@@ -134,6 +134,9 @@ impl Sink {
 /// per row cost more CPU than everything else the recorder does (measured with `perf`).
 const DRAIN_PERIOD: Duration = Duration::from_millis(5);
 
+/// While draining a backlog, the flush deadline is checked every this many rows.
+const FLUSH_CHECK_ROWS: usize = 4096;
+
 fn writer_loop(
     cfg: SinkConfig,
     mut rx: mpsc::Receiver<Record>,
@@ -141,13 +144,26 @@ fn writer_loop(
 ) -> SinkStats {
     let mut w = Writer::new(&cfg, on_error);
     let mut last_flush = std::time::Instant::now();
+    let mut flush_due = |w: &mut Writer| {
+        if last_flush.elapsed() >= cfg.flush_interval {
+            w.flush();
+            last_flush = std::time::Instant::now();
+        }
+    };
     loop {
         let mut closed = false;
+        let mut drained = 0usize;
         loop {
             match rx.try_recv() {
                 Ok(rec) => {
                     w.push(rec);
                     w.roll_full();
+                    drained += 1;
+                    // Under a sustained backlog the channel is never empty: the flush
+                    // deadline is still kept, so a crash loses at most one interval.
+                    if drained.is_multiple_of(FLUSH_CHECK_ROWS) {
+                        flush_due(&mut w);
+                    }
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -159,10 +175,7 @@ fn writer_loop(
         if closed {
             break;
         }
-        if last_flush.elapsed() >= cfg.flush_interval {
-            w.flush();
-            last_flush = std::time::Instant::now();
-        }
+        flush_due(&mut w);
         std::thread::sleep(DRAIN_PERIOD);
     }
     w.flush();
@@ -649,6 +662,32 @@ mod tests {
         let path = dir.path().join("events").join(segment_file_name(0));
         let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open")).expect("parquet");
         assert_eq!(b.metadata().num_row_groups(), 3, "row groups written as rows arrived");
+        assert_eq!(read_all(&dir.path().join("events")).0, n);
+    }
+
+    #[test]
+    fn the_flush_deadline_holds_while_a_backlog_never_empties_the_channel() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
+        cfg.flush_interval = Duration::from_nanos(1);
+        std::fs::create_dir_all(dir.path().join("events")).expect("events dir");
+        std::fs::create_dir_all(dir.path().join("requests")).expect("requests dir");
+        // The whole backlog is queued before the writer runs: its drain loop never sees an
+        // empty channel, so only the in-loop deadline check can close segments.
+        let n = FLUSH_CHECK_ROWS * 3 + 5;
+        let (tx, rx) = mpsc::channel(n);
+        for i in 0..n as u64 {
+            tx.try_send(Record::Event(Box::new(EventRow::new(i, EventKind::Sse, i as i64))))
+                .expect("room for the backlog");
+        }
+        drop(tx);
+        let stats = writer_loop(cfg, rx, Arc::new(|_: &str| {}));
+        assert_eq!(stats.event_rows, n as u64);
+        assert!(
+            stats.segments >= 3,
+            "segments closed during the backlog: {}",
+            stats.segments
+        );
         assert_eq!(read_all(&dir.path().join("events")).0, n);
     }
 

@@ -16,22 +16,66 @@ pub struct SseEvent {
     /// including comments and framing. A blank line ends at its first line-end byte, so the
     /// LF of a closing CRLF counts toward the next event, however the stream was split.
     pub raw_bytes: usize,
+    /// The event (or one of its lines) outgrew the parser's cap: its data was discarded
+    /// (`data` is empty) and only its size is known. The stream goes on after it.
+    pub oversized: bool,
 }
 
+/// Default cap on the bytes one event may buffer ([`SseParser::with_max_event_bytes`]).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 32 << 20;
+
 /// Streaming parser state; feed it every body chunk, then call [`SseParser::finish`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     line: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
     raw_bytes: usize,
     skip_lf: bool,
+    max_event_bytes: usize,
+    oversized: bool,
+    discarding_line: bool,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_max_event_bytes(DEFAULT_MAX_EVENT_BYTES)
+    }
 }
 
 impl SseParser {
-    /// A parser at the start of a stream.
+    /// A parser at the start of a stream, with the default event size cap.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A parser that buffers at most `max` bytes of one event (its data plus the line being
+    /// read): a server that never ends a line or an event cannot exhaust memory; the event
+    /// comes out [`SseEvent::oversized`] at its end.
+    pub fn with_max_event_bytes(max: usize) -> Self {
+        SseParser {
+            line: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+            raw_bytes: 0,
+            skip_lf: false,
+            max_event_bytes: max.max(1),
+            oversized: false,
+            discarding_line: false,
+        }
+    }
+
+    /// Drops what the current event buffered once it passes the cap.
+    fn check_cap(&mut self) {
+        if self.line.len() + self.data.len() > self.max_event_bytes {
+            if !self.line.is_empty() {
+                self.discarding_line = true;
+            }
+            self.line.clear();
+            self.data.clear();
+            self.oversized = true;
+            self.has_data = true;
+        }
     }
 
     /// Consumes `input`, appending every event completed by it to `out`.
@@ -50,14 +94,20 @@ impl SseParser {
             }
             match memchr::memchr2(b'\n', b'\r', input) {
                 None => {
-                    self.line.extend_from_slice(input);
+                    if !self.discarding_line {
+                        self.line.extend_from_slice(input);
+                        self.check_cap();
+                    }
                     self.raw_bytes += input.len();
                     return;
                 }
                 Some(i) => {
                     self.raw_bytes += i + 1;
                     self.skip_lf = input[i] == b'\r';
-                    if self.line.is_empty() {
+                    if self.discarding_line {
+                        // The end of a line already dropped for its size.
+                        self.discarding_line = false;
+                    } else if self.line.is_empty() {
                         // The whole line is in this read: no copy.
                         self.end_line(&input[..i], out);
                     } else {
@@ -97,12 +147,13 @@ impl SseParser {
                 }
                 None => (line, &[][..]),
             };
-            if field == b"data" {
+            if field == b"data" && !self.oversized {
                 if self.has_data {
                     self.data.push(b'\n');
                 }
                 self.data.extend_from_slice(value);
                 self.has_data = true;
+                self.check_cap();
             }
         }
     }
@@ -112,9 +163,11 @@ impl SseParser {
             out.push(SseEvent {
                 data: std::mem::take(&mut self.data),
                 raw_bytes: self.raw_bytes,
+                oversized: self.oversized,
             });
             self.raw_bytes = 0;
             self.has_data = false;
+            self.oversized = false;
         }
     }
 }
@@ -133,6 +186,24 @@ mod tests {
         out.into_iter()
             .map(|e| String::from_utf8_lossy(&e.data).into_owned())
             .collect()
+    }
+
+    #[test]
+    fn an_oversized_event_is_flagged_and_the_stream_goes_on() {
+        let huge = format!("data: {}\n\ndata: {{}}\n\n", "x".repeat(100));
+        for split in [1usize, 7, 50, 200] {
+            let mut p = SseParser::with_max_event_bytes(16);
+            let mut out = Vec::new();
+            for chunk in huge.as_bytes().chunks(split) {
+                p.feed(chunk, &mut out);
+            }
+            p.finish(&mut out);
+            assert_eq!(out.len(), 2, "split {split}: {out:?}");
+            assert!(out[0].oversized && out[0].data.is_empty(), "split {split}");
+            assert_eq!(out[0].raw_bytes, 108, "split {split}: size still counted");
+            assert!(!out[1].oversized);
+            assert_eq!(out[1].data, b"{}");
+        }
     }
 
     #[test]

@@ -65,7 +65,19 @@ string_enum! {
 string_enum! {
     /// What an `events` row records.
     EventKind {
-        /// The request's bytes were handed to the connection.
+        /// A new connection was started for this request (TCP connect begins, after name
+        /// resolution). Requests that reuse a kept-alive connection have none.
+        Connect => "connect",
+        /// The TCP connection is established (the end of `connect`).
+        Connected => "connected",
+        /// The TLS handshake finished (https only; it started at `connected`).
+        TlsDone => "tls_done",
+        /// An attempt failed on a reused connection before any response byte arrived (the
+        /// server had closed it); the request is sent again once on a fresh connection.
+        /// `error_kind`/`error_message` say what the failed attempt saw. Not terminal.
+        Retry => "retry",
+        /// The request's bytes were handed to the connection (once per attempt: metrics use
+        /// the last one, the attempt that was answered).
         Sent => "sent",
         /// Response status line and headers arrived.
         Headers => "headers",
@@ -150,5 +162,6 @@ mod tests {
     fn exactly_three_terminal_kinds() {
         let n = EventKind::ALL.iter().filter(|k| k.is_terminal()).count();
         assert_eq!(n, 3);
+        assert!(!EventKind::Retry.is_terminal());
     }
 }

@@ -12,7 +12,7 @@
 //! use recap_schemas::{events, SCHEMA_VERSION};
 //! let schema = events::schema();
 //! assert!(schema.field_with_name(events::T_NS).is_ok());
-//! assert_eq!(SCHEMA_VERSION, 1);
+//! assert_eq!(SCHEMA_VERSION, 2);
 //! ```
 
 pub mod enums;
@@ -24,7 +24,10 @@ pub use enums::{Api, ErrorKind, EventKind, Phase, RunStatus};
 pub use manifest::Manifest;
 
 /// Version of the tables' layout. Readers refuse files of a newer version with a clear error.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: `events.kind` gained `connect`, `connected`, `tls_done` and `retry`; a retried request
+/// has one `sent` row per attempt (the last one counts). Version-1 runs read as before.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Parquet key-value metadata key holding [`SCHEMA_VERSION`] as decimal text.
 pub const META_SCHEMA_VERSION: &str = "recap.schema_version";

@@ -140,6 +140,23 @@ pub struct Counts {
     pub segments: u64,
     /// Bytes of Parquet written (both tables).
     pub bytes_written: u64,
+    /// Connections opened (each has a `connect` row).
+    #[serde(default)]
+    pub connections: u64,
+    /// Kept-alive connections found closed by the server before reuse, and replaced.
+    #[serde(default)]
+    pub stale_connections: u64,
+    /// Requests sent again on a fresh connection after their reused one failed before any
+    /// response byte (each has a `retry` row).
+    #[serde(default)]
+    pub retries: u64,
+    /// Times a worker had to wait because the recorder's channel was full (back-pressure:
+    /// the client, not the server, set the pace while it waited).
+    #[serde(default)]
+    pub recorder_waits: u64,
+    /// Total nanoseconds workers spent waiting on the recorder.
+    #[serde(default)]
+    pub recorder_wait_ns: u64,
 }
 
 #[cfg(test)]
