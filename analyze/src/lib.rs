@@ -9,23 +9,20 @@
 //!   through [`bpe`]'s count-only path for byte-level BPE vocabularies where it is exact,
 //!   chat prompts rendered through the model's chat template.
 //! - [`metrics`]: per-request TTFT, TPOT, E2E, ISL, OSL, client lag under named definitions.
-//! - [`stats`] and [`summary`]: exact percentiles, throughput, goodput, agreement.
+//! - [`summary`]: throughput, goodput, agreement (percentiles come from `recap-stats`).
 //! - [`report`]: `<run>/analysis/<tokenizer-id>/{metrics.parquet, summary.*}`.
-//! - [`sweep`], [`pareto`] and [`ellipse`]: one row per run, Pareto fronts, and confidence
-//!   intervals and ellipses over repeated runs.
+//! - [`sweep`]: one row per run, Pareto fronts, and confidence intervals and ellipses over
+//!   repeated runs (the statistics live in `recap-stats`, the file types in `recap-schemas`).
 //! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
 
 pub mod bpe;
-pub mod ellipse;
 pub mod load;
 pub mod metrics;
-pub mod pareto;
 pub mod progress;
 pub mod reassemble;
 pub mod records;
 pub mod report;
 pub mod sql;
-pub mod stats;
 pub mod summary;
 pub mod sweep;
 pub mod template;

@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use recap_analyze::load::RunFolder;
 use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSource, TtftOn};
 use recap_analyze::report::{report, ReportOptions};
-use recap_analyze::summary::Slo;
+use recap_analyze::summary::{Slo, SloExt, SummaryText};
+use recap_analyze::sweep::SweepOutput;
 use recap_analyze::tokenize::{Counter, SpecialText};
 
 /// Offline, re-scorable metrics from Recap captures.
@@ -49,20 +50,20 @@ struct ScoreArgs {
     #[arg(long)]
     tokenizer: PathBuf,
     /// Chat input length: through the chat template, or message contents joined by newlines.
-    #[arg(long, value_enum, default_value = "template")]
+    #[arg(long, default_value = "template", value_parser = choice(IslMode::ALL, IslMode::as_str))]
     isl: IslMode,
     /// Where TTFT and E2E start: the answered `sent`, or the connect of a connection the
     /// request opened (what a client with a connection per request measures).
-    #[arg(long, value_enum, default_value = "sent")]
+    #[arg(long, default_value = "sent", value_parser = choice(LatencyFrom::ALL, LatencyFrom::as_str))]
     latency_from: LatencyFrom,
     /// Event that ends TTFT.
-    #[arg(long, value_enum, default_value = "output")]
+    #[arg(long, default_value = "output", value_parser = choice(TtftOn::ALL, TtftOn::as_str))]
     ttft_on: TtftOn,
     /// Event that ends E2E latency.
-    #[arg(long, value_enum, default_value = "last-token")]
+    #[arg(long, default_value = "last-token", value_parser = choice(E2eEnd::ALL, E2eEnd::as_str))]
     e2e_end: E2eEnd,
     /// Token counts from the tokenizer or the server's usage.
-    #[arg(long, value_enum, default_value = "tokenizer")]
+    #[arg(long, default_value = "tokenizer", value_parser = choice(TokenSource::ALL, TokenSource::as_str))]
     tokens: TokenSource,
     /// How literal special-token strings in text count.
     #[arg(long, value_enum, default_value = "special")]
@@ -223,4 +224,18 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A clap parser for a closed set of the contract's values (its spellings are the flag
+/// values, listed in `--help`).
+fn choice<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    as_str: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(all.iter().map(|v| as_str(*v))).map(move |text| {
+        *all.iter()
+            .find(|v| as_str(**v) == text)
+            .expect("invariant: clap accepted only listed values")
+    })
 }

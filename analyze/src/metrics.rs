@@ -7,88 +7,10 @@ use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use serde::Serialize;
+pub use recap_schemas::analysis::metrics::schema;
+pub use recap_schemas::summary::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSource, TtftOn};
 
 use crate::reassemble::RequestRecord;
-
-/// Which event ends TTFT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TtftOn {
-    /// First SSE event with non-empty content, reasoning or a tool call (default).
-    Output,
-    /// First SSE event carrying any choice, even role-only or empty (vLLM's client).
-    Any,
-    /// First SSE event with non-empty content (reasoning ignored).
-    Content,
-}
-
-/// Where TTFT and E2E latency start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LatencyFrom {
-    /// The `sent` event of the attempt that was answered (default): the server's share.
-    Sent,
-    /// The start of the TCP connect when the request opened its own connection, else
-    /// `sent`: what a client opening a connection per request (vLLM's benchmark client)
-    /// measures, connection set-up included.
-    Connect,
-}
-
-/// Which event ends E2E latency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum E2eEnd {
-    /// The last SSE event with output (default).
-    LastToken,
-    /// The terminal `done` event (after usage and `[DONE]`): transport end.
-    Done,
-}
-
-/// Where token counts come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenSource {
-    /// Counted by the tokenizer on the recorded text (default).
-    Tokenizer,
-    /// `usage` as the server reported it.
-    Server,
-}
-
-/// How a chat prompt's input length is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IslMode {
-    /// Messages rendered through the chat template, when `tokenizer_config.json` has one.
-    Template,
-    /// Message contents joined with `\n`.
-    Raw,
-}
-
-/// The chosen definition of each metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Definitions {
-    /// Start point of TTFT and E2E.
-    pub latency_from: LatencyFrom,
-    /// TTFT end point.
-    pub ttft_on: TtftOn,
-    /// E2E end point.
-    pub e2e_end: E2eEnd,
-    /// Token count source for ISL/OSL used in TPOT and throughput.
-    pub tokens: TokenSource,
-}
-
-impl Default for Definitions {
-    fn default() -> Self {
-        Definitions {
-            latency_from: LatencyFrom::Sent,
-            ttft_on: TtftOn::Output,
-            e2e_end: E2eEnd::LastToken,
-            tokens: TokenSource::Tokenizer,
-        }
-    }
-}
 
 /// Token counts of one request from the tokenizer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -218,36 +140,6 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
 /// Inter-chunk gaps (ns) of one request: differences between consecutive output events.
 pub fn icl_gaps(r: &RequestRecord) -> impl Iterator<Item = i64> + '_ {
     r.output_times_ns.windows(2).map(|w| w[1] - w[0])
-}
-
-/// Schema of `metrics.parquet`.
-pub fn schema() -> SchemaRef {
-    let i = |n: &str| Field::new(n, DataType::Int64, true);
-    let u = |n: &str| Field::new(n, DataType::UInt32, true);
-    Arc::new(Schema::new(vec![
-        Field::new("request_id", DataType::UInt64, false),
-        Field::new("phase", DataType::Utf8, false),
-        Field::new("ok", DataType::Boolean, false),
-        Field::new("error_kind", DataType::Utf8, true),
-        i("ttft_ns"),
-        i("e2e_ns"),
-        i("tpot_ns"),
-        u("isl_tokens"),
-        u("osl_tokens"),
-        Field::new("tokenizer_output_tokens", DataType::UInt32, false),
-        Field::new("reasoning_tokens", DataType::UInt32, false),
-        u("tokenizer_input_tokens"),
-        u("server_prompt_tokens"),
-        u("server_completion_tokens"),
-        i("client_lag_ns"),
-        i("sent_ns"),
-        i("first_token_ns"),
-        i("last_token_ns"),
-        i("end_ns"),
-        Field::new("output_events", DataType::UInt32, false),
-        i("connect_ns"),
-        Field::new("retries", DataType::UInt32, false),
-    ]))
 }
 
 /// The metrics as one Arrow batch.

@@ -23,7 +23,7 @@ use crate::tokenize::text_hash;
 use crate::{Error, Result};
 
 /// File name under `<run>/analysis/`.
-pub const FILE: &str = "records.parquet";
+pub const FILE: &str = recap_schemas::analysis::RECORDS_FILE;
 /// Parquet key-value metadata holding the [`fingerprint`] a file was built from (here, and
 /// in `icl.parquet`).
 pub(crate) const META_FINGERPRINT: &str = "recap.records.fingerprint";

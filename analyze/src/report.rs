@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::load::{footer_value, RunFolder};
 use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
 use crate::reassemble::{reassemble, RequestRecord};
-use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput};
+use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput, SummaryText};
 use crate::tokenize::{text_hash, text_hash_from, Counter};
 use crate::{Error, Result};
 
@@ -47,7 +47,7 @@ pub struct Report {
 
 /// The analysis folder of `run` for a tokenizer id.
 pub fn analysis_dir(run: &Path, tokenizer_id: &str) -> PathBuf {
-    run.join("analysis").join(tokenizer_id)
+    recap_schemas::analysis::analysis_dir(run, tokenizer_id)
 }
 
 /// A request's input as counted: the completions prompt, or the chat messages rendered by
@@ -119,7 +119,7 @@ async fn reassemble_run(run: &RunFolder) -> Result<Vec<RequestRecord>> {
 /// Analyzes one run folder with one tokenizer.
 pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) -> Result<Report> {
     let dir = analysis_dir(&run.dir, counter.id());
-    let cache_path = dir.join("tokens.parquet");
+    let cache_path = dir.join(recap_schemas::analysis::TOKENS_FILE);
     if !cache_path.exists() {
         // A first analysis with this tokenizer: an invalid file should fail now, not after
         // the events are read.
@@ -138,7 +138,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     // Reassembled records are shared by every analysis of the run and cached without their
     // texts; token counts are cached per tokenizer. A re-analysis with other SLOs or
     // definitions needs neither the events nor the tokenizer's time.
-    let records_path = run.dir.join("analysis").join(crate::records::FILE);
+    let records_path = recap_schemas::analysis::records_path(&run.dir);
     let fingerprint = crate::records::fingerprint(run);
     let cached = crate::records::load(&records_path, &fingerprint);
     let from_cache = cached.is_some();
@@ -181,7 +181,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         .collect();
     // The ICL distribution depends only on the recorded events: `icl.parquet` keeps it (with
     // the gaps) for the segments it was built from, which spares a re-analysis every gap.
-    let gaps_path = dir.join("icl.parquet");
+    let gaps_path = dir.join(recap_schemas::analysis::ICL_FILE);
     let gaps_footer = crate::load::footer(&gaps_path).ok();
     let tag = |key| {
         gaps_footer
@@ -192,7 +192,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     let icl_ms = match kept
         .then(|| tag(META_ICL_MS))
         .flatten()
-        .and_then(|j| serde_json::from_str::<crate::stats::Distribution>(j).ok())
+        .and_then(|j| serde_json::from_str::<recap_schemas::summary::Distribution>(j).ok())
     {
         Some(d) => d,
         None => {
@@ -204,17 +204,17 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     };
     let protocol: Vec<u32> = records.iter().map(|r| r.protocol_events).collect();
     let isl_used = match (opts.isl, counter.chat_template().is_some()) {
-        (IslMode::Template, true) => "template",
-        _ => "raw",
+        (IslMode::Template, true) => IslMode::Template,
+        _ => IslMode::Raw,
     };
     let summary = summarize(SummaryInput {
         scoring: Scoring {
             run: run.dir.display().to_string(),
             run_id: run.manifest.run_id.clone(),
-            status: run.manifest.status.to_string(),
+            status: run.manifest.status,
             tokenizer_id: counter.id().to_string(),
             definitions: opts.definitions,
-            isl: isl_used.into(),
+            isl: isl_used,
         },
         slo: opts.slo,
         rows: &rows,
@@ -287,17 +287,17 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
         source,
     })?;
     let batch = metrics::to_batch(rows).map_err(|e| Error::Internal(e.to_string()))?;
-    write_parquet(&dir.join("metrics.parquet"), &batch, &[])?;
+    write_parquet(&dir.join(recap_schemas::analysis::METRICS_FILE), &batch, &[])?;
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|source| Error::Io { path: p, source })
     };
     write(
-        "summary.json",
+        recap_schemas::analysis::SUMMARY_JSON,
         serde_json::to_string_pretty(summary).map_err(|e| Error::Internal(e.to_string()))? + "\n",
     )?;
-    write("summary.csv", summary.to_csv())?;
-    write("summary.md", summary.to_markdown())?;
+    write(recap_schemas::analysis::SUMMARY_CSV, summary.to_csv())?;
+    write(recap_schemas::analysis::SUMMARY_MD, summary.to_markdown())?;
     Ok(())
 }
 
@@ -312,7 +312,7 @@ fn write_gaps(
     records: &[RequestRecord],
     icl: &[Vec<i64>],
     fingerprint: &str,
-    icl_ms: &crate::stats::Distribution,
+    icl_ms: &recap_schemas::summary::Distribution,
 ) -> Result<()> {
     use arrow_array::builder::{Int64Builder, UInt64Builder};
     let mut id = UInt64Builder::new();
@@ -323,10 +323,7 @@ fn write_gaps(
             gap.append_value(*g);
         }
     }
-    let schema = Arc::new(arrow_schema::Schema::new(vec![
-        arrow_schema::Field::new("request_id", arrow_schema::DataType::UInt64, false),
-        arrow_schema::Field::new("gap_ns", arrow_schema::DataType::Int64, false),
-    ]));
+    let schema = recap_schemas::analysis::icl::schema();
     let batch = arrow_array::RecordBatch::try_new(schema, vec![Arc::new(id.finish()), Arc::new(gap.finish())])
         .map_err(|e| Error::Internal(e.to_string()))?;
     let dist = serde_json::to_string(icl_ms).map_err(|e| Error::Internal(e.to_string()))?;

@@ -20,16 +20,7 @@ fn df(e: datafusion::error::DataFusionError) -> Error {
 
 /// The `metrics.parquet` to expose for a run: the named analysis, else the newest.
 pub fn metrics_file(run: &Path, tokenizer_id: Option<&str>) -> Option<PathBuf> {
-    let base = run.join("analysis");
-    if let Some(id) = tokenizer_id {
-        let p = base.join(id).join("metrics.parquet");
-        return p.exists().then_some(p);
-    }
-    std::fs::read_dir(&base)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("metrics.parquet")))
-        .filter(|p| p.exists())
-        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    recap_schemas::analysis::find_analysis(run, tokenizer_id).map(|d| d.join(recap_schemas::analysis::METRICS_FILE))
 }
 
 /// A session with the runs' tables registered.

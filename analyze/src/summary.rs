@@ -4,173 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+pub use recap_schemas::summary::{Agreement, Counts, Distribution, Goodput, Scoring, Slo, Summary};
 
-use crate::metrics::{Definitions, RequestMetrics};
-use crate::stats::Distribution;
+use crate::metrics::RequestMetrics;
 use crate::{Error, Result};
-
-/// Service-level objectives for goodput: a request is good when it succeeded and each given
-/// bound holds (TPOT is undefined for one-token outputs and then holds).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Slo {
-    /// TTFT bound in ms.
-    pub ttft_ms: Option<f64>,
-    /// TPOT bound in ms.
-    pub tpot_ms: Option<f64>,
-    /// E2E bound in ms.
-    pub e2e_ms: Option<f64>,
-}
-
-impl Slo {
-    /// Parses `ttft=200ms,tpot=50ms,e2e=10s`.
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut slo = Slo::default();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| Error::Input(format!("--slo {part:?}: expected NAME=DURATION, e.g. ttft=200ms")))?;
-            let d: Duration = humantime::parse_duration(v.trim())
-                .map_err(|e| Error::Input(format!("--slo {k}: {v:?} is not a duration ({e})")))?;
-            let ms = d.as_secs_f64() * 1e3;
-            match k.trim() {
-                "ttft" => slo.ttft_ms = Some(ms),
-                "tpot" => slo.tpot_ms = Some(ms),
-                "e2e" => slo.e2e_ms = Some(ms),
-                other => {
-                    return Err(Error::Input(format!(
-                        "--slo: unknown metric {other:?} (ttft, tpot, e2e)"
-                    )))
-                }
-            }
-        }
-        Ok(slo)
-    }
-
-    /// Whether any bound is set.
-    pub fn is_set(&self) -> bool {
-        self.ttft_ms.is_some() || self.tpot_ms.is_some() || self.e2e_ms.is_some()
-    }
-
-    /// Whether a successful request meets every bound.
-    pub fn met_by(&self, m: &RequestMetrics) -> bool {
-        let ms = |ns: Option<i64>| ns.map(|x| x as f64 / 1e6);
-        let within = |bound: Option<f64>, v: Option<f64>, undefined_ok: bool| match (bound, v) {
-            (None, _) => true,
-            (Some(b), Some(v)) => v <= b,
-            (Some(_), None) => undefined_ok,
-        };
-        m.ok && within(self.ttft_ms, ms(m.ttft_ns), false)
-            && within(self.tpot_ms, ms(m.tpot_ns), true)
-            && within(self.e2e_ms, ms(m.e2e_ns), false)
-    }
-}
-
-/// Agreement between tokenizer and server counts over requests that have both.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Agreement {
-    /// Requests compared.
-    pub compared: u64,
-    /// Share with identical counts.
-    pub share_equal: Option<f64>,
-    /// Mean of (tokenizer - server).
-    pub mean_diff: Option<f64>,
-    /// Largest |tokenizer - server|.
-    pub max_abs_diff: Option<i64>,
-}
-
-impl Agreement {
-    fn of(pairs: impl Iterator<Item = (u32, u32)>) -> Self {
-        let d: Vec<i64> = pairs.map(|(t, s)| i64::from(t) - i64::from(s)).collect();
-        if d.is_empty() {
-            return Agreement::default();
-        }
-        let n = d.len() as f64;
-        Agreement {
-            compared: d.len() as u64,
-            share_equal: Some(d.iter().filter(|x| **x == 0).count() as f64 / n),
-            mean_diff: Some(d.iter().sum::<i64>() as f64 / n),
-            max_abs_diff: d.iter().map(|x| x.abs()).max(),
-        }
-    }
-}
-
-/// Goodput under the SLOs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Goodput {
-    /// The bounds.
-    pub slo: Slo,
-    /// Measure-phase requests meeting them.
-    pub good_requests: u64,
-    /// Good requests per second of window.
-    pub requests_per_s: Option<f64>,
-    /// Good requests / measure-phase requests.
-    pub share: Option<f64>,
-}
-
-/// Request counts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Counts {
-    /// All requests in the run (warmup included).
-    pub total: u64,
-    /// Measure-phase requests.
-    pub measure: u64,
-    /// Measure-phase requests that succeeded.
-    pub ok: u64,
-    /// Measure-phase failures by `error_kind` (`lost`: no terminal event, the run was killed).
-    pub errors: BTreeMap<String, u64>,
-    /// SSE events marked `protocol` (malformed or in-stream errors) in measure-phase requests.
-    pub protocol_events: u64,
-    /// Measure-phase requests sent a second time because their reused connection failed
-    /// before any response byte (the server had closed it); their latencies count from the
-    /// answered attempt.
-    pub retried: u64,
-}
-
-/// Which run was scored, and how: the fields that name a summary.
-#[derive(Debug, Clone, Serialize)]
-pub struct Scoring {
-    /// Run folder.
-    pub run: String,
-    /// Run id.
-    pub run_id: String,
-    /// Manifest status (`complete`, `interrupted`, `running`...).
-    pub status: String,
-    /// Tokenizer id.
-    pub tokenizer_id: String,
-    /// Definitions used.
-    pub definitions: Definitions,
-    /// How chat ISL was counted (`template` or `raw`).
-    pub isl: String,
-}
-
-/// The summary of one run under one tokenizer and one set of definitions.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    /// Run, tokenizer and definitions (flattened into the JSON's top level).
-    #[serde(flatten)]
-    pub scoring: Scoring,
-    /// Request counts.
-    pub requests: Counts,
-    /// Measure window: first `sent` to last terminal event of measure-phase requests.
-    pub window_s: Option<f64>,
-    /// Successful requests / window.
-    pub requests_per_s: Option<f64>,
-    /// Output tokens of successful requests / window.
-    pub output_tokens_per_s: Option<f64>,
-    /// Input + output tokens of successful requests / window.
-    pub total_tokens_per_s: Option<f64>,
-    /// 1000 / mean TPOT (ms): the token rate one user sees once output starts.
-    pub output_tokens_per_s_per_user: Option<f64>,
-    /// Goodput.
-    pub goodput: Goodput,
-    /// Distributions over measure-phase successful requests (ICL over all their gaps).
-    pub metrics: BTreeMap<String, Distribution>,
-    /// Output-token agreement (tokenizer vs `usage.completion_tokens`).
-    pub osl_agreement: Agreement,
-    /// Input-token agreement (tokenizer vs `usage.prompt_tokens`).
-    pub isl_agreement: Agreement,
-}
 
 /// Everything [`summarize`] needs besides the metric rows.
 pub struct SummaryInput<'a> {
@@ -190,7 +27,7 @@ pub struct SummaryInput<'a> {
 /// The `icl_ms` distribution: every inter-chunk gap (`icl_ns`, same order as `rows`) of the
 /// measure-phase successful requests, in ms.
 pub fn icl_distribution(rows: &[RequestMetrics], icl_ns: &[Vec<i64>]) -> Distribution {
-    Distribution::of(
+    recap_stats::distribution(
         rows.iter()
             .zip(icl_ns)
             .filter(|(m, _)| m.phase == "measure" && m.ok)
@@ -223,28 +60,28 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
     let mut metrics = BTreeMap::new();
     metrics.insert(
         "ttft_ms".into(),
-        Distribution::of(ok.iter().filter_map(|m| ms(m.ttft_ns))),
+        recap_stats::distribution(ok.iter().filter_map(|m| ms(m.ttft_ns))),
     );
     metrics.insert(
         "tpot_ms".into(),
-        Distribution::of(ok.iter().filter_map(|m| ms(m.tpot_ns))),
+        recap_stats::distribution(ok.iter().filter_map(|m| ms(m.tpot_ns))),
     );
     metrics.insert(
         "e2e_ms".into(),
-        Distribution::of(ok.iter().filter_map(|m| ms(m.e2e_ns))),
+        recap_stats::distribution(ok.iter().filter_map(|m| ms(m.e2e_ns))),
     );
     metrics.insert(
         "isl_tokens".into(),
-        Distribution::of(ok.iter().filter_map(|m| m.isl_tokens.map(f64::from))),
+        recap_stats::distribution(ok.iter().filter_map(|m| m.isl_tokens.map(f64::from))),
     );
     metrics.insert(
         "osl_tokens".into(),
-        Distribution::of(ok.iter().filter_map(|m| m.osl_tokens.map(f64::from))),
+        recap_stats::distribution(ok.iter().filter_map(|m| m.osl_tokens.map(f64::from))),
     );
     metrics.insert("icl_ms".into(), inp.icl_ms);
     metrics.insert(
         "client_lag_ms".into(),
-        Distribution::of(ok.iter().filter_map(|m| ms(m.client_lag_ns))),
+        recap_stats::distribution(ok.iter().filter_map(|m| ms(m.client_lag_ns))),
     );
     let good = ok.iter().filter(|m| inp.slo.met_by(m)).count() as u64;
     let tpot_mean = metrics.get("tpot_ms").and_then(|d| d.mean).filter(|m| *m > 0.0);
@@ -269,11 +106,11 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
             requests_per_s: per_s(good as f64),
             share: (!measure.is_empty()).then(|| good as f64 / measure.len() as f64),
         },
-        osl_agreement: Agreement::of(
+        osl_agreement: agreement(
             ok.iter()
                 .filter_map(|m| Some((m.tokenizer_output_tokens, m.server_completion_tokens?))),
         ),
-        isl_agreement: Agreement::of(
+        isl_agreement: agreement(
             ok.iter()
                 .filter_map(|m| Some((m.tokenizer_input_tokens?, m.server_prompt_tokens?))),
         ),
@@ -294,13 +131,86 @@ const STATS: [&str; 10] = [
     "mean", "std", "min", "p50", "p90", "p95", "p99", "p99_9", "max", "count",
 ];
 
-impl Summary {
+/// Parsing and checking [`Slo`]s (the type is part of the contract, in `recap-schemas`).
+pub trait SloExt: Sized {
+    /// Parses `ttft=200ms,tpot=50ms,e2e=10s`.
+    fn parse(text: &str) -> Result<Self>;
+    /// Whether a successful request meets every bound.
+    fn met_by(&self, m: &RequestMetrics) -> bool;
+}
+
+impl SloExt for Slo {
+    /// Parses `ttft=200ms,tpot=50ms,e2e=10s`.
+    fn parse(text: &str) -> Result<Self> {
+        let mut slo = Slo::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| Error::Input(format!("--slo {part:?}: expected NAME=DURATION, e.g. ttft=200ms")))?;
+            let d: Duration = humantime::parse_duration(v.trim())
+                .map_err(|e| Error::Input(format!("--slo {k}: {v:?} is not a duration ({e})")))?;
+            let ms = d.as_secs_f64() * 1e3;
+            match k.trim() {
+                "ttft" => slo.ttft_ms = Some(ms),
+                "tpot" => slo.tpot_ms = Some(ms),
+                "e2e" => slo.e2e_ms = Some(ms),
+                other => {
+                    return Err(Error::Input(format!(
+                        "--slo: unknown metric {other:?} (ttft, tpot, e2e)"
+                    )))
+                }
+            }
+        }
+        Ok(slo)
+    }
+
+    /// Whether a successful request meets every bound.
+    fn met_by(&self, m: &RequestMetrics) -> bool {
+        let ms = |ns: Option<i64>| ns.map(|x| x as f64 / 1e6);
+        let within = |bound: Option<f64>, v: Option<f64>, undefined_ok: bool| match (bound, v) {
+            (None, _) => true,
+            (Some(b), Some(v)) => v <= b,
+            (Some(_), None) => undefined_ok,
+        };
+        m.ok && within(self.ttft_ms, ms(m.ttft_ns), false)
+            && within(self.tpot_ms, ms(m.tpot_ns), true)
+            && within(self.e2e_ms, ms(m.e2e_ns), false)
+    }
+}
+
+/// The agreement of (tokenizer, server) count pairs.
+fn agreement(pairs: impl Iterator<Item = (u32, u32)>) -> Agreement {
+    let d: Vec<i64> = pairs.map(|(t, s)| i64::from(t) - i64::from(s)).collect();
+    if d.is_empty() {
+        return Agreement::default();
+    }
+    let n = d.len() as f64;
+    Agreement {
+        compared: d.len() as u64,
+        share_equal: Some(d.iter().filter(|x| **x == 0).count() as f64 / n),
+        mean_diff: Some(d.iter().sum::<i64>() as f64 / n),
+        max_abs_diff: d.iter().map(|x| x.abs()).max(),
+    }
+}
+
+/// The text renderings of a [`Summary`].
+pub trait SummaryText {
     /// Flat `key,value` rows (`ttft_ms.p99,123.4`) for CSV and scripts.
-    pub fn flat(&self) -> Vec<(String, String)> {
+    fn flat(&self) -> Vec<(String, String)>;
+    /// CSV text (`key,value`).
+    fn to_csv(&self) -> String;
+    /// Console rendering.
+    fn to_console(&self) -> String;
+    /// Markdown rendering.
+    fn to_markdown(&self) -> String;
+}
+
+impl SummaryText for Summary {
+    fn flat(&self) -> Vec<(String, String)> {
         let mut out = vec![
             ("run".into(), self.scoring.run.clone()),
             ("run_id".into(), self.scoring.run_id.clone()),
-            ("status".into(), self.scoring.status.clone()),
+            ("status".into(), self.scoring.status.to_string()),
             ("tokenizer_id".into(), self.scoring.tokenizer_id.clone()),
             ("requests.total".into(), self.requests.total.to_string()),
             ("requests.measure".into(), self.requests.measure.to_string()),
@@ -335,8 +245,7 @@ impl Summary {
         out
     }
 
-    /// CSV text (`key,value`).
-    pub fn to_csv(&self) -> String {
+    fn to_csv(&self) -> String {
         let mut s = String::from("key,value\n");
         for (k, v) in self.flat() {
             let v = if v.contains([',', '"', '\n']) {
@@ -349,134 +258,142 @@ impl Summary {
         s
     }
 
-    fn table(&self, md: bool) -> String {
-        let mut s = String::new();
-        let header = [
-            "metric", "mean", "std", "min", "p50", "p90", "p95", "p99", "p99.9", "max", "n",
-        ];
-        if md {
-            s.push_str(&format!(
-                "| {} |\n|{}\n",
-                header.join(" | "),
-                "---|".repeat(header.len())
-            ));
-        } else {
-            s.push_str(&format!("{:<14}", header[0]));
-            for h in &header[1..] {
-                s.push_str(&format!("{h:>10}"));
-            }
-            s.push('\n');
-        }
-        for name in [
-            "ttft_ms",
-            "tpot_ms",
-            "icl_ms",
-            "e2e_ms",
-            "isl_tokens",
-            "osl_tokens",
-            "client_lag_ms",
-        ] {
-            let Some(d) = self.metrics.get(name) else { continue };
-            let cells: Vec<String> = STATS
-                .iter()
-                .map(|st| {
-                    if *st == "count" {
-                        d.count.to_string()
-                    } else {
-                        fmt(d.get(st))
-                    }
-                })
-                .collect();
-            if md {
-                s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
-            } else {
-                s.push_str(&format!("{name:<14}"));
-                for c in cells {
-                    s.push_str(&format!("{c:>10}"));
-                }
-                s.push('\n');
-            }
-        }
-        s
-    }
-
-    fn headline(&self) -> Vec<String> {
-        let errs: Vec<String> = self.requests.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
-        vec![
-            format!(
-                "run {} ({}), tokenizer {}",
-                self.scoring.run, self.scoring.status, self.scoring.tokenizer_id
-            ),
-            format!(
-                "requests: {} measured, {} ok, errors {}{}",
-                self.requests.measure,
-                self.requests.ok,
-                if errs.is_empty() {
-                    "none".to_string()
-                } else {
-                    errs.join(" ")
-                },
-                if self.requests.retried > 0 {
-                    format!(
-                        ", {} retried once on a fresh connection (the server had closed the reused one)",
-                        self.requests.retried
-                    )
-                } else {
-                    String::new()
-                }
-            ),
-            format!(
-                "window {} s: {} req/s, {} output tok/s, {} total tok/s, {} tok/s/user",
-                fmt(self.window_s),
-                fmt(self.requests_per_s),
-                fmt(self.output_tokens_per_s),
-                fmt(self.total_tokens_per_s),
-                fmt(self.output_tokens_per_s_per_user)
-            ),
-            if self.goodput.slo.is_set() {
-                format!(
-                    "goodput: {} req/s ({} of measured) under ttft<={} tpot<={} e2e<={} ms",
-                    fmt(self.goodput.requests_per_s),
-                    self.goodput.share.map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
-                    fmt(self.goodput.slo.ttft_ms),
-                    fmt(self.goodput.slo.tpot_ms),
-                    fmt(self.goodput.slo.e2e_ms)
-                )
-            } else {
-                "goodput: no --slo given".into()
-            },
-            format!(
-                "tokens vs server usage: output {} equal (mean diff {}), input {} equal (mean diff {})",
-                self.osl_agreement
-                    .share_equal
-                    .map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
-                fmt(self.osl_agreement.mean_diff),
-                self.isl_agreement
-                    .share_equal
-                    .map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
-                fmt(self.isl_agreement.mean_diff)
-            ),
-        ]
-    }
-
-    /// Console rendering.
-    pub fn to_console(&self) -> String {
-        let mut s = self.headline().join("\n");
+    fn to_console(&self) -> String {
+        let mut s = headline(self).join("\n");
         s.push_str("\n\n");
-        s.push_str(&self.table(false));
+        s.push_str(&table(self, false));
         s
     }
 
-    /// Markdown rendering.
-    pub fn to_markdown(&self) -> String {
+    fn to_markdown(&self) -> String {
         let mut s = format!("# Recap summary: {}\n\n", self.scoring.run);
-        for l in self.headline() {
+        for l in headline(self) {
             s.push_str(&format!("- {l}\n"));
         }
         s.push('\n');
-        s.push_str(&self.table(true));
+        s.push_str(&table(self, true));
         s
     }
+}
+
+fn table(summary: &Summary, md: bool) -> String {
+    let mut s = String::new();
+    let header = [
+        "metric", "mean", "std", "min", "p50", "p90", "p95", "p99", "p99.9", "max", "n",
+    ];
+    if md {
+        s.push_str(&format!(
+            "| {} |\n|{}\n",
+            header.join(" | "),
+            "---|".repeat(header.len())
+        ));
+    } else {
+        s.push_str(&format!("{:<14}", header[0]));
+        for h in &header[1..] {
+            s.push_str(&format!("{h:>10}"));
+        }
+        s.push('\n');
+    }
+    for name in [
+        "ttft_ms",
+        "tpot_ms",
+        "icl_ms",
+        "e2e_ms",
+        "isl_tokens",
+        "osl_tokens",
+        "client_lag_ms",
+    ] {
+        let Some(d) = summary.metrics.get(name) else { continue };
+        let cells: Vec<String> = STATS
+            .iter()
+            .map(|st| {
+                if *st == "count" {
+                    d.count.to_string()
+                } else {
+                    fmt(d.get(st))
+                }
+            })
+            .collect();
+        if md {
+            s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+        } else {
+            s.push_str(&format!("{name:<14}"));
+            for c in cells {
+                s.push_str(&format!("{c:>10}"));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn headline(summary: &Summary) -> Vec<String> {
+    let errs: Vec<String> = summary
+        .requests
+        .errors
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    vec![
+        format!(
+            "run {} ({}), tokenizer {}",
+            summary.scoring.run, summary.scoring.status, summary.scoring.tokenizer_id
+        ),
+        format!(
+            "requests: {} measured, {} ok, errors {}{}",
+            summary.requests.measure,
+            summary.requests.ok,
+            if errs.is_empty() {
+                "none".to_string()
+            } else {
+                errs.join(" ")
+            },
+            if summary.requests.retried > 0 {
+                format!(
+                    ", {} retried once on a fresh connection (the server had closed the reused one)",
+                    summary.requests.retried
+                )
+            } else {
+                String::new()
+            }
+        ),
+        format!(
+            "window {} s: {} req/s, {} output tok/s, {} total tok/s, {} tok/s/user",
+            fmt(summary.window_s),
+            fmt(summary.requests_per_s),
+            fmt(summary.output_tokens_per_s),
+            fmt(summary.total_tokens_per_s),
+            fmt(summary.output_tokens_per_s_per_user)
+        ),
+        if summary.goodput.slo.is_set() {
+            format!(
+                "goodput: {} req/s ({} of measured) under ttft<={} tpot<={} e2e<={} ms",
+                fmt(summary.goodput.requests_per_s),
+                summary
+                    .goodput
+                    .share
+                    .map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
+                fmt(summary.goodput.slo.ttft_ms),
+                fmt(summary.goodput.slo.tpot_ms),
+                fmt(summary.goodput.slo.e2e_ms)
+            )
+        } else {
+            "goodput: no --slo given".into()
+        },
+        format!(
+            "tokens vs server usage: output {} equal (mean diff {}), input {} equal (mean diff {})",
+            summary
+                .osl_agreement
+                .share_equal
+                .map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
+            fmt(summary.osl_agreement.mean_diff),
+            summary
+                .isl_agreement
+                .share_equal
+                .map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
+            fmt(summary.isl_agreement.mean_diff)
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -513,10 +430,10 @@ mod tests {
             scoring: Scoring {
                 run: "r".into(),
                 run_id: "id".into(),
-                status: "complete".into(),
+                status: recap_schemas::RunStatus::Complete,
                 tokenizer_id: "t".into(),
-                definitions: Definitions::default(),
-                isl: "raw".into(),
+                definitions: recap_schemas::summary::Definitions::default(),
+                isl: recap_schemas::summary::IslMode::Raw,
             },
             slo: Slo::parse("ttft=200ms").expect("slo"),
             rows: &rows,

@@ -9,65 +9,12 @@ use std::sync::Arc;
 use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use serde::Serialize;
+pub use recap_schemas::sweep::{Better, Ellipse, Group, Interval, Sweep, SweepRow};
+use recap_stats::ellipse::{ellipse, interval};
+use recap_stats::pareto::front;
 
-use crate::ellipse::{ellipse, interval, Ellipse, Interval};
-use crate::pareto::{front, Better};
 use crate::summary::Summary;
 use crate::{Error, Result};
-
-/// One run of the sweep.
-#[derive(Debug, Clone, Serialize)]
-pub struct SweepRow {
-    /// Run folder.
-    pub run: String,
-    /// Load label (`c64`, `r10`, `burst`) that groups repeated runs.
-    pub label: String,
-    /// `concurrency`, `rate` or `burst`.
-    pub mode: String,
-    /// The load's number: concurrency, or rate in req/s.
-    pub load: Option<f64>,
-    /// Numeric columns by name (`output_tokens_per_s`, `ttft_ms_p99`, ...).
-    pub values: BTreeMap<String, Option<f64>>,
-    /// On the Pareto front of the chosen axes.
-    pub pareto: bool,
-}
-
-/// Statistics of one label's repeated runs on the two axes.
-#[derive(Debug, Clone, Serialize)]
-pub struct Group {
-    /// The label.
-    pub label: String,
-    /// Runs in the group.
-    pub runs: usize,
-    /// x axis mean and CI.
-    pub x: Option<Interval>,
-    /// y axis mean and CI.
-    pub y: Option<Interval>,
-    /// Confidence ellipse of the mean (two or more runs).
-    pub ellipse: Option<Ellipse>,
-    /// Group mean on the front of group means.
-    pub pareto: bool,
-}
-
-/// The whole sweep.
-#[derive(Debug, Clone, Serialize)]
-pub struct Sweep {
-    /// x axis metric.
-    pub x: String,
-    /// y axis metric.
-    pub y: String,
-    /// Direction of x.
-    pub x_better: Better,
-    /// Direction of y.
-    pub y_better: Better,
-    /// Confidence level of intervals and ellipses.
-    pub confidence: f64,
-    /// Rows, one per run, ordered by label then run.
-    pub rows: Vec<SweepRow>,
-    /// Groups of repeated runs, ordered by load.
-    pub groups: Vec<Group>,
-}
 
 /// Label of a run's load, from its manifest.
 pub fn load_label(load: &recap_schemas::manifest::LoadSpec) -> (String, Option<f64>) {
@@ -203,17 +150,30 @@ pub fn build(
     })
 }
 
-impl Sweep {
-    fn columns(&self) -> Vec<String> {
-        self.rows
-            .first()
-            .map(|r| r.values.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
+/// The files and console text of a [`Sweep`].
+pub trait SweepOutput {
     /// The rows as an Arrow batch (run, label, mode, load, numeric columns, pareto).
-    pub fn to_batch(&self) -> Result<RecordBatch> {
-        let cols = self.columns();
+    fn to_batch(&self) -> Result<RecordBatch>;
+    /// CSV of the rows.
+    fn to_csv(&self) -> String;
+    /// Writes `sweep.json`, `sweep.csv` and `sweep.parquet` into `dir`.
+    fn write(&self, dir: &Path) -> Result<()>;
+    /// Console table: one line per run, `*` marking the front, then the groups.
+    fn to_console(&self) -> String;
+}
+
+/// The numeric column names, from the first row.
+fn columns(sweep: &Sweep) -> Vec<String> {
+    sweep
+        .rows
+        .first()
+        .map(|r| r.values.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+impl SweepOutput for Sweep {
+    fn to_batch(&self) -> Result<RecordBatch> {
+        let cols = columns(self);
         let mut fields = vec![
             Field::new("run", DataType::Utf8, false),
             Field::new("label", DataType::Utf8, false),
@@ -251,9 +211,8 @@ impl Sweep {
         RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::Internal(e.to_string()))
     }
 
-    /// CSV of the rows.
-    pub fn to_csv(&self) -> String {
-        let cols = self.columns();
+    fn to_csv(&self) -> String {
+        let cols = columns(self);
         let mut s = format!("run,label,mode,load,{},pareto\n", cols.join(","));
         let num = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
         for r in &self.rows {
@@ -271,8 +230,7 @@ impl Sweep {
         s
     }
 
-    /// Writes `sweep.json`, `sweep.csv` and `sweep.parquet` into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
             source,
@@ -282,16 +240,19 @@ impl Sweep {
             std::fs::write(&p, bytes).map_err(|source| Error::Io { path: p, source })
         };
         write(
-            "sweep.json",
+            recap_schemas::analysis::SWEEP_JSON,
             serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?,
         )?;
-        write("sweep.csv", self.to_csv().into_bytes())?;
-        crate::report::write_parquet(&dir.join("sweep.parquet"), &self.to_batch()?, &[])?;
+        write(recap_schemas::analysis::SWEEP_CSV, self.to_csv().into_bytes())?;
+        crate::report::write_parquet(
+            &dir.join(recap_schemas::analysis::SWEEP_PARQUET),
+            &self.to_batch()?,
+            &[],
+        )?;
         Ok(())
     }
 
-    /// Console table: one line per run, `*` marking the front, then the groups.
-    pub fn to_console(&self) -> String {
+    fn to_console(&self) -> String {
         let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
         let mut s = format!("{:<10} {:>14} {:>14}  pareto  run\n", "label", self.x, self.y);
         for r in &self.rows {

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use recap_analyze::stats::percentile_sorted;
-use serde_json::Value;
+use recap_schemas::sweep::{Better, Sweep};
+use recap_stats::percentile_sorted;
 
 use crate::data::RunData;
 use crate::theme::{color, FONT, GREY, SIZE};
@@ -44,9 +44,9 @@ pub enum Chart<'a> {
     /// Server vs tokenizer output tokens with the y = x line.
     Agreement(&'a RunData),
     /// A sweep's Pareto front on its axes, with ellipses for repeated runs.
-    Pareto(&'a Value),
+    Pareto(&'a Sweep),
     /// A sweep's p99 E2E latency against throughput.
-    LatencyThroughput(&'a Value),
+    LatencyThroughput(&'a Sweep),
 }
 
 type DrawResult = std::result::Result<(), String>;
@@ -303,7 +303,7 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
     let warm: Vec<f64> = run
         .rows
         .iter()
-        .filter(|r| r.phase == "warmup")
+        .filter(|r| r.phase == recap_schemas::Phase::Warmup)
         .filter_map(|r| r.end_s.or(r.sent_s))
         .collect();
     let warm_end = warm.iter().copied().fold(f64::NAN, f64::max);
@@ -404,7 +404,7 @@ fn agreement<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) -
         .filter_map(|r| Some((r.server_out?, r.tokenizer_out?)))
         .collect();
     let hi = pts.iter().map(|p| p.0.max(p.1)).fold(1.0f64, f64::max) * 1.05;
-    let tok = run.summary["tokenizer_id"].as_str().unwrap_or("tokenizer");
+    let tok = run.summary.scoring.tokenizer_id.as_str();
     let mut c = d!(ChartBuilder::on(root)
         .caption(
             format!("Output tokens: server usage vs {tok} ({})", run.name),
@@ -456,42 +456,29 @@ fn axis_title(name: &str) -> String {
     format!("{name} ({unit})")
 }
 
-fn sweep_points(s: &Value, x: &str, y: &str) -> Vec<(f64, f64, String, bool)> {
-    s["rows"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|r| {
-                    Some((
-                        r["values"][x].as_f64()?,
-                        r["values"][y].as_f64()?,
-                        r["label"].as_str().unwrap_or("").to_string(),
-                        r["pareto"].as_bool().unwrap_or(false),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// (x, y, label, on the front) of every run with both values; `front` overrides the
+/// sweep's own front flags (one per such run) when the axes differ from the sweep's.
+fn sweep_points(s: &Sweep, x: &str, y: &str) -> Vec<(f64, f64, String, bool)> {
+    s.rows
+        .iter()
+        .filter_map(|r| Some((r.value(x)?, r.value(y)?, r.label.clone(), r.pareto)))
+        .collect()
 }
 
 fn scatter_front<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
-    s: &Value,
+    s: &Sweep,
+    pts: Vec<(f64, f64, String, bool)>,
     x: &str,
     y: &str,
     ellipses: bool,
 ) -> DrawResult {
-    let pts = sweep_points(s, x, y);
     let xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
     let ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
     let mut outlines: Vec<Vec<(f64, f64)>> = Vec::new();
     if ellipses {
-        for g in s["groups"].as_array().into_iter().flatten() {
-            if let Ok(e) = serde_json::from_value::<recap_analyze::ellipse::Ellipse>(g["ellipse"].clone()) {
-                outlines.push(recap_analyze::ellipse::outline(&e, 96));
-            }
-        }
+        outlines.extend(s.groups.iter().filter_map(|g| g.ellipse).map(|e| e.outline(96)));
     }
     let all_x = xs.iter().copied().chain(outlines.iter().flatten().map(|p| p.0));
     let all_y = ys.iter().copied().chain(outlines.iter().flatten().map(|p| p.1));
@@ -527,7 +514,7 @@ fn scatter_front<DB: DrawingBackend>(
             .legend(move |(lx, ly)| PathElement::new([(lx, ly), (lx + 14, ly)], front_c.stroke_width(3)))));
     d!(c.draw_series(front.iter().map(|p| Circle::new(*p, 9, front_c.stroke_width(2)))));
     if !outlines.is_empty() {
-        let level = s["confidence"].as_f64().unwrap_or(0.95) * 100.0;
+        let level = s.confidence * 100.0;
         let mut first = true;
         for o in outlines {
             let series = d!(c.draw_series(LineSeries::new(o, ell_c.stroke_width(2))));
@@ -543,39 +530,35 @@ fn scatter_front<DB: DrawingBackend>(
     Ok(())
 }
 
-fn pareto<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Value) -> DrawResult {
-    let (x, y) = (
-        s["x"].as_str().unwrap_or("output_tokens_per_s"),
-        s["y"].as_str().unwrap_or("output_tokens_per_s_per_user"),
-    );
-    scatter_front(root, &format!("Pareto front: {y} vs {x}"), s, x, y, true)
+fn pareto<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Sweep) -> DrawResult {
+    let (x, y) = (s.x.as_str(), s.y.as_str());
+    scatter_front(
+        root,
+        &format!("Pareto front: {y} vs {x}"),
+        s,
+        sweep_points(s, x, y),
+        x,
+        y,
+        true,
+    )
 }
 
-fn latency_throughput<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Value) -> DrawResult {
+fn latency_throughput<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Sweep) -> DrawResult {
     // Front recomputed for these axes: lower latency and higher throughput are better.
-    let mut s2 = s.clone();
-    let pts = sweep_points(s, "requests_per_s", "e2e_ms_p99");
+    let (x, y) = ("requests_per_s", "e2e_ms_p99");
+    let mut pts = sweep_points(s, x, y);
     let coords: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
-    let on = recap_analyze::pareto::front(
-        &coords,
-        recap_analyze::pareto::Better::Higher,
-        recap_analyze::pareto::Better::Lower,
-    );
-    if let Some(rows) = s2["rows"].as_array_mut() {
-        let mut k = 0;
-        for r in rows.iter_mut() {
-            if r["values"]["requests_per_s"].as_f64().is_some() && r["values"]["e2e_ms_p99"].as_f64().is_some() {
-                r["pareto"] = Value::Bool(on[k]);
-                k += 1;
-            }
-        }
+    let on = recap_stats::pareto::front(&coords, Better::Higher, Better::Lower);
+    for (p, on) in pts.iter_mut().zip(on) {
+        p.3 = on;
     }
     scatter_front(
         root,
         "p99 end-to-end latency vs request throughput",
-        &s2,
-        "requests_per_s",
-        "e2e_ms_p99",
+        s,
+        pts,
+        x,
+        y,
         false,
     )
 }

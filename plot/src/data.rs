@@ -8,15 +8,18 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde_json::Value;
+use recap_schemas::analysis::{self, icl, metrics as m};
+use recap_schemas::summary::Summary;
+use recap_schemas::sweep::Sweep;
+use recap_schemas::Phase;
 
 use crate::{Error, Result};
 
 /// One request as the charts need it (times in seconds since the run start, latencies in ms).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Row {
-    /// `warmup` or `measure`.
-    pub phase: String,
+    /// Warmup or measure.
+    pub phase: Phase,
     /// Succeeded.
     pub ok: bool,
     /// TTFT (ms).
@@ -47,7 +50,7 @@ pub struct RunData {
     /// The analysis folder read.
     pub analysis: PathBuf,
     /// `summary.json`.
-    pub summary: Value,
+    pub summary: Summary,
     /// Every request.
     pub rows: Vec<Row>,
     /// ICL gaps (ms) of successful measure-phase requests.
@@ -75,7 +78,7 @@ fn col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a arrow_arra
 impl RunData {
     /// Reads the run's analysis (`tokenizer_id` names one; default the newest).
     pub fn load(run: &Path, tokenizer_id: Option<&str>) -> Result<Self> {
-        let metrics = recap_analyze::sql::metrics_file(run, tokenizer_id).ok_or_else(|| {
+        let analysis = analysis::find_analysis(run, tokenizer_id).ok_or_else(|| {
             Error::Input(format!(
                 "{}: no analysis found{}; run `analyze report {} --tokenizer ...` first",
                 run.display(),
@@ -83,19 +86,14 @@ impl RunData {
                 run.display()
             ))
         })?;
-        let analysis = metrics.parent().map(Path::to_path_buf).unwrap_or_default();
-        let spath = analysis.join("summary.json");
-        let summary: Value = serde_json::from_slice(&std::fs::read(&spath).map_err(|source| Error::Io {
-            path: spath.clone(),
-            source,
-        })?)
-        .map_err(|e| Error::Input(format!("{}: {e}", spath.display())))?;
+        let metrics = analysis.join(analysis::METRICS_FILE);
+        let summary: Summary = read_json(&analysis.join(analysis::SUMMARY_JSON))?;
         let mut rows = Vec::new();
         let mut ok_ids = std::collections::HashSet::new();
         for b in read_batches(&metrics)? {
-            let id = col(&b, "request_id", &metrics)?.as_primitive::<UInt64Type>().clone();
-            let phase = col(&b, "phase", &metrics)?.as_string::<i32>().clone();
-            let ok = col(&b, "ok", &metrics)?.as_boolean().clone();
+            let id = col(&b, m::REQUEST_ID, &metrics)?.as_primitive::<UInt64Type>().clone();
+            let phase = col(&b, m::PHASE, &metrics)?.as_string::<i32>().clone();
+            let ok = col(&b, m::OK, &metrics)?.as_boolean().clone();
             let ns = |n: &str| -> Result<Vec<Option<f64>>> {
                 let a = col(&b, n, &metrics)?.as_primitive::<Int64Type>();
                 Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i) as f64)).collect())
@@ -107,23 +105,27 @@ impl RunData {
                     .collect())
             };
             let (ttft, tpot, e2e, sent, end) = (
-                ns("ttft_ns")?,
-                ns("tpot_ns")?,
-                ns("e2e_ns")?,
-                ns("sent_ns")?,
-                ns("end_ns")?,
+                ns(m::TTFT_NS)?,
+                ns(m::TPOT_NS)?,
+                ns(m::E2E_NS)?,
+                ns(m::SENT_NS)?,
+                ns(m::END_NS)?,
             );
             let (isl, osl, tout, sout) = (
-                tok("isl_tokens")?,
-                tok("osl_tokens")?,
-                tok("tokenizer_output_tokens")?,
-                tok("server_completion_tokens")?,
+                tok(m::ISL_TOKENS)?,
+                tok(m::OSL_TOKENS)?,
+                tok(m::TOKENIZER_OUTPUT_TOKENS)?,
+                tok(m::SERVER_COMPLETION_TOKENS)?,
             );
             for i in 0..b.num_rows() {
                 let ms = |v: Option<f64>| v.map(|x| x / 1e6);
                 let s = |v: Option<f64>| v.map(|x| x / 1e9);
+                let phase = phase
+                    .value(i)
+                    .parse::<Phase>()
+                    .map_err(|e| Error::Input(format!("{}: column `{}`: {e}", metrics.display(), m::PHASE)))?;
                 let r = Row {
-                    phase: phase.value(i).to_string(),
+                    phase,
                     ok: ok.value(i),
                     ttft_ms: ms(ttft[i]),
                     tpot_ms: ms(tpot[i]),
@@ -135,18 +137,18 @@ impl RunData {
                     sent_s: s(sent[i]),
                     end_s: s(end[i]),
                 };
-                if r.ok && r.phase == "measure" {
+                if r.ok && r.phase == Phase::Measure {
                     ok_ids.insert(id.value(i));
                 }
                 rows.push(r);
             }
         }
         let mut icl_ms = Vec::new();
-        let gaps = analysis.join("icl.parquet");
+        let gaps = analysis.join(analysis::ICL_FILE);
         if gaps.exists() {
             for b in read_batches(&gaps)? {
-                let id = col(&b, "request_id", &gaps)?.as_primitive::<UInt64Type>().clone();
-                let g = col(&b, "gap_ns", &gaps)?.as_primitive::<Int64Type>().clone();
+                let id = col(&b, icl::REQUEST_ID, &gaps)?.as_primitive::<UInt64Type>().clone();
+                let g = col(&b, icl::GAP_NS, &gaps)?.as_primitive::<Int64Type>().clone();
                 icl_ms.extend(
                     (0..b.num_rows())
                         .filter(|i| ok_ids.contains(&id.value(*i)))
@@ -168,7 +170,7 @@ impl RunData {
 
     /// Successful measure-phase rows.
     pub fn measured_ok(&self) -> impl Iterator<Item = &Row> {
-        self.rows.iter().filter(|r| r.ok && r.phase == "measure")
+        self.rows.iter().filter(|r| r.ok && r.phase == Phase::Measure)
     }
 
     /// Values of one latency metric (`ttft`, `tpot`, `icl`, `e2e`) over successful measured requests.
@@ -200,16 +202,27 @@ impl RunData {
     }
 }
 
-/// A sweep's `sweep.json`.
-pub fn load_sweep(dir: &Path) -> Result<Value> {
-    let p = dir.join("sweep.json");
-    let v: Value = serde_json::from_slice(&std::fs::read(&p).map_err(|source| Error::Io {
-        path: p.clone(),
+/// Reads a JSON file Recap wrote into its contract type; a missing or renamed field is an
+/// error naming the file and the field.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
         source,
-    })?)
-    .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
-    if v["rows"].as_array().is_none_or(|r| r.is_empty()) {
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Input(format!(
+            "{}: {e}; it was not written by this version of `analyze report`/`sweep`: re-run it",
+            path.display()
+        ))
+    })
+}
+
+/// A sweep's `sweep.json`.
+pub fn load_sweep(dir: &Path) -> Result<Sweep> {
+    let p = dir.join(analysis::SWEEP_JSON);
+    let sweep: Sweep = read_json(&p)?;
+    if sweep.rows.is_empty() {
         return Err(Error::Input(format!("{}: the sweep has no runs", p.display())));
     }
-    Ok(v)
+    Ok(sweep)
 }

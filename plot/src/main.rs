@@ -67,7 +67,7 @@ fn run(cli: &Cli) -> anyhow::Result<Vec<PathBuf>> {
     }
     let mut files = Vec::new();
     for input in &cli.inputs {
-        let made = if input.join("sweep.json").exists() {
+        let made = if input.join(recap_schemas::analysis::SWEEP_JSON).exists() {
             plot_sweep(input, &cli.out, cli.format)
         } else {
             plot_run(input, id, &cli.out, cli.format)

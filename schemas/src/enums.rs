@@ -5,13 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Defines a closed set of stored spellings: the enum, `ALL`, `as_str`, `parse`, `Display`
+/// and serde using exactly those spellings.
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
         pub enum $name {
-            $($(#[$vmeta])* $variant),+
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
 
         impl $name {
@@ -39,8 +40,20 @@ macro_rules! string_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                $name::parse(text).ok_or_else(|| {
+                    let all: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("{text:?} is not one of {}", all.join(", "))
+                })
+            }
+        }
     };
 }
+pub(crate) use string_enum;
 
 string_enum! {
     /// Which part of the run a request belongs to; summaries use `measure` only.

@@ -1,7 +1,10 @@
 //! The versioned data contract between Recap's `capture` and `analyze`.
 //!
 //! A run folder holds `manifest.json` ([`Manifest`]), `requests/part-NNNNN.parquet`
-//! ([`requests::schema`]) and `events/part-NNNNN.parquet` ([`events::schema`]). Scripts outside
+//! ([`requests::schema`]) and `events/part-NNNNN.parquet` ([`events::schema`]). What
+//! `analyze` adds is defined here too: the [`analysis`] folder layout and tables,
+//! `summary.json` ([`summary::Summary`]) and `sweep.json` ([`sweep::Sweep`]), so `plot` and
+//! scripts depend on this contract alone. Scripts outside
 //! the project (DuckDB, pandas, Spark) read these files by the column names below, so names
 //! only ever get added, never renamed; a breaking change bumps [`SCHEMA_VERSION`].
 //!
@@ -15,10 +18,13 @@
 //! assert_eq!(SCHEMA_VERSION, 2);
 //! ```
 
+pub mod analysis;
 pub mod enums;
 pub mod events;
 pub mod manifest;
 pub mod requests;
+pub mod summary;
+pub mod sweep;
 
 pub use enums::{Api, ErrorKind, EventKind, Phase, RunStatus};
 pub use manifest::Manifest;

@@ -1,31 +1,11 @@
 //! Pareto fronts over two metrics, each either maximized (throughput) or minimized (latency).
 
-/// Whether larger or smaller values of an axis are better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Better {
-    /// Larger is better (throughput, goodput, tokens/s/user).
-    Higher,
-    /// Smaller is better (latency).
-    Lower,
-}
+pub use recap_schemas::sweep::Better;
 
-impl Better {
-    /// The direction implied by a metric name: latencies (`*_ms*`, `*_ns*`) are minimized,
-    /// everything else (rates, tokens) maximized.
-    pub fn for_metric(name: &str) -> Better {
-        if name.contains("_ms") || name.contains("_ns") || name.contains("lag") {
-            Better::Lower
-        } else {
-            Better::Higher
-        }
-    }
-
-    fn at_least_as_good(self, a: f64, b: f64) -> bool {
-        match self {
-            Better::Higher => a >= b,
-            Better::Lower => a <= b,
-        }
+fn at_least_as_good(better: Better, a: f64, b: f64) -> bool {
+    match better {
+        Better::Higher => a >= b,
+        Better::Lower => a <= b,
     }
 }
 
@@ -41,8 +21,8 @@ pub fn front(points: &[(f64, f64)], x: Better, y: Better) -> Vec<bool> {
                 && !points.iter().any(|&(qx, qy)| {
                     qx.is_finite()
                         && qy.is_finite()
-                        && x.at_least_as_good(qx, px)
-                        && y.at_least_as_good(qy, py)
+                        && at_least_as_good(x, qx, px)
+                        && at_least_as_good(y, qy, py)
                         && (qx != px || qy != py)
                 })
         })

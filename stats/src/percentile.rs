@@ -5,41 +5,7 @@
 //! the result is `x[floor h] + (h - floor h) (x[floor h + 1] - x[floor h])`. `std` is the
 //! population standard deviation (numpy's default `ddof=0`).
 
-use serde::{Deserialize, Serialize};
-
-/// The percentiles every distribution reports.
-pub const PERCENTILES: [(&str, f64); 5] = [
-    ("p50", 50.0),
-    ("p90", 90.0),
-    ("p95", 95.0),
-    ("p99", 99.0),
-    ("p99_9", 99.9),
-];
-
-/// Summary of one distribution; all fields null when there are no samples.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Distribution {
-    /// Number of samples.
-    pub count: u64,
-    /// Arithmetic mean.
-    pub mean: Option<f64>,
-    /// Population standard deviation.
-    pub std: Option<f64>,
-    /// Smallest sample.
-    pub min: Option<f64>,
-    /// Largest sample.
-    pub max: Option<f64>,
-    /// Median.
-    pub p50: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-    /// 95th percentile.
-    pub p95: Option<f64>,
-    /// 99th percentile.
-    pub p99: Option<f64>,
-    /// 99.9th percentile.
-    pub p99_9: Option<f64>,
-}
+use recap_schemas::summary::{Distribution, PERCENTILES};
 
 /// The two closest ranks of percentile `p` among `n` sorted samples and the weight of the
 /// upper one: h = (n - 1) p / 100, ranks floor h and floor h + 1 (capped), weight h - floor h.
@@ -71,62 +37,44 @@ fn order_statistics(v: &mut [f64], ranks: &[usize]) -> Vec<f64> {
     out
 }
 
-impl Distribution {
-    /// Describes `samples` (non-finite values are dropped).
-    ///
-    /// Percentiles come from selection (`select_nth_unstable`), not a full sort: linear time,
-    /// which matters for the millions of inter-chunk gaps of a long run.
-    pub fn of(samples: impl IntoIterator<Item = f64>) -> Self {
-        let mut v: Vec<f64> = samples.into_iter().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return Distribution::default();
-        }
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-        // Every rank a percentile interpolates between, plus min and max.
-        let last = v.len() - 1;
-        let mut ranks = vec![0, last];
-        for (_, q) in PERCENTILES {
-            let (lo, hi, _) = closest_ranks(v.len(), q);
-            ranks.extend([lo, hi]);
-        }
-        ranks.sort_unstable();
-        ranks.dedup();
-        let values = order_statistics(&mut v, &ranks);
-        let at = |r: usize| values[ranks.binary_search(&r).unwrap_or(0)];
-        let p = |q: f64| {
-            let (lo, hi, w) = closest_ranks(v.len(), q);
-            Some(at(lo) + w * (at(hi) - at(lo)))
-        };
-        Distribution {
-            count: v.len() as u64,
-            mean: Some(mean),
-            std: Some(var.sqrt()),
-            min: Some(at(0)),
-            max: Some(at(last)),
-            p50: p(50.0),
-            p90: p(90.0),
-            p95: p(95.0),
-            p99: p(99.0),
-            p99_9: p(99.9),
-        }
+/// Describes `samples` (non-finite values are dropped).
+///
+/// Percentiles come from selection (`select_nth_unstable`), not a full sort: linear time,
+/// which matters for the millions of inter-chunk gaps of a long run.
+pub fn distribution(samples: impl IntoIterator<Item = f64>) -> Distribution {
+    let mut v: Vec<f64> = samples.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return Distribution::default();
     }
-
-    /// The named statistic (`mean`, `p99`, ...), for sweep axes and SLO checks.
-    pub fn get(&self, name: &str) -> Option<f64> {
-        match name {
-            "mean" => self.mean,
-            "std" => self.std,
-            "min" => self.min,
-            "max" => self.max,
-            "p50" => self.p50,
-            "p90" => self.p90,
-            "p95" => self.p95,
-            "p99" => self.p99,
-            "p99_9" => self.p99_9,
-            _ => None,
-        }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    // Every rank a percentile interpolates between, plus min and max.
+    let last = v.len() - 1;
+    let mut ranks = vec![0, last];
+    for (_, q) in PERCENTILES {
+        let (lo, hi, _) = closest_ranks(v.len(), q);
+        ranks.extend([lo, hi]);
+    }
+    ranks.sort_unstable();
+    ranks.dedup();
+    let values = order_statistics(&mut v, &ranks);
+    let at = |r: usize| values[ranks.binary_search(&r).unwrap_or(0)];
+    let p = |q: f64| {
+        let (lo, hi, w) = closest_ranks(v.len(), q);
+        Some(at(lo) + w * (at(hi) - at(lo)))
+    };
+    Distribution {
+        count: v.len() as u64,
+        mean: Some(mean),
+        std: Some(var.sqrt()),
+        min: Some(at(0)),
+        max: Some(at(last)),
+        p50: p(50.0),
+        p90: p(90.0),
+        p95: p(95.0),
+        p99: p(99.0),
+        p99_9: p(99.9),
     }
 }
 
@@ -137,7 +85,7 @@ mod tests {
     #[test]
     fn matches_numpy_linear_by_hand() {
         // numpy.percentile([1, 2, 3, 4], [50, 90, 99.9]) == [2.5, 3.7, 3.997]
-        let d = Distribution::of([4.0, 1.0, 3.0, 2.0]);
+        let d = distribution([4.0, 1.0, 3.0, 2.0]);
         assert_eq!(d.p50, Some(2.5));
         assert!((d.p90.unwrap_or(0.0) - 3.7).abs() < 1e-12);
         assert!((d.p99_9.unwrap_or(0.0) - 3.997).abs() < 1e-12);
@@ -153,7 +101,7 @@ mod tests {
             .collect();
         let mut s = v.clone();
         s.sort_by(f64::total_cmp);
-        let d = Distribution::of(v);
+        let d = distribution(v);
         for (name, q) in PERCENTILES {
             assert_eq!(d.get(name), percentile_sorted(&s, q), "{name}");
         }
@@ -162,10 +110,10 @@ mod tests {
 
     #[test]
     fn single_and_empty() {
-        let d = Distribution::of([7.0]);
+        let d = distribution([7.0]);
         assert_eq!((d.p50, d.p99_9, d.std), (Some(7.0), Some(7.0), Some(0.0)));
-        assert_eq!(Distribution::of([]), Distribution::default());
-        assert_eq!(Distribution::of([f64::NAN]).count, 0);
+        assert_eq!(distribution([]), Distribution::default());
+        assert_eq!(distribution([f64::NAN]).count, 0);
     }
 
     #[test]
@@ -173,7 +121,7 @@ mod tests {
         // Independent check: the linear percentile lies between the two closest ranks and
         // equals the rank value exactly when (n-1)p/100 is an integer.
         let v: Vec<f64> = (0..101).map(|i| ((i * 37) % 101) as f64).collect();
-        let d = Distribution::of(v.clone());
+        let d = distribution(v.clone());
         let mut s = v;
         s.sort_by(f64::total_cmp);
         assert_eq!(d.p50, Some(s[50]));

@@ -6,44 +6,8 @@
 //! for n ≥ 3. For n = 2 the large-sample `r² = χ²₂⁻¹(c) / n` is used instead (F is undefined).
 //! Its semi-axes are `r·sqrt(λ)` for the eigenvalues λ of S, the angle that of the major axis.
 
-use serde::{Deserialize, Serialize};
+pub use recap_schemas::sweep::{Ellipse, Interval};
 use statrs::distribution::{ContinuousCDF, FisherSnedecor, StudentsT};
-
-/// Mean and t-based confidence interval of one axis.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Interval {
-    /// Sample mean.
-    pub mean: f64,
-    /// Sample standard deviation (n - 1); 0 for one run.
-    pub std: f64,
-    /// Lower bound (= mean for one run).
-    pub low: f64,
-    /// Upper bound.
-    pub high: f64,
-}
-
-/// A confidence ellipse of a 2-D mean.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Ellipse {
-    /// Centre x (mean).
-    pub center_x: f64,
-    /// Centre y (mean).
-    pub center_y: f64,
-    /// Semi-axis along the major direction.
-    pub semi_major: f64,
-    /// Semi-axis along the minor direction.
-    pub semi_minor: f64,
-    /// Angle of the major axis from the x axis, radians, in (-π/2, π/2].
-    pub angle_rad: f64,
-    /// Sample covariance entries.
-    pub cov_xx: f64,
-    /// Sample covariance entries.
-    pub cov_xy: f64,
-    /// Sample covariance entries.
-    pub cov_yy: f64,
-    /// Confidence level.
-    pub confidence: f64,
-}
 
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
@@ -124,18 +88,6 @@ pub fn eigen_2x2(a: f64, b: f64, c: f64) -> (f64, f64, f64) {
     (mid + rad, mid - rad, angle)
 }
 
-/// `k` points on the ellipse boundary (for plotting), closed (first point repeated last).
-pub fn outline(e: &Ellipse, k: usize) -> Vec<(f64, f64)> {
-    let (s, c) = e.angle_rad.sin_cos();
-    (0..=k)
-        .map(|i| {
-            let t = i as f64 / k as f64 * std::f64::consts::TAU;
-            let (u, v) = (e.semi_major * t.cos(), e.semi_minor * t.sin());
-            (e.center_x + u * c - v * s, e.center_y + u * s + v * c)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +135,7 @@ mod tests {
         );
         assert!(e.angle_rad.is_finite());
         assert!(ellipse(&[1.0], &[1.0], 0.9).is_none());
-        let pts = outline(&e, 8);
+        let pts = e.outline(8);
         assert_eq!(pts.len(), 9);
         assert!(pts.iter().all(|p| *p == (3.0, 7.0)));
     }

@@ -1,0 +1,167 @@
+//! What `analyze` writes into a run folder (and into a sweep folder): the layout, the file
+//! names, and the tables' columns. `docs/schema.md` ("Analysis folders") is the prose.
+//!
+//! ```text
+//! <run>/analysis/records.parquet            per-request table (texts as hashes), a cache
+//! <run>/analysis/<tokenizer-id>/tokens.parquet    token counts per text, a cache
+//! <run>/analysis/<tokenizer-id>/icl.parquet       every inter-chunk gap
+//! <run>/analysis/<tokenizer-id>/metrics.parquet   one row per request ([`metrics`])
+//! <run>/analysis/<tokenizer-id>/summary.{json,csv,md}
+//! <sweep-out>/sweep.{json,csv,parquet}
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Folder of a run holding every analysis.
+pub const ANALYSIS_DIR: &str = "analysis";
+/// The reassembled per-request table shared by every tokenizer's analysis (a cache).
+pub const RECORDS_FILE: &str = "records.parquet";
+/// Token counts per distinct text (a cache of one tokenizer's analysis).
+pub const TOKENS_FILE: &str = "tokens.parquet";
+/// Inter-chunk gaps ([`icl`]).
+pub const ICL_FILE: &str = "icl.parquet";
+/// Per-request metrics ([`metrics`]).
+pub const METRICS_FILE: &str = "metrics.parquet";
+/// The run summary ([`crate::summary::Summary`]) as JSON.
+pub const SUMMARY_JSON: &str = "summary.json";
+/// The run summary flattened to `key,value` CSV.
+pub const SUMMARY_CSV: &str = "summary.csv";
+/// The run summary as Markdown.
+pub const SUMMARY_MD: &str = "summary.md";
+/// A sweep ([`crate::sweep::Sweep`]) as JSON.
+pub const SWEEP_JSON: &str = "sweep.json";
+/// A sweep's rows as CSV.
+pub const SWEEP_CSV: &str = "sweep.csv";
+/// A sweep's rows as Parquet.
+pub const SWEEP_PARQUET: &str = "sweep.parquet";
+
+/// `<run>/analysis`.
+pub fn analysis_root(run: &Path) -> PathBuf {
+    run.join(ANALYSIS_DIR)
+}
+
+/// `<run>/analysis/<tokenizer_id>`: one tokenizer's analysis.
+pub fn analysis_dir(run: &Path, tokenizer_id: &str) -> PathBuf {
+    analysis_root(run).join(tokenizer_id)
+}
+
+/// `<run>/analysis/records.parquet`.
+pub fn records_path(run: &Path) -> PathBuf {
+    analysis_root(run).join(RECORDS_FILE)
+}
+
+/// The analysis folder to read for `run`: the one of `tokenizer_id`, else the one whose
+/// `metrics.parquet` was written last. `None` when there is none.
+pub fn find_analysis(run: &Path, tokenizer_id: Option<&str>) -> Option<PathBuf> {
+    if let Some(id) = tokenizer_id {
+        let dir = analysis_dir(run, id);
+        return dir.join(METRICS_FILE).exists().then_some(dir);
+    }
+    std::fs::read_dir(analysis_root(run))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| d.join(METRICS_FILE).exists())
+        .max_by_key(|d| std::fs::metadata(d.join(METRICS_FILE)).and_then(|m| m.modified()).ok())
+}
+
+/// Columns of `metrics.parquet`: one row per request, as `docs/metrics.md` defines them.
+pub mod metrics {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+    /// `u64`: the request.
+    pub const REQUEST_ID: &str = "request_id";
+    /// `utf8`: [`crate::Phase`].
+    pub const PHASE: &str = "phase";
+    /// `bool`: terminal `done` with a 2xx status.
+    pub const OK: &str = "ok";
+    /// `utf8`: terminal [`crate::ErrorKind`], or `lost` (no terminal event).
+    pub const ERROR_KIND: &str = "error_kind";
+    /// `i64` ns.
+    pub const TTFT_NS: &str = "ttft_ns";
+    /// `i64` ns.
+    pub const E2E_NS: &str = "e2e_ns";
+    /// `i64` ns.
+    pub const TPOT_NS: &str = "tpot_ns";
+    /// `u32` tokens.
+    pub const ISL_TOKENS: &str = "isl_tokens";
+    /// `u32` tokens.
+    pub const OSL_TOKENS: &str = "osl_tokens";
+    /// `u32` tokens.
+    pub const TOKENIZER_OUTPUT_TOKENS: &str = "tokenizer_output_tokens";
+    /// `u32` tokens.
+    pub const REASONING_TOKENS: &str = "reasoning_tokens";
+    /// `u32` tokens.
+    pub const TOKENIZER_INPUT_TOKENS: &str = "tokenizer_input_tokens";
+    /// `u32` tokens.
+    pub const SERVER_PROMPT_TOKENS: &str = "server_prompt_tokens";
+    /// `u32` tokens.
+    pub const SERVER_COMPLETION_TOKENS: &str = "server_completion_tokens";
+    /// `i64` ns.
+    pub const CLIENT_LAG_NS: &str = "client_lag_ns";
+    /// `i64` ns since run start.
+    pub const SENT_NS: &str = "sent_ns";
+    /// `i64` ns since run start.
+    pub const FIRST_TOKEN_NS: &str = "first_token_ns";
+    /// `i64` ns since run start.
+    pub const LAST_TOKEN_NS: &str = "last_token_ns";
+    /// `i64` ns since run start.
+    pub const END_NS: &str = "end_ns";
+    /// `u32`.
+    pub const OUTPUT_EVENTS: &str = "output_events";
+    /// `i64` ns since run start.
+    pub const CONNECT_NS: &str = "connect_ns";
+    /// `u32`.
+    pub const RETRIES: &str = "retries";
+
+    /// The Arrow schema of `metrics.parquet`.
+    pub fn schema() -> SchemaRef {
+        let i = |n: &str| Field::new(n, DataType::Int64, true);
+        let u = |n: &str| Field::new(n, DataType::UInt32, true);
+        Arc::new(Schema::new(vec![
+            Field::new(REQUEST_ID, DataType::UInt64, false),
+            Field::new(PHASE, DataType::Utf8, false),
+            Field::new(OK, DataType::Boolean, false),
+            Field::new(ERROR_KIND, DataType::Utf8, true),
+            i(TTFT_NS),
+            i(E2E_NS),
+            i(TPOT_NS),
+            u(ISL_TOKENS),
+            u(OSL_TOKENS),
+            Field::new(TOKENIZER_OUTPUT_TOKENS, DataType::UInt32, false),
+            Field::new(REASONING_TOKENS, DataType::UInt32, false),
+            u(TOKENIZER_INPUT_TOKENS),
+            u(SERVER_PROMPT_TOKENS),
+            u(SERVER_COMPLETION_TOKENS),
+            i(CLIENT_LAG_NS),
+            i(SENT_NS),
+            i(FIRST_TOKEN_NS),
+            i(LAST_TOKEN_NS),
+            i(END_NS),
+            Field::new(OUTPUT_EVENTS, DataType::UInt32, false),
+            i(CONNECT_NS),
+            Field::new(RETRIES, DataType::UInt32, false),
+        ]))
+    }
+}
+
+/// Columns of `icl.parquet`: every gap between consecutive output events of a request.
+pub mod icl {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+    /// `u64`: the request.
+    pub const REQUEST_ID: &str = "request_id";
+    /// `i64` ns: one gap.
+    pub const GAP_NS: &str = "gap_ns";
+
+    /// The Arrow schema of `icl.parquet`.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(REQUEST_ID, DataType::UInt64, false),
+            Field::new(GAP_NS, DataType::Int64, false),
+        ]))
+    }
+}

@@ -1,0 +1,285 @@
+//! `summary.json`: one run scored under one tokenizer and one set of metric definitions.
+//!
+//! `analyze report` writes it; `plot`, scripts and `analyze sweep` read it back through these
+//! types, so a renamed or missing field is an error naming the field, not an empty chart.
+//! The metric definitions themselves are documented in `docs/metrics.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::enums::string_enum;
+
+string_enum! {
+    /// Where TTFT and E2E latency start.
+    LatencyFrom {
+        /// The `sent` event of the attempt that was answered (default): the server's share.
+        Sent => "sent",
+        /// The start of the TCP connect when the request opened its own connection, else
+        /// `sent`: what a client opening a connection per request (vLLM's benchmark client)
+        /// measures, connection set-up included.
+        Connect => "connect",
+    }
+}
+
+string_enum! {
+    /// Which event ends TTFT.
+    TtftOn {
+        /// First SSE event with non-empty content, reasoning or a tool call (default).
+        Output => "output",
+        /// First SSE event carrying any choice, even role-only or empty (vLLM's client).
+        Any => "any",
+        /// First SSE event with non-empty content (reasoning ignored).
+        Content => "content",
+    }
+}
+
+string_enum! {
+    /// Which event ends E2E latency.
+    E2eEnd {
+        /// The last SSE event with output (default).
+        LastToken => "last-token",
+        /// The terminal `done` event (after usage and `[DONE]`): transport end.
+        Done => "done",
+    }
+}
+
+string_enum! {
+    /// Where token counts come from.
+    TokenSource {
+        /// Counted by the tokenizer on the recorded text (default).
+        Tokenizer => "tokenizer",
+        /// `usage` as the server reported it.
+        Server => "server",
+    }
+}
+
+string_enum! {
+    /// How a chat prompt's input length is counted.
+    IslMode {
+        /// Messages rendered through the chat template, when `tokenizer_config.json` has one.
+        Template => "template",
+        /// Message contents joined with `\n`.
+        Raw => "raw",
+    }
+}
+
+/// The chosen definition of each metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Definitions {
+    /// Start point of TTFT and E2E (absent in summaries written before it existed: `sent`).
+    #[serde(default = "default_latency_from")]
+    pub latency_from: LatencyFrom,
+    /// TTFT end point.
+    pub ttft_on: TtftOn,
+    /// E2E end point.
+    pub e2e_end: E2eEnd,
+    /// Token count source for ISL/OSL used in TPOT and throughput.
+    pub tokens: TokenSource,
+}
+
+fn default_latency_from() -> LatencyFrom {
+    LatencyFrom::Sent
+}
+
+impl Default for Definitions {
+    fn default() -> Self {
+        Definitions {
+            latency_from: LatencyFrom::Sent,
+            ttft_on: TtftOn::Output,
+            e2e_end: E2eEnd::LastToken,
+            tokens: TokenSource::Tokenizer,
+        }
+    }
+}
+
+/// Service-level objectives for goodput: a request is good when it succeeded and each given
+/// bound holds (TPOT is undefined for one-token outputs and then holds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Slo {
+    /// TTFT bound in ms.
+    pub ttft_ms: Option<f64>,
+    /// TPOT bound in ms.
+    pub tpot_ms: Option<f64>,
+    /// E2E bound in ms.
+    pub e2e_ms: Option<f64>,
+}
+
+impl Slo {
+    /// Whether any bound is set.
+    pub fn is_set(&self) -> bool {
+        self.ttft_ms.is_some() || self.tpot_ms.is_some() || self.e2e_ms.is_some()
+    }
+}
+
+/// The percentiles every distribution reports, by field name.
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p95", 95.0),
+    ("p99", 99.0),
+    ("p99_9", 99.9),
+];
+
+/// Summary of one distribution; all fields null when there are no samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Number of samples.
+    pub count: u64,
+    /// Arithmetic mean.
+    pub mean: Option<f64>,
+    /// Population standard deviation.
+    pub std: Option<f64>,
+    /// Smallest sample.
+    pub min: Option<f64>,
+    /// Largest sample.
+    pub max: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// 99.9th percentile.
+    pub p99_9: Option<f64>,
+}
+
+impl Distribution {
+    /// The named statistic (`mean`, `p99`, ...), for sweep axes and SLO checks.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "mean" => self.mean,
+            "std" => self.std,
+            "min" => self.min,
+            "max" => self.max,
+            "p50" => self.p50,
+            "p90" => self.p90,
+            "p95" => self.p95,
+            "p99" => self.p99,
+            "p99_9" => self.p99_9,
+            _ => None,
+        }
+    }
+}
+
+/// Agreement between tokenizer and server counts over requests that have both.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// Requests compared.
+    pub compared: u64,
+    /// Share with identical counts.
+    pub share_equal: Option<f64>,
+    /// Mean of (tokenizer - server).
+    pub mean_diff: Option<f64>,
+    /// Largest |tokenizer - server|.
+    pub max_abs_diff: Option<i64>,
+}
+
+/// Goodput under the SLOs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Goodput {
+    /// The bounds.
+    pub slo: Slo,
+    /// Measure-phase requests meeting them.
+    pub good_requests: u64,
+    /// Good requests per second of window.
+    pub requests_per_s: Option<f64>,
+    /// Good requests / measure-phase requests.
+    pub share: Option<f64>,
+}
+
+/// Request counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// All requests in the run (warmup included).
+    pub total: u64,
+    /// Measure-phase requests.
+    pub measure: u64,
+    /// Measure-phase requests that succeeded.
+    pub ok: u64,
+    /// Measure-phase failures by `error_kind` (`lost`: no terminal event, the run was killed).
+    pub errors: BTreeMap<String, u64>,
+    /// SSE events marked `protocol` (malformed or in-stream errors) in measure-phase requests.
+    pub protocol_events: u64,
+    /// Measure-phase requests sent a second time because their reused connection failed
+    /// before any response byte (the server had closed it); their latencies count from the
+    /// answered attempt.
+    #[serde(default)]
+    pub retried: u64,
+}
+
+/// Which run was scored, and how: the fields that name a summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scoring {
+    /// Run folder.
+    pub run: String,
+    /// Run id.
+    pub run_id: String,
+    /// Manifest status.
+    pub status: crate::RunStatus,
+    /// Tokenizer id.
+    pub tokenizer_id: String,
+    /// Definitions used.
+    pub definitions: Definitions,
+    /// How chat ISL was counted.
+    pub isl: IslMode,
+}
+
+/// The summary of one run under one tokenizer and one set of definitions (`summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Run, tokenizer and definitions (flattened into the JSON's top level).
+    #[serde(flatten)]
+    pub scoring: Scoring,
+    /// Request counts.
+    pub requests: Counts,
+    /// Measure window: first `sent` to last terminal event of measure-phase requests.
+    pub window_s: Option<f64>,
+    /// Successful requests / window.
+    pub requests_per_s: Option<f64>,
+    /// Output tokens of successful requests / window.
+    pub output_tokens_per_s: Option<f64>,
+    /// Input + output tokens of successful requests / window.
+    pub total_tokens_per_s: Option<f64>,
+    /// 1000 / mean TPOT (ms): the token rate one user sees once output starts.
+    pub output_tokens_per_s_per_user: Option<f64>,
+    /// Goodput.
+    pub goodput: Goodput,
+    /// Distributions over measure-phase successful requests (ICL over all their gaps), by
+    /// metric name (`ttft_ms`, `tpot_ms`, `icl_ms`, `e2e_ms`, `isl_tokens`, `osl_tokens`,
+    /// `client_lag_ms`).
+    pub metrics: BTreeMap<String, Distribution>,
+    /// Output-token agreement (tokenizer vs `usage.completion_tokens`).
+    pub osl_agreement: Agreement,
+    /// Input-token agreement (tokenizer vs `usage.prompt_tokens`).
+    pub isl_agreement: Agreement,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_are_the_cli_and_json_ones() {
+        assert_eq!(E2eEnd::LastToken.as_str(), "last-token");
+        assert_eq!(
+            serde_json::to_string(&E2eEnd::LastToken).ok().as_deref(),
+            Some("\"last-token\"")
+        );
+        assert_eq!("any".parse::<TtftOn>(), Ok(TtftOn::Any));
+        assert!("nope"
+            .parse::<TtftOn>()
+            .is_err_and(|e| e.contains("output, any, content")));
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let e = serde_json::from_str::<Counts>(r#"{"total": 1, "measure": 1, "ok": 1, "errors": {}}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("protocol_events"), "{e}");
+    }
+}
