@@ -10,6 +10,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 pub use recap_schemas::analysis::metrics::schema;
 pub use recap_schemas::summary::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSource, TtftOn};
 
+use recap_schemas::{ErrorKind, EventKind, Phase};
+
 use crate::reassemble::RequestRecord;
 
 /// Token counts of one request from the tokenizer.
@@ -30,12 +32,12 @@ pub struct TokenCounts {
 pub struct RequestMetrics {
     /// `request_id`.
     pub request_id: u64,
-    /// `warmup` / `measure`.
-    pub phase: String,
+    /// Warmup or measure (`None`: the request row was lost in a crash).
+    pub phase: Option<Phase>,
     /// Terminal `done` (HTTP 2xx, body complete).
     pub ok: bool,
     /// Terminal `error_kind`, `lost` when the run was killed before the request ended.
-    pub error_kind: Option<String>,
+    pub error_kind: Option<ErrorKind>,
     /// Time to first token per [`TtftOn`].
     pub ttft_ns: Option<i64>,
     /// End-to-end latency per [`E2eEnd`].
@@ -77,7 +79,7 @@ pub struct RequestMetrics {
 
 /// Computes one request's metrics from its record and token counts.
 pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> RequestMetrics {
-    let ok = r.terminal.as_deref() == Some("done") && r.http_status.is_none_or(|s| (200..300).contains(&s));
+    let ok = r.terminal == Some(EventKind::Done) && r.http_status.is_none_or(|s| (200..300).contains(&s));
     let first_out = r.output_times_ns.first().copied();
     let last_out = r.output_times_ns.last().copied();
     let tokenizer_out = t.content + t.reasoning + t.tool_calls;
@@ -97,20 +99,20 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
     });
     let e2e = since_sent(match defs.e2e_end {
         E2eEnd::LastToken => last_out,
-        E2eEnd::Done => r.end_ns.filter(|_| r.terminal.as_deref() == Some("done")),
+        E2eEnd::Done => r.end_ns.filter(|_| r.terminal == Some(EventKind::Done)),
     });
     let tpot = match (first_out, last_out, osl) {
         (Some(f), Some(l), Some(n)) if n > 1 => Some((l - f) / i64::from(n - 1)),
         _ => None,
     };
-    let error_kind = match r.terminal.as_deref() {
-        None => Some("lost".to_string()),
-        Some("done") => None,
-        Some(_) => r.error_kind.clone(),
+    let error_kind = match r.terminal {
+        None => Some(ErrorKind::Lost),
+        Some(EventKind::Done) => None,
+        Some(_) => r.error_kind,
     };
     RequestMetrics {
         request_id: r.request_id,
-        phase: r.phase.clone(),
+        phase: r.phase,
         ok,
         error_kind,
         ttft_ns: ttft,
@@ -152,9 +154,9 @@ pub fn to_batch(rows: &[RequestMetrics]) -> Result<RecordBatch, arrow_schema::Ar
     let mut u32s: Vec<UInt32Builder> = (0..7).map(|_| UInt32Builder::new()).collect();
     for r in rows {
         id.append_value(r.request_id);
-        phase.append_value(&r.phase);
+        phase.append_option(r.phase.map(Phase::as_str));
         ok.append_value(r.ok);
-        ek.append_option(r.error_kind.as_deref());
+        ek.append_option(r.error_kind.map(ErrorKind::as_str));
         for (b, v) in ints.iter_mut().zip([
             r.ttft_ns,
             r.e2e_ns,
@@ -239,11 +241,11 @@ mod tests {
     fn rec() -> RequestRecord {
         RequestRecord {
             request_id: 7,
-            phase: "measure".into(),
+            phase: Some(Phase::Measure),
             scheduled_ns: Some(900),
             sent_ns: Some(1_000),
             http_status: Some(200),
-            terminal: Some("done".into()),
+            terminal: Some(EventKind::Done),
             end_ns: Some(9_000),
             first_choice_ns: Some(1_500),
             first_content_ns: Some(3_000),
@@ -330,7 +332,7 @@ mod tests {
         r.terminal = None;
         let m = compute(&r, &TokenCounts::default(), &Definitions::default());
         assert!(!m.ok);
-        assert_eq!(m.error_kind.as_deref(), Some("lost"));
+        assert_eq!(m.error_kind, Some(ErrorKind::Lost));
     }
 
     #[test]

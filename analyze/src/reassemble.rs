@@ -11,6 +11,8 @@ use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use datafusion::prelude::SessionContext;
 
+use recap_schemas::{Api, ErrorKind, EventKind, Phase};
+
 use crate::{Error, Result};
 
 /// Everything about one request that the metrics are computed from.
@@ -18,10 +20,10 @@ use crate::{Error, Result};
 pub struct RequestRecord {
     /// `request_id`.
     pub request_id: u64,
-    /// `warmup` or `measure` (empty if the request row was lost in a crash).
-    pub phase: String,
+    /// Warmup or measure (`None` if the request row was lost in a crash).
+    pub phase: Option<Phase>,
     /// `chat` or `completions`.
-    pub api: String,
+    pub api: Option<Api>,
     /// Intended send time.
     pub scheduled_ns: Option<i64>,
     /// Completions prompt.
@@ -41,11 +43,11 @@ pub struct RequestRecord {
     /// HTTP status from `headers` (or the error row).
     pub http_status: Option<u16>,
     /// Terminal kind (`done`, `error`, `cancelled`); `None` if the run was killed first.
-    pub terminal: Option<String>,
+    pub terminal: Option<EventKind>,
     /// Terminal time.
     pub end_ns: Option<i64>,
     /// Terminal `error_kind`.
-    pub error_kind: Option<String>,
+    pub error_kind: Option<ErrorKind>,
     /// The reassembled output texts; `None` when the record was read from the records cache
     /// ([`crate::records`]), which keeps only their hashes.
     pub texts: Option<Texts>,
@@ -235,8 +237,8 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
         for i in 0..b.num_rows() {
             let a = accs.get(id.value(i));
             a.rec.request_id = id.value(i);
-            a.rec.phase = phase.value(i).to_string();
-            a.rec.api = api.value(i).to_string();
+            a.rec.phase = Phase::parse(phase.value(i));
+            a.rec.api = Api::parse(api.value(i));
             a.rec.scheduled_ns = Some(sched.value(i));
             a.rec.prompt = prompt.is_valid(i).then(|| prompt.value(i).to_string());
             a.rec.messages_json = msgs.is_valid(i).then(|| msgs.value(i).to_string());
@@ -319,22 +321,26 @@ fn add_events(accs: &mut Accs, b: &RecordBatch) {
     let uc = b.column(10).as_primitive::<UInt32Type>();
     let status = b.column(11).as_primitive::<UInt16Type>();
     let ek = b.column(12).as_string::<i32>();
-    let s = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
     for i in 0..b.num_rows() {
         let a = accs.get(id.value(i));
         let r = &mut a.rec;
         let t_ns = t.value(i);
-        match kind.value(i) {
-            "sent" => r.sent_ns = Some(r.sent_ns.map_or(t_ns, |x| x.max(t_ns))),
-            "connect" => r.connect_ns = Some(r.connect_ns.map_or(t_ns, |x| x.max(t_ns))),
-            "retry" => r.retries += 1,
-            "headers" => {
+        // Kinds this analyze does not know (a newer capture's) are skipped.
+        let Some(kind) = EventKind::parse(kind.value(i)) else {
+            continue;
+        };
+        match kind {
+            EventKind::Sent => r.sent_ns = Some(r.sent_ns.map_or(t_ns, |x| x.max(t_ns))),
+            EventKind::Connect => r.connect_ns = Some(r.connect_ns.map_or(t_ns, |x| x.max(t_ns))),
+            EventKind::Retry => r.retries += 1,
+            EventKind::Connected | EventKind::TlsDone => {}
+            EventKind::Headers => {
                 r.headers_ns = Some(t_ns);
                 if status.is_valid(i) {
                     r.http_status = Some(status.value(i));
                 }
             }
-            "sse" => {
+            EventKind::Sse => {
                 r.sse_events += 1;
                 if ek.is_valid(i) {
                     r.protocol_events += 1;
@@ -361,15 +367,14 @@ fn add_events(accs: &mut Accs, b: &RecordBatch) {
                 };
                 a.sse.push(meta);
             }
-            k @ ("done" | "error" | "cancelled") => {
-                r.terminal = Some(k.to_string());
+            EventKind::Done | EventKind::Error | EventKind::Cancelled => {
+                r.terminal = Some(kind);
                 r.end_ns = Some(t_ns);
-                r.error_kind = s(ek, i);
+                r.error_kind = ek.is_valid(i).then(|| ErrorKind::parse(ek.value(i))).flatten();
                 if status.is_valid(i) {
                     r.http_status = Some(status.value(i));
                 }
             }
-            _ => {}
         }
     }
 }

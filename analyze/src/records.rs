@@ -46,8 +46,8 @@ fn schema() -> SchemaRef {
     let req = |n: &str, t: DataType| Field::new(n, t, false);
     Arc::new(Schema::new(vec![
         req("request_id", DataType::UInt64),
-        req("phase", DataType::Utf8),
-        req("api", DataType::Utf8),
+        opt("phase", DataType::Utf8),
+        opt("api", DataType::Utf8),
         opt("scheduled_ns", DataType::Int64),
         opt("prompt", DataType::Utf8),
         opt("messages_json", DataType::Utf8),
@@ -93,17 +93,17 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
     let [mut up, mut uc, mut protocol, mut sse, mut retries] = std::array::from_fn(|_| UInt32Builder::new());
     for r in records {
         id.append_value(r.request_id);
-        phase.append_value(&r.phase);
-        api.append_value(&r.api);
+        phase.append_option(r.phase.map(recap_schemas::Phase::as_str));
+        api.append_option(r.api.map(recap_schemas::Api::as_str));
         sched.append_option(r.scheduled_ns);
         prompt.append_option(r.prompt.as_deref());
         msgs.append_option(r.messages_json.as_deref());
         sent.append_option(r.sent_ns);
         headers.append_option(r.headers_ns);
         status.append_option(r.http_status);
-        terminal.append_option(r.terminal.as_deref());
+        terminal.append_option(r.terminal.map(recap_schemas::EventKind::as_str));
         end.append_option(r.end_ns);
-        error_kind.append_option(r.error_kind.as_deref());
+        error_kind.append_option(r.error_kind.map(recap_schemas::ErrorKind::as_str));
         h_content.append_value(r.hashes.content);
         h_reasoning.append_value(r.hashes.reasoning);
         h_tools.append_value(r.hashes.tool_args);
@@ -195,17 +195,17 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
         let t = t.as_primitive_opt::<Int64Type>()?;
         out.push(RequestRecord {
             request_id: id.value(i),
-            phase: phase.value(i).to_string(),
-            api: api.value(i).to_string(),
+            phase: str_at(&phase, i).and_then(|v| recap_schemas::Phase::parse(&v)),
+            api: str_at(&api, i).and_then(|v| recap_schemas::Api::parse(&v)),
             scheduled_ns: i64_at(&sched, i),
             prompt: str_at(&prompt, i),
             messages_json: str_at(&msgs, i),
             sent_ns: i64_at(&sent, i),
             headers_ns: i64_at(&headers, i),
             http_status: status.is_valid(i).then(|| status.value(i)),
-            terminal: str_at(&terminal, i),
+            terminal: str_at(&terminal, i).and_then(|v| recap_schemas::EventKind::parse(&v)),
             end_ns: i64_at(&end, i),
-            error_kind: str_at(&error_kind, i),
+            error_kind: str_at(&error_kind, i).and_then(|v| recap_schemas::ErrorKind::parse(&v)),
             texts: None,
             hashes: crate::reassemble::TextHashes {
                 content: hc.value(i),
@@ -239,13 +239,13 @@ mod tests {
         };
         RequestRecord {
             request_id: id,
-            phase: "measure".into(),
-            api: "chat".into(),
+            phase: Some(recap_schemas::Phase::Measure),
+            api: Some(recap_schemas::Api::Chat),
             scheduled_ns: Some(5),
             messages_json: Some("[]".into()),
             sent_ns: Some(10),
             http_status: Some(200),
-            terminal: Some("done".into()),
+            terminal: Some(recap_schemas::EventKind::Done),
             end_ns: Some(99),
             hashes: texts.hashes(),
             texts: Some(texts),

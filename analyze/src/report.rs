@@ -113,7 +113,19 @@ impl Input<'_> {
 async fn reassemble_run(run: &RunFolder) -> Result<Vec<RequestRecord>> {
     let ctx = SessionContext::new();
     run.register(&ctx, "")?;
-    reassemble(&ctx, "").await
+    let mut records = reassemble(&ctx, "").await?;
+    // A request still in flight when capture was killed has events but no `requests` row
+    // (it is written when the request ends). Its phase is still known: the dispatcher hands
+    // out ids in order and the first `warmup_requests` ids are the warmup.
+    let warmup = run.manifest.load.warmup_requests;
+    for r in records.iter_mut().filter(|r| r.phase.is_none()) {
+        r.phase = Some(if r.request_id < warmup {
+            recap_schemas::Phase::Warmup
+        } else {
+            recap_schemas::Phase::Measure
+        });
+    }
+    Ok(records)
 }
 
 /// Analyzes one run folder with one tokenizer.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 pub use recap_schemas::summary::{Agreement, Counts, Distribution, Goodput, Scoring, Slo, Summary};
 
+use recap_schemas::Phase;
+
 use crate::metrics::RequestMetrics;
 use crate::{Error, Result};
 
@@ -30,7 +32,7 @@ pub fn icl_distribution(rows: &[RequestMetrics], icl_ns: &[Vec<i64>]) -> Distrib
     recap_stats::distribution(
         rows.iter()
             .zip(icl_ns)
-            .filter(|(m, _)| m.phase == "measure" && m.ok)
+            .filter(|(m, _)| m.phase == Some(Phase::Measure) && m.ok)
             .flat_map(|(_, gaps)| gaps.iter().map(|g| *g as f64 / 1e6)),
     )
 }
@@ -38,13 +40,13 @@ pub fn icl_distribution(rows: &[RequestMetrics], icl_ns: &[Vec<i64>]) -> Distrib
 /// Computes the summary.
 pub fn summarize(inp: SummaryInput<'_>) -> Summary {
     let measure: Vec<usize> = (0..inp.rows.len())
-        .filter(|i| inp.rows[*i].phase == "measure")
+        .filter(|i| inp.rows[*i].phase == Some(Phase::Measure))
         .collect();
     let ok: Vec<&RequestMetrics> = measure.iter().map(|i| &inp.rows[*i]).filter(|m| m.ok).collect();
     let mut errors = BTreeMap::new();
     for i in &measure {
         if let Some(k) = &inp.rows[*i].error_kind {
-            *errors.entry(k.clone()).or_insert(0) += 1;
+            *errors.entry(*k).or_insert(0) += 1;
         }
     }
     let start = measure.iter().filter_map(|i| inp.rows[*i].sent_ns).min();
@@ -403,9 +405,9 @@ mod tests {
     fn row(id: u64, ok: bool, sent: i64, end: i64, ttft: i64, osl: u32) -> RequestMetrics {
         RequestMetrics {
             request_id: id,
-            phase: "measure".into(),
+            phase: Some(Phase::Measure),
             ok,
-            error_kind: (!ok).then(|| "timeout".to_string()),
+            error_kind: (!ok).then_some(recap_schemas::ErrorKind::Timeout),
             ttft_ns: Some(ttft),
             e2e_ns: Some(end - sent),
             tpot_ns: Some(10_000_000),
@@ -446,7 +448,7 @@ mod tests {
         assert_eq!(s.total_tokens_per_s, Some(20.0));
         assert_eq!(s.goodput.good_requests, 1);
         assert_eq!(s.goodput.share, Some(1.0 / 3.0));
-        assert_eq!(s.requests.errors.get("timeout"), Some(&1));
+        assert_eq!(s.requests.errors.get(&recap_schemas::ErrorKind::Timeout), Some(&1));
         assert_eq!(s.metrics["ttft_ms"].mean, Some(200.0));
         assert_eq!(s.metrics["icl_ms"].count, 3, "only successful requests' gaps");
         assert_eq!(s.osl_agreement.share_equal, Some(0.5));

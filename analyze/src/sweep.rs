@@ -18,22 +18,22 @@ use crate::{Error, Result};
 
 /// Label of a run's load, from its manifest.
 pub fn load_label(load: &recap_schemas::manifest::LoadSpec) -> (String, Option<f64>) {
-    match load.mode.as_str() {
-        "concurrency" => (
+    use recap_schemas::{Arrival, LoadMode};
+    match load.mode {
+        LoadMode::Concurrency => (
             format!("c{}", load.concurrency.unwrap_or(0)),
             load.concurrency.map(f64::from),
         ),
-        "rate" => {
+        LoadMode::Rate => {
             let r = load.rate_per_s.unwrap_or(0.0);
-            let arrival = load.arrival.as_deref().unwrap_or("poisson");
-            let tail = match (arrival, load.burstiness) {
-                ("gamma", Some(k)) => format!("-gamma{k}"),
-                ("constant", _) => "-const".to_string(),
+            let tail = match (load.arrival.unwrap_or(Arrival::Poisson), load.burstiness) {
+                (Arrival::Gamma, Some(k)) => format!("-gamma{k}"),
+                (Arrival::Constant, _) => "-const".to_string(),
                 _ => String::new(),
             };
             (format!("r{r}{tail}"), Some(r))
         }
-        other => (other.to_string(), None),
+        LoadMode::Burst => (LoadMode::Burst.as_str().to_string(), None),
     }
 }
 
@@ -75,7 +75,7 @@ pub fn build(
             SweepRow {
                 run: s.scoring.run.clone(),
                 label,
-                mode: load.mode.clone(),
+                mode: load.mode,
                 load: n,
                 values: values(s),
                 pareto: false,
@@ -193,7 +193,7 @@ impl SweepOutput for Sweep {
         for r in &self.rows {
             run.append_value(&r.run);
             label.append_value(&r.label);
-            mode.append_value(&r.mode);
+            mode.append_value(r.mode.as_str());
             load.append_option(r.load);
             for (b, c) in nums.iter_mut().zip(&cols) {
                 b.append_option(r.values.get(c).copied().flatten());
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn labels_from_loads() {
         let mut l = recap_schemas::manifest::LoadSpec {
-            mode: "concurrency".into(),
+            mode: recap_schemas::LoadMode::Concurrency,
             concurrency: Some(64),
             rate_per_s: None,
             arrival: None,
@@ -302,9 +302,9 @@ mod tests {
             seed: 0,
         };
         assert_eq!(load_label(&l), ("c64".into(), Some(64.0)));
-        l.mode = "rate".into();
+        l.mode = recap_schemas::LoadMode::Rate;
         l.rate_per_s = Some(2.5);
-        l.arrival = Some("gamma".into());
+        l.arrival = Some(recap_schemas::Arrival::Gamma);
         l.burstiness = Some(0.5);
         assert_eq!(load_label(&l).0, "r2.5-gamma0.5");
     }

@@ -20,7 +20,7 @@ pub struct Stats {
     /// Requests that ended with `done`.
     pub done: AtomicU64,
     /// Requests that ended with `error`, by [`ErrorKind`] (indexed like `ErrorKind::ALL`).
-    pub errors: [AtomicU64; 6],
+    pub errors: [AtomicU64; ErrorKind::ALL.len()],
     /// Requests that ended with `cancelled`.
     pub cancelled: AtomicU64,
     /// SSE events received (all kinds of event, including `[DONE]`).
@@ -106,7 +106,7 @@ impl Stats {
             done: self.done.load(Relaxed),
             errors: ErrorKind::ALL
                 .iter()
-                .map(|k| (k.as_str().to_string(), self.errors[error_index(*k)].load(Relaxed)))
+                .map(|k| (*k, self.errors[error_index(*k)].load(Relaxed)))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             cancelled: self.cancelled.load(Relaxed),
@@ -148,7 +148,7 @@ pub struct Summary {
     /// Requests ended `done`.
     pub done: u64,
     /// Requests ended `error`, by kind.
-    pub errors: std::collections::BTreeMap<String, u64>,
+    pub errors: std::collections::BTreeMap<ErrorKind, u64>,
     /// Requests ended `cancelled`.
     pub cancelled: u64,
     /// SSE events that could not be parsed (recorded as rows with `error_kind = protocol`).
@@ -331,7 +331,7 @@ mod tests {
             &crate::sink::SinkStats::default(),
             &crate::recorder::WaitStats::default(),
         );
-        assert_eq!(sum.errors.get("timeout"), Some(&1));
+        assert_eq!(sum.errors.get(&ErrorKind::Timeout), Some(&1));
         assert!(sum.render().contains("errors 2"));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use recap_schemas::manifest::{Counts, DatasetInfo, Endpoint as ManifestEndpoint, HostInfo, LoadSpec};
-use recap_schemas::{Manifest, Phase, RunStatus, MANIFEST_FILE, SCHEMA_VERSION};
+use recap_schemas::{LoadMode, Manifest, Phase, RunStatus, MANIFEST_FILE, SCHEMA_VERSION};
 use tokio::sync::watch;
 
 use crate::client::{Endpoint, EndpointOptions, Ticket, Worker, WorkerContext};
@@ -131,7 +131,7 @@ fn host_info() -> HostInfo {
 
 fn load_spec(cfg: &Config) -> LoadSpec {
     let (mode, concurrency, rate_per_s, arrival, burstiness) = match &cfg.load {
-        Load::Concurrency(n) => ("concurrency", Some(*n), None, None, None),
+        Load::Concurrency(n) => (LoadMode::Concurrency, Some(*n), None, None, None),
         Load::Rate {
             rate_per_s, arrival, ..
         } => {
@@ -139,12 +139,12 @@ fn load_spec(cfg: &Config) -> LoadSpec {
                 crate::schedule::Arrival::Gamma { shape } => Some(*shape),
                 _ => None,
             };
-            ("rate", None, Some(*rate_per_s), Some(arrival.name().to_string()), k)
+            (LoadMode::Rate, None, Some(*rate_per_s), Some(arrival.kind()), k)
         }
-        Load::Burst { .. } => ("burst", None, None, None, None),
+        Load::Burst { .. } => (LoadMode::Burst, None, None, None, None),
     };
     LoadSpec {
-        mode: mode.into(),
+        mode,
         concurrency,
         rate_per_s,
         arrival,

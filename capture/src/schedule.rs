@@ -25,12 +25,12 @@ pub enum Arrival {
 }
 
 impl Arrival {
-    /// Name stored in the manifest.
-    pub fn name(&self) -> &'static str {
+    /// The process as the manifest records it (the shape goes to `burstiness`).
+    pub fn kind(&self) -> recap_schemas::Arrival {
         match self {
-            Arrival::Constant => "constant",
-            Arrival::Poisson => "poisson",
-            Arrival::Gamma { .. } => "gamma",
+            Arrival::Constant => recap_schemas::Arrival::Constant,
+            Arrival::Poisson => recap_schemas::Arrival::Poisson,
+            Arrival::Gamma { .. } => recap_schemas::Arrival::Gamma,
         }
     }
 }

@@ -59,7 +59,13 @@ fn defined_flags(help: &str) -> std::collections::BTreeSet<String> {
                 break;
             }
             let flag = token.split(['=', '<', '[']).next().unwrap_or("");
-            out.insert(flag.to_string());
+            // `-x` or `--name`; not the `- value:` bullets of "Possible values".
+            if flag
+                .trim_start_matches('-')
+                .starts_with(|c: char| c.is_ascii_alphanumeric())
+            {
+                out.insert(flag.to_string());
+            }
         }
     }
     out

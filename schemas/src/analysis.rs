@@ -72,11 +72,11 @@ pub mod metrics {
 
     /// `u64`: the request.
     pub const REQUEST_ID: &str = "request_id";
-    /// `utf8`: [`crate::Phase`].
+    /// `utf8`: [`crate::Phase`]; null when the request row was lost (capture killed).
     pub const PHASE: &str = "phase";
     /// `bool`: terminal `done` with a 2xx status.
     pub const OK: &str = "ok";
-    /// `utf8`: terminal [`crate::ErrorKind`], or `lost` (no terminal event).
+    /// `utf8`: terminal [`crate::ErrorKind`] (`lost`: no terminal event); null when ok.
     pub const ERROR_KIND: &str = "error_kind";
     /// `i64` ns.
     pub const TTFT_NS: &str = "ttft_ns";
@@ -121,7 +121,7 @@ pub mod metrics {
         let u = |n: &str| Field::new(n, DataType::UInt32, true);
         Arc::new(Schema::new(vec![
             Field::new(REQUEST_ID, DataType::UInt64, false),
-            Field::new(PHASE, DataType::Utf8, false),
+            Field::new(PHASE, DataType::Utf8, true),
             Field::new(OK, DataType::Boolean, false),
             Field::new(ERROR_KIND, DataType::Utf8, true),
             i(TTFT_NS),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -127,6 +127,33 @@ string_enum! {
         StreamReset => "stream_reset",
         /// The request was cut short because the run was stopped.
         Cancelled => "cancelled",
+        /// Analysis only (never recorded by capture): the request has no terminal event
+        /// because the capture process was killed first.
+        Lost => "lost",
+    }
+}
+
+string_enum! {
+    /// The load shape of a run (`manifest.load.mode`).
+    LoadMode {
+        /// Closed loop: a fixed number of requests in flight.
+        Concurrency => "concurrency",
+        /// Open loop: requests sent at a rate, on an arrival process.
+        Rate => "rate",
+        /// Everything due at t = 0.
+        Burst => "burst",
+    }
+}
+
+string_enum! {
+    /// The arrival process of an open-loop run (`manifest.load.arrival`).
+    Arrival {
+        /// Evenly spaced.
+        Constant => "constant",
+        /// Exponential gaps.
+        Poisson => "poisson",
+        /// Gamma gaps (shape in `manifest.load.burstiness`).
+        Gamma => "gamma",
     }
 }
 

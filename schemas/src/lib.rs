@@ -26,7 +26,7 @@ pub mod requests;
 pub mod summary;
 pub mod sweep;
 
-pub use enums::{Api, ErrorKind, EventKind, Phase, RunStatus};
+pub use enums::{Api, Arrival, ErrorKind, EventKind, LoadMode, Phase, RunStatus};
 pub use manifest::Manifest;
 
 /// Version of the tables' layout. Readers refuse files of a newer version with a clear error.

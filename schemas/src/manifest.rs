@@ -72,13 +72,13 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadSpec {
     /// `concurrency` (closed loop), `rate` (open loop) or `burst` (all at once).
-    pub mode: String,
+    pub mode: crate::LoadMode,
     /// Closed-loop concurrency; null in open loop.
     pub concurrency: Option<u32>,
     /// Open-loop target rate in requests/s; null in closed loop and for bursts.
     pub rate_per_s: Option<f64>,
     /// `constant`, `poisson` or `gamma` in open loop; null otherwise.
-    pub arrival: Option<String>,
+    pub arrival: Option<crate::Arrival>,
     /// Gamma shape k (1 = Poisson, < 1 burstier, > 1 smoother); null unless gamma.
     pub burstiness: Option<f64>,
     /// Cap on requests in flight in open loop (closed loop: the concurrency).
@@ -129,7 +129,7 @@ pub struct Counts {
     /// Requests whose terminal event is `done`.
     pub done: u64,
     /// Requests whose terminal event is `error`, by `error_kind`.
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<crate::ErrorKind, u64>,
     /// Requests whose terminal event is `cancelled`.
     pub cancelled: u64,
     /// Rows in `events`.
@@ -179,7 +179,7 @@ mod tests {
                 api_key_env: None,
             },
             load: LoadSpec {
-                mode: "concurrency".into(),
+                mode: crate::LoadMode::Concurrency,
                 concurrency: Some(4),
                 rate_per_s: None,
                 arrival: None,

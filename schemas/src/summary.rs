@@ -200,7 +200,7 @@ pub struct Counts {
     /// Measure-phase requests that succeeded.
     pub ok: u64,
     /// Measure-phase failures by `error_kind` (`lost`: no terminal event, the run was killed).
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<crate::ErrorKind, u64>,
     /// SSE events marked `protocol` (malformed or in-stream errors) in measure-phase requests.
     pub protocol_events: u64,
     /// Measure-phase requests sent a second time because their reused connection failed

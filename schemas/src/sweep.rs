@@ -88,8 +88,8 @@ pub struct SweepRow {
     pub run: String,
     /// Load label (`c64`, `r10`, `burst`) that groups repeated runs.
     pub label: String,
-    /// `concurrency`, `rate` or `burst`.
-    pub mode: String,
+    /// The run's load shape.
+    pub mode: crate::LoadMode,
     /// The load's number: concurrency, or rate in req/s.
     pub load: Option<f64>,
     /// Numeric columns by name (`output_tokens_per_s`, `ttft_ms_p99`, ...).
