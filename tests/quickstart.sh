@@ -11,12 +11,19 @@ out="${RECAP_QUICKSTART_OUT:-runs/quickstart}"
 echo "==> building (debug)" >&2
 cargo build --workspace --quiet
 
+# The endpoint counts `usage` with the same tokenizer the analysis uses (as a real server
+# does with its model's tokenizer), so the summary's "tokens vs server usage" line compares
+# like with like.
+tokenizer=fixtures/tokenizers/qwen3/tokenizer.json.gz
 log="$(mktemp -d)/sim.out"
-"$target/debug/recap-sim" --port 0 --ttft 20ms --itl 2ms >"$log" 2>&1 &
+"$target/debug/recap-sim" --port 0 --ttft 20ms --itl 2ms --tokenizer "$tokenizer" >"$log" 2>&1 &
 sim_pid=$!
 trap 'kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
+# It prints `listening on` once the tokenizer is loaded (a few seconds in a debug build); stop
+# waiting early if it exits instead.
+for _ in $(seq 1 1200); do
   grep -q '^listening on ' "$log" 2>/dev/null && break
+  kill -0 "$sim_pid" 2>/dev/null || break
   sleep 0.05
 done
 addr="$(sed -n 's/^listening on //p' "$log" | head -n 1)"
@@ -28,7 +35,7 @@ echo "==> capture: 200 streaming chat requests at concurrency 8 into $out" >&2
   --concurrency 8 --requests 200 --warmup-requests 8 --max-tokens 64 "$@"
 
 echo "==> analyze: tokenize with the bundled Qwen3 tokenizer and summarize" >&2
-"$target/debug/analyze" report "$out" --tokenizer fixtures/tokenizers/qwen3/tokenizer.json.gz \
+"$target/debug/analyze" report "$out" --tokenizer "$tokenizer" \
   --slo ttft=50ms,tpot=10ms
 
 echo "==> plot: charts of the run" >&2

@@ -14,6 +14,8 @@
 //! - [`sweep`]: one row per run, Pareto fronts, and confidence intervals and ellipses over
 //!   repeated runs (the statistics live in `recap-stats`, the file types in `recap-schemas`).
 //! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
+//! - [`store`]: Parquet writes, footers, segment fingerprints and the caches (one failure
+//!   policy: a cache that cannot be written is a warning).
 
 pub mod bpe;
 pub mod load;
@@ -23,6 +25,7 @@ pub mod reassemble;
 pub mod records;
 pub mod report;
 pub mod sql;
+pub mod store;
 pub mod summary;
 pub mod sweep;
 pub mod template;

@@ -5,14 +5,12 @@
 //! newer schema version stops with a clear error, a truncated or corrupt one is skipped with a
 //! warning naming it, so the rest of the run is still analyzed.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::SessionContext;
-use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataReader};
 use recap_schemas::{Manifest, META_SCHEMA_VERSION, SCHEMA_VERSION};
 
 use crate::{Error, Result};
@@ -36,9 +34,17 @@ impl RunFolder {
     /// Opens `dir`: reads the manifest, checks versions, lists readable segments.
     pub fn open(dir: &Path) -> Result<Self> {
         let mpath = dir.join(recap_schemas::MANIFEST_FILE);
-        let text = std::fs::read_to_string(&mpath).map_err(|source| Error::Io {
-            path: mpath.clone(),
-            source,
+        let text = std::fs::read_to_string(&mpath).map_err(|source| match source.kind() {
+            // The user named a folder that is not a run: their input, not a runtime failure.
+            std::io::ErrorKind::NotFound => Error::Input(format!(
+                "{}: not a run folder (no {})",
+                dir.display(),
+                recap_schemas::MANIFEST_FILE
+            )),
+            _ => Error::Io {
+                path: mpath.clone(),
+                source,
+            },
         })?;
         let version: Option<u64> = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -111,10 +117,11 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
     files.sort();
     let mut ok = Vec::with_capacity(files.len());
     for f in files {
-        match footer(&f) {
+        match crate::store::footer(&f) {
             Err(why) => skipped.push((f, why)),
             Ok(md) => {
-                let version = footer_value(md.file_metadata(), META_SCHEMA_VERSION).and_then(|v| v.parse::<u32>().ok());
+                let version = crate::store::footer_value(md.file_metadata(), META_SCHEMA_VERSION)
+                    .and_then(|v| v.parse::<u32>().ok());
                 match version {
                     Some(v) if v > SCHEMA_VERSION => {
                         return Err(Error::Input(format!(
@@ -129,22 +136,6 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
         }
     }
     Ok(ok)
-}
-
-/// The footer (metadata) of the Parquet file at `path`, or why it cannot be read.
-pub(crate) fn footer(path: &Path) -> std::result::Result<ParquetMetaData, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|e| e.to_string())
-}
-
-/// The value of key-value metadata `key` in a Parquet footer, if any.
-pub(crate) fn footer_value<'a>(md: &'a FileMetaData, key: &str) -> Option<&'a str> {
-    md.key_value_metadata()?
-        .iter()
-        .find(|k| k.key == key)
-        .and_then(|k| k.value.as_deref())
 }
 
 fn register_files(ctx: &SessionContext, name: &str, files: &[PathBuf], schema: arrow_schema::SchemaRef) -> Result<()> {

@@ -39,8 +39,11 @@ enum Command {
         #[arg(required = true, num_args = 2..)]
         args: Vec<String>,
         /// Which analysis provides `metrics` (default: the newest).
-        #[arg(long)]
+        #[arg(long, value_name = "ID")]
         tokenizer_id: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: recap_analyze::sql::Format,
     },
 }
 
@@ -163,15 +166,28 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color_on_stderr())
         .with_target(false)
         .init();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("analyze: error: {e:#}");
-            ExitCode::from(2)
+            // 2: what the user gave cannot be used (flags, paths, files, the query);
+            // 1: the analysis failed at run time (I/O, a bug).
+            let usage = matches!(
+                e.downcast_ref::<recap_analyze::Error>(),
+                Some(recap_analyze::Error::Input(_) | recap_analyze::Error::Query(_))
+            );
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// ANSI colour in logs only on a terminal, and never with `NO_COLOR` set.
+fn color_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
@@ -188,11 +204,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 }
             })?;
             if a.json {
-                let v = if all.len() == 1 {
-                    serde_json::to_value(&all[0].0)?
-                } else {
-                    serde_json::to_value(all.iter().map(|x| &x.0).collect::<Vec<_>>())?
-                };
+                // Always an array, one summary per run, also for one run: scripts need one shape.
+                let v: Vec<_> = all.iter().map(|x| &x.0).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
             Ok(())
@@ -210,7 +223,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sql { mut args, tokenizer_id } => {
+        Command::Sql {
+            mut args,
+            tokenizer_id,
+            format,
+        } => {
             let query = args.pop().context("missing query")?;
             let runs = args
                 .iter()
@@ -218,7 +235,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let out = rt.block_on(async {
                 let ctx = recap_analyze::sql::session(&runs, tokenizer_id.as_deref()).await?;
-                recap_analyze::sql::run_query(&ctx, &query).await
+                recap_analyze::sql::run_query(&ctx, &query, format).await
             })?;
             println!("{out}");
             Ok(())

@@ -51,7 +51,7 @@ pub struct RequestRecord {
     /// The reassembled output texts; `None` when the record was read from the records cache
     /// ([`crate::records`]), which keeps only their hashes.
     pub texts: Option<Texts>,
-    /// [`crate::tokenize::text_hash`] of each output text: the token-count cache keys.
+    /// [`crate::store::text_hash`] of each output text: the token-count cache keys.
     pub hashes: TextHashes,
     /// Times of SSE events with output (non-empty content, reasoning or a tool call), in seq order.
     pub output_times_ns: Vec<i64>,
@@ -94,7 +94,7 @@ pub struct TextHashes {
 impl Texts {
     /// The hashes of these texts.
     pub fn hashes(&self) -> TextHashes {
-        use crate::tokenize::text_hash;
+        use crate::store::text_hash;
         TextHashes {
             content: text_hash(&self.content),
             reasoning: text_hash(&self.reasoning),

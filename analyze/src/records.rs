@@ -17,29 +17,11 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::load::RunFolder;
 use crate::reassemble::RequestRecord;
-use crate::tokenize::text_hash;
 use crate::{Error, Result};
 
 /// File name under `<run>/analysis/`.
 pub const FILE: &str = recap_schemas::analysis::RECORDS_FILE;
-/// Parquet key-value metadata holding the [`fingerprint`] a file was built from (here, and
-/// in `icl.parquet`).
-pub(crate) const META_FINGERPRINT: &str = "recap.records.fingerprint";
-/// Bumped whenever the columns or their meaning change, so older files are rebuilt.
-const FORMAT: &str = "recap-records-2";
-
-/// Identifies the segments a run's records come from: their names and sizes (closed segments
-/// are never rewritten), and this file's format.
-pub fn fingerprint(run: &RunFolder) -> String {
-    let mut key = String::from(FORMAT);
-    for f in run.requests.iter().chain(&run.events) {
-        let size = std::fs::metadata(f).map_or(0, |m| m.len());
-        key.push_str(&format!("|{}:{size}", f.display()));
-    }
-    format!("{FORMAT}-{:016x}", text_hash(&key))
-}
 
 fn schema() -> SchemaRef {
     let opt = |n: &str, t: DataType| Field::new(n, t, true);
@@ -145,7 +127,7 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         Arc::new(retries.finish()),
     ];
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::report::write_parquet(path, &batch, &[(META_FINGERPRINT, fingerprint)])
+    crate::store::write_parquet(path, &batch, &[(crate::store::META_FINGERPRINT, fingerprint)])
 }
 
 /// Reads `path` if it was built from `fingerprint`; `None` when it is missing, stale or
@@ -153,7 +135,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
 pub fn load(path: &Path, fingerprint: &str) -> Option<Vec<RequestRecord>> {
     let file = std::fs::File::open(path).ok()?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
-    let tagged = crate::load::footer_value(builder.metadata().file_metadata(), META_FINGERPRINT) == Some(fingerprint);
+    let tagged = crate::store::footer_value(builder.metadata().file_metadata(), crate::store::META_FINGERPRINT)
+        == Some(fingerprint);
     if !tagged || builder.schema().fields() != schema().fields() {
         return None;
     }

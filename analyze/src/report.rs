@@ -6,19 +6,17 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 
-use crate::load::{footer_value, RunFolder};
+use crate::load::RunFolder;
 use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
 use crate::reassemble::{reassemble, RequestRecord};
+use crate::store::{self, write_parquet};
+use crate::store::{text_hash, text_hash_from};
 use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput, SummaryText};
-use crate::tokenize::{text_hash, text_hash_from, Counter};
+use crate::tokenize::Counter;
 use crate::{Error, Result};
 
 /// Options of one report.
@@ -151,7 +149,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     // texts; token counts are cached per tokenizer. A re-analysis with other SLOs or
     // definitions needs neither the events nor the tokenizer's time.
     let records_path = recap_schemas::analysis::records_path(&run.dir);
-    let fingerprint = crate::records::fingerprint(run);
+    let fingerprint = store::fingerprint(run.requests.iter().chain(&run.events));
     let cached = crate::records::load(&records_path, &fingerprint);
     let from_cache = cached.is_some();
     let mut records = match cached {
@@ -178,12 +176,14 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     };
     lap("stage tokens");
     if cache.len() != known {
-        cache.save(&cache_path)?;
+        store::cache_written("token count", &cache_path, cache.save(&cache_path));
     }
     if !from_cache {
-        if let Err(e) = crate::records::save(&records_path, &fingerprint, &records) {
-            tracing::warn!("could not cache the reassembled records: {e}");
-        }
+        store::cache_written(
+            "reassembled records",
+            &records_path,
+            crate::records::save(&records_path, &fingerprint, &records),
+        );
     }
     lap("stage caches saved");
     let rows: Vec<RequestMetrics> = records
@@ -194,23 +194,17 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     // The ICL distribution depends only on the recorded events: `icl.parquet` keeps it (with
     // the gaps) for the segments it was built from, which spares a re-analysis every gap.
     let gaps_path = dir.join(recap_schemas::analysis::ICL_FILE);
-    let gaps_footer = crate::load::footer(&gaps_path).ok();
-    let tag = |key| {
-        gaps_footer
-            .as_ref()
-            .and_then(|md| footer_value(md.file_metadata(), key))
-    };
-    let kept = tag(crate::records::META_FINGERPRINT) == Some(fingerprint.as_str());
-    let icl_ms = match kept
-        .then(|| tag(META_ICL_MS))
-        .flatten()
-        .and_then(|j| serde_json::from_str::<recap_schemas::summary::Distribution>(j).ok())
-    {
+    let icl_ms = match store::cached_icl_ms(&gaps_path, &fingerprint) {
         Some(d) => d,
         None => {
             let icl: Vec<Vec<i64>> = records.iter().map(|r| metrics::icl_gaps(r).collect()).collect();
+            let ids: Vec<u64> = records.iter().map(|r| r.request_id).collect();
             let d = crate::summary::icl_distribution(&rows, &icl);
-            write_gaps(&gaps_path, &records, &icl, &fingerprint, &d)?;
+            store::cache_written(
+                "inter-chunk gaps",
+                &gaps_path,
+                store::write_gaps(&gaps_path, &ids, &icl, &fingerprint, &d),
+            );
             d
         }
     };
@@ -293,11 +287,36 @@ fn count_tokens(
     }))
 }
 
+/// What an earlier analysis in the same folder was scored with, when it differs from
+/// `summary`'s definitions, chat ISL mode or SLOs (one folder per tokenizer: a re-score with
+/// other choices replaces it, and says so).
+fn replaced_scoring(path: &Path, summary: &Summary) -> Option<String> {
+    let old: Summary = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let (o, n) = (&old.scoring, &summary.scoring);
+    let mut diffs = Vec::new();
+    if o.definitions != n.definitions {
+        diffs.push(format!("definitions {:?}", o.definitions));
+    }
+    if o.isl != n.isl {
+        diffs.push(format!("--isl {}", o.isl));
+    }
+    if old.goodput.slo != summary.goodput.slo {
+        diffs.push(format!("SLOs {:?}", old.goodput.slo));
+    }
+    (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
 fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
     })?;
+    if let Some(what) = replaced_scoring(&dir.join(recap_schemas::analysis::SUMMARY_JSON), summary) {
+        tracing::warn!(
+            "replacing the analysis in {} made with {what}; keep it by copying the folder first",
+            dir.display()
+        );
+    }
     let batch = metrics::to_batch(rows).map_err(|e| Error::Internal(e.to_string()))?;
     write_parquet(&dir.join(recap_schemas::analysis::METRICS_FILE), &batch, &[])?;
     let write = |name: &str, text: String| {
@@ -311,66 +330,4 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
     write(recap_schemas::analysis::SUMMARY_CSV, summary.to_csv())?;
     write(recap_schemas::analysis::SUMMARY_MD, summary.to_markdown())?;
     Ok(())
-}
-
-/// Parquet metadata of `icl.parquet` holding its `icl_ms` distribution as JSON.
-const META_ICL_MS: &str = "recap.icl_ms";
-
-/// `icl.parquet`: every inter-chunk gap (`request_id`, `gap_ns`), for plots of the ICL
-/// distribution (the per-request table only has one row per request), tagged with the
-/// segments' fingerprint and the `icl_ms` distribution.
-fn write_gaps(
-    path: &Path,
-    records: &[RequestRecord],
-    icl: &[Vec<i64>],
-    fingerprint: &str,
-    icl_ms: &recap_schemas::summary::Distribution,
-) -> Result<()> {
-    use arrow_array::builder::{Int64Builder, UInt64Builder};
-    let mut id = UInt64Builder::new();
-    let mut gap = Int64Builder::new();
-    for (r, gaps) in records.iter().zip(icl) {
-        for g in gaps {
-            id.append_value(r.request_id);
-            gap.append_value(*g);
-        }
-    }
-    let schema = recap_schemas::analysis::icl::schema();
-    let batch = arrow_array::RecordBatch::try_new(schema, vec![Arc::new(id.finish()), Arc::new(gap.finish())])
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let dist = serde_json::to_string(icl_ms).map_err(|e| Error::Internal(e.to_string()))?;
-    write_parquet(
-        path,
-        &batch,
-        &[(crate::records::META_FINGERPRINT, fingerprint), (META_ICL_MS, &dist)],
-    )
-}
-
-/// Writes one batch as a zstd Parquet file (analysis outputs are small and written once), with
-/// `metadata` as key-value pairs. Written beside its final name and renamed, so a reader never
-/// sees half a file.
-pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch, metadata: &[(&str, &str)]) -> Result<()> {
-    let tmp = path.with_extension("parquet.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
-    let kv: Vec<parquet::file::metadata::KeyValue> = metadata
-        .iter()
-        .map(|(k, v)| parquet::file::metadata::KeyValue::new((*k).to_string(), (*v).to_string()))
-        .collect();
-    // Mostly numbers with few repeats: dictionary encoding costs more than it saves here.
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_dictionary_enabled(false)
-        .set_key_value_metadata((!kv.is_empty()).then_some(kv))
-        .build();
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
-    w.write(batch).map_err(enc)?;
-    w.close().map_err(enc)?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }

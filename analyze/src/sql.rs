@@ -68,10 +68,45 @@ pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<S
     Ok(ctx)
 }
 
-/// Runs `query` and returns its result as a pretty table.
-pub async fn run_query(ctx: &SessionContext, query: &str) -> Result<String> {
+/// How `analyze sql` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// A JSON array of objects, one per row.
+    Json,
+}
+
+/// Runs `query` and returns its result in `format`.
+pub async fn run_query(ctx: &SessionContext, query: &str, format: Format) -> Result<String> {
     let batches = ctx.sql(query).await.map_err(df)?.collect().await.map_err(df)?;
-    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .map(|t| t.to_string())
-        .map_err(|e| Error::Query(e.to_string()))
+    let enc = |e: datafusion::arrow::error::ArrowError| Error::Internal(format!("formatting the result: {e}"));
+    match format {
+        Format::Table => datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .map(|t| t.to_string())
+            .map_err(enc),
+        Format::Csv => {
+            let mut out = Vec::new();
+            {
+                let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
+                for b in &batches {
+                    w.write(b).map_err(enc)?;
+                }
+            }
+            Ok(String::from_utf8_lossy(&out).trim_end().to_string())
+        }
+        Format::Json => {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+            for b in &batches {
+                w.write(b).map_err(enc)?;
+            }
+            w.finish().map_err(enc)?;
+            let text = String::from_utf8_lossy(&w.into_inner()).into_owned();
+            Ok(if text.is_empty() { "[]".into() } else { text })
+        }
+    }
 }

@@ -244,7 +244,7 @@ impl SweepOutput for Sweep {
             serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?,
         )?;
         write(recap_schemas::analysis::SWEEP_CSV, self.to_csv().into_bytes())?;
-        crate::report::write_parquet(
+        crate::store::write_parquet(
             &dir.join(recap_schemas::analysis::SWEEP_PARQUET),
             &self.to_batch()?,
             &[],

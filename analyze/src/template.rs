@@ -60,7 +60,7 @@ impl ChatTemplate {
         env.add_template_owned("chat", template)
             .map_err(|e| Error::Input(format!("{}: chat_template does not compile: {e}", config.display())))?;
         Ok(ChatTemplate {
-            digest: crate::tokenize::text_hash(&format!("template\0{text}")),
+            digest: crate::store::text_hash(&format!("template\0{text}")),
             env,
             bos_token: token_string(json.get("bos_token")),
             eos_token: token_string(json.get("eos_token")),

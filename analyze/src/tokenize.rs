@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::bpe::FastBpe;
+use crate::store::text_hash;
 
 use crate::{Error, Result};
 
@@ -108,22 +109,6 @@ impl Engine {
         };
         Ok(Engine { tokenizer, fast })
     }
-}
-
-/// 64-bit FNV-1a: a stable key for identical texts (and for the token-count cache).
-pub fn text_hash(text: &str) -> u64 {
-    text_hash_from(0xcbf2_9ce4_8422_2325, text)
-}
-
-/// FNV-1a of `text` continued from the state `seed` (the hash of what precedes it): keys for
-/// texts derived from a source, e.g. a chat prompt rendered by one template.
-pub fn text_hash_from(seed: u64, text: &str) -> u64 {
-    let mut h = seed;
-    for b in text.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 impl Counter {
@@ -357,7 +342,7 @@ impl TokenCache {
             vec![Arc::new(h.finish()), Arc::new(s.finish()), Arc::new(n.finish())],
         )
         .map_err(|e| Error::Internal(e.to_string()))?;
-        crate::report::write_parquet(path, &batch, &[])
+        crate::store::write_parquet(path, &batch, &[])
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use recap_tests::harness::defined_flags;
+
 #[test]
 fn help_lists_the_subcommands_and_definition_flags() {
     let out = Command::new(env!("CARGO_BIN_EXE_analyze"))
@@ -23,6 +25,7 @@ fn help_lists_the_subcommands_and_definition_flags() {
     for flag in [
         "--tokenizer",
         "--isl",
+        "--latency-from",
         "--ttft-on",
         "--e2e-end",
         "--tokens",
@@ -41,29 +44,6 @@ fn a_missing_run_folder_is_named() {
         .expect("run analyze");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/run-folder"));
-}
-
-/// The flags `--help` defines: on each line that starts with `-` (clap's `  -q, --quiet` and
-/// `      --rate <RATE>`), the leading `-x`/`--name` tokens, cut at `=`, `<` or `[`. Whole
-/// flags only: `--rate` is not found in `--rate-limit`, nor in a description that mentions it.
-fn defined_flags(help: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    for line in help.lines().map(str::trim_start).filter(|l| l.starts_with('-')) {
-        for token in line.split_whitespace().map(|t| t.trim_end_matches(',')) {
-            if !token.starts_with('-') {
-                break;
-            }
-            let flag = token.split(['=', '<', '[']).next().unwrap_or("");
-            // `-x` or `--name`; not the `- value:` bullets of "Possible values".
-            if flag
-                .trim_start_matches('-')
-                .starts_with(|c: char| c.is_ascii_alphanumeric())
-            {
-                out.insert(flag.to_string());
-            }
-        }
-    }
-    out
 }
 
 /// The subcommands `--help` lists: the first word of each line of its `Commands:` section.

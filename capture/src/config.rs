@@ -73,14 +73,26 @@ pub struct Args {
     /// Open loop: requests per second, or `inf` to send all at once.
     #[arg(long)]
     pub rate: Option<String>,
-    /// Arrival process for `--rate`.
-    #[arg(long, value_enum, default_value = "poisson")]
+    /// Arrival process for `--rate` (open loop only).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "poisson",
+        requires = "rate",
+        conflicts_with = "concurrency"
+    )]
     pub arrival: ArrivalArg,
     /// Gamma shape k for `--arrival gamma` (1 = Poisson, < 1 burstier); implies gamma.
-    #[arg(long)]
+    #[arg(long, value_name = "K", requires = "rate", conflicts_with = "concurrency")]
     pub burstiness: Option<f64>,
     /// Open loop: cap on requests in flight (late requests queue, and their lag is recorded).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1024,
+        requires = "rate",
+        conflicts_with = "concurrency"
+    )]
     pub max_in_flight: u32,
     /// Measure-phase requests to send (the dataset cycles).
     #[arg(long)]
@@ -456,6 +468,17 @@ mod tests {
         assert!(parse(&["--rate", "0"]).is_err());
         assert!(parse(&["--rate", "x"]).is_err());
         assert!(parse(&["--rate", "1", "--concurrency", "2"]).is_err());
+        // Flags that would do nothing in closed loop are refused, not ignored.
+        for flag in [
+            &["--arrival", "gamma"][..],
+            &["--burstiness", "0.5"],
+            &["--max-in-flight", "8"],
+        ] {
+            let mut args = vec!["--concurrency", "4"];
+            args.extend_from_slice(flag);
+            assert!(parse(&args).is_err(), "{flag:?} with --concurrency");
+            assert!(parse(flag).is_err(), "{flag:?} without --rate");
+        }
     }
 
     #[test]

@@ -25,7 +25,13 @@ fn main() -> ExitCode {
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("capture: error: {e:#}");
-            ExitCode::from(2)
+            // 2: the flags, dataset or endpoint cannot be used; 1: the run failed (I/O, a bug).
+            let usage = e.downcast_ref::<recap_capture::config::ConfigError>().is_some()
+                || matches!(
+                    e.downcast_ref::<recap_capture::Error>(),
+                    Some(recap_capture::Error::Config(_))
+                );
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
@@ -69,6 +75,10 @@ fn init_tracing(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi({
+            use std::io::IsTerminal;
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        })
         .with_target(false)
         .init();
 }

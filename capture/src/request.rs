@@ -56,7 +56,17 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
     params.insert("model".into(), Value::String(opts.model.clone()));
     params.insert("stream".into(), Value::Bool(opts.stream));
     if opts.stream {
-        params.insert("stream_options".into(), json!({"include_usage": true}));
+        // Usage is asked for, keeping whatever else `--body-extra` put in `stream_options`
+        // (vLLM's `continuous_usage_stats`, for one). A non-object value is the user's call.
+        match params.get_mut("stream_options") {
+            Some(Value::Object(so)) => {
+                so.entry("include_usage").or_insert(Value::Bool(true));
+            }
+            Some(_) => {}
+            None => {
+                params.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
     }
     if let Some(n) = max_tokens {
         params.insert("max_tokens".into(), json!(n));
@@ -121,6 +131,14 @@ mod tests {
         assert_eq!(body["messages"][0]["content"], "hi");
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["max_tokens"], 8);
+        let mut o = opts(Api::Chat, true);
+        o.extra = serde_json::from_str(r#"{"stream_options": {"continuous_usage_stats": true}}"#).expect("json");
+        let body: Value = serde_json::from_slice(&prepare(&row, &o).body).expect("json");
+        assert_eq!(
+            body["stream_options"],
+            json!({"continuous_usage_stats": true, "include_usage": true}),
+            "--body-extra's stream_options are merged, not replaced"
+        );
         assert!(p.prompt.is_none() && p.messages_json.is_some());
         let params: Value = serde_json::from_str(&p.params_json).expect("json");
         assert!(params.get("messages").is_none());

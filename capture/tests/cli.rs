@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use recap_tests::harness::{defined_flags, mentions_flag};
+
 #[test]
 fn help_lists_the_contract_flags() {
     let out = Command::new(env!("CARGO_BIN_EXE_capture"))
@@ -46,35 +48,4 @@ fn missing_required_flags_exit_with_usage() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(mentions_flag(&err, "--url"), "{err}");
-}
-
-/// The flags `--help` defines: on each line that starts with `-` (clap's `  -q, --quiet` and
-/// `      --rate <RATE>`), the leading `-x`/`--name` tokens, cut at `=`, `<` or `[`. Whole
-/// flags only: `--rate` is not found in `--rate-limit`, nor in a description that mentions it.
-fn defined_flags(help: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    for line in help.lines().map(str::trim_start).filter(|l| l.starts_with('-')) {
-        for token in line.split_whitespace().map(|t| t.trim_end_matches(',')) {
-            if !token.starts_with('-') {
-                break;
-            }
-            let flag = token.split(['=', '<', '[']).next().unwrap_or("");
-            // `-x` or `--name`; not the `- value:` bullets of "Possible values".
-            if flag
-                .trim_start_matches('-')
-                .starts_with(|c: char| c.is_ascii_alphanumeric())
-            {
-                out.insert(flag.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// Whether `text` mentions `flag` as a whole word (`--url <URL>`, `--url=..`, `(--url)`), not
-/// as the start of a longer flag.
-fn mentions_flag(text: &str, flag: &str) -> bool {
-    text.split(|c: char| c.is_whitespace() || c == ',')
-        .map(|t| t.trim_matches(|c: char| "'\"`()[].;:".contains(c)))
-        .any(|t| t.split(['=', '<', '[']).next() == Some(flag))
 }

@@ -32,16 +32,29 @@ struct Cli {
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
+    /// More logging (repeat for more); RUST_LOG overrides.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.quiet { "error" } else { "warn" })),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi({
+            use std::io::IsTerminal;
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        })
         .with_target(false)
         .init();
     match run(&cli) {
@@ -55,7 +68,9 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("plot: error: {e:#}");
-            ExitCode::from(2)
+            // 2: the inputs cannot be charted; 1: drawing or writing failed.
+            let usage = matches!(e.downcast_ref::<recap_plot::Error>(), Some(recap_plot::Error::Input(_)));
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use recap_tests::harness::defined_flags;
+
 #[test]
 fn help_and_a_clear_error_for_a_folder_without_analysis() {
     let out = Command::new(env!("CARGO_BIN_EXE_plot"))
@@ -10,9 +12,9 @@ fn help_and_a_clear_error_for_a_folder_without_analysis() {
         .output()
         .expect("run plot");
     assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
+    let help = defined_flags(&String::from_utf8_lossy(&out.stdout));
     for flag in ["--out", "--compare", "--format", "--tokenizer-id"] {
-        assert!(help.contains(flag), "--help lacks {flag}");
+        assert!(help.contains(flag), "--help lacks {flag}: {help:?}");
     }
     let dir = tempfile::tempdir().expect("tmp");
     let out = Command::new(env!("CARGO_BIN_EXE_plot"))

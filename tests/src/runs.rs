@@ -238,3 +238,17 @@ fn read_table(dir: &Path, run: &mut Run) -> Result<Vec<RecordBatch>> {
     }
     Ok(out)
 }
+
+/// The key `recap-sim` derives a request's text from, recomputed from what capture recorded
+/// (so tests can compare the recorded text with [`crate::sim::expected_content`]).
+pub fn key_of(run: &Run, id: u64) -> String {
+    let r = &run.requests[&id];
+    let body = match (&r.messages_json, &r.prompt) {
+        (Some(m), _) => serde_json::json!({
+            "messages": serde_json::from_str::<serde_json::Value>(m).expect("messages json")
+        }),
+        (None, Some(p)) => serde_json::json!({"prompt": p}),
+        (None, None) => panic!("request {id} has neither prompt nor messages"),
+    };
+    crate::sim::request_key(&body)
+}

@@ -4,22 +4,32 @@
 //! gaps, tokens per chunk), deterministic text and deterministic faults. Text and faults are
 //! pure functions of the request's prompt ([`request_key`]), so a test can recompute exactly
 //! what each request should have received, whatever the order or concurrency.
+//!
+//! It also reproduces what real servers do on the wire that clients trip over: the chunk
+//! shapes of llama.cpp, vLLM, SGLang and TGI ([`Flavor`]), llama.cpp's habit of closing the
+//! connection after every streamed response while advertising keep-alive
+//! ([`SimConfig::close_after_stream`]), and `usage` counts from a real tokenizer
+//! ([`UsageTokenizer`]).
 
 use std::convert::Infallible;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context as _;
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// Words the deterministic output is made of.
 const WORDS: &[&str] = &[
@@ -95,6 +105,176 @@ pub fn expected_reasoning(key: &str, n: u64) -> String {
 /// `usage.prompt_tokens` the simulator reports: whitespace-separated words of the key.
 pub fn prompt_tokens(key: &str) -> u64 {
     key.split_whitespace().count() as u64
+}
+
+/// Whose OpenAI-compatible stream shapes the simulator sends. The text is the same in every
+/// flavor ([`expected_content`]); only the envelope differs, as it does between real servers.
+///
+/// Where the shapes come from: llama.cpp from `llama-server` runs (`shared/realserver`); vLLM
+/// from its `serving_chat.py`/`serving_completion.py`; SGLang from its `serving_chat.py`
+/// (separate finish chunk, `choices: []` usage chunk) and the wire output quoted in
+/// sgl-project/sglang#4550 (v0.4.4); TGI from `router/src/chat.rs` (`ChatState`) and its
+/// integration-test snapshots (`test_chat_openai_usage.json`, and for completions
+/// `test_flash_llama_completion_many_prompts_stream.json`, `finish_reason: String`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Flavor {
+    /// OpenAI's own shapes: a role chunk (`content: ""`), one chunk per token, a finish chunk
+    /// (`delta: {}`), then (with `include_usage`) a `choices: []` usage chunk. Completions
+    /// carry `finish_reason` and usage on the last text chunk.
+    #[default]
+    Openai,
+    /// llama.cpp's `llama-server`: role chunk with `content: null`, every chunk with a
+    /// `system_fingerprint`, a finish chunk `delta: {}`, then (with `include_usage`) a
+    /// `choices: []` chunk with `usage` (and `prompt_tokens_details.cached_tokens`); the last
+    /// chunk carries a llama.cpp `timings` object. Completions end with a `text: ""` chunk
+    /// holding `finish_reason`, `usage` (always) and `timings`.
+    Llamacpp,
+    /// vLLM: `logprobs: null` in every choice, `finish_reason` (and `stop_reason: null`) on the
+    /// last token's chunk, a `choices: []` usage chunk with `include_usage`; with
+    /// `stream_options.continuous_usage_stats` every chunk carries running `usage` counts.
+    Vllm,
+    /// SGLang (pydantic-serialized: every optional field present as `null`, `matched_stop`
+    /// in each choice, `usage: null` on each chunk, a bare hex `id`): role chunk with
+    /// `content: ""`, a separate finish chunk whose delta is all `null`, then a `choices: []`
+    /// usage chunk. Honours `continuous_usage_stats` like vLLM.
+    Sglang,
+    /// Hugging Face TGI: no role-only chunk (every delta says `role: "assistant"`), `id: ""`,
+    /// a `system_fingerprint` like `3.1.2-dev0-native`, `finish_reason` on the last token's
+    /// chunk, then (with `include_usage`) a `choices: []` usage chunk. Completion chunks carry
+    /// `finish_reason: ""` until the last one and never usage.
+    Tgi,
+}
+
+/// `system_fingerprint` of the llama.cpp flavor (a llama.cpp build number and commit).
+const LLAMACPP_FINGERPRINT: &str = "b6100-0f1d4a9";
+/// `system_fingerprint` of the TGI flavor (TGI's version and backend).
+const TGI_FINGERPRINT: &str = "3.1.2-dev0-native";
+
+/// Counts `usage` the way a server with a real tokenizer does: output text with the
+/// tokenizer, chat prompts rendered through the model's chat template first.
+///
+/// Loaded with the `tokenizers` crate and minijinja directly (not through `analyze`), so the
+/// counts the simulator reports are an independent reference for `analyze`'s own counter.
+pub struct UsageTokenizer {
+    tokenizer: tokenizers::Tokenizer,
+    template: Option<ChatTemplate>,
+}
+
+struct ChatTemplate {
+    env: minijinja::Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for UsageTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageTokenizer")
+            .field("chat_template", &self.template.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn special_token(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).unwrap_or_default().to_string(),
+        _ => String::new(),
+    }
+}
+
+impl UsageTokenizer {
+    /// Loads `tokenizer.json` (or `tokenizer.json.gz`); the `tokenizer_config.json` beside
+    /// it, when there is one, provides the chat template (a string, or a list of
+    /// `{name, template}` where `default` wins).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = if path.extension().is_some_and(|e| e == "gz") {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .with_context(|| format!("{}: not a valid gzip file", path.display()))?;
+            out
+        } else {
+            raw
+        };
+        let tokenizer = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        let config = path.with_file_name("tokenizer_config.json");
+        let template = if config.exists() {
+            Some(ChatTemplate::load(&config)?)
+        } else {
+            None
+        };
+        Ok(UsageTokenizer { tokenizer, template })
+    }
+
+    /// Tokens in `text`; `add_special` adds the tokenizer's own specials (BOS), as servers
+    /// do for a completions prompt.
+    pub fn count(&self, text: &str, add_special: bool) -> u64 {
+        self.tokenizer
+            .encode_fast(text, add_special)
+            .map_or(0, |e| e.len() as u64)
+    }
+
+    /// `usage.prompt_tokens` of a request body: chat messages rendered through the chat
+    /// template with `add_generation_prompt` (their contents joined with `\n` without one, or
+    /// if it fails), or the completions prompt with special tokens added.
+    pub fn prompt_tokens(&self, body: &Value) -> u64 {
+        match body.get("messages") {
+            Some(messages) => {
+                let rendered = self.template.as_ref().and_then(|t| t.render(messages).ok());
+                match rendered {
+                    Some(text) => self.count(&text, false),
+                    None => self.count(&request_key(body), false),
+                }
+            }
+            None => self.count(&request_key(body), true),
+        }
+    }
+}
+
+impl ChatTemplate {
+    fn load(config: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+        let json: Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", config.display()))?;
+        let template = match json.get("chat_template") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+                .or_else(|| list.first())
+                .and_then(|t| t.get("template").and_then(Value::as_str))
+                .unwrap_or_default()
+                .to_string(),
+            _ => anyhow::bail!("{}: no `chat_template` field", config.display()),
+        };
+        let mut env = minijinja::Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<minijinja::Value, minijinja::Error> {
+                Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+            },
+        );
+        env.add_template_owned("chat", template)
+            .with_context(|| format!("{}: chat_template does not compile", config.display()))?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: special_token(json.get("bos_token")),
+            eos_token: special_token(json.get("eos_token")),
+        })
+    }
+
+    fn render(&self, messages: &Value) -> Result<String, minijinja::Error> {
+        self.env.get_template("chat")?.render(minijinja::context! {
+            messages => minijinja::Value::from_serialize(messages),
+            add_generation_prompt => true,
+            bos_token => self.bos_token.clone(),
+            eos_token => self.eos_token.clone(),
+        })
+    }
 }
 
 /// A fault the simulator injects into one response.
@@ -195,6 +375,15 @@ pub struct SimConfig {
     /// With zero TTFT and ITL, render each fault-free stream whole and send it at once (still
     /// one token per SSE event): a server that is never the bottleneck, for benchmarks.
     pub prerender: bool,
+    /// After every streamed (SSE) response, close the TCP connection once the whole body
+    /// (terminating chunk included) is written, although every response advertises
+    /// `Connection: keep-alive` and `Keep-Alive: timeout=5, max=100`: what llama.cpp's
+    /// `llama-server` does. A client that reuses the connection writes into a closed socket.
+    pub close_after_stream: bool,
+    /// Whose chunk shapes to send.
+    pub flavor: Flavor,
+    /// Count `usage` with this tokenizer instead of one token per word.
+    pub tokenizer: Option<Arc<UsageTokenizer>>,
 }
 
 impl Default for SimConfig {
@@ -215,6 +404,9 @@ impl Default for SimConfig {
             malformed_utf8: false,
             tls_self_signed: false,
             prerender: false,
+            close_after_stream: false,
+            flavor: Flavor::Openai,
+            tokenizer: None,
         }
     }
 }
@@ -326,15 +518,11 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
-            let http = hyper::server::conn::http1::Builder::new();
             match tls {
-                None => {
-                    let _ = http.serve_connection(TokioIo::new(stream), svc).await;
-                }
+                None => serve_connection(TokioIo::new(stream), shared).await,
                 Some(acceptor) => {
                     if let Ok(s) = acceptor.accept(stream).await {
-                        let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                        serve_connection(TokioIo::new(s), shared).await;
                     }
                 }
             }
@@ -342,60 +530,157 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Serves one connection until the client or the server closes it. With
+/// `--close-after-stream`, a streamed response's body tells (through `closer`) when its last
+/// frame has been handed to hyper; the connection then stops keeping alive, so hyper writes
+/// what is left of the response, flushes, shuts the socket down and drops it.
+async fn serve_connection<I>(io: I, shared: Arc<Shared>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let closer = Arc::new(Notify::new());
+    let svc = {
+        let closer = closer.clone();
+        service_fn(move |req| handle(shared.clone(), closer.clone(), req))
+    };
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
+    tokio::pin!(conn);
+    loop {
+        tokio::select! {
+            biased;
+            () = closer.notified() => conn.as_mut().graceful_shutdown(),
+            _ = conn.as_mut() => return,
+        }
+    }
+}
+
+/// A response body that signals `done` once its last frame has been handed to hyper (the end
+/// of the stream, or a frame after which the body says it has ended).
+struct SignalEnd {
+    inner: Body,
+    done: Option<Arc<Notify>>,
+}
+
+impl hyper::body::Body for SignalEnd {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            if let Some(done) = this.done.take() {
+                done.notify_one();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Headers a flavor's real server sends on every response.
+fn flavor_headers(flavor: Flavor, headers: &mut http::HeaderMap) {
+    let server = match flavor {
+        Flavor::Openai => return,
+        Flavor::Llamacpp => "llama.cpp",
+        Flavor::Vllm | Flavor::Sglang => "uvicorn",
+        Flavor::Tgi => {
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            return;
+        }
+    };
+    headers.insert(http::header::SERVER, HeaderValue::from_static(server));
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    closer: Arc<Notify>,
+    req: hyper::Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let mut resp = route(&shared, req).await;
+    flavor_headers(shared.cfg.flavor, resp.headers_mut());
+    let n = shared.responses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if shared.cfg.close_every > 0 && n.is_multiple_of(shared.cfg.close_every) {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    } else if shared.cfg.close_after_stream {
+        // What llama-server (cpp-httplib) advertises, including on the responses after which
+        // it closes the connection.
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        resp.headers_mut()
+            .insert("keep-alive", HeaderValue::from_static("timeout=5, max=100"));
+        let streamed = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if streamed {
+            resp = resp.map(|inner| {
+                SignalEnd {
+                    inner,
+                    done: Some(closer),
+                }
+                .boxed()
+            });
+        }
+    }
+    Ok(resp)
+}
+
+async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let chat = match (&method, path.as_str()) {
-        (&Method::GET, "/health") => return Ok(full(StatusCode::OK, json!({"status": "ok"}))),
+        (&Method::GET, "/health") => return full(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/v1/models") => {
-            return Ok(full(
+            return full(
                 StatusCode::OK,
                 json!({"object": "list", "data": [{"id": "recap-sim", "object": "model"}]}),
-            ))
+            )
         }
         (&Method::POST, "/v1/chat/completions") => true,
         (&Method::POST, "/v1/completions") => false,
-        _ => {
-            return Ok(error_body(
-                StatusCode::NOT_FOUND,
-                &format!("no route {method} {path}"),
-                "not_found",
-            ))
-        }
+        _ => return error_body(StatusCode::NOT_FOUND, &format!("no route {method} {path}"), "not_found"),
     };
     let bytes = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            return Ok(error_body(
+            return error_body(
                 StatusCode::BAD_REQUEST,
                 &format!("reading body: {e}"),
                 "invalid_request_error",
-            ))
+            )
         }
     };
     let body: Value = match serde_json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
-            return Ok(error_body(
+            return error_body(
                 StatusCode::BAD_REQUEST,
                 "body must be a JSON object",
                 "invalid_request_error",
-            ))
+            )
         }
         Err(e) => {
-            return Ok(error_body(
+            return error_body(
                 StatusCode::BAD_REQUEST,
                 &format!("invalid JSON: {e}"),
                 "invalid_request_error",
-            ))
+            )
         }
     };
-    let mut resp = respond(shared.clone(), chat, &body).await;
-    let n = shared.responses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    if shared.cfg.close_every > 0 && n.is_multiple_of(shared.cfg.close_every) {
-        resp.headers_mut()
-            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-    }
-    Ok(resp)
+    respond(shared.clone(), chat, &body).await
 }
 
 fn malformed_event(utf8: bool) -> Bytes {
@@ -480,54 +765,391 @@ impl Out {
     }
 }
 
+/// One SSE chunk's worth of generated text.
+struct Chunk {
+    reasoning: bool,
+    text: String,
+    /// Completion tokens generated through the end of this chunk (running `usage`).
+    tokens_through: u64,
+}
+
+/// Everything one response says, decided before the first byte is sent.
 struct Plan {
     chat: bool,
+    flavor: Flavor,
     model: String,
     id: String,
     hash: u64,
     prompt_tokens: u64,
-    n: u64,
-    reasoning: u64,
-    per_chunk: u64,
+    completion_tokens: u64,
+    /// Send `usage` (where this flavor puts it for this request).
     usage: bool,
+    /// Running `usage` on every chunk (`stream_options.continuous_usage_stats`).
+    continuous: bool,
     fault: Fault,
+    chunks: Vec<Chunk>,
+    ttft: Duration,
+    itl: Duration,
+}
+
+/// The field a delta's text goes in.
+fn delta_field(reasoning: bool) -> &'static str {
+    if reasoning {
+        "reasoning_content"
+    } else {
+        "content"
+    }
 }
 
 impl Plan {
-    /// Chunks of (is_reasoning, text).
-    fn chunks(&self) -> Vec<(bool, String)> {
-        let mut out = Vec::new();
-        let mut push = |reasoning: bool, n: u64, f: &dyn Fn(u64) -> String| {
+    fn new(cfg: &SimConfig, chat: bool, body: &Value, stream: bool) -> Plan {
+        let key = request_key(body);
+        let hash = key_hash(&key);
+        let requested = body
+            .get("max_completion_tokens")
+            .and_then(Value::as_u64)
+            .or_else(|| body.get("max_tokens").and_then(Value::as_u64));
+        let option = |name: &str| {
+            body.pointer(&format!("/stream_options/{name}"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        let flavor = cfg.flavor;
+        let usage = !cfg.no_usage
+            && (!stream
+                || match (flavor, chat) {
+                    // llama.cpp always ends a completions stream with usage; TGI never sends it there.
+                    (Flavor::Llamacpp, false) => true,
+                    (Flavor::Tgi, false) => false,
+                    _ => option("include_usage"),
+                });
+        let continuous =
+            stream && usage && option("continuous_usage_stats") && matches!(flavor, Flavor::Vllm | Flavor::Sglang);
+        let n = cfg.output_tokens.or(requested).unwrap_or(16);
+        let reasoning = if chat { cfg.reasoning } else { 0 };
+        let per_chunk = cfg.tokens_per_chunk.max(1);
+        let tok = cfg.tokenizer.as_deref();
+
+        let mut chunks = Vec::new();
+        let (mut reasoning_so_far, mut content_so_far) = (String::new(), "x".repeat(cfg.huge_event_bytes));
+        let mut tokens = 0;
+        for (is_reasoning, total) in [(true, reasoning), (false, n)] {
             let mut i = 0;
-            while i < n {
-                let end = (i + self.per_chunk).min(n);
-                out.push((reasoning, (i..end).map(f).collect::<String>()));
+            while i < total {
+                let end = (i + per_chunk).min(total);
+                let text: String = (i..end)
+                    .map(|j| {
+                        if is_reasoning {
+                            reasoning_text(hash, j)
+                        } else {
+                            token_text(hash, j)
+                        }
+                    })
+                    .collect();
+                tokens += end - i;
+                let tokens_through = match tok {
+                    Some(t) if continuous => {
+                        if is_reasoning {
+                            reasoning_so_far.push_str(&text);
+                        } else {
+                            content_so_far.push_str(&text);
+                        }
+                        t.count(&reasoning_so_far, false) + t.count(&content_so_far, false)
+                    }
+                    _ => tokens,
+                };
+                chunks.push(Chunk {
+                    reasoning: is_reasoning,
+                    text,
+                    tokens_through,
+                });
                 i = end;
             }
+        }
+        let (prompt_tokens, completion_tokens) = match tok {
+            None => (prompt_tokens(&key), n + reasoning),
+            Some(t) => {
+                let mut content = "x".repeat(cfg.huge_event_bytes);
+                let mut reasoning_all = String::new();
+                for c in &chunks {
+                    if c.reasoning {
+                        reasoning_all.push_str(&c.text);
+                    } else {
+                        content.push_str(&c.text);
+                    }
+                }
+                (
+                    t.prompt_tokens(body),
+                    t.count(&reasoning_all, false) + t.count(&content, false),
+                )
+            }
         };
-        push(true, self.reasoning, &|i| reasoning_text(self.hash, i));
-        push(false, self.n, &|i| token_text(self.hash, i));
+        let id = match flavor {
+            Flavor::Openai => format!("cmpl-{hash:016x}"),
+            Flavor::Llamacpp | Flavor::Vllm if chat => format!("chatcmpl-{hash:016x}"),
+            Flavor::Llamacpp | Flavor::Vllm => format!("cmpl-{hash:016x}"),
+            Flavor::Sglang => format!("{hash:016x}{:016x}", splitmix64(hash)),
+            Flavor::Tgi => String::new(),
+        };
+        Plan {
+            chat,
+            flavor,
+            model: body
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("recap-sim")
+                .to_string(),
+            id,
+            hash,
+            prompt_tokens,
+            completion_tokens,
+            usage,
+            continuous,
+            fault: fault_for(&key, &cfg.faults),
+            chunks,
+            ttft: cfg.ttft,
+            itl: cfg.itl,
+        }
+    }
+
+    fn object(&self) -> &'static str {
+        if self.chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        }
+    }
+
+    /// A `usage` object with `completion` tokens generated so far.
+    fn usage_value(&self, completion: u64) -> Value {
+        let p = self.prompt_tokens;
+        let mut u = json!({"prompt_tokens": p, "completion_tokens": completion, "total_tokens": p + completion});
+        match self.flavor {
+            Flavor::Llamacpp => u["prompt_tokens_details"] = json!({"cached_tokens": 0}),
+            Flavor::Sglang => u["prompt_tokens_details"] = Value::Null,
+            _ => {}
+        }
+        u
+    }
+
+    /// llama.cpp's `timings` object, from the scripted delays.
+    fn timings(&self) -> Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let per_s = |n: u64, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+        let per_token = |n: u64, ms: f64| if n > 0 { ms / n as f64 } else { 0.0 };
+        let (p, c) = (self.prompt_tokens, self.completion_tokens);
+        let prompt_ms = ms(self.ttft);
+        let predicted_ms = ms(self.itl) * self.chunks.len().saturating_sub(1) as f64;
+        json!({"cache_n": 0, "prompt_n": p, "prompt_ms": prompt_ms,
+               "prompt_per_token_ms": per_token(p, prompt_ms), "prompt_per_second": per_s(p, prompt_ms),
+               "predicted_n": c, "predicted_ms": predicted_ms,
+               "predicted_per_token_ms": per_token(c, predicted_ms), "predicted_per_second": per_s(c, predicted_ms)})
+    }
+
+    /// The chunk sent before the first token (chat only; TGI sends none).
+    fn role_event(&self) -> Option<Value> {
+        if !self.chat {
+            return None;
+        }
+        let (id, model, object) = (&self.id, &self.model, self.object());
+        Some(match self.flavor {
+            Flavor::Openai => json!({"id": id, "object": object, "created": 0, "model": model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]}),
+            Flavor::Llamacpp => json!({"choices": [{"finish_reason": null, "index": 0,
+                    "delta": {"role": "assistant", "content": null}}],
+                "created": 0, "id": id, "model": model, "system_fingerprint": LLAMACPP_FINGERPRINT, "object": object}),
+            Flavor::Vllm => {
+                let mut v = json!({"id": id, "object": object, "created": 0, "model": model,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                 "logprobs": null, "finish_reason": null}]});
+                if self.continuous {
+                    v["usage"] = self.usage_value(0);
+                }
+                v
+            }
+            Flavor::Sglang => json!({"id": id, "object": object, "created": 0, "model": model,
+                "choices": [{"index": 0,
+                    "delta": {"role": "assistant", "content": "", "reasoning_content": null, "tool_calls": null},
+                    "logprobs": null, "finish_reason": null, "matched_stop": null}],
+                "usage": null}),
+            Flavor::Tgi => return None,
+        })
+    }
+
+    /// The chunk carrying `text`; `last` is the last token chunk, `through` the completion
+    /// tokens generated once it is out (running usage).
+    fn token_event(&self, reasoning: bool, text: &str, last: bool, through: u64) -> Value {
+        let (id, model, object) = (&self.id, &self.model, self.object());
+        let field = delta_field(reasoning);
+        let finish = last.then_some("length");
+        let running = || {
+            if self.continuous {
+                self.usage_value(through)
+            } else {
+                Value::Null
+            }
+        };
+        match (self.flavor, self.chat) {
+            (Flavor::Openai, true) => json!({"id": id, "object": object, "created": 0, "model": model,
+                "choices": [{"index": 0, "delta": {field: text}, "finish_reason": null}]}),
+            (Flavor::Openai, false) => {
+                let mut v = json!({"id": id, "object": object, "created": 0, "model": model,
+                    "choices": [{"index": 0, "text": text, "finish_reason": finish}]});
+                if last && self.usage {
+                    v["usage"] = self.usage_value(self.completion_tokens);
+                }
+                v
+            }
+            (Flavor::Llamacpp, true) => {
+                json!({"choices": [{"finish_reason": null, "index": 0, "delta": {field: text}}],
+                "created": 0, "id": id, "model": model, "system_fingerprint": LLAMACPP_FINGERPRINT, "object": object})
+            }
+            (Flavor::Llamacpp, false) => json!({
+                "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": null}],
+                "created": 0, "id": id, "model": model, "system_fingerprint": LLAMACPP_FINGERPRINT, "object": object}),
+            (Flavor::Vllm, chat) => {
+                let mut choice = if chat {
+                    json!({"index": 0, "delta": {field: text}, "logprobs": null, "finish_reason": finish})
+                } else {
+                    json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish, "stop_reason": null})
+                };
+                if last {
+                    choice["stop_reason"] = Value::Null;
+                }
+                let mut v = json!({"id": id, "object": object, "created": 0, "model": model, "choices": [choice]});
+                if self.continuous {
+                    v["usage"] = running();
+                }
+                v
+            }
+            (Flavor::Sglang, true) => {
+                let mut delta = json!({"role": null, "content": null, "reasoning_content": null, "tool_calls": null});
+                delta[field] = json!(text);
+                json!({"id": id, "object": object, "created": 0, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null, "matched_stop": null}],
+                    "usage": running()})
+            }
+            (Flavor::Sglang, false) => json!({"id": id, "object": object, "created": 0, "model": model,
+                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish, "matched_stop": null}],
+                "usage": running()}),
+            (Flavor::Tgi, true) => json!({"object": object, "id": "", "created": 0, "model": model,
+                "system_fingerprint": TGI_FINGERPRINT,
+                "choices": [{"index": 0, "delta": {"role": "assistant", field: text}, "logprobs": null, "finish_reason": finish}],
+                "usage": null}),
+            (Flavor::Tgi, false) => json!({"id": "", "object": object, "created": 0, "model": model,
+                "system_fingerprint": TGI_FINGERPRINT,
+                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish.unwrap_or("")}]}),
+        }
+    }
+
+    /// The chunks after the last token chunk, before `[DONE]`.
+    fn tail_events(&self) -> Vec<Value> {
+        let (id, model, object) = (&self.id, &self.model, self.object());
+        let usage = self.usage_value(self.completion_tokens);
+        let mut out = Vec::new();
+        match (self.flavor, self.chat) {
+            (Flavor::Openai, true) => {
+                out.push(json!({"id": id, "object": object, "created": 0, "model": model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}));
+                if self.usage {
+                    out.push(json!({"id": id, "object": object, "created": 0, "model": model,
+                        "choices": [], "usage": usage}));
+                }
+            }
+            (Flavor::Openai, false) | (Flavor::Tgi, false) => {}
+            (Flavor::Llamacpp, true) => {
+                out.push(
+                    json!({"choices": [{"finish_reason": "length", "index": 0, "delta": {}}],
+                    "created": 0, "id": id, "model": model, "system_fingerprint": LLAMACPP_FINGERPRINT,
+                    "object": object}),
+                );
+                if self.usage {
+                    out.push(json!({"choices": [], "created": 0, "id": id, "model": model,
+                        "system_fingerprint": LLAMACPP_FINGERPRINT, "object": object, "usage": usage}));
+                }
+                if let Some(last) = out.last_mut() {
+                    last["timings"] = self.timings();
+                }
+            }
+            (Flavor::Llamacpp, false) => {
+                // "In stream mode, content is already in the last partial chunk": the final
+                // chunk has empty text and carries finish_reason, usage and timings.
+                let mut v = json!({"choices": [{"text": "", "index": 0, "logprobs": null, "finish_reason": "length"}],
+                    "created": 0, "id": id, "model": model, "system_fingerprint": LLAMACPP_FINGERPRINT,
+                    "object": object});
+                if self.usage {
+                    v["usage"] = usage;
+                }
+                v["timings"] = self.timings();
+                out.push(v);
+            }
+            (Flavor::Vllm, _) => {
+                if self.usage {
+                    out.push(json!({"id": id, "object": object, "created": 0, "model": model,
+                        "choices": [], "usage": usage}));
+                }
+            }
+            (Flavor::Sglang, chat) => {
+                if chat {
+                    out.push(json!({"id": id, "object": object, "created": 0, "model": model,
+                        "choices": [{"index": 0,
+                            "delta": {"role": null, "content": null, "reasoning_content": null, "tool_calls": null},
+                            "logprobs": null, "finish_reason": "length", "matched_stop": null}],
+                        "usage": null}));
+                }
+                if self.usage {
+                    out.push(json!({"id": id, "object": object, "created": 0, "model": model,
+                        "choices": [], "usage": usage}));
+                }
+            }
+            (Flavor::Tgi, true) => {
+                if self.usage {
+                    out.push(json!({"object": object, "id": "", "created": 0, "model": model,
+                        "system_fingerprint": TGI_FINGERPRINT, "choices": [], "usage": usage}));
+                }
+            }
+        }
         out
     }
 
-    fn usage(&self) -> Value {
-        let c = self.n + self.reasoning;
-        json!({"prompt_tokens": self.prompt_tokens, "completion_tokens": c, "total_tokens": self.prompt_tokens + c})
-    }
-
-    fn chunk_event(&self, reasoning: bool, text: &str, finish: Option<&str>) -> Value {
-        if self.chat {
-            let delta = if reasoning {
-                json!({"reasoning_content": text})
-            } else {
-                json!({"content": text})
-            };
-            json!({"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    /// The whole non-streamed body.
+    fn whole_body(&self, huge_event_bytes: usize) -> Value {
+        let mut content = "x".repeat(huge_event_bytes);
+        content.extend(self.chunks.iter().filter(|c| !c.reasoning).map(|c| c.text.as_str()));
+        let reasoning: String = self
+            .chunks
+            .iter()
+            .filter(|c| c.reasoning)
+            .map(|c| c.text.as_str())
+            .collect();
+        let (object, choice) = if self.chat {
+            let mut message = json!({"role": "assistant", "content": content});
+            if !reasoning.is_empty() {
+                message["reasoning_content"] = json!(reasoning);
+            }
+            (
+                "chat.completion",
+                json!({"index": 0, "message": message, "finish_reason": "length"}),
+            )
         } else {
-            json!({"id": self.id, "object": "text_completion", "created": 0, "model": self.model,
-                   "choices": [{"index": 0, "text": text, "finish_reason": finish}]})
+            (
+                "text_completion",
+                json!({"index": 0, "text": content, "finish_reason": "length"}),
+            )
+        };
+        let mut v = json!({"id": self.id, "object": object, "created": 0, "model": self.model, "choices": [choice]});
+        match self.flavor {
+            Flavor::Llamacpp => {
+                v["system_fingerprint"] = json!(LLAMACPP_FINGERPRINT);
+                v["timings"] = self.timings();
+            }
+            Flavor::Tgi => v["system_fingerprint"] = json!(TGI_FINGERPRINT),
+            _ => {}
         }
+        if self.usage {
+            v["usage"] = self.usage_value(self.completion_tokens);
+        }
+        v
     }
 }
 
@@ -537,33 +1159,9 @@ fn sse(v: &Value) -> Bytes {
 
 async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body> {
     let cfg = &shared.cfg;
-    let key = request_key(body);
-    let hash = key_hash(&key);
-    let requested = body
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| body.get("max_tokens").and_then(Value::as_u64));
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let include_usage = body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let plan = Plan {
-        chat,
-        model: body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or("recap-sim")
-            .to_string(),
-        id: format!("cmpl-{hash:016x}"),
-        hash,
-        prompt_tokens: prompt_tokens(&key),
-        n: cfg.output_tokens.or(requested).unwrap_or(16),
-        reasoning: if chat { cfg.reasoning } else { 0 },
-        per_chunk: cfg.tokens_per_chunk.max(1),
-        usage: !cfg.no_usage && (!stream || include_usage),
-        fault: fault_for(&key, &cfg.faults),
-    };
+    let plan = Plan::new(cfg, chat, body, stream);
+    let hash = plan.hash;
     if plan.fault == Fault::Error {
         shared.log(hash, plan.fault, stream, None);
         let status = StatusCode::from_u16(cfg.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -586,18 +1184,17 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
         let mut r = Response::new(body);
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/event-stream"),
+            HeaderValue::from_static("text/event-stream"),
         );
         r.headers_mut()
-            .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if cfg.gzip {
             r.headers_mut()
-                .insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+                .insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         return r;
     }
     // Non-streaming: the whole generation time, then one body.
-    let chunks = plan.chunks();
     match plan.fault {
         Fault::Stall => {
             shared.log(hash, plan.fault, false, None);
@@ -611,32 +1208,16 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
         }
         _ => {}
     }
-    tokio::time::sleep(cfg.ttft + cfg.itl * (chunks.len().saturating_sub(1) as u32)).await;
+    tokio::time::sleep(cfg.ttft + cfg.itl * (plan.chunks.len().saturating_sub(1) as u32)).await;
     shared.log(hash, plan.fault, false, Some(unix_ns()));
     if plan.fault == Fault::Malformed {
         return full_raw(StatusCode::OK, "{\"choices\": [");
     }
-    let mut content = "x".repeat(cfg.huge_event_bytes);
-    content.extend(chunks.iter().filter(|(r, _)| !r).map(|(_, t)| t.as_str()));
-    let reasoning: String = chunks.iter().filter(|(r, _)| *r).map(|(_, t)| t.as_str()).collect();
-    let mut v = if chat {
-        let mut message = json!({"role": "assistant", "content": content});
-        if !reasoning.is_empty() {
-            message["reasoning_content"] = json!(reasoning);
-        }
-        json!({"id": plan.id, "object": "chat.completion", "created": 0, "model": plan.model,
-               "choices": [{"index": 0, "message": message, "finish_reason": "length"}]})
-    } else {
-        json!({"id": plan.id, "object": "text_completion", "created": 0, "model": plan.model,
-               "choices": [{"index": 0, "text": content, "finish_reason": "length"}]})
-    };
-    if plan.usage {
-        v["usage"] = plan.usage();
-    }
+    let v = plan.whole_body(cfg.huge_event_bytes);
     if cfg.gzip {
         let mut r = full_bytes(StatusCode::OK, gzip_all(v.to_string().as_bytes()));
         r.headers_mut()
-            .insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+            .insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         return r;
     }
     full(StatusCode::OK, v)
@@ -660,9 +1241,7 @@ fn futures_once_error() -> Body {
 
 async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
     let cfg = &shared.cfg;
-    if plan.chat {
-        let role = json!({"id": plan.id, "object": "chat.completion.chunk", "created": 0, "model": plan.model,
-                          "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
+    if let Some(role) = plan.role_event() {
         if !out.send(sse(&role)).await {
             return;
         }
@@ -670,12 +1249,12 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
     if !cfg.ttft.is_zero() {
         tokio::time::sleep(cfg.ttft).await;
     }
-    let chunks = plan.chunks();
-    let n_chunks = chunks.len();
+    let n_chunks = plan.chunks.len();
     let reset_at = n_chunks / 2;
     let mut first_token_ns = None;
     let mut huge_sent = false;
-    for (i, (reasoning, text)) in chunks.iter().enumerate() {
+    let mut through = 0;
+    for (i, chunk) in plan.chunks.iter().enumerate() {
         if i > 0 && !cfg.itl.is_zero() {
             tokio::time::sleep(cfg.itl).await;
         }
@@ -684,21 +1263,15 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
             out.reset().await;
             return;
         }
-        if !*reasoning && !huge_sent && cfg.huge_event_bytes > 0 {
+        if !chunk.reasoning && !huge_sent && cfg.huge_event_bytes > 0 {
             huge_sent = true;
-            if !out
-                .send(sse(&plan.chunk_event(false, &"x".repeat(cfg.huge_event_bytes), None)))
-                .await
-            {
+            let huge = plan.token_event(false, &"x".repeat(cfg.huge_event_bytes), false, through);
+            if !out.send(sse(&huge)).await {
                 return;
             }
         }
-        let last = i + 1 == n_chunks;
-        // Completions carry finish_reason (and usage) on the last content chunk, llama.cpp style.
-        let mut ev = plan.chunk_event(*reasoning, text, (!plan.chat && last).then_some("length"));
-        if !plan.chat && last && plan.usage {
-            ev["usage"] = plan.usage();
-        }
+        let ev = plan.token_event(chunk.reasoning, &chunk.text, i + 1 == n_chunks, chunk.tokens_through);
+        through = chunk.tokens_through;
         if first_token_ns.is_none() {
             first_token_ns = Some(unix_ns());
         }
@@ -727,18 +1300,9 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
         out.reset().await;
         return;
     }
-    if plan.chat {
-        let fin = json!({"id": plan.id, "object": "chat.completion.chunk", "created": 0, "model": plan.model,
-                         "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]});
-        if !out.send(sse(&fin)).await {
+    for ev in plan.tail_events() {
+        if !out.send(sse(&ev)).await {
             return;
-        }
-        if plan.usage {
-            let u = json!({"id": plan.id, "object": "chat.completion.chunk", "created": 0, "model": plan.model,
-                           "choices": [], "usage": plan.usage()});
-            if !out.send(sse(&u)).await {
-                return;
-            }
         }
     }
     let _ = out.send(Bytes::from_static(b"data: [DONE]\n\n")).await;

@@ -7,15 +7,22 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
 use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use recap_tests::harness::{spawn_bin, workspace_bin, SimProcess};
+use recap_tests::harness::{closed_segments, spawn_bin, wait_for_child, workspace_bin, SimProcess};
 use recap_tests::runs::read_run;
 use serde_json::Value;
+
+/// The one summary of `analyze report --json` for one run: the output is always an array.
+fn one_summary(stdout: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(stdout).expect("json on stdout");
+    let all = v.as_array().expect("--json prints an array, also for one run");
+    assert_eq!(all.len(), 1, "one run, one summary");
+    all[0].clone()
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -147,7 +154,7 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
         "--quiet",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary json on stdout");
+    let summary: Value = one_summary(&out.stdout);
     let tok_id = summary["tokenizer_id"].as_str().expect("id").to_string();
     assert!(tok_id.starts_with("gpt2-"));
     let adir = run_dir.join("analysis").join(&tok_id);
@@ -311,7 +318,7 @@ fn rescoring_with_another_tokenizer_keeps_both_with_identical_timings() {
             "-q",
         ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let s: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let s: Value = one_summary(&out.stdout);
         ids.push(s["tokenizer_id"].as_str().expect("id").to_string());
     }
     assert_ne!(ids[0], ids[1]);
@@ -350,7 +357,7 @@ fn report_json(run: &Path, tokenizer: &str, args: &[&str]) -> (Value, String) {
         .expect("run analyze");
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{log}");
-    let mut s: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut s: Value = one_summary(&out.stdout);
     s["run"] = Value::Null;
     (s, log)
 }
@@ -395,6 +402,8 @@ fn reanalysis_from_cached_records_and_counts_equals_a_fresh_analysis() {
 
 #[test]
 fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
+    // Each request takes ~2 s, so the closed segments show finished requests and requests in
+    // flight together from the second or third flush on.
     let sim = SimProcess::start(&["--itl", "5ms", "--output-tokens", "400"]).expect("sim");
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("killed");
@@ -412,7 +421,26 @@ fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
             "--quiet",
         ],
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    // Killed once the closed segments hold 4 finished requests and one still in flight (sent,
+    // no terminal row): it has ~1 s left, far more than the kill takes.
+    wait_for_child(
+        &mut child,
+        "4 finished and 1 unfinished request in closed segments",
+        || {
+            if closed_segments(&out, "events").is_empty() {
+                return None;
+            }
+            let run = read_run(&out).ok()?;
+            let sent = |id: &u64| run.events[id].iter().any(|e| e.kind == "sent");
+            let finished = run.events.keys().filter(|id| !run.terminals(**id).is_empty()).count();
+            let unfinished = run
+                .events
+                .keys()
+                .filter(|id| sent(id) && run.terminals(**id).is_empty())
+                .count();
+            (finished >= 4 && unfinished >= 1).then_some(())
+        },
+    );
     child.kill().expect("kill");
     child.wait().expect("wait");
     let res = analyze(&[
@@ -424,7 +452,7 @@ fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
         "-q",
     ]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-    let s: Value = serde_json::from_slice(&res.stdout).expect("json");
+    let s: Value = one_summary(&res.stdout);
     assert_eq!(s["status"], "running");
     assert!(s["requests"]["total"].as_u64().expect("total") >= 4);
     assert!(s["requests"]["errors"]["lost"].as_u64().unwrap_or(0) >= 1, "{s}");

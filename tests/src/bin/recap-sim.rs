@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use recap_tests::sim::{self, FaultConfig, SimConfig};
+use recap_tests::sim::{self, FaultConfig, Flavor, SimConfig, UsageTokenizer};
 
 /// Simulated OpenAI-compatible LLM endpoint: deterministic text, scripted timing, injected faults.
 #[derive(Debug, Parser)]
@@ -75,6 +75,23 @@ struct Args {
     /// With zero --ttft and --itl, send each fault-free stream whole at once (benchmarks).
     #[arg(long)]
     prerender: bool,
+    /// After every streamed (SSE) response, close the TCP connection, although every response
+    /// says `Connection: keep-alive` and `Keep-Alive: timeout=5, max=100` (llama.cpp's
+    /// llama-server does this). The whole body, terminating chunk included, is written first;
+    /// a client that reuses the connection writes its next request into a closed socket.
+    #[arg(long)]
+    close_after_stream: bool,
+    /// Whose chunk shapes to send (the same text in every flavor).
+    #[arg(long, value_enum, default_value = "openai")]
+    flavor: Flavor,
+    /// Report `usage` counted with this Hugging Face tokenizer (`tokenizer.json` or
+    /// `tokenizer.json.gz`) instead of one token per word: completion tokens are the
+    /// generated content (+ reasoning) text's tokens; a chat prompt is rendered through the
+    /// chat template of the `tokenizer_config.json` beside it (with the generation prompt),
+    /// a completions prompt counted with the tokenizer's special tokens. Loaded before the
+    /// `listening on` line.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +104,12 @@ fn main() -> anyhow::Result<()> {
     ] {
         anyhow::ensure!((0.0..=1.0).contains(&p), "--{name}-rate must be within [0, 1], got {p}");
     }
+    let tokenizer = match &a.tokenizer {
+        Some(p) => Some(std::sync::Arc::new(
+            UsageTokenizer::load(p).with_context(|| format!("--tokenizer {}", p.display()))?,
+        )),
+        None => None,
+    };
     let cfg = SimConfig {
         ttft: a.ttft,
         itl: a.itl,
@@ -109,6 +132,9 @@ fn main() -> anyhow::Result<()> {
         malformed_utf8: a.malformed_utf8,
         tls_self_signed: a.tls_self_signed,
         prerender: a.prerender,
+        close_after_stream: a.close_after_stream,
+        flavor: a.flavor,
+        tokenizer,
     };
     // One descriptor per client connection: take whatever the hard limit allows, so a load
     // test with thousands of connections is limited by the client, not by this process.
