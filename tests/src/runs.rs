@@ -12,7 +12,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use recap_schemas::{events, requests, Manifest};
+use recap_schemas::{events, requests, Api, ErrorKind, EventKind, Manifest, Phase};
 
 /// One `requests` row.
 #[derive(Debug, Clone)]
@@ -20,9 +20,9 @@ pub struct RequestRow {
     /// `request_id`.
     pub request_id: u64,
     /// `phase`.
-    pub phase: String,
+    pub phase: Phase,
     /// `api`.
-    pub api: String,
+    pub api: Api,
     /// `scheduled_ns`.
     pub scheduled_ns: i64,
     /// `prompt`.
@@ -41,7 +41,7 @@ pub struct EventRow {
     /// `request_id`.
     pub request_id: u64,
     /// `kind`.
-    pub kind: String,
+    pub kind: EventKind,
     /// `t_ns`.
     pub t_ns: i64,
     /// `seq`.
@@ -65,7 +65,7 @@ pub struct EventRow {
     /// `http_status`.
     pub http_status: Option<u16>,
     /// `error_kind`.
-    pub error_kind: Option<String>,
+    pub error_kind: Option<ErrorKind>,
     /// `error_message`.
     pub error_message: Option<String>,
 }
@@ -90,11 +90,7 @@ impl Run {
     pub fn terminals(&self, id: u64) -> Vec<&EventRow> {
         self.events
             .get(&id)
-            .map(|v| {
-                v.iter()
-                    .filter(|e| matches!(e.kind.as_str(), "done" | "error" | "cancelled"))
-                    .collect()
-            })
+            .map(|v| v.iter().filter(|e| e.kind.is_terminal()).collect())
             .unwrap_or_default()
     }
 
@@ -113,11 +109,16 @@ impl Run {
         let mut v: Vec<&EventRow> = self
             .events
             .get(&id)
-            .map(|v| v.iter().filter(|e| e.kind == "sse").collect())
+            .map(|v| v.iter().filter(|e| e.kind == EventKind::Sse).collect())
             .unwrap_or_default();
         v.sort_by_key(|e| e.seq);
         v
     }
+}
+
+/// A stored spelling parsed into its contract enum; an unknown one is an error naming the column.
+fn parse_enum<T: std::str::FromStr<Err = String>>(text: &str, column: &str) -> Result<T> {
+    text.parse().map_err(|e| anyhow::anyhow!("column `{column}`: {e}"))
 }
 
 /// Reads a run folder: the manifest and every closed segment of both tables.
@@ -147,8 +148,8 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         for i in 0..batch.num_rows() {
             let row = RequestRow {
                 request_id: id.value(i),
-                phase: phase.value(i).to_string(),
-                api: api.value(i).to_string(),
+                phase: parse_enum(phase.value(i), requests::PHASE)?,
+                api: parse_enum(api.value(i), requests::API)?,
                 scheduled_ns: sched.value(i),
                 prompt: prompt.is_valid(i).then(|| prompt.value(i).to_string()),
                 messages_json: msgs.is_valid(i).then(|| msgs.value(i).to_string()),
@@ -183,7 +184,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         for i in 0..batch.num_rows() {
             let row = EventRow {
                 request_id: id.value(i),
-                kind: kind.value(i).to_string(),
+                kind: parse_enum(kind.value(i), events::KIND)?,
                 t_ns: t.value(i),
                 seq: seq.is_valid(i).then(|| seq.value(i)),
                 bytes: bytes.is_valid(i).then(|| bytes.value(i)),
@@ -195,7 +196,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
                 usage_completion_tokens: uc.is_valid(i).then(|| uc.value(i)),
                 done_marker: done.is_valid(i) && done.value(i),
                 http_status: status.is_valid(i).then(|| status.value(i)),
-                error_kind: s(&ek, i),
+                error_kind: s(&ek, i).map(|v| parse_enum(&v, events::ERROR_KIND)).transpose()?,
                 error_message: s(&em, i),
             };
             run.events.entry(row.request_id).or_default().push(row);

@@ -12,6 +12,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
 use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use recap_schemas::{EventKind, Phase};
 use recap_tests::harness::{closed_segments, spawn_bin, wait_for_child, workspace_bin, SimProcess};
 use recap_tests::runs::read_run;
 use serde_json::Value;
@@ -200,7 +201,7 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
         let m = &metrics[id];
         let ev = &run.events[id];
         let term = run.terminals(*id)[0];
-        let sent = ev.iter().find(|e| e.kind == "sent").map(|e| e.t_ns);
+        let sent = ev.iter().find(|e| e.kind == EventKind::Sent).map(|e| e.t_ns);
         let sse = run.sse(*id);
         let outputs: Vec<_> = sse
             .iter()
@@ -209,11 +210,15 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
                     || e.reasoning.as_deref().is_some_and(|c| !c.is_empty())
             })
             .collect();
-        let ok = term.kind == "done";
+        let ok = term.kind == EventKind::Done;
         assert_eq!(m.ok, ok, "request {id}");
         assert_eq!(
             m.error_kind,
-            if ok { None } else { term.error_kind.clone() },
+            if ok {
+                None
+            } else {
+                term.error_kind.map(|k| k.as_str().to_string())
+            },
             "request {id}"
         );
         let content: String = sse.iter().filter_map(|e| e.content.clone()).collect();
@@ -244,7 +249,7 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
             _ => None,
         };
         assert_eq!(m.tpot_ns, tpot, "tpot of {id}");
-        if req.phase != "measure" {
+        if req.phase != Phase::Measure {
             continue;
         }
         first_sent = first_sent.min(sent.expect("sent"));
@@ -261,7 +266,9 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
             }
             gaps.extend(outputs.windows(2).map(|w| (w[1].t_ns - w[0].t_ns) as f64 / 1e6));
         } else {
-            *errors.entry(term.error_kind.clone().expect("kind")).or_default() += 1;
+            *errors
+                .entry(term.error_kind.expect("kind").as_str().to_string())
+                .or_default() += 1;
         }
     }
     let window = (last_end - first_sent) as f64 / 1e9;
@@ -431,7 +438,7 @@ fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
                 return None;
             }
             let run = read_run(&out).ok()?;
-            let sent = |id: &u64| run.events[id].iter().any(|e| e.kind == "sent");
+            let sent = |id: &u64| run.events[id].iter().any(|e| e.kind == EventKind::Sent);
             let finished = run.events.keys().filter(|id| !run.terminals(**id).is_empty()).count();
             let unfinished = run
                 .events

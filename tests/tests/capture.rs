@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use recap_schemas::{Api, ErrorKind, EventKind, Phase};
 use recap_tests::harness::{
     catches_signal, closed_segments, complete_lines, mentions_flag, spawn_bin, wait_for_child, SimProcess,
 };
@@ -99,7 +100,7 @@ fn streaming_chat_records_every_event_and_the_exact_text() {
 
     assert_eq!(run.manifest.status, recap_schemas::RunStatus::Complete);
     assert_eq!(run.requests.len(), 42);
-    assert_eq!(run.requests.values().filter(|r| r.phase == "warmup").count(), 2);
+    assert_eq!(run.requests.values().filter(|r| r.phase == Phase::Warmup).count(), 2);
     assert_eq!(
         run.requests.keys().copied().collect::<Vec<_>>(),
         (0..42).collect::<Vec<_>>()
@@ -130,21 +131,23 @@ fn streaming_chat_records_every_event_and_the_exact_text() {
             "reasoning of request {id}"
         );
         let ev = &run.events[&id];
-        let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+        let kinds: Vec<EventKind> = ev.iter().map(|e| e.kind).collect();
         // Connection set-up rows (schema 2) come first where the request opened a connection.
-        let after_setup: Vec<&str> = kinds
+        let after_setup: Vec<EventKind> = kinds
             .iter()
             .copied()
-            .skip_while(|k| matches!(*k, "connect" | "connected" | "tls_done"))
+            .skip_while(|k| matches!(k, EventKind::Connect | EventKind::Connected | EventKind::TlsDone))
             .collect();
-        assert_eq!(after_setup.first(), Some(&"sent"), "{kinds:?}");
-        assert_eq!(kinds.iter().filter(|k| **k == "sent").count(), 1, "{kinds:?}");
-        assert_eq!(kinds.iter().filter(|k| **k == "headers").count(), 1);
+        assert_eq!(after_setup.first(), Some(&EventKind::Sent), "{kinds:?}");
+        assert_eq!(kinds.iter().filter(|k| **k == EventKind::Sent).count(), 1, "{kinds:?}");
+        assert_eq!(kinds.iter().filter(|k| **k == EventKind::Headers).count(), 1);
         assert_eq!(
-            ev.iter().find(|e| e.kind == "headers").and_then(|e| e.http_status),
+            ev.iter()
+                .find(|e| e.kind == EventKind::Headers)
+                .and_then(|e| e.http_status),
             Some(200)
         );
-        assert_eq!(kinds.last(), Some(&"done"));
+        assert_eq!(kinds.last(), Some(&EventKind::Done));
         // role event, 2 reasoning chunks, 5 content chunks, finish, usage, [DONE]
         let sse = run.sse(id);
         assert_eq!(sse.len(), 1 + 2 + 5 + 1 + 1 + 1, "{sse:?}");
@@ -202,7 +205,7 @@ fn non_streaming_completions_record_one_body_event() {
     assert_eq!(run.requests.len(), 10);
     assert_one_terminal_each(&run);
     for id in run.requests.keys().copied() {
-        assert_eq!(run.requests[&id].api, "completions");
+        assert_eq!(run.requests[&id].api, Api::Completions);
         assert!(run.requests[&id].prompt.is_some());
         let sse = run.sse(id);
         assert_eq!(sse.len(), 1);
@@ -211,7 +214,7 @@ fn non_streaming_completions_record_one_body_event() {
             Some(sim::expected_content(&key_of(&run, id), 5).as_str())
         );
         assert_eq!(sse[0].usage_completion_tokens, Some(5));
-        assert_eq!(run.terminals(id)[0].kind, "done");
+        assert_eq!(run.terminals(id)[0].kind, EventKind::Done);
     }
 }
 
@@ -275,13 +278,13 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
         let fault = sim::fault_for(&key, &cfg);
         match fault {
             Fault::None => {
-                assert_eq!(term.kind, "done", "request {id}: {term:?}");
+                assert_eq!(term.kind, EventKind::Done, "request {id}: {term:?}");
                 assert_eq!(run.content(id), sim::expected_content(&key, 6));
             }
             Fault::Error => {
                 assert_eq!(
-                    (term.kind.as_str(), term.error_kind.as_deref(), term.http_status),
-                    ("error", Some("http_status"), Some(503))
+                    (term.kind, term.error_kind, term.http_status),
+                    (EventKind::Error, Some(ErrorKind::HttpStatus), Some(503))
                 );
                 assert!(
                     term.error_message
@@ -292,26 +295,30 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
             }
             Fault::Reset => {
                 assert_eq!(
-                    (term.kind.as_str(), term.error_kind.as_deref()),
-                    ("error", Some("stream_reset")),
+                    (term.kind, term.error_kind),
+                    (EventKind::Error, Some(ErrorKind::StreamReset)),
                     "request {id}: {term:?}"
                 );
                 assert!(term.bytes.unwrap_or(0) > 0, "reset after some bytes: {term:?}");
             }
             Fault::Malformed => {
-                assert_eq!(term.kind, "done", "malformed event does not end the request: {term:?}");
+                assert_eq!(
+                    term.kind,
+                    EventKind::Done,
+                    "malformed event does not end the request: {term:?}"
+                );
                 let bad: Vec<_> = run
                     .sse(id)
                     .into_iter()
-                    .filter(|e| e.error_kind.as_deref() == Some("protocol"))
+                    .filter(|e| e.error_kind == Some(ErrorKind::Protocol))
                     .collect();
                 assert_eq!(bad.len(), 1, "request {id}");
                 assert_eq!(run.content(id), sim::expected_content(&key, 6));
             }
             Fault::Stall => {
                 assert_eq!(
-                    (term.kind.as_str(), term.error_kind.as_deref()),
-                    ("error", Some("timeout")),
+                    (term.kind, term.error_kind),
+                    (EventKind::Error, Some(ErrorKind::Timeout)),
                     "request {id}: {term:?}"
                 );
             }
@@ -359,7 +366,7 @@ fn connection_refused_is_recorded_per_request() {
     assert_one_terminal_each(&run);
     for id in 0..5 {
         let t = run.terminals(id)[0];
-        assert_eq!((t.kind.as_str(), t.error_kind.as_deref()), ("error", Some("connect")));
+        assert_eq!((t.kind, t.error_kind), (EventKind::Error, Some(ErrorKind::Connect)));
         assert_eq!(run.requests[&id].connection_id, None);
     }
 }
@@ -388,7 +395,7 @@ fn open_loop_constant_rate_schedules_exactly() {
     assert_eq!(run.manifest.load.mode, recap_schemas::LoadMode::Rate);
     for (id, r) in &run.requests {
         assert_eq!(r.scheduled_ns, *id as i64 * 5_000_000, "request {id}");
-        let sent = run.events[id].iter().find(|e| e.kind == "sent").expect("sent");
+        let sent = run.events[id].iter().find(|e| e.kind == EventKind::Sent).expect("sent");
         assert!(sent.t_ns >= r.scheduled_ns, "sent before its schedule: {id}");
     }
     assert_one_terminal_each(&run);
@@ -438,7 +445,12 @@ fn signal_stops_scheduling_and_leaves_a_readable_interrupted_run(signal: &str) {
                 return None;
             }
             let run = read_run(&out).ok()?;
-            let sent = run.events.values().flatten().filter(|e| e.kind == "sent").count();
+            let sent = run
+                .events
+                .values()
+                .flatten()
+                .filter(|e| e.kind == EventKind::Sent)
+                .count();
             (sent >= 4).then_some(())
         },
     );
@@ -470,7 +482,7 @@ fn signal_stops_scheduling_and_leaves_a_readable_interrupted_run(signal: &str) {
     let cancelled = run
         .requests
         .keys()
-        .filter(|id| run.terminals(**id)[0].kind == "cancelled")
+        .filter(|id| run.terminals(**id)[0].kind == EventKind::Cancelled)
         .count();
     assert!(
         cancelled >= 1,
@@ -703,7 +715,11 @@ fn gzip_encoded_streams_and_bodies_are_decoded() {
         }
         let (_dir, run) = capture_run(&["--gzip", "--itl", "1ms"], &extra);
         for id in run.requests.keys().copied() {
-            assert_eq!(run.terminals(id)[0].kind, "done", "stream={stream} request {id}");
+            assert_eq!(
+                run.terminals(id)[0].kind,
+                EventKind::Done,
+                "stream={stream} request {id}"
+            );
             assert_eq!(
                 run.content(id),
                 sim::expected_content(&key_of(&run, id), 7),
@@ -723,7 +739,7 @@ fn server_closing_keep_alive_connections_between_requests_loses_nothing() {
     for id in run.requests.keys().copied() {
         assert_eq!(
             run.terminals(id)[0].kind,
-            "done",
+            EventKind::Done,
             "request {id}: {:?}",
             run.terminals(id)[0]
         );
@@ -761,7 +777,7 @@ fn non_utf8_event_data_is_a_protocol_row_and_the_stream_goes_on() {
         let bad: Vec<_> = run
             .sse(id)
             .into_iter()
-            .filter(|e| e.error_kind.as_deref() == Some("protocol"))
+            .filter(|e| e.error_kind == Some(ErrorKind::Protocol))
             .collect();
         assert_eq!(bad.len(), 1, "request {id}");
         assert!(
@@ -769,7 +785,7 @@ fn non_utf8_event_data_is_a_protocol_row_and_the_stream_goes_on() {
             "{:?}",
             bad[0]
         );
-        assert_eq!(run.terminals(id)[0].kind, "done");
+        assert_eq!(run.terminals(id)[0].kind, EventKind::Done);
         assert_eq!(run.content(id), sim::expected_content(&key_of(&run, id), 4));
     }
 }
@@ -796,8 +812,8 @@ fn self_signed_https_fails_clearly_unless_insecure() {
     for id in run.requests.keys().copied() {
         let t = run.terminals(id)[0];
         assert_eq!(
-            (t.kind.as_str(), t.error_kind.as_deref()),
-            ("error", Some("connect")),
+            (t.kind, t.error_kind),
+            (EventKind::Error, Some(ErrorKind::Connect)),
             "{t:?}"
         );
         assert!(
@@ -822,7 +838,7 @@ fn self_signed_https_fails_clearly_unless_insecure() {
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let run = read_run(&insecure).expect("read run");
     for id in run.requests.keys().copied() {
-        assert_eq!(run.terminals(id)[0].kind, "done");
+        assert_eq!(run.terminals(id)[0].kind, EventKind::Done);
         assert_eq!(run.content(id), sim::expected_content(&key_of(&run, id), 3));
     }
 }
@@ -947,7 +963,7 @@ fn capture_raw(reply: RawReply) -> Run {
 fn a_response_ended_by_closing_the_connection_is_complete() {
     let run = capture_raw(RawReply::CloseDelimited);
     for id in run.requests.keys().copied() {
-        assert_eq!(run.terminals(id)[0].kind, "done", "{:?}", run.terminals(id));
+        assert_eq!(run.terminals(id)[0].kind, EventKind::Done, "{:?}", run.terminals(id));
         assert_eq!(run.content(id), "alpha beta gamma ");
         assert!(run.sse(id).last().is_some_and(|e| e.done_marker));
     }
@@ -960,16 +976,19 @@ fn a_reset_before_headers_is_a_stream_reset_and_the_run_goes_on() {
     for id in run.requests.keys().copied() {
         let t = run.terminals(id)[0];
         assert_eq!(
-            (t.kind.as_str(), t.error_kind.as_deref()),
-            ("error", Some("stream_reset")),
+            (t.kind, t.error_kind),
+            (EventKind::Error, Some(ErrorKind::StreamReset)),
             "{t:?}"
         );
-        let kinds: Vec<&str> = run.events[&id].iter().map(|e| e.kind.as_str()).collect();
-        assert!(!kinds.contains(&"headers"), "no response byte was sent: {kinds:?}");
+        let kinds: Vec<EventKind> = run.events[&id].iter().map(|e| e.kind).collect();
+        assert!(
+            !kinds.contains(&EventKind::Headers),
+            "no response byte was sent: {kinds:?}"
+        );
     }
     let counts = run.manifest.counts.as_ref().expect("counts");
     assert_eq!(
-        counts.errors.get(&recap_schemas::ErrorKind::StreamReset).copied(),
+        counts.errors.get(&ErrorKind::StreamReset).copied(),
         Some(3),
         "{counts:?}"
     );

@@ -17,29 +17,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use recap_schemas::{EventKind, RunStatus};
+use recap_schemas::{Api, EventKind, RunStatus};
 use recap_tests::harness::{workspace_bin, SimProcess};
 use recap_tests::runs::{key_of, read_run, EventRow, Run};
 use recap_tests::sim;
 use serde_json::Value;
 
 const CONCURRENCIES: [usize; 3] = [1, 8, 32];
-
-/// Which API a case calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Api {
-    Chat,
-    Completions,
-}
-
-impl Api {
-    fn flag(self) -> &'static str {
-        match self {
-            Api::Chat => "chat",
-            Api::Completions => "completions",
-        }
-    }
-}
 
 /// One capture run against one simulator.
 #[derive(Debug, Clone)]
@@ -73,7 +57,7 @@ impl<'a> Case<'a> {
         format!(
             "sim {:?}, api {}, c={}, {} requests{}",
             self.sim,
-            self.api.flag(),
+            self.api.as_str(),
             self.concurrency,
             self.requests,
             if self.stream { "" } else { ", not streamed" }
@@ -116,7 +100,7 @@ fn run_case(case: &Case<'_>) -> (tempfile::TempDir, Run) {
         "--url",
         url.as_str(),
         "--api",
-        case.api.flag(),
+        case.api.as_str(),
         "--model",
         "conformance",
         "--dataset",
@@ -152,7 +136,7 @@ fn run_case(case: &Case<'_>) -> (tempfile::TempDir, Run) {
 }
 
 fn kind_count(events: &[EventRow], kind: EventKind) -> usize {
-    events.iter().filter(|e| e.kind == kind.as_str()).count()
+    events.iter().filter(|e| e.kind == kind).count()
 }
 
 /// What every run must show, whatever the server did: the run completed, no error rows, one
@@ -185,14 +169,11 @@ fn assert_whole(run: &Run, case: &Case<'_>) {
             .events
             .get(&id)
             .unwrap_or_else(|| panic!("{ctx}: request {id} has no events"));
-        let terminals: Vec<&EventRow> = ev
-            .iter()
-            .filter(|e| EventKind::parse(&e.kind).is_some_and(EventKind::is_terminal))
-            .collect();
+        let terminals: Vec<&EventRow> = ev.iter().filter(|e| e.kind.is_terminal()).collect();
         assert_eq!(terminals.len(), 1, "{ctx}: request {id} terminals {terminals:?}");
         assert_eq!(
             terminals[0].kind,
-            EventKind::Done.as_str(),
+            EventKind::Done,
             "{ctx}: request {id} {:?}",
             terminals[0]
         );
@@ -203,12 +184,9 @@ fn assert_whole(run: &Run, case: &Case<'_>) {
         );
         let bad: Vec<&EventRow> = ev
             .iter()
-            .filter(|e| e.error_kind.is_some() && e.kind != EventKind::Retry.as_str())
+            .filter(|e| e.error_kind.is_some() && e.kind != EventKind::Retry)
             .collect();
         assert!(bad.is_empty(), "{ctx}: request {id} error rows {bad:?}");
-        for e in ev {
-            assert!(EventKind::parse(&e.kind).is_some(), "{ctx}: unknown event kind {e:?}");
-        }
         let key = key_of(run, id);
         assert_eq!(
             run.content(id),
@@ -251,7 +229,7 @@ fn assert_connections(run: &Run, case: &Case<'_>, reuse: Reuse) {
     let n = case.requests as u64;
     let c = case.concurrency.min(case.requests) as u64;
     let all: Vec<&EventRow> = run.events.values().flatten().collect();
-    let count = |k: EventKind| all.iter().filter(|e| e.kind == k.as_str()).count() as u64;
+    let count = |k: EventKind| all.iter().filter(|e| e.kind == k).count() as u64;
     let (connects, connecteds, tls, retries) = (
         count(EventKind::Connect),
         count(EventKind::Connected),
@@ -287,25 +265,20 @@ fn assert_connections(run: &Run, case: &Case<'_>, reuse: Reuse) {
             1 + n_retry,
             "{ctx}: request {id}: one sent per attempt"
         );
-        if let Some(retry) = ev.iter().find(|e| e.kind == EventKind::Retry.as_str()) {
+        if let Some(retry) = ev.iter().find(|e| e.kind == EventKind::Retry) {
             assert!(!EventKind::Retry.is_terminal());
             assert!(
                 retry.error_kind.is_some() && retry.error_message.is_some(),
                 "{ctx}: request {id} retry row says why: {retry:?}"
             );
             assert!(
-                ev.iter()
-                    .any(|e| e.kind == EventKind::Connect.as_str() && e.t_ns >= retry.t_ns),
+                ev.iter().any(|e| e.kind == EventKind::Connect && e.t_ns >= retry.t_ns),
                 "{ctx}: request {id} was retried without a new connection: {ev:?}"
             );
         }
         // The answered attempt was sent after its connection was up.
-        let last_sent = ev
-            .iter()
-            .rev()
-            .find(|e| e.kind == EventKind::Sent.as_str())
-            .map(|e| e.t_ns);
-        if let Some(connected) = ev.iter().rev().find(|e| e.kind == EventKind::Connected.as_str()) {
+        let last_sent = ev.iter().rev().find(|e| e.kind == EventKind::Sent).map(|e| e.t_ns);
+        if let Some(connected) = ev.iter().rev().find(|e| e.kind == EventKind::Connected) {
             assert!(
                 last_sent >= Some(connected.t_ns),
                 "{ctx}: request {id}: sent before connected"

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use recap_schemas::EventKind;
 use recap_tests::harness::{workspace_bin, SimProcess};
 use recap_tests::runs::read_run;
 use serde_json::Value;
@@ -81,12 +82,12 @@ fn thousands_of_concurrent_connections_all_succeed_and_overlap() {
     // Peak overlap of [sent, terminal] intervals, from the recorded timestamps.
     let mut edges: Vec<(i64, i32)> = Vec::new();
     for (id, evs) in &run.events {
-        let sent = evs.iter().find(|e| e.kind == "sent").map(|e| e.t_ns);
+        let sent = evs.iter().find(|e| e.kind == EventKind::Sent).map(|e| e.t_ns);
         let end = run.terminals(*id).first().map(|e| e.t_ns);
         let (Some(s), Some(e)) = (sent, end) else {
             panic!("request {id} lacks a sent or terminal row");
         };
-        assert_eq!(run.terminals(*id)[0].kind, "done", "request {id}");
+        assert_eq!(run.terminals(*id)[0].kind, EventKind::Done, "request {id}");
         edges.push((s, 1));
         edges.push((e, -1));
     }

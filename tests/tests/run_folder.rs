@@ -31,11 +31,7 @@ fn ok(out: &Output) {
 }
 
 fn kinds(run: &Run, kind: EventKind) -> usize {
-    run.events
-        .values()
-        .flatten()
-        .filter(|e| e.kind == kind.as_str())
-        .count()
+    run.events.values().flatten().filter(|e| e.kind == kind).count()
 }
 
 /// Every request has one `requests` row and one terminal event.
@@ -89,14 +85,14 @@ fn a_timeout_during_the_tls_handshake_leaves_request_rows_and_connect_events() {
     assert_complete(&run, 3);
     for id in run.requests.keys() {
         let t = run.terminals(*id)[0];
-        assert_eq!(t.error_kind.as_deref(), Some(ErrorKind::Timeout.as_str()), "{t:?}");
+        assert_eq!(t.error_kind, Some(ErrorKind::Timeout), "{t:?}");
         assert!(t
             .error_message
             .as_deref()
             .is_some_and(|m| m.contains("request not sent")));
-        let ks: Vec<&str> = run.events[id].iter().map(|e| e.kind.as_str()).collect();
-        assert!(ks.contains(&EventKind::Connect.as_str()) && ks.contains(&EventKind::Connected.as_str()));
-        assert!(!ks.contains(&EventKind::TlsDone.as_str()) && !ks.contains(&EventKind::Sent.as_str()));
+        let ks: Vec<EventKind> = run.events[id].iter().map(|e| e.kind).collect();
+        assert!(ks.contains(&EventKind::Connect) && ks.contains(&EventKind::Connected));
+        assert!(!ks.contains(&EventKind::TlsDone) && !ks.contains(&EventKind::Sent));
         assert_eq!(run.requests[id].connection_id, None, "no connection answered");
     }
     let counts = run.manifest.counts.as_ref().expect("counts");
@@ -139,7 +135,7 @@ fn ctrl_c_during_connect_leaves_a_request_row_for_every_request() {
     let run = read_run(&out).expect("read run");
     assert_complete(&run, 4);
     for id in run.requests.keys() {
-        assert_eq!(run.terminals(*id)[0].kind, EventKind::Cancelled.as_str());
+        assert_eq!(run.terminals(*id)[0].kind, EventKind::Cancelled);
     }
 }
 
@@ -199,11 +195,11 @@ fn an_oversized_event_is_a_protocol_row_and_the_stream_goes_on() {
     let run = read_run(&out).expect("read run");
     assert_complete(&run, 4);
     for id in run.requests.keys() {
-        assert_eq!(run.terminals(*id)[0].kind, EventKind::Done.as_str());
+        assert_eq!(run.terminals(*id)[0].kind, EventKind::Done);
         let big: Vec<_> = run
             .sse(*id)
             .into_iter()
-            .filter(|e| e.error_kind.as_deref() == Some(ErrorKind::Protocol.as_str()))
+            .filter(|e| e.error_kind == Some(ErrorKind::Protocol))
             .collect();
         assert_eq!(big.len(), 1, "request {id}");
         assert!(big[0].bytes.is_some_and(|b| b > 100_000), "{:?}", big[0]);
@@ -284,7 +280,7 @@ fn an_http_error_answered_in_full_keeps_the_connection() {
     let errors = run
         .requests
         .keys()
-        .filter(|id| run.terminals(**id)[0].error_kind.as_deref() == Some(ErrorKind::HttpStatus.as_str()))
+        .filter(|id| run.terminals(**id)[0].error_kind == Some(ErrorKind::HttpStatus))
         .count();
     assert!(
         errors > 0 && errors < 30,
