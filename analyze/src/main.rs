@@ -50,7 +50,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct ScoreArgs {
     /// tokenizer.json or tokenizer.json.gz; a tokenizer_config.json beside it gives the chat template.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     tokenizer: PathBuf,
     /// Chat input length: through the chat template, or message contents joined by newlines.
     #[arg(long, default_value = "template", value_parser = choice(IslMode::ALL, IslMode::as_str))]
@@ -72,10 +72,10 @@ struct ScoreArgs {
     #[arg(long, value_enum, default_value = "special")]
     special_text: SpecialText,
     /// Goodput SLOs, e.g. ttft=200ms,tpot=50ms,e2e=10s.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", value_name = "NAME=DURATION,...")]
     slo: String,
     /// Tokenizer threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     threads: Option<usize>,
 }
 
@@ -99,16 +99,16 @@ struct SweepArgs {
     #[command(flatten)]
     score: ScoreArgs,
     /// Folder for sweep.{json,csv,parquet}.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// x axis of the Pareto front and ellipses (a sweep column).
-    #[arg(long, default_value = "output_tokens_per_s")]
+    #[arg(long, default_value = "output_tokens_per_s", value_name = "COLUMN")]
     x: String,
     /// y axis of the Pareto front and ellipses.
-    #[arg(long, default_value = "output_tokens_per_s_per_user")]
+    #[arg(long, default_value = "output_tokens_per_s_per_user", value_name = "COLUMN")]
     y: String,
     /// Confidence level of intervals and ellipses over repeated runs.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_name = "LEVEL")]
     confidence: f64,
     /// Print the sweep as JSON on stdout.
     #[arg(long)]

@@ -3,10 +3,7 @@
 //! Each named alternative of a definition is a [`Definitions`] field, so the same recorded
 //! events can be scored the way vLLM, SGLang, AIPerf or GuideLLM would.
 
-use std::sync::Arc;
-
-use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 pub use recap_schemas::analysis::metrics::schema;
 pub use recap_schemas::summary::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSource, TtftOn};
 
@@ -28,7 +25,7 @@ pub struct TokenCounts {
 }
 
 /// One request's metrics (a `metrics.parquet` row).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RequestMetrics {
     /// `request_id`.
     pub request_id: u64,
@@ -139,99 +136,15 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
     }
 }
 
+/// The metrics as one Arrow batch of the contract's `metrics.parquet` schema (serde_arrow
+/// maps the fields by name; the schema test below keeps the two in step).
+pub fn to_batch(rows: &[RequestMetrics]) -> Result<RecordBatch, serde_arrow::Error> {
+    serde_arrow::to_record_batch(schema().fields(), &rows)
+}
+
 /// Inter-chunk gaps (ns) of one request: differences between consecutive output events.
 pub fn icl_gaps(r: &RequestRecord) -> impl Iterator<Item = i64> + '_ {
     r.output_times_ns.windows(2).map(|w| w[1] - w[0])
-}
-
-/// The metrics as one Arrow batch.
-pub fn to_batch(rows: &[RequestMetrics]) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let mut id = UInt64Builder::new();
-    let mut phase = StringBuilder::new();
-    let mut ok = BooleanBuilder::new();
-    let mut ek = StringBuilder::new();
-    let mut ints: Vec<Int64Builder> = (0..8).map(|_| Int64Builder::new()).collect();
-    let mut u32s: Vec<UInt32Builder> = (0..7).map(|_| UInt32Builder::new()).collect();
-    for r in rows {
-        id.append_value(r.request_id);
-        phase.append_option(r.phase.map(Phase::as_str));
-        ok.append_value(r.ok);
-        ek.append_option(r.error_kind.map(ErrorKind::as_str));
-        for (b, v) in ints.iter_mut().zip([
-            r.ttft_ns,
-            r.e2e_ns,
-            r.tpot_ns,
-            r.client_lag_ns,
-            r.sent_ns,
-            r.first_token_ns,
-            r.last_token_ns,
-            r.end_ns,
-        ]) {
-            b.append_option(v);
-        }
-        for (b, v) in u32s.iter_mut().zip([
-            r.isl_tokens,
-            r.osl_tokens,
-            Some(r.tokenizer_output_tokens),
-            Some(r.reasoning_tokens),
-            r.tokenizer_input_tokens,
-            r.server_prompt_tokens,
-            r.server_completion_tokens,
-        ]) {
-            b.append_option(v);
-        }
-    }
-    let mut events = UInt32Builder::new();
-    let mut connect = Int64Builder::new();
-    let mut retries = UInt32Builder::new();
-    for r in rows {
-        events.append_value(r.output_events);
-        connect.append_option(r.connect_ns);
-        retries.append_value(r.retries);
-    }
-    let mut i = ints.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut u = u32s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next_i = || i.next().expect("invariant: eight int columns");
-    let mut next_u = || u.next().expect("invariant: seven u32 columns");
-    let (ttft, e2e, tpot, lag, sent, first, last, end) = (
-        next_i(),
-        next_i(),
-        next_i(),
-        next_i(),
-        next_i(),
-        next_i(),
-        next_i(),
-        next_i(),
-    );
-    let (isl, osl, tok_out, reas, tok_in, sp, sc) =
-        (next_u(), next_u(), next_u(), next_u(), next_u(), next_u(), next_u());
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(id.finish()),
-            Arc::new(phase.finish()),
-            Arc::new(ok.finish()),
-            Arc::new(ek.finish()),
-            ttft,
-            e2e,
-            tpot,
-            isl,
-            osl,
-            tok_out,
-            reas,
-            tok_in,
-            sp,
-            sc,
-            lag,
-            sent,
-            first,
-            last,
-            end,
-            Arc::new(events.finish()),
-            Arc::new(connect.finish()),
-            Arc::new(retries.finish()),
-        ],
-    )
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder, UInt16Build
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::reassemble::RequestRecord;
@@ -22,40 +21,6 @@ use crate::{Error, Result};
 
 /// File name under `<run>/analysis/`.
 pub const FILE: &str = recap_schemas::analysis::RECORDS_FILE;
-
-fn schema() -> SchemaRef {
-    let opt = |n: &str, t: DataType| Field::new(n, t, true);
-    let req = |n: &str, t: DataType| Field::new(n, t, false);
-    Arc::new(Schema::new(vec![
-        req("request_id", DataType::UInt64),
-        opt("phase", DataType::Utf8),
-        opt("api", DataType::Utf8),
-        opt("scheduled_ns", DataType::Int64),
-        opt("prompt", DataType::Utf8),
-        opt("messages_json", DataType::Utf8),
-        opt("sent_ns", DataType::Int64),
-        opt("headers_ns", DataType::Int64),
-        opt("http_status", DataType::UInt16),
-        opt("terminal", DataType::Utf8),
-        opt("end_ns", DataType::Int64),
-        opt("error_kind", DataType::Utf8),
-        req("content_hash", DataType::UInt64),
-        req("reasoning_hash", DataType::UInt64),
-        req("tool_args_hash", DataType::UInt64),
-        req(
-            "output_times_ns",
-            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
-        ),
-        opt("first_choice_ns", DataType::Int64),
-        opt("first_content_ns", DataType::Int64),
-        opt("usage_prompt_tokens", DataType::UInt32),
-        opt("usage_completion_tokens", DataType::UInt32),
-        req("protocol_events", DataType::UInt32),
-        req("sse_events", DataType::UInt32),
-        opt("connect_ns", DataType::Int64),
-        req("retries", DataType::UInt32),
-    ]))
-}
 
 /// Writes `records` (texts as hashes) to `path`, tagged with `fingerprint`.
 pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result<()> {
@@ -126,7 +91,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         Arc::new(connect.finish()),
         Arc::new(retries.finish()),
     ];
-    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| Error::Internal(e.to_string()))?;
+    let batch = RecordBatch::try_new(recap_schemas::analysis::records::schema(), columns)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     crate::store::write_parquet(path, &batch, &[(crate::store::META_FINGERPRINT, fingerprint)])
 }
 
@@ -137,7 +103,7 @@ pub fn load(path: &Path, fingerprint: &str) -> Option<Vec<RequestRecord>> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
     let tagged = crate::store::footer_value(builder.metadata().file_metadata(), crate::store::META_FINGERPRINT)
         == Some(fingerprint);
-    if !tagged || builder.schema().fields() != schema().fields() {
+    if !tagged || builder.schema().fields() != recap_schemas::analysis::records::schema().fields() {
         return None;
     }
     let mut out = Vec::new();

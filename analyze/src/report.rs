@@ -327,7 +327,7 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
         recap_schemas::analysis::SUMMARY_JSON,
         serde_json::to_string_pretty(summary).map_err(|e| Error::Internal(e.to_string()))? + "\n",
     )?;
-    write(recap_schemas::analysis::SUMMARY_CSV, summary.to_csv())?;
+    write(recap_schemas::analysis::SUMMARY_CSV, summary.to_csv()?)?;
     write(recap_schemas::analysis::SUMMARY_MD, summary.to_markdown())?;
     Ok(())
 }

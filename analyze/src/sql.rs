@@ -87,18 +87,7 @@ pub async fn run_query(ctx: &SessionContext, query: &str, format: Format) -> Res
         Format::Table => datafusion::arrow::util::pretty::pretty_format_batches(&batches)
             .map(|t| t.to_string())
             .map_err(enc),
-        Format::Csv => {
-            let mut out = Vec::new();
-            {
-                let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut out);
-                for b in &batches {
-                    w.write(b).map_err(enc)?;
-                }
-            }
-            Ok(String::from_utf8_lossy(&out).trim_end().to_string())
-        }
+        Format::Csv => Ok(crate::store::csv(&batches)?.trim_end().to_string()),
         Format::Json => {
             let mut w = datafusion::arrow::json::ArrayWriter::new(Vec::new());
             for b in &batches {

@@ -96,6 +96,19 @@ pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch, metad
     })
 }
 
+/// `batches` as CSV text with a header line (arrow-csv: quoting and number formats as every
+/// other CSV Recap writes).
+pub fn csv(batches: &[arrow_array::RecordBatch]) -> Result<String> {
+    let mut out = Vec::new();
+    {
+        let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(&mut out);
+        for b in batches {
+            w.write(b).map_err(|e| Error::Internal(format!("writing CSV: {e}")))?;
+        }
+    }
+    String::from_utf8(out).map_err(|e| Error::Internal(format!("CSV is not UTF-8: {e}")))
+}
+
 /// The footer (metadata) of the Parquet file at `path`, or why it cannot be read.
 pub(crate) fn footer(path: &Path) -> std::result::Result<ParquetMetaData, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;

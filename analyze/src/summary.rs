@@ -200,7 +200,7 @@ pub trait SummaryText {
     /// Flat `key,value` rows (`ttft_ms.p99,123.4`) for CSV and scripts.
     fn flat(&self) -> Vec<(String, String)>;
     /// CSV text (`key,value`).
-    fn to_csv(&self) -> String;
+    fn to_csv(&self) -> Result<String>;
     /// Console rendering.
     fn to_console(&self) -> String;
     /// Markdown rendering.
@@ -247,17 +247,20 @@ impl SummaryText for Summary {
         out
     }
 
-    fn to_csv(&self) -> String {
-        let mut s = String::from("key,value\n");
-        for (k, v) in self.flat() {
-            let v = if v.contains([',', '"', '\n']) {
-                format!("\"{}\"", v.replace('"', "\"\""))
-            } else {
-                v
-            };
-            s.push_str(&format!("{k},{v}\n"));
-        }
-        s
+    fn to_csv(&self) -> Result<String> {
+        let (keys, values): (Vec<String>, Vec<String>) = self.flat().into_iter().unzip();
+        let batch = arrow_array::RecordBatch::try_from_iter([
+            (
+                "key",
+                std::sync::Arc::new(arrow_array::StringArray::from(keys)) as arrow_array::ArrayRef,
+            ),
+            (
+                "value",
+                std::sync::Arc::new(arrow_array::StringArray::from(values)) as arrow_array::ArrayRef,
+            ),
+        ])
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        crate::store::csv(&[batch])
     }
 
     fn to_console(&self) -> String {
@@ -454,7 +457,7 @@ mod tests {
         assert_eq!(s.osl_agreement.share_equal, Some(0.5));
         assert_eq!(s.osl_agreement.max_abs_diff, Some(1));
         assert_eq!(s.output_tokens_per_s_per_user, Some(100.0));
-        assert!(s.to_csv().contains("ttft_ms.p50,200\n"));
+        assert!(s.to_csv().expect("csv").contains("ttft_ms.p50,200\n"));
         assert!(s.to_markdown().contains("| ttft_ms |"));
     }
 

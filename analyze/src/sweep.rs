@@ -155,7 +155,7 @@ pub trait SweepOutput {
     /// The rows as an Arrow batch (run, label, mode, load, numeric columns, pareto).
     fn to_batch(&self) -> Result<RecordBatch>;
     /// CSV of the rows.
-    fn to_csv(&self) -> String;
+    fn to_csv(&self) -> Result<String>;
     /// Writes `sweep.json`, `sweep.csv` and `sweep.parquet` into `dir`.
     fn write(&self, dir: &Path) -> Result<()>;
     /// Console table: one line per run, `*` marking the front, then the groups.
@@ -211,23 +211,8 @@ impl SweepOutput for Sweep {
         RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::Internal(e.to_string()))
     }
 
-    fn to_csv(&self) -> String {
-        let cols = columns(self);
-        let mut s = format!("run,label,mode,load,{},pareto\n", cols.join(","));
-        let num = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
-        for r in &self.rows {
-            let vals: Vec<String> = cols.iter().map(|c| num(r.values.get(c).copied().flatten())).collect();
-            s.push_str(&format!(
-                "\"{}\",{},{},{},{},{}\n",
-                r.run.replace('"', "\"\""),
-                r.label,
-                r.mode,
-                num(r.load),
-                vals.join(","),
-                r.pareto
-            ));
-        }
-        s
+    fn to_csv(&self) -> Result<String> {
+        crate::store::csv(&[self.to_batch()?])
     }
 
     fn write(&self, dir: &Path) -> Result<()> {
@@ -243,7 +228,7 @@ impl SweepOutput for Sweep {
             recap_schemas::analysis::SWEEP_JSON,
             serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?,
         )?;
-        write(recap_schemas::analysis::SWEEP_CSV, self.to_csv().into_bytes())?;
+        write(recap_schemas::analysis::SWEEP_CSV, self.to_csv()?.into_bytes())?;
         crate::store::write_parquet(
             &dir.join(recap_schemas::analysis::SWEEP_PARQUET),
             &self.to_batch()?,

@@ -332,11 +332,7 @@ impl TokenCache {
             s.append_value(*special);
             n.append_value(*count);
         }
-        let schema = Arc::new(arrow_schema::Schema::new(vec![
-            arrow_schema::Field::new("text_hash", arrow_schema::DataType::UInt64, false),
-            arrow_schema::Field::new("add_special_tokens", arrow_schema::DataType::Boolean, false),
-            arrow_schema::Field::new("tokens", arrow_schema::DataType::UInt32, false),
-        ]));
+        let schema = recap_schemas::analysis::tokens::schema();
         let batch = arrow_array::RecordBatch::try_new(
             schema,
             vec![Arc::new(h.finish()), Arc::new(s.finish()), Arc::new(n.finish())],

@@ -46,7 +46,7 @@ pub enum ArrivalArg {
 #[command(name = "capture", version)]
 pub struct Args {
     /// Endpoint base URL (`http://host:8000`) or full path (`.../v1/chat/completions`).
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     pub url: String,
     /// API to call.
     #[arg(long, value_enum, default_value = "chat")]
@@ -56,22 +56,22 @@ pub struct Args {
     pub model: String,
     /// JSONL (`prompt` or `messages`, optional `max_tokens`) or ShareGPT JSON; default: a small
     /// built-in prompt set.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub dataset: Option<PathBuf>,
     /// Skip invalid dataset rows (counted) instead of stopping at the first one.
     #[arg(long)]
     pub skip_invalid: bool,
     /// Run folder to create.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Replace the run already in `--out`.
     #[arg(long)]
     pub force: bool,
     /// Closed loop: requests kept in flight.
-    #[arg(long, conflicts_with = "rate")]
+    #[arg(long, conflicts_with = "rate", value_name = "N")]
     pub concurrency: Option<u32>,
     /// Open loop: requests per second, or `inf` to send all at once.
-    #[arg(long)]
+    #[arg(long, value_name = "RATE|inf")]
     pub rate: Option<String>,
     /// Arrival process for `--rate` (open loop only).
     #[arg(
@@ -95,13 +95,13 @@ pub struct Args {
     )]
     pub max_in_flight: u32,
     /// Measure-phase requests to send (the dataset cycles).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub requests: Option<u64>,
     /// Stop scheduling after this long (`60s`, `5m`).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub duration: Option<Duration>,
     /// Requests sent first and marked `warmup`.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub warmup_requests: u64,
     /// Stream responses as SSE (the default).
     #[arg(long, overrides_with = "no_stream")]
@@ -110,45 +110,45 @@ pub struct Args {
     #[arg(long)]
     pub no_stream: bool,
     /// `max_tokens` for rows without their own.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
     /// JSON object merged into every request body, e.g. '{"ignore_eos": true}'.
-    #[arg(long)]
+    #[arg(long, value_name = "JSON")]
     pub body_extra: Option<String>,
     /// Per-request timeout, from connect to the last byte.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "600s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "600s", value_name = "DURATION")]
     pub timeout: Duration,
     /// After Ctrl-C/SIGTERM, how long in-flight requests may finish before being cancelled.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s", value_name = "DURATION")]
     pub grace: Duration,
     /// Environment variable holding the API key (sent as `Authorization: Bearer`, never written).
-    #[arg(long)]
+    #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
     /// Extra request header `'Name: value'` (repeatable); credential values are redacted.
-    #[arg(long = "header", short = 'H')]
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
     /// Seed of the arrival process.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub seed: u64,
     /// Accept any TLS certificate (self-signed test endpoints). Verification is on by default.
     #[arg(long)]
     pub insecure: bool,
     /// Longest time recorded rows wait before reaching a closed Parquet segment.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
     pub flush_interval: Duration,
     /// Close a segment early at this many rows.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_name = "N")]
     pub segment_rows: usize,
     /// Rows the recorder buffers between workers and the Parquet writer; when full, workers
     /// wait, and the run reports how long (back-pressure).
-    #[arg(long, default_value_t = 1 << 16)]
+    #[arg(long, default_value_t = 1 << 16, value_name = "N")]
     pub record_buffer_rows: usize,
     /// Largest SSE event (or line) kept, in bytes; a bigger one becomes a `protocol` row
     /// without its data and the stream goes on.
-    #[arg(long, default_value_t = crate::sse::DEFAULT_MAX_EVENT_BYTES)]
+    #[arg(long, default_value_t = crate::sse::DEFAULT_MAX_EVENT_BYTES, value_name = "BYTES")]
     pub max_event_bytes: usize,
     /// Worker threads of the load generator (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// No progress line and no summary on stderr.
     #[arg(long, short)]

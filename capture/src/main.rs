@@ -48,16 +48,17 @@ fn real_main(args: Args, command: Vec<String>) -> anyhow::Result<Outcome> {
     let outcome = rt
         .block_on(run(cfg))
         .with_context(|| format!("capture into {}", out.display()))?;
+    // Results go to stdout (JSON with --json, else the human summary, as analyze does);
+    // logs and the live progress line stay on stderr.
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&outcome.summary).context("serializing the summary")?
         );
-    }
-    if !quiet {
-        eprintln!("{}", outcome.summary.render());
+    } else if !quiet {
+        println!("{}", outcome.summary.render());
         if outcome.status != RunStatus::Complete {
-            eprintln!("status     {}", outcome.status);
+            println!("status     {}", outcome.status);
         }
     }
     Ok(outcome)

@@ -18,7 +18,7 @@ struct Cli {
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Folder for the images.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Overlay the runs' latency CDFs.
     #[arg(long)]
@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, value_enum, default_value = "png")]
     format: Format,
     /// Which analysis of a run to draw (default: the newest).
-    #[arg(long)]
+    #[arg(long, value_name = "ID")]
     tokenizer_id: Option<String>,
     /// Print nothing but errors.
     #[arg(long, short)]

@@ -165,3 +165,69 @@ pub mod icl {
         ]))
     }
 }
+
+/// Columns of `records.parquet`: the reassembled per-request table every analysis of a run
+/// shares (a cache: texts are kept as their hashes, the keys of [`tokens`]).
+pub mod records {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+    /// The Arrow schema of `records.parquet` (`docs/schema.md` describes each column).
+    pub fn schema() -> SchemaRef {
+        let opt = |n: &str, t: DataType| Field::new(n, t, true);
+        let req = |n: &str, t: DataType| Field::new(n, t, false);
+        Arc::new(Schema::new(vec![
+            req("request_id", DataType::UInt64),
+            opt("phase", DataType::Utf8),
+            opt("api", DataType::Utf8),
+            opt("scheduled_ns", DataType::Int64),
+            opt("prompt", DataType::Utf8),
+            opt("messages_json", DataType::Utf8),
+            opt("sent_ns", DataType::Int64),
+            opt("headers_ns", DataType::Int64),
+            opt("http_status", DataType::UInt16),
+            opt("terminal", DataType::Utf8),
+            opt("end_ns", DataType::Int64),
+            opt("error_kind", DataType::Utf8),
+            req("content_hash", DataType::UInt64),
+            req("reasoning_hash", DataType::UInt64),
+            req("tool_args_hash", DataType::UInt64),
+            req(
+                "output_times_ns",
+                DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            ),
+            opt("first_choice_ns", DataType::Int64),
+            opt("first_content_ns", DataType::Int64),
+            opt("usage_prompt_tokens", DataType::UInt32),
+            opt("usage_completion_tokens", DataType::UInt32),
+            req("protocol_events", DataType::UInt32),
+            req("sse_events", DataType::UInt32),
+            opt("connect_ns", DataType::Int64),
+            req("retries", DataType::UInt32),
+        ]))
+    }
+}
+
+/// Columns of `tokens.parquet`: one tokenizer's token count of each distinct text (a cache).
+pub mod tokens {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+    /// `u64`: the text's key (FNV-1a 64, see `docs/schema.md`).
+    pub const TEXT_HASH: &str = "text_hash";
+    /// `bool`: counted with the tokenizer's added special tokens (completions prompts).
+    pub const ADD_SPECIAL_TOKENS: &str = "add_special_tokens";
+    /// `u32`: the count.
+    pub const TOKENS: &str = "tokens";
+
+    /// The Arrow schema of `tokens.parquet`.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(TEXT_HASH, DataType::UInt64, false),
+            Field::new(ADD_SPECIAL_TOKENS, DataType::Boolean, false),
+            Field::new(TOKENS, DataType::UInt32, false),
+        ]))
+    }
+}

@@ -160,18 +160,17 @@ fn back_pressure_is_measured_and_reported() {
         "1",
         "--segment-rows",
         "1",
-        "--json",
     ]);
     ok(&res);
     let run = read_run(&out).expect("read run");
     assert_complete(&run, 40);
     let counts = run.manifest.counts.as_ref().expect("counts");
     assert!(counts.recorder_waits > 0 && counts.recorder_wait_ns > 0, "{counts:?}");
-    let summary: serde_json::Value = serde_json::from_slice(&res.stdout).expect("json summary");
-    assert_eq!(summary["recorder_waits"].as_u64(), Some(counts.recorder_waits));
+    // The human summary (stdout) has its own line; the warning is a log line (stderr).
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("backpressure"), "{stdout}");
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(stderr.contains("recorder fell behind"), "{stderr}");
-    assert!(stderr.contains("backpressure"), "{stderr}");
 }
 
 #[test]
