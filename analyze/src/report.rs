@@ -43,11 +43,6 @@ pub struct Report {
     pub dir: PathBuf,
 }
 
-/// The analysis folder of `run` for a tokenizer id.
-pub fn analysis_dir(run: &Path, tokenizer_id: &str) -> PathBuf {
-    recap_schemas::analysis::analysis_dir(run, tokenizer_id)
-}
-
 /// A request's input as counted: the completions prompt, or the chat messages rendered by
 /// the template (or their contents joined, for `--isl raw` or without a template).
 enum Input<'a> {
@@ -128,7 +123,7 @@ async fn reassemble_run(run: &RunFolder) -> Result<Vec<RequestRecord>> {
 
 /// Analyzes one run folder with one tokenizer.
 pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) -> Result<Report> {
-    let dir = analysis_dir(&run.dir, counter.id());
+    let dir = recap_schemas::analysis::analysis_dir(&run.dir, counter.id());
     let cache_path = dir.join(recap_schemas::analysis::TOKENS_FILE);
     if !cache_path.exists() {
         // A first analysis with this tokenizer: an invalid file should fail now, not after

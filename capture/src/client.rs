@@ -1,10 +1,10 @@
 //! How a request is sent and its response recorded.
 //!
 //! Each worker owns one HTTP/1.1 keep-alive [`Connection`] (hyper's low-level `client::conn`,
-//! so a connection id can be recorded and no pool sits in the hot path). An [`Exchange`]-like
-//! flow stamps `connect`/`connected`/`tls_done` when it opens a connection, `sent`, `headers`,
-//! every SSE event and the one terminal event with the run's monotonic clock and hands each
-//! row to the [`Recorder`] as it happens. Failures are rows with an `error_kind`, never errors
+//! so a connection id can be recorded and no pool sits in the hot path). A worker stamps
+//! `connect`/`connected`/`tls_done` when it opens a connection, `sent`, `headers`, every SSE
+//! event and the one terminal event with the run's monotonic clock and hands each row to the
+//! [`Recorder`] as it happens. Failures are rows with an `error_kind`, never errors
 //! that stop the run.
 //!
 //! Connection reuse never invents errors: an idle connection the server closed is detected

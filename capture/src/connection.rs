@@ -27,7 +27,6 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 /// How to reach the endpoint: its host and port, and TLS when the URL is https.
@@ -109,25 +108,13 @@ impl Connector {
         let socket = tcp.0.clone();
         let received = Arc::new(AtomicU64::new(0));
         let plain = Shared(tcp.0);
-        let io = match &self.tls {
-            None => Io::Plain(plain),
-            Some((connector, name)) => Io::Tls(Box::new(
-                connector.connect(name.clone(), plain).await.map_err(FinishError::Tls)?,
-            )),
+        let sender = match &self.tls {
+            None => handshake(plain, &received).await?,
+            Some((connector, name)) => {
+                let tls = connector.connect(name.clone(), plain).await.map_err(FinishError::Tls)?;
+                handshake(tls, &received).await?
+            }
         };
-        let counted = Counted {
-            io,
-            received: received.clone(),
-        };
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(counted))
-            .await
-            .map_err(FinishError::Http)?;
-        tokio::spawn(async move {
-            // The connection task ends when the server closes it or the worker drops the
-            // sender; either way the worker notices before its next request.
-            let _ = conn.await;
-        });
         Ok(Connection {
             id,
             sender,
@@ -136,6 +123,27 @@ impl Connector {
             received,
         })
     }
+}
+
+/// hyper's HTTP/1.1 handshake over `io`, counting the bytes it reads into `received`; the
+/// connection task runs until the server closes it or the worker drops the sender (either
+/// way the worker notices before its next request).
+async fn handshake<T>(io: T, received: &Arc<AtomicU64>) -> Result<SendRequest<Full<Bytes>>, FinishError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let counted = Counted {
+        io,
+        received: received.clone(),
+    };
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(counted))
+        .await
+        .map_err(FinishError::Http)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// Why [`Connector::finish`] failed.
@@ -227,36 +235,26 @@ impl AsyncWrite for Shared {
     }
 }
 
-enum Io {
-    Plain(Shared),
-    Tls(Box<TlsStream<Shared>>),
-}
-
-/// The connection's I/O as hyper sees it, counting the (decrypted) bytes read.
-struct Counted {
-    io: Io,
+/// The connection's I/O as hyper sees it (plain TCP or TLS over it), counting the
+/// (decrypted) bytes read.
+struct Counted<T> {
+    io: T,
     received: Arc<AtomicU64>,
 }
 
-impl AsyncRead for Counted {
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let r = match &mut this.io {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        };
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
         this.received.fetch_add((buf.filled().len() - before) as u64, Relaxed);
         r
     }
 }
 
-impl AsyncWrite for Counted {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, data),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
-        }
+        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -264,31 +262,19 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
