@@ -8,6 +8,9 @@
 //! - [`tokenize`] and [`template`]: token counts with a real `tokenizer.json`, on all cores,
 //!   through [`bpe`]'s count-only path for byte-level BPE vocabularies where it is exact,
 //!   chat prompts rendered through the model's chat template.
+//! - [`input`]: how a request's input is counted (template, BOS), shared by reports and
+//!   datasets.
+//! - [`dataset`]: `analyze dataset`: token-exact workloads for capture, and their statistics.
 //! - [`metrics`]: per-request TTFT, TPOT, E2E, ISL, OSL, client lag under named definitions.
 //! - [`summary`]: throughput, goodput, agreement (percentiles come from `recap-stats`).
 //! - [`report`]: `<run>/analysis/<tokenizer-id>/{metrics.parquet, summary.*}`.
@@ -18,6 +21,8 @@
 //!   policy: a cache that cannot be written is a warning).
 
 pub mod bpe;
+pub mod dataset;
+pub mod input;
 pub mod load;
 pub mod metrics;
 pub mod progress;

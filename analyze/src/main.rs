@@ -10,7 +10,9 @@ use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSou
 use recap_analyze::report::{report, ReportOptions};
 use recap_analyze::summary::{Slo, SloExt, SummaryText};
 use recap_analyze::sweep::SweepOutput;
+use recap_analyze::template::ChatTemplate;
 use recap_analyze::tokenize::{Counter, SpecialText};
+use recap_schemas::Api;
 
 /// Offline, re-scorable metrics from Recap captures.
 #[derive(Debug, Parser)]
@@ -33,6 +35,9 @@ enum Command {
     /// Score many runs into one table labelled by load, with the Pareto front and, for repeated
     /// runs of one load, confidence intervals and ellipses; writes sweep.{json,csv,parquet}.
     Sweep(SweepArgs),
+    /// Prepare token-exact workloads for capture (synthetic, ShareGPT, traces) and inspect them.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Run SQL over the tables `requests`, `events` and `metrics` of one or more runs.
     Sql {
         /// Run folders, then the query as the last argument.
@@ -45,6 +50,145 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: recap_analyze::sql::Format,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetCommand {
+    /// Prompts of exact input lengths (fixed or a distribution), optionally with shared prefixes.
+    Synthetic(SyntheticArgs),
+    /// ShareGPT conversations (or prompt/answer JSONL) with the reference answer's length as
+    /// the output budget.
+    #[command(visible_alias = "convert")]
+    Sharegpt(SharegptArgs),
+    /// A request trace (Mooncake, BurstGPT): its timestamps, lengths and shared prefix blocks.
+    Trace(TraceArgs),
+    /// Input/output lengths and prefix sharing of a dataset file, counted with a tokenizer.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct DatasetTokenizer {
+    /// tokenizer.json or tokenizer.json.gz; a tokenizer_config.json beside it gives the chat template.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: PathBuf,
+    /// Chat template to render with instead: a tokenizer_config.json or a .jinja file.
+    #[arg(long, value_name = "FILE")]
+    chat_template: Option<PathBuf>,
+    /// Tokenizer threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct DatasetOut {
+    /// Rows for the completions API (`prompt`); counted with the tokenizer's BOS.
+    #[arg(long, conflicts_with = "chat")]
+    completions: bool,
+    /// Rows for the chat API (`messages`, the default); counted through the chat template.
+    #[arg(long)]
+    chat: bool,
+    /// Write `ignore_eos: true` and `min_tokens = max_tokens`, so servers generate exactly the budget.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// The JSONL file to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Print what was written as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct SyntheticArgs {
+    #[command(flatten)]
+    tok: DatasetTokenizer,
+    #[command(flatten)]
+    out: DatasetOut,
+    /// Rows to generate.
+    #[arg(long, value_name = "N")]
+    count: usize,
+    /// Input tokens: N, normal:MEAN:STDDEV, uniform:MIN:MAX or file:HISTOGRAM.csv.
+    #[arg(long, value_name = "LENGTHS")]
+    isl: recap_analyze::dataset::lengths::LengthDist,
+    /// With a plain --isl N: a normal distribution of this standard deviation.
+    #[arg(long, value_name = "TOKENS")]
+    isl_stddev: Option<f64>,
+    /// Output budget (max_tokens), in the same forms as --isl.
+    #[arg(long, value_name = "LENGTHS")]
+    osl: recap_analyze::dataset::lengths::LengthDist,
+    /// With a plain --osl N: a normal distribution of this standard deviation.
+    #[arg(long, value_name = "TOKENS")]
+    osl_stddev: Option<f64>,
+    /// Tokens of content every prompt of a prefix group starts with.
+    #[arg(long, default_value_t = 0, value_name = "TOKENS")]
+    shared_prefix: u32,
+    /// Distinct shared prefixes; each row draws one.
+    #[arg(long, default_value_t = 1, value_name = "K", requires = "shared_prefix")]
+    prefix_groups: u32,
+    /// Model context: input lengths are lowered so input + output fits.
+    #[arg(long, value_name = "TOKENS")]
+    context: Option<u32>,
+    /// Seed of every random choice: the same seed and tokenizer give the same file.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct SharegptArgs {
+    /// ShareGPT JSON (array or one item per line), or JSONL with prompt/messages and an answer field.
+    input: PathBuf,
+    #[command(flatten)]
+    tok: DatasetTokenizer,
+    #[command(flatten)]
+    out: DatasetOut,
+    /// max_tokens for every row instead of the reference answer's length (and for items without one).
+    #[arg(long, value_name = "TOKENS")]
+    osl: Option<u32>,
+    /// Use --osl for every row, not only for items without a reference answer.
+    #[arg(long, requires = "osl")]
+    no_reference_osl: bool,
+    /// Model context: input + output must fit.
+    #[arg(long, value_name = "TOKENS")]
+    context: Option<u32>,
+    /// What an item over --context becomes.
+    #[arg(long, value_enum, default_value = "drop")]
+    over_context: recap_analyze::dataset::convert::OverContext,
+    /// Keep the first N usable items.
+    #[arg(long, value_name = "N")]
+    count: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct TraceArgs {
+    /// The trace file.
+    input: PathBuf,
+    /// Its format.
+    #[arg(long, value_enum)]
+    format: recap_analyze::dataset::trace::TraceFormat,
+    #[command(flatten)]
+    tok: DatasetTokenizer,
+    #[command(flatten)]
+    out: DatasetOut,
+    /// Tokens per hash_ids block.
+    #[arg(long, default_value_t = recap_analyze::dataset::trace::mooncake::BLOCK_TOKENS, value_name = "TOKENS")]
+    block_tokens: u32,
+    /// Keep the first N requests.
+    #[arg(long, value_name = "N")]
+    count: Option<usize>,
+    /// Seed of the composed text.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// A dataset file (JSONL rows).
+    input: PathBuf,
+    #[command(flatten)]
+    tok: DatasetTokenizer,
+    /// Print the statistics as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +260,118 @@ struct SweepArgs {
 }
 
 /// Scores every run; returns (summary, load) pairs.
+fn threads(n: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = n {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting tokenizer threads")?;
+    }
+    Ok(())
+}
+
+/// The tokenizer and chat template of a dataset command.
+fn dataset_tokenizer(t: &DatasetTokenizer) -> anyhow::Result<(Counter, Option<ChatTemplate>)> {
+    threads(t.threads)?;
+    let counter = Counter::load(&t.tokenizer, SpecialText::Special)?;
+    let template = t.chat_template.as_deref().map(ChatTemplate::load_file).transpose()?;
+    Ok((counter, template))
+}
+
+fn run_dataset(cmd: DatasetCommand, quiet: bool) -> anyhow::Result<()> {
+    use recap_analyze::dataset::{self, compose::Composer, Measure};
+    let started = std::time::Instant::now();
+    let api = |o: &DatasetOut| if o.completions { Api::Completions } else { Api::Chat };
+    let (command, out, rows, adjusted, measure_parts) = match cmd {
+        DatasetCommand::Inspect(a) => {
+            let (counter, template) = dataset_tokenizer(&a.tok)?;
+            let completions = Measure::new(&counter, template.as_ref(), Api::Completions)?;
+            let chat = Measure::new(&counter, template.as_ref(), Api::Chat).ok();
+            let ins = dataset::inspect::inspect(&a.input, chat.as_ref(), &completions)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&ins)?);
+            } else if !quiet {
+                print!("{}", ins.to_console());
+            }
+            return Ok(());
+        }
+        DatasetCommand::Synthetic(a) => {
+            let (counter, template) = dataset_tokenizer(&a.tok)?;
+            let measure = Measure::new(&counter, template.as_ref(), api(&a.out))?;
+            let composer = Composer::new(&|t| measure.tokens(t))?;
+            let spec = dataset::synthetic::Spec {
+                count: a.count,
+                isl: a.isl.with_stddev(a.isl_stddev, "isl")?,
+                osl: a.osl.with_stddev(a.osl_stddev, "osl")?,
+                shared_prefix: a.shared_prefix,
+                prefix_groups: a.prefix_groups,
+                ignore_eos: a.out.ignore_eos,
+                context: a.context,
+                seed: a.seed,
+            };
+            let (rows, adjusted) = dataset::synthetic::generate(&spec, &measure, &composer)?;
+            (
+                "synthetic",
+                a.out,
+                rows,
+                adjusted,
+                (counter.id().to_string(), measure.api()),
+            )
+        }
+        DatasetCommand::Sharegpt(a) => {
+            let (counter, template) = dataset_tokenizer(&a.tok)?;
+            let measure = Measure::new(&counter, template.as_ref(), api(&a.out))?;
+            let spec = dataset::convert::Spec {
+                reference_osl: !a.no_reference_osl,
+                fallback_osl: a.osl,
+                context: a.context,
+                over_context: a.over_context,
+                limit: a.count,
+                ignore_eos: a.out.ignore_eos,
+            };
+            let (rows, adjusted) = dataset::convert::generate(&a.input, &spec, &measure)?;
+            (
+                "sharegpt",
+                a.out,
+                rows,
+                adjusted,
+                (counter.id().to_string(), measure.api()),
+            )
+        }
+        DatasetCommand::Trace(a) => {
+            let (counter, template) = dataset_tokenizer(&a.tok)?;
+            let measure = Measure::new(&counter, template.as_ref(), api(&a.out))?;
+            let composer = Composer::new(&|t| measure.tokens(t))?;
+            let (trace, skipped) = dataset::trace::read(a.format, &a.input)?;
+            let spec = dataset::trace::Spec {
+                block_tokens: a.block_tokens,
+                ignore_eos: a.out.ignore_eos,
+                limit: a.count,
+                seed: a.seed,
+            };
+            let (rows, mut adjusted) = dataset::trace::generate(&trace, &spec, &measure, &composer)?;
+            if skipped > 0 {
+                adjusted.insert("trace lines skipped (no output tokens)".into(), skipped);
+            }
+            (
+                "trace",
+                a.out,
+                rows,
+                adjusted,
+                (counter.id().to_string(), measure.api()),
+            )
+        }
+    };
+    dataset::write_rows(&out.out, &rows).with_context(|| format!("writing {}", out.out.display()))?;
+    let written = dataset::Written::new(command, &out.out, &rows, measure_parts, started, adjusted);
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(&written)?);
+    } else if !quiet {
+        print!("{}", written.to_console());
+    }
+    Ok(())
+}
+
 fn score_runs(
     rt: &tokio::runtime::Runtime,
     runs: &[PathBuf],
@@ -123,12 +379,7 @@ fn score_runs(
     progress: bool,
     mut each: impl FnMut(&recap_analyze::report::Report),
 ) -> anyhow::Result<Vec<(recap_analyze::summary::Summary, recap_schemas::manifest::LoadSpec)>> {
-    if let Some(n) = a.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("setting tokenizer threads")?;
-    }
+    threads(a.threads)?;
     let counter = Counter::load(&a.tokenizer, a.special_text)?;
     let opts = ReportOptions {
         definitions: Definitions {
@@ -223,6 +474,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Dataset(cmd) => run_dataset(cmd, cli.quiet),
         Command::Sql {
             mut args,
             tokenizer_id,

@@ -8,13 +8,13 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use datafusion::prelude::SessionContext;
-use serde_json::Value;
 
+use crate::input::Input;
 use crate::load::RunFolder;
 use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
 use crate::reassemble::{reassemble, RequestRecord};
+use crate::store::text_hash;
 use crate::store::{self, write_parquet};
-use crate::store::{text_hash, text_hash_from};
 use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput, SummaryText};
 use crate::tokenize::Counter;
 use crate::{Error, Result};
@@ -41,65 +41,6 @@ pub struct Report {
     pub rows: Vec<RequestMetrics>,
     /// The analysis folder written.
     pub dir: PathBuf,
-}
-
-/// A request's input as counted: the completions prompt, or the chat messages rendered by
-/// the template (or their contents joined, for `--isl raw` or without a template).
-enum Input<'a> {
-    Prompt(&'a str),
-    Chat(Value),
-}
-
-impl Input<'_> {
-    /// The input of `r`; `None` without a prompt or with messages that are not a JSON array.
-    fn of(r: &RequestRecord) -> Option<Input<'_>> {
-        if let Some(p) = &r.prompt {
-            return Some(Input::Prompt(p));
-        }
-        let msgs: Value = serde_json::from_str(r.messages_json.as_deref()?).ok()?;
-        msgs.is_array().then_some(Input::Chat(msgs))
-    }
-
-    /// Its token-cache key. A prompt is keyed by its text and encoded the way servers do, with
-    /// the tokenizer's own special tokens (BOS) added; a chat input by its messages and how
-    /// they are turned into text (which template, or raw), so a re-analysis need not render
-    /// the template again to find its count.
-    fn key(&self, r: &RequestRecord, template: Option<&crate::template::ChatTemplate>) -> (u64, bool) {
-        match self {
-            Input::Prompt(p) => (text_hash(p), true),
-            Input::Chat(_) => {
-                let seed = template.map_or_else(|| text_hash("raw messages\0"), |t| t.digest());
-                (
-                    text_hash_from(seed, r.messages_json.as_deref().unwrap_or_default()),
-                    false,
-                )
-            }
-        }
-    }
-
-    /// Its text.
-    fn text(&self, template: Option<&crate::template::ChatTemplate>, warned: &std::sync::Once) -> Cow<'_, str> {
-        let msgs = match self {
-            Input::Prompt(p) => return Cow::Borrowed(p),
-            Input::Chat(m) => m,
-        };
-        if let Some(t) = template {
-            match t.render(msgs) {
-                Ok(text) => return Cow::Owned(text),
-                Err(e) => warned.call_once(|| tracing::warn!("{e}; counting raw message contents instead")),
-            }
-        }
-        let joined = msgs
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m.get("content").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default();
-        Cow::Owned(joined)
-    }
 }
 
 /// Reads a run's segments and reassembles one record per request (with texts).

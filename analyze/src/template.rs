@@ -29,7 +29,8 @@ fn token_string(v: Option<&Json>) -> String {
 }
 
 impl ChatTemplate {
-    /// Reads `chat_template` (a string, or a list of `{name, template}` where `default` wins).
+    /// Reads `chat_template` from a `tokenizer_config.json` (a string, or a list of
+    /// `{name, template}` where `default` wins).
     pub fn load(config: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(config).map_err(|source| Error::Io {
             path: config.to_path_buf(),
@@ -48,7 +49,33 @@ impl ChatTemplate {
                 .to_string(),
             _ => return Err(Error::Input(format!("{}: no `chat_template` field", config.display()))),
         };
+        Self::compile(
+            template,
+            token_string(json.get("bos_token")),
+            token_string(json.get("eos_token")),
+            &text,
+            config,
+        )
+    }
+
+    /// Reads a template file (`--chat-template`): a `tokenizer_config.json`-style JSON file, or
+    /// the Jinja source itself (`chat_template.jinja`; it then has no BOS/EOS strings).
+    pub fn load_file(path: &Path) -> Result<Self> {
+        if path.extension().is_some_and(|e| e == "json") {
+            return Self::load(path);
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::compile(text.clone(), String::new(), String::new(), &text, path)
+    }
+
+    fn compile(template: String, bos_token: String, eos_token: String, source: &str, path: &Path) -> Result<Self> {
         let mut env = Environment::new();
+        // What transformers' `apply_chat_template` (and so vLLM and SGLang) sets.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
@@ -58,12 +85,12 @@ impl ChatTemplate {
             },
         );
         env.add_template_owned("chat", template)
-            .map_err(|e| Error::Input(format!("{}: chat_template does not compile: {e}", config.display())))?;
+            .map_err(|e| Error::Input(format!("{}: chat_template does not compile: {e}", path.display())))?;
         Ok(ChatTemplate {
-            digest: crate::store::text_hash(&format!("template\0{text}")),
+            digest: crate::store::text_hash(&format!("template\0trim_blocks lstrip_blocks\0{source}")),
             env,
-            bos_token: token_string(json.get("bos_token")),
-            eos_token: token_string(json.get("eos_token")),
+            bos_token,
+            eos_token,
         })
     }
 

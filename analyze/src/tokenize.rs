@@ -217,6 +217,29 @@ impl Counter {
             .map_err(|e| Error::Internal(format!("tokenizing: {e}")))
     }
 
+    /// The longest start of `text` that is at most `tokens` tokens (no special tokens added),
+    /// cut where a token ends (and on a character boundary).
+    pub fn truncate(&self, text: &str, tokens: u32) -> Result<String> {
+        let enc = self
+            .engine()?
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Internal(format!("tokenizing: {e}")))?;
+        let offsets = enc.get_offsets();
+        if offsets.len() <= tokens as usize {
+            return Ok(text.to_string());
+        }
+        let mut end = if tokens == 0 {
+            0
+        } else {
+            offsets[tokens as usize - 1].1.min(text.len())
+        };
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Ok(text[..end].to_string())
+    }
+
     /// Counts many texts in parallel, each distinct `(text, add_special_tokens)` once.
     /// Returns counts in input order. `progress` is bumped by the number of texts done.
     pub fn count_all(&self, texts: &[(&str, bool)], progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<u32>> {
@@ -343,7 +366,7 @@ impl TokenCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn gpt2() -> Counter {

@@ -673,6 +673,8 @@ fn request_row(t: &Ticket, connection_id: Option<u32>) -> RequestRow {
         params_json: t.request.params_json.clone(),
         request_bytes: u32::try_from(t.request.body.len()).unwrap_or(u32::MAX),
         connection_id,
+        planned_input_tokens: t.request.planned_input_tokens,
+        prefix_group: t.request.prefix_group,
     }
 }
 

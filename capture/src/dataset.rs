@@ -1,4 +1,5 @@
-//! Prompts to send: JSONL (`prompt` or `messages`, optional `max_tokens`) or ShareGPT JSON.
+//! Prompts to send: JSONL rows of the dataset contract ([`recap_schemas::dataset`]: `prompt` or
+//! `messages`, and an optional plan such as `max_tokens` or `isl_tokens`) or ShareGPT JSON.
 //!
 //! The whole dataset is read and validated before the run starts, so a bad line fails fast
 //! with its line number instead of mid-run. Rows are cycled when more requests are sent than
@@ -6,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use recap_schemas::dataset::{DatasetRow, RowPlan};
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -21,13 +24,20 @@ pub enum Prompt {
     Messages(Vec<Value>),
 }
 
-/// A dataset row: the prompt and an optional per-row output budget.
-#[derive(Debug, Clone, PartialEq)]
+/// A dataset row: the prompt and its plan (per-row `max_tokens`, which overrides
+/// `--max-tokens`, and what `analyze dataset` planned).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Row {
     /// What to ask.
     pub prompt: Prompt,
-    /// `max_tokens` for this row; overrides `--max-tokens`.
-    pub max_tokens: Option<u32>,
+    /// The row's plan.
+    pub plan: RowPlan,
+}
+
+impl Default for Prompt {
+    fn default() -> Self {
+        Prompt::Text(String::new())
+    }
 }
 
 /// A loaded dataset and what identifies it in the manifest.
@@ -165,18 +175,14 @@ fn parse_jsonl(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<(Vec<Row>
 }
 
 fn row_from_object(v: &Value) -> Result<Row, String> {
-    let obj = v.as_object().ok_or_else(|| "expected a JSON object".to_string())?;
-    let max_tokens = match obj.get("max_tokens") {
-        None | Some(Value::Null) => None,
-        Some(x) => Some(
-            x.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("field `max_tokens` must be a non-negative integer, got {x}"))?,
-        ),
-    };
-    let prompt = match (obj.get("prompt"), obj.get("messages")) {
-        (Some(Value::String(s)), None) => Prompt::Text(s.clone()),
-        (None, Some(Value::Array(msgs))) => {
+    if !v.is_object() {
+        return Err("expected a JSON object".into());
+    }
+    // serde names the field and the expected type (`invalid type: string "8", expected u32`).
+    let row = DatasetRow::deserialize(v).map_err(|e| format!("{e}"))?;
+    let prompt = match (row.prompt, row.messages) {
+        (Some(s), None) => Prompt::Text(s),
+        (None, Some(msgs)) => {
             if msgs.is_empty() {
                 return Err("field `messages` is empty".into());
             }
@@ -186,14 +192,12 @@ fn row_from_object(v: &Value) -> Result<Row, String> {
                     return Err(format!("field `messages[{j}]` needs `role` (string) and `content`"));
                 }
             }
-            Prompt::Messages(msgs.clone())
+            Prompt::Messages(msgs)
         }
         (Some(_), Some(_)) => return Err("has both `prompt` and `messages`; give one".into()),
-        (Some(_), None) => return Err("field `prompt` must be a string".into()),
-        (None, Some(_)) => return Err("field `messages` must be an array".into()),
         (None, None) => return Err("missing field `prompt` or `messages`".into()),
     };
-    Ok(Row { prompt, max_tokens })
+    Ok(Row { prompt, plan: row.plan })
 }
 
 fn parse_sharegpt(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<(Vec<Row>, u64), DatasetError> {
@@ -227,7 +231,7 @@ fn parse_sharegpt(bytes: &[u8], name: &str, skip_invalid: bool) -> Result<(Vec<R
         match first_human.and_then(|t| t.get("value")).and_then(Value::as_str) {
             Some(text) => rows.push(Row {
                 prompt: Prompt::Messages(vec![serde_json::json!({"role": "user", "content": text})]),
-                max_tokens: None,
+                plan: RowPlan::default(),
             }),
             None => skipped += 1,
         }
@@ -253,7 +257,10 @@ mod tests {
             d.rows[0],
             Row {
                 prompt: Prompt::Text("hi".into()),
-                max_tokens: Some(7)
+                plan: RowPlan {
+                    max_tokens: Some(7),
+                    ..RowPlan::default()
+                }
             }
         );
         assert!(matches!(d.rows[1].prompt, Prompt::Messages(ref m) if m.len() == 1));
@@ -272,6 +279,30 @@ mod tests {
         assert!(err.to_string().contains("line 2"), "{err}");
         let err = Dataset::parse(b"{\"text\":\"a\"}\n", "d", false).expect_err("invalid");
         assert!(err.to_string().contains("missing field"), "{err}");
+        let err = Dataset::parse(b"{\"prompt\":\"a\",\"isl_tokens\":\"8\"}\n", "d", false).expect_err("invalid");
+        assert!(
+            err.to_string().contains("line 1") && err.to_string().contains("u32"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn plan_fields_are_read() {
+        let d = Dataset::parse(
+            br#"{"prompt":"a","max_tokens":4,"min_tokens":4,"ignore_eos":true,"isl_tokens":9,"prefix_group":2,"timestamp_ms":150}"#,
+            "d",
+            false,
+        )
+        .expect("valid");
+        let plan = &d.rows[0].plan;
+        assert_eq!(
+            (plan.max_tokens, plan.min_tokens, plan.ignore_eos),
+            (Some(4), Some(4), Some(true))
+        );
+        assert_eq!(
+            (plan.isl_tokens, plan.prefix_group, plan.timestamp_ms),
+            (Some(9), Some(2), Some(150))
+        );
     }
 
     #[test]

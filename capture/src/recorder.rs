@@ -36,6 +36,10 @@ pub struct RequestRow {
     pub request_bytes: u32,
     /// `connection_id`.
     pub connection_id: Option<u32>,
+    /// `planned_input_tokens`.
+    pub planned_input_tokens: Option<u32>,
+    /// `prefix_group`.
+    pub prefix_group: Option<u32>,
 }
 
 /// One `events` row; see `recap_schemas::events` for each column's meaning.

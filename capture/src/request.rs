@@ -11,6 +11,8 @@ use recap_schemas::Api;
 use serde_json::{json, Map, Value};
 
 use crate::dataset::{Dataset, Prompt, Row};
+#[cfg(test)]
+use recap_schemas::dataset::RowPlan;
 
 /// Body-shaping options shared by every request of a run.
 #[derive(Debug, Clone)]
@@ -42,6 +44,12 @@ pub struct PreparedRequest {
     pub params_json: Arc<str>,
     /// `max_tokens` sent, if any.
     pub max_tokens: Option<u32>,
+    /// `requests.planned_input_tokens`: the row's `isl_tokens`, kept only when the row's shape
+    /// is the API's (`messages` for chat, `prompt` for completions): another shape is rendered
+    /// differently, so the plan would not describe what is sent.
+    pub planned_input_tokens: Option<u32>,
+    /// `requests.prefix_group`.
+    pub prefix_group: Option<u32>,
 }
 
 /// Renders every dataset row's request.
@@ -51,7 +59,7 @@ pub fn prepare_all(dataset: &Dataset, opts: &BodyOptions) -> Vec<Arc<PreparedReq
 
 /// Renders one row's request.
 pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
-    let max_tokens = row.max_tokens.or(opts.max_tokens);
+    let max_tokens = row.plan.max_tokens.or(opts.max_tokens);
     let mut params = opts.extra.clone();
     params.insert("model".into(), Value::String(opts.model.clone()));
     params.insert("stream".into(), Value::Bool(opts.stream));
@@ -70,6 +78,13 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
     }
     if let Some(n) = max_tokens {
         params.insert("max_tokens".into(), json!(n));
+    }
+    // The row's own generation controls win over `--body-extra`'s.
+    if let Some(n) = row.plan.min_tokens {
+        params.insert("min_tokens".into(), json!(n));
+    }
+    if let Some(b) = row.plan.ignore_eos {
+        params.insert("ignore_eos".into(), json!(b));
     }
     let params_json: Arc<str> = Value::Object(params.clone()).to_string().into();
     let mut body = params;
@@ -96,6 +111,10 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
             (Some(Arc::from(text)), None)
         }
     };
+    let same_shape = matches!(
+        (opts.api, &row.prompt),
+        (Api::Chat, Prompt::Messages(_)) | (Api::Completions, Prompt::Text(_))
+    );
     PreparedRequest {
         api: opts.api,
         body: Bytes::from(Value::Object(body).to_string()),
@@ -103,6 +122,8 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
         messages_json,
         params_json,
         max_tokens,
+        planned_input_tokens: row.plan.isl_tokens.filter(|_| same_shape),
+        prefix_group: row.plan.prefix_group,
     }
 }
 
@@ -124,7 +145,7 @@ mod tests {
     fn chat_streaming_asks_for_usage() {
         let row = Row {
             prompt: Prompt::Text("hi".into()),
-            max_tokens: None,
+            plan: RowPlan::default(),
         };
         let p = prepare(&row, &opts(Api::Chat, true));
         let body: Value = serde_json::from_slice(&p.body).expect("json");
@@ -151,7 +172,14 @@ mod tests {
                 json!({"role":"system","content":"a"}),
                 json!({"role":"user","content":"b"}),
             ]),
-            max_tokens: Some(3),
+            plan: RowPlan {
+                max_tokens: Some(3),
+                min_tokens: Some(3),
+                ignore_eos: Some(false),
+                isl_tokens: Some(5),
+                prefix_group: Some(1),
+                ..RowPlan::default()
+            },
         };
         let mut o = opts(Api::Completions, false);
         o.extra.insert("ignore_eos".into(), Value::Bool(true));
@@ -159,7 +187,15 @@ mod tests {
         let body: Value = serde_json::from_slice(&p.body).expect("json");
         assert_eq!(body["prompt"], "a\nb");
         assert_eq!(body["max_tokens"], 3);
-        assert_eq!(body["ignore_eos"], true);
+        assert_eq!(body["min_tokens"], 3);
+        assert_eq!(body["ignore_eos"], false, "the row's ignore_eos wins over --body-extra");
+        assert_eq!(
+            p.planned_input_tokens, None,
+            "a chat row's plan does not describe a completions prompt"
+        );
+        assert_eq!(p.prefix_group, Some(1));
+        let chat = prepare(&row, &opts(Api::Chat, false));
+        assert_eq!(chat.planned_input_tokens, Some(5));
         assert!(body.get("stream_options").is_none());
         assert_eq!(p.prompt.as_deref(), Some("a\nb"));
     }

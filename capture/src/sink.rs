@@ -467,6 +467,8 @@ struct RequestsBuilder {
     params_json: StringBuilder,
     request_bytes: UInt32Builder,
     connection_id: UInt32Builder,
+    planned_input_tokens: UInt32Builder,
+    prefix_group: UInt32Builder,
 }
 
 impl RowsBuilder for RequestsBuilder {
@@ -484,6 +486,8 @@ impl RowsBuilder for RequestsBuilder {
         self.params_json.append_value(&*r.params_json);
         self.request_bytes.append_value(r.request_bytes);
         self.connection_id.append_option(r.connection_id);
+        self.planned_input_tokens.append_option(r.planned_input_tokens);
+        self.prefix_group.append_option(r.prefix_group);
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -499,6 +503,8 @@ impl RowsBuilder for RequestsBuilder {
             Arc::new(self.params_json.finish()),
             Arc::new(self.request_bytes.finish()),
             Arc::new(self.connection_id.finish()),
+            Arc::new(self.planned_input_tokens.finish()),
+            Arc::new(self.prefix_group.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -621,6 +627,8 @@ mod tests {
                     params_json: "{}".into(),
                     request_bytes: 2,
                     connection_id: Some(0),
+                    planned_input_tokens: None,
+                    prefix_group: None,
                 })
                 .await;
                 let mut e = EventRow::new(i, EventKind::Sse, i as i64);

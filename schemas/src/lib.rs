@@ -19,6 +19,7 @@
 //! ```
 
 pub mod analysis;
+pub mod dataset;
 pub mod enums;
 pub mod events;
 pub mod manifest;

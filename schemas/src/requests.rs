@@ -34,6 +34,11 @@ pub const PARAMS_JSON: &str = "params_json";
 pub const REQUEST_BYTES: &str = "request_bytes";
 /// `u32`: the client connection (worker) that sent it; null if it was never sent.
 pub const CONNECTION_ID: &str = "connection_id";
+/// `u32` tokens: the dataset row's `isl_tokens`, the input length it was generated for
+/// (`analyze dataset`); null when the row has none. Added in version 2; older runs read null.
+pub const PLANNED_INPUT_TOKENS: &str = "planned_input_tokens";
+/// `u32`: the dataset row's `prefix_group`; null when the row has none.
+pub const PREFIX_GROUP: &str = "prefix_group";
 
 /// Every column name, in schema order.
 pub const COLUMNS: &[&str] = &[
@@ -48,6 +53,8 @@ pub const COLUMNS: &[&str] = &[
     PARAMS_JSON,
     REQUEST_BYTES,
     CONNECTION_ID,
+    PLANNED_INPUT_TOKENS,
+    PREFIX_GROUP,
 ];
 
 /// The Arrow schema of the `requests` table (without file metadata).
@@ -67,6 +74,8 @@ pub fn schema() -> SchemaRef {
                 Field::new(PARAMS_JSON, DataType::Utf8, false),
                 Field::new(REQUEST_BYTES, DataType::UInt32, false),
                 Field::new(CONNECTION_ID, DataType::UInt32, true),
+                Field::new(PLANNED_INPUT_TOKENS, DataType::UInt32, true),
+                Field::new(PREFIX_GROUP, DataType::UInt32, true),
             ]))
         })
         .clone()

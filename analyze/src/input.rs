@@ -1,0 +1,93 @@
+//! A request's input and how it is counted: the one rule `analyze report` (measured ISL) and
+//! `analyze dataset` (planned ISL) share, so planned and measured lengths mean the same thing.
+//!
+//! A completions prompt is encoded the way servers encode it, with the tokenizer's own special
+//! tokens (its BOS) added. A chat input is the messages rendered through the chat template
+//! (which writes the BOS itself when the model wants one) and encoded without added special
+//! tokens, as vLLM and SGLang do; without a template (`--isl raw`) it is the message contents
+//! joined by newlines.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::reassemble::RequestRecord;
+use crate::store::{text_hash, text_hash_from};
+use crate::template::ChatTemplate;
+use crate::Result;
+
+/// A request's input: the completions prompt, or the chat messages.
+pub enum Input<'a> {
+    /// A completions prompt.
+    Prompt(&'a str),
+    /// A chat `messages` array.
+    Chat(Value),
+}
+
+impl Input<'_> {
+    /// The input of `r`; `None` without a prompt or with messages that are not a JSON array.
+    pub fn of(r: &RequestRecord) -> Option<Input<'_>> {
+        if let Some(p) = &r.prompt {
+            return Some(Input::Prompt(p));
+        }
+        let msgs: Value = serde_json::from_str(r.messages_json.as_deref()?).ok()?;
+        msgs.is_array().then_some(Input::Chat(msgs))
+    }
+
+    /// Whether the tokenizer adds its special tokens when this input is encoded.
+    pub fn add_special_tokens(&self) -> bool {
+        matches!(self, Input::Prompt(_))
+    }
+
+    /// Its token-cache key. A prompt is keyed by its text; a chat input by its messages and
+    /// how they are turned into text (which template, or raw), so a re-analysis need not
+    /// render the template again to find its count.
+    pub fn key(&self, r: &RequestRecord, template: Option<&ChatTemplate>) -> (u64, bool) {
+        match self {
+            Input::Prompt(p) => (text_hash(p), self.add_special_tokens()),
+            Input::Chat(_) => {
+                let seed = template.map_or_else(|| text_hash("raw messages\0"), |t| t.digest());
+                (
+                    text_hash_from(seed, r.messages_json.as_deref().unwrap_or_default()),
+                    self.add_special_tokens(),
+                )
+            }
+        }
+    }
+
+    /// Its text through `template`; a template that fails to render is an error.
+    pub fn render(&self, template: Option<&ChatTemplate>) -> Result<Cow<'_, str>> {
+        match (self, template) {
+            (Input::Prompt(p), _) => Ok(Cow::Borrowed(p)),
+            (Input::Chat(m), Some(t)) => t.render(m).map(Cow::Owned),
+            (Input::Chat(m), None) => Ok(Cow::Owned(joined_contents(m))),
+        }
+    }
+
+    /// Its text through `template`, falling back to the joined message contents (with one
+    /// warning) when the template cannot render it: a report goes on.
+    pub fn text(&self, template: Option<&ChatTemplate>, warned: &std::sync::Once) -> Cow<'_, str> {
+        match self.render(template) {
+            Ok(t) => t,
+            Err(e) => {
+                warned.call_once(|| tracing::warn!("{e}; counting raw message contents instead"));
+                match self {
+                    Input::Chat(m) => Cow::Owned(joined_contents(m)),
+                    Input::Prompt(p) => Cow::Borrowed(p),
+                }
+            }
+        }
+    }
+}
+
+/// Message contents joined by newlines (`--isl raw`).
+fn joined_contents(msgs: &Value) -> String {
+    msgs.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.get("content").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,129 @@
+//! Dataset rows: the JSONL lines `analyze dataset` writes and `capture --dataset` reads.
+//!
+//! A row is one request to send: `prompt` (completions) or `messages` (chat), plus the plan
+//! that made it. Capture sends `max_tokens`, `min_tokens` and `ignore_eos` in the body and
+//! records `isl_tokens` and `prefix_group` per request, so analyze can set what was planned
+//! beside what the server saw. The other fields are read by load plans (`timestamp_ms`,
+//! `session_id`, `turn`) or kept for reports. Unknown fields are ignored, so a user's JSONL
+//! with extra ids is a valid dataset. `docs/datasets.md` is the prose reference.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One dataset row as written on disk (one JSON object per line).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRow {
+    /// Completions prompt. Exactly one of `prompt` and `messages` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Chat messages (`[{"role": ..., "content": ...}, ...]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Value>>,
+    /// Everything else: the row's plan.
+    #[serde(flatten)]
+    pub plan: RowPlan,
+}
+
+/// What a dataset row plans beyond its prompt. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowPlan {
+    /// Output budget sent as the body's `max_tokens` (overrides `capture --max-tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sent as the body's `min_tokens` (vLLM, SGLang): with `ignore_eos`, the server generates
+    /// exactly `max_tokens` tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u32>,
+    /// Sent as the body's `ignore_eos` (vLLM, SGLang, llama.cpp, TensorRT-LLM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_eos: Option<bool>,
+    /// Input tokens as generated: counted the way the server counts them (through the chat
+    /// template for `messages`, with the tokenizer's BOS for `prompt`) by the tokenizer named
+    /// in the generator's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isl_tokens: Option<u32>,
+    /// Token length of the reference answer (ShareGPT's first reply), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_output_tokens: Option<u32>,
+    /// Which shared prefix the prompt starts with (0-based), for prefix-cache studies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_group: Option<u32>,
+    /// Offset from the trace's start at which to send the row (`--schedule timestamps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_ms: Option<u64>,
+    /// The multi-turn session the row belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// 0-based turn within `session_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
+}
+
+/// Every field name a dataset row may carry, in documentation order.
+pub const FIELDS: &[&str] = &[
+    "prompt",
+    "messages",
+    "max_tokens",
+    "min_tokens",
+    "ignore_eos",
+    "isl_tokens",
+    "reference_output_tokens",
+    "prefix_group",
+    "timestamp_ms",
+    "session_id",
+    "turn",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_omits_absent_fields() {
+        let row = DatasetRow {
+            prompt: Some("hi".into()),
+            messages: None,
+            plan: RowPlan {
+                max_tokens: Some(8),
+                isl_tokens: Some(3),
+                prefix_group: Some(1),
+                ..RowPlan::default()
+            },
+        };
+        let text = serde_json::to_string(&row).expect("serializes");
+        assert_eq!(
+            text,
+            r#"{"prompt":"hi","max_tokens":8,"isl_tokens":3,"prefix_group":1}"#
+        );
+        let back: DatasetRow = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, row);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_every_field_is_listed() {
+        let row: DatasetRow = serde_json::from_str(r#"{"prompt":"a","id":"x-1"}"#).expect("parses");
+        assert_eq!(row.prompt.as_deref(), Some("a"));
+        let full = DatasetRow {
+            prompt: Some(String::new()),
+            messages: Some(vec![]),
+            plan: RowPlan {
+                max_tokens: Some(1),
+                min_tokens: Some(1),
+                ignore_eos: Some(true),
+                isl_tokens: Some(1),
+                reference_output_tokens: Some(1),
+                prefix_group: Some(1),
+                timestamp_ms: Some(1),
+                session_id: Some("s".into()),
+                turn: Some(0),
+            },
+        };
+        let v = serde_json::to_value(&full).expect("serializes");
+        let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+        let mut listed = FIELDS.to_vec();
+        listed.sort_unstable();
+        let mut keys = keys;
+        keys.sort_unstable();
+        assert_eq!(keys, listed);
+    }
+}
