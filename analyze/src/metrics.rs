@@ -72,6 +72,12 @@ pub struct RequestMetrics {
     pub connect_ns: Option<i64>,
     /// Times the request was sent again after its reused connection failed unanswered.
     pub retries: u32,
+    /// `max_tokens` sent.
+    pub max_tokens: Option<u32>,
+    /// Input tokens the dataset row was generated for (`analyze dataset`).
+    pub planned_input_tokens: Option<u32>,
+    /// The dataset row's shared-prefix group.
+    pub prefix_group: Option<u32>,
 }
 
 /// Computes one request's metrics from its record and token counts.
@@ -133,6 +139,9 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         output_events: r.output_times_ns.len() as u32,
         connect_ns: r.connect_ns,
         retries: r.retries,
+        max_tokens: r.max_tokens,
+        planned_input_tokens: r.planned_input_tokens,
+        prefix_group: r.prefix_group,
     }
 }
 

@@ -30,6 +30,12 @@ pub struct RequestRecord {
     pub prompt: Option<String>,
     /// Chat messages as JSON text.
     pub messages_json: Option<String>,
+    /// `max_tokens` sent.
+    pub max_tokens: Option<u32>,
+    /// The input length the dataset row was generated for.
+    pub planned_input_tokens: Option<u32>,
+    /// The dataset row's shared-prefix group.
+    pub prefix_group: Option<u32>,
     /// `sent` time of the attempt that was answered (the last `sent`: an attempt retried
     /// after its reused connection failed unanswered does not count).
     pub sent_ns: Option<i64>,
@@ -220,7 +226,7 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
     let mut accs = Accs::default();
     let reqs = ctx
         .sql(&format!(
-            "SELECT request_id, phase, api, scheduled_ns, prompt, messages_json FROM {prefix}requests"
+            "SELECT request_id, phase, api, scheduled_ns, prompt, messages_json, max_tokens, planned_input_tokens, prefix_group FROM {prefix}requests"
         ))
         .await
         .map_err(df)?
@@ -234,6 +240,8 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
         let sched = b.column(3).as_primitive::<Int64Type>();
         let prompt = b.column(4).as_string::<i32>();
         let msgs = b.column(5).as_string::<i32>();
+        let [max_tokens, planned, group] = [6, 7, 8].map(|c| b.column(c).as_primitive::<UInt32Type>());
+        let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
         for i in 0..b.num_rows() {
             let a = accs.get(id.value(i));
             a.rec.request_id = id.value(i);
@@ -242,6 +250,9 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
             a.rec.scheduled_ns = Some(sched.value(i));
             a.rec.prompt = prompt.is_valid(i).then(|| prompt.value(i).to_string());
             a.rec.messages_json = msgs.is_valid(i).then(|| msgs.value(i).to_string());
+            a.rec.max_tokens = u32_at(max_tokens, i);
+            a.rec.planned_input_tokens = u32_at(planned, i);
+            a.rec.prefix_group = u32_at(group, i);
         }
     }
     let mut stream = ctx

@@ -37,7 +37,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
     let mut status = UInt16Builder::new();
     let [mut h_content, mut h_reasoning, mut h_tools] = std::array::from_fn(|_| UInt64Builder::new());
     let mut times = ListBuilder::new(Int64Builder::new());
-    let [mut up, mut uc, mut protocol, mut sse, mut retries] = std::array::from_fn(|_| UInt32Builder::new());
+    let [mut up, mut uc, mut protocol, mut sse, mut retries, mut max_tokens, mut planned, mut group] =
+        std::array::from_fn(|_| UInt32Builder::new());
     for r in records {
         id.append_value(r.request_id);
         phase.append_option(r.phase.map(recap_schemas::Phase::as_str));
@@ -64,6 +65,9 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         sse.append_value(r.sse_events);
         connect.append_option(r.connect_ns);
         retries.append_value(r.retries);
+        max_tokens.append_option(r.max_tokens);
+        planned.append_option(r.planned_input_tokens);
+        group.append_option(r.prefix_group);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
@@ -90,6 +94,9 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         Arc::new(sse.finish()),
         Arc::new(connect.finish()),
         Arc::new(retries.finish()),
+        Arc::new(max_tokens.finish()),
+        Arc::new(planned.finish()),
+        Arc::new(group.finish()),
     ];
     let batch = RecordBatch::try_new(recap_schemas::analysis::records::schema(), columns)
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -136,6 +143,11 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
     let (up, uc) = (u32s("usage_prompt_tokens")?, u32s("usage_completion_tokens")?);
     let (protocol, sse) = (u32s("protocol_events")?, u32s("sse_events")?);
     let (connect, retries) = (i64s("connect_ns")?, u32s("retries")?);
+    let (max_tokens, planned, group) = (
+        u32s("max_tokens")?,
+        u32s("planned_input_tokens")?,
+        u32s("prefix_group")?,
+    );
     let i64_at = |a: &arrow_array::Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let str_at = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
@@ -170,6 +182,9 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
             sse_events: sse.value(i),
             connect_ns: i64_at(&connect, i),
             retries: retries.value(i),
+            max_tokens: u32_at(&max_tokens, i),
+            planned_input_tokens: u32_at(&planned, i),
+            prefix_group: u32_at(&group, i),
         });
     }
     Some(())

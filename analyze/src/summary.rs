@@ -116,6 +116,8 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
             ok.iter()
                 .filter_map(|m| Some((m.tokenizer_input_tokens?, m.server_prompt_tokens?))),
         ),
+        planned_isl: agreement(ok.iter().filter_map(|m| Some((m.isl_tokens?, m.planned_input_tokens?)))),
+        planned_osl: agreement(ok.iter().filter_map(|m| Some((m.osl_tokens?, m.max_tokens?)))),
         metrics,
     }
 }
@@ -180,7 +182,8 @@ impl SloExt for Slo {
     }
 }
 
-/// The agreement of (tokenizer, server) count pairs.
+/// The agreement of (measured, reference) count pairs: tokenizer vs server, or measured vs
+/// planned.
 fn agreement(pairs: impl Iterator<Item = (u32, u32)>) -> Agreement {
     let d: Vec<i64> = pairs.map(|(t, s)| i64::from(t) - i64::from(s)).collect();
     if d.is_empty() {
@@ -235,6 +238,10 @@ impl SummaryText for Summary {
             ("osl_agreement.mean_diff", self.osl_agreement.mean_diff),
             ("isl_agreement.share_equal", self.isl_agreement.share_equal),
             ("isl_agreement.mean_diff", self.isl_agreement.mean_diff),
+            ("planned_isl.share_equal", self.planned_isl.share_equal),
+            ("planned_isl.mean_diff", self.planned_isl.mean_diff),
+            ("planned_osl.share_equal", self.planned_osl.share_equal),
+            ("planned_osl.mean_diff", self.planned_osl.mean_diff),
         ] {
             out.push((k.into(), num(v)));
         }
@@ -399,6 +406,21 @@ fn headline(summary: &Summary) -> Vec<String> {
             fmt(summary.isl_agreement.mean_diff)
         ),
     ]
+    .into_iter()
+    .chain((summary.planned_isl.compared > 0 || summary.planned_osl.compared > 0).then(|| {
+        format!(
+            "planned vs measured: input {} equal to isl_tokens (mean diff {}), output {} equal to max_tokens (mean diff {})",
+            share(summary.planned_isl.share_equal),
+            fmt(summary.planned_isl.mean_diff),
+            share(summary.planned_osl.share_equal),
+            fmt(summary.planned_osl.mean_diff)
+        )
+    }))
+    .collect()
+}
+
+fn share(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| format!("{:.1}%", s * 100.0))
 }
 
 #[cfg(test)]

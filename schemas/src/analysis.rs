@@ -114,6 +114,12 @@ pub mod metrics {
     pub const CONNECT_NS: &str = "connect_ns";
     /// `u32`.
     pub const RETRIES: &str = "retries";
+    /// `u32` tokens: the `max_tokens` sent.
+    pub const MAX_TOKENS: &str = "max_tokens";
+    /// `u32` tokens: the input length the dataset row was generated for (`isl_tokens`).
+    pub const PLANNED_INPUT_TOKENS: &str = "planned_input_tokens";
+    /// `u32`: the dataset row's shared-prefix group.
+    pub const PREFIX_GROUP: &str = "prefix_group";
 
     /// The Arrow schema of `metrics.parquet`.
     pub fn schema() -> SchemaRef {
@@ -142,6 +148,9 @@ pub mod metrics {
             Field::new(OUTPUT_EVENTS, DataType::UInt32, false),
             i(CONNECT_NS),
             Field::new(RETRIES, DataType::UInt32, false),
+            u(MAX_TOKENS),
+            u(PLANNED_INPUT_TOKENS),
+            u(PREFIX_GROUP),
         ]))
     }
 }
@@ -205,6 +214,9 @@ pub mod records {
             req("sse_events", DataType::UInt32),
             opt("connect_ns", DataType::Int64),
             req("retries", DataType::UInt32),
+            opt("max_tokens", DataType::UInt32),
+            opt("planned_input_tokens", DataType::UInt32),
+            opt("prefix_group", DataType::UInt32),
         ]))
     }
 }

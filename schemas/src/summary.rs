@@ -255,6 +255,13 @@ pub struct Summary {
     pub osl_agreement: Agreement,
     /// Input-token agreement (tokenizer vs `usage.prompt_tokens`).
     pub isl_agreement: Agreement,
+    /// Measured input tokens vs the length the dataset row was generated for
+    /// (`planned_input_tokens`); `compared` is 0 for datasets without a plan.
+    #[serde(default)]
+    pub planned_isl: Agreement,
+    /// Output tokens vs the `max_tokens` sent: with `ignore_eos` every request should equal it.
+    #[serde(default)]
+    pub planned_osl: Agreement,
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ impl<'c> Fit<'c> {
     pub fn new(composer: &'c Composer) -> Self {
         Fit {
             composer,
-            max_rounds: 12,
+            max_rounds: 32,
         }
     }
 
@@ -156,11 +156,23 @@ impl<'c> Fit<'c> {
         count: &dyn Fn(&str) -> Result<u32>,
     ) -> Result<Option<(String, Vec<&'c str>)>> {
         let mut text = String::with_capacity(head.len() + tail.len() * 8);
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..self.max_rounds {
+            // A text never ends in a mark: what follows it (a template's `<|im_end|>`) could
+            // join it into one pre-token and make the count depend on the ending.
+            while tail.len() > keep && tail.last().is_some_and(|p| !p.starts_with(' ')) {
+                tail.pop();
+            }
             text.clear();
             text.push_str(head);
             tail.iter().for_each(|p| text.push_str(p));
             let n = count(&text)?;
+            if !seen.insert((n, tail.len())) {
+                // Back where it was: the tokenizer does not add these pieces up here; go on
+                // from another word.
+                tail.push(self.composer.word(rng));
+                continue;
+            }
             match n.cmp(&target) {
                 std::cmp::Ordering::Equal => return Ok(Some((text, tail))),
                 std::cmp::Ordering::Less => {
