@@ -80,17 +80,7 @@ fn texts(n: usize, bytes: usize) -> Vec<String> {
 }
 
 fn load_plain(path: &Path) -> tokenizers::Tokenizer {
-    let raw = std::fs::read(path).expect("read tokenizer");
-    let bytes = if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .expect("gunzip");
-        out
-    } else {
-        raw
-    };
-    tokenizers::Tokenizer::from_bytes(&bytes).expect("tokenizer")
+    recap_tests::sim::load_tokenizer(path).expect("tokenizer")
 }
 
 /// Tokens in `texts` by the `tokenizers` crate with rayon `par_iter`: the baseline.

@@ -34,6 +34,10 @@ pub fn load_label(load: &recap_schemas::manifest::LoadSpec) -> (String, Option<f
             (format!("r{r}{tail}"), Some(r))
         }
         LoadMode::Burst => (LoadMode::Burst.as_str().to_string(), None),
+        LoadMode::Timestamps => {
+            let scale = load.time_scale.unwrap_or(1.0);
+            (format!("trace-x{scale}"), Some(scale))
+        }
     }
 }
 
@@ -285,6 +289,7 @@ mod tests {
             max_tokens: None,
             timeout_s: 1.0,
             seed: 0,
+            time_scale: None,
         };
         assert_eq!(load_label(&l), ("c64".into(), Some(64.0)));
         l.mode = recap_schemas::LoadMode::Rate;

@@ -24,6 +24,13 @@ pub enum ApiArg {
     Completions,
 }
 
+/// Where open-loop send times come from besides `--rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// Each dataset row once, in file order, at its `timestamp_ms` offset (a trace).
+    Timestamps,
+}
+
 /// Inter-arrival process for `--rate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ArrivalArg {
@@ -44,6 +51,7 @@ pub enum ArrivalArg {
 /// `--grace`, then cancels them; a second Ctrl-C cancels at once.
 #[derive(Debug, Parser)]
 #[command(name = "capture", version)]
+#[command(group = clap::ArgGroup::new("open_loop").args(["rate", "schedule"]).multiple(false))]
 pub struct Args {
     /// Endpoint base URL (`http://host:8000`) or full path (`.../v1/chat/completions`).
     #[arg(long, value_name = "URL")]
@@ -73,6 +81,13 @@ pub struct Args {
     /// Open loop: requests per second, or `inf` to send all at once.
     #[arg(long, value_name = "RATE|inf")]
     pub rate: Option<String>,
+    /// Open loop at the dataset's own `timestamp_ms` offsets: each row once, in file order
+    /// (`analyze dataset trace` writes such rows). `requests.scheduled_ns` is the scaled offset.
+    #[arg(long, value_enum, conflicts_with = "concurrency")]
+    pub schedule: Option<ScheduleArg>,
+    /// With `--schedule timestamps`: multiply the offsets (0.5 replays the trace twice as fast).
+    #[arg(long, value_name = "FACTOR", requires = "schedule")]
+    pub time_scale: Option<f64>,
     /// Arrival process for `--rate` (open loop only).
     #[arg(
         long,
@@ -90,7 +105,7 @@ pub struct Args {
         long,
         value_name = "N",
         default_value_t = 1024,
-        requires = "rate",
+        requires = "open_loop",
         conflicts_with = "concurrency"
     )]
     pub max_in_flight: u32,
@@ -185,6 +200,15 @@ pub enum Load {
         /// Workers (cap on in-flight).
         max_in_flight: u32,
     },
+    /// Each dataset row once at its own offset (`--schedule timestamps`).
+    Timestamps {
+        /// Send offsets in ns since the run start, one per dataset row, non-decreasing.
+        offsets_ns: std::sync::Arc<[i64]>,
+        /// `--time-scale`.
+        scale: f64,
+        /// Workers (cap on in-flight).
+        max_in_flight: u32,
+    },
 }
 
 impl Load {
@@ -192,7 +216,9 @@ impl Load {
     pub fn workers(&self) -> u32 {
         match self {
             Load::Concurrency(n) => *n,
-            Load::Rate { max_in_flight, .. } | Load::Burst { max_in_flight } => *max_in_flight,
+            Load::Rate { max_in_flight, .. }
+            | Load::Burst { max_in_flight }
+            | Load::Timestamps { max_in_flight, .. } => *max_in_flight,
         }
     }
 }
@@ -250,6 +276,42 @@ pub struct Config {
     pub command: Vec<String>,
 }
 
+/// The send offsets of `--schedule timestamps`: each row's `timestamp_ms` minus the first
+/// row's, times `scale`, in ns. Every row needs one and they must not go back in time.
+fn timestamp_offsets(dataset: &Dataset, scale: f64) -> Result<std::sync::Arc<[i64]>, String> {
+    let mut out = Vec::with_capacity(dataset.rows.len());
+    let mut first = None;
+    let mut last = 0i64;
+    for (i, row) in dataset.rows.iter().enumerate() {
+        let Some(ms) = row.plan.timestamp_ms else {
+            return Err(format!(
+                "--schedule timestamps: dataset {} row {} has no `timestamp_ms` (analyze dataset trace writes them)",
+                dataset.path,
+                i + 1
+            ));
+        };
+        let t0 = *first.get_or_insert(ms);
+        let Some(since) = ms.checked_sub(t0) else {
+            return Err(format!(
+                "--schedule timestamps: dataset {} row {} has `timestamp_ms` {ms}, before the first row's {t0}",
+                dataset.path,
+                i + 1
+            ));
+        };
+        let ns = (since as f64 * 1e6 * scale).round() as i64;
+        if ns < last {
+            return Err(format!(
+                "--schedule timestamps: dataset {} row {} goes back in time (`timestamp_ms` {ms}); sort the rows by time",
+                dataset.path,
+                i + 1
+            ));
+        }
+        last = ns;
+        out.push(ns);
+    }
+    Ok(out.into())
+}
+
 impl Args {
     /// Validates the flags into a [`Config`], reading the dataset and the API key. `command`
     /// is the redacted command line for the manifest ([`crate::redact::command_line`]).
@@ -260,7 +322,25 @@ impl Args {
             ApiArg::Completions => Api::Completions,
         };
         let url = full_url(&self.url, api);
+        let dataset = match &self.dataset {
+            Some(p) => Dataset::load(p, self.skip_invalid).map_err(|e| err(e.to_string()))?,
+            None => Dataset::embedded(),
+        };
         let load = match (&self.rate, self.concurrency) {
+            _ if self.schedule == Some(ScheduleArg::Timestamps) => {
+                if self.max_in_flight == 0 {
+                    return Err(err("--max-in-flight must be at least 1".into()));
+                }
+                let scale = self.time_scale.unwrap_or(1.0);
+                if !(scale.is_finite() && scale > 0.0) {
+                    return Err(err(format!("--time-scale must be a positive number, got {scale}")));
+                }
+                Load::Timestamps {
+                    offsets_ns: timestamp_offsets(&dataset, scale).map_err(err)?,
+                    scale,
+                    max_in_flight: self.max_in_flight,
+                }
+            }
             (Some(_), Some(_)) => return Err(err("give --rate or --concurrency, not both".into())),
             (None, c) => {
                 let n = c.unwrap_or(1);
@@ -306,11 +386,13 @@ impl Args {
                 }
             }
         };
-        let dataset = match &self.dataset {
-            Some(p) => Dataset::load(p, self.skip_invalid).map_err(|e| err(e.to_string()))?,
-            None => Dataset::embedded(),
-        };
         let requests = match (self.requests, self.duration) {
+            (Some(n), _) if matches!(load, Load::Timestamps { .. }) && n > dataset.rows.len() as u64 => {
+                return Err(err(format!(
+                    "--schedule timestamps sends each dataset row once; --requests {n} is more than its {} rows",
+                    dataset.rows.len()
+                )))
+            }
             (Some(0), _) => return Err(err("--requests must be at least 1".into())),
             (r @ Some(_), _) => r,
             (None, Some(_)) => None,

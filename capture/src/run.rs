@@ -142,6 +142,11 @@ fn load_spec(cfg: &Config) -> LoadSpec {
             (LoadMode::Rate, None, Some(*rate_per_s), Some(arrival.kind()), k)
         }
         Load::Burst { .. } => (LoadMode::Burst, None, None, None, None),
+        Load::Timestamps { .. } => (LoadMode::Timestamps, None, None, None, None),
+    };
+    let time_scale = match &cfg.load {
+        Load::Timestamps { scale, .. } => Some(*scale),
+        _ => None,
     };
     LoadSpec {
         mode,
@@ -156,6 +161,7 @@ fn load_spec(cfg: &Config) -> LoadSpec {
         max_tokens: cfg.body.max_tokens,
         timeout_s: cfg.timeout.as_secs_f64(),
         seed: cfg.seed,
+        time_scale,
     }
 }
 
@@ -437,6 +443,10 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             Arrivals::new(*rate_per_s, *arrival, cfg.seed).map_err(|e| Error::Config(e.to_string()))?,
         )),
         Load::Burst { .. } => Some(Box::new(std::iter::repeat(0))),
+        Load::Timestamps { offsets_ns, .. } => {
+            let offsets = offsets_ns.clone();
+            Some(Box::new((0..offsets.len()).map(move |i| offsets[i])))
+        }
     };
     let mut feeder = None;
     let dispatcher = Arc::new(match offsets {

@@ -142,6 +142,8 @@ string_enum! {
         Rate => "rate",
         /// Everything due at t = 0.
         Burst => "burst",
+        /// Open loop at the dataset rows' own `timestamp_ms` offsets (a trace replayed).
+        Timestamps => "timestamps",
     }
 }
 

@@ -95,6 +95,10 @@ pub struct LoadSpec {
     pub timeout_s: f64,
     /// Seed of the arrival process.
     pub seed: u64,
+    /// `timestamps` mode: the factor applied to the rows' offsets (`--time-scale`; 0.5 sends a
+    /// trace twice as fast). Absent in other modes and in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<f64>,
 }
 
 /// The dataset prompts were drawn from.
@@ -191,6 +195,7 @@ mod tests {
                 max_tokens: Some(16),
                 timeout_s: 600.0,
                 seed: 0,
+                time_scale: None,
             },
             dataset: DatasetInfo {
                 path: "d".into(),

@@ -182,23 +182,29 @@ fn special_token(v: Option<&Value>) -> String {
     }
 }
 
+/// A `tokenizer.json` (or `.json.gz`) loaded by the `tokenizers` crate alone: what the
+/// simulator counts usage with, and the independent count tests compare Recap against.
+pub fn load_tokenizer(path: &Path) -> anyhow::Result<tokenizers::Tokenizer> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: not a valid gzip file", path.display()))?;
+        out
+    } else {
+        raw
+    };
+    tokenizers::Tokenizer::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))
+}
+
 impl UsageTokenizer {
     /// Loads `tokenizer.json` (or `tokenizer.json.gz`); the `tokenizer_config.json` beside
     /// it, when there is one, provides the chat template (a string, or a list of
     /// `{name, template}` where `default` wins).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let bytes = if path.extension().is_some_and(|e| e == "gz") {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..])
-                .read_to_end(&mut out)
-                .with_context(|| format!("{}: not a valid gzip file", path.display()))?;
-            out
-        } else {
-            raw
-        };
-        let tokenizer = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        let tokenizer = load_tokenizer(path)?;
         let config = path.with_file_name("tokenizer_config.json");
         let template = if config.exists() {
             Some(ChatTemplate::load(&config)?)

@@ -63,11 +63,7 @@ fn analyze(args: &[&str]) -> Output {
 }
 
 fn load_tokenizer(name: &str) -> tokenizers::Tokenizer {
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(File::open(tokenizer_path(name)).expect("open"))
-        .read_to_end(&mut bytes)
-        .expect("gunzip");
-    tokenizers::Tokenizer::from_bytes(&bytes).expect("tokenizer")
+    recap_tests::sim::load_tokenizer(&tokenizer_path(name)).expect("tokenizer")
 }
 
 #[derive(Debug, Default, Clone)]

@@ -27,17 +27,7 @@ fn tokenizer_file(name: &str) -> String {
 
 /// The tokenizer of a (possibly gzipped) file, loaded by the `tokenizers` crate alone.
 fn load(path: &str) -> Tokenizer {
-    let raw = std::fs::read(path).expect("read tokenizer");
-    let bytes = if path.ends_with(".gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .expect("gunzip");
-        out
-    } else {
-        raw
-    };
-    Tokenizer::from_bytes(&bytes).expect("tokenizer")
+    recap_tests::sim::load_tokenizer(Path::new(path)).expect("tokenizer")
 }
 
 fn analyze(args: &[&str]) -> Output {
@@ -231,6 +221,27 @@ fn shared_prefixes_are_the_same_first_tokens_within_a_group() {
             firsts[0] != firsts[1] && firsts[1] != firsts[2],
             "{name}: groups have distinct prefixes"
         );
+        // inspect agrees: every plan holds with this tokenizer, three groups, and at least the
+        // 128 prefix tokens of every row are shared with another row.
+        let path = dir.path().join(format!("{name}.jsonl"));
+        let out = ok(analyze(&[
+            "dataset",
+            "inspect",
+            &path.display().to_string(),
+            "--tokenizer",
+            &tokenizer,
+            "--json",
+        ]));
+        let ins: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(
+            (ins["rows"].as_u64(), ins["planned_equal"].as_u64()),
+            (Some(48), Some(48)),
+            "{ins}"
+        );
+        assert_eq!(ins["prefix_groups"], 3);
+        let total: u64 = rows.iter().map(|r| r["isl_tokens"].as_u64().expect("isl")).sum();
+        let shared = ins["shared_prefix_tokens"].as_u64().expect("shared");
+        assert!(shared >= 48 * 128 && shared < total, "{name}: {shared} of {total}");
     }
 }
 
