@@ -34,7 +34,7 @@ print(f"recap {sys.argv[2]:12s}: {w['rows']} rows of {w['isl']['min']}..{w['isl'
 PY
 done
 "$target/release/analyze" dataset inspect "$out/chat.jsonl" --tokenizer "$tokenizer" --json \
-  | python3 -c 'import json,sys; i=json.load(sys.stdin); print(f"inspect: planned isl_tokens equal on {i[\"planned_equal\"]}/{i[\"planned_rows\"]} rows")'
+  | python3 -c 'import json,sys; i=json.load(sys.stdin); print("inspect: planned isl_tokens equal on %d/%d rows" % (i["planned_equal"], i["planned_rows"]))'
 base="$("$venv/bin/python" bench/dataset_baseline.py "$tokenizer" "$baseline_count" "$isl")"
 python3 - "$base" "$out/completions.json" <<'PY'
 import json, sys

@@ -178,8 +178,17 @@ fn row_from_object(v: &Value) -> Result<Row, String> {
     if !v.is_object() {
         return Err("expected a JSON object".into());
     }
-    // serde names the field and the expected type (`invalid type: string "8", expected u32`).
-    let row = DatasetRow::deserialize(v).map_err(|e| format!("{e}"))?;
+    let row = DatasetRow::deserialize(v).map_err(|e| {
+        // serde says what was expected, not where: find the field that fails on its own.
+        let field = recap_schemas::dataset::FIELDS.iter().find(|f| {
+            v.get(**f)
+                .is_some_and(|x| DatasetRow::deserialize(&serde_json::json!({ **f: x })).is_err())
+        });
+        match field {
+            Some(f) => format!("field `{f}`: {e}"),
+            None => e.to_string(),
+        }
+    })?;
     let prompt = match (row.prompt, row.messages) {
         (Some(s), None) => Prompt::Text(s),
         (None, Some(msgs)) => {
