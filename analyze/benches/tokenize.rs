@@ -7,7 +7,6 @@
 //! `cargo bench --workspace --bench tokenize -- [TOKENIZER] [TEXTS] [BYTES_PER_TEXT]`
 //! (default: the bundled Qwen3 tokenizer, 5,000 distinct texts of about 3 KB).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -203,9 +203,15 @@ mod tests {
             "uniform:5:9".parse::<LengthDist>(),
             Ok(LengthDist::Uniform { min: 5, max: 9 })
         );
-        assert!("uniform:9:5".parse::<LengthDist>().unwrap_err().contains("above"));
-        assert!("x".parse::<LengthDist>().unwrap_err().contains("whole number"));
-        assert!("gamma:1:2".parse::<LengthDist>().unwrap_err().contains("expected"));
+        assert!("uniform:9:5"
+            .parse::<LengthDist>()
+            .expect_err("invalid")
+            .contains("above"));
+        assert!("x".parse::<LengthDist>().expect_err("invalid").contains("whole number"));
+        assert!("gamma:1:2"
+            .parse::<LengthDist>()
+            .expect_err("invalid")
+            .contains("expected"));
         let d = LengthDist::Fixed(50).with_stddev(Some(5.0), "isl").expect("normal");
         assert!(matches!(d, LengthDist::Normal { .. }));
     }
