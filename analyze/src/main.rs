@@ -378,7 +378,7 @@ fn score_runs(
     a: &ScoreArgs,
     progress: bool,
     mut each: impl FnMut(&recap_analyze::report::Report),
-) -> anyhow::Result<Vec<(recap_analyze::summary::Summary, recap_schemas::manifest::LoadSpec)>> {
+) -> anyhow::Result<Vec<(recap_analyze::summary::Summary, recap_schemas::Manifest)>> {
     threads(a.threads)?;
     let counter = Counter::load(&a.tokenizer, a.special_text)?;
     let opts = ReportOptions {
@@ -399,7 +399,7 @@ fn score_runs(
             .block_on(report(&run, &counter, &opts))
             .with_context(|| format!("analyzing {}", dir.display()))?;
         each(&r);
-        out.push((r.summary, run.manifest.load.clone()));
+        out.push((r.summary, run.manifest.clone()));
     }
     Ok(out)
 }

@@ -41,6 +41,58 @@ pub fn load_label(load: &recap_schemas::manifest::LoadSpec) -> (String, Option<f
     }
 }
 
+/// The group a run belongs to: its plan point (prefixed with the plan id when several plans
+/// are swept together), else its load's label.
+fn group_label(m: &recap_schemas::Manifest, several_plans: bool) -> String {
+    match &m.plan {
+        Some(p) if several_plans => format!("{}/{}", p.plan_id, p.point),
+        Some(p) => p.point.clone(),
+        None => load_label(&m.load).0,
+    }
+}
+
+/// What must be equal for runs to be repeats of one point.
+#[derive(Debug, PartialEq)]
+struct Workload<'a> {
+    dataset_sha256: &'a str,
+    api: recap_schemas::Api,
+    model: &'a str,
+    stream: bool,
+    max_tokens: Option<u32>,
+}
+
+impl<'a> Workload<'a> {
+    fn of(m: &'a recap_schemas::Manifest) -> Self {
+        Workload {
+            dataset_sha256: &m.dataset.sha256,
+            api: m.endpoint.api,
+            model: &m.endpoint.model,
+            stream: m.endpoint.stream,
+            max_tokens: m.load.max_tokens,
+        }
+    }
+
+    fn difference(&self, o: &Workload<'_>) -> String {
+        let mut d = Vec::new();
+        if self.dataset_sha256 != o.dataset_sha256 {
+            d.push("dataset sha256");
+        }
+        if self.api != o.api {
+            d.push("api");
+        }
+        if self.model != o.model {
+            d.push("model");
+        }
+        if self.stream != o.stream {
+            d.push("stream");
+        }
+        if self.max_tokens != o.max_tokens {
+            d.push("max_tokens");
+        }
+        d.join(", ")
+    }
+}
+
 /// The numeric columns of one run.
 pub fn values(s: &Summary) -> BTreeMap<String, Option<f64>> {
     let mut v = BTreeMap::new();
@@ -60,22 +112,43 @@ pub fn values(s: &Summary) -> BTreeMap<String, Option<f64>> {
     v
 }
 
-/// Builds the sweep from per-run summaries and their manifests' loads.
-pub fn build(
-    runs: &[(Summary, recap_schemas::manifest::LoadSpec)],
-    x: &str,
-    y: &str,
-    confidence: f64,
-) -> Result<Sweep> {
+/// Builds the sweep from per-run summaries and their manifests. Repeats are grouped by their
+/// plan point (`manifest.plan`, written by a capture plan), else by the load's label; runs
+/// whose workload differs (dataset, API, model, stream, `max_tokens`) are never grouped.
+pub fn build(runs: &[(Summary, recap_schemas::Manifest)], x: &str, y: &str, confidence: f64) -> Result<Sweep> {
     if !(confidence > 0.0 && confidence < 1.0) {
         return Err(Error::Input(format!(
             "--confidence must be in (0, 1), got {confidence}"
         )));
     }
+    let plans: std::collections::BTreeSet<&str> = runs
+        .iter()
+        .filter_map(|(_, m)| m.plan.as_ref().map(|p| p.plan_id.as_str()))
+        .collect();
+    let mut workloads: BTreeMap<String, (&str, Workload<'_>)> = BTreeMap::new();
+    for (s, m) in runs {
+        let label = group_label(m, plans.len() > 1);
+        let w = Workload::of(m);
+        match workloads.get(&label) {
+            Some((first, other)) if *other != w => {
+                return Err(Error::Input(format!(
+                    "runs {first} and {} are both {label} but their workloads differ ({}); they cannot be repeats of one point",
+                    s.scoring.run,
+                    other.difference(&w)
+                )))
+            }
+            Some(_) => {}
+            None => {
+                workloads.insert(label, (s.scoring.run.as_str(), w));
+            }
+        }
+    }
     let mut rows: Vec<SweepRow> = runs
         .iter()
-        .map(|(s, load)| {
-            let (label, n) = load_label(load);
+        .map(|(s, m)| {
+            let load = &m.load;
+            let (_, n) = load_label(load);
+            let label = group_label(m, plans.len() > 1);
             SweepRow {
                 run: s.scoring.run.clone(),
                 label,

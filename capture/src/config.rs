@@ -49,7 +49,7 @@ pub enum ArrivalArg {
 /// sends everything at once. The run stops after `--requests` and/or `--duration` (default:
 /// each dataset row once). Ctrl-C stops scheduling, lets in-flight requests finish for
 /// `--grace`, then cancels them; a second Ctrl-C cancels at once.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "capture", version)]
 #[command(group = clap::ArgGroup::new("open_loop").args(["rate", "schedule"]).multiple(false))]
 pub struct Args {
@@ -75,12 +75,21 @@ pub struct Args {
     /// Replace the run already in `--out`.
     #[arg(long)]
     pub force: bool,
-    /// Closed loop: requests kept in flight.
-    #[arg(long, conflicts_with = "rate", value_name = "N")]
-    pub concurrency: Option<u32>,
-    /// Open loop: requests per second, or `inf` to send all at once.
-    #[arg(long, value_name = "RATE|inf")]
-    pub rate: Option<String>,
+    /// Closed loop: requests kept in flight. A list (`1,4,16`) runs a sweep: one run folder
+    /// per point (and per `--repeat`) inside `--out`, listed in `plan.json`.
+    #[arg(long, conflicts_with = "rate", value_name = "N[,N...]", value_delimiter = ',')]
+    pub concurrency: Vec<u32>,
+    /// Open loop: requests per second, or `inf` to send all at once. A list (`2,4,8`) runs a
+    /// sweep like `--concurrency`.
+    #[arg(long, value_name = "RATE|inf[,...]", value_delimiter = ',')]
+    pub rate: Vec<String>,
+    /// Runs of each load point (a plan folder with `plan.json` when above 1), for
+    /// confidence intervals and ellipses in `analyze sweep`.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub repeat: u32,
+    /// Pause between the runs of a plan (lets the server drain its queues and caches cool).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub pause: Option<Duration>,
     /// Open loop at the dataset's own `timestamp_ms` offsets: each row once, in file order
     /// (`analyze dataset trace` writes such rows). `requests.scheduled_ns` is the scaled offset.
     #[arg(long, value_enum, conflicts_with = "concurrency")]
@@ -274,6 +283,8 @@ pub struct Config {
     pub json: bool,
     /// The command line, redacted.
     pub command: Vec<String>,
+    /// The plan point this run is, in a sweep.
+    pub plan: Option<recap_schemas::plan::PlanPoint>,
 }
 
 /// The send offsets of `--schedule timestamps`: each row's `timestamp_ms` minus the first
@@ -312,6 +323,60 @@ fn timestamp_offsets(dataset: &Dataset, scale: f64) -> Result<std::sync::Arc<[i6
     Ok(out.into())
 }
 
+/// One load point of a `--concurrency` or `--rate` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Point {
+    /// Closed loop at this concurrency.
+    Concurrency(u32),
+    /// Open loop at this rate (as given, `inf` included).
+    Rate(String),
+}
+
+impl Point {
+    /// The point's label and folder prefix: `c4`, `rate2.5`, `burst`.
+    pub fn label(&self) -> String {
+        match self {
+            Point::Concurrency(n) => format!("c{n}"),
+            Point::Rate(r) if r.eq_ignore_ascii_case("inf") => "burst".into(),
+            Point::Rate(r) => format!("rate{r}"),
+        }
+    }
+}
+
+impl Args {
+    /// The load points the flags list (none given: the default single point).
+    pub fn points(&self) -> Vec<Point> {
+        if !self.rate.is_empty() {
+            self.rate.iter().cloned().map(Point::Rate).collect()
+        } else {
+            self.concurrency.iter().copied().map(Point::Concurrency).collect()
+        }
+    }
+
+    /// Whether the flags describe a plan (several points, or repeats) rather than one run.
+    pub fn is_plan(&self) -> bool {
+        self.points().len() > 1 || self.repeat > 1
+    }
+
+    /// These flags for one point of a plan, writing into `out`.
+    pub fn for_point(&self, point: &Point, out: PathBuf) -> Args {
+        let mut a = self.clone();
+        match point {
+            Point::Concurrency(n) => {
+                a.concurrency = vec![*n];
+                a.rate = Vec::new();
+            }
+            Point::Rate(r) => {
+                a.rate = vec![r.clone()];
+                a.concurrency = Vec::new();
+            }
+        }
+        a.repeat = 1;
+        a.out = out;
+        a
+    }
+}
+
 impl Args {
     /// Validates the flags into a [`Config`], reading the dataset and the API key. `command`
     /// is the redacted command line for the manifest ([`crate::redact::command_line`]).
@@ -326,7 +391,12 @@ impl Args {
             Some(p) => Dataset::load(p, self.skip_invalid).map_err(|e| err(e.to_string()))?,
             None => Dataset::embedded(),
         };
-        let load = match (&self.rate, self.concurrency) {
+        if self.concurrency.len() > 1 || self.rate.len() > 1 || self.repeat != 1 {
+            return Err(err(
+                "internal: a plan (lists or --repeat) is configured one point at a time".into(),
+            ));
+        }
+        let load = match (self.rate.first(), self.concurrency.first().copied()) {
             _ if self.schedule == Some(ScheduleArg::Timestamps) => {
                 if self.max_in_flight == 0 {
                     return Err(err("--max-in-flight must be at least 1".into()));
@@ -477,6 +547,7 @@ impl Args {
             quiet: self.quiet,
             json: self.json,
             command,
+            plan: None,
         })
     }
 }

@@ -12,6 +12,7 @@
 //! - [`recorder`] and [`sink`]: bounded channel to one writer thread, zstd Parquet segments.
 //! - [`progress`]: live counters, the stderr line, the final summary.
 //! - [`run`]: folder, manifest, dispatcher, workers and signals tied together.
+//! - [`plan`]: sweeps and repeats, a run folder each, listed in `plan.json`.
 //! - [`redact`]: secrets never reach a file or a log.
 //! - `fuzzing`: the properties the `fuzz/` targets check (hidden; also replayed by tests).
 
@@ -23,6 +24,7 @@ pub mod dataset;
 pub mod delta;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod plan;
 pub mod progress;
 pub mod recorder;
 pub mod redact;

@@ -37,6 +37,9 @@ fn main() -> ExitCode {
 }
 
 fn real_main(args: Args, command: Vec<String>) -> anyhow::Result<Outcome> {
+    if args.is_plan() {
+        return plan_main(&args, &command);
+    }
     let cfg = args.into_config(command).context("invalid arguments")?;
     let (quiet, json) = (cfg.quiet, cfg.json);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -60,6 +63,41 @@ fn real_main(args: Args, command: Vec<String>) -> anyhow::Result<Outcome> {
         if outcome.status != RunStatus::Complete {
             println!("status     {}", outcome.status);
         }
+    }
+    Ok(outcome)
+}
+
+/// A sweep and/or repeats: one run per point and repeat, a line each, then `plan.json`.
+fn plan_main(args: &Args, command: &[String]) -> anyhow::Result<Outcome> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            args.threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+                .max(1),
+        )
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (quiet, json) = (args.quiet, args.json);
+    let mut all = Vec::new();
+    let outcome = recap_capture::plan::run_plan(args, command, &rt, |run, outcome| {
+        if json {
+            all.push(serde_json::json!({"point": run.point, "repeat": run.repeat, "dir": run.dir, "status": outcome.status, "summary": outcome.summary}));
+        } else if !quiet {
+            println!("== {} (repeat {}): {}\n{}\n", run.point, run.repeat, outcome.status, outcome.summary.render());
+        }
+    })
+    .with_context(|| format!("plan into {}", args.out.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).context("serializing the summaries")?
+        );
+    } else if !quiet {
+        println!(
+            "plan written to {}",
+            args.out.join(recap_schemas::plan::PLAN_FILE).display()
+        );
     }
     Ok(outcome)
 }

@@ -382,6 +382,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         status_message: None,
         ended_at: None,
         counts: None,
+        plan: cfg.plan.clone(),
     };
     write_manifest(&cfg.out, &manifest)?;
     if cfg.dataset.skipped > 0 {

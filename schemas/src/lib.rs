@@ -23,6 +23,7 @@ pub mod dataset;
 pub mod enums;
 pub mod events;
 pub mod manifest;
+pub mod plan;
 pub mod requests;
 pub mod summary;
 pub mod sweep;

@@ -47,6 +47,9 @@ pub struct Manifest {
     /// Totals at the end of the run; null while running.
     #[serde(default)]
     pub counts: Option<Counts>,
+    /// The plan point and repeat this run is, when it is part of a sweep (`plan.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::plan::PlanPoint>,
 }
 
 /// The endpoint under test.
@@ -214,6 +217,7 @@ mod tests {
             status_message: None,
             ended_at: None,
             counts: None,
+            plan: None,
         };
         let mut v = serde_json::to_value(&m).expect("serializes");
         v["a_future_field"] = serde_json::json!(1);

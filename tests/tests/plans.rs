@@ -131,3 +131,99 @@ fn timestamp_schedule_refuses_rows_without_or_against_time() {
     ]);
     assert_eq!(res.status.code(), Some(2), "closed loop and a schedule conflict");
 }
+
+#[test]
+fn a_sweep_with_repeats_makes_a_folder_per_run_and_analyze_groups_repeats_by_point() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms"]).expect("recap-sim");
+    let out = dir.path().join("sweep");
+    let res = capture(&[
+        "--url",
+        &sim.url(),
+        "--concurrency",
+        "1,2,4",
+        "--repeat",
+        "2",
+        "--requests",
+        "6",
+        "--max-tokens",
+        "4",
+        "--pause",
+        "10ms",
+        "--out",
+        &out.display().to_string(),
+        "-q",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let plan: recap_schemas::plan::Plan =
+        serde_json::from_slice(&std::fs::read(out.join("plan.json")).expect("plan.json")).expect("a plan");
+    let dirs: Vec<&str> = plan.runs.iter().map(|r| r.dir.as_str()).collect();
+    assert_eq!(dirs, ["c1-r1", "c1-r2", "c2-r1", "c2-r2", "c4-r1", "c4-r2"]);
+    assert!(plan.runs.iter().all(|r| r.status == "complete"), "{plan:?}");
+    let mut runs = Vec::new();
+    for r in &plan.runs {
+        let run = read_run(&out.join(&r.dir)).expect("a run folder");
+        let p = run.manifest.plan.as_ref().expect("manifest names its plan point");
+        assert_eq!(
+            (p.plan_id.as_str(), p.point.as_str(), p.repeat),
+            (plan.plan_id.as_str(), r.point.as_str(), r.repeat)
+        );
+        assert_eq!(run.requests.len(), 6);
+        runs.push(out.join(&r.dir).display().to_string());
+    }
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/gpt2/tokenizer.json.gz");
+    let sweep_out = dir.path().join("report");
+    let mut args = vec!["sweep".to_string()];
+    args.extend(runs.iter().cloned());
+    args.extend(
+        [
+            "--tokenizer",
+            &tokenizer.display().to_string(),
+            "--out",
+            &sweep_out.display().to_string(),
+            "--json",
+        ]
+        .map(String::from),
+    );
+    let res = Command::new(workspace_bin("analyze"))
+        .args(&args)
+        .output()
+        .expect("analyze");
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let sweep: serde_json::Value = serde_json::from_slice(&res.stdout).expect("json");
+    let groups = sweep["groups"].as_array().expect("groups");
+    let labels: Vec<(&str, u64)> = groups
+        .iter()
+        .map(|g| (g["label"].as_str().expect("label"), g["runs"].as_u64().expect("runs")))
+        .collect();
+    assert_eq!(labels, [("c1", 2), ("c2", 2), ("c4", 2)]);
+
+    // A run whose workload differs is refused as a repeat of the same point.
+    let odd = dir.path().join("odd");
+    std::fs::create_dir_all(&odd).expect("mkdir");
+    for part in ["requests", "events"] {
+        std::fs::create_dir_all(odd.join(part)).expect("mkdir");
+        for f in std::fs::read_dir(out.join("c1-r2").join(part)).expect("read") {
+            let f = f.expect("entry").path();
+            std::fs::copy(&f, odd.join(part).join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("c1-r2/manifest.json")).expect("read")).expect("json");
+    m["endpoint"]["model"] = "another-model".into();
+    std::fs::write(odd.join("manifest.json"), m.to_string()).expect("write");
+    let res = Command::new(workspace_bin("analyze"))
+        .args([
+            "sweep",
+            &runs[0],
+            &odd.display().to_string(),
+            "--tokenizer",
+            &tokenizer.display().to_string(),
+        ])
+        .args(["--out", &dir.path().join("report2").display().to_string()])
+        .output()
+        .expect("analyze");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(2), "{err}");
+    assert!(err.contains("workloads differ") && err.contains("model"), "{err}");
+}

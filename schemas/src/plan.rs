@@ -1,0 +1,45 @@
+//! `plan.json`: a capture that ran several load points (a sweep) and repeats of each, one
+//! normal run folder per point and repeat, listed here so `analyze sweep` groups repeats by
+//! the point they ran, not by a label guessed from each manifest.
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the plan inside a plan folder.
+pub const PLAN_FILE: &str = "plan.json";
+
+/// Where a run sits in a plan (`manifest.plan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPoint {
+    /// Id of the plan (shared by all its runs).
+    pub plan_id: String,
+    /// The point's label (`c4`, `r2.5`): repeats of one point share it.
+    pub point: String,
+    /// 1-based repeat of the point.
+    pub repeat: u32,
+    /// Repeats planned for each point.
+    pub repeats: u32,
+}
+
+/// One run of a plan, as `plan.json` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRun {
+    /// The point's label.
+    pub point: String,
+    /// 1-based repeat.
+    pub repeat: u32,
+    /// The run folder, relative to the plan folder.
+    pub dir: String,
+    /// The run's final status (`complete`, `interrupted`, ...); `pending` before it ran.
+    pub status: String,
+}
+
+/// `plan.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Id shared by the plan's runs (their `manifest.plan.plan_id`).
+    pub plan_id: String,
+    /// Every run in execution order: points in the order given, each repeated.
+    pub runs: Vec<PlanRun>,
+    /// Pause between runs, in seconds.
+    pub pause_s: f64,
+}
