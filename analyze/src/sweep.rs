@@ -363,6 +363,9 @@ mod tests {
             timeout_s: 1.0,
             seed: 0,
             time_scale: None,
+            warmup_s: None,
+            cooldown_s: None,
+            ramp_up_s: None,
         };
         assert_eq!(load_label(&l), ("c64".into(), Some(64.0)));
         l.mode = recap_schemas::LoadMode::Rate;

@@ -127,6 +127,18 @@ pub struct Args {
     /// Requests sent first and marked `warmup`.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub warmup_requests: u64,
+    /// Requests scheduled within this time from the start are marked `warmup` (after any
+    /// `--ramp-up`, which is marked `ramp`).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub warmup: Option<Duration>,
+    /// Requests scheduled in the last DURATION of `--duration` are marked `cooldown` (the
+    /// server still sees full load while the measured requests finish).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", requires = "duration")]
+    pub cooldown: Option<Duration>,
+    /// Grow the load linearly over DURATION: closed loop starts its workers one by one,
+    /// open loop raises the rate from 0. Requests scheduled in it are marked `ramp`.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub ramp_up: Option<Duration>,
     /// Stream responses as SSE (the default).
     #[arg(long, overrides_with = "no_stream")]
     pub stream: bool,
@@ -253,6 +265,12 @@ pub struct Config {
     pub duration: Option<Duration>,
     /// Warmup requests.
     pub warmup_requests: u64,
+    /// Time-based warmup (`--warmup`).
+    pub warmup: Option<Duration>,
+    /// Time-based cooldown at the end of `duration`.
+    pub cooldown: Option<Duration>,
+    /// Linear ramp of concurrency or rate.
+    pub ramp_up: Option<Duration>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Grace period after a stop signal.
@@ -512,6 +530,21 @@ impl Args {
         if self.flush_interval.is_zero() {
             return Err(err("--flush-interval must be positive".into()));
         }
+        if let (Some(d), Some(w), Some(c)) = (self.duration, self.warmup, self.cooldown) {
+            if w + c >= d {
+                return Err(err(format!(
+                    "--warmup {} and --cooldown {} leave nothing of --duration {} to measure",
+                    humantime::format_duration(w),
+                    humantime::format_duration(c),
+                    humantime::format_duration(d)
+                )));
+            }
+        }
+        if self.ramp_up.is_some() && matches!(load, Load::Timestamps { .. } | Load::Burst { .. }) {
+            return Err(err(
+                "--ramp-up needs --concurrency or a numeric --rate (a trace and a burst have their own timing)".into(),
+            ));
+        }
         let threads = self
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -532,6 +565,9 @@ impl Args {
             requests,
             duration: self.duration,
             warmup_requests: self.warmup_requests,
+            warmup: self.warmup,
+            cooldown: self.cooldown,
+            ramp_up: self.ramp_up,
             timeout: self.timeout,
             grace: self.grace,
             headers,

@@ -158,6 +158,9 @@ fn load_spec(cfg: &Config) -> LoadSpec {
         requests: cfg.requests,
         duration_s: cfg.duration.map(|d| d.as_secs_f64()),
         warmup_requests: cfg.warmup_requests,
+        warmup_s: cfg.warmup.map(|d| d.as_secs_f64()),
+        cooldown_s: cfg.cooldown.map(|d| d.as_secs_f64()),
+        ramp_up_s: cfg.ramp_up.map(|d| d.as_secs_f64()),
         max_tokens: cfg.body.max_tokens,
         timeout_s: cfg.timeout.as_secs_f64(),
         seed: cfg.seed,
@@ -243,17 +246,39 @@ impl IdleWorkers {
 struct Plan {
     total: Option<u64>,
     warmup: u64,
+    /// Requests scheduled before this are `ramp`.
+    ramp_ns: i64,
+    /// Requests scheduled before this (and after the ramp) are `warmup`.
+    warmup_ns: i64,
+    /// Requests scheduled from this on are `cooldown`.
+    cooldown_ns: Option<i64>,
     deadline_ns: Option<i64>,
     prepared: Vec<Arc<PreparedRequest>>,
     rows: u64,
 }
 
 impl Plan {
+    /// The phase of request `i` scheduled at `scheduled_ns`: warmup requests first, then
+    /// by schedule time ramp, warmup, measure, cooldown.
+    fn phase(&self, i: u64, scheduled_ns: i64) -> Phase {
+        if i < self.warmup {
+            Phase::Warmup
+        } else if scheduled_ns < self.ramp_ns {
+            Phase::Ramp
+        } else if scheduled_ns < self.warmup_ns {
+            Phase::Warmup
+        } else if self.cooldown_ns.is_some_and(|c| scheduled_ns >= c) {
+            Phase::Cooldown
+        } else {
+            Phase::Measure
+        }
+    }
+
     fn ticket(&self, i: u64, scheduled_ns: i64) -> Ticket {
         let row = i % self.rows;
         Ticket {
             request_id: i,
-            phase: if i < self.warmup { Phase::Warmup } else { Phase::Measure },
+            phase: self.phase(i, scheduled_ns),
             dataset_row: row,
             scheduled_ns,
             request: self.prepared[row as usize].clone(),
@@ -425,10 +450,19 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     )
     .map_err(|e| Error::Config(e.to_string()))?;
 
+    let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    let deadline_ns = cfg.duration.map(ns);
+    let ramp_ns = cfg.ramp_up.map_or(0, ns);
     let plan = Arc::new(Plan {
         total: cfg.requests.map(|r| r + cfg.warmup_requests),
         warmup: cfg.warmup_requests,
-        deadline_ns: cfg.duration.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        ramp_ns,
+        warmup_ns: cfg.warmup.map_or(0, ns),
+        cooldown_ns: match (deadline_ns, cfg.cooldown) {
+            (Some(d), Some(c)) => Some(d.saturating_sub(ns(c))),
+            _ => None,
+        },
+        deadline_ns,
         prepared: prepare_all(&cfg.dataset, &cfg.body),
         rows: cfg.dataset.rows.len() as u64,
     });
@@ -440,9 +474,10 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         Load::Concurrency(_) => None,
         Load::Rate {
             rate_per_s, arrival, ..
-        } => Some(Box::new(
-            Arrivals::new(*rate_per_s, *arrival, cfg.seed).map_err(|e| Error::Config(e.to_string()))?,
-        )),
+        } => {
+            let base = Arrivals::new(*rate_per_s, *arrival, cfg.seed).map_err(|e| Error::Config(e.to_string()))?;
+            Some(Box::new(crate::schedule::ramped(base, ramp_ns)))
+        }
         Load::Burst { .. } => Some(Box::new(std::iter::repeat(0))),
         Load::Timestamps { offsets_ns, .. } => {
             let offsets = offsets_ns.clone();
@@ -494,9 +529,23 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let waits = recorder.wait_stats();
     drop(recorder);
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..cfg.load.workers() {
-        let (ctx, dispatcher, plan, stop) = (ctx.clone(), dispatcher.clone(), plan.clone(), stop_rx.clone());
+    let workers_n = cfg.load.workers();
+    let closed_ramp = matches!(cfg.load, Load::Concurrency(_)) && ramp_ns > 0;
+    for k in 0..workers_n {
+        let (ctx, dispatcher, plan, mut stop) = (ctx.clone(), dispatcher.clone(), plan.clone(), stop_rx.clone());
+        // Closed-loop ramp: worker k joins at k/N of the ramp, so concurrency grows linearly.
+        let start_ns = if closed_ramp {
+            i64::try_from(i128::from(ramp_ns) * i128::from(k) / i128::from(workers_n)).unwrap_or(0)
+        } else {
+            0
+        };
         workers.spawn(async move {
+            if start_ns > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(ctx.clock.instant_at(start_ns).into()) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
             let mut worker = Worker::new(ctx.clone());
             while let Some(ticket) = dispatcher.next(&plan, &ctx.clock, &stop).await {
                 worker.execute(ticket).await;

@@ -105,9 +105,39 @@ impl Iterator for Arrivals {
     }
 }
 
+/// `offsets` of a constant-rate process warped so the rate grows linearly from 0 to its
+/// full value over `ramp_ns`, then stays: an offset `u` of the base process maps to
+/// `sqrt(2 T u)` while `u < T/2`, and to `u + T/2` after (the expected count by time `t`
+/// is then `R t^2 / 2T` during the ramp, as a linear rate gives).
+pub fn ramped(offsets: impl Iterator<Item = i64>, ramp_ns: i64) -> impl Iterator<Item = i64> {
+    let t = ramp_ns.max(0) as f64;
+    offsets.map(move |u| {
+        let u = u as f64;
+        let at = if u < t / 2.0 { (2.0 * t * u).sqrt() } else { u + t / 2.0 };
+        at.round() as i64
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ramp_grows_the_rate_linearly_then_holds_it() {
+        // 1,000 req/s constant, ramped over 1 s: 500 requests by 1 s, a quarter of them in
+        // the first half; then 1,000 per second again.
+        let base = Arrivals::new(1000.0, Arrival::Constant, 0).expect("valid");
+        let t: Vec<i64> = ramped(base, 1_000_000_000).take(1501).collect();
+        let by = |s: f64| t.iter().filter(|x| (**x as f64) < s * 1e9).count();
+        assert!((by(0.5) as i64 - 125).abs() <= 2, "{}", by(0.5));
+        assert!((by(1.0) as i64 - 500).abs() <= 2, "{}", by(1.0));
+        assert!((by(1.5) as i64 - 1000).abs() <= 2, "{}", by(1.5));
+        assert!(t.windows(2).all(|w| w[0] <= w[1]), "non-decreasing");
+        let flat: Vec<i64> = ramped(Arrivals::new(10.0, Arrival::Constant, 0).expect("v"), 0)
+            .take(3)
+            .collect();
+        assert_eq!(flat, [0, 100_000_000, 200_000_000], "no ramp, no change");
+    }
 
     fn gaps(a: Arrival, rate: f64, n: usize, seed: u64) -> Vec<f64> {
         let t: Vec<i64> = Arrivals::new(rate, a, seed).expect("valid").take(n + 1).collect();

@@ -58,10 +58,14 @@ pub(crate) use string_enum;
 string_enum! {
     /// Which part of the run a request belongs to; summaries use `measure` only.
     Phase {
-        /// Sent before measurement starts (`--warmup-requests`).
+        /// Sent before measurement starts (`--warmup-requests`, or scheduled within `--warmup`).
         Warmup => "warmup",
         /// Counted in summaries.
         Measure => "measure",
+        /// Scheduled while the load was still ramping up (`--ramp-up`).
+        Ramp => "ramp",
+        /// Scheduled in the last `--cooldown` of the run's `--duration`.
+        Cooldown => "cooldown",
     }
 }
 

@@ -102,6 +102,15 @@ pub struct LoadSpec {
     /// trace twice as fast). Absent in other modes and in older manifests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_scale: Option<f64>,
+    /// `--warmup` in seconds: requests scheduled this early are phase `warmup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_s: Option<f64>,
+    /// `--cooldown` in seconds: requests scheduled in the run's last this-long are `cooldown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_s: Option<f64>,
+    /// `--ramp-up` in seconds: concurrency or rate grows linearly over it (phase `ramp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_up_s: Option<f64>,
 }
 
 /// The dataset prompts were drawn from.
@@ -199,6 +208,9 @@ mod tests {
                 timeout_s: 600.0,
                 seed: 0,
                 time_scale: None,
+                warmup_s: None,
+                cooldown_s: None,
+                ramp_up_s: None,
             },
             dataset: DatasetInfo {
                 path: "d".into(),

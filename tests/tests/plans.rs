@@ -227,3 +227,85 @@ fn a_sweep_with_repeats_makes_a_folder_per_run_and_analyze_groups_repeats_by_poi
     assert_eq!(res.status.code(), Some(2), "{err}");
     assert!(err.contains("workloads differ") && err.contains("model"), "{err}");
 }
+
+#[test]
+fn ramp_warmup_and_cooldown_phases_are_recorded_per_request_by_schedule_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sim = SimProcess::start(&["--ttft", "5ms", "--itl", "1ms"]).expect("recap-sim");
+    let ms = 1_000_000i64;
+    let url = sim.url();
+    // Closed loop: 4 workers joining over a 400 ms ramp; open loop: 200 req/s ramped over 400 ms.
+    for (name, load) in [
+        ("closed", vec!["--concurrency", "4"]),
+        ("open", vec!["--rate", "200", "--arrival", "constant"]),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "--url",
+            &url,
+            "--max-tokens",
+            "3",
+            "--duration",
+            "1500ms",
+            "--ramp-up",
+            "400ms",
+            "--warmup",
+            "600ms",
+            "--cooldown",
+            "300ms",
+            "--out",
+        ];
+        let out_s = out.display().to_string();
+        args.push(&out_s);
+        args.push("-q");
+        args.extend(load.iter().copied());
+        let res = capture(&args);
+        assert!(res.status.success(), "{name}: {}", String::from_utf8_lossy(&res.stderr));
+        let run = read_run(&out).expect("run");
+        assert_eq!(run.manifest.load.ramp_up_s, Some(0.4));
+        let mut seen = std::collections::BTreeSet::new();
+        for r in run.requests.values() {
+            let want = match r.scheduled_ns {
+                t if t < 400 * ms => Phase::Ramp,
+                t if t < 600 * ms => Phase::Warmup,
+                t if t >= 1200 * ms => Phase::Cooldown,
+                _ => Phase::Measure,
+            };
+            assert_eq!(
+                r.phase, want,
+                "{name}: request {} scheduled at {} ns",
+                r.request_id, r.scheduled_ns
+            );
+            seen.insert(r.phase);
+        }
+        assert_eq!(seen.len(), 4, "{name}: every phase appears: {seen:?}");
+        let ramp: Vec<i64> = run
+            .requests
+            .values()
+            .filter(|r| r.phase == Phase::Ramp)
+            .map(|r| r.scheduled_ns)
+            .collect();
+        if name == "open" {
+            // The rate grows linearly: a quarter of the ramp's 40 requests in its first half.
+            let first_half = ramp.iter().filter(|t| **t < 200 * ms).count();
+            assert!(
+                (8..=12).contains(&first_half) && (36..=44).contains(&ramp.len()),
+                "{first_half} of {}",
+                ramp.len()
+            );
+        } else {
+            // Worker k joins at k/4 of the ramp: nothing in flight on a 4th connection before 300 ms.
+            let conns_before_100ms = run
+                .requests
+                .values()
+                .filter(|r| r.scheduled_ns < 100 * ms)
+                .filter_map(|r| r.connection_id)
+                .collect::<std::collections::BTreeSet<_>>();
+            assert_eq!(
+                conns_before_100ms.len(),
+                1,
+                "one worker during the first quarter of the ramp"
+            );
+        }
+    }
+}
