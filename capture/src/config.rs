@@ -135,6 +135,10 @@ pub struct Args {
     /// server still sees full load while the measured requests finish).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", requires = "duration")]
     pub cooldown: Option<Duration>,
+    /// Stop scheduling once more than this share of ended requests are errors (checked from
+    /// the 20th ended request on); the run's status is then `stopped`, and a plan stops too.
+    #[arg(long, value_name = "FRACTION")]
+    pub max_error_rate: Option<f64>,
     /// Grow the load linearly over DURATION: closed loop starts its workers one by one,
     /// open loop raises the rate from 0. Requests scheduled in it are marked `ramp`.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -271,6 +275,8 @@ pub struct Config {
     pub cooldown: Option<Duration>,
     /// Linear ramp of concurrency or rate.
     pub ramp_up: Option<Duration>,
+    /// Stop condition on the share of errors.
+    pub max_error_rate: Option<f64>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Grace period after a stop signal.
@@ -545,6 +551,11 @@ impl Args {
                 "--ramp-up needs --concurrency or a numeric --rate (a trace and a burst have their own timing)".into(),
             ));
         }
+        if let Some(r) = self.max_error_rate {
+            if !(0.0..1.0).contains(&r) {
+                return Err(err(format!("--max-error-rate must be in [0, 1), got {r}")));
+            }
+        }
         let threads = self
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -568,6 +579,7 @@ impl Args {
             warmup: self.warmup,
             cooldown: self.cooldown,
             ramp_up: self.ramp_up,
+            max_error_rate: self.max_error_rate,
             timeout: self.timeout,
             grace: self.grace,
             headers,

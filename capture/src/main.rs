@@ -14,8 +14,9 @@ fn main() -> ExitCode {
     let command = recap_capture::redact::command_line("capture", &cmd, &matches);
     init_tracing(args.verbose, args.quiet);
     match real_main(args, command) {
+        // A stop condition that held is a finished measurement: the manifest says `stopped`.
         Ok(Outcome {
-            status: RunStatus::Complete,
+            status: RunStatus::Complete | RunStatus::Stopped,
             ..
         }) => ExitCode::SUCCESS,
         Ok(Outcome {

@@ -36,6 +36,20 @@ pub struct Stats {
     ttft_us: Mutex<Histogram<u64>>,
 }
 
+/// Ended requests needed before `--max-error-rate` is judged: one early error is no trend.
+pub const MIN_ENDED_FOR_ERROR_RATE: u64 = 20;
+
+impl Stats {
+    /// The share of ended requests that are errors, when at least
+    /// [`MIN_ENDED_FOR_ERROR_RATE`] ended and the share is above `max`.
+    pub fn error_share_over(&self, max: f64) -> Option<f64> {
+        let errors: u64 = self.errors.iter().map(|e| e.load(Relaxed)).sum();
+        let ended = errors + self.done.load(Relaxed);
+        let share = errors as f64 / ended.max(1) as f64;
+        (ended >= MIN_ENDED_FOR_ERROR_RATE && share > max).then_some(share)
+    }
+}
+
 impl Default for Stats {
     fn default() -> Self {
         Stats {

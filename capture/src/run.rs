@@ -530,9 +530,11 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     drop(recorder);
     let mut workers = tokio::task::JoinSet::new();
     let workers_n = cfg.load.workers();
+    let error_guard = cfg.max_error_rate.map(|max| (max, control.clone()));
     let closed_ramp = matches!(cfg.load, Load::Concurrency(_)) && ramp_ns > 0;
     for k in 0..workers_n {
         let (ctx, dispatcher, plan, mut stop) = (ctx.clone(), dispatcher.clone(), plan.clone(), stop_rx.clone());
+        let error_guard = error_guard.clone();
         // Closed-loop ramp: worker k joins at k/N of the ramp, so concurrency grows linearly.
         let start_ns = if closed_ramp {
             i64::try_from(i128::from(ramp_ns) * i128::from(k) / i128::from(workers_n)).unwrap_or(0)
@@ -549,6 +551,17 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             let mut worker = Worker::new(ctx.clone());
             while let Some(ticket) = dispatcher.next(&plan, &ctx.clock, &stop).await {
                 worker.execute(ticket).await;
+                if let Some((max, control)) = &error_guard {
+                    if let Some(share) = ctx.stats.error_share_over(*max) {
+                        control.stop(
+                            RunStatus::Stopped,
+                            format!(
+                                "stopped early: {:.1}% of ended requests were errors (--max-error-rate {max})",
+                                share * 100.0
+                            ),
+                        );
+                    }
+                }
             }
         });
     }

@@ -174,6 +174,9 @@ string_enum! {
         Interrupted => "interrupted",
         /// Capture hit an unrecoverable error (e.g. the disk filled); see the manifest message.
         Failed => "failed",
+        /// A stop condition ended scheduling early (`--max-error-rate`); what was recorded is
+        /// consistent, and the manifest message says which condition.
+        Stopped => "stopped",
     }
 }
 

@@ -309,3 +309,45 @@ fn ramp_warmup_and_cooldown_phases_are_recorded_per_request_by_schedule_time() {
         }
     }
 }
+
+#[test]
+fn max_error_rate_stops_a_run_and_its_plan_early() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Every prompt draws an injected 503.
+    let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms", "--error-rate", "1.0"]).expect("recap-sim");
+    let out = dir.path().join("plan");
+    let res = capture(&[
+        "--url",
+        &sim.url(),
+        "--concurrency",
+        "2,4",
+        "--requests",
+        "5000",
+        "--max-tokens",
+        "2",
+        "--max-error-rate",
+        "0.5",
+        "--out",
+        &out.display().to_string(),
+        "-q",
+    ]);
+    assert!(
+        res.status.success(),
+        "a stop condition is a finished measurement: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let run = read_run(&out.join("c2-r1")).expect("run");
+    assert_eq!(run.manifest.status, recap_schemas::RunStatus::Stopped);
+    let msg = run.manifest.status_message.clone().unwrap_or_default();
+    assert!(msg.contains("--max-error-rate 0.5"), "{msg}");
+    assert!(
+        run.requests.len() < 5000,
+        "stopped early: {} requests",
+        run.requests.len()
+    );
+    assert!(run.requests.len() >= 20, "judged only from the 20th ended request");
+    let plan: recap_schemas::plan::Plan =
+        serde_json::from_slice(&std::fs::read(out.join("plan.json")).expect("plan.json")).expect("plan");
+    let status: Vec<&str> = plan.runs.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(status, ["stopped", "pending"], "the plan stops at the saturated point");
+}
