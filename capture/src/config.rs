@@ -59,9 +59,15 @@ pub struct Args {
     /// API to call.
     #[arg(long, value_enum, default_value = "chat")]
     pub api: ApiArg,
-    /// `model` field sent with every request.
-    #[arg(long, default_value = "default")]
-    pub model: String,
+    /// `model` field sent with every request (default: `default`; with `--replay`, the
+    /// recorded one).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Send a recorded run again: its request bodies, in its order, at its scheduled offsets
+    /// (open loop, like `--schedule timestamps`), to `--url`; `--model` replaces the model.
+    /// The manifest links the source run.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["dataset", "concurrency", "rate", "schedule"])]
+    pub replay: Option<PathBuf>,
     /// JSONL (`prompt` or `messages`, optional `max_tokens`) or ShareGPT JSON; default: a small
     /// built-in prompt set.
     #[arg(long, value_name = "FILE")]
@@ -94,8 +100,8 @@ pub struct Args {
     /// (`analyze dataset trace` writes such rows). `requests.scheduled_ns` is the scaled offset.
     #[arg(long, value_enum, conflicts_with = "concurrency")]
     pub schedule: Option<ScheduleArg>,
-    /// With `--schedule timestamps`: multiply the offsets (0.5 replays the trace twice as fast).
-    #[arg(long, value_name = "FACTOR", requires = "schedule")]
+    /// With `--schedule timestamps` or `--replay`: multiply the offsets (0.5 replays twice as fast).
+    #[arg(long, value_name = "FACTOR")]
     pub time_scale: Option<f64>,
     /// Arrival process for `--rate` (open loop only).
     #[arg(
@@ -277,6 +283,8 @@ pub struct Config {
     pub ramp_up: Option<Duration>,
     /// Stop condition on the share of errors.
     pub max_error_rate: Option<f64>,
+    /// The recorded run to send again (`--replay`).
+    pub replay: Option<std::sync::Arc<crate::replay::Replay>>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Grace period after a stop signal.
@@ -406,9 +414,19 @@ impl Args {
     /// is the redacted command line for the manifest ([`crate::redact::command_line`]).
     pub fn into_config(self, command: Vec<String>) -> Result<Config, ConfigError> {
         let err = |m: String| ConfigError(m);
-        let api = match self.api {
-            ApiArg::Chat => Api::Chat,
-            ApiArg::Completions => Api::Completions,
+        let replay = match &self.replay {
+            Some(dir) => Some(std::sync::Arc::new(
+                crate::replay::load(dir, self.model.as_deref()).map_err(err)?,
+            )),
+            None => None,
+        };
+        if self.time_scale.is_some() && self.schedule.is_none() && replay.is_none() {
+            return Err(err("--time-scale goes with --schedule timestamps or --replay".into()));
+        }
+        let api = match (&replay, self.api) {
+            (Some(r), _) => r.manifest.endpoint.api,
+            (None, ApiArg::Chat) => Api::Chat,
+            (None, ApiArg::Completions) => Api::Completions,
         };
         let url = full_url(&self.url, api);
         let dataset = match &self.dataset {
@@ -421,7 +439,7 @@ impl Args {
             ));
         }
         let load = match (self.rate.first(), self.concurrency.first().copied()) {
-            _ if self.schedule == Some(ScheduleArg::Timestamps) => {
+            _ if replay.is_some() || self.schedule == Some(ScheduleArg::Timestamps) => {
                 if self.max_in_flight == 0 {
                     return Err(err("--max-in-flight must be at least 1".into()));
                 }
@@ -429,8 +447,16 @@ impl Args {
                 if !(scale.is_finite() && scale > 0.0) {
                     return Err(err(format!("--time-scale must be a positive number, got {scale}")));
                 }
+                let offsets_ns = match &replay {
+                    Some(r) => r
+                        .offsets_ns
+                        .iter()
+                        .map(|o| (*o as f64 * scale).round() as i64)
+                        .collect(),
+                    None => timestamp_offsets(&dataset, scale).map_err(err)?,
+                };
                 Load::Timestamps {
-                    offsets_ns: timestamp_offsets(&dataset, scale).map_err(err)?,
+                    offsets_ns,
                     scale,
                     max_in_flight: self.max_in_flight,
                 }
@@ -480,7 +506,13 @@ impl Args {
                 }
             }
         };
+        let warmup_requests = match &replay {
+            Some(r) if self.warmup_requests == 0 => r.manifest.load.warmup_requests,
+            _ => self.warmup_requests,
+        };
+        let rows = replay.as_ref().map_or(dataset.rows.len(), |r| r.requests.len()) as u64;
         let requests = match (self.requests, self.duration) {
+            (None, None) if replay.is_some() => Some(rows.saturating_sub(warmup_requests).max(1)),
             (Some(n), _) if matches!(load, Load::Timestamps { .. }) && n > dataset.rows.len() as u64 => {
                 return Err(err(format!(
                     "--schedule timestamps sends each dataset row once; --requests {n} is more than its {} rows",
@@ -564,8 +596,12 @@ impl Args {
             url,
             body: BodyOptions {
                 api,
-                model: self.model,
-                stream: !self.no_stream,
+                model: match (&self.model, &replay) {
+                    (Some(m), _) => m.clone(),
+                    (None, Some(r)) => r.manifest.endpoint.model.clone(),
+                    (None, None) => "default".into(),
+                },
+                stream: replay.as_ref().map_or(!self.no_stream, |r| r.manifest.endpoint.stream),
                 max_tokens: self.max_tokens,
                 extra,
             },
@@ -575,11 +611,12 @@ impl Args {
             load,
             requests,
             duration: self.duration,
-            warmup_requests: self.warmup_requests,
+            warmup_requests,
             warmup: self.warmup,
             cooldown: self.cooldown,
             ramp_up: self.ramp_up,
             max_error_rate: self.max_error_rate,
+            replay,
             timeout: self.timeout,
             grace: self.grace,
             headers,

@@ -14,6 +14,7 @@
 //! - [`run`]: folder, manifest, dispatcher, workers and signals tied together.
 //! - [`plan`]: sweeps and repeats, a run folder each, listed in `plan.json`.
 //! - [`redact`]: secrets never reach a file or a log.
+//! - [`replay`]: a recorded run's requests, to send again (`--replay`).
 //! - `fuzzing`: the properties the `fuzz/` targets check (hidden; also replayed by tests).
 
 pub mod client;
@@ -28,6 +29,7 @@ pub mod plan;
 pub mod progress;
 pub mod recorder;
 pub mod redact;
+pub mod replay;
 pub mod request;
 pub mod run;
 pub mod schedule;

@@ -408,7 +408,15 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         ended_at: None,
         counts: None,
         plan: cfg.plan.clone(),
+        replay_of: cfg.replay.as_ref().map(|r| recap_schemas::manifest::ReplayOf {
+            run_id: r.manifest.run_id.clone(),
+            path: r.source.display().to_string(),
+        }),
     };
+    if let Some(r) = &cfg.replay {
+        // The workload is the source's: `analyze sweep` sees the two as the same dataset.
+        manifest.dataset = r.manifest.dataset.clone();
+    }
     write_manifest(&cfg.out, &manifest)?;
     if cfg.dataset.skipped > 0 {
         tracing::warn!(
@@ -463,8 +471,11 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             _ => None,
         },
         deadline_ns,
-        prepared: prepare_all(&cfg.dataset, &cfg.body),
-        rows: cfg.dataset.rows.len() as u64,
+        prepared: match &cfg.replay {
+            Some(r) => r.requests.clone(),
+            None => prepare_all(&cfg.dataset, &cfg.body),
+        },
+        rows: cfg.replay.as_ref().map_or(cfg.dataset.rows.len(), |r| r.requests.len()) as u64,
     });
     let stats = Arc::new(Stats::default());
     let in_flight = Arc::new(AtomicU64::new(0));

@@ -50,6 +50,18 @@ pub struct Manifest {
     /// The plan point and repeat this run is, when it is part of a sweep (`plan.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::PlanPoint>,
+    /// The run this one replayed (`capture --replay`): the same bodies at the same offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<ReplayOf>,
+}
+
+/// The source of a replayed run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayOf {
+    /// The source's `run_id`.
+    pub run_id: String,
+    /// The source run folder as given.
+    pub path: String,
 }
 
 /// The endpoint under test.
@@ -230,6 +242,7 @@ mod tests {
             ended_at: None,
             counts: None,
             plan: None,
+            replay_of: None,
         };
         let mut v = serde_json::to_value(&m).expect("serializes");
         v["a_future_field"] = serde_json::json!(1);

@@ -368,6 +368,9 @@ pub struct SimConfig {
     pub error_status: u16,
     /// Optional per-request JSONL log.
     pub log: Option<std::path::PathBuf>,
+    /// Optional log of every request body, as received, one per line (bodies are one-line
+    /// JSON): what a replay test compares byte for byte.
+    pub body_log: Option<std::path::PathBuf>,
     /// Compress every response body with gzip (`Content-Encoding: gzip`), flushed per event.
     pub gzip: bool,
     /// Every N-th response (server-wide) carries `Connection: close`; 0 = never.
@@ -404,6 +407,7 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             error_status: 500,
             log: None,
+            body_log: None,
             gzip: false,
             close_every: 0,
             huge_event_bytes: 0,
@@ -423,6 +427,7 @@ struct Shared {
     cfg: SimConfig,
     responses: std::sync::atomic::AtomicU64,
     log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    body_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
 impl Shared {
@@ -495,12 +500,15 @@ fn self_signed_acceptor() -> std::io::Result<tokio_rustls::TlsAcceptor> {
 
 /// Serves connections forever (until the task is dropped).
 pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()> {
-    let log = match &cfg.log {
-        Some(p) => Some(Mutex::new(std::io::BufWriter::new(
-            std::fs::OpenOptions::new().create(true).append(true).open(p)?,
-        ))),
-        None => None,
+    let open_log = |p: &Option<std::path::PathBuf>| -> std::io::Result<_> {
+        Ok(match p {
+            Some(p) => Some(Mutex::new(std::io::BufWriter::new(
+                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+            ))),
+            None => None,
+        })
     };
+    let (log, body_log) = (open_log(&cfg.log)?, open_log(&cfg.body_log)?);
     let tls = if cfg.tls_self_signed {
         Some(self_signed_acceptor()?)
     } else {
@@ -509,6 +517,7 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
     let shared = Arc::new(Shared {
         cfg,
         log,
+        body_log,
         responses: std::sync::atomic::AtomicU64::new(0),
     });
     loop {
@@ -669,6 +678,13 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
             )
         }
     };
+    if let Some(l) = &shared.body_log {
+        if let Ok(mut w) = l.lock() {
+            let _ = w.write_all(&bytes);
+            let _ = w.write_all(b"\n");
+            let _ = w.flush();
+        }
+    }
     let body: Value = match serde_json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {

@@ -351,3 +351,107 @@ fn max_error_rate_stops_a_run_and_its_plan_early() {
     let status: Vec<&str> = plan.runs.iter().map(|r| r.status.as_str()).collect();
     assert_eq!(status, ["stopped", "pending"], "the plan stops at the saturated point");
 }
+
+#[test]
+fn a_replay_sends_byte_identical_bodies_at_the_recorded_offsets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (log_a, log_b) = (dir.path().join("a.bodies"), dir.path().join("b.bodies"));
+    let sim_a = SimProcess::start(&[
+        "--ttft",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--log-bodies",
+        &log_a.display().to_string(),
+    ])
+    .expect("recap-sim a");
+    let sim_b = SimProcess::start(&[
+        "--ttft",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--log-bodies",
+        &log_b.display().to_string(),
+    ])
+    .expect("recap-sim b");
+    let (run_a, run_b) = (dir.path().join("a"), dir.path().join("b"));
+    let res = capture(&[
+        "--url",
+        &sim_a.url(),
+        "--model",
+        "model-a",
+        "--rate",
+        "100",
+        "--requests",
+        "40",
+        "--warmup-requests",
+        "3",
+        "--max-tokens",
+        "3",
+        "--body-extra",
+        r#"{"temperature": 0.7, "top_p": 0.95}"#,
+        "--out",
+        &run_a.display().to_string(),
+        "-q",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let res = capture(&[
+        "--replay",
+        &run_a.display().to_string(),
+        "--url",
+        &sim_b.url(),
+        "--out",
+        &run_b.display().to_string(),
+        "-q",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let (a, b) = (read_run(&run_a).expect("a"), read_run(&run_b).expect("b"));
+    let link = b.manifest.replay_of.as_ref().expect("the manifest links its source");
+    assert_eq!(link.run_id, a.manifest.run_id);
+    assert_eq!(b.manifest.dataset, a.manifest.dataset, "same workload");
+    assert_eq!(b.manifest.endpoint.model, "model-a");
+    assert_eq!(b.requests.len(), a.requests.len());
+    for (ra, rb) in a.requests.values().zip(b.requests.values()) {
+        assert_eq!((ra.request_id, ra.phase), (rb.request_id, rb.phase));
+        assert_eq!((&ra.prompt, &ra.messages_json), (&rb.prompt, &rb.messages_json));
+        assert!(
+            (ra.scheduled_ns - rb.scheduled_ns).abs() < 1_000,
+            "request {}: offset kept",
+            ra.request_id
+        );
+    }
+    // What the two servers received, byte for byte.
+    let lines = |p: &Path| {
+        let mut v: Vec<String> = std::fs::read_to_string(p)
+            .expect("bodies")
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let (got_a, got_b) = (lines(&log_a), lines(&log_b));
+    assert_eq!(got_a.len(), 43);
+    assert_eq!(got_a, got_b, "the replay's bodies are the source's, byte for byte");
+
+    // Another model: only the model differs.
+    let run_c = dir.path().join("c");
+    let res = capture(&[
+        "--replay",
+        &run_a.display().to_string(),
+        "--url",
+        &sim_b.url(),
+        "--model",
+        "model-b",
+        "--out",
+        &run_c.display().to_string(),
+        "-q",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let all_b = std::fs::read_to_string(&log_b).expect("bodies");
+    let with_b: Vec<&str> = all_b.lines().filter(|l| l.contains("\"model-b\"")).collect();
+    assert_eq!(with_b.len(), 43);
+    let mut swapped: Vec<String> = with_b.iter().map(|l| l.replace("\"model-b\"", "\"model-a\"")).collect();
+    swapped.sort();
+    assert_eq!(swapped, got_a);
+}

@@ -57,6 +57,9 @@ struct Args {
     /// Append one JSON line per request (fault, first-token wall time) to this file.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Append every request body, as received, one per line, to this file.
+    #[arg(long, value_name = "FILE")]
+    log_bodies: Option<PathBuf>,
     /// Compress response bodies with gzip (streams flushed per event).
     #[arg(long)]
     gzip: bool,
@@ -126,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         },
         error_status: a.error_status,
         log: a.log,
+        body_log: a.log_bodies,
         gzip: a.gzip,
         close_every: a.close_every,
         huge_event_bytes: a.huge_event_bytes,
