@@ -99,12 +99,5 @@ pub fn run_plan(
 
 /// Writes `plan.json` atomically.
 fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
-    let path = dir.join(PLAN_FILE);
-    let tmp = dir.join(format!("{PLAN_FILE}.tmp"));
-    let text = serde_json::to_string_pretty(plan).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::write(&tmp, text + "\n").map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, &path).map_err(|source| Error::Io { path, source })
+    crate::run::write_json(dir, PLAN_FILE, plan)
 }

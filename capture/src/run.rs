@@ -95,9 +95,14 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
 
 /// Writes the manifest atomically (temp file + rename), so a reader never sees half of it.
 pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
-    let path = dir.join(MANIFEST_FILE);
-    let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
-    let text = serde_json::to_string_pretty(m).map_err(|e| Error::Internal(e.to_string()))?;
+    write_json(dir, MANIFEST_FILE, m)
+}
+
+/// Writes `value` as pretty JSON to `dir/name` atomically (temp file + rename).
+pub(crate) fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(&tmp, text + "\n").map_err(|source| Error::Io {
         path: tmp.clone(),
         source,
