@@ -125,40 +125,36 @@ pub fn build(runs: &[(Summary, recap_schemas::Manifest)], x: &str, y: &str, conf
         .iter()
         .filter_map(|(_, m)| m.plan.as_ref().map(|p| p.plan_id.as_str()))
         .collect();
-    let mut workloads: BTreeMap<String, (&str, Workload<'_>)> = BTreeMap::new();
-    for (s, m) in runs {
-        let label = group_label(m, plans.len() > 1);
+    let mut rows: Vec<SweepRow> = runs
+        .iter()
+        .map(|(s, m)| SweepRow {
+            run: s.scoring.run.clone(),
+            label: group_label(m, plans.len() > 1),
+            mode: m.load.mode,
+            load: load_label(&m.load).1,
+            values: values(s),
+            pareto: false,
+        })
+        .collect();
+    // Runs of one label must be repeats of one workload.
+    let mut workloads: BTreeMap<&str, (&str, Workload<'_>)> = BTreeMap::new();
+    for (r, (_, m)) in rows.iter().zip(runs) {
         let w = Workload::of(m);
-        match workloads.get(&label) {
+        match workloads.get(r.label.as_str()) {
             Some((first, other)) if *other != w => {
                 return Err(Error::Input(format!(
-                    "runs {first} and {} are both {label} but their workloads differ ({}); they cannot be repeats of one point",
-                    s.scoring.run,
-                    other.difference(&w)
-                )))
+                "runs {first} and {} are both {} but their workloads differ ({}); they cannot be repeats of one point",
+                r.run,
+                r.label,
+                other.difference(&w)
+            )))
             }
             Some(_) => {}
             None => {
-                workloads.insert(label, (s.scoring.run.as_str(), w));
+                workloads.insert(&r.label, (&r.run, w));
             }
         }
     }
-    let mut rows: Vec<SweepRow> = runs
-        .iter()
-        .map(|(s, m)| {
-            let load = &m.load;
-            let (_, n) = load_label(load);
-            let label = group_label(m, plans.len() > 1);
-            SweepRow {
-                run: s.scoring.run.clone(),
-                label,
-                mode: load.mode,
-                load: n,
-                values: values(s),
-                pareto: false,
-            }
-        })
-        .collect();
     for axis in [x, y] {
         if let Some(r) = rows.first() {
             if !r.values.contains_key(axis) {

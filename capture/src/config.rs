@@ -4,6 +4,7 @@
 //! crate only sees checked values. The flag names are a contract scripts rely on.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -234,7 +235,7 @@ pub enum Load {
     /// Each dataset row once at its own offset (`--schedule timestamps`).
     Timestamps {
         /// Send offsets in ns since the run start, one per dataset row, non-decreasing.
-        offsets_ns: std::sync::Arc<[i64]>,
+        offsets_ns: Arc<[i64]>,
         /// `--time-scale`.
         scale: f64,
         /// Workers (cap on in-flight).
@@ -262,7 +263,7 @@ pub struct Config {
     /// Body options.
     pub body: BodyOptions,
     /// Prompts.
-    pub dataset: Dataset,
+    pub dataset: Arc<Dataset>,
     /// Run folder.
     pub out: PathBuf,
     /// Replace an existing run.
@@ -284,7 +285,7 @@ pub struct Config {
     /// Stop condition on the share of errors.
     pub max_error_rate: Option<f64>,
     /// The recorded run to send again (`--replay`).
-    pub replay: Option<std::sync::Arc<crate::replay::Replay>>,
+    pub replay: Option<Arc<crate::replay::Replay>>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Grace period after a stop signal.
@@ -321,7 +322,7 @@ pub struct Config {
 
 /// The send offsets of `--schedule timestamps`: each row's `timestamp_ms` minus the first
 /// row's, times `scale`, in ns. Every row needs one and they must not go back in time.
-fn timestamp_offsets(dataset: &Dataset, scale: f64) -> Result<std::sync::Arc<[i64]>, String> {
+fn timestamp_offsets(dataset: &Dataset, scale: f64) -> Result<Arc<[i64]>, String> {
     let mut out = Vec::with_capacity(dataset.rows.len());
     let mut first = None;
     let mut last = 0i64;
@@ -409,17 +410,45 @@ impl Args {
     }
 }
 
+/// What the flags name that is read from disk: read once, and shared by every run of a plan.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The dataset (`--dataset`, else the embedded one).
+    pub dataset: Arc<Dataset>,
+    /// The recorded run to send again (`--replay`).
+    pub replay: Option<Arc<crate::replay::Replay>>,
+}
+
 impl Args {
-    /// Validates the flags into a [`Config`], reading the dataset and the API key. `command`
-    /// is the redacted command line for the manifest ([`crate::redact::command_line`]).
-    pub fn into_config(self, command: Vec<String>) -> Result<Config, ConfigError> {
-        let err = |m: String| ConfigError(m);
+    /// Reads the dataset and the run to replay.
+    pub fn load_inputs(&self) -> Result<Inputs, ConfigError> {
+        let dataset = match &self.dataset {
+            Some(p) => Dataset::load(p, self.skip_invalid).map_err(|e| ConfigError(e.to_string()))?,
+            None => Dataset::embedded(),
+        };
         let replay = match &self.replay {
-            Some(dir) => Some(std::sync::Arc::new(
-                crate::replay::load(dir, self.model.as_deref()).map_err(err)?,
+            Some(dir) => Some(Arc::new(
+                crate::replay::load(dir, self.model.as_deref()).map_err(ConfigError)?,
             )),
             None => None,
         };
+        Ok(Inputs {
+            dataset: Arc::new(dataset),
+            replay,
+        })
+    }
+
+    /// Validates the flags into a [`Config`], reading the dataset and the API key. `command`
+    /// is the redacted command line for the manifest ([`crate::redact::command_line`]).
+    pub fn into_config(self, command: Vec<String>) -> Result<Config, ConfigError> {
+        let inputs = self.load_inputs()?;
+        self.into_config_with(command, inputs)
+    }
+
+    /// [`Args::into_config`] with the inputs already read ([`Args::load_inputs`]).
+    pub fn into_config_with(self, command: Vec<String>, inputs: Inputs) -> Result<Config, ConfigError> {
+        let err = |m: String| ConfigError(m);
+        let Inputs { dataset, replay } = inputs;
         if self.time_scale.is_some() && self.schedule.is_none() && replay.is_none() {
             return Err(err("--time-scale goes with --schedule timestamps or --replay".into()));
         }
@@ -429,10 +458,6 @@ impl Args {
             (None, ApiArg::Completions) => Api::Completions,
         };
         let url = full_url(&self.url, api);
-        let dataset = match &self.dataset {
-            Some(p) => Dataset::load(p, self.skip_invalid).map_err(|e| err(e.to_string()))?,
-            None => Dataset::embedded(),
-        };
         if self.concurrency.len() > 1 || self.rate.len() > 1 || self.repeat != 1 {
             return Err(err(
                 "internal: a plan (lists or --repeat) is configured one point at a time".into(),

@@ -37,6 +37,8 @@ pub fn run_plan(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let plan_id = format!("plan-{stamp}-{:08x}", rand::random::<u32>());
+    // Read once: every run of the plan shares the dataset (and the run to replay).
+    let inputs = args.load_inputs().map_err(|e| Error::Config(e.to_string()))?;
     let mut configs: Vec<(PlanRun, Config)> = Vec::new();
     for point in args.points() {
         for repeat in 1..=args.repeat {
@@ -44,7 +46,7 @@ pub fn run_plan(
             let dir = format!("{label}-r{repeat}");
             let mut cfg = args
                 .for_point(&point, out.join(&dir))
-                .into_config(command.to_vec())
+                .into_config_with(command.to_vec(), inputs.clone())
                 .map_err(|e| Error::Config(format!("point {label}: {e}")))?;
             cfg.plan = Some(PlanPoint {
                 plan_id: plan_id.clone(),

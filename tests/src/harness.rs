@@ -259,6 +259,14 @@ pub fn defined_flags(help: &str) -> std::collections::BTreeSet<String> {
     }
     out
 }
+/// Runs a workspace binary to its end and returns what it printed and its exit status.
+pub fn run_bin<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> std::process::Output {
+    Command::new(workspace_bin(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {name}: {e}"))
+}
+
 /// Starts a workspace binary in the background with its output discarded (for tests that
 /// signal or kill it mid-run; the caller stops it by its PID and reaps it).
 pub fn spawn_bin(name: &str, args: &[&str]) -> Child {

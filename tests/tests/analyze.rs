@@ -55,10 +55,7 @@ fn copy_fixture(name: &str, into: &Path) -> PathBuf {
 }
 
 fn analyze(args: &[&str]) -> Output {
-    Command::new(workspace_bin("analyze"))
-        .args(args)
-        .output()
-        .expect("run analyze")
+    recap_tests::harness::run_bin("analyze", args)
 }
 
 fn load_tokenizer(name: &str) -> tokenizers::Tokenizer {

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use recap_tests::harness::{workspace_bin, SimProcess};
+use recap_tests::harness::{run_bin, SimProcess};
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
@@ -31,10 +31,7 @@ fn load(path: &str) -> Tokenizer {
 }
 
 fn analyze(args: &[&str]) -> Output {
-    Command::new(workspace_bin("analyze"))
-        .args(args)
-        .output()
-        .expect("run analyze")
+    run_bin("analyze", args)
 }
 
 fn ok(out: Output) -> Output {
@@ -527,8 +524,9 @@ fn planned_lengths_are_reported_beside_measured_ones_after_a_capture() {
     );
     let sim = SimProcess::start(&["--ttft", "2ms", "--itl", "1ms", "--tokenizer", &qwen3]).expect("recap-sim");
     let run = dir.path().join("run");
-    let cap = Command::new(workspace_bin("capture"))
-        .args([
+    let cap = run_bin(
+        "capture",
+        &[
             "--url",
             &sim.url(),
             "--model",
@@ -537,10 +535,13 @@ fn planned_lengths_are_reported_beside_measured_ones_after_a_capture() {
             &ds.display().to_string(),
             "--requests",
             "30",
-        ])
-        .args(["--concurrency", "4", "--out", &run.display().to_string(), "-q"])
-        .output()
-        .expect("capture");
+            "--concurrency",
+            "4",
+            "--out",
+            &run.display().to_string(),
+            "-q",
+        ],
+    );
     assert!(cap.status.success(), "{}", String::from_utf8_lossy(&cap.stderr));
     let out = ok(analyze(&[
         "report",

@@ -4,17 +4,13 @@
 //! the recorded `scheduled_ns` are those offsets, and the client lag behind them is measured.
 
 use std::path::Path;
-use std::process::Command;
 
 use recap_schemas::{LoadMode, Phase};
-use recap_tests::harness::{workspace_bin, SimProcess};
+use recap_tests::harness::{run_bin, SimProcess};
 use recap_tests::runs::read_run;
 
 fn capture(args: &[&str]) -> std::process::Output {
-    Command::new(workspace_bin("capture"))
-        .args(args)
-        .output()
-        .expect("run capture")
+    run_bin("capture", args)
 }
 
 /// 500 rows at 500 req/s (one every 2 ms), with a pause in the middle.
@@ -185,10 +181,7 @@ fn a_sweep_with_repeats_makes_a_folder_per_run_and_analyze_groups_repeats_by_poi
         ]
         .map(String::from),
     );
-    let res = Command::new(workspace_bin("analyze"))
-        .args(&args)
-        .output()
-        .expect("analyze");
+    let res = run_bin("analyze", &args);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let sweep: serde_json::Value = serde_json::from_slice(&res.stdout).expect("json");
     let groups = sweep["groups"].as_array().expect("groups");
@@ -212,17 +205,18 @@ fn a_sweep_with_repeats_makes_a_folder_per_run_and_analyze_groups_repeats_by_poi
         serde_json::from_slice(&std::fs::read(out.join("c1-r2/manifest.json")).expect("read")).expect("json");
     m["endpoint"]["model"] = "another-model".into();
     std::fs::write(odd.join("manifest.json"), m.to_string()).expect("write");
-    let res = Command::new(workspace_bin("analyze"))
-        .args([
+    let res = run_bin(
+        "analyze",
+        &[
             "sweep",
             &runs[0],
             &odd.display().to_string(),
             "--tokenizer",
             &tokenizer.display().to_string(),
-        ])
-        .args(["--out", &dir.path().join("report2").display().to_string()])
-        .output()
-        .expect("analyze");
+            "--out",
+            &dir.path().join("report2").display().to_string(),
+        ],
+    );
     let err = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(2), "{err}");
     assert!(err.contains("workloads differ") && err.contains("model"), "{err}");
