@@ -78,6 +78,10 @@ pub struct RequestMetrics {
     pub planned_input_tokens: Option<u32>,
     /// The dataset row's shared-prefix group.
     pub prefix_group: Option<u32>,
+    /// The multi-turn session the request is a turn of.
+    pub session_id: Option<String>,
+    /// 0-based turn within the session.
+    pub turn: Option<u32>,
 }
 
 /// Computes one request's metrics from its record and token counts.
@@ -142,6 +146,8 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         max_tokens: r.max_tokens,
         planned_input_tokens: r.planned_input_tokens,
         prefix_group: r.prefix_group,
+        session_id: r.session_id.clone(),
+        turn: r.turn,
     }
 }
 

@@ -36,6 +36,10 @@ pub struct RequestRecord {
     pub planned_input_tokens: Option<u32>,
     /// The dataset row's shared-prefix group.
     pub prefix_group: Option<u32>,
+    /// The multi-turn session the request is a turn of.
+    pub session_id: Option<String>,
+    /// 0-based turn within the session.
+    pub turn: Option<u32>,
     /// `sent` time of the attempt that was answered (the last `sent`: an attempt retried
     /// after its reused connection failed unanswered does not count).
     pub sent_ns: Option<i64>,
@@ -226,7 +230,7 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
     let mut accs = Accs::default();
     let reqs = ctx
         .sql(&format!(
-            "SELECT request_id, phase, api, scheduled_ns, prompt, messages_json, max_tokens, planned_input_tokens, prefix_group FROM {prefix}requests"
+            "SELECT request_id, phase, api, scheduled_ns, prompt, messages_json, max_tokens, planned_input_tokens, prefix_group, session_id, turn FROM {prefix}requests"
         ))
         .await
         .map_err(df)?
@@ -241,6 +245,8 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
         let prompt = b.column(4).as_string::<i32>();
         let msgs = b.column(5).as_string::<i32>();
         let [max_tokens, planned, group] = [6, 7, 8].map(|c| b.column(c).as_primitive::<UInt32Type>());
+        let session = b.column(9).as_string::<i32>();
+        let turn = b.column(10).as_primitive::<UInt32Type>();
         let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
         for i in 0..b.num_rows() {
             let a = accs.get(id.value(i));
@@ -253,6 +259,8 @@ pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<Reques
             a.rec.max_tokens = u32_at(max_tokens, i);
             a.rec.planned_input_tokens = u32_at(planned, i);
             a.rec.prefix_group = u32_at(group, i);
+            a.rec.session_id = session.is_valid(i).then(|| session.value(i).to_string());
+            a.rec.turn = u32_at(turn, i);
         }
     }
     let mut stream = ctx

@@ -35,6 +35,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
     let [mut sched, mut sent, mut headers, mut end, mut first_choice, mut first_content, mut connect] =
         std::array::from_fn(|_| Int64Builder::new());
     let mut status = UInt16Builder::new();
+    let mut session = StringBuilder::new();
+    let mut turn = UInt32Builder::new();
     let [mut h_content, mut h_reasoning, mut h_tools] = std::array::from_fn(|_| UInt64Builder::new());
     let mut times = ListBuilder::new(Int64Builder::new());
     let [mut up, mut uc, mut protocol, mut sse, mut retries, mut max_tokens, mut planned, mut group] =
@@ -68,6 +70,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         max_tokens.append_option(r.max_tokens);
         planned.append_option(r.planned_input_tokens);
         group.append_option(r.prefix_group);
+        session.append_option(r.session_id.as_deref());
+        turn.append_option(r.turn);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
@@ -97,6 +101,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         Arc::new(max_tokens.finish()),
         Arc::new(planned.finish()),
         Arc::new(group.finish()),
+        Arc::new(session.finish()),
+        Arc::new(turn.finish()),
     ];
     let batch = RecordBatch::try_new(recap_schemas::analysis::records::schema(), columns)
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -148,6 +154,7 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
         u32s("planned_input_tokens")?,
         u32s("prefix_group")?,
     );
+    let (session, turn) = (strs("session_id")?, u32s("turn")?);
     let i64_at = |a: &arrow_array::Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let str_at = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
@@ -185,6 +192,8 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
             max_tokens: u32_at(&max_tokens, i),
             planned_input_tokens: u32_at(&planned, i),
             prefix_group: u32_at(&group, i),
+            session_id: str_at(&session, i),
+            turn: u32_at(&turn, i),
         });
     }
     Some(())
@@ -218,6 +227,8 @@ mod tests {
             usage_completion_tokens: Some(3),
             protocol_events: 1,
             sse_events: 4,
+            session_id: Some("s-1".into()),
+            turn: Some(2),
             ..RequestRecord::default()
         }
     }

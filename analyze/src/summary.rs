@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use recap_schemas::summary::{Agreement, Counts, Distribution, Goodput, Scoring, Slo, Summary};
+pub use recap_schemas::summary::{Agreement, Counts, Distribution, Goodput, Scoring, Slo, Summary, TurnSummary};
 
 use recap_schemas::Phase;
 
@@ -59,27 +59,7 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
     let osl: u64 = ok.iter().filter_map(|m| m.osl_tokens).map(u64::from).sum();
     let isl: u64 = ok.iter().filter_map(|m| m.isl_tokens).map(u64::from).sum();
     let ms = |v: Option<i64>| v.map(|x| x as f64 / 1e6);
-    let mut metrics = BTreeMap::new();
-    metrics.insert(
-        "ttft_ms".into(),
-        recap_stats::distribution(ok.iter().filter_map(|m| ms(m.ttft_ns))),
-    );
-    metrics.insert(
-        "tpot_ms".into(),
-        recap_stats::distribution(ok.iter().filter_map(|m| ms(m.tpot_ns))),
-    );
-    metrics.insert(
-        "e2e_ms".into(),
-        recap_stats::distribution(ok.iter().filter_map(|m| ms(m.e2e_ns))),
-    );
-    metrics.insert(
-        "isl_tokens".into(),
-        recap_stats::distribution(ok.iter().filter_map(|m| m.isl_tokens.map(f64::from))),
-    );
-    metrics.insert(
-        "osl_tokens".into(),
-        recap_stats::distribution(ok.iter().filter_map(|m| m.osl_tokens.map(f64::from))),
-    );
+    let mut metrics = request_distributions(ok.iter().copied());
     metrics.insert("icl_ms".into(), inp.icl_ms);
     metrics.insert(
         "client_lag_ms".into(),
@@ -118,8 +98,56 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         ),
         planned_isl: agreement(ok.iter().filter_map(|m| Some((m.isl_tokens?, m.planned_input_tokens?)))),
         planned_osl: agreement(ok.iter().filter_map(|m| Some((m.osl_tokens?, m.max_tokens?)))),
+        by_turn: by_turn(measure.iter().map(|i| &inp.rows[*i])),
         metrics,
     }
+}
+
+/// The per-request distributions of `ok` (successful requests) by metric name.
+fn request_distributions<'a>(ok: impl Iterator<Item = &'a RequestMetrics> + Clone) -> BTreeMap<String, Distribution> {
+    let ms = |v: Option<i64>| v.map(|x| x as f64 / 1e6);
+    let tokens = |v: Option<u32>| v.map(f64::from);
+    let mut out = BTreeMap::new();
+    out.insert(
+        "ttft_ms".into(),
+        recap_stats::distribution(ok.clone().filter_map(|m| ms(m.ttft_ns))),
+    );
+    out.insert(
+        "tpot_ms".into(),
+        recap_stats::distribution(ok.clone().filter_map(|m| ms(m.tpot_ns))),
+    );
+    out.insert(
+        "e2e_ms".into(),
+        recap_stats::distribution(ok.clone().filter_map(|m| ms(m.e2e_ns))),
+    );
+    out.insert(
+        "isl_tokens".into(),
+        recap_stats::distribution(ok.clone().filter_map(|m| tokens(m.isl_tokens))),
+    );
+    out.insert(
+        "osl_tokens".into(),
+        recap_stats::distribution(ok.filter_map(|m| tokens(m.osl_tokens))),
+    );
+    out
+}
+
+/// Measure-phase requests grouped by turn index (multi-turn runs; empty otherwise).
+fn by_turn<'a>(measure: impl Iterator<Item = &'a RequestMetrics>) -> Vec<TurnSummary> {
+    let mut turns: BTreeMap<u32, Vec<&RequestMetrics>> = BTreeMap::new();
+    for m in measure {
+        if let Some(t) = m.turn {
+            turns.entry(t).or_default().push(m);
+        }
+    }
+    turns
+        .into_iter()
+        .map(|(turn, rows)| TurnSummary {
+            turn,
+            requests: rows.len() as u64,
+            ok: rows.iter().filter(|m| m.ok).count() as u64,
+            metrics: request_distributions(rows.iter().copied().filter(|m| m.ok)),
+        })
+        .collect()
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -251,6 +279,16 @@ impl SummaryText for Summary {
                 out.push((format!("{name}.{s}"), num(v)));
             }
         }
+        for t in &self.by_turn {
+            out.push((format!("turn{}.requests", t.turn), t.requests.to_string()));
+            out.push((format!("turn{}.ok", t.turn), t.ok.to_string()));
+            for (name, d) in &t.metrics {
+                for s in STATS {
+                    let v = if s == "count" { Some(d.count as f64) } else { d.get(s) };
+                    out.push((format!("turn{}.{name}.{s}", t.turn), num(v)));
+                }
+            }
+        }
         out
     }
 
@@ -274,6 +312,7 @@ impl SummaryText for Summary {
         let mut s = headline(self).join("\n");
         s.push_str("\n\n");
         s.push_str(&table(self, false));
+        s.push_str(&turn_table(self, false));
         s
     }
 
@@ -284,8 +323,55 @@ impl SummaryText for Summary {
         }
         s.push('\n');
         s.push_str(&table(self, true));
+        s.push_str(&turn_table(self, true));
         s
     }
+}
+
+/// The by-turn table of a multi-turn run: requests, successes and the p50 and p90 of TTFT,
+/// E2E and ISL of each turn index.
+fn turn_table(summary: &Summary, md: bool) -> String {
+    if summary.by_turn.is_empty() {
+        return String::new();
+    }
+    let header = [
+        "turn", "n", "ok", "ttft p50", "ttft p90", "e2e p50", "e2e p90", "isl p50", "isl p90",
+    ];
+    let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    for t in &summary.by_turn {
+        let stat = |metric: &str, st: &str| fmt(t.metrics.get(metric).and_then(|d| d.get(st)));
+        rows.push(vec![
+            t.turn.to_string(),
+            t.requests.to_string(),
+            t.ok.to_string(),
+            stat("ttft_ms", "p50"),
+            stat("ttft_ms", "p90"),
+            stat("e2e_ms", "p50"),
+            stat("e2e_ms", "p90"),
+            stat("isl_tokens", "p50"),
+            stat("isl_tokens", "p90"),
+        ]);
+    }
+    let mut s = String::from(if md {
+        "\n### By turn\n\n"
+    } else {
+        "\nby turn (ms, tokens)\n"
+    });
+    for (i, r) in rows.iter().enumerate() {
+        if md {
+            s.push_str(&format!("| {} |\n", r.join(" | ")));
+            if i == 0 {
+                s.push_str(&format!("|{}\n", "---|".repeat(r.len())));
+            }
+        } else {
+            s.push_str(&format!("{:<6}", r[0]));
+            for c in &r[1..] {
+                s.push_str(&format!("{c:>10}"));
+            }
+            s.push('\n');
+        }
+    }
+    s
 }
 
 fn table(summary: &Summary, md: bool) -> String {
@@ -481,6 +567,59 @@ mod tests {
         assert_eq!(s.output_tokens_per_s_per_user, Some(100.0));
         assert!(s.to_csv().expect("csv").contains("ttft_ms.p50,200\n"));
         assert!(s.to_markdown().contains("| ttft_ms |"));
+    }
+
+    #[test]
+    fn by_turn_groups_measured_requests_by_turn_index() {
+        let mut rows = vec![
+            row(0, true, 0, 1_000_000_000, 100_000_000, 10),
+            row(1, true, 0, 1_000_000_000, 300_000_000, 10),
+            row(2, false, 0, 1_000_000_000, 50_000_000, 0),
+            row(3, true, 0, 1_000_000_000, 20_000_000, 10),
+            row(4, true, 0, 1_000_000_000, 999_000_000, 10),
+        ];
+        for (r, t) in rows.iter_mut().zip([0, 1, 1, 1, 0]) {
+            r.turn = Some(t);
+        }
+        rows[4].phase = Some(Phase::Warmup);
+        let s = summarize(SummaryInput {
+            scoring: Scoring {
+                run: "r".into(),
+                run_id: "id".into(),
+                status: recap_schemas::RunStatus::Complete,
+                tokenizer_id: "t".into(),
+                definitions: recap_schemas::summary::Definitions::default(),
+                isl: recap_schemas::summary::IslMode::Raw,
+            },
+            slo: Slo::default(),
+            rows: &rows,
+            icl_ms: Distribution::default(),
+            protocol_events: &[0; 5],
+        });
+        let turns: Vec<(u32, u64, u64)> = s.by_turn.iter().map(|t| (t.turn, t.requests, t.ok)).collect();
+        assert_eq!(turns, [(0, 1, 1), (1, 3, 2)], "warmup excluded, failures counted");
+        assert_eq!(
+            s.by_turn[1].metrics["ttft_ms"].p50,
+            Some(160.0),
+            "median of 300 and 20 ms"
+        );
+        assert!(s.to_console().contains("by turn"));
+        assert!(s.to_csv().expect("csv").contains("turn1.ttft_ms.count,2\n"));
+        let plain: Vec<RequestMetrics> = rows[..1]
+            .iter()
+            .map(|r| RequestMetrics {
+                turn: None,
+                ..r.clone()
+            })
+            .collect();
+        let single = summarize(SummaryInput {
+            scoring: s.scoring.clone(),
+            slo: Slo::default(),
+            rows: &plain,
+            icl_ms: Distribution::default(),
+            protocol_events: &[0],
+        });
+        assert!(single.by_turn.is_empty() && !single.to_console().contains("by turn"));
     }
 
     #[test]

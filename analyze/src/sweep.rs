@@ -20,6 +20,11 @@ use crate::{Error, Result};
 pub fn load_label(load: &recap_schemas::manifest::LoadSpec) -> (String, Option<f64>) {
     use recap_schemas::{Arrival, LoadMode};
     match load.mode {
+        // Sessions in progress at once, as capture's `--sessions` plan points name them.
+        LoadMode::Concurrency if load.sessions.is_some() => (
+            format!("s{}", load.concurrency.unwrap_or(0)),
+            load.concurrency.map(f64::from),
+        ),
         LoadMode::Concurrency => (
             format!("c{}", load.concurrency.unwrap_or(0)),
             load.concurrency.map(f64::from),
@@ -362,8 +367,18 @@ mod tests {
             warmup_s: None,
             cooldown_s: None,
             ramp_up_s: None,
+            sessions: None,
         };
         assert_eq!(load_label(&l), ("c64".into(), Some(64.0)));
+        l.sessions = Some(recap_schemas::manifest::SessionSpec {
+            sessions: 10,
+            think_time_s: None,
+            think_time_from_dataset: false,
+            history: recap_schemas::SessionHistory::Recorded,
+            header: None,
+        });
+        assert_eq!(load_label(&l).0, "s64");
+        l.sessions = None;
         l.mode = recap_schemas::LoadMode::Rate;
         l.rate_per_s = Some(2.5);
         l.arrival = Some(recap_schemas::Arrival::Gamma);

@@ -63,6 +63,8 @@ pub struct Endpoint {
     max_event_bytes: usize,
     connector: Connector,
     next_connection: AtomicU32,
+    /// `--session-header`: carries each session turn's `session_id`.
+    session_header: Option<HeaderName>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -161,7 +163,14 @@ impl Endpoint {
             max_event_bytes: opts.max_event_bytes,
             connector,
             next_connection: AtomicU32::new(0),
+            session_header: None,
         })
+    }
+
+    /// Sends each session turn's id in `header` (sticky routing); `None` sends none.
+    pub fn with_session_header(mut self, header: Option<HeaderName>) -> Self {
+        self.session_header = header;
+        self
     }
 
     /// Opens a connection for `request_id`, recording `connect` (start), `connected` (TCP
@@ -272,6 +281,9 @@ pub struct Ticket {
     pub scheduled_ns: i64,
     /// The prepared body.
     pub request: Arc<PreparedRequest>,
+    /// Collect the answer's content for [`Worker::execute`] to return (a session turn's
+    /// answer joins the history of the next turn).
+    pub keep_answer: bool,
 }
 
 /// Why a request failed: becomes the terminal row's `error_kind` and `error_message`.
@@ -370,6 +382,8 @@ struct Progress {
     t_sent: Option<i64>,
     first_output: bool,
     connection_id: Option<u32>,
+    /// The content received so far, when the ticket keeps its answer.
+    answer: Option<String>,
 }
 
 /// How one attempt of a request ended.
@@ -389,11 +403,15 @@ impl Worker {
     /// Sends one request and records everything about it, ending with exactly one terminal
     /// row and one `requests` row, whatever stopped it (timeout or cancellation during
     /// connect, TLS, the exchange, or a wait on the recorder). Never fails: failures are
-    /// recorded.
-    pub async fn execute(&mut self, t: Ticket) {
+    /// recorded. Returns the answer's content when the ticket keeps it and the request
+    /// succeeded.
+    pub async fn execute(&mut self, t: Ticket) -> Option<String> {
         let ctx = self.ctx.clone();
         ctx.in_flight.fetch_add(1, Relaxed);
-        let mut progress = Progress::default();
+        let mut progress = Progress {
+            answer: t.keep_answer.then(String::new),
+            ..Progress::default()
+        };
         let mut cancel = ctx.cancel.clone();
         let deadline = tokio::time::Instant::now() + ctx.endpoint.timeout;
         let outcome = tokio::select! {
@@ -410,6 +428,7 @@ impl Worker {
         let now = ctx.clock.now_ns();
         let mut row = EventRow::new(t.request_id, EventKind::Done, now);
         row.bytes = Some(u32::try_from(progress.body_bytes).unwrap_or(u32::MAX));
+        let answered = matches!(outcome, Outcome::Done);
         let reached = |p: &Progress| {
             format!(
                 "{}; reached {} response bytes, {} SSE events",
@@ -452,6 +471,7 @@ impl Worker {
         ctx.recorder.request(request_row(&t, progress.connection_id)).await;
         ctx.recorder.event(row).await;
         ctx.in_flight.fetch_sub(1, Relaxed);
+        progress.answer.filter(|_| answered)
     }
 
     /// The kept-alive connection if the server has not closed it, else a new one (recorded).
@@ -518,6 +538,12 @@ impl Worker {
             Err(e) => return Attempt::Final(Err(Failure::new(ErrorKind::Protocol, format!("building request: {e}")))),
         };
         *req.headers_mut() = ep.headers.clone();
+        if let (Some(name), Some(id)) = (&ep.session_header, &t.request.session_id) {
+            // Session ids were checked to be valid header values when the dataset was read.
+            if let Ok(v) = HeaderValue::from_str(id) {
+                req.headers_mut().insert(name.clone(), v);
+            }
+        }
         let received_before = conn.received_bytes();
         // Stamp, then hand over: hyper queues the request to the connection synchronously.
         let t_sent = ctx.clock.now_ns();
@@ -651,6 +677,7 @@ impl Worker {
             if d.has_output() {
                 ctx.stats.record_ttft(now - t_sent);
             }
+            keep_answer(p, &d);
             fill(&mut row, d);
             ctx.stats.sse_events.fetch_add(1, Relaxed);
             ctx.recorder.event(row).await;
@@ -675,6 +702,8 @@ fn request_row(t: &Ticket, connection_id: Option<u32>) -> RequestRow {
         connection_id,
         planned_input_tokens: t.request.planned_input_tokens,
         prefix_group: t.request.prefix_group,
+        session_id: t.request.session_id.clone(),
+        turn: t.request.turn,
     }
 }
 
@@ -730,6 +759,13 @@ impl Decoder {
     }
 }
 
+/// Appends a delta's content to the answer being kept, if one is.
+fn keep_answer(p: &mut Progress, d: &delta::Delta) {
+    if let (Some(answer), Some(c)) = (p.answer.as_mut(), d.content.as_deref()) {
+        answer.push_str(c);
+    }
+}
+
 fn fill(row: &mut EventRow, d: delta::Delta) {
     row.content = d.content;
     row.reasoning = d.reasoning;
@@ -774,6 +810,7 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
                     p.first_output = true;
                     ctx.stats.record_ttft(t_ns - t_sent);
                 }
+                keep_answer(p, &d);
                 fill(&mut row, d);
             }
             Err(e) => {

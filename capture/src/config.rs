@@ -90,6 +90,24 @@ pub struct Args {
     /// sweep like `--concurrency`.
     #[arg(long, value_name = "RATE|inf[,...]", value_delimiter = ',')]
     pub rate: Vec<String>,
+    /// Multi-turn sessions in progress at once (closed loop), for a dataset whose rows carry
+    /// `session_id` and `turn`: each session's turns in order, each after the previous answer
+    /// and `--think-time`, with the conversation so far. A list runs a sweep. With `--rate`
+    /// instead, sessions start at that rate.
+    #[arg(long, conflicts_with_all = ["concurrency", "rate"], value_name = "N[,N...]", value_delimiter = ',')]
+    pub sessions: Vec<u32>,
+    /// Pause between a turn's answer and the session's next turn: a duration (`2s`) or
+    /// `from-dataset` (each row's `think_time_ms`).
+    #[arg(long, value_name = "DURATION|from-dataset")]
+    pub think_time: Option<String>,
+    /// Which answers a session's later turns carry: `recorded` (what the server answered in
+    /// this run) or `dataset` (the rows' `reference_output`, the same history for every server).
+    #[arg(long, value_name = "recorded|dataset", value_parser = parse_session_history)]
+    pub session_history: Option<recap_schemas::SessionHistory>,
+    /// Send each request's session id in this header (e.g. `x-session-id`), for routers that
+    /// keep a session on one replica.
+    #[arg(long, value_name = "NAME")]
+    pub session_header: Option<String>,
     /// Runs of each load point (a plan folder with `plan.json` when above 1), for
     /// confidence intervals and ellipses in `analyze sweep`.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -208,6 +226,10 @@ pub struct Args {
     pub verbose: u8,
 }
 
+fn parse_session_history(text: &str) -> Result<recap_schemas::SessionHistory, String> {
+    text.parse()
+}
+
 /// A flag value that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -318,6 +340,10 @@ pub struct Config {
     pub command: Vec<String>,
     /// The plan point this run is, in a sweep.
     pub plan: Option<recap_schemas::plan::PlanPoint>,
+    /// A session dataset's sessions: each worker runs one conversation at a time.
+    pub sessions: Option<Arc<crate::session::Sessions>>,
+    /// `--session-header`: the header carrying each request's session id.
+    pub session_header: Option<http::HeaderName>,
 }
 
 /// The send offsets of `--schedule timestamps`: each row's `timestamp_ms` minus the first
@@ -361,6 +387,8 @@ fn timestamp_offsets(dataset: &Dataset, scale: f64) -> Result<Arc<[i64]>, String
 pub enum Point {
     /// Closed loop at this concurrency.
     Concurrency(u32),
+    /// Closed loop over this many sessions at once.
+    Sessions(u32),
     /// Open loop at this rate (as given, `inf` included).
     Rate(String),
 }
@@ -370,6 +398,7 @@ impl Point {
     pub fn label(&self) -> String {
         match self {
             Point::Concurrency(n) => format!("c{n}"),
+            Point::Sessions(n) => format!("s{n}"),
             Point::Rate(r) if r.eq_ignore_ascii_case("inf") => "burst".into(),
             Point::Rate(r) => format!("rate{r}"),
         }
@@ -381,6 +410,8 @@ impl Args {
     pub fn points(&self) -> Vec<Point> {
         if !self.rate.is_empty() {
             self.rate.iter().cloned().map(Point::Rate).collect()
+        } else if !self.sessions.is_empty() {
+            self.sessions.iter().copied().map(Point::Sessions).collect()
         } else {
             self.concurrency.iter().copied().map(Point::Concurrency).collect()
         }
@@ -397,6 +428,10 @@ impl Args {
         match point {
             Point::Concurrency(n) => {
                 a.concurrency = vec![*n];
+                a.rate = Vec::new();
+            }
+            Point::Sessions(n) => {
+                a.sessions = vec![*n];
                 a.rate = Vec::new();
             }
             Point::Rate(r) => {
@@ -458,7 +493,7 @@ impl Args {
             (None, ApiArg::Completions) => Api::Completions,
         };
         let url = full_url(&self.url, api);
-        if self.concurrency.len() > 1 || self.rate.len() > 1 || self.repeat != 1 {
+        if self.concurrency.len() > 1 || self.rate.len() > 1 || self.sessions.len() > 1 || self.repeat != 1 {
             return Err(err(
                 "internal: a plan (lists or --repeat) is configured one point at a time".into(),
             ));
@@ -488,7 +523,7 @@ impl Args {
             }
             (Some(_), Some(_)) => return Err(err("give --rate or --concurrency, not both".into())),
             (None, c) => {
-                let n = c.unwrap_or(1);
+                let n = c.or(self.sessions.first().copied()).unwrap_or(1);
                 if n == 0 {
                     return Err(err("--concurrency must be at least 1".into()));
                 }
@@ -530,6 +565,54 @@ impl Args {
                     }
                 }
             }
+        };
+        let session_dataset = replay.is_none() && crate::session::has_sessions(&dataset);
+        let session_flags = !self.sessions.is_empty()
+            || self.think_time.is_some()
+            || self.session_history.is_some()
+            || self.session_header.is_some();
+        if session_flags && !session_dataset {
+            return Err(err(
+                "--sessions, --think-time, --session-history and --session-header need a dataset whose rows carry `session_id`"
+                    .into(),
+            ));
+        }
+        let sessions = if session_dataset {
+            if !self.concurrency.is_empty() {
+                return Err(err(format!(
+                    "dataset {} holds multi-turn sessions: give --sessions N (sessions at once) instead of --concurrency",
+                    dataset.path
+                )));
+            }
+            if matches!(load, Load::Timestamps { .. } | Load::Burst { .. }) {
+                return Err(err(format!(
+                    "dataset {} holds multi-turn sessions: they run with --sessions N or a numeric --rate (sessions started per second)",
+                    dataset.path
+                )));
+            }
+            let think = match self.think_time.as_deref() {
+                None => crate::session::ThinkTime::Fixed(Duration::ZERO),
+                Some("from-dataset") => crate::session::ThinkTime::FromDataset,
+                Some(text) => crate::session::ThinkTime::Fixed(humantime::parse_duration(text).map_err(|e| {
+                    err(format!(
+                        "--think-time {text:?}: expected a duration (`2s`) or `from-dataset`: {e}"
+                    ))
+                })?),
+            };
+            let history = self.session_history.unwrap_or(recap_schemas::SessionHistory::Recorded);
+            Some(Arc::new(
+                crate::session::Sessions::from_dataset(&dataset, history, think, self.session_header.is_some())
+                    .map_err(err)?,
+            ))
+        } else {
+            None
+        };
+        let session_header = match &self.session_header {
+            None => None,
+            Some(name) => Some(
+                http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|e| err(format!("--session-header {name:?}: {e}")))?,
+            ),
         };
         let warmup_requests = match &replay {
             Some(r) if self.warmup_requests == 0 => r.manifest.load.warmup_requests,
@@ -658,6 +741,8 @@ impl Args {
             json: self.json,
             command,
             plan: None,
+            sessions,
+            session_header,
         })
     }
 }

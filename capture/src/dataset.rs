@@ -34,6 +34,37 @@ pub struct Row {
     pub plan: RowPlan,
 }
 
+impl Prompt {
+    /// Whether the row is in the API's own shape (`messages` for chat, `prompt` for
+    /// completions): only then does a planned length describe what is sent.
+    pub fn is_shape_of(&self, api: recap_schemas::Api) -> bool {
+        matches!(
+            (api, self),
+            (recap_schemas::Api::Chat, Prompt::Messages(_)) | (recap_schemas::Api::Completions, Prompt::Text(_))
+        )
+    }
+
+    /// As chat messages: a text prompt is one user message.
+    pub fn messages(&self) -> Vec<Value> {
+        match self {
+            Prompt::Messages(m) => m.clone(),
+            Prompt::Text(t) => vec![serde_json::json!({"role": "user", "content": t})],
+        }
+    }
+
+    /// As a completions prompt: message contents joined with `\n`.
+    pub fn text(&self) -> String {
+        match self {
+            Prompt::Text(t) => t.clone(),
+            Prompt::Messages(m) => m
+                .iter()
+                .filter_map(|x| x.get("content").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
 impl Default for Prompt {
     fn default() -> Self {
         Prompt::Text(String::new())

@@ -15,6 +15,7 @@
 //! - [`plan`]: sweeps and repeats, a run folder each, listed in `plan.json`.
 //! - [`redact`]: secrets never reach a file or a log.
 //! - [`replay`]: a recorded run's requests, to send again (`--replay`).
+//! - [`session`]: multi-turn sessions, each turn after the previous answer, with the history.
 //! - `fuzzing`: the properties the `fuzz/` targets check (hidden; also replayed by tests).
 
 pub mod client;
@@ -33,6 +34,7 @@ pub mod replay;
 pub mod request;
 pub mod run;
 pub mod schedule;
+pub mod session;
 pub mod sink;
 pub mod sse;
 

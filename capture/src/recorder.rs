@@ -40,6 +40,10 @@ pub struct RequestRow {
     pub planned_input_tokens: Option<u32>,
     /// `prefix_group`.
     pub prefix_group: Option<u32>,
+    /// `session_id`.
+    pub session_id: Option<Arc<str>>,
+    /// `turn`.
+    pub turn: Option<u32>,
 }
 
 /// One `events` row; see `recap_schemas::events` for each column's meaning.

@@ -108,6 +108,12 @@ fn read_batch(b: &RecordBatch, model: Option<&str>, out: &mut Vec<(u64, i64, Pre
     let group = b
         .column_by_name(requests::PREFIX_GROUP)
         .and_then(|c| c.as_primitive_opt::<UInt32Type>());
+    let session = b
+        .column_by_name(requests::SESSION_ID)
+        .and_then(|c| c.as_string_opt::<i32>());
+    let turn = b
+        .column_by_name(requests::TURN)
+        .and_then(|c| c.as_primitive_opt::<UInt32Type>());
     let u32_at = |a: Option<&arrow_array::UInt32Array>, i: usize| a.filter(|a| a.is_valid(i)).map(|a| a.value(i));
     for i in 0..b.num_rows() {
         let request_id = id.value(i);
@@ -150,6 +156,10 @@ fn read_batch(b: &RecordBatch, model: Option<&str>, out: &mut Vec<(u64, i64, Pre
                 max_tokens: u32_at(max_tokens, i),
                 planned_input_tokens: u32_at(planned, i),
                 prefix_group: u32_at(group, i),
+                // The source's turns keep their session labels (analyze's by-turn table);
+                // their bodies already carry the history the source sent.
+                session_id: session.filter(|a| a.is_valid(i)).map(|a| Arc::<str>::from(a.value(i))),
+                turn: u32_at(turn, i),
             },
         ));
     }

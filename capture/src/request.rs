@@ -10,7 +10,9 @@ use bytes::Bytes;
 use recap_schemas::Api;
 use serde_json::{json, Map, Value};
 
-use crate::dataset::{Dataset, Prompt, Row};
+#[cfg(test)]
+use crate::dataset::Prompt;
+use crate::dataset::{Dataset, Row};
 #[cfg(test)]
 use recap_schemas::dataset::RowPlan;
 
@@ -50,6 +52,10 @@ pub struct PreparedRequest {
     pub planned_input_tokens: Option<u32>,
     /// `requests.prefix_group`.
     pub prefix_group: Option<u32>,
+    /// `requests.session_id`: set for the turns of a multi-turn session.
+    pub session_id: Option<Arc<str>>,
+    /// `requests.turn`: 0-based turn within `session_id`.
+    pub turn: Option<u32>,
 }
 
 /// Renders every dataset row's request.
@@ -90,31 +96,18 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
     let mut body = params;
     let (prompt, messages_json) = match opts.api {
         Api::Chat => {
-            let messages = match &row.prompt {
-                Prompt::Messages(m) => Value::Array(m.clone()),
-                Prompt::Text(t) => json!([{"role": "user", "content": t}]),
-            };
+            let messages = Value::Array(row.prompt.messages());
             let text: Arc<str> = messages.to_string().into();
             body.insert("messages".into(), messages);
             (None, Some(text))
         }
         Api::Completions => {
-            let text = match &row.prompt {
-                Prompt::Text(t) => t.clone(),
-                Prompt::Messages(m) => m
-                    .iter()
-                    .filter_map(|x| x.get("content").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            };
+            let text = row.prompt.text();
             body.insert("prompt".into(), Value::String(text.clone()));
             (Some(Arc::from(text)), None)
         }
     };
-    let same_shape = matches!(
-        (opts.api, &row.prompt),
-        (Api::Chat, Prompt::Messages(_)) | (Api::Completions, Prompt::Text(_))
-    );
+    let same_shape = row.prompt.is_shape_of(opts.api);
     PreparedRequest {
         api: opts.api,
         body: Bytes::from(Value::Object(body).to_string()),
@@ -124,6 +117,8 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
         max_tokens,
         planned_input_tokens: row.plan.isl_tokens.filter(|_| same_shape),
         prefix_group: row.plan.prefix_group,
+        session_id: None,
+        turn: None,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::config::{Config, Load};
 use crate::progress::{Stats, Summary};
 use crate::request::{prepare_all, PreparedRequest};
 use crate::schedule::Arrivals;
+use crate::session::{Cursor, ThinkTime};
 use crate::sink::{Sink, SinkConfig};
 use crate::{Error, Result};
 
@@ -170,14 +171,22 @@ fn load_spec(cfg: &Config) -> LoadSpec {
         timeout_s: cfg.timeout.as_secs_f64(),
         seed: cfg.seed,
         time_scale,
+        sessions: cfg.sessions.as_ref().map(|s| recap_schemas::manifest::SessionSpec {
+            sessions: s.list.len() as u64,
+            think_time_s: match s.think {
+                ThinkTime::Fixed(d) if !d.is_zero() => Some(d.as_secs_f64()),
+                _ => None,
+            },
+            think_time_from_dataset: s.think == ThinkTime::FromDataset,
+            history: s.history,
+            header: cfg.session_header.as_ref().map(|h| h.as_str().to_string()),
+        }),
     }
 }
 
 /// Hands out tickets: the one place that knows the load mode.
 enum Dispatcher {
-    Closed {
-        next: AtomicU64,
-    },
+    Closed,
     /// Open loop: the feeder hands each due ticket to the most recently idle worker (LIFO), so
     /// a low rate keeps reusing one warm connection instead of cycling through every
     /// worker's (cold, possibly server-closed) one.
@@ -260,6 +269,32 @@ struct Plan {
     deadline_ns: Option<i64>,
     prepared: Vec<Arc<PreparedRequest>>,
     rows: u64,
+    /// The next request id where ids are not the open-loop feeder's (closed loop, sessions).
+    next_id: AtomicU64,
+    /// A session dataset's sessions, with what their later turns are built from.
+    sessions: Option<SessionPlan>,
+}
+
+/// What building a session's turns needs.
+struct SessionPlan {
+    sessions: Arc<crate::session::Sessions>,
+    dataset: Arc<crate::dataset::Dataset>,
+    body: crate::request::BodyOptions,
+    /// Sessions started so far (closed loop; open loop numbers them by arrival).
+    started: AtomicU64,
+    /// Turns promised to the sessions started so far: a session starts only while
+    /// `--requests` leaves room, so a later session never takes the turns of an earlier one.
+    reserved: AtomicU64,
+}
+
+impl SessionPlan {
+    /// Starts the `n`-th session with the turns `total` leaves for it; `None` when none.
+    fn start(&self, n: u64, total: Option<u64>) -> Option<Cursor> {
+        let len = self.sessions.turns_of(n) as u64;
+        let before = self.reserved.fetch_add(len, Relaxed);
+        let room = total.map_or(len, |t| t.saturating_sub(before).min(len));
+        (room > 0).then(|| self.sessions.start(n, self.body.api, room as usize))
+    }
 }
 
 impl Plan {
@@ -287,32 +322,86 @@ impl Plan {
             dataset_row: row,
             scheduled_ns,
             request: self.prepared[row as usize].clone(),
+            keep_answer: false,
+        }
+    }
+
+    /// The next request id, or `None` once `--requests` are all handed out.
+    fn take_id(&self) -> Option<u64> {
+        let i = self.next_id.fetch_add(1, Relaxed);
+        self.total.is_none_or(|t| i < t).then_some(i)
+    }
+
+    /// The ticket of the cursor's next turn.
+    fn turn_ticket(&self, s: &SessionPlan, i: u64, scheduled_ns: i64, cursor: &mut Cursor) -> Ticket {
+        let (row, request) = s.sessions.next_request(cursor, &s.dataset, &s.body);
+        Ticket {
+            request_id: i,
+            phase: self.phase(i, scheduled_ns),
+            dataset_row: row,
+            scheduled_ns,
+            request: Arc::new(request),
+            keep_answer: true,
         }
     }
 }
 
 impl Dispatcher {
-    async fn next(&self, plan: &Plan, clock: &Clock, stop: &watch::Receiver<bool>) -> Option<Ticket> {
+    /// The worker's next ticket: the next turn of the session it is in (`cursor`), once its
+    /// think time has passed, else a new request (or a new session's first turn) by the load
+    /// mode. `None` ends the worker.
+    async fn next(
+        &self,
+        plan: &Plan,
+        clock: &Clock,
+        stop: &watch::Receiver<bool>,
+        cursor: &mut Option<Cursor>,
+    ) -> Option<Ticket> {
         if *stop.borrow() {
             return None;
         }
+        if let (Some(c), Some(s)) = (cursor.as_mut(), &plan.sessions) {
+            let at = c.ready_at_ns;
+            if plan.deadline_ns.is_some_and(|d| at >= d) {
+                return None;
+            }
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep_until(clock.instant_at(at).into()) => {}
+                _ = stop.wait_for(|s| *s) => return None,
+            }
+            let i = plan.take_id()?;
+            return Some(plan.turn_ticket(s, i, at, c));
+        }
         match self {
-            Dispatcher::Closed { next } => {
+            Dispatcher::Closed => {
                 let now = clock.now_ns();
                 if plan.deadline_ns.is_some_and(|d| now >= d) {
                     return None;
                 }
-                let i = next.fetch_add(1, Relaxed);
-                if plan.total.is_some_and(|t| i >= t) {
-                    return None;
+                match &plan.sessions {
+                    Some(s) => {
+                        let c = cursor.insert(s.start(s.started.fetch_add(1, Relaxed), plan.total)?);
+                        let i = plan.take_id()?;
+                        Some(plan.turn_ticket(s, i, now, c))
+                    }
+                    None => Some(plan.ticket(plan.take_id()?, now)),
                 }
-                Some(plan.ticket(i, now))
             }
             Dispatcher::Open { idle } => {
                 let mut stop = stop.clone();
-                tokio::select! {
-                    got = idle.wait() => got.map(|(i, at)| plan.ticket(i, at)),
-                    _ = stop.wait_for(|s| *s) => None,
+                let (k, at) = tokio::select! {
+                    got = idle.wait() => got?,
+                    _ = stop.wait_for(|s| *s) => return None,
+                };
+                match &plan.sessions {
+                    // Open loop starts sessions: the k-th arrival is the k-th session.
+                    Some(s) => {
+                        let c = cursor.insert(s.start(k, plan.total)?);
+                        let i = plan.take_id()?;
+                        Some(plan.turn_ticket(s, i, at, c))
+                    }
+                    None => Some(plan.ticket(k, at)),
                 }
             }
         }
@@ -379,7 +468,8 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
                 max_event_bytes: cfg.max_event_bytes,
             },
         )
-        .map_err(|e| Error::Config(e.to_string()))?,
+        .map_err(|e| Error::Config(e.to_string()))?
+        .with_session_header(cfg.session_header.clone()),
     );
     prepare_out(&cfg.out, cfg.force)?;
     raise_fd_limit(cfg.load.workers());
@@ -481,6 +571,14 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             None => prepare_all(&cfg.dataset, &cfg.body),
         },
         rows: cfg.replay.as_ref().map_or(cfg.dataset.rows.len(), |r| r.requests.len()) as u64,
+        next_id: AtomicU64::new(0),
+        sessions: cfg.sessions.as_ref().map(|sessions| SessionPlan {
+            sessions: sessions.clone(),
+            dataset: cfg.dataset.clone(),
+            body: cfg.body.clone(),
+            started: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
+        }),
     });
     let stats = Arc::new(Stats::default());
     let in_flight = Arc::new(AtomicU64::new(0));
@@ -502,9 +600,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     };
     let mut feeder = None;
     let dispatcher = Arc::new(match offsets {
-        None => Dispatcher::Closed {
-            next: AtomicU64::new(0),
-        },
+        None => Dispatcher::Closed,
         Some(offsets) => {
             let idle = Arc::new(IdleWorkers::default());
             feeder = Some(tokio::spawn(feed(
@@ -565,8 +661,14 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
                 }
             }
             let mut worker = Worker::new(ctx.clone());
-            while let Some(ticket) = dispatcher.next(&plan, &ctx.clock, &stop).await {
-                worker.execute(ticket).await;
+            let mut cursor = None;
+            while let Some(ticket) = dispatcher.next(&plan, &ctx.clock, &stop, &mut cursor).await {
+                let answer = worker.execute(ticket).await;
+                if let (Some(c), Some(s)) = (cursor.as_mut(), &plan.sessions) {
+                    if !s.sessions.answered(c, answer, &s.dataset, ctx.clock.now_ns()) {
+                        cursor = None;
+                    }
+                }
                 if let Some((max, control)) = &error_guard {
                     if let Some(share) = ctx.stats.error_share_over(*max) {
                         control.stop(

@@ -469,6 +469,8 @@ struct RequestsBuilder {
     connection_id: UInt32Builder,
     planned_input_tokens: UInt32Builder,
     prefix_group: UInt32Builder,
+    session_id: StringBuilder,
+    turn: UInt32Builder,
 }
 
 impl RowsBuilder for RequestsBuilder {
@@ -488,6 +490,8 @@ impl RowsBuilder for RequestsBuilder {
         self.connection_id.append_option(r.connection_id);
         self.planned_input_tokens.append_option(r.planned_input_tokens);
         self.prefix_group.append_option(r.prefix_group);
+        self.session_id.append_option(r.session_id.as_deref());
+        self.turn.append_option(r.turn);
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -505,6 +509,8 @@ impl RowsBuilder for RequestsBuilder {
             Arc::new(self.connection_id.finish()),
             Arc::new(self.planned_input_tokens.finish()),
             Arc::new(self.prefix_group.finish()),
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.turn.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -629,6 +635,8 @@ mod tests {
                     connection_id: Some(0),
                     planned_input_tokens: None,
                     prefix_group: None,
+                    session_id: None,
+                    turn: None,
                 })
                 .await;
                 let mut e = EventRow::new(i, EventKind::Sse, i as i64);

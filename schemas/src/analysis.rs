@@ -120,6 +120,10 @@ pub mod metrics {
     pub const PLANNED_INPUT_TOKENS: &str = "planned_input_tokens";
     /// `u32`: the dataset row's shared-prefix group.
     pub const PREFIX_GROUP: &str = "prefix_group";
+    /// `utf8`: the multi-turn session the request belongs to.
+    pub const SESSION_ID: &str = "session_id";
+    /// `u32`: 0-based turn within the session.
+    pub const TURN: &str = "turn";
 
     /// The Arrow schema of `metrics.parquet`.
     pub fn schema() -> SchemaRef {
@@ -151,6 +155,8 @@ pub mod metrics {
             u(MAX_TOKENS),
             u(PLANNED_INPUT_TOKENS),
             u(PREFIX_GROUP),
+            Field::new(SESSION_ID, DataType::Utf8, true),
+            u(TURN),
         ]))
     }
 }
@@ -217,6 +223,8 @@ pub mod records {
             opt("max_tokens", DataType::UInt32),
             opt("planned_input_tokens", DataType::UInt32),
             opt("prefix_group", DataType::UInt32),
+            opt("session_id", DataType::Utf8),
+            opt("turn", DataType::UInt32),
         ]))
     }
 }

@@ -4,7 +4,7 @@
 //! that made it. Capture sends `max_tokens`, `min_tokens` and `ignore_eos` in the body and
 //! records `isl_tokens` and `prefix_group` per request, so analyze can set what was planned
 //! beside what the server saw. The other fields are read by load plans (`timestamp_ms`,
-//! `session_id`, `turn`) or kept for reports. Unknown fields are ignored, so a user's JSONL
+//! `session_id`, `turn`, `think_time_ms`, `reference_output`) or kept for reports. Unknown fields are ignored, so a user's JSONL
 //! with extra ids is a valid dataset. `docs/datasets.md` is the prose reference.
 
 use serde::{Deserialize, Serialize};
@@ -54,9 +54,18 @@ pub struct RowPlan {
     /// The multi-turn session the row belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    /// 0-based turn within `session_id`.
+    /// 0-based turn within `session_id`: capture sends a session's turns in this order, each
+    /// with the conversation so far (earlier turns and their answers) before its own messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<u32>,
+    /// Pause between the previous turn's answer and this turn
+    /// (`capture --think-time from-dataset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think_time_ms: Option<u64>,
+    /// The dataset's own answer to this turn (ShareGPT's reply): the history later turns
+    /// carry with `capture --session-history dataset` instead of the answer recorded live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_output: Option<String>,
 }
 
 /// Every field name a dataset row may carry, in documentation order.
@@ -72,6 +81,8 @@ pub const FIELDS: &[&str] = &[
     "timestamp_ms",
     "session_id",
     "turn",
+    "think_time_ms",
+    "reference_output",
 ];
 
 #[cfg(test)]
@@ -116,6 +127,8 @@ mod tests {
                 timestamp_ms: Some(1),
                 session_id: Some("s".into()),
                 turn: Some(0),
+                think_time_ms: Some(1),
+                reference_output: Some("a".into()),
             },
         };
         let v = serde_json::to_value(&full).expect("serializes");

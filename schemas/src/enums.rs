@@ -138,6 +138,17 @@ string_enum! {
 }
 
 string_enum! {
+    /// Which answers a multi-turn session's later turns carry in their history
+    /// (`manifest.load.sessions.history`).
+    SessionHistory {
+        /// The answers the server gave earlier in this run (default).
+        Recorded => "recorded",
+        /// The dataset rows' `reference_output`.
+        Dataset => "dataset",
+    }
+}
+
+string_enum! {
     /// The load shape of a run (`manifest.load.mode`).
     LoadMode {
         /// Closed loop: a fixed number of requests in flight.

@@ -28,7 +28,7 @@ pub mod requests;
 pub mod summary;
 pub mod sweep;
 
-pub use enums::{Api, Arrival, ErrorKind, EventKind, LoadMode, Phase, RunStatus};
+pub use enums::{Api, Arrival, ErrorKind, EventKind, LoadMode, Phase, RunStatus, SessionHistory};
 pub use manifest::Manifest;
 
 /// Version of the tables' layout. Readers refuse files of a newer version with a clear error.

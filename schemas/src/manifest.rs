@@ -123,6 +123,27 @@ pub struct LoadSpec {
     /// `--ramp-up` in seconds: concurrency or rate grows linearly over it (phase `ramp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp_up_s: Option<f64>,
+    /// Multi-turn sessions: how a session dataset was sent. Absent for other datasets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionSpec>,
+}
+
+/// How the turns of a session dataset were sent (`docs/capture.md`, "Multi-turn sessions").
+/// In closed loop `concurrency` is the number of sessions in progress at once; in open loop
+/// `rate_per_s` is the rate at which sessions start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    /// Sessions in the dataset (they cycle when more requests are sent).
+    pub sessions: u64,
+    /// `--think-time` in seconds between a turn's answer and the next turn; null with
+    /// `from_dataset` or no think time.
+    pub think_time_s: Option<f64>,
+    /// Think times came from the rows' `think_time_ms`.
+    pub think_time_from_dataset: bool,
+    /// Which answers later turns carry.
+    pub history: crate::SessionHistory,
+    /// Header carrying the session id on every request (`--session-header`), if any.
+    pub header: Option<String>,
 }
 
 /// The dataset prompts were drawn from.
@@ -223,6 +244,7 @@ mod tests {
                 warmup_s: None,
                 cooldown_s: None,
                 ramp_up_s: None,
+                sessions: None,
             },
             dataset: DatasetInfo {
                 path: "d".into(),

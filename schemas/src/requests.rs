@@ -39,6 +39,12 @@ pub const CONNECTION_ID: &str = "connection_id";
 pub const PLANNED_INPUT_TOKENS: &str = "planned_input_tokens";
 /// `u32`: the dataset row's `prefix_group`; null when the row has none.
 pub const PREFIX_GROUP: &str = "prefix_group";
+/// `utf8`: the multi-turn session the request is a turn of (the dataset row's `session_id`);
+/// null outside sessions. Added within version 2; older runs read null.
+pub const SESSION_ID: &str = "session_id";
+/// `u32`: 0-based position of the request in its session (its turn index, whatever the
+/// dataset numbered it); null outside sessions.
+pub const TURN: &str = "turn";
 
 /// Every column name, in schema order.
 pub const COLUMNS: &[&str] = &[
@@ -55,6 +61,8 @@ pub const COLUMNS: &[&str] = &[
     CONNECTION_ID,
     PLANNED_INPUT_TOKENS,
     PREFIX_GROUP,
+    SESSION_ID,
+    TURN,
 ];
 
 /// The Arrow schema of the `requests` table (without file metadata).
@@ -76,6 +84,8 @@ pub fn schema() -> SchemaRef {
                 Field::new(CONNECTION_ID, DataType::UInt32, true),
                 Field::new(PLANNED_INPUT_TOKENS, DataType::UInt32, true),
                 Field::new(PREFIX_GROUP, DataType::UInt32, true),
+                Field::new(SESSION_ID, DataType::Utf8, true),
+                Field::new(TURN, DataType::UInt32, true),
             ]))
         })
         .clone()

@@ -262,6 +262,24 @@ pub struct Summary {
     /// Output tokens vs the `max_tokens` sent: with `ignore_eos` every request should equal it.
     #[serde(default)]
     pub planned_osl: Agreement,
+    /// Multi-turn runs: the measure-phase requests of each turn index, in turn order (TTFT
+    /// by turn shows what a prefix cache saves as the history grows). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_turn: Vec<TurnSummary>,
+}
+
+/// The measure-phase requests of one turn index of a multi-turn run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TurnSummary {
+    /// 0-based turn index.
+    pub turn: u32,
+    /// Measure-phase requests of this turn.
+    pub requests: u64,
+    /// Of which succeeded.
+    pub ok: u64,
+    /// Over the successful ones, by metric name (`ttft_ms`, `tpot_ms`, `e2e_ms`,
+    /// `isl_tokens`, `osl_tokens`).
+    pub metrics: BTreeMap<String, Distribution>,
 }
 
 #[cfg(test)]

@@ -33,6 +33,10 @@ pub struct RequestRow {
     pub max_tokens: Option<u32>,
     /// `connection_id`.
     pub connection_id: Option<u32>,
+    /// `session_id`.
+    pub session_id: Option<String>,
+    /// `turn`.
+    pub turn: Option<u32>,
 }
 
 /// One `events` row (the columns tests look at).
@@ -145,6 +149,13 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         let msgs = col(requests::MESSAGES_JSON)?.as_string::<i32>().clone();
         let maxt = col(requests::MAX_TOKENS)?.as_primitive::<UInt32Type>().clone();
         let conn = col(requests::CONNECTION_ID)?.as_primitive::<UInt32Type>().clone();
+        // Added within version 2: older runs have neither.
+        let session = batch
+            .column_by_name(requests::SESSION_ID)
+            .map(|c| c.as_string::<i32>().clone());
+        let turn = batch
+            .column_by_name(requests::TURN)
+            .map(|c| c.as_primitive::<UInt32Type>().clone());
         for i in 0..batch.num_rows() {
             let row = RequestRow {
                 request_id: id.value(i),
@@ -155,6 +166,11 @@ pub fn read_run(dir: &Path) -> Result<Run> {
                 messages_json: msgs.is_valid(i).then(|| msgs.value(i).to_string()),
                 max_tokens: maxt.is_valid(i).then(|| maxt.value(i)),
                 connection_id: conn.is_valid(i).then(|| conn.value(i)),
+                session_id: session
+                    .as_ref()
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| a.value(i).to_string()),
+                turn: turn.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i)),
             };
             if run.requests.insert(row.request_id, row).is_some() {
                 bail!("duplicate request_id {}", id.value(i));

@@ -431,9 +431,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn log(&self, hash: u64, fault: Fault, stream: bool, first_token_unix_ns: Option<i64>) {
+    /// One line per response: its key hash, fault, the content it answered (null for a
+    /// fault) and the `x-session-id` header it came with, if any.
+    fn log(&self, plan: &Plan, stream: bool, first_token_unix_ns: Option<i64>) {
         if let Some(l) = &self.log {
-            let line = json!({"key_hash": hash, "fault": fault.name(), "stream": stream, "first_token_unix_ns": first_token_unix_ns});
+            let content = (plan.fault == Fault::None).then(|| plan.content());
+            let line = json!({"key_hash": plan.hash, "fault": plan.fault.name(), "stream": stream,
+                "first_token_unix_ns": first_token_unix_ns, "content": content, "session_id": plan.session_id});
             if let Ok(mut w) = l.lock() {
                 let _ = writeln!(w, "{line}");
                 let _ = w.flush();
@@ -656,6 +660,11 @@ async fn handle(
 
 async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let session_id = req
+        .headers()
+        .get("x-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let chat = match (&method, path.as_str()) {
         (&Method::GET, "/health") => return full(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/v1/models") => {
@@ -702,7 +711,7 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
             )
         }
     };
-    respond(shared.clone(), chat, &body).await
+    respond(shared.clone(), chat, &body, session_id).await
 }
 
 fn malformed_event(utf8: bool) -> Bytes {
@@ -812,6 +821,8 @@ struct Plan {
     chunks: Vec<Chunk>,
     ttft: Duration,
     itl: Duration,
+    /// The request's `x-session-id` header, logged.
+    session_id: Option<String>,
 }
 
 /// The field a delta's text goes in.
@@ -824,6 +835,15 @@ fn delta_field(reasoning: bool) -> &'static str {
 }
 
 impl Plan {
+    /// The content this response carries (reasoning excluded).
+    fn content(&self) -> String {
+        self.chunks
+            .iter()
+            .filter(|c| !c.reasoning)
+            .map(|c| c.text.as_str())
+            .collect()
+    }
+
     fn new(cfg: &SimConfig, chat: bool, body: &Value, stream: bool) -> Plan {
         let key = request_key(body);
         let hash = key_hash(&key);
@@ -929,6 +949,7 @@ impl Plan {
             continuous,
             fault: fault_for(&key, &cfg.faults),
             chunks,
+            session_id: None,
             ttft: cfg.ttft,
             itl: cfg.itl,
         }
@@ -1179,13 +1200,13 @@ fn sse(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
 
-async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body> {
+async fn respond(shared: Arc<Shared>, chat: bool, body: &Value, session_id: Option<String>) -> Response<Body> {
     let cfg = &shared.cfg;
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let plan = Plan::new(cfg, chat, body, stream);
-    let hash = plan.hash;
+    let mut plan = Plan::new(cfg, chat, body, stream);
+    plan.session_id = session_id;
     if plan.fault == Fault::Error {
-        shared.log(hash, plan.fault, stream, None);
+        shared.log(&plan, stream, None);
         let status = StatusCode::from_u16(cfg.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return error_body(status, "simulated failure", "server_error");
     }
@@ -1219,11 +1240,11 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
     // Non-streaming: the whole generation time, then one body.
     match plan.fault {
         Fault::Stall => {
-            shared.log(hash, plan.fault, false, None);
+            shared.log(&plan, false, None);
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         Fault::Reset => {
-            shared.log(hash, plan.fault, false, None);
+            shared.log(&plan, false, None);
             tokio::time::sleep(cfg.ttft).await;
             let body = futures_once_error();
             return Response::new(body);
@@ -1231,7 +1252,7 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value) -> Response<Body
         _ => {}
     }
     tokio::time::sleep(cfg.ttft + cfg.itl * (plan.chunks.len().saturating_sub(1) as u32)).await;
-    shared.log(hash, plan.fault, false, Some(unix_ns()));
+    shared.log(&plan, false, Some(unix_ns()));
     if plan.fault == Fault::Malformed {
         return full_raw(StatusCode::OK, "{\"choices\": [");
     }
@@ -1281,7 +1302,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
             tokio::time::sleep(cfg.itl).await;
         }
         if plan.fault == Fault::Reset && i == reset_at.max(1).min(n_chunks) && i > 0 {
-            shared.log(plan.hash, plan.fault, true, first_token_ns);
+            shared.log(&plan, true, first_token_ns);
             out.reset().await;
             return;
         }
@@ -1306,7 +1327,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
                     return;
                 }
                 Fault::Stall => {
-                    shared.log(plan.hash, plan.fault, true, first_token_ns);
+                    shared.log(&plan, true, first_token_ns);
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
                         _ = out.closed() => {}
@@ -1318,7 +1339,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
         }
     }
     if plan.fault == Fault::Reset && n_chunks <= 1 {
-        shared.log(plan.hash, plan.fault, true, first_token_ns);
+        shared.log(&plan, true, first_token_ns);
         out.reset().await;
         return;
     }
@@ -1329,7 +1350,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
     }
     let _ = out.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
     out.finish().await;
-    shared.log(plan.hash, plan.fault, true, first_token_ns);
+    shared.log(&plan, true, first_token_ns);
 }
 
 /// Adapts an mpsc receiver to `futures_core::Stream` for `StreamBody`.
