@@ -223,11 +223,15 @@ fn later_turns_carry_the_answers_the_server_gave() {
 fn open_loop_sessions_with_the_datasets_answers() {
     let dir = tempfile::tempdir().expect("tmp");
     let bodies = dir.path().join("bodies.jsonl");
+    // llama.cpp's way: the connection closes after every stream although kept alive.
     let sim = SimProcess::start(&[
         "--ttft",
         "1ms",
         "--itl",
         "1ms",
+        "--flavor",
+        "llamacpp",
+        "--close-after-stream",
         "--log-bodies",
         &bodies.display().to_string(),
     ])
@@ -290,7 +294,7 @@ fn open_loop_sessions_with_the_datasets_answers() {
     firsts.sort_unstable();
     assert_eq!(firsts, [0, 20_000_000, 40_000_000, 60_000_000]);
     let received = std::fs::read_to_string(&bodies).expect("bodies");
-    assert_eq!(received.lines().count(), 12);
+    assert_eq!(received.lines().count(), 12, "no retries: nothing sent twice");
     assert!(received.contains("Reference answer 1 about lanterns."));
 }
 
