@@ -68,7 +68,7 @@ enum DatasetCommand {
 
 #[derive(Debug, Args)]
 struct DatasetTokenizer {
-    /// tokenizer.json or tokenizer.json.gz; a tokenizer_config.json beside it gives the chat template.
+    /// tokenizer.json or tokenizer.json.gz; the chat template comes from chat_template.jinja, chat_template.json or tokenizer_config.json beside it.
     #[arg(long, value_name = "FILE")]
     tokenizer: PathBuf,
     /// Chat template to render with instead: a tokenizer_config.json or a .jinja file.
@@ -193,7 +193,7 @@ struct InspectArgs {
 
 #[derive(Debug, Args)]
 struct ScoreArgs {
-    /// tokenizer.json or tokenizer.json.gz; a tokenizer_config.json beside it gives the chat template.
+    /// tokenizer.json or tokenizer.json.gz; the chat template comes from chat_template.jinja, chat_template.json or tokenizer_config.json beside it.
     #[arg(long, value_name = "FILE")]
     tokenizer: PathBuf,
     /// Chat input length: through the chat template, or message contents joined by newlines.
@@ -215,6 +215,10 @@ struct ScoreArgs {
     /// How literal special-token strings in text count.
     #[arg(long, value_enum, default_value = "special")]
     special_text: SpecialText,
+    /// Count with the `tokenizers` library itself instead of Recap's fast path (the counts
+    /// are the same; this is slower and needs no trust in the fast path).
+    #[arg(long)]
+    exact: bool,
     /// Goodput SLOs, e.g. ttft=200ms,tpot=50ms,e2e=10s.
     #[arg(long, default_value = "", value_name = "NAME=DURATION,...")]
     slo: String,
@@ -380,7 +384,7 @@ fn score_runs(
     mut each: impl FnMut(&recap_analyze::report::Report),
 ) -> anyhow::Result<Vec<(recap_analyze::summary::Summary, recap_schemas::Manifest)>> {
     threads(a.threads)?;
-    let counter = Counter::load(&a.tokenizer, a.special_text)?;
+    let counter = Counter::load(&a.tokenizer, a.special_text)?.with_exact(a.exact);
     let opts = ReportOptions {
         definitions: Definitions {
             latency_from: a.latency_from,

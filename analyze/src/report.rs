@@ -97,6 +97,10 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     };
     lap("stage records");
     let mut cache = crate::tokenize::TokenCache::load(&cache_path);
+    if !counter.accepts(&cache) {
+        tracing::info!("--exact: counting again with `tokenizers` instead of the cached counts");
+        cache = crate::tokenize::TokenCache::default();
+    }
     let known = cache.len();
     let counts = match count_tokens(&records, counter, opts, &mut cache)? {
         Some(c) => c,
@@ -155,6 +159,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
             run_id: run.manifest.run_id.clone(),
             status: run.manifest.status,
             tokenizer_id: counter.id().to_string(),
+            tokenizer_engine: cache.engine.clone(),
             definitions: opts.definitions,
             isl: isl_used,
         },

@@ -20,6 +20,8 @@ use crate::{Error, Result};
 
 /// Parquet key-value metadata holding the [`fingerprint`] a cache was built from.
 pub(crate) const META_FINGERPRINT: &str = "recap.records.fingerprint";
+/// Footer key of `tokens.parquet`: the engine that counted ([`crate::tokenize::Counter::engine_label`]).
+pub(crate) const META_TOKENIZER_ENGINE: &str = "recap.tokenizer_engine";
 /// Parquet metadata of `icl.parquet` holding its `icl_ms` distribution as JSON.
 const META_ICL_MS: &str = "recap.icl_ms";
 /// Bumped whenever the caches' columns or meaning change, so older files are rebuilt.

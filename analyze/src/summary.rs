@@ -434,8 +434,15 @@ fn headline(summary: &Summary) -> Vec<String> {
         .collect();
     vec![
         format!(
-            "run {} ({}), tokenizer {}",
-            summary.scoring.run, summary.scoring.status, summary.scoring.tokenizer_id
+            "run {} ({}), tokenizer {}{}",
+            summary.scoring.run,
+            summary.scoring.status,
+            summary.scoring.tokenizer_id,
+            summary
+                .scoring
+                .tokenizer_engine
+                .as_deref()
+                .map_or(String::new(), |e| format!(", counted by {e}"))
         ),
         format!(
             "requests: {} measured, {} ok, errors {}{}",
@@ -545,6 +552,7 @@ mod tests {
                 run_id: "id".into(),
                 status: recap_schemas::RunStatus::Complete,
                 tokenizer_id: "t".into(),
+                tokenizer_engine: None,
                 definitions: recap_schemas::summary::Definitions::default(),
                 isl: recap_schemas::summary::IslMode::Raw,
             },
@@ -588,6 +596,7 @@ mod tests {
                 run_id: "id".into(),
                 status: recap_schemas::RunStatus::Complete,
                 tokenizer_id: "t".into(),
+                tokenizer_engine: None,
                 definitions: recap_schemas::summary::Definitions::default(),
                 isl: recap_schemas::summary::IslMode::Raw,
             },

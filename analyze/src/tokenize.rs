@@ -1,8 +1,11 @@
 //! Token counting with a real Hugging Face tokenizer, on all cores, each distinct text once.
 //!
-//! Only counts are needed. Byte-level BPE tokenizers (GPT-2, Qwen, Llama 3, ...) are counted
-//! by [`crate::bpe`]'s count-only path, checked against `tokenizers` when it is built; others
-//! are encoded with `tokenizers`' `encode_fast` (no offsets) and dropped. The tokenizer is
+//! Only counts are needed. BPE tokenizers of the configurations [`crate::bpe`] reproduces
+//! (byte-level GPT-2, Qwen, Llama 3, DeepSeek V3, o200k; SentencePiece-style Llama 2) are
+//! counted by its count-only path, checked against `tokenizers` when it is built and on a
+//! sample of each batch of a run's texts; others (or with `--exact`) are encoded with
+//! `tokenizers`' `encode_fast` (no offsets) and dropped. Which engine counted is logged and
+//! kept in `summary.json` (`tokenizer_engine`). The tokenizer is
 //! parsed on first use, so a re-analysis served from the caches never parses it.
 //! Identical texts (the same prompt sent 10,000 times) are counted once: texts are keyed by a
 //! 64-bit hash and the work list holds each distinct text one time.
@@ -16,6 +19,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -44,6 +48,8 @@ pub struct Counter {
     id: String,
     path: PathBuf,
     chat_template: Option<crate::template::ChatTemplate>,
+    /// `--exact`: count with `tokenizers` even where the fast path applies.
+    exact: bool,
     engine: OnceLock<std::result::Result<Engine, String>>,
 }
 
@@ -51,6 +57,24 @@ pub struct Counter {
 struct Engine {
     tokenizer: Tokenizer,
     fast: Option<FastBpe>,
+    /// Cleared when the fast path disagrees with `tokenizers` on a sample of a run's texts.
+    fast_ok: AtomicBool,
+    /// Why `tokenizers` counts, when it does from the start.
+    reference_because: Option<String>,
+}
+
+impl Engine {
+    /// The engine counting now, for logs and `summary.json`.
+    fn label(&self) -> String {
+        match (&self.fast, self.fast_ok.load(Ordering::Relaxed)) {
+            (Some(f), true) => format!("fast path ({})", f.describe()),
+            (Some(_), false) => format!("{REFERENCE} (the fast path disagreed on a run's text)"),
+            (None, _) => format!(
+                "{REFERENCE} ({})",
+                self.reference_because.as_deref().unwrap_or("no fast path")
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for Counter {
@@ -65,12 +89,18 @@ impl std::fmt::Debug for Counter {
 /// A cache key and its count.
 type Counted = ((u64, bool), u32);
 
+/// How [`Engine::label`] names `tokenizers` itself.
+const REFERENCE: &str = "tokenizers";
+
 /// Texts of [`crate::bpe::validation_corpus`] the fast path must count exactly like
 /// `tokenizers` before it is used.
 const SELF_CHECK_TEXTS: usize = 300;
+/// Texts of each batch to count (a run's own) that the fast path must also count exactly like
+/// `tokenizers`, or `tokenizers` counts them all.
+const RUN_CHECK_TEXTS: usize = 48;
 
 impl Engine {
-    fn build(bytes: &[u8], special: SpecialText, path: &Path) -> std::result::Result<Engine, String> {
+    fn build(bytes: &[u8], special: SpecialText, path: &Path, exact: bool) -> std::result::Result<Engine, String> {
         let plain = special == SpecialText::Plain;
         let mut tokenizer = Tokenizer::from_bytes(bytes)
             .map_err(|e| format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display()))?;
@@ -80,12 +110,26 @@ impl Engine {
             (Ok(with), Ok(without)) => with.saturating_sub(without),
             _ => 0,
         };
+        if exact {
+            return Ok(Engine {
+                tokenizer,
+                fast: None,
+                fast_ok: AtomicBool::new(false),
+                reference_because: Some("--exact".into()),
+            });
+        }
         let fast = serde_json::from_slice::<serde_json::Value>(bytes)
             .map_err(|e| e.to_string())
             .and_then(|json| FastBpe::from_json(&json, plain, added_special));
+        let mut reference_because = None;
         let fast = match fast {
             Err(why) => {
-                tracing::debug!("{}: counting with `tokenizers` (no fast path: {why})", path.display());
+                // Slower, still exact: said at normal verbosity, since it costs time.
+                tracing::warn!(
+                    "{}: counting with `tokenizers`, the fast path does not reproduce this tokenizer: {why}",
+                    path.display()
+                );
+                reference_because = Some(format!("no fast path: {why}"));
                 None
             }
             Ok(f) => {
@@ -101,13 +145,20 @@ impl Engine {
                             "{}: the fast BPE counter disagrees with `tokenizers` on {t:?}; using `tokenizers`",
                             path.display()
                         );
+                        reference_because = Some("the fast path disagreed on its self-check".into());
                         None
                     }
                     None => Some(f),
                 }
             }
         };
-        Ok(Engine { tokenizer, fast })
+        let fast_ok = AtomicBool::new(fast.is_some());
+        Ok(Engine {
+            tokenizer,
+            fast,
+            fast_ok,
+            reference_because,
+        })
     }
 }
 
@@ -147,20 +198,34 @@ impl Counter {
             })
             .collect();
         let suffix = if special == SpecialText::Plain { "-plain" } else { "" };
-        let config = path.with_file_name("tokenizer_config.json");
-        let chat_template = if config.exists() {
-            crate::template::ChatTemplate::load(&config).map(Some)?
-        } else {
-            None
-        };
+        let chat_template = crate::template::ChatTemplate::find(path.parent().unwrap_or(Path::new(".")))?;
         Ok(Counter {
             bytes,
             special,
             id: format!("{safe}-{short}{suffix}"),
             path: path.to_path_buf(),
             chat_template,
+            exact: false,
             engine: OnceLock::new(),
         })
+    }
+
+    /// `--exact`: counts with `tokenizers` itself, never the fast path (same counts, slower;
+    /// for when a count must come from the reference implementation).
+    pub fn with_exact(mut self, exact: bool) -> Self {
+        self.exact = exact;
+        self
+    }
+
+    /// Whether `cache`'s counts may be used: with `--exact`, only counts `tokenizers` made.
+    pub fn accepts(&self, cache: &TokenCache) -> bool {
+        !self.exact || cache.engine.as_deref().is_some_and(|e| e.starts_with(REFERENCE))
+    }
+
+    /// Which engine counts (`fast path (byte-level BPE, 3 splits)`, `tokenizers (--exact)`):
+    /// parses the tokenizer if it was not yet.
+    pub fn engine_label(&self) -> Result<String> {
+        Ok(self.engine()?.label())
     }
 
     /// Stable id naming the analysis folder (`qwen3-1a2b3c4d`).
@@ -187,7 +252,7 @@ impl Counter {
 
     fn engine(&self) -> Result<&Engine> {
         self.engine
-            .get_or_init(|| Engine::build(&self.bytes, self.special, &self.path))
+            .get_or_init(|| Engine::build(&self.bytes, self.special, &self.path, self.exact))
             .as_ref()
             .map_err(|e| Error::Input(e.clone()))
     }
@@ -195,15 +260,16 @@ impl Counter {
     /// Whether counts come from the count-only byte-level BPE path ([`crate::bpe`]) rather
     /// than from `tokenizers` itself (they are identical; see the module).
     pub fn fast_path(&self) -> Result<bool> {
-        Ok(self.engine()?.fast.is_some())
+        let e = self.engine()?;
+        Ok(e.fast.is_some() && e.fast_ok.load(Ordering::Relaxed))
     }
 
     /// Tokens in one text.
     pub fn count(&self, text: &str, add_special_tokens: bool) -> Result<u32> {
         let engine = self.engine()?;
         match &engine.fast {
-            Some(f) => Ok(f.count(text, add_special_tokens)),
-            None => self.count_reference(text, add_special_tokens),
+            Some(f) if engine.fast_ok.load(Ordering::Relaxed) => Ok(f.count(text, add_special_tokens)),
+            _ => self.count_reference(text, add_special_tokens),
         }
     }
 
@@ -276,6 +342,10 @@ impl Counter {
             }
         }
         let work: Vec<((u64, bool), usize)> = missing.into_iter().collect();
+        self.check_on(&work, text)?;
+        if !work.is_empty() {
+            cache.engine = Some(self.engine_label()?);
+        }
         let counted: Option<Vec<Counted>> = work
             .par_chunks(16)
             .map(|chunk| {
@@ -304,6 +374,40 @@ impl Counter {
 #[derive(Debug, Default, Clone)]
 pub struct TokenCache {
     counts: HashMap<(u64, bool), u32>,
+    /// The engine that counted the latest additions ([`Counter::engine_label`]), kept in the
+    /// file's footer so a re-analysis served from it still says which engine counted.
+    pub engine: Option<String>,
+}
+
+impl Counter {
+    /// Checks the fast path against `tokenizers` on up to [`RUN_CHECK_TEXTS`] of the texts
+    /// about to be counted (evenly spread, the run's own, not a synthetic corpus): on any
+    /// difference it is switched off, with a warning naming the text, and `tokenizers` counts.
+    fn check_on<'t>(
+        &self,
+        work: &[((u64, bool), usize)],
+        text: &(dyn Fn(usize) -> Option<Cow<'t, str>> + Sync),
+    ) -> Result<()> {
+        let engine = self.engine()?;
+        let Some(fast) = engine.fast.as_ref().filter(|_| engine.fast_ok.load(Ordering::Relaxed)) else {
+            return Ok(());
+        };
+        let step = work.len().div_ceil(RUN_CHECK_TEXTS).max(1);
+        let sample: Vec<&((u64, bool), usize)> = work.iter().step_by(step).collect();
+        let differs = sample.par_iter().find_map_any(|((_, add), i)| {
+            let t = text(*i)?;
+            let reference = engine.tokenizer.encode_fast(t.as_ref(), *add).ok()?.len() as u32;
+            (fast.count(&t, *add) != reference).then(|| t.chars().take(80).collect::<String>())
+        });
+        if let Some(start) = differs {
+            tracing::warn!(
+                "{}: the fast path disagrees with `tokenizers` on a text of this run (starting {start:?}); counting with `tokenizers`",
+                self.path.display()
+            );
+            engine.fast_ok.store(false, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 impl TokenCache {
@@ -326,9 +430,13 @@ impl TokenCache {
         let Ok(file) = std::fs::File::open(path) else {
             return TokenCache::default();
         };
-        let Ok(reader) =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build())
-        else {
+        let Ok(builder) = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file) else {
+            return TokenCache::default();
+        };
+        let engine =
+            crate::store::footer_value(builder.metadata().file_metadata(), crate::store::META_TOKENIZER_ENGINE)
+                .map(str::to_string);
+        let Ok(reader) = builder.build() else {
             tracing::warn!("ignoring unreadable token cache {}", path.display());
             return TokenCache::default();
         };
@@ -342,7 +450,7 @@ impl TokenCache {
                 counts.insert((h.value(i), s.value(i)), n.value(i));
             }
         }
-        TokenCache { counts }
+        TokenCache { counts, engine }
     }
 
     /// Writes the cache as Parquet.
@@ -361,7 +469,13 @@ impl TokenCache {
             vec![Arc::new(h.finish()), Arc::new(s.finish()), Arc::new(n.finish())],
         )
         .map_err(|e| Error::Internal(e.to_string()))?;
-        crate::store::write_parquet(path, &batch, &[])
+        let meta: Vec<(&str, &str)> = self
+            .engine
+            .as_deref()
+            .map(|e| (crate::store::META_TOKENIZER_ENGINE, e))
+            .into_iter()
+            .collect();
+        crate::store::write_parquet(path, &batch, &meta)
     }
 }
 
@@ -380,6 +494,33 @@ pub(crate) mod tests {
         assert_eq!(c.count("Hello world", false).expect("count"), 2);
         assert!(c.id().starts_with("gpt2-"), "{}", c.id());
         assert_eq!(c.id().len(), "gpt2-".len() + 8);
+    }
+
+    #[test]
+    fn exact_counts_with_tokenizers_and_refuses_fast_path_caches() {
+        let fast = gpt2();
+        let exact = gpt2().with_exact(true);
+        let texts = crate::bpe::validation_corpus(200, 99);
+        let pairs: Vec<(&str, bool)> = texts.iter().map(|t| (t.as_str(), false)).collect();
+        let mut fast_cache = TokenCache::default();
+        let a = fast.count_all_cached(&pairs, &mut fast_cache, &|_| {}).expect("count");
+        let mut exact_cache = TokenCache::default();
+        let b = exact
+            .count_all_cached(&pairs, &mut exact_cache, &|_| {})
+            .expect("count");
+        assert_eq!(a, b);
+        assert!(fast_cache
+            .engine
+            .as_deref()
+            .is_some_and(|e| e.starts_with("fast path (byte-level BPE")));
+        assert_eq!(exact_cache.engine.as_deref(), Some("tokenizers (--exact)"));
+        assert!(!exact.fast_path().expect("engine"));
+        assert!(!exact.accepts(&fast_cache) && exact.accepts(&exact_cache) && fast.accepts(&fast_cache));
+        // The engine survives the cache file.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("tokens.parquet");
+        exact_cache.save(&path).expect("save");
+        assert_eq!(TokenCache::load(&path).engine, exact_cache.engine);
     }
 
     #[test]

@@ -221,6 +221,10 @@ pub struct Scoring {
     pub status: crate::RunStatus,
     /// Tokenizer id.
     pub tokenizer_id: String,
+    /// The engine that counted the tokens: `fast path (...)` (Recap's count-only BPE, checked
+    /// against `tokenizers`) or `tokenizers (why)`. Absent in older summaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_engine: Option<String>,
     /// Definitions used.
     pub definitions: Definitions,
     /// How chat ISL was counted.

@@ -393,6 +393,54 @@ pub struct SimConfig {
     pub flavor: Flavor,
     /// Count `usage` with this tokenizer instead of one token per word.
     pub tokenizer: Option<Arc<UsageTokenizer>>,
+    /// Answer with these texts instead of generated words (benchmarks of tokenization on real
+    /// prose and code): the k-th response gets the k-th text (cycling), in 64-byte events.
+    pub corpus: Option<Arc<Corpus>>,
+}
+
+/// Texts the simulator answers with, each once before any repeats (`--corpus`).
+#[derive(Debug, Default)]
+pub struct Corpus {
+    texts: Vec<String>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Corpus {
+    /// Reads JSONL rows with a `text` field.
+    pub fn load(path: &Path) -> anyhow::Result<Corpus> {
+        let data = std::fs::read_to_string(path)?;
+        let mut texts = Vec::new();
+        for (i, line) in data.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let v: Value =
+                serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), i + 1))?;
+            let text = v["text"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("{} line {}: no `text` string", path.display(), i + 1))?;
+            texts.push(text.to_string());
+        }
+        anyhow::ensure!(!texts.is_empty(), "{}: no texts", path.display());
+        Ok(Corpus {
+            texts,
+            next: Default::default(),
+        })
+    }
+
+    /// The next text, cut into events of at most 64 bytes (on character boundaries).
+    fn next_pieces(&self) -> Vec<String> {
+        let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+        let text = &self.texts[k % self.texts.len()];
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < text.len() {
+            let mut end = (start + 64).min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push(text[start..end].to_string());
+            start = end;
+        }
+        out
+    }
 }
 
 impl Default for SimConfig {
@@ -417,6 +465,7 @@ impl Default for SimConfig {
             close_after_stream: false,
             flavor: Flavor::Openai,
             tokenizer: None,
+            corpus: None,
         }
     }
 }
@@ -875,7 +924,19 @@ impl Plan {
         let mut chunks = Vec::new();
         let (mut reasoning_so_far, mut content_so_far) = (String::new(), "x".repeat(cfg.huge_event_bytes));
         let mut tokens = 0;
+        let corpus = cfg.corpus.as_ref().map(|c| c.next_pieces());
         for (is_reasoning, total) in [(true, reasoning), (false, n)] {
+            if let (false, Some(pieces)) = (is_reasoning, &corpus) {
+                for text in pieces {
+                    tokens += 1;
+                    chunks.push(Chunk {
+                        reasoning: false,
+                        text: text.clone(),
+                        tokens_through: tokens,
+                    });
+                }
+                continue;
+            }
             let mut i = 0;
             while i < total {
                 let end = (i + per_chunk).min(total);
@@ -909,6 +970,7 @@ impl Plan {
             }
         }
         let (prompt_tokens, completion_tokens) = match tok {
+            None if corpus.is_some() => (prompt_tokens(&key), tokens),
             None => (prompt_tokens(&key), n + reasoning),
             Some(t) => {
                 let mut content = "x".repeat(cfg.huge_event_bytes);

@@ -150,6 +150,8 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
     let summary: Value = one_summary(&out.stdout);
     let tok_id = summary["tokenizer_id"].as_str().expect("id").to_string();
     assert!(tok_id.starts_with("gpt2-"));
+    let engine = summary["tokenizer_engine"].as_str().expect("the engine is named");
+    assert!(engine.starts_with("fast path (byte-level BPE"), "{engine}");
     let adir = run_dir.join("analysis").join(&tok_id);
     for f in [
         "metrics.parquet",
@@ -179,6 +181,23 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
             (m.osl, m.isl, m.ttft_ns),
             (rescored[id].osl, rescored[id].isl, rescored[id].ttft_ns)
         );
+    }
+    // `--exact` counts again with `tokenizers` itself (not from the fast path's cache): the
+    // same counts, and the summary says which engine counted.
+    let exact = analyze(&[
+        "report",
+        run_dir.to_str().expect("utf8"),
+        "--tokenizer",
+        tokenizer_path("gpt2").to_str().expect("utf8"),
+        "--exact",
+        "--json",
+        "-q",
+    ]);
+    assert!(exact.status.success(), "{}", String::from_utf8_lossy(&exact.stderr));
+    assert_eq!(one_summary(&exact.stdout)["tokenizer_engine"], "tokenizers (--exact)");
+    let exact_metrics = read_metrics(&adir.join("metrics.parquet"));
+    for (id, m) in &metrics {
+        assert_eq!((m.osl, m.isl), (exact_metrics[id].osl, exact_metrics[id].isl));
     }
     let run = read_run(&run_dir).expect("read run");
     let tok = load_tokenizer("gpt2");

@@ -95,6 +95,11 @@ struct Args {
     /// `listening on` line.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Answer with the texts of this JSONL file (`{"text": ...}` rows) instead of generated
+    /// words: the k-th response streams the k-th text in 64-byte events (for tokenization
+    /// benchmarks on real prose and code).
+    #[arg(long, value_name = "FILE")]
+    corpus: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -139,6 +144,12 @@ fn main() -> anyhow::Result<()> {
         close_after_stream: a.close_after_stream,
         flavor: a.flavor,
         tokenizer,
+        corpus: match &a.corpus {
+            Some(p) => Some(std::sync::Arc::new(
+                sim::Corpus::load(p).with_context(|| format!("--corpus {}", p.display()))?,
+            )),
+            None => None,
+        },
     };
     // One descriptor per client connection: take whatever the hard limit allows, so a load
     // test with thousands of connections is limited by the client, not by this process.
