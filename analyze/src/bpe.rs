@@ -40,6 +40,9 @@ const LOOKAHEAD: &str = r"\s+(?!\S)|\s+";
 const MEMO_LIMIT: usize = 1 << 18;
 /// Longer words are not memoized: they rarely repeat, and a memo of long keys costs memory.
 const MEMO_MAX_WORD: usize = 256;
+/// Words of at most this many symbols are merged by a scan instead of a priority queue
+/// (cheaper when a word is a few pairs long; the queue keeps long words O(n log n)).
+const SHORT_WORD: usize = 16;
 /// SentencePiece's meta symbol for a space.
 const SPIECE_SPACE: char = '\u{2581}';
 
@@ -623,6 +626,31 @@ impl FastBpe {
         }
     }
 
+    /// [`FastBpe::merge_count`] for a short word: a scan of the pairs per merge instead of a
+    /// queue. The same merges in the same order: the lowest rank, leftmost first (a queue
+    /// entry made stale by a neighbour's merge can never be taken, since a merged token is
+    /// its parts' concatenation and the neighbour's text changed).
+    fn merge_count_short(&self, mut syms: Vec<u32>) -> u32 {
+        loop {
+            let mut best: Option<(u32, usize, u32)> = None;
+            for i in 0..syms.len() - 1 {
+                if let Some(&(rank, merged)) = self.merges.get(&key(syms[i], syms[i + 1])) {
+                    if best.is_none_or(|(r, _, _)| rank < r) {
+                        best = Some((rank, i, merged));
+                    }
+                }
+            }
+            let Some((_, i, merged)) = best else {
+                return syms.len() as u32;
+            };
+            syms[i] = merged;
+            syms.remove(i + 1);
+            if syms.len() < 2 {
+                return syms.len() as u32;
+            }
+        }
+    }
+
     /// BPE on one word: repeatedly merge the lowest-rank adjacent pair (leftmost first), with
     /// the priority queue `tokenizers` uses (stale entries skipped the same way); the symbols
     /// left are the tokens.
@@ -637,6 +665,9 @@ impl FastBpe {
         let n = syms.len();
         if n < 2 {
             return n as u32;
+        }
+        if n <= SHORT_WORD {
+            return self.merge_count_short(syms);
         }
         const NONE: u32 = u32::MAX;
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
