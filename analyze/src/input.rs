@@ -42,7 +42,7 @@ impl Input<'_> {
     /// Its token-cache key. A prompt is keyed by its text; a chat input by its messages and
     /// how they are turned into text (which template, or raw), so a re-analysis need not
     /// render the template again to find its count.
-    pub fn key(&self, r: &RequestRecord, template: Option<&ChatTemplate>) -> (u64, bool) {
+    pub fn key(&self, r: &RequestRecord, template: Option<&ChatTemplate>) -> (crate::store::TextKey, bool) {
         match self {
             Input::Prompt(p) => (text_hash(p), self.add_special_tokens()),
             Input::Chat(_) => {

@@ -94,11 +94,11 @@ pub struct Texts {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TextHashes {
     /// Of [`Texts::content`].
-    pub content: u64,
+    pub content: crate::store::TextKey,
     /// Of [`Texts::reasoning`].
-    pub reasoning: u64,
+    pub reasoning: crate::store::TextKey,
     /// Of [`Texts::tool_args`].
-    pub tool_args: u64,
+    pub tool_args: crate::store::TextKey,
 }
 
 impl Texts {

@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder};
+use arrow_array::builder::{
+    FixedSizeBinaryBuilder, Int64Builder, ListBuilder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -37,7 +39,7 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
     let mut status = UInt16Builder::new();
     let mut session = StringBuilder::new();
     let mut turn = UInt32Builder::new();
-    let [mut h_content, mut h_reasoning, mut h_tools] = std::array::from_fn(|_| UInt64Builder::new());
+    let [mut h_content, mut h_reasoning, mut h_tools] = std::array::from_fn(|_| FixedSizeBinaryBuilder::new(16));
     let mut times = ListBuilder::new(Int64Builder::new());
     let [mut up, mut uc, mut protocol, mut sse, mut retries, mut max_tokens, mut planned, mut group] =
         std::array::from_fn(|_| UInt32Builder::new());
@@ -54,9 +56,14 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         terminal.append_option(r.terminal.map(recap_schemas::EventKind::as_str));
         end.append_option(r.end_ns);
         error_kind.append_option(r.error_kind.map(recap_schemas::ErrorKind::as_str));
-        h_content.append_value(r.hashes.content);
-        h_reasoning.append_value(r.hashes.reasoning);
-        h_tools.append_value(r.hashes.tool_args);
+        for (b, k) in [
+            (&mut h_content, r.hashes.content),
+            (&mut h_reasoning, r.hashes.reasoning),
+            (&mut h_tools, r.hashes.tool_args),
+        ] {
+            b.append_value(crate::store::key_bytes(k))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
         times.values().append_slice(&r.output_times_ns);
         times.append(true);
         first_choice.append_option(r.first_choice_ns);
@@ -143,7 +150,8 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
     let (sent, headers, end) = (i64s("sent_ns")?, i64s("headers_ns")?, i64s("end_ns")?);
     let status = col("http_status")?.as_primitive_opt::<UInt16Type>()?.clone();
     let (terminal, error_kind) = (strs("terminal")?, strs("error_kind")?);
-    let (hc, hr, ht) = (u64s("content_hash")?, u64s("reasoning_hash")?, u64s("tool_args_hash")?);
+    let keys = |name: &str| col(name).and_then(|c| c.as_fixed_size_binary_opt().cloned());
+    let (hc, hr, ht) = (keys("content_hash")?, keys("reasoning_hash")?, keys("tool_args_hash")?);
     let times = col("output_times_ns")?.as_list_opt::<i32>()?.clone();
     let (fc, fco) = (i64s("first_choice_ns")?, i64s("first_content_ns")?);
     let (up, uc) = (u32s("usage_prompt_tokens")?, u32s("usage_completion_tokens")?);
@@ -176,9 +184,9 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
             error_kind: str_at(&error_kind, i).and_then(|v| recap_schemas::ErrorKind::parse(&v)),
             texts: None,
             hashes: crate::reassemble::TextHashes {
-                content: hc.value(i),
-                reasoning: hr.value(i),
-                tool_args: ht.value(i),
+                content: crate::store::key_from_bytes(hc.value(i))?,
+                reasoning: crate::store::key_from_bytes(hr.value(i))?,
+                tool_args: crate::store::key_from_bytes(ht.value(i))?,
             },
             output_times_ns: t.values().to_vec(),
             first_choice_ns: i64_at(&fc, i),

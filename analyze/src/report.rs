@@ -188,7 +188,7 @@ fn count_tokens(
     };
     let inputs: Vec<Option<Input<'_>>> = records.iter().map(Input::of).collect();
     // One flat work list: input, reasoning, content, tool args of every request.
-    let mut keys: Vec<(u64, bool)> = Vec::with_capacity(records.len() * 4);
+    let mut keys: Vec<(crate::store::TextKey, bool)> = Vec::with_capacity(records.len() * 4);
     for (r, inp) in records.iter().zip(&inputs) {
         keys.push(inp.as_ref().map_or((text_hash(""), false), |i| i.key(r, template)));
         keys.push((r.hashes.reasoning, false));

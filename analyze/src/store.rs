@@ -25,22 +25,35 @@ pub(crate) const META_TOKENIZER_ENGINE: &str = "recap.tokenizer_engine";
 /// Parquet metadata of `icl.parquet` holding its `icl_ms` distribution as JSON.
 const META_ICL_MS: &str = "recap.icl_ms";
 /// Bumped whenever the caches' columns or meaning change, so older files are rebuilt.
-const FORMAT: &str = "recap-records-2";
+const FORMAT: &str = "recap-records-3";
 
-/// 64-bit FNV-1a: a stable key for identical texts (and for the token-count cache).
-pub fn text_hash(text: &str) -> u64 {
-    text_hash_from(0xcbf2_9ce4_8422_2325, text)
+/// A text's key in the caches: 128-bit XXH3, so that two different texts of a run (or of the
+/// hundreds of runs one cache folder may see) practically never share a key (a 64-bit key
+/// reaches even odds of one collision around 5 billion texts; 128 bits never will).
+pub type TextKey = u128;
+
+/// XXH3-128 of `text`: a stable key for identical texts (and for the token-count cache).
+pub fn text_hash(text: &str) -> TextKey {
+    twox_hash::XxHash3_128::oneshot(text.as_bytes())
 }
 
-/// FNV-1a of `text` continued from the state `seed` (the hash of what precedes it): keys for
-/// texts derived from a source, e.g. a chat prompt rendered by one template.
-pub fn text_hash_from(seed: u64, text: &str) -> u64 {
-    let mut h = seed;
-    for b in text.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+/// The key of `text` derived from a source named by `seed` (another key), e.g. a chat prompt
+/// rendered by one template: XXH3-128 of the seed's 16 bytes followed by the text.
+pub fn text_hash_from(seed: TextKey, text: &str) -> TextKey {
+    let mut h = twox_hash::XxHash3_128::new();
+    h.write(&seed.to_le_bytes());
+    h.write(text.as_bytes());
+    h.finish_128()
+}
+
+/// A key as the caches store it (`FixedSizeBinary(16)`, little-endian).
+pub fn key_bytes(key: TextKey) -> [u8; 16] {
+    key.to_le_bytes()
+}
+
+/// A stored key back; `None` for a value of another width.
+pub fn key_from_bytes(bytes: &[u8]) -> Option<TextKey> {
+    Some(TextKey::from_le_bytes(bytes.try_into().ok()?))
 }
 
 /// Identifies the segments a run's records come from: each segment's table, name and size
@@ -56,7 +69,7 @@ pub fn fingerprint<'a>(segments: impl IntoIterator<Item = &'a PathBuf>) -> Strin
         };
         key.push_str(&format!("|{}/{}:{size}", name(f.parent()), name(Some(f))));
     }
-    format!("{FORMAT}-{:016x}", text_hash(&key))
+    format!("{FORMAT}-{:032x}", text_hash(&key))
 }
 
 /// Applies the cache failure policy to the result of writing the cache `what` at `path`.

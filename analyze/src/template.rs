@@ -17,7 +17,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
-    digest: u64,
+    digest: crate::store::TextKey,
 }
 
 fn token_string(v: Option<&Json>) -> String {
@@ -152,7 +152,7 @@ impl ChatTemplate {
 
     /// Hash of the `tokenizer_config.json` it came from: part of the token-cache key of a
     /// rendered prompt, so that another template never reuses its counts.
-    pub fn digest(&self) -> u64 {
+    pub fn digest(&self) -> crate::store::TextKey {
         self.digest
     }
 

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::bpe::FastBpe;
-use crate::store::text_hash;
+use crate::store::{text_hash, TextKey};
 
 use crate::{Error, Result};
 
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Counter {
 }
 
 /// A cache key and its count.
-type Counted = ((u64, bool), u32);
+type Counted = ((TextKey, bool), u32);
 
 /// How [`Engine::label`] names `tokenizers` itself.
 const REFERENCE: &str = "tokenizers";
@@ -320,7 +320,7 @@ impl Counter {
         cache: &mut TokenCache,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<u32>> {
-        let keys: Vec<(u64, bool)> = texts.par_iter().map(|(t, s)| (text_hash(t), *s)).collect();
+        let keys: Vec<(TextKey, bool)> = texts.par_iter().map(|(t, s)| (text_hash(t), *s)).collect();
         self.count_keyed(&keys, &|i| Some(Cow::Borrowed(texts[i].0)), cache, progress)?
             .ok_or_else(|| Error::Internal("a text went missing while counting".into()))
     }
@@ -330,18 +330,18 @@ impl Counter {
     /// on all cores. `Ok(None)` when it cannot (the caller no longer has that text).
     pub fn count_keyed<'t>(
         &self,
-        keys: &[(u64, bool)],
+        keys: &[(TextKey, bool)],
         text: &(dyn Fn(usize) -> Option<Cow<'t, str>> + Sync),
         cache: &mut TokenCache,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Option<Vec<u32>>> {
-        let mut missing: HashMap<(u64, bool), usize> = HashMap::new();
+        let mut missing: HashMap<(TextKey, bool), usize> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
             if !cache.counts.contains_key(k) {
                 missing.entry(*k).or_insert(i);
             }
         }
-        let work: Vec<((u64, bool), usize)> = missing.into_iter().collect();
+        let work: Vec<((TextKey, bool), usize)> = missing.into_iter().collect();
         self.check_on(&work, text)?;
         if !work.is_empty() {
             cache.engine = Some(self.engine_label()?);
@@ -373,7 +373,7 @@ impl Counter {
 /// analysis folder so re-analyzing a run with other SLOs or definitions skips tokenization.
 #[derive(Debug, Default, Clone)]
 pub struct TokenCache {
-    counts: HashMap<(u64, bool), u32>,
+    counts: HashMap<(TextKey, bool), u32>,
     /// The engine that counted the latest additions ([`Counter::engine_label`]), kept in the
     /// file's footer so a re-analysis served from it still says which engine counted.
     pub engine: Option<String>,
@@ -385,7 +385,7 @@ impl Counter {
     /// difference it is switched off, with a warning naming the text, and `tokenizers` counts.
     fn check_on<'t>(
         &self,
-        work: &[((u64, bool), usize)],
+        work: &[((TextKey, bool), usize)],
         text: &(dyn Fn(usize) -> Option<Cow<'t, str>> + Sync),
     ) -> Result<()> {
         let engine = self.engine()?;
@@ -393,7 +393,7 @@ impl Counter {
             return Ok(());
         };
         let step = work.len().div_ceil(RUN_CHECK_TEXTS).max(1);
-        let sample: Vec<&((u64, bool), usize)> = work.iter().step_by(step).collect();
+        let sample: Vec<&((TextKey, bool), usize)> = work.iter().step_by(step).collect();
         let differs = sample.par_iter().find_map_any(|((_, add), i)| {
             let t = text(*i)?;
             let reference = engine.tokenizer.encode_fast(t.as_ref(), *add).ok()?.len() as u32;
@@ -421,11 +421,11 @@ impl TokenCache {
         self.counts.is_empty()
     }
 
-    /// Reads `path` (`text_hash` u64, `add_special_tokens` bool, `tokens` u32); a missing or
-    /// unreadable file is an empty cache (it is only an accelerator).
+    /// Reads `path` (`text_hash` 16 bytes, `add_special_tokens` bool, `tokens` u32); a missing,
+    /// unreadable or older-format file is an empty cache (it is only an accelerator).
     pub fn load(path: &Path) -> Self {
         use arrow_array::cast::AsArray;
-        use arrow_array::types::{UInt32Type, UInt64Type};
+        use arrow_array::types::UInt32Type;
         let mut counts = HashMap::new();
         let Ok(file) = std::fs::File::open(path) else {
             return TokenCache::default();
@@ -441,13 +441,18 @@ impl TokenCache {
             return TokenCache::default();
         };
         for b in reader.flatten() {
-            let (h, s, n) = (
-                b.column(0).as_primitive::<UInt64Type>(),
-                b.column(1).as_boolean(),
-                b.column(2).as_primitive::<UInt32Type>(),
-            );
+            let (Some(h), Some(s), Some(n)) = (
+                b.column(0).as_fixed_size_binary_opt(),
+                b.column(1).as_boolean_opt(),
+                b.column(2).as_primitive_opt::<UInt32Type>(),
+            ) else {
+                tracing::info!("ignoring the token cache {} of an older format", path.display());
+                return TokenCache::default();
+            };
             for i in 0..b.num_rows() {
-                counts.insert((h.value(i), s.value(i)), n.value(i));
+                if let Some(key) = crate::store::key_from_bytes(h.value(i)) {
+                    counts.insert((key, s.value(i)), n.value(i));
+                }
             }
         }
         TokenCache { counts, engine }
@@ -455,11 +460,16 @@ impl TokenCache {
 
     /// Writes the cache as Parquet.
     pub fn save(&self, path: &Path) -> Result<()> {
-        use arrow_array::builder::{BooleanBuilder, UInt32Builder, UInt64Builder};
+        use arrow_array::builder::{BooleanBuilder, FixedSizeBinaryBuilder, UInt32Builder};
         use std::sync::Arc;
-        let (mut h, mut s, mut n) = (UInt64Builder::new(), BooleanBuilder::new(), UInt32Builder::new());
+        let (mut h, mut s, mut n) = (
+            FixedSizeBinaryBuilder::new(16),
+            BooleanBuilder::new(),
+            UInt32Builder::new(),
+        );
         for ((hash, special), count) in &self.counts {
-            h.append_value(*hash);
+            h.append_value(crate::store::key_bytes(*hash))
+                .map_err(|e| Error::Internal(e.to_string()))?;
             s.append_value(*special);
             n.append_value(*count);
         }
@@ -586,6 +596,25 @@ pub(crate) mod tests {
             "only the new text is tokenized"
         );
         assert!(TokenCache::load(&dir.path().join("missing.parquet")).is_empty());
+        // A cache of the 64-bit-key format (before 128-bit keys) is ignored, not misread.
+        let old = dir.path().join("old.parquet");
+        let batch = arrow_array::RecordBatch::try_from_iter([
+            (
+                "text_hash",
+                std::sync::Arc::new(arrow_array::UInt64Array::from(vec![1u64])) as arrow_array::ArrayRef,
+            ),
+            (
+                "add_special_tokens",
+                std::sync::Arc::new(arrow_array::BooleanArray::from(vec![false])) as _,
+            ),
+            (
+                "tokens",
+                std::sync::Arc::new(arrow_array::UInt32Array::from(vec![3u32])) as _,
+            ),
+        ])
+        .expect("batch");
+        crate::store::write_parquet(&old, &batch, &[]).expect("write");
+        assert!(TokenCache::load(&old).is_empty());
     }
 
     #[test]

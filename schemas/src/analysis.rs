@@ -205,9 +205,9 @@ pub mod records {
             opt("terminal", DataType::Utf8),
             opt("end_ns", DataType::Int64),
             opt("error_kind", DataType::Utf8),
-            req("content_hash", DataType::UInt64),
-            req("reasoning_hash", DataType::UInt64),
-            req("tool_args_hash", DataType::UInt64),
+            req("content_hash", DataType::FixedSizeBinary(16)),
+            req("reasoning_hash", DataType::FixedSizeBinary(16)),
+            req("tool_args_hash", DataType::FixedSizeBinary(16)),
             req(
                 "output_times_ns",
                 DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
@@ -235,7 +235,7 @@ pub mod tokens {
 
     use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-    /// `u64`: the text's key (FNV-1a 64, see `docs/schema.md`).
+    /// `fixed_size_binary(16)`: the text's key (XXH3-128, little-endian; see `docs/schema.md`).
     pub const TEXT_HASH: &str = "text_hash";
     /// `bool`: counted with the tokenizer's added special tokens (completions prompts).
     pub const ADD_SPECIAL_TOKENS: &str = "add_special_tokens";
@@ -245,7 +245,7 @@ pub mod tokens {
     /// The Arrow schema of `tokens.parquet`.
     pub fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
-            Field::new(TEXT_HASH, DataType::UInt64, false),
+            Field::new(TEXT_HASH, DataType::FixedSizeBinary(16), false),
             Field::new(ADD_SPECIAL_TOKENS, DataType::Boolean, false),
             Field::new(TOKENS, DataType::UInt32, false),
         ]))
