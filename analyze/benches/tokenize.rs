@@ -158,14 +158,7 @@ fn main() {
         rate(ours_s),
         mb / ours_s
     );
-    println!(
-        "analyze engine: {}",
-        if counter.fast_path().expect("engine") {
-            "count-only byte-level BPE (recap_analyze::bpe)"
-        } else {
-            "tokenizers"
-        }
-    );
+    println!("analyze engine: {}", counter.engine_label().expect("engine"));
     println!("ratio analyze / plain loop      {:.2}x", loop_s / ours_s);
     println!("ratio analyze / rayon par_iter  {:.2}x", par_s / ours_s);
 
@@ -212,5 +205,32 @@ fn main() {
             corpus.len()
         );
         assert_eq!(differ, 0, "the fast path must give identical counts");
+    }
+
+    // Worst cases for a BPE counter: one 100,000-character word (merges), long whitespace,
+    // emoji, invalid UTF-8 (as the replacement character the capture stores), CJK. Each is
+    // counted by both engines; the counts must be equal and the time is printed.
+    let worst: Vec<(&str, String)> = vec![
+        ("100k x 'a'", "a".repeat(100_000)),
+        ("100k spaces then a word", " ".repeat(100_000) + "word"),
+        ("25k emoji", "\u{1F600}".repeat(25_000)),
+        ("100k U+FFFD", "\u{FFFD}".repeat(100_000)),
+        ("100k CJK", "語".repeat(100_000)),
+        ("100k digits", "7".repeat(100_000)),
+    ];
+    for (name, text) in &worst {
+        let t = Instant::now();
+        let reference = plain.encode_fast(text.as_str(), false).expect("encode").len() as u32;
+        let ref_s = t.elapsed().as_secs_f64();
+        let fresh = Counter::load(&path, SpecialText::Special).expect("counter");
+        fresh.ready().expect("engine");
+        let t = Instant::now();
+        let ours = fresh.count(text, false).expect("count");
+        let ours_s = t.elapsed().as_secs_f64();
+        println!(
+            "worst case {name:24}: tokenizers {reference} tokens in {:.3} s, analyze {ours} in {:.3} s",
+            ref_s, ours_s
+        );
+        assert_eq!(reference, ours, "worst case {name}: identical counts");
     }
 }

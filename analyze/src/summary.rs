@@ -106,29 +106,22 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
 /// The per-request distributions of `ok` (successful requests) by metric name.
 fn request_distributions<'a>(ok: impl Iterator<Item = &'a RequestMetrics> + Clone) -> BTreeMap<String, Distribution> {
     let ms = |v: Option<i64>| v.map(|x| x as f64 / 1e6);
-    let tokens = |v: Option<u32>| v.map(f64::from);
-    let mut out = BTreeMap::new();
-    out.insert(
-        "ttft_ms".into(),
-        recap_stats::distribution(ok.clone().filter_map(|m| ms(m.ttft_ns))),
-    );
-    out.insert(
-        "tpot_ms".into(),
-        recap_stats::distribution(ok.clone().filter_map(|m| ms(m.tpot_ns))),
-    );
-    out.insert(
-        "e2e_ms".into(),
-        recap_stats::distribution(ok.clone().filter_map(|m| ms(m.e2e_ns))),
-    );
-    out.insert(
-        "isl_tokens".into(),
-        recap_stats::distribution(ok.clone().filter_map(|m| tokens(m.isl_tokens))),
-    );
-    out.insert(
-        "osl_tokens".into(),
-        recap_stats::distribution(ok.filter_map(|m| tokens(m.osl_tokens))),
-    );
-    out
+    let per_request: [(&str, &dyn Fn(&RequestMetrics) -> Option<f64>); 5] = [
+        ("ttft_ms", &|m| ms(m.ttft_ns)),
+        ("tpot_ms", &|m| ms(m.tpot_ns)),
+        ("e2e_ms", &|m| ms(m.e2e_ns)),
+        ("isl_tokens", &|m| m.isl_tokens.map(f64::from)),
+        ("osl_tokens", &|m| m.osl_tokens.map(f64::from)),
+    ];
+    per_request
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                recap_stats::distribution(ok.clone().filter_map(value)),
+            )
+        })
+        .collect()
 }
 
 /// Measure-phase requests grouped by turn index (multi-turn runs; empty otherwise).
