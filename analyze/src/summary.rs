@@ -106,7 +106,9 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
 /// The per-request distributions of `ok` (successful requests) by metric name.
 fn request_distributions<'a>(ok: impl Iterator<Item = &'a RequestMetrics> + Clone) -> BTreeMap<String, Distribution> {
     let ms = |v: Option<i64>| v.map(|x| x as f64 / 1e6);
-    let per_request: [(&str, &dyn Fn(&RequestMetrics) -> Option<f64>); 5] = [
+    /// A metric of one request, in the unit its distribution is reported in.
+    type Value<'v> = &'v dyn Fn(&RequestMetrics) -> Option<f64>;
+    let per_request: [(&str, Value); 5] = [
         ("ttft_ms", &|m| ms(m.ttft_ns)),
         ("tpot_ms", &|m| ms(m.tpot_ns)),
         ("e2e_ms", &|m| ms(m.e2e_ns)),
