@@ -534,6 +534,18 @@ mod tests {
         }
     }
 
+    fn scoring() -> Scoring {
+        Scoring {
+            run: "r".into(),
+            run_id: "id".into(),
+            status: recap_schemas::RunStatus::Complete,
+            tokenizer_id: "t".into(),
+            tokenizer_engine: None,
+            definitions: recap_schemas::summary::Definitions::default(),
+            isl: recap_schemas::summary::IslMode::Raw,
+        }
+    }
+
     #[test]
     fn window_throughput_goodput_and_agreement_by_hand() {
         let rows = vec![
@@ -542,15 +554,7 @@ mod tests {
             row(2, false, 600_000_000, 1_500_000_000, 50_000_000, 0),
         ];
         let s = summarize(SummaryInput {
-            scoring: Scoring {
-                run: "r".into(),
-                run_id: "id".into(),
-                status: recap_schemas::RunStatus::Complete,
-                tokenizer_id: "t".into(),
-                tokenizer_engine: None,
-                definitions: recap_schemas::summary::Definitions::default(),
-                isl: recap_schemas::summary::IslMode::Raw,
-            },
+            scoring: scoring(),
             slo: Slo::parse("ttft=200ms").expect("slo"),
             rows: &rows,
             icl_ms: icl_distribution(&rows, &[vec![1, 3], vec![2], vec![100]]),
@@ -586,15 +590,7 @@ mod tests {
         }
         rows[4].phase = Some(Phase::Warmup);
         let s = summarize(SummaryInput {
-            scoring: Scoring {
-                run: "r".into(),
-                run_id: "id".into(),
-                status: recap_schemas::RunStatus::Complete,
-                tokenizer_id: "t".into(),
-                tokenizer_engine: None,
-                definitions: recap_schemas::summary::Definitions::default(),
-                isl: recap_schemas::summary::IslMode::Raw,
-            },
+            scoring: scoring(),
             slo: Slo::default(),
             rows: &rows,
             icl_ms: Distribution::default(),
@@ -617,7 +613,7 @@ mod tests {
             })
             .collect();
         let single = summarize(SummaryInput {
-            scoring: s.scoring.clone(),
+            scoring: scoring(),
             slo: Slo::default(),
             rows: &plain,
             icl_ms: Distribution::default(),

@@ -566,9 +566,11 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             _ => None,
         },
         deadline_ns,
-        prepared: match &cfg.replay {
-            Some(r) => r.requests.clone(),
-            None => prepare_all(&cfg.dataset, &cfg.body),
+        prepared: match (&cfg.replay, &cfg.sessions) {
+            (Some(r), _) => r.requests.clone(),
+            // Session turns are rendered as they are sent, with their history.
+            (None, Some(_)) => Vec::new(),
+            (None, None) => prepare_all(&cfg.dataset, &cfg.body),
         },
         rows: cfg.replay.as_ref().map_or(cfg.dataset.rows.len(), |r| r.requests.len()) as u64,
         next_id: AtomicU64::new(0),
