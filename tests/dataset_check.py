@@ -2,7 +2,8 @@
 
 Usage: python tests/dataset_check.py ANALYZE_BIN OUT_DIR
 
-Generates datasets with the given `analyze` binary (Qwen3 chat and completions, GPT-2 with a
+Generates datasets with the given `analyze` binary (Qwen3 chat and completions, DeepSeek V3 chat
+through its own template, GPT-2 with a
 ChatML template file, fixed and distributed lengths, shared prefixes), then counts every row
 with Hugging Face `tokenizers` and renders chat rows with `jinja2` configured as transformers'
 `apply_chat_template` does (ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks), which
@@ -44,7 +45,9 @@ def hf_env():
 def template_of(path):
     if path.suffix == ".json":
         config = json.loads(path.read_text())
-        return config["chat_template"], config.get("bos_token") or "", config.get("eos_token") or ""
+        # A special token is a string or, in older configs (DeepSeek V3), an AddedToken object.
+        text = lambda t: (t.get("content") if isinstance(t, dict) else t) or ""
+        return config["chat_template"], text(config.get("bos_token")), text(config.get("eos_token"))
     return path.read_text(), "", ""
 
 
@@ -76,6 +79,7 @@ def check(name, tokenizer, template_path, args):
 
 
 qwen3_config = fixtures / "tokenizers" / "qwen3" / "tokenizer_config.json"
+deepseek_config = fixtures / "tokenizers" / "deepseek_v3" / "tokenizer_config.json"
 chatml = fixtures / "templates" / "chatml.jinja"
 cases = [
     ("qwen3-chat-fixed", "qwen3", qwen3_config, ["--count", "200", "--isl", "512", "--osl", "64"]),
@@ -84,6 +88,8 @@ cases = [
       "--prefix-groups", "4"]),
     ("qwen3-completions-uniform", "qwen3", None,
      ["--count", "200", "--isl", "uniform:16:1500", "--osl", "8", "--completions"]),
+    ("deepseek_v3-chat-normal", "deepseek_v3", deepseek_config,
+     ["--count", "200", "--isl", "700", "--isl-stddev", "150", "--osl", "64"]),
     ("gpt2-chatml-normal", "gpt2", chatml, ["--count", "200", "--isl", "600", "--isl-stddev", "150", "--osl", "8"]),
     ("gpt2-completions-prefix", "gpt2", None,
      ["--count", "200", "--isl", "700", "--osl", "8", "--shared-prefix", "300", "--prefix-groups", "3",

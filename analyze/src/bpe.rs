@@ -140,6 +140,11 @@ pub struct FastBpe {
     merges: HashMap<u64, (u32, u32), Hasher>,
     /// Whole words found in the vocabulary count as one token (`ignore_merges`).
     whole_words: Option<HashMap<Vec<u8>, u32, Hasher>>,
+    /// SentencePiece-style text without a pre-tokenizer is one long word; when no token of
+    /// the vocabulary holds a `▁` after another character, no merge can cross the start of a
+    /// `▁` run, so the text is merged word by word between them (same count, and the words
+    /// are short enough to memoize).
+    space_words: bool,
     /// Tokens the post-processor adds when asked to add special tokens (a BOS, say).
     added_special: u32,
     /// Which engine this is, for reports (`byte-level BPE, 3 splits`).
@@ -155,9 +160,26 @@ impl std::fmt::Debug for FastBpe {
     }
 }
 
+/// One thread's state for one [`FastBpe`] instance.
+struct Local {
+    instance: u64,
+    /// Counts of words already seen.
+    memo: Memo,
+    /// This thread's own copies of the split patterns: a `regex::Regex` shared by threads
+    /// hands its search cache out through a pool whose fast path belongs to one thread, and
+    /// the others took its lock once per pre-token (16 % of the time on 2 threads).
+    patterns: std::rc::Rc<[regex::Regex]>,
+    /// Look-ahead resolutions already made, per split ([`Split::resolve_lookahead`]).
+    lookahead: Vec<Memo>,
+}
+
 thread_local! {
-    /// Counts of words already seen by this thread, for one [`FastBpe`] instance.
-    static MEMO: RefCell<(u64, Memo)> = RefCell::new((u64::MAX, Memo::default()));
+    static LOCAL: RefCell<Local> = RefCell::new(Local {
+        instance: u64::MAX,
+        memo: Memo::default(),
+        patterns: std::rc::Rc::new([]),
+        lookahead: Vec::new(),
+    });
 }
 
 /// GPT-2's reversible map from bytes to printable characters, which byte-level vocabularies
@@ -255,23 +277,49 @@ impl Split {
     /// Where the original pattern's match starting at `start` ends, given the DFA pattern's
     /// match `[start, end)`. They differ only on a whitespace run of two or more characters
     /// followed by a non-space, where `\s+(?!\S)` leaves the last space to the next word;
-    /// only then is the original pattern run (from `start`, so it sees the same context).
-    fn resolve_lookahead(&self, s: &str, start: usize, end: usize) -> usize {
+    /// only then is the original pattern run, on the run and the one character after it: the
+    /// alternatives before the look-ahead have no look-around, so they match that prefix of
+    /// the text exactly when they match the text, and the look-ahead sees one character. The
+    /// result depends only on those characters, so it is memoized (`seen`): indentation runs
+    /// repeat on every line of code.
+    fn resolve_lookahead(&self, s: &str, start: usize, end: usize, seen: &mut Memo) -> usize {
         let Some(original) = &self.original else {
             return end;
         };
         let run = &s[start..end];
         let mut chars = run.chars();
         let two_or_more = chars.next().is_some() && chars.next().is_some();
-        let followed = s[end..].chars().next().is_some_and(|c| !c.is_whitespace());
-        if !(two_or_more && followed && run.chars().all(char::is_whitespace)) {
+        let next = s[end..].chars().next().filter(|c| !c.is_whitespace());
+        let Some(next) = next.filter(|_| two_or_more && run.chars().all(char::is_whitespace)) else {
             return end;
+        };
+        let hay = &s[..end + next.len_utf8()];
+        let key = &hay.as_bytes()[start..];
+        if let Some(n) = seen.get(key) {
+            return start + *n as usize;
         }
-        match original.find_from_pos(s, start) {
+        let found = match original.find_from_pos(hay, start) {
             Ok(Some(m)) if m.start() == start => m.end(),
             _ => end,
+        };
+        if key.len() <= MEMO_MAX_WORD {
+            seen.insert(key.into(), (found - start) as u32);
         }
+        found
     }
+}
+
+/// Whether token `t` holds a `▁` right after another character (a merge that made it
+/// crossed the start of a `▁` run).
+fn crosses_space(t: &str) -> bool {
+    let mut after_other = false;
+    for c in t.chars() {
+        if c == SPIECE_SPACE && after_other {
+            return true;
+        }
+        after_other = c != SPIECE_SPACE;
+    }
+    false
 }
 
 /// The pre-tokenizer's splits and whether it is byte-level, or why it is not supported.
@@ -313,9 +361,9 @@ fn pre_tokenizer(pre: &Value) -> Result<(Vec<Split>, bool), String> {
 
 impl FastBpe {
     /// Builds the fast path from a parsed `tokenizer.json`, or says why this tokenizer has
-    /// none. `plain_specials` mirrors `Tokenizer::set_encode_special_tokens(true)`;
-    /// `added_special` is what the post-processor adds with `add_special_tokens`.
-    pub fn from_json(json: &Value, plain_specials: bool, added_special: u32) -> Result<FastBpe, String> {
+    /// none. `plain_specials` mirrors `Tokenizer::set_encode_special_tokens(true)`; what the
+    /// post-processor adds is set with [`FastBpe::with_added_special`].
+    pub fn from_json(json: &Value, plain_specials: bool) -> Result<FastBpe, String> {
         for field in ["truncation", "padding"] {
             if !json.get(field).is_none_or(Value::is_null) {
                 return Err(format!("{field} is configured"));
@@ -455,9 +503,13 @@ impl FastBpe {
             patterns.push(content.to_string());
             as_text.push(plain_specials && flag("special"));
         }
+        let space_words = splits.is_empty()
+            && normalize == Normalize::SentencePiece
+            && whole_words.is_none()
+            && !vocab.keys().any(|t| crosses_space(t));
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let describe = format!(
-            "{} BPE{}{}",
+            "{} BPE{}{}{}",
             if bytes { "byte-level" } else { "character" },
             match splits.len() {
                 0 => String::new(),
@@ -474,7 +526,8 @@ impl FastBpe {
                     },
                 ) => ", byte fallback".to_string(),
                 _ => String::new(),
-            }
+            },
+            if space_words { ", words at ▁" } else { "" }
         );
         Ok(FastBpe {
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
@@ -485,9 +538,17 @@ impl FastBpe {
             alphabet,
             merges,
             whole_words,
-            added_special,
+            space_words,
+            added_special: 0,
             describe,
         })
+    }
+
+    /// The same counter for a post-processor that adds `n` tokens with `add_special_tokens`
+    /// (a BOS, say: measured on `tokenizers` itself, which runs the post-processor).
+    pub fn with_added_special(mut self, n: u32) -> Self {
+        self.added_special = n;
+        self
     }
 
     /// What this engine is (`byte-level BPE, 3 splits`), for logs and `summary.json`.
@@ -498,12 +559,20 @@ impl FastBpe {
     /// Tokens in `text`, as `Tokenizer::encode(text, add_special_tokens).len()`.
     pub fn count(&self, text: &str, add_special_tokens: bool) -> u32 {
         let specials = if add_special_tokens { self.added_special } else { 0 };
-        MEMO.with(|memo| {
-            let mut memo = memo.borrow_mut();
-            if memo.0 != self.instance || memo.1.len() > MEMO_LIMIT {
-                *memo = (self.instance, Memo::default());
+        LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            if local.instance != self.instance {
+                *local = Local {
+                    instance: self.instance,
+                    memo: Memo::default(),
+                    patterns: self.splits.iter().map(|s| s.pattern.clone()).collect(),
+                    lookahead: self.splits.iter().map(|_| Memo::default()).collect(),
+                };
+            } else if local.memo.len() > MEMO_LIMIT || local.lookahead.iter().any(|m| m.len() > MEMO_LIMIT) {
+                local.memo = Memo::default();
+                local.lookahead.iter_mut().for_each(|m| *m = Memo::default());
             }
-            let memo = &mut memo.1;
+            let memo = &mut *local;
             let mut words = 0;
             let added = AddedTokens::split(self.raw_added.as_ref(), text, |piece| {
                 words += self.count_piece(piece, memo);
@@ -514,7 +583,7 @@ impl FastBpe {
 
     /// A piece between raw added tokens: normalized, split on normalized added tokens, then
     /// pre-tokenized and counted.
-    fn count_piece(&self, piece: &str, memo: &mut Memo) -> u32 {
+    fn count_piece(&self, piece: &str, memo: &mut Local) -> u32 {
         if piece.is_empty() {
             return 0;
         }
@@ -537,17 +606,21 @@ impl FastBpe {
     }
 
     /// Applies split `level` and those after it to `s`, then counts each word.
-    fn split_count(&self, level: usize, s: &str, memo: &mut Memo) -> u32 {
+    fn split_count(&self, level: usize, s: &str, memo: &mut Local) -> u32 {
         if s.is_empty() {
             return 0;
         }
         let Some(split) = self.splits.get(level) else {
-            return self.count_word(memo, s);
+            if self.space_words {
+                return self.space_words_count(s, &mut memo.memo);
+            }
+            return self.count_word(&mut memo.memo, s);
         };
+        let patterns = std::rc::Rc::clone(&memo.patterns);
         let mut n = 0;
         let mut pos = 0;
         while pos < s.len() {
-            let Some(m) = split.pattern.find_at(s, pos) else {
+            let Some(m) = patterns[level].find_at(s, pos) else {
                 if split.keep_gaps {
                     n += self.split_count(level + 1, &s[pos..], memo);
                 }
@@ -556,7 +629,7 @@ impl FastBpe {
             if m.start() > pos && split.keep_gaps {
                 n += self.split_count(level + 1, &s[pos..m.start()], memo);
             }
-            let end = split.resolve_lookahead(s, m.start(), m.end());
+            let end = split.resolve_lookahead(s, m.start(), m.end(), &mut memo.lookahead[level]);
             if end <= m.start() {
                 // An empty match: never loop without progress.
                 let next = s[m.start()..].chars().next().map_or(1, char::len_utf8);
@@ -570,6 +643,20 @@ impl FastBpe {
             pos = end;
         }
         n
+    }
+
+    /// Counts `s` word by word, each word starting where a `▁` run starts ([`FastBpe::space_words`]).
+    fn space_words_count(&self, s: &str, memo: &mut Memo) -> u32 {
+        let (mut n, mut start, mut after_other) = (0, 0, false);
+        for (i, c) in s.char_indices() {
+            let space = c == SPIECE_SPACE;
+            if space && after_other {
+                n += self.count_word(memo, &s[start..i]);
+                start = i;
+            }
+            after_other = !space;
+        }
+        n + self.count_word(memo, &s[start..])
     }
 
     fn count_word(&self, memo: &mut Memo, word: &str) -> u32 {
@@ -1041,8 +1128,23 @@ mod tests {
                 c.fast_path().expect("engine"),
                 "the SentencePiece BPE should take the fast path"
             );
+            let label = c.engine_label().expect("engine");
+            assert!(label.contains("words at ▁"), "no merge crosses a ▁ run: {label}");
             assert_same_counts("sentencepiece", &c, &texts, special);
         }
+        // A merge across the start of a `▁` run (a vocabulary trained without splitting at
+        // spaces has them): the text is merged as one word again, and still counted exactly.
+        let mut crossing = json.clone();
+        let n = crossing["model"]["vocab"].as_object().map_or(0, serde_json::Map::len);
+        crossing["model"]["vocab"]["e▁"] = serde_json::json!(n);
+        if let Some(m) = crossing["model"]["merges"].as_array_mut() {
+            m.push(serde_json::json!("e ▁"));
+        }
+        std::fs::write(&path, crossing.to_string()).expect("write");
+        let c = Counter::load(&path, SpecialText::Special).expect("tokenizer loads");
+        assert!(c.fast_path().expect("engine"));
+        assert!(!c.engine_label().expect("engine").contains("words at"));
+        assert_same_counts("sentencepiece-crossing", &c, &texts[..100], SpecialText::Special);
         // Without byte fallback, unknown characters become one fused `<unk>`.
         let mut no_fallback = json.clone();
         no_fallback["model"]["byte_fallback"] = serde_json::json!(false);
@@ -1059,13 +1161,13 @@ mod tests {
             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
             "model": {"type": "BPE", "vocab": {}, "merges": []}
         });
-        let why = super::FastBpe::from_json(&json, false, 0).expect_err("lowercase normalizer");
+        let why = super::FastBpe::from_json(&json, false).expect_err("lowercase normalizer");
         assert!(why.contains("normalizer"), "{why}");
         let json = serde_json::json!({
             "pre_tokenizer": {"type": "Metaspace"},
             "model": {"type": "BPE", "vocab": {}, "merges": []}
         });
-        let why = super::FastBpe::from_json(&json, false, 0).expect_err("metaspace");
+        let why = super::FastBpe::from_json(&json, false).expect_err("metaspace");
         assert!(why.contains("pre-tokenizer"), "{why}");
         // A look-around other than `\s+(?!\S)|\s+` cannot be resolved on the DFA.
         let json = serde_json::json!({
@@ -1075,7 +1177,7 @@ mod tests {
             ]},
             "model": {"type": "BPE", "vocab": {}, "merges": []}
         });
-        let why = super::FastBpe::from_json(&json, false, 0).expect_err("look-ahead");
+        let why = super::FastBpe::from_json(&json, false).expect_err("look-ahead");
         assert!(why.contains("does not compile"), "{why}");
     }
 }

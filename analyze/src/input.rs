@@ -11,8 +11,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::reassemble::RequestRecord;
-use crate::store::{text_hash, text_hash_from};
+use crate::reassemble::{InputKind, InputRef};
+use crate::store::{derived_key, text_hash};
 use crate::template::ChatTemplate;
 use crate::Result;
 
@@ -24,35 +24,35 @@ pub enum Input<'a> {
     Chat(Value),
 }
 
-impl Input<'_> {
-    /// The input of `r`; `None` without a prompt or with messages that are not a JSON array.
-    pub fn of(r: &RequestRecord) -> Option<Input<'_>> {
-        if let Some(p) = &r.prompt {
-            return Some(Input::Prompt(p));
+/// The token-cache key of an input: a prompt by its text's key; a chat input by its messages'
+/// key and how they are turned into text (which template, or raw), so a re-analysis need not
+/// render the template again (or read the messages) to find its count.
+pub fn key(input: InputRef, template: Option<&ChatTemplate>) -> (crate::store::TextKey, bool) {
+    match input.kind {
+        InputKind::Prompt => (input.hash, true),
+        InputKind::Chat => {
+            let seed = template.map_or_else(|| text_hash("raw messages\0"), |t| t.digest());
+            (derived_key(seed, input.hash), false)
         }
-        let msgs: Value = serde_json::from_str(r.messages_json.as_deref()?).ok()?;
-        msgs.is_array().then_some(Input::Chat(msgs))
+    }
+}
+
+impl<'a> Input<'a> {
+    /// The input sent as `text` (a prompt, or `messages_json`); `None` for messages that are
+    /// not a JSON array.
+    pub fn of(kind: InputKind, text: &'a str) -> Option<Input<'a>> {
+        match kind {
+            InputKind::Prompt => Some(Input::Prompt(text)),
+            InputKind::Chat => {
+                let msgs: Value = serde_json::from_str(text).ok()?;
+                msgs.is_array().then_some(Input::Chat(msgs))
+            }
+        }
     }
 
     /// Whether the tokenizer adds its special tokens when this input is encoded.
     pub fn add_special_tokens(&self) -> bool {
         matches!(self, Input::Prompt(_))
-    }
-
-    /// Its token-cache key. A prompt is keyed by its text; a chat input by its messages and
-    /// how they are turned into text (which template, or raw), so a re-analysis need not
-    /// render the template again to find its count.
-    pub fn key(&self, r: &RequestRecord, template: Option<&ChatTemplate>) -> (crate::store::TextKey, bool) {
-        match self {
-            Input::Prompt(p) => (text_hash(p), self.add_special_tokens()),
-            Input::Chat(_) => {
-                let seed = template.map_or_else(|| text_hash("raw messages\0"), |t| t.digest());
-                (
-                    text_hash_from(seed, r.messages_json.as_deref().unwrap_or_default()),
-                    self.add_special_tokens(),
-                )
-            }
-        }
     }
 
     /// Its text through `template`; a template that fails to render is an error.

@@ -99,6 +99,56 @@ impl RunFolder {
     }
 }
 
+/// One row group of one segment: the unit analyze reads, several at a time, in write order.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The segment.
+    pub path: PathBuf,
+    /// The row group within it.
+    pub row_group: usize,
+}
+
+/// The row groups of `files`, in order.
+pub fn parts(files: &[PathBuf]) -> Result<Vec<Part>> {
+    let mut out = Vec::new();
+    for f in files {
+        let md = crate::store::footer(f).map_err(|e| Error::Input(format!("{}: {e}", f.display())))?;
+        out.extend((0..md.num_row_groups()).map(|row_group| Part {
+            path: f.clone(),
+            row_group,
+        }));
+    }
+    Ok(out)
+}
+
+/// The rows of `part`, only `columns` (all when empty; those the segment has: an older
+/// segment lacks newer ones, which readers take as all null). A row group that cannot be decoded is an error
+/// naming the segment.
+pub fn read_part(part: &Part, columns: &[&str]) -> Result<Vec<arrow_array::RecordBatch>> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::Input(format!("{} (row group {}): {e}", part.path.display(), part.row_group))
+    };
+    let file = std::fs::File::open(&part.path).map_err(|source| Error::Io {
+        path: part.path.clone(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
+    let mask = if columns.is_empty() {
+        ProjectionMask::all()
+    } else {
+        ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied())
+    };
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(vec![part.row_group])
+        .with_batch_size(16 * 1024)
+        .build()
+        .map_err(|e| bad(&e))?;
+    reader.map(|b| b.map_err(|e| bad(&e))).collect::<Result<Vec<_>>>()
+}
+
 /// Closed segments of one table folder, footers checked, in write order.
 fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {

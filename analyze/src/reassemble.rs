@@ -1,19 +1,28 @@
-//! Per-request reassembly: the output text of each channel and the event times metrics need.
+//! Per-request reassembly, streamed: a run's rows in, each request's record out as soon as
+//! its terminal event has been read.
 //!
-//! Events are streamed from DataFusion (a projection of the `events` table, in any order) into
-//! per-request accumulators, then each request's SSE rows are put in `seq` order and their
-//! `content`, `reasoning` and tool-call argument pieces concatenated.
+//! `requests` rows are read first ([`RequestRow`]: small, their input texts counted and
+//! dropped as they are read). Event segments are then read in write order; capture writes
+//! every request's rows through one writer in the order it recorded them, so once a request's
+//! terminal row has been read all its events have been too. Its SSE rows are put in `seq`
+//! order, their `content`, `reasoning` and tool-call pieces concatenated, and the record is
+//! handed on. Memory holds the requests in flight, not the run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use datafusion::prelude::SessionContext;
 
 use recap_schemas::{Api, ErrorKind, EventKind, Phase};
 
+use crate::store::TextKey;
 use crate::{Error, Result};
+
+/// Maps by request id (ids are not attacker-chosen: a fast hash).
+pub type IdMap<V> = HashMap<u64, V, ahash::RandomState>;
+/// A set of request ids.
+pub type IdSet = HashSet<u64, ahash::RandomState>;
 
 /// Everything about one request that the metrics are computed from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,10 +35,8 @@ pub struct RequestRecord {
     pub api: Option<Api>,
     /// Intended send time.
     pub scheduled_ns: Option<i64>,
-    /// Completions prompt.
-    pub prompt: Option<String>,
-    /// Chat messages as JSON text.
-    pub messages_json: Option<String>,
+    /// What was sent as input, by key (the text stays in the `requests` segments).
+    pub input: Option<InputRef>,
     /// `max_tokens` sent.
     pub max_tokens: Option<u32>,
     /// The input length the dataset row was generated for.
@@ -175,37 +182,6 @@ struct Acc {
     tool_args: Channel,
 }
 
-/// Accumulators by request, with the last one looked up remembered (rows of one request
-/// mostly arrive together).
-#[derive(Default)]
-struct Accs {
-    index: HashMap<u64, usize>,
-    list: Vec<Acc>,
-    last: Option<(u64, usize)>,
-}
-
-impl Accs {
-    fn get(&mut self, id: u64) -> &mut Acc {
-        let i = match self.last {
-            Some((last_id, i)) if last_id == id => i,
-            _ => {
-                let list = &mut self.list;
-                let i = *self.index.entry(id).or_insert_with(|| {
-                    list.push(Acc::default());
-                    list.len() - 1
-                });
-                self.last = Some((id, i));
-                i
-            }
-        };
-        &mut self.list[i]
-    }
-}
-
-fn df(e: datafusion::error::DataFusionError) -> Error {
-    Error::Query(e.to_string())
-}
-
 /// Function names and argument pieces of a `tool_calls` delta, concatenated.
 pub fn tool_call_text(json: &str) -> String {
     let Ok(serde_json::Value::Array(calls)) = serde_json::from_str::<serde_json::Value>(json) else {
@@ -222,71 +198,6 @@ pub fn tool_call_text(json: &str) -> String {
         }
     }
     out
-}
-
-/// Reads `requests` and `events` (registered under `prefix`) into one record per request,
-/// ordered by `request_id`.
-pub async fn reassemble(ctx: &SessionContext, prefix: &str) -> Result<Vec<RequestRecord>> {
-    let mut accs = Accs::default();
-    let reqs = ctx
-        .sql(&format!(
-            "SELECT request_id, phase, api, scheduled_ns, prompt, messages_json, max_tokens, planned_input_tokens, prefix_group, session_id, turn FROM {prefix}requests"
-        ))
-        .await
-        .map_err(df)?
-        .collect()
-        .await
-        .map_err(df)?;
-    for b in &reqs {
-        let id = b.column(0).as_primitive::<UInt64Type>();
-        let phase = b.column(1).as_string::<i32>();
-        let api = b.column(2).as_string::<i32>();
-        let sched = b.column(3).as_primitive::<Int64Type>();
-        let prompt = b.column(4).as_string::<i32>();
-        let msgs = b.column(5).as_string::<i32>();
-        let [max_tokens, planned, group] = [6, 7, 8].map(|c| b.column(c).as_primitive::<UInt32Type>());
-        let session = b.column(9).as_string::<i32>();
-        let turn = b.column(10).as_primitive::<UInt32Type>();
-        let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
-        for i in 0..b.num_rows() {
-            let a = accs.get(id.value(i));
-            a.rec.request_id = id.value(i);
-            a.rec.phase = Phase::parse(phase.value(i));
-            a.rec.api = Api::parse(api.value(i));
-            a.rec.scheduled_ns = Some(sched.value(i));
-            a.rec.prompt = prompt.is_valid(i).then(|| prompt.value(i).to_string());
-            a.rec.messages_json = msgs.is_valid(i).then(|| msgs.value(i).to_string());
-            a.rec.max_tokens = u32_at(max_tokens, i);
-            a.rec.planned_input_tokens = u32_at(planned, i);
-            a.rec.prefix_group = u32_at(group, i);
-            a.rec.session_id = session.is_valid(i).then(|| session.value(i).to_string());
-            a.rec.turn = u32_at(turn, i);
-        }
-    }
-    let mut stream = ctx
-        .sql(&format!(
-            "SELECT request_id, kind, t_ns, seq, content, reasoning, tool_calls_json, role, finish_reason, \
-             usage_prompt_tokens, usage_completion_tokens, http_status, error_kind FROM {prefix}events"
-        ))
-        .await
-        .map_err(df)?
-        .execute_stream()
-        .await
-        .map_err(df)?;
-    use futures_util::StreamExt;
-    while let Some(batch) = stream.next().await {
-        add_events(&mut accs, &batch.map_err(df)?);
-    }
-    let taken: Vec<(u64, Acc)> = accs
-        .index
-        .into_iter()
-        .map(|(id, i)| (id, std::mem::take(&mut accs.list[i])))
-        .collect();
-    // Ordering, concatenating and hashing each request's text is independent work.
-    use rayon::prelude::*;
-    let mut out: Vec<RequestRecord> = taken.into_par_iter().map(|(id, a)| finish(id, a)).collect();
-    out.sort_by_key(|r| r.request_id);
-    Ok(out)
 }
 
 /// Orders one request's events by `seq` and concatenates each channel.
@@ -326,75 +237,346 @@ fn finish(id: u64, a: Acc) -> RequestRecord {
     rec
 }
 
-fn add_events(accs: &mut Accs, b: &RecordBatch) {
-    let id = b.column(0).as_primitive::<UInt64Type>();
-    let kind = b.column(1).as_string::<i32>();
-    let t = b.column(2).as_primitive::<Int64Type>();
-    let seq = b.column(3).as_primitive::<UInt32Type>();
-    let content = b.column(4).as_string::<i32>();
-    let reasoning = b.column(5).as_string::<i32>();
-    let tools = b.column(6).as_string::<i32>();
-    let role = b.column(7).as_string::<i32>();
-    let finish = b.column(8).as_string::<i32>();
-    let up = b.column(9).as_primitive::<UInt32Type>();
-    let uc = b.column(10).as_primitive::<UInt32Type>();
-    let status = b.column(11).as_primitive::<UInt16Type>();
-    let ek = b.column(12).as_string::<i32>();
+/// A batch's column by name, `None` when the segment predates it (read as all null).
+fn column<'b, T: 'static>(
+    b: &'b RecordBatch,
+    name: &str,
+    cast: impl Fn(&'b dyn Array) -> Option<&'b T>,
+) -> Option<&'b T> {
+    b.column_by_name(name).and_then(|c| cast(c.as_ref()))
+}
+
+fn str_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::StringArray> {
+    column(b, name, |c| c.as_string_opt::<i32>())
+}
+
+fn u32_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::UInt32Array> {
+    column(b, name, |c| c.as_primitive_opt::<UInt32Type>())
+}
+
+fn i64_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::Int64Array> {
+    column(b, name, |c| c.as_primitive_opt::<Int64Type>())
+}
+
+/// The value at `i` of an optional column, `None` when null or absent.
+fn at<'a, A: Array, T>(a: Option<&'a A>, i: usize, value: impl Fn(&'a A, usize) -> T) -> Option<T> {
+    a.filter(|a| a.is_valid(i)).map(|a| value(a, i))
+}
+
+/// A column every segment has; its absence means the file is not what it claims to be.
+fn required<'b, T>(name: &str, col: Option<&'b T>) -> Result<&'b T> {
+    col.ok_or_else(|| Error::Input(format!("no `{name}` column of the expected type")))
+}
+
+/// How a request's input was sent: the one closed set [`InputRef::kind`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// A completions `prompt`.
+    Prompt,
+    /// A chat `messages` array.
+    Chat,
+}
+
+impl InputKind {
+    /// Its spelling in `records.parquet`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputKind::Prompt => "prompt",
+            InputKind::Chat => "chat",
+        }
+    }
+
+    /// The kind spelled `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "prompt" => Some(InputKind::Prompt),
+            "chat" => Some(InputKind::Chat),
+            _ => None,
+        }
+    }
+}
+
+/// A request's input by key: the prompt's [`crate::store::text_hash`], or that of the
+/// `messages_json` text. Token-count keys derive from it ([`crate::input::Input::key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputRef {
+    /// Prompt or chat.
+    pub kind: InputKind,
+    /// The hash of the text sent.
+    pub hash: TextKey,
+}
+
+/// The fields of one `requests` row that a record keeps (its input only by key).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestRow {
+    /// `phase`.
+    pub phase: Option<Phase>,
+    /// `api`.
+    pub api: Option<Api>,
+    /// `scheduled_ns`.
+    pub scheduled_ns: Option<i64>,
+    /// `max_tokens`.
+    pub max_tokens: Option<u32>,
+    /// `planned_input_tokens`.
+    pub planned_input_tokens: Option<u32>,
+    /// `prefix_group`.
+    pub prefix_group: Option<u32>,
+    /// `session_id`.
+    pub session_id: Option<String>,
+    /// `turn`.
+    pub turn: Option<u32>,
+    /// The input by key.
+    pub input: Option<InputRef>,
+}
+
+impl RequestRow {
+    fn apply(self, r: &mut RequestRecord) {
+        r.phase = self.phase;
+        r.api = self.api;
+        r.scheduled_ns = self.scheduled_ns;
+        r.max_tokens = self.max_tokens;
+        r.planned_input_tokens = self.planned_input_tokens;
+        r.prefix_group = self.prefix_group;
+        r.session_id = self.session_id;
+        r.turn = self.turn;
+        r.input = self.input;
+    }
+}
+
+/// Columns of `requests` that [`request_rows`] reads.
+pub const REQUEST_COLUMNS: &[&str] = &[
+    "request_id",
+    "phase",
+    "api",
+    "scheduled_ns",
+    "prompt",
+    "messages_json",
+    "max_tokens",
+    "planned_input_tokens",
+    "prefix_group",
+    "session_id",
+    "turn",
+];
+
+/// One batch of `requests` rows: `(request_id, row, input text)`. The input text is a prompt
+/// or `messages_json` borrowed from the batch, for the caller to count and drop.
+pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestRow, Option<&str>)>> {
+    let id = required(
+        "request_id",
+        column(b, "request_id", |c| c.as_primitive_opt::<UInt64Type>()),
+    )?;
+    let (phase, api) = (str_col(b, "phase"), str_col(b, "api"));
+    let (prompt, msgs) = (str_col(b, "prompt"), str_col(b, "messages_json"));
+    let sched = i64_col(b, "scheduled_ns");
+    let (max_tokens, planned, group) = (
+        u32_col(b, "max_tokens"),
+        u32_col(b, "planned_input_tokens"),
+        u32_col(b, "prefix_group"),
+    );
+    let (session, turn) = (str_col(b, "session_id"), u32_col(b, "turn"));
+    let mut out = Vec::with_capacity(b.num_rows());
     for i in 0..b.num_rows() {
-        let a = accs.get(id.value(i));
-        let r = &mut a.rec;
-        let t_ns = t.value(i);
-        // Kinds this analyze does not know (a newer capture's) are skipped.
-        let Some(kind) = EventKind::parse(kind.value(i)) else {
-            continue;
+        let prompt = at(prompt, i, |a, i| a.value(i));
+        let msgs = at(msgs, i, |a, i| a.value(i));
+        let (input, text) = match (prompt, msgs) {
+            (Some(p), _) => (Some(InputKind::Prompt), Some(p)),
+            (None, Some(m)) => (Some(InputKind::Chat), Some(m)),
+            (None, None) => (None, None),
         };
-        match kind {
-            EventKind::Sent => r.sent_ns = Some(r.sent_ns.map_or(t_ns, |x| x.max(t_ns))),
-            EventKind::Connect => r.connect_ns = Some(r.connect_ns.map_or(t_ns, |x| x.max(t_ns))),
-            EventKind::Retry => r.retries += 1,
-            EventKind::Connected | EventKind::TlsDone => {}
-            EventKind::Headers => {
-                r.headers_ns = Some(t_ns);
-                if status.is_valid(i) {
-                    r.http_status = Some(status.value(i));
+        let row = RequestRow {
+            phase: at(phase, i, |a, i| a.value(i)).and_then(Phase::parse),
+            api: at(api, i, |a, i| a.value(i)).and_then(Api::parse),
+            scheduled_ns: at(sched, i, |a, i| a.value(i)),
+            max_tokens: at(max_tokens, i, |a, i| a.value(i)),
+            planned_input_tokens: at(planned, i, |a, i| a.value(i)),
+            prefix_group: at(group, i, |a, i| a.value(i)),
+            session_id: at(session, i, |a, i| a.value(i).to_string()),
+            turn: at(turn, i, |a, i| a.value(i)),
+            input: input.zip(text).map(|(kind, t)| InputRef {
+                kind,
+                hash: crate::store::text_hash(t),
+            }),
+        };
+        out.push((id.value(i), row, text));
+    }
+    Ok(out)
+}
+
+/// Columns of `events` that [`Reassembler::add`] reads.
+pub const EVENT_COLUMNS: &[&str] = &[
+    "request_id",
+    "kind",
+    "t_ns",
+    "seq",
+    "content",
+    "reasoning",
+    "tool_calls_json",
+    "role",
+    "finish_reason",
+    "usage_prompt_tokens",
+    "usage_completion_tokens",
+    "http_status",
+    "error_kind",
+];
+
+/// A request whose terminal event has been read: [`Ended::finish`] makes its record (on any
+/// thread: ordering and concatenating its text is independent work).
+pub struct Ended {
+    id: u64,
+    acc: Acc,
+    row: Option<RequestRow>,
+}
+
+impl Ended {
+    /// Its record, with texts, and the fields of its `requests` row (if it had one).
+    pub fn finish(self) -> RequestRecord {
+        let mut rec = finish(self.id, self.acc);
+        if let Some(row) = self.row {
+            row.apply(&mut rec);
+        }
+        rec
+    }
+}
+
+/// Event rows in, [`Ended`] requests out; holds only the requests still in flight.
+pub struct Reassembler {
+    rows: IdMap<RequestRow>,
+    open: IdMap<Acc>,
+    ended: IdSet,
+    late: u64,
+}
+
+impl Reassembler {
+    /// A reassembler joining events with these `requests` rows.
+    pub fn new(rows: IdMap<RequestRow>) -> Self {
+        Reassembler {
+            rows,
+            open: IdMap::default(),
+            ended: IdSet::default(),
+            late: 0,
+        }
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Adds a batch of event rows (in write order); returns the requests it ended.
+    pub fn add(&mut self, b: &RecordBatch) -> Result<Vec<Ended>> {
+        let id = required(
+            "request_id",
+            column(b, "request_id", |c| c.as_primitive_opt::<UInt64Type>()),
+        )?;
+        let kind = required("kind", str_col(b, "kind"))?;
+        let t = required("t_ns", i64_col(b, "t_ns"))?;
+        let seq = u32_col(b, "seq");
+        let content = str_col(b, "content");
+        let reasoning = str_col(b, "reasoning");
+        let tools = str_col(b, "tool_calls_json");
+        let role = str_col(b, "role");
+        let finish_reason = str_col(b, "finish_reason");
+        let up = u32_col(b, "usage_prompt_tokens");
+        let uc = u32_col(b, "usage_completion_tokens");
+        let status = column(b, "http_status", |c| c.as_primitive_opt::<UInt16Type>());
+        let ek = str_col(b, "error_kind");
+        let mut ended = Vec::new();
+        for i in 0..b.num_rows() {
+            let rid = id.value(i);
+            // Kinds this analyze does not know (a newer capture's) are skipped.
+            let Some(kind) = EventKind::parse(kind.value(i)) else {
+                continue;
+            };
+            if self.ended.contains(&rid) {
+                self.late += 1;
+                continue;
+            }
+            let a = self.open.entry(rid).or_default();
+            let t_ns = t.value(i);
+            let r = &mut a.rec;
+            match kind {
+                EventKind::Sent => r.sent_ns = Some(r.sent_ns.map_or(t_ns, |x| x.max(t_ns))),
+                EventKind::Connect => r.connect_ns = Some(r.connect_ns.map_or(t_ns, |x| x.max(t_ns))),
+                EventKind::Retry => r.retries += 1,
+                EventKind::Connected | EventKind::TlsDone => {}
+                EventKind::Headers => {
+                    r.headers_ns = Some(t_ns);
+                    if let Some(s) = at(status, i, |a, i| a.value(i)) {
+                        r.http_status = Some(s);
+                    }
+                }
+                EventKind::Sse => {
+                    r.sse_events += 1;
+                    if at(ek, i, |_, _| ()).is_some() {
+                        r.protocol_events += 1;
+                    }
+                    if let Some(v) = at(up, i, |a, i| a.value(i)) {
+                        r.usage_prompt_tokens = Some(v);
+                    }
+                    if let Some(v) = at(uc, i, |a, i| a.value(i)) {
+                        r.usage_completion_tokens = Some(v);
+                    }
+                    let c = at(content, i, |a, i| a.value(i));
+                    let rs = at(reasoning, i, |a, i| a.value(i));
+                    let tool = at(tools, i, |a, i| a.value(i));
+                    let has_choice = c.is_some()
+                        || rs.is_some()
+                        || tool.is_some()
+                        || at(role, i, |_, _| ()).is_some()
+                        || at(finish_reason, i, |_, _| ()).is_some();
+                    let tool_text = tool.map(tool_call_text);
+                    let meta = SseMeta {
+                        seq: at(seq, i, |a, i| a.value(i)).unwrap_or(u32::MAX),
+                        t_ns,
+                        content: a.content.push(c),
+                        reasoning: a.reasoning.push(rs),
+                        tool_args: a.tool_args.push(tool_text.as_deref()),
+                        has_choice,
+                    };
+                    a.sse.push(meta);
+                }
+                EventKind::Done | EventKind::Error | EventKind::Cancelled => {
+                    r.terminal = Some(kind);
+                    r.end_ns = Some(t_ns);
+                    r.error_kind = at(ek, i, |a, i| a.value(i)).and_then(ErrorKind::parse);
+                    if let Some(s) = at(status, i, |a, i| a.value(i)) {
+                        r.http_status = Some(s);
+                    }
                 }
             }
-            EventKind::Sse => {
-                r.sse_events += 1;
-                if ek.is_valid(i) {
-                    r.protocol_events += 1;
-                }
-                if up.is_valid(i) {
-                    r.usage_prompt_tokens = Some(up.value(i));
-                }
-                if uc.is_valid(i) {
-                    r.usage_completion_tokens = Some(uc.value(i));
-                }
-                let tool_text = tools.is_valid(i).then(|| tool_call_text(tools.value(i)));
-                let has_choice = content.is_valid(i)
-                    || reasoning.is_valid(i)
-                    || tools.is_valid(i)
-                    || role.is_valid(i)
-                    || finish.is_valid(i);
-                let meta = SseMeta {
-                    seq: if seq.is_valid(i) { seq.value(i) } else { u32::MAX },
-                    t_ns,
-                    content: a.content.push(content.is_valid(i).then(|| content.value(i))),
-                    reasoning: a.reasoning.push(reasoning.is_valid(i).then(|| reasoning.value(i))),
-                    tool_args: a.tool_args.push(tool_text.as_deref()),
-                    has_choice,
-                };
-                a.sse.push(meta);
-            }
-            EventKind::Done | EventKind::Error | EventKind::Cancelled => {
-                r.terminal = Some(kind);
-                r.end_ns = Some(t_ns);
-                r.error_kind = ek.is_valid(i).then(|| ErrorKind::parse(ek.value(i))).flatten();
-                if status.is_valid(i) {
-                    r.http_status = Some(status.value(i));
+            if kind.is_terminal() {
+                if let Some(acc) = self.open.remove(&rid) {
+                    self.ended.insert(rid);
+                    ended.push(Ended {
+                        id: rid,
+                        acc,
+                        row: self.rows.remove(&rid),
+                    });
                 }
             }
         }
+        Ok(ended)
+    }
+
+    /// The rest, at the end of the events: requests without a terminal event (the run was
+    /// killed) and requests with a `requests` row but no events. Also says how many events
+    /// came after their request's terminal row (none from a Recap capture; they are ignored).
+    pub fn drain(mut self) -> (Vec<Ended>, u64) {
+        let mut out: Vec<Ended> = Vec::with_capacity(self.open.len() + self.rows.len());
+        for (id, acc) in self.open.drain() {
+            let row = self.rows.remove(&id);
+            out.push(Ended { id, acc, row });
+        }
+        for (id, row) in self.rows.drain() {
+            if !self.ended.contains(&id) {
+                out.push(Ended {
+                    id,
+                    acc: Acc::default(),
+                    row: Some(row),
+                });
+            }
+        }
+        (out, self.late)
     }
 }
 
@@ -437,6 +619,88 @@ mod tests {
         let r = finish(1, a);
         assert_eq!(r.texts.map(|t| t.content).as_deref(), Some("xy"));
         assert_eq!(r.output_times_ns, [10, 20]);
+    }
+
+    /// `(request_id, kind, t_ns, seq, content)`.
+    type Row<'a> = (u64, &'a str, i64, Option<u32>, Option<&'a str>);
+
+    /// Event rows with only the columns every segment has, plus `seq` and `content` (the
+    /// others absent, as in a segment older than them).
+    fn events(rows: &[Row<'_>]) -> RecordBatch {
+        use arrow_array::{Int64Array, StringArray, UInt32Array, UInt64Array};
+        use std::sync::Arc;
+        RecordBatch::try_from_iter([
+            (
+                "request_id",
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.0))) as arrow_array::ArrayRef,
+            ),
+            (
+                "kind",
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            ),
+            ("t_ns", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+            ("seq", Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.3)))),
+            ("content", Arc::new(StringArray::from_iter(rows.iter().map(|r| r.4)))),
+        ])
+        .expect("batch")
+    }
+
+    #[test]
+    fn requests_end_at_their_terminal_row_across_batches() {
+        let mut rows = IdMap::default();
+        rows.insert(
+            1,
+            RequestRow {
+                phase: Some(Phase::Measure),
+                ..RequestRow::default()
+            },
+        );
+        rows.insert(9, RequestRow::default());
+        let mut re = Reassembler::new(rows);
+        let first = re
+            .add(&events(&[
+                (1, "sent", 1, None, None),
+                (2, "sent", 2, None, None),
+                (1, "sse", 3, Some(0), Some("he")),
+                (2, "sse", 4, Some(0), Some("x")),
+            ]))
+            .expect("add");
+        assert!(first.is_empty());
+        assert_eq!(re.in_flight(), 2);
+        let second = re
+            .add(&events(&[
+                (1, "sse", 5, Some(1), Some("llo")),
+                (1, "done", 6, None, None),
+                (1, "sse", 7, Some(2), Some("late")),
+            ]))
+            .expect("add");
+        let done: Vec<RequestRecord> = second.into_iter().map(Ended::finish).collect();
+        assert_eq!(done.len(), 1);
+        let r = &done[0];
+        assert_eq!(r.request_id, 1);
+        assert_eq!(r.texts.as_ref().map(|t| t.content.as_str()), Some("hello"));
+        assert_eq!((r.phase, r.sent_ns, r.end_ns), (Some(Phase::Measure), Some(1), Some(6)));
+        assert_eq!(r.output_times_ns, [3, 5]);
+        assert_eq!(re.in_flight(), 1, "only request 2 is still open");
+        let (rest, late) = re.drain();
+        assert_eq!(late, 1, "the row after request 1's terminal row");
+        let mut rest: Vec<RequestRecord> = rest.into_iter().map(Ended::finish).collect();
+        rest.sort_by_key(|r| r.request_id);
+        assert_eq!(rest.iter().map(|r| r.request_id).collect::<Vec<_>>(), [2, 9]);
+        assert_eq!(rest[0].terminal, None, "killed before its end");
+        assert_eq!(rest[1].sse_events, 0, "a request row without events");
+    }
+
+    #[test]
+    fn a_batch_without_the_columns_every_segment_has_is_refused() {
+        use std::sync::Arc;
+        let b = RecordBatch::try_from_iter([(
+            "request_id",
+            Arc::new(arrow_array::UInt64Array::from(vec![1_u64])) as arrow_array::ArrayRef,
+        )])
+        .expect("batch");
+        let e = Reassembler::new(IdMap::default()).add(&b).err().map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("no `kind` column of the expected type"));
     }
 
     #[test]

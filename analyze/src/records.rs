@@ -1,11 +1,13 @@
-//! `<run>/analysis/records.parquet`: the reassembled per-request table, cached.
+//! `<run>/analysis/records.parquet` and `texts.parquet`: the reassembled run, cached.
 //!
-//! Reassembly reads every event of a run, which dominates re-analysis once token counts are
-//! cached. This file keeps one row per request with everything metrics need except the output
-//! texts, which are replaced by their hashes (the keys of the token-count cache). It does not
-//! depend on the tokenizer, so every analysis of the run shares it. It is valid only for the
-//! exact set of segments it was built from ([`fingerprint`]): a run that gained segments since
-//! (it was still running) or lost one is reassembled again. Deleting it is always safe.
+//! Reassembly reads every event of a run, which dominates re-analysis. `records.parquet` keeps
+//! one row per request with everything metrics need except the texts, which are replaced by
+//! their keys (those of the token-count cache); `texts.parquet` keeps each distinct output
+//! text once, so an analysis with another tokenizer reads texts, not events. Neither depends
+//! on the tokenizer, so every analysis of the run shares them. Both are written as requests
+//! finish and are valid only for the exact set of segments they were built from
+//! ([`crate::store::fingerprint`]): a run that gained segments since (it was still running)
+//! or lost one is reassembled again. Deleting them is always safe.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,22 +20,51 @@ use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::reassemble::RequestRecord;
+use crate::reassemble::{InputKind, InputRef, RequestRecord};
+use crate::store::{ParquetFile, TextKey};
 use crate::{Error, Result};
 
 /// File name under `<run>/analysis/`.
 pub const FILE: &str = recap_schemas::analysis::RECORDS_FILE;
 
-/// Writes `records` (texts as hashes) to `path`, tagged with `fingerprint`.
+/// `records.parquet` being written, tagged with the segments' fingerprint.
+pub struct RecordsFile(ParquetFile);
+
+impl RecordsFile {
+    /// Starts `path`.
+    pub fn create(path: &Path, fingerprint: &str) -> Result<Self> {
+        ParquetFile::create(
+            path,
+            recap_schemas::analysis::records::schema(),
+            &[(crate::store::META_FINGERPRINT, fingerprint)],
+        )
+        .map(RecordsFile)
+    }
+
+    /// Appends `records` (texts as keys).
+    pub fn write(&mut self, records: &[RequestRecord]) -> Result<()> {
+        self.0.write(&to_batch(records)?)
+    }
+
+    /// Finishes the file.
+    pub fn finish(self) -> Result<()> {
+        self.0.finish()
+    }
+}
+
+/// Writes `records` (texts as keys) to `path`, tagged with `fingerprint`.
 pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result<()> {
+    let mut f = RecordsFile::create(path, fingerprint)?;
+    f.write(records)?;
+    f.finish()
+}
+
+fn to_batch(records: &[RequestRecord]) -> Result<RecordBatch> {
     let mut id = UInt64Builder::new();
     let (mut phase, mut api) = (StringBuilder::new(), StringBuilder::new());
-    let (mut prompt, mut msgs, mut terminal, mut error_kind) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
+    let (mut input_kind, mut terminal, mut error_kind) =
+        (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let mut input_hash = FixedSizeBinaryBuilder::new(16);
     let [mut sched, mut sent, mut headers, mut end, mut first_choice, mut first_content, mut connect] =
         std::array::from_fn(|_| Int64Builder::new());
     let mut status = UInt16Builder::new();
@@ -48,8 +79,13 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         phase.append_option(r.phase.map(recap_schemas::Phase::as_str));
         api.append_option(r.api.map(recap_schemas::Api::as_str));
         sched.append_option(r.scheduled_ns);
-        prompt.append_option(r.prompt.as_deref());
-        msgs.append_option(r.messages_json.as_deref());
+        input_kind.append_option(r.input.map(|i| i.kind.as_str()));
+        match r.input {
+            Some(i) => input_hash
+                .append_value(crate::store::key_bytes(i.hash))
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            None => input_hash.append_null(),
+        }
         sent.append_option(r.sent_ns);
         headers.append_option(r.headers_ns);
         status.append_option(r.http_status);
@@ -85,8 +121,8 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         Arc::new(phase.finish()),
         Arc::new(api.finish()),
         Arc::new(sched.finish()),
-        Arc::new(prompt.finish()),
-        Arc::new(msgs.finish()),
+        Arc::new(input_kind.finish()),
+        Arc::new(input_hash.finish()),
         Arc::new(sent.finish()),
         Arc::new(headers.finish()),
         Arc::new(status.finish()),
@@ -111,32 +147,147 @@ pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result
         Arc::new(session.finish()),
         Arc::new(turn.finish()),
     ];
-    let batch = RecordBatch::try_new(recap_schemas::analysis::records::schema(), columns)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    crate::store::write_parquet(path, &batch, &[(crate::store::META_FINGERPRINT, fingerprint)])
+    RecordBatch::try_new(recap_schemas::analysis::records::schema(), columns)
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Reads `path` if it was built from `fingerprint`; `None` when it is missing, stale or
-/// unreadable (it is only an accelerator: the caller reassembles from the events instead).
-pub fn load(path: &Path, fingerprint: &str) -> Option<Vec<RequestRecord>> {
-    let file = std::fs::File::open(path).ok()?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
-    let tagged = crate::store::footer_value(builder.metadata().file_metadata(), crate::store::META_FINGERPRINT)
-        == Some(fingerprint);
-    if !tagged || builder.schema().fields() != recap_schemas::analysis::records::schema().fields() {
-        return None;
-    }
-    let mut out = Vec::new();
-    for batch in builder.build().ok()? {
-        match read_batch(&batch.ok()?, &mut out) {
-            Some(()) => {}
-            None => {
-                tracing::warn!("ignoring unreadable {}", path.display());
-                return None;
-            }
+/// Whether `path` holds records built from `fingerprint` in this version's columns.
+pub fn valid(path: &Path, fingerprint: &str) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else {
+        return false;
+    };
+    crate::store::footer_value(builder.metadata().file_metadata(), crate::store::META_FINGERPRINT) == Some(fingerprint)
+        && builder.schema().fields() == recap_schemas::analysis::records::schema().fields()
+}
+
+/// Reads the records of a [`valid`] `path` a batch at a time into `each`.
+pub fn read(path: &Path, each: &mut dyn FnMut(Vec<RequestRecord>) -> Result<()>) -> Result<()> {
+    let bad = || {
+        Error::Input(format!(
+            "{}: unreadable; delete it and analyze again (it is rebuilt from the events)",
+            path.display()
+        ))
+    };
+    for part in crate::load::parts(&[path.to_path_buf()])? {
+        for batch in crate::load::read_part(&part, &[])? {
+            let mut out = Vec::with_capacity(batch.num_rows());
+            read_batch(&batch, &mut out).ok_or_else(bad)?;
+            each(out)?;
         }
     }
-    Some(out)
+    Ok(())
+}
+
+/// Reads only the output-text keys of a [`valid`] `path` (reasoning, content, tool args of
+/// each request), a batch at a time: what a new tokenizer must count, without the rest.
+pub fn read_keys(path: &Path, each: &mut dyn FnMut(&[TextKey]) -> Result<()>) -> Result<()> {
+    let columns = ["reasoning_hash", "content_hash", "tool_args_hash"];
+    let bad = || Error::Input(format!("{}: unreadable; delete it and analyze again", path.display()));
+    for part in crate::load::parts(&[path.to_path_buf()])? {
+        for b in crate::load::read_part(&part, &columns)? {
+            let mut keys = Vec::with_capacity(3 * b.num_rows());
+            for name in columns {
+                let c = b
+                    .column_by_name(name)
+                    .and_then(|c| c.as_fixed_size_binary_opt())
+                    .ok_or_else(bad)?;
+                for i in 0..c.len() {
+                    keys.push(crate::store::key_from_bytes(c.value(i)).ok_or_else(bad)?);
+                }
+            }
+            each(&keys)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads all of `path` if it was built from `fingerprint`; `None` when it is missing, stale
+/// or unreadable (it is only an accelerator: the caller reassembles from the events instead).
+pub fn load(path: &Path, fingerprint: &str) -> Option<Vec<RequestRecord>> {
+    if !valid(path, fingerprint) {
+        return None;
+    }
+    let mut all = Vec::new();
+    read(path, &mut |mut b| {
+        all.append(&mut b);
+        Ok(())
+    })
+    .ok()?;
+    Some(all)
+}
+
+/// `texts.parquet` being written: each distinct output text once, by key.
+pub struct TextsFile {
+    file: ParquetFile,
+    written: std::collections::HashSet<TextKey, ahash::RandomState>,
+}
+
+impl TextsFile {
+    /// Starts `path`.
+    pub fn create(path: &Path, fingerprint: &str) -> Result<Self> {
+        let file = ParquetFile::create(
+            path,
+            recap_schemas::analysis::texts::schema(),
+            &[(crate::store::META_FINGERPRINT, fingerprint)],
+        )?;
+        Ok(TextsFile {
+            file,
+            written: Default::default(),
+        })
+    }
+
+    /// Appends the texts of these keys not written yet.
+    pub fn write<'a>(&mut self, texts: impl IntoIterator<Item = (TextKey, &'a str)>) -> Result<()> {
+        let mut keys = FixedSizeBinaryBuilder::new(16);
+        let mut text = StringBuilder::new();
+        for (k, t) in texts {
+            if self.written.insert(k) {
+                keys.append_value(crate::store::key_bytes(k))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                text.append_value(t);
+            }
+        }
+        let batch = RecordBatch::try_new(
+            recap_schemas::analysis::texts::schema(),
+            vec![Arc::new(keys.finish()), Arc::new(text.finish())],
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        self.file.write(&batch)
+    }
+
+    /// Finishes the file.
+    pub fn finish(self) -> Result<()> {
+        self.file.finish()
+    }
+}
+
+/// A batch of `texts.parquet`: `(key, text)` pairs.
+pub type KeyedTexts<'a> = [(TextKey, &'a str)];
+
+/// Reads `texts.parquet` a batch at a time into `each`.
+pub fn read_texts(path: &Path, each: &mut dyn FnMut(&KeyedTexts<'_>) -> Result<()>) -> Result<()> {
+    let bad = || Error::Input(format!("{}: not a texts.parquet; delete it", path.display()));
+    for part in crate::load::parts(&[path.to_path_buf()])? {
+        for b in crate::load::read_part(&part, &[])? {
+            let keys = b
+                .column_by_name("text_hash")
+                .and_then(|c| c.as_fixed_size_binary_opt())
+                .ok_or_else(bad)?;
+            let texts = b
+                .column_by_name("text")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(bad)?;
+            let pairs = (0..b.num_rows())
+                .map(|i| Some((crate::store::key_from_bytes(keys.value(i))?, texts.value(i))))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad)?;
+            each(&pairs)?;
+        }
+    }
+    Ok(())
 }
 
 fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
@@ -146,12 +297,14 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
     let i64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
     let strs = |name: &str| col(name).and_then(|c| c.as_string_opt::<i32>().cloned());
     let (id, phase, api) = (u64s("request_id")?, strs("phase")?, strs("api")?);
-    let (sched, prompt, msgs) = (i64s("scheduled_ns")?, strs("prompt")?, strs("messages_json")?);
+    let sched = i64s("scheduled_ns")?;
+    let input_kind = strs("input_kind")?;
     let (sent, headers, end) = (i64s("sent_ns")?, i64s("headers_ns")?, i64s("end_ns")?);
     let status = col("http_status")?.as_primitive_opt::<UInt16Type>()?.clone();
     let (terminal, error_kind) = (strs("terminal")?, strs("error_kind")?);
     let keys = |name: &str| col(name).and_then(|c| c.as_fixed_size_binary_opt().cloned());
     let (hc, hr, ht) = (keys("content_hash")?, keys("reasoning_hash")?, keys("tool_args_hash")?);
+    let input_hash = keys("input_hash")?;
     let times = col("output_times_ns")?.as_list_opt::<i32>()?.clone();
     let (fc, fco) = (i64s("first_choice_ns")?, i64s("first_content_ns")?);
     let (up, uc) = (u32s("usage_prompt_tokens")?, u32s("usage_completion_tokens")?);
@@ -174,8 +327,13 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
             phase: str_at(&phase, i).and_then(|v| recap_schemas::Phase::parse(&v)),
             api: str_at(&api, i).and_then(|v| recap_schemas::Api::parse(&v)),
             scheduled_ns: i64_at(&sched, i),
-            prompt: str_at(&prompt, i),
-            messages_json: str_at(&msgs, i),
+            input: match (str_at(&input_kind, i), input_hash.is_valid(i)) {
+                (Some(kind), true) => Some(InputRef {
+                    kind: InputKind::parse(&kind)?,
+                    hash: crate::store::key_from_bytes(input_hash.value(i))?,
+                }),
+                _ => None,
+            },
             sent_ns: i64_at(&sent, i),
             headers_ns: i64_at(&headers, i),
             http_status: status.is_valid(i).then(|| status.value(i)),
@@ -223,7 +381,10 @@ mod tests {
             phase: Some(recap_schemas::Phase::Measure),
             api: Some(recap_schemas::Api::Chat),
             scheduled_ns: Some(5),
-            messages_json: Some("[]".into()),
+            input: Some(InputRef {
+                kind: InputKind::Chat,
+                hash: crate::store::text_hash("[]"),
+            }),
             sent_ns: Some(10),
             http_status: Some(200),
             terminal: Some(recap_schemas::EventKind::Done),

@@ -1,22 +1,33 @@
 //! `analyze report`: one run folder in, `<run>/analysis/<tokenizer-id>/` out.
 //!
-//! Load (DataFusion) -> reassemble -> tokenize (rayon, distinct texts once) -> per-request
-//! metrics -> `metrics.parquet` + `summary.{json,csv,md}`. Re-scoring with another tokenizer
-//! writes a sibling folder and leaves this one alone.
+//! One streaming pass. `requests` rows are read first and their inputs counted as they are
+//! read. Event segments are then read a few row groups at a time, decoded in parallel, in
+//! write order ([`crate::reassemble`]); each request is finished as soon as its terminal event
+//! has been read: its texts counted (rayon, each distinct text once), its metrics computed,
+//! its gaps, record and texts appended to `icl.parquet`, `records.parquet` and
+//! `texts.parquet`, and its texts dropped. Memory holds the requests in flight, one row of
+//! metrics per request and the count cache, not the run's text, so a run of any length is
+//! analyzed in bounded memory and in time linear in its size. A re-analysis reads the caches
+//! instead of the events: with other SLOs or definitions nothing is tokenized; with another
+//! tokenizer only tokenization is redone, from `texts.parquet`. Re-scoring writes a sibling
+//! folder and leaves the others alone.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use datafusion::prelude::SessionContext;
+use arrow_array::RecordBatch;
+use rayon::prelude::*;
 
-use crate::input::Input;
-use crate::load::RunFolder;
+use crate::input::{self, Input};
+use crate::load::{Part, RunFolder};
 use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
-use crate::reassemble::{reassemble, RequestRecord};
-use crate::store::text_hash;
-use crate::store::{self, write_parquet};
+use crate::reassemble::{Ended, IdMap, IdSet, Reassembler, RequestRecord, RequestRow};
+use crate::records::{RecordsFile, TextsFile};
+use crate::store::{self, write_parquet, GapsFile, TextKey};
 use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput, SummaryText};
-use crate::tokenize::Counter;
+use crate::template::ChatTemplate;
+use crate::tokenize::{Counter, RunCheck, TokenCache};
 use crate::{Error, Result};
 
 /// Options of one report.
@@ -37,29 +48,10 @@ pub struct ReportOptions {
 pub struct Report {
     /// The summary.
     pub summary: Summary,
-    /// Per-request metrics.
+    /// Per-request metrics, by `request_id`.
     pub rows: Vec<RequestMetrics>,
     /// The analysis folder written.
     pub dir: PathBuf,
-}
-
-/// Reads a run's segments and reassembles one record per request (with texts).
-async fn reassemble_run(run: &RunFolder) -> Result<Vec<RequestRecord>> {
-    let ctx = SessionContext::new();
-    run.register(&ctx, "")?;
-    let mut records = reassemble(&ctx, "").await?;
-    // A request still in flight when capture was killed has events but no `requests` row
-    // (it is written when the request ends). Its phase is still known: the dispatcher hands
-    // out ids in order and the first `warmup_requests` ids are the warmup.
-    let warmup = run.manifest.load.warmup_requests;
-    for r in records.iter_mut().filter(|r| r.phase.is_none()) {
-        r.phase = Some(if r.request_id < warmup {
-            recap_schemas::Phase::Warmup
-        } else {
-            recap_schemas::Phase::Measure
-        });
-    }
-    Ok(records)
 }
 
 /// Analyzes one run folder with one tokenizer.
@@ -75,80 +67,100 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         path: dir.clone(),
         source,
     })?;
-    // Where the time goes, at -v (the B8/B9 benchmarks read these lines).
-    let mut stage = std::time::Instant::now();
+    // Where the time goes, at -v (the B8/B9/B12 benchmarks read these lines).
+    let mut stage = Instant::now();
     let mut lap = |what: &str| {
-        tracing::info!("{what}: {:.3} s", stage.elapsed().as_secs_f64());
-        stage = std::time::Instant::now();
+        tracing::info!("stage {what}: {:.3} s", stage.elapsed().as_secs_f64());
+        stage = Instant::now();
     };
-    // Reassembled records are shared by every analysis of the run and cached without their
-    // texts; token counts are cached per tokenizer. A re-analysis with other SLOs or
-    // definitions needs neither the events nor the tokenizer's time.
-    let records_path = recap_schemas::analysis::records_path(&run.dir);
-    let fingerprint = store::fingerprint(run.requests.iter().chain(&run.events));
-    let cached = crate::records::load(&records_path, &fingerprint);
-    let from_cache = cached.is_some();
-    let mut records = match cached {
-        Some(r) => {
-            tracing::info!("reusing reassembled records from {}", records_path.display());
-            r
-        }
-        None => reassemble_run(run).await?,
-    };
-    lap("stage records");
-    let mut cache = crate::tokenize::TokenCache::load(&cache_path);
+    let mut cache = TokenCache::load(&cache_path);
     if !counter.accepts(&cache) {
         tracing::info!("--exact: counting again with `tokenizers` instead of the cached counts");
-        cache = crate::tokenize::TokenCache::default();
+        cache = TokenCache::default();
     }
     let known = cache.len();
-    let counts = match count_tokens(&records, counter, opts, &mut cache)? {
-        Some(c) => c,
-        None => {
-            // Texts this tokenizer has not counted yet: only the events have them.
-            tracing::info!("new texts to count: reassembling from the events");
-            lap("stage token cache lookup");
-            records = reassemble_run(run).await?;
-            lap("stage records");
-            count_tokens(&records, counter, opts, &mut cache)?
-                .ok_or_else(|| Error::Internal("reassembled records lack their texts".into()))?
-        }
+    let fingerprint = store::fingerprint(run.requests.iter().chain(&run.events));
+    let template = match opts.isl {
+        IslMode::Template => counter.chat_template(),
+        IslMode::Raw => None,
     };
-    lap("stage tokens");
+    let gaps_path = dir.join(recap_schemas::analysis::ICL_FILE);
+    // The gaps depend only on the recorded events: a file built from these segments is kept.
+    let gaps = if store::built_from(&gaps_path, &fingerprint) {
+        None
+    } else {
+        Some(GapsFile::create(&gaps_path, &fingerprint)?)
+    };
+    let mut pass = Pass {
+        counter,
+        template,
+        definitions: opts.definitions,
+        warmup: run.manifest.load.warmup_requests,
+        cache,
+        check: RunCheck::default(),
+        isl: IdMap::default(),
+        rows: Vec::new(),
+        gaps,
+        records: None,
+        texts: None,
+        counting: Duration::ZERO,
+        progress: opts.progress,
+    };
+    let requests = pass.read_requests(run)?;
+    lap("inputs");
+    let records_path = recap_schemas::analysis::records_path(&run.dir);
+    let texts_path = recap_schemas::analysis::texts_path(&run.dir);
+    let from_caches = crate::records::valid(&records_path, &fingerprint) && {
+        tracing::info!("reusing reassembled records from {}", records_path.display());
+        pass.count_from_texts(&records_path, &texts_path, &fingerprint)?
+    };
+    if from_caches {
+        drop(requests);
+        crate::records::read(&records_path, &mut |records| pass.score(records))?;
+    } else {
+        pass.records = open_cache("reassembled records", &records_path, |p| {
+            RecordsFile::create(p, &fingerprint)
+        });
+        pass.texts = open_cache("output texts", &texts_path, |p| TextsFile::create(p, &fingerprint));
+        pass.reassemble(run, requests)?;
+    }
+    // Counting overlaps reading; this is its share of the pass.
+    tracing::info!(
+        "stage tokens: {:.3} s (counting, within the pass)",
+        pass.counting.as_secs_f64()
+    );
+    lap("records");
+    let Pass {
+        cache,
+        mut rows,
+        gaps,
+        records,
+        texts,
+        ..
+    } = pass;
+    if let Some(g) = gaps {
+        g.finish()?;
+    }
+    for (what, path, r) in [
+        ("reassembled records", &records_path, records.map(RecordsFile::finish)),
+        ("output texts", &texts_path, texts.map(TextsFile::finish)),
+    ] {
+        if let Some(r) = r {
+            store::cache_written(what, path, r);
+        }
+    }
     if cache.len() != known {
         store::cache_written("token count", &cache_path, cache.save(&cache_path));
     }
-    if !from_cache {
-        store::cache_written(
-            "reassembled records",
-            &records_path,
-            crate::records::save(&records_path, &fingerprint, &records),
-        );
-    }
-    lap("stage caches saved");
-    let rows: Vec<RequestMetrics> = records
+    lap("caches saved");
+    rows.sort_by_key(|(m, _)| m.request_id);
+    let (rows, protocol): (Vec<RequestMetrics>, Vec<u32>) = rows.into_iter().unzip();
+    let counted: IdSet = rows
         .iter()
-        .zip(&counts)
-        .map(|(r, t)| metrics::compute(r, t, &opts.definitions))
+        .filter(|m| m.phase == Some(recap_schemas::Phase::Measure) && m.ok)
+        .map(|m| m.request_id)
         .collect();
-    // The ICL distribution depends only on the recorded events: `icl.parquet` keeps it (with
-    // the gaps) for the segments it was built from, which spares a re-analysis every gap.
-    let gaps_path = dir.join(recap_schemas::analysis::ICL_FILE);
-    let icl_ms = match store::cached_icl_ms(&gaps_path, &fingerprint) {
-        Some(d) => d,
-        None => {
-            let icl: Vec<Vec<i64>> = records.iter().map(|r| metrics::icl_gaps(r).collect()).collect();
-            let ids: Vec<u64> = records.iter().map(|r| r.request_id).collect();
-            let d = crate::summary::icl_distribution(&rows, &icl);
-            store::cache_written(
-                "inter-chunk gaps",
-                &gaps_path,
-                store::write_gaps(&gaps_path, &ids, &icl, &fingerprint, &d),
-            );
-            d
-        }
-    };
-    let protocol: Vec<u32> = records.iter().map(|r| r.protocol_events).collect();
+    let icl_ms = store::icl_distribution(&gaps_path, &|id| counted.contains(&id))?;
     let isl_used = match (opts.isl, counter.chat_template().is_some()) {
         (IslMode::Template, true) => IslMode::Template,
         _ => IslMode::Raw,
@@ -168,64 +180,277 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         icl_ms,
         protocol_events: &protocol,
     });
-    lap("stage metrics and summary");
+    lap("metrics and summary");
     write_outputs(&dir, &rows, &summary)?;
-    lap("stage outputs written");
+    lap("outputs written");
     Ok(Report { summary, rows, dir })
 }
 
-/// Token counts of every request (`None` if some text is neither cached nor at hand).
-fn count_tokens(
-    records: &[RequestRecord],
-    counter: &Counter,
-    opts: &ReportOptions,
-    cache: &mut crate::tokenize::TokenCache,
-) -> Result<Option<Vec<TokenCounts>>> {
-    let warned = std::sync::Once::new();
-    let template = match opts.isl {
-        IslMode::Template => counter.chat_template(),
-        IslMode::Raw => None,
-    };
-    let inputs: Vec<Option<Input<'_>>> = records.iter().map(Input::of).collect();
-    // One flat work list: input, reasoning, content, tool args of every request.
-    let mut keys: Vec<(crate::store::TextKey, bool)> = Vec::with_capacity(records.len() * 4);
-    for (r, inp) in records.iter().zip(&inputs) {
-        keys.push(inp.as_ref().map_or((text_hash(""), false), |i| i.key(r, template)));
-        keys.push((r.hashes.reasoning, false));
-        keys.push((r.hashes.content, false));
-        keys.push((r.hashes.tool_args, false));
-    }
-    let text = |k: usize| -> Option<Cow<'_, str>> {
-        let (i, channel) = (k / 4, k % 4);
-        if channel == 0 {
-            return Some(
-                inputs[i]
-                    .as_ref()
-                    .map_or(Cow::Borrowed(""), |inp| inp.text(template, &warned)),
-            );
+/// A cache file to write, or `None` (with the cache policy's warning) when it cannot be.
+fn open_cache<T>(what: &str, path: &Path, create: impl FnOnce(&Path) -> Result<T>) -> Option<T> {
+    let r = create(path);
+    match r {
+        Ok(f) => Some(f),
+        Err(e) => {
+            store::cache_written(what, path, Err(e));
+            None
         }
-        let t = records[i].texts.as_ref()?;
-        Some(Cow::Borrowed(match channel {
-            1 => &t.reasoning,
-            2 => &t.content,
-            _ => &t.tool_args,
-        }))
-    };
-    let bar = crate::progress::bar(keys.len() as u64, "tokenizing", opts.progress);
-    let n = counter.count_keyed(&keys, &text, cache, &|k| bar.inc(k))?;
-    bar.finish_and_clear();
-    Ok(n.map(|n| {
-        inputs
-            .iter()
-            .enumerate()
-            .map(|(i, inp)| TokenCounts {
-                isl: inp.as_ref().map(|_| n[4 * i]),
-                reasoning: n[4 * i + 1],
-                content: n[4 * i + 2],
-                tool_calls: n[4 * i + 3],
+    }
+}
+
+/// The state of one report's pass over a run.
+struct Pass<'a> {
+    counter: &'a Counter,
+    template: Option<&'a ChatTemplate>,
+    definitions: Definitions,
+    /// Requests with a smaller id are the warmup (for records whose `requests` row is lost).
+    warmup: u64,
+    cache: TokenCache,
+    check: RunCheck,
+    /// Input tokens of each request with a `requests` row.
+    isl: IdMap<Option<u32>>,
+    /// Metrics and protocol events of each finished request.
+    rows: Vec<(RequestMetrics, u32)>,
+    gaps: Option<GapsFile>,
+    records: Option<RecordsFile>,
+    texts: Option<TextsFile>,
+    /// Time spent counting tokens.
+    counting: Duration,
+    progress: bool,
+}
+
+/// Row groups decoded at once: enough to keep every core busy while the previous ones are
+/// counted.
+fn window() -> usize {
+    2 * rayon::current_num_threads().max(1)
+}
+
+/// Decodes `parts` in parallel, keeping their order.
+fn decode(parts: &[Part], columns: &[&str]) -> Result<Vec<Vec<RecordBatch>>> {
+    parts.par_iter().map(|p| crate::load::read_part(p, columns)).collect()
+}
+
+impl Pass<'_> {
+    /// Counts with the run's cache and check, timing it.
+    fn count<'t>(
+        &mut self,
+        keys: &[(TextKey, bool)],
+        text: &(dyn Fn(usize) -> Option<Cow<'t, str>> + Sync),
+    ) -> Result<Option<Vec<u32>>> {
+        let start = Instant::now();
+        let n = self
+            .counter
+            .count_keyed(keys, text, &mut self.cache, &self.check, &|_| {});
+        self.counting += start.elapsed();
+        n
+    }
+
+    /// Reads every `requests` row and counts its input; returns the rows by id.
+    fn read_requests(&mut self, run: &RunFolder) -> Result<IdMap<RequestRow>> {
+        let parts = crate::load::parts(&run.requests)?;
+        let mut out = IdMap::default();
+        let warned = std::sync::Once::new();
+        for window in parts.chunks(window()) {
+            for (part, batches) in window.iter().zip(decode(window, crate::reassemble::REQUEST_COLUMNS)?) {
+                for b in &batches {
+                    let rows = crate::reassemble::request_rows(b)
+                        .map_err(|e| Error::Input(format!("{}: {e}", part.path.display())))?;
+                    let inputs: Vec<Option<Input<'_>>> = rows
+                        .par_iter()
+                        .map(|(_, row, text)| {
+                            let (i, t) = row.input.zip(*text)?;
+                            Input::of(i.kind, t)
+                        })
+                        .collect();
+                    let counted: Vec<usize> = (0..rows.len()).filter(|i| inputs[*i].is_some()).collect();
+                    let keys: Vec<(TextKey, bool)> = counted
+                        .iter()
+                        .filter_map(|i| rows[*i].1.input.map(|inp| input::key(inp, self.template)))
+                        .collect();
+                    let template = self.template;
+                    let text = |k: usize| inputs[counted[k]].as_ref().map(|inp| inp.text(template, &warned));
+                    let n = self
+                        .count(&keys, &text)?
+                        .ok_or_else(|| Error::Internal("an input text went missing".into()))?;
+                    let mut next = counted.iter().zip(n).peekable();
+                    for (i, (id, row, _)) in rows.into_iter().enumerate() {
+                        let isl = match next.peek() {
+                            Some((j, n)) if **j == i => {
+                                let n = *n;
+                                next.next();
+                                Some(n)
+                            }
+                            _ => None,
+                        };
+                        self.isl.insert(id, isl);
+                        out.insert(id, row);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The full pass: events read in order, each request scored when it ends.
+    fn reassemble(&mut self, run: &RunFolder, requests: IdMap<RequestRow>) -> Result<()> {
+        tracing::info!("reassembling from the events");
+        let parts = crate::load::parts(&run.events)?;
+        let bar = crate::progress::bar(parts.len() as u64, "reading events", self.progress);
+        let mut re = Reassembler::new(requests);
+        let columns = crate::reassemble::EVENT_COLUMNS;
+        let mut windows = parts.chunks(window());
+        let mut next = windows
+            .next()
+            .map(|w| Ok::<_, Error>((w, decode(w, columns)?)))
+            .transpose()?;
+        while let Some((window, batches)) = next.take() {
+            let mut ended = Vec::new();
+            for (part, batches) in window.iter().zip(&batches) {
+                for b in batches {
+                    ended.extend(
+                        re.add(b)
+                            .map_err(|e| Error::Input(format!("{}: {e}", part.path.display())))?,
+                    );
+                }
+            }
+            drop(batches);
+            bar.inc(window.len() as u64);
+            // Decode the next row groups while this window's requests are counted.
+            let following = windows.next();
+            let (decoded, scored) = rayon::join(
+                || following.map(|w| Ok::<_, Error>((w, decode(w, columns)?))).transpose(),
+                || self.score_ended(ended),
+            );
+            scored?;
+            next = decoded?;
+        }
+        bar.finish_and_clear();
+        let (rest, late) = re.drain();
+        if late > 0 {
+            tracing::warn!("{late} events came after their request's terminal event and were ignored");
+        }
+        self.score_ended(rest)
+    }
+
+    fn score_ended(&mut self, ended: Vec<Ended>) -> Result<()> {
+        let warmup = self.warmup;
+        let records: Vec<RequestRecord> = ended
+            .into_par_iter()
+            .map(|e| {
+                let mut r = e.finish();
+                // A request still in flight when capture was killed has events but no
+                // `requests` row (it is written when the request ends). Its phase is still
+                // known: ids are handed out in order and the first `warmup_requests` are the
+                // warmup.
+                if r.phase.is_none() {
+                    r.phase = Some(if r.request_id < warmup {
+                        recap_schemas::Phase::Warmup
+                    } else {
+                        recap_schemas::Phase::Measure
+                    });
+                }
+                r
             })
-            .collect()
-    }))
+            .collect();
+        self.score(records)
+    }
+
+    /// Counts, measures and writes finished records (with their texts, or with every count
+    /// already cached).
+    fn score(&mut self, records: Vec<RequestRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<(TextKey, bool)> = Vec::with_capacity(records.len() * 3);
+        for r in &records {
+            keys.extend([r.hashes.reasoning, r.hashes.content, r.hashes.tool_args].map(|k| (k, false)));
+        }
+        let text = |k: usize| -> Option<Cow<'_, str>> {
+            let t = records[k / 3].texts.as_ref()?;
+            Some(Cow::Borrowed(match k % 3 {
+                0 => &t.reasoning,
+                1 => &t.content,
+                _ => &t.tool_args,
+            }))
+        };
+        let n = self
+            .count(&keys, &text)?
+            .ok_or_else(|| Error::Internal("an output text is neither cached nor at hand".into()))?;
+        if let Some(f) = &mut self.texts {
+            let texts = records.iter().filter_map(|r| Some((r.hashes, r.texts.as_ref()?)));
+            let r = f.write(texts.flat_map(|(h, t)| {
+                [
+                    (h.reasoning, t.reasoning.as_str()),
+                    (h.content, t.content.as_str()),
+                    (h.tool_args, t.tool_args.as_str()),
+                ]
+            }));
+            if let Err(e) = r {
+                store::cache_written("output texts", Path::new(recap_schemas::analysis::TEXTS_FILE), Err(e));
+                self.texts = None;
+            }
+        }
+        let definitions = self.definitions;
+        let isl = &self.isl;
+        let rows: Vec<(RequestMetrics, u32)> = records
+            .par_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let counts = TokenCounts {
+                    isl: isl.get(&r.request_id).copied().flatten(),
+                    reasoning: n[3 * i],
+                    content: n[3 * i + 1],
+                    tool_calls: n[3 * i + 2],
+                };
+                (metrics::compute(r, &counts, &definitions), r.protocol_events)
+            })
+            .collect();
+        self.rows.extend(rows);
+        if let Some(g) = &mut self.gaps {
+            g.write(
+                records
+                    .iter()
+                    .flat_map(|r| metrics::icl_gaps(r).map(|gap| (r.request_id, gap))),
+            )?;
+        }
+        if let Some(f) = &mut self.records {
+            if let Err(e) = f.write(&records) {
+                store::cache_written("reassembled records", Path::new(crate::records::FILE), Err(e));
+                self.records = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// With valid records: counts the output texts this tokenizer has not counted yet, from
+    /// `texts.parquet`. `false` when that file cannot provide them all (the caller reads the
+    /// events instead).
+    fn count_from_texts(&mut self, records_path: &Path, texts_path: &Path, fingerprint: &str) -> Result<bool> {
+        let mut missing: std::collections::HashSet<TextKey, ahash::RandomState> = Default::default();
+        let cache = &self.cache;
+        crate::records::read_keys(records_path, &mut |keys| {
+            missing.extend(keys.iter().filter(|k| !cache.contains(&(**k, false))));
+            Ok(())
+        })?;
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        if !store::built_from(texts_path, fingerprint) {
+            return Ok(false);
+        }
+        tracing::info!("counting new texts from {}", texts_path.display());
+        crate::records::read_texts(texts_path, &mut |pairs| {
+            let todo: Vec<&(TextKey, &str)> = pairs.iter().filter(|(k, _)| missing.contains(k)).collect();
+            let keys: Vec<(TextKey, bool)> = todo.iter().map(|(k, _)| (*k, false)).collect();
+            let text = |i: usize| Some(Cow::Borrowed(todo[i].1));
+            self.count(&keys, &text)?;
+            for (k, _) in &todo {
+                missing.remove(k);
+            }
+            Ok(())
+        })?;
+        Ok(missing.is_empty())
+    }
 }
 
 /// What an earlier analysis in the same folder was scored with, when it differs from

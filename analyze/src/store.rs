@@ -22,10 +22,8 @@ use crate::{Error, Result};
 pub(crate) const META_FINGERPRINT: &str = "recap.records.fingerprint";
 /// Footer key of `tokens.parquet`: the engine that counted ([`crate::tokenize::Counter::engine_label`]).
 pub(crate) const META_TOKENIZER_ENGINE: &str = "recap.tokenizer_engine";
-/// Parquet metadata of `icl.parquet` holding its `icl_ms` distribution as JSON.
-const META_ICL_MS: &str = "recap.icl_ms";
 /// Bumped whenever the caches' columns or meaning change, so older files are rebuilt.
-const FORMAT: &str = "recap-records-3";
+const FORMAT: &str = "recap-records-4";
 
 /// A text's key in the caches: 128-bit XXH3, so that two different texts of a run (or of the
 /// hundreds of runs one cache folder may see) practically never share a key (a 64-bit key
@@ -37,13 +35,13 @@ pub fn text_hash(text: &str) -> TextKey {
     twox_hash::XxHash3_128::oneshot(text.as_bytes())
 }
 
-/// The key of `text` derived from a source named by `seed` (another key), e.g. a chat prompt
-/// rendered by one template: XXH3-128 of the seed's 16 bytes followed by the text.
-pub fn text_hash_from(seed: TextKey, text: &str) -> TextKey {
-    let mut h = twox_hash::XxHash3_128::new();
-    h.write(&seed.to_le_bytes());
-    h.write(text.as_bytes());
-    h.finish_128()
+/// A key derived from another under a `seed` (another key), e.g. a chat input's count key
+/// from its messages' key and the template that renders them: XXH3-128 of both keys' bytes.
+pub fn derived_key(seed: TextKey, key: TextKey) -> TextKey {
+    let mut bytes = [0_u8; 32];
+    bytes[..16].copy_from_slice(&seed.to_le_bytes());
+    bytes[16..].copy_from_slice(&key.to_le_bytes());
+    twox_hash::XxHash3_128::oneshot(&bytes)
 }
 
 /// A key as the caches store it (`FixedSizeBinary(16)`, little-endian).
@@ -82,33 +80,75 @@ pub fn cache_written(what: &str, path: &Path, r: Result<()>) {
     }
 }
 
-/// Writes one batch as a zstd Parquet file (analysis outputs are small and written once), with
-/// `metadata` as key-value pairs. Written beside its final name and renamed, so a reader never
-/// sees half a file.
+/// A zstd Parquet file written batch by batch beside its final name and renamed when
+/// finished, so a reader never sees half a file (and a failed analysis leaves none).
+pub(crate) struct ParquetFile {
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl ParquetFile {
+    /// Starts `path` with `schema` and `metadata` as footer key-value pairs.
+    pub(crate) fn create(path: &Path, schema: arrow_schema::SchemaRef, metadata: &[(&str, &str)]) -> Result<Self> {
+        let tmp = path.with_extension("parquet.tmp");
+        let file = File::create(&tmp).map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        let kv: Vec<parquet::file::metadata::KeyValue> = metadata
+            .iter()
+            .map(|(k, v)| parquet::file::metadata::KeyValue::new((*k).to_string(), (*v).to_string()))
+            .collect();
+        // Mostly numbers with few repeats: dictionary encoding costs more than it saves here.
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_dictionary_enabled(false)
+            .set_key_value_metadata((!kv.is_empty()).then_some(kv))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| encode(path, e))?;
+        Ok(ParquetFile {
+            writer,
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends `batch`.
+    pub(crate) fn write(&mut self, batch: &arrow_array::RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| encode(&self.path, e))?;
+        // Keep the encoder's buffered row group small: memory is bounded by in-flight work.
+        if self.writer.in_progress_size() > 64 << 20 {
+            self.writer.flush().map_err(|e| encode(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer and moves the file to its name.
+    pub(crate) fn finish(self) -> Result<()> {
+        self.writer.close().map_err(|e| encode(&self.path, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+fn encode(path: &Path, e: parquet::errors::ParquetError) -> Error {
+    Error::Internal(format!("writing {}: {e}", path.display()))
+}
+
+/// Writes one batch as a zstd Parquet file ([`ParquetFile`]), with `metadata` as key-value
+/// pairs.
 pub(crate) fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch, metadata: &[(&str, &str)]) -> Result<()> {
-    let tmp = path.with_extension("parquet.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    let enc = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
-    let kv: Vec<parquet::file::metadata::KeyValue> = metadata
-        .iter()
-        .map(|(k, v)| parquet::file::metadata::KeyValue::new((*k).to_string(), (*v).to_string()))
-        .collect();
-    // Mostly numbers with few repeats: dictionary encoding costs more than it saves here.
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_dictionary_enabled(false)
-        .set_key_value_metadata((!kv.is_empty()).then_some(kv))
-        .build();
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
-    w.write(batch).map_err(enc)?;
-    w.close().map_err(enc)?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    let mut f = ParquetFile::create(path, batch.schema(), metadata)?;
+    f.write(batch)?;
+    f.finish()
+}
+
+/// Whether the cache at `path` was built from the segments `fingerprint` names.
+pub(crate) fn built_from(path: &Path, fingerprint: &str) -> bool {
+    footer(path).is_ok_and(|md| footer_value(md.file_metadata(), META_FINGERPRINT) == Some(fingerprint))
 }
 
 /// `batches` as CSV text with a header line (arrow-csv: quoting and number formats as every
@@ -140,41 +180,75 @@ pub(crate) fn footer_value<'a>(md: &'a FileMetaData, key: &str) -> Option<&'a st
         .and_then(|k| k.value.as_deref())
 }
 
-/// The `icl_ms` distribution kept in `icl.parquet` if that file was built from the segments
-/// `fingerprint` names (so a re-analysis computes no gaps).
-pub fn cached_icl_ms(path: &Path, fingerprint: &str) -> Option<Distribution> {
-    let md = footer(path).ok()?;
-    let tag = |key| footer_value(md.file_metadata(), key);
-    if tag(META_FINGERPRINT) != Some(fingerprint) {
-        return None;
+/// `icl.parquet`, written as requests finish: every inter-chunk gap (`request_id`, `gap_ns`)
+/// for plots of the ICL distribution (the per-request table has one row per request), tagged
+/// with the segments' fingerprint so a re-analysis reads it instead of the events.
+pub(crate) struct GapsFile(ParquetFile);
+
+impl GapsFile {
+    /// Starts `path`.
+    pub(crate) fn create(path: &Path, fingerprint: &str) -> Result<Self> {
+        ParquetFile::create(
+            path,
+            recap_schemas::analysis::icl::schema(),
+            &[(META_FINGERPRINT, fingerprint)],
+        )
+        .map(GapsFile)
     }
-    serde_json::from_str(tag(META_ICL_MS)?).ok()
+
+    /// Appends gaps (`request_id`, `gap_ns`).
+    pub(crate) fn write(&mut self, gaps: impl IntoIterator<Item = (u64, i64)>) -> Result<()> {
+        use arrow_array::builder::{Int64Builder, UInt64Builder};
+        let mut id = UInt64Builder::new();
+        let mut gap = Int64Builder::new();
+        for (rid, g) in gaps {
+            id.append_value(rid);
+            gap.append_value(g);
+        }
+        let batch = arrow_array::RecordBatch::try_new(
+            recap_schemas::analysis::icl::schema(),
+            vec![Arc::new(id.finish()), Arc::new(gap.finish())],
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        self.0.write(&batch)
+    }
+
+    /// Finishes the file.
+    pub(crate) fn finish(self) -> Result<()> {
+        self.0.finish()
+    }
 }
 
-/// `icl.parquet`: every inter-chunk gap (`request_id`, `gap_ns`), for plots of the ICL
-/// distribution (the per-request table only has one row per request), tagged with the
-/// segments' fingerprint and the `icl_ms` distribution.
-pub fn write_gaps(
-    path: &Path,
-    request_ids: &[u64],
-    icl: &[Vec<i64>],
-    fingerprint: &str,
-    icl_ms: &recap_schemas::summary::Distribution,
-) -> Result<()> {
-    use arrow_array::builder::{Int64Builder, UInt64Builder};
-    let mut id = UInt64Builder::new();
-    let mut gap = Int64Builder::new();
-    for (rid, gaps) in request_ids.iter().zip(icl) {
-        for g in gaps {
-            id.append_value(*rid);
-            gap.append_value(*g);
+/// The `icl_ms` distribution of the gaps in `icl.parquet` of the requests `counted` accepts
+/// (the measure-phase successful ones), exact, in a few passes over the file
+/// ([`recap_stats::Quantiles`]): memory holds histograms, not the gaps.
+pub(crate) fn icl_distribution(path: &Path, counted: &dyn Fn(u64) -> bool) -> Result<Distribution> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, UInt64Type};
+    let parts = crate::load::parts(&[path.to_path_buf()])?;
+    let mut q = recap_stats::Quantiles::default();
+    loop {
+        for part in &parts {
+            for b in crate::load::read_part(part, &["request_id", "gap_ns"])? {
+                let (Some(id), Some(gap)) = (
+                    b.column_by_name("request_id")
+                        .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+                    b.column_by_name("gap_ns")
+                        .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+                ) else {
+                    return Err(Error::Input(format!("{}: not an icl.parquet", path.display())));
+                };
+                for (rid, g) in id.values().iter().zip(gap.values()) {
+                    if counted(*rid) {
+                        q.offer(*g);
+                    }
+                }
+            }
+        }
+        if q.end_pass() {
+            return Ok(q.distribution(1e6));
         }
     }
-    let schema = recap_schemas::analysis::icl::schema();
-    let batch = arrow_array::RecordBatch::try_new(schema, vec![Arc::new(id.finish()), Arc::new(gap.finish())])
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let dist = serde_json::to_string(icl_ms).map_err(|e| Error::Internal(e.to_string()))?;
-    write_parquet(path, &batch, &[(META_FINGERPRINT, fingerprint), (META_ICL_MS, &dist)])
 }
 
 #[cfg(test)]

@@ -19,22 +19,11 @@ pub struct SummaryInput<'a> {
     pub slo: Slo,
     /// Per-request metrics.
     pub rows: &'a [RequestMetrics],
-    /// The `icl_ms` distribution ([`icl_distribution`]), computed by the caller: it depends on
-    /// the recorded events only, so a re-analysis can take it from `icl.parquet`.
+    /// The `icl_ms` distribution of the measure-phase successful requests, computed by the
+    /// caller from `icl.parquet` in bounded memory (a run may hold billions of gaps).
     pub icl_ms: Distribution,
     /// Protocol events of each row, same order.
     pub protocol_events: &'a [u32],
-}
-
-/// The `icl_ms` distribution: every inter-chunk gap (`icl_ns`, same order as `rows`) of the
-/// measure-phase successful requests, in ms.
-pub fn icl_distribution(rows: &[RequestMetrics], icl_ns: &[Vec<i64>]) -> Distribution {
-    recap_stats::distribution(
-        rows.iter()
-            .zip(icl_ns)
-            .filter(|(m, _)| m.phase == Some(Phase::Measure) && m.ok)
-            .flat_map(|(_, gaps)| gaps.iter().map(|g| *g as f64 / 1e6)),
-    )
 }
 
 /// Computes the summary.
@@ -557,7 +546,8 @@ mod tests {
             scoring: scoring(),
             slo: Slo::parse("ttft=200ms").expect("slo"),
             rows: &rows,
-            icl_ms: icl_distribution(&rows, &[vec![1, 3], vec![2], vec![100]]),
+            // The gaps of the measure-phase successful rows 0 and 1, in ms.
+            icl_ms: recap_stats::distribution([1e-6, 3e-6, 2e-6]),
             protocol_events: &[0, 1, 0],
         });
         assert_eq!(s.window_s, Some(2.0));
@@ -568,7 +558,6 @@ mod tests {
         assert_eq!(s.goodput.share, Some(1.0 / 3.0));
         assert_eq!(s.requests.errors.get(&recap_schemas::ErrorKind::Timeout), Some(&1));
         assert_eq!(s.metrics["ttft_ms"].mean, Some(200.0));
-        assert_eq!(s.metrics["icl_ms"].count, 3, "only successful requests' gaps");
         assert_eq!(s.osl_agreement.share_equal, Some(0.5));
         assert_eq!(s.osl_agreement.max_abs_diff, Some(1));
         assert_eq!(s.output_tokens_per_s_per_user, Some(100.0));

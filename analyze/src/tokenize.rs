@@ -95,32 +95,43 @@ const REFERENCE: &str = "tokenizers";
 /// Texts of [`crate::bpe::validation_corpus`] the fast path must count exactly like
 /// `tokenizers` before it is used.
 const SELF_CHECK_TEXTS: usize = 300;
-/// Texts of each batch to count (a run's own) that the fast path must also count exactly like
-/// `tokenizers`, or `tokenizers` counts them all.
+/// Texts of each run (its own, from its first batches) that the fast path must also count
+/// exactly like `tokenizers`, or `tokenizers` counts them all ([`RunCheck`]).
 const RUN_CHECK_TEXTS: usize = 48;
 
 impl Engine {
     fn build(bytes: &[u8], special: SpecialText, path: &Path, exact: bool) -> std::result::Result<Engine, String> {
         let plain = special == SpecialText::Plain;
-        let mut tokenizer = Tokenizer::from_bytes(bytes)
-            .map_err(|e| format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display()))?;
+        // Building `tokenizers` (which the checks and any fallback need) and the fast path
+        // from the same file is independent work: both at once.
+        let (tokenizer, fast) = rayon::join(
+            || Tokenizer::from_bytes(bytes),
+            || {
+                (!exact).then(|| {
+                    serde_json::from_slice::<serde_json::Value>(bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|json| FastBpe::from_json(&json, plain))
+                })
+            },
+        );
+        let mut tokenizer =
+            tokenizer.map_err(|e| format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display()))?;
         tokenizer.set_encode_special_tokens(plain);
         let len = |text: &str, add: bool| tokenizer.encode_fast(text, add).map(|e| e.len() as u32);
+        // What the post-processor adds with `add_special_tokens` (a BOS, say).
         let added_special = match (len("", true), len("", false)) {
             (Ok(with), Ok(without)) => with.saturating_sub(without),
             _ => 0,
         };
-        if exact {
+        let Some(fast) = fast else {
             return Ok(Engine {
                 tokenizer,
                 fast: None,
                 fast_ok: AtomicBool::new(false),
                 reference_because: Some("--exact".into()),
             });
-        }
-        let fast = serde_json::from_slice::<serde_json::Value>(bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|json| FastBpe::from_json(&json, plain, added_special));
+        };
+        let fast = fast.map(|f| f.with_added_special(added_special));
         let mut reference_because = None;
         let fast = match fast {
             Err(why) => {
@@ -134,7 +145,7 @@ impl Engine {
             }
             Ok(f) => {
                 let corpus = crate::bpe::validation_corpus(SELF_CHECK_TEXTS, 0x5eed);
-                let differs = corpus.iter().find(|t| {
+                let differs = corpus.par_iter().find_any(|t| {
                     [false, true]
                         .iter()
                         .any(|&add| len(t, add).ok() != Some(f.count(t, add)))
@@ -252,7 +263,15 @@ impl Counter {
 
     fn engine(&self) -> Result<&Engine> {
         self.engine
-            .get_or_init(|| Engine::build(&self.bytes, self.special, &self.path, self.exact))
+            .get_or_init(|| {
+                let start = std::time::Instant::now();
+                let e = Engine::build(&self.bytes, self.special, &self.path, self.exact);
+                tracing::info!(
+                    "stage tokenizer loaded and self-checked: {:.3} s",
+                    start.elapsed().as_secs_f64()
+                );
+                e
+            })
             .as_ref()
             .map_err(|e| Error::Input(e.clone()))
     }
@@ -321,18 +340,27 @@ impl Counter {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<u32>> {
         let keys: Vec<(TextKey, bool)> = texts.par_iter().map(|(t, s)| (text_hash(t), *s)).collect();
-        self.count_keyed(&keys, &|i| Some(Cow::Borrowed(texts[i].0)), cache, progress)?
-            .ok_or_else(|| Error::Internal("a text went missing while counting".into()))
+        self.count_keyed(
+            &keys,
+            &|i| Some(Cow::Borrowed(texts[i].0)),
+            cache,
+            &RunCheck::default(),
+            progress,
+        )?
+        .ok_or_else(|| Error::Internal("a text went missing while counting".into()))
     }
 
     /// Counts texts named by their cache keys (`(hash, add_special_tokens)`); `text(i)` makes
     /// the `i`-th text and is called only for keys not yet in `cache`, once per distinct key,
-    /// on all cores. `Ok(None)` when it cannot (the caller no longer has that text).
+    /// on all cores. `Ok(None)` when it cannot (the caller no longer has that text). A run
+    /// counted in several calls shares one `check`, so the fast path is checked on a sample of
+    /// its texts once, not per call.
     pub fn count_keyed<'t>(
         &self,
         keys: &[(TextKey, bool)],
         text: &(dyn Fn(usize) -> Option<Cow<'t, str>> + Sync),
         cache: &mut TokenCache,
+        check: &RunCheck,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Option<Vec<u32>>> {
         let mut missing: HashMap<(TextKey, bool), usize> = HashMap::new();
@@ -342,10 +370,12 @@ impl Counter {
             }
         }
         let work: Vec<((TextKey, bool), usize)> = missing.into_iter().collect();
-        self.check_on(&work, text)?;
-        if !work.is_empty() {
-            cache.engine = Some(self.engine_label()?);
+        if work.is_empty() {
+            // Everything cached: the tokenizer need not even be parsed.
+            return Ok(Some(keys.iter().map(|k| cache.counts[k]).collect()));
         }
+        self.check_on(&work, text, check)?;
+        cache.engine = Some(self.engine_label()?);
         let counted: Option<Vec<Counted>> = work
             .par_chunks(16)
             .map(|chunk| {
@@ -369,6 +399,30 @@ impl Counter {
     }
 }
 
+/// How many more of a run's texts the fast path is checked on ([`Counter::count_keyed`]):
+/// [`RUN_CHECK_TEXTS`] per run, at most a third of them from any one call, so a run counted
+/// in batches is sampled from several of them.
+#[derive(Debug)]
+pub struct RunCheck(std::sync::atomic::AtomicUsize);
+
+impl Default for RunCheck {
+    fn default() -> Self {
+        RunCheck(std::sync::atomic::AtomicUsize::new(RUN_CHECK_TEXTS))
+    }
+}
+
+impl RunCheck {
+    /// Reserves texts to check among `available`.
+    fn take(&self, available: usize) -> usize {
+        let most = available.min(RUN_CHECK_TEXTS.div_ceil(3));
+        let left = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| Some(left - left.min(most)))
+            .unwrap_or(0);
+        left.min(most)
+    }
+}
+
 /// Token counts of texts by `(text_hash, add_special_tokens)`, for one tokenizer. Saved in the
 /// analysis folder so re-analyzing a run with other SLOs or definitions skips tokenization.
 #[derive(Debug, Default, Clone)]
@@ -380,19 +434,25 @@ pub struct TokenCache {
 }
 
 impl Counter {
-    /// Checks the fast path against `tokenizers` on up to [`RUN_CHECK_TEXTS`] of the texts
-    /// about to be counted (evenly spread, the run's own, not a synthetic corpus): on any
-    /// difference it is switched off, with a warning naming the text, and `tokenizers` counts.
+    /// Checks the fast path against `tokenizers` on some of the texts about to be counted
+    /// (evenly spread, the run's own, not a synthetic corpus), while `check` has texts left: on
+    /// any difference it is switched off, with a warning naming the text, and `tokenizers`
+    /// counts.
     fn check_on<'t>(
         &self,
         work: &[((TextKey, bool), usize)],
         text: &(dyn Fn(usize) -> Option<Cow<'t, str>> + Sync),
+        check: &RunCheck,
     ) -> Result<()> {
         let engine = self.engine()?;
         let Some(fast) = engine.fast.as_ref().filter(|_| engine.fast_ok.load(Ordering::Relaxed)) else {
             return Ok(());
         };
-        let step = work.len().div_ceil(RUN_CHECK_TEXTS).max(1);
+        let take = check.take(work.len());
+        if take == 0 {
+            return Ok(());
+        }
+        let step = work.len().div_ceil(take).max(1);
         let sample: Vec<&((TextKey, bool), usize)> = work.iter().step_by(step).collect();
         let differs = sample.par_iter().find_map_any(|((_, add), i)| {
             let t = text(*i)?;
@@ -419,6 +479,11 @@ impl TokenCache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
+    }
+
+    /// Whether `key` (`(text_hash, add_special_tokens)`) has a count.
+    pub fn contains(&self, key: &(TextKey, bool)) -> bool {
+        self.counts.contains_key(key)
     }
 
     /// Reads `path` (`text_hash` 16 bytes, `add_special_tokens` bool, `tokens` u32); a missing,

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <run>/analysis/records.parquet            per-request table (texts as hashes), a cache
+//! <run>/analysis/texts.parquet              each distinct output text by its hash, a cache
 //! <run>/analysis/<tokenizer-id>/tokens.parquet    token counts per text, a cache
 //! <run>/analysis/<tokenizer-id>/icl.parquet       every inter-chunk gap
 //! <run>/analysis/<tokenizer-id>/metrics.parquet   one row per request ([`metrics`])
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 pub const ANALYSIS_DIR: &str = "analysis";
 /// The reassembled per-request table shared by every tokenizer's analysis (a cache).
 pub const RECORDS_FILE: &str = "records.parquet";
+/// Every distinct output text by its key, so another tokenizer's analysis needs no events
+/// (a cache).
+pub const TEXTS_FILE: &str = "texts.parquet";
 /// Token counts per distinct text (a cache of one tokenizer's analysis).
 pub const TOKENS_FILE: &str = "tokens.parquet";
 /// Inter-chunk gaps ([`icl`]).
@@ -48,6 +52,11 @@ pub fn analysis_dir(run: &Path, tokenizer_id: &str) -> PathBuf {
 /// `<run>/analysis/records.parquet`.
 pub fn records_path(run: &Path) -> PathBuf {
     analysis_root(run).join(RECORDS_FILE)
+}
+
+/// `<run>/analysis/texts.parquet`.
+pub fn texts_path(run: &Path) -> PathBuf {
+    analysis_root(run).join(TEXTS_FILE)
 }
 
 /// The analysis folder to read for `run`: the one of `tokenizer_id`, else the one whose
@@ -197,8 +206,8 @@ pub mod records {
             opt("phase", DataType::Utf8),
             opt("api", DataType::Utf8),
             opt("scheduled_ns", DataType::Int64),
-            opt("prompt", DataType::Utf8),
-            opt("messages_json", DataType::Utf8),
+            opt("input_kind", DataType::Utf8),
+            opt("input_hash", DataType::FixedSizeBinary(16)),
             opt("sent_ns", DataType::Int64),
             opt("headers_ns", DataType::Int64),
             opt("http_status", DataType::UInt16),
@@ -225,6 +234,26 @@ pub mod records {
             opt("prefix_group", DataType::UInt32),
             opt("session_id", DataType::Utf8),
             opt("turn", DataType::UInt32),
+        ]))
+    }
+}
+
+/// Columns of `texts.parquet`: each distinct output text of a run once (a cache).
+pub mod texts {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+    /// `fixed_size_binary(16)`: the text's key, as in `tokens.parquet`.
+    pub const TEXT_HASH: &str = "text_hash";
+    /// `utf8`: the text.
+    pub const TEXT: &str = "text";
+
+    /// The Arrow schema of `texts.parquet`.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(TEXT_HASH, DataType::FixedSizeBinary(16), false),
+            Field::new(TEXT, DataType::Utf8, false),
         ]))
     }
 }

@@ -4,6 +4,7 @@
 //! share them without linking `analyze`.
 //!
 //! - [`percentile`]: exact linear-interpolation percentiles and [`distribution`].
+//! - [`quantiles`]: the same distribution of more integer samples than memory holds.
 //! - [`pareto`]: which points are on the Pareto front of two axes.
 //! - [`ellipse`]: t-based intervals and confidence ellipses of repeated runs.
 //!
@@ -15,5 +16,7 @@
 pub mod ellipse;
 pub mod pareto;
 pub mod percentile;
+pub mod quantiles;
 
 pub use percentile::{distribution, percentile_sorted};
+pub use quantiles::Quantiles;

@@ -9,7 +9,7 @@ use recap_schemas::summary::{Distribution, PERCENTILES};
 
 /// The two closest ranks of percentile `p` among `n` sorted samples and the weight of the
 /// upper one: h = (n - 1) p / 100, ranks floor h and floor h + 1 (capped), weight h - floor h.
-fn closest_ranks(n: usize, p: f64) -> (usize, usize, f64) {
+pub(crate) fn closest_ranks(n: usize, p: f64) -> (usize, usize, f64) {
     let h = (n - 1) as f64 * (p / 100.0).clamp(0.0, 1.0);
     let lo = h.floor() as usize;
     (lo, (lo + 1).min(n - 1), h - lo as f64)
@@ -49,27 +49,39 @@ pub fn distribution(samples: impl IntoIterator<Item = f64>) -> Distribution {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-    // Every rank a percentile interpolates between, plus min and max.
-    let last = v.len() - 1;
-    let mut ranks = vec![0, last];
+    let ranks = wanted_ranks(v.len());
+    let values = order_statistics(&mut v, &ranks);
+    let at = |r: usize| Some(values[ranks.binary_search(&r).unwrap_or(0)]);
+    describe(v.len(), mean, var.sqrt(), at)
+}
+
+/// Every rank (ascending, distinct) a percentile of `n > 0` samples interpolates between,
+/// plus those of min and max.
+pub(crate) fn wanted_ranks(n: usize) -> Vec<usize> {
+    let mut ranks = vec![0, n - 1];
     for (_, q) in PERCENTILES {
-        let (lo, hi, _) = closest_ranks(v.len(), q);
+        let (lo, hi, _) = closest_ranks(n, q);
         ranks.extend([lo, hi]);
     }
     ranks.sort_unstable();
     ranks.dedup();
-    let values = order_statistics(&mut v, &ranks);
-    let at = |r: usize| values[ranks.binary_search(&r).unwrap_or(0)];
+    ranks
+}
+
+/// The distribution of `n` samples with this mean and standard deviation, whose value of
+/// rank `r` (0-based, ascending) is `at(r)`: min, max and the interpolated percentiles.
+pub(crate) fn describe(n: usize, mean: f64, std: f64, at: impl Fn(usize) -> Option<f64>) -> Distribution {
     let p = |q: f64| {
-        let (lo, hi, w) = closest_ranks(v.len(), q);
-        Some(at(lo) + w * (at(hi) - at(lo)))
+        let (lo, hi, w) = closest_ranks(n, q);
+        let (a, b) = (at(lo)?, at(hi)?);
+        Some(a + w * (b - a))
     };
     Distribution {
-        count: v.len() as u64,
+        count: n as u64,
         mean: Some(mean),
-        std: Some(var.sqrt()),
-        min: Some(at(0)),
-        max: Some(at(last)),
+        std: Some(std),
+        min: at(0),
+        max: at(n - 1),
         p50: p(50.0),
         p90: p(90.0),
         p95: p(95.0),

@@ -394,11 +394,12 @@ pub struct SimConfig {
     /// Count `usage` with this tokenizer instead of one token per word.
     pub tokenizer: Option<Arc<UsageTokenizer>>,
     /// Answer with these texts instead of generated words (benchmarks of tokenization on real
-    /// prose and code): the k-th response gets the k-th text (cycling), in 64-byte events.
+    /// prose and code): the k-th response gets the k-th text (cycling, later rounds prefixed
+    /// with `[round N] `), in 64-byte events.
     pub corpus: Option<Arc<Corpus>>,
 }
 
-/// Texts the simulator answers with, each once before any repeats (`--corpus`).
+/// Texts the simulator answers with, each once before any repeats; repeats are made distinct (`--corpus`).
 #[derive(Debug, Default)]
 pub struct Corpus {
     texts: Vec<String>,
@@ -425,10 +426,17 @@ impl Corpus {
         })
     }
 
-    /// The next text, cut into events of at most 64 bytes (on character boundaries).
+    /// The next text, cut into events of at most 64 bytes (on character boundaries). Once
+    /// every text has been sent, later rounds start each text with `[round N] `, so no two
+    /// responses are equal (a cache keyed by text cannot hide the tokenization of a long run).
     fn next_pieces(&self) -> Vec<String> {
         let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
-        let text = &self.texts[k % self.texts.len()];
+        let (round, text) = (k / self.texts.len(), &self.texts[k % self.texts.len()]);
+        let text = if round == 0 {
+            std::borrow::Cow::Borrowed(text.as_str())
+        } else {
+            std::borrow::Cow::Owned(format!("[round {round}] {text}"))
+        };
         let mut out = Vec::new();
         let mut start = 0;
         while start < text.len() {
