@@ -69,6 +69,9 @@ struct Split {
     /// Text between matches is a piece too (`Isolated`); else it is dropped (`Removed` with
     /// `invert`, which keeps the matches).
     keep_gaps: bool,
+    /// The pattern has no end or word-boundary assertion (`$`, `\z`, `\b`, ...), so the
+    /// look-ahead can be resolved on a prefix of the text ([`Split::resolve_lookahead`]).
+    prefix_exact: bool,
 }
 
 /// How a word becomes its first symbols, before merges.
@@ -251,10 +254,15 @@ impl Split {
         } else {
             None
         };
+        // Textual and conservative: an escaped `\$` also turns prefix resolution off (slower,
+        // still exact).
+        let rest = source.replace(LOOKAHEAD, "");
+        let prefix_exact = !["$", r"\z", r"\Z", r"\b", r"\B"].iter().any(|a| rest.contains(a));
         Ok(Split {
             pattern,
             original,
             keep_gaps,
+            prefix_exact,
         })
     }
 
@@ -278,8 +286,9 @@ impl Split {
     /// match `[start, end)`. They differ only on a whitespace run of two or more characters
     /// followed by a non-space, where `\s+(?!\S)` leaves the last space to the next word;
     /// only then is the original pattern run, on the run and the one character after it: the
-    /// alternatives before the look-ahead have no look-around, so they match that prefix of
-    /// the text exactly when they match the text, and the look-ahead sees one character. The
+    /// alternatives before the look-ahead have no look-around (and, when `prefix_exact`, no
+    /// end or word-boundary assertion), so they match that prefix of the text exactly when
+    /// they match the text, and the look-ahead sees one character. The
     /// result depends only on those characters, so it is memoized (`seen`): indentation runs
     /// repeat on every line of code.
     fn resolve_lookahead(&self, s: &str, start: usize, end: usize, seen: &mut Memo) -> usize {
@@ -293,6 +302,12 @@ impl Split {
         let Some(next) = next.filter(|_| two_or_more && run.chars().all(char::is_whitespace)) else {
             return end;
         };
+        if !self.prefix_exact {
+            return match original.find_from_pos(s, start) {
+                Ok(Some(m)) if m.start() == start => m.end(),
+                _ => end,
+            };
+        }
         let hay = &s[..end + next.len_utf8()];
         let key = &hay.as_bytes()[start..];
         if let Some(n) = seen.get(key) {
@@ -1152,6 +1167,39 @@ mod tests {
         let c = Counter::load(&path, SpecialText::Special).expect("tokenizer loads");
         assert!(c.fast_path().expect("engine"));
         assert_same_counts("sentencepiece-unk", &c, &texts[..200], SpecialText::Special);
+    }
+
+    #[test]
+    fn look_ahead_resolved_on_a_prefix_equals_the_original_pattern_on_the_text() {
+        let texts = [
+            "a  b",
+            "x \t\n  y",
+            "  z",
+            "end   ",
+            "a \u{3000}\u{3000}b",
+            "if x:\n        return y\n",
+        ];
+        for (source, prefix_exact) in [
+            (r"'s| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", true),
+            (r"\w+\b|[^\w\s]+|\s+(?!\S)|\s+", false),
+        ] {
+            let split = super::Split::new(source, true).expect("compiles");
+            assert_eq!(split.prefix_exact, prefix_exact, "{source}");
+            let original = fancy_regex::Regex::new(source).expect("compiles");
+            let mut seen = super::Memo::default();
+            for _ in 0..2 {
+                // Twice: the second time from the memo.
+                for t in texts {
+                    let mut pos = 0;
+                    while let Some(m) = split.pattern.find_at(t, pos) {
+                        let end = split.resolve_lookahead(t, m.start(), m.end(), &mut seen);
+                        let want = original.find_from_pos(t, m.start()).ok().flatten().map(|o| o.end());
+                        assert_eq!(Some(end), want, "{source} on {t:?} at {}", m.start());
+                        pos = end.max(m.start() + 1);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
