@@ -587,10 +587,10 @@ impl FastBpe {
                 local.memo = Memo::default();
                 local.lookahead.iter_mut().for_each(|m| *m = Memo::default());
             }
-            let memo = &mut *local;
+            let local = &mut *local;
             let mut words = 0;
             let added = AddedTokens::split(self.raw_added.as_ref(), text, |piece| {
-                words += self.count_piece(piece, memo);
+                words += self.count_piece(piece, local);
             });
             specials + added + words
         })
@@ -598,7 +598,7 @@ impl FastBpe {
 
     /// A piece between raw added tokens: normalized, split on normalized added tokens, then
     /// pre-tokenized and counted.
-    fn count_piece(&self, piece: &str, memo: &mut Local) -> u32 {
+    fn count_piece(&self, piece: &str, local: &mut Local) -> u32 {
         if piece.is_empty() {
             return 0;
         }
@@ -615,46 +615,46 @@ impl FastBpe {
         };
         let mut words = 0;
         let added = AddedTokens::split(self.normalized_added.as_ref(), &text, |p| {
-            words += self.split_count(0, p, memo);
+            words += self.split_count(0, p, local);
         });
         added + words
     }
 
     /// Applies split `level` and those after it to `s`, then counts each word.
-    fn split_count(&self, level: usize, s: &str, memo: &mut Local) -> u32 {
+    fn split_count(&self, level: usize, s: &str, local: &mut Local) -> u32 {
         if s.is_empty() {
             return 0;
         }
         let Some(split) = self.splits.get(level) else {
             if self.space_words {
-                return self.space_words_count(s, &mut memo.memo);
+                return self.space_words_count(s, &mut local.memo);
             }
-            return self.count_word(&mut memo.memo, s);
+            return self.count_word(&mut local.memo, s);
         };
-        let patterns = std::rc::Rc::clone(&memo.patterns);
+        let patterns = std::rc::Rc::clone(&local.patterns);
         let mut n = 0;
         let mut pos = 0;
         while pos < s.len() {
             let Some(m) = patterns[level].find_at(s, pos) else {
                 if split.keep_gaps {
-                    n += self.split_count(level + 1, &s[pos..], memo);
+                    n += self.split_count(level + 1, &s[pos..], local);
                 }
                 break;
             };
             if m.start() > pos && split.keep_gaps {
-                n += self.split_count(level + 1, &s[pos..m.start()], memo);
+                n += self.split_count(level + 1, &s[pos..m.start()], local);
             }
-            let end = split.resolve_lookahead(s, m.start(), m.end(), &mut memo.lookahead[level]);
+            let end = split.resolve_lookahead(s, m.start(), m.end(), &mut local.lookahead[level]);
             if end <= m.start() {
                 // An empty match: never loop without progress.
                 let next = s[m.start()..].chars().next().map_or(1, char::len_utf8);
                 if split.keep_gaps {
-                    n += self.split_count(level + 1, &s[m.start()..m.start() + next], memo);
+                    n += self.split_count(level + 1, &s[m.start()..m.start() + next], local);
                 }
                 pos = m.start() + next;
                 continue;
             }
-            n += self.split_count(level + 1, &s[m.start()..end], memo);
+            n += self.split_count(level + 1, &s[m.start()..end], local);
             pos = end;
         }
         n

@@ -149,6 +149,21 @@ pub fn read_part(part: &Part, columns: &[&str]) -> Result<Vec<arrow_array::Recor
     reader.map(|b| b.map_err(|e| bad(&e))).collect::<Result<Vec<_>>>()
 }
 
+/// Every batch of the Parquet file at `path`, row group by row group, only `columns` (all when
+/// empty): how analyze reads back the files it wrote.
+pub fn each_batch(
+    path: &Path,
+    columns: &[&str],
+    each: &mut dyn FnMut(arrow_array::RecordBatch) -> Result<()>,
+) -> Result<()> {
+    for part in parts(&[path.to_path_buf()])? {
+        for b in read_part(&part, columns)? {
+            each(b)?;
+        }
+    }
+    Ok(())
+}
+
 /// Closed segments of one table folder, footers checked, in write order.
 fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {

@@ -52,13 +52,6 @@ impl RecordsFile {
     }
 }
 
-/// Writes `records` (texts as keys) to `path`, tagged with `fingerprint`.
-pub fn save(path: &Path, fingerprint: &str, records: &[RequestRecord]) -> Result<()> {
-    let mut f = RecordsFile::create(path, fingerprint)?;
-    f.write(records)?;
-    f.finish()
-}
-
 fn to_batch(records: &[RequestRecord]) -> Result<RecordBatch> {
     let mut id = UInt64Builder::new();
     let (mut phase, mut api) = (StringBuilder::new(), StringBuilder::new());
@@ -171,14 +164,11 @@ pub fn read(path: &Path, each: &mut dyn FnMut(Vec<RequestRecord>) -> Result<()>)
             path.display()
         ))
     };
-    for part in crate::load::parts(&[path.to_path_buf()])? {
-        for batch in crate::load::read_part(&part, &[])? {
-            let mut out = Vec::with_capacity(batch.num_rows());
-            read_batch(&batch, &mut out).ok_or_else(bad)?;
-            each(out)?;
-        }
-    }
-    Ok(())
+    crate::load::each_batch(path, &[], &mut |batch| {
+        let mut out = Vec::with_capacity(batch.num_rows());
+        read_batch(&batch, &mut out).ok_or_else(bad)?;
+        each(out)
+    })
 }
 
 /// Reads only the output-text keys of a [`valid`] `path` (reasoning, content, tool args of
@@ -186,37 +176,19 @@ pub fn read(path: &Path, each: &mut dyn FnMut(Vec<RequestRecord>) -> Result<()>)
 pub fn read_keys(path: &Path, each: &mut dyn FnMut(&[TextKey]) -> Result<()>) -> Result<()> {
     let columns = ["reasoning_hash", "content_hash", "tool_args_hash"];
     let bad = || Error::Input(format!("{}: unreadable; delete it and analyze again", path.display()));
-    for part in crate::load::parts(&[path.to_path_buf()])? {
-        for b in crate::load::read_part(&part, &columns)? {
-            let mut keys = Vec::with_capacity(3 * b.num_rows());
-            for name in columns {
-                let c = b
-                    .column_by_name(name)
-                    .and_then(|c| c.as_fixed_size_binary_opt())
-                    .ok_or_else(bad)?;
-                for i in 0..c.len() {
-                    keys.push(crate::store::key_from_bytes(c.value(i)).ok_or_else(bad)?);
-                }
+    crate::load::each_batch(path, &columns, &mut |b| {
+        let mut keys = Vec::with_capacity(3 * b.num_rows());
+        for name in columns {
+            let c = b
+                .column_by_name(name)
+                .and_then(|c| c.as_fixed_size_binary_opt())
+                .ok_or_else(bad)?;
+            for i in 0..c.len() {
+                keys.push(crate::store::key_from_bytes(c.value(i)).ok_or_else(bad)?);
             }
-            each(&keys)?;
         }
-    }
-    Ok(())
-}
-
-/// Reads all of `path` if it was built from `fingerprint`; `None` when it is missing, stale
-/// or unreadable (it is only an accelerator: the caller reassembles from the events instead).
-pub fn load(path: &Path, fingerprint: &str) -> Option<Vec<RequestRecord>> {
-    if !valid(path, fingerprint) {
-        return None;
-    }
-    let mut all = Vec::new();
-    read(path, &mut |mut b| {
-        all.append(&mut b);
-        Ok(())
+        each(&keys)
     })
-    .ok()?;
-    Some(all)
 }
 
 /// `texts.parquet` being written: each distinct output text once, by key.
@@ -270,24 +242,21 @@ pub type KeyedTexts<'a> = [(TextKey, &'a str)];
 /// Reads `texts.parquet` a batch at a time into `each`.
 pub fn read_texts(path: &Path, each: &mut dyn FnMut(&KeyedTexts<'_>) -> Result<()>) -> Result<()> {
     let bad = || Error::Input(format!("{}: not a texts.parquet; delete it", path.display()));
-    for part in crate::load::parts(&[path.to_path_buf()])? {
-        for b in crate::load::read_part(&part, &[])? {
-            let keys = b
-                .column_by_name("text_hash")
-                .and_then(|c| c.as_fixed_size_binary_opt())
-                .ok_or_else(bad)?;
-            let texts = b
-                .column_by_name("text")
-                .and_then(|c| c.as_string_opt::<i32>())
-                .ok_or_else(bad)?;
-            let pairs = (0..b.num_rows())
-                .map(|i| Some((crate::store::key_from_bytes(keys.value(i))?, texts.value(i))))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(bad)?;
-            each(&pairs)?;
-        }
-    }
-    Ok(())
+    crate::load::each_batch(path, &[], &mut |b| {
+        let keys = b
+            .column_by_name("text_hash")
+            .and_then(|c| c.as_fixed_size_binary_opt())
+            .ok_or_else(bad)?;
+        let texts = b
+            .column_by_name("text")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(bad)?;
+        let pairs = (0..b.num_rows())
+            .map(|i| Some((crate::store::key_from_bytes(keys.value(i))?, texts.value(i))))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        each(&pairs)
+    })
 }
 
 fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
@@ -407,8 +376,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join(FILE);
         let records = vec![record(1, vec![20, 30, 45], "abc"), record(2, vec![], "")];
-        save(&path, "fp-1", &records).expect("save");
-        let loaded = load(&path, "fp-1").expect("same fingerprint loads");
+        let mut f = RecordsFile::create(&path, "fp-1").expect("create");
+        f.write(&records[..1]).expect("write");
+        f.write(&records[1..]).expect("write");
+        f.finish().expect("finish");
+        assert!(valid(&path, "fp-1"), "same fingerprint loads");
+        let mut loaded = Vec::new();
+        read(&path, &mut |mut b| {
+            loaded.append(&mut b);
+            Ok(())
+        })
+        .expect("read");
         let expected: Vec<RequestRecord> = records
             .into_iter()
             .map(|mut r| {
@@ -417,8 +395,28 @@ mod tests {
             })
             .collect();
         assert_eq!(loaded, expected);
-        assert!(load(&path, "fp-2").is_none(), "a stale cache must not be used");
+        assert!(!valid(&path, "fp-2"), "a stale cache must not be used");
         std::fs::write(&path, b"not parquet").expect("write");
-        assert!(load(&path, "fp-1").is_none());
+        assert!(!valid(&path, "fp-1"));
+    }
+
+    #[test]
+    fn texts_are_written_once_per_key_and_read_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join(recap_schemas::analysis::TEXTS_FILE);
+        let key = crate::store::text_hash;
+        let mut f = TextsFile::create(&path, "fp").expect("create");
+        f.write([(key("a"), "a"), (key("b"), "b"), (key("a"), "a")])
+            .expect("write");
+        f.write([(key("b"), "b"), (key("c"), "c")]).expect("write");
+        f.finish().expect("finish");
+        let mut back = Vec::new();
+        read_texts(&path, &mut |pairs| {
+            back.extend(pairs.iter().map(|(k, t)| (*k, t.to_string())));
+            Ok(())
+        })
+        .expect("read");
+        let want: Vec<_> = ["a", "b", "c"].iter().map(|t| (key(t), t.to_string())).collect();
+        assert_eq!(back, want);
     }
 }

@@ -188,8 +188,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
 
 /// A cache file to write, or `None` (with the cache policy's warning) when it cannot be.
 fn open_cache<T>(what: &str, path: &Path, create: impl FnOnce(&Path) -> Result<T>) -> Option<T> {
-    let r = create(path);
-    match r {
+    match create(path) {
         Ok(f) => Some(f),
         Err(e) => {
             store::cache_written(what, path, Err(e));
@@ -272,16 +271,11 @@ impl Pass<'_> {
                     let n = self
                         .count(&keys, &text)?
                         .ok_or_else(|| Error::Internal("an input text went missing".into()))?;
-                    let mut next = counted.iter().zip(n).peekable();
-                    for (i, (id, row, _)) in rows.into_iter().enumerate() {
-                        let isl = match next.peek() {
-                            Some((j, n)) if **j == i => {
-                                let n = *n;
-                                next.next();
-                                Some(n)
-                            }
-                            _ => None,
-                        };
+                    let mut isl = vec![None; rows.len()];
+                    for (i, n) in counted.iter().zip(n) {
+                        isl[*i] = Some(n);
+                    }
+                    for ((id, row, _), isl) in rows.into_iter().zip(isl) {
                         self.isl.insert(id, isl);
                         out.insert(id, row);
                     }

@@ -225,26 +225,24 @@ impl GapsFile {
 pub(crate) fn icl_distribution(path: &Path, counted: &dyn Fn(u64) -> bool) -> Result<Distribution> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, UInt64Type};
-    let parts = crate::load::parts(&[path.to_path_buf()])?;
     let mut q = recap_stats::Quantiles::default();
     loop {
-        for part in &parts {
-            for b in crate::load::read_part(part, &["request_id", "gap_ns"])? {
-                let (Some(id), Some(gap)) = (
-                    b.column_by_name("request_id")
-                        .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-                    b.column_by_name("gap_ns")
-                        .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-                ) else {
-                    return Err(Error::Input(format!("{}: not an icl.parquet", path.display())));
-                };
-                for (rid, g) in id.values().iter().zip(gap.values()) {
-                    if counted(*rid) {
-                        q.offer(*g);
-                    }
+        crate::load::each_batch(path, &["request_id", "gap_ns"], &mut |b| {
+            let (Some(id), Some(gap)) = (
+                b.column_by_name("request_id")
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+                b.column_by_name("gap_ns")
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+            ) else {
+                return Err(Error::Input(format!("{}: not an icl.parquet", path.display())));
+            };
+            for (rid, g) in id.values().iter().zip(gap.values()) {
+                if counted(*rid) {
+                    q.offer(*g);
                 }
             }
-        }
+            Ok(())
+        })?;
         if q.end_pass() {
             return Ok(q.distribution(1e6));
         }
