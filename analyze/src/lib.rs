@@ -4,7 +4,8 @@
 //!
 //! - [`load`]: open run folders (any status), check schema versions, register DataFusion tables.
 //! - [`reassemble`]: per-request output text per channel and the event times.
-//! - [`records`]: the reassembled table cached (texts as hashes), so re-analysis skips events.
+//! - [`records`]: the reassembled table (texts as hashes) and each distinct output text, cached,
+//!   so re-analysis, even with another tokenizer, skips the events.
 //! - [`tokenize`] and [`template`]: token counts with a real `tokenizer.json`, on all cores,
 //!   through [`bpe`]'s count-only path for byte-level BPE vocabularies where it is exact,
 //!   chat prompts rendered through the model's chat template.
