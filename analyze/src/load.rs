@@ -179,7 +179,7 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
             })
         }
     };
-    files.sort();
+    recap_schemas::sort_segments(&mut files);
     let mut ok = Vec::with_capacity(files.len());
     for f in files {
         match crate::store::footer(&f) {

@@ -82,11 +82,23 @@ pub struct RequestMetrics {
     pub session_id: Option<String>,
     /// 0-based turn within the session.
     pub turn: Option<u32>,
+    /// Prompt tokens served from the server's prefix cache.
+    pub cached_prompt_tokens: Option<u32>,
+    /// `cached_prompt_tokens / server_prompt_tokens`.
+    pub prefix_cache_share: Option<f64>,
+    /// The server's own prefill time (llama.cpp `timings.prompt_ms`).
+    pub server_prefill_ms: Option<f64>,
+    /// The server's own decode time (llama.cpp `timings.predicted_ms`).
+    pub server_decode_ms: Option<f64>,
 }
 
 /// Computes one request's metrics from its record and token counts.
 pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> RequestMetrics {
-    let ok = r.terminal == Some(EventKind::Done) && r.http_status.is_none_or(|s| (200..300).contains(&s));
+    // A `done` request the server reported an error in (a version-2 capture's record of a
+    // mid-stream error, re-scored) carries that `error_kind`: not a success.
+    let ok = r.terminal == Some(EventKind::Done)
+        && r.error_kind.is_none()
+        && r.http_status.is_none_or(|s| (200..300).contains(&s));
     let first_out = r.output_times_ns.first().copied();
     let last_out = r.output_times_ns.last().copied();
     let tokenizer_out = t.content + t.reasoning + t.tool_calls;
@@ -114,7 +126,6 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
     };
     let error_kind = match r.terminal {
         None => Some(ErrorKind::Lost),
-        Some(EventKind::Done) => None,
         Some(_) => r.error_kind,
     };
     RequestMetrics {
@@ -148,6 +159,13 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         prefix_group: r.prefix_group,
         session_id: r.session_id.clone(),
         turn: r.turn,
+        cached_prompt_tokens: r.usage_cached_tokens,
+        prefix_cache_share: match (r.usage_cached_tokens, r.usage_prompt_tokens) {
+            (Some(c), Some(p)) if p > 0 => Some(f64::from(c) / f64::from(p)),
+            _ => None,
+        },
+        server_prefill_ms: r.server_prefill_ms,
+        server_decode_ms: r.server_decode_ms,
     }
 }
 
@@ -261,6 +279,31 @@ mod tests {
         let m = compute(&r, &TokenCounts::default(), &Definitions::default());
         assert!(!m.ok);
         assert_eq!(m.error_kind, Some(ErrorKind::Lost));
+    }
+
+    #[test]
+    fn a_done_request_with_a_server_error_is_an_error_and_keeps_its_partial_output() {
+        let mut r = rec();
+        r.error_kind = Some(ErrorKind::ServerError);
+        let t = TokenCounts {
+            isl: Some(10),
+            content: 3,
+            ..Default::default()
+        };
+        let m = compute(&r, &t, &Definitions::default());
+        assert!(!m.ok);
+        assert_eq!(m.error_kind, Some(ErrorKind::ServerError));
+        assert_eq!(m.tokenizer_output_tokens, 3, "the partial output's size stays known");
+    }
+
+    #[test]
+    fn cache_share_and_server_times_by_hand() {
+        let mut r = rec();
+        r.usage_cached_tokens = Some(4);
+        r.server_prefill_ms = Some(12.5);
+        let m = compute(&r, &TokenCounts::default(), &Definitions::default());
+        assert_eq!(m.prefix_cache_share, Some(4.0 / 11.0));
+        assert_eq!((m.cached_prompt_tokens, m.server_prefill_ms, m.server_decode_ms), (Some(4), Some(12.5), None));
     }
 
     #[test]

@@ -11,9 +11,11 @@
 use std::collections::{HashMap, HashSet};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 
+use recap_schemas::events as ev;
+use recap_schemas::requests as rq;
 use recap_schemas::{Api, ErrorKind, EventKind, Phase};
 
 use crate::store::TextKey;
@@ -84,6 +86,12 @@ pub struct RequestRecord {
     pub protocol_events: u32,
     /// SSE rows.
     pub sse_events: u32,
+    /// Server-reported `usage.prompt_tokens_details.cached_tokens` (last seen).
+    pub usage_cached_tokens: Option<u32>,
+    /// llama.cpp's `timings.prompt_ms` (last seen): the server's prefill time.
+    pub server_prefill_ms: Option<f64>,
+    /// llama.cpp's `timings.predicted_ms` (last seen): the server's decode time.
+    pub server_decode_ms: Option<f64>,
 }
 
 /// A request's output text, one string per channel.
@@ -180,6 +188,8 @@ struct Acc {
     content: Channel,
     reasoning: Channel,
     tool_args: Channel,
+    /// An SSE row carried an error the server reported in its response.
+    server_error: bool,
 }
 
 /// Function names and argument pieces of a `tool_calls` delta, concatenated.
@@ -208,6 +218,7 @@ fn finish(id: u64, a: Acc) -> RequestRecord {
         content,
         reasoning,
         tool_args,
+        server_error: _,
     } = a;
     rec.request_id = id;
     let mut order: Vec<usize> = (0..sse.len()).collect();
@@ -345,35 +356,35 @@ impl RequestRow {
 
 /// Columns of `requests` that [`request_rows`] reads.
 pub const REQUEST_COLUMNS: &[&str] = &[
-    "request_id",
-    "phase",
-    "api",
-    "scheduled_ns",
-    "prompt",
-    "messages_json",
-    "max_tokens",
-    "planned_input_tokens",
-    "prefix_group",
-    "session_id",
-    "turn",
+    rq::REQUEST_ID,
+    rq::PHASE,
+    rq::API,
+    rq::SCHEDULED_NS,
+    rq::PROMPT,
+    rq::MESSAGES_JSON,
+    rq::MAX_TOKENS,
+    rq::PLANNED_INPUT_TOKENS,
+    rq::PREFIX_GROUP,
+    rq::SESSION_ID,
+    rq::TURN,
 ];
 
 /// One batch of `requests` rows: `(request_id, row, input text)`. The input text is a prompt
 /// or `messages_json` borrowed from the batch, for the caller to count and drop.
 pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestRow, Option<&str>)>> {
     let id = required(
-        "request_id",
-        column(b, "request_id", |c| c.as_primitive_opt::<UInt64Type>()),
+        rq::REQUEST_ID,
+        column(b, rq::REQUEST_ID, |c| c.as_primitive_opt::<UInt64Type>()),
     )?;
-    let (phase, api) = (str_col(b, "phase"), str_col(b, "api"));
-    let (prompt, msgs) = (str_col(b, "prompt"), str_col(b, "messages_json"));
-    let sched = i64_col(b, "scheduled_ns");
+    let (phase, api) = (str_col(b, rq::PHASE), str_col(b, rq::API));
+    let (prompt, msgs) = (str_col(b, rq::PROMPT), str_col(b, rq::MESSAGES_JSON));
+    let sched = i64_col(b, rq::SCHEDULED_NS);
     let (max_tokens, planned, group) = (
-        u32_col(b, "max_tokens"),
-        u32_col(b, "planned_input_tokens"),
-        u32_col(b, "prefix_group"),
+        u32_col(b, rq::MAX_TOKENS),
+        u32_col(b, rq::PLANNED_INPUT_TOKENS),
+        u32_col(b, rq::PREFIX_GROUP),
     );
-    let (session, turn) = (str_col(b, "session_id"), u32_col(b, "turn"));
+    let (session, turn) = (str_col(b, rq::SESSION_ID), u32_col(b, rq::TURN));
     let mut out = Vec::with_capacity(b.num_rows());
     for i in 0..b.num_rows() {
         let prompt = at(prompt, i, |a, i| a.value(i));
@@ -404,20 +415,29 @@ pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestRow, Option<&str
 
 /// Columns of `events` that [`Reassembler::add`] reads.
 pub const EVENT_COLUMNS: &[&str] = &[
-    "request_id",
-    "kind",
-    "t_ns",
-    "seq",
-    "content",
-    "reasoning",
-    "tool_calls_json",
-    "role",
-    "finish_reason",
-    "usage_prompt_tokens",
-    "usage_completion_tokens",
-    "http_status",
-    "error_kind",
+    ev::REQUEST_ID,
+    ev::KIND,
+    ev::T_NS,
+    ev::SEQ,
+    ev::CONTENT,
+    ev::REASONING,
+    ev::TOOL_CALLS_JSON,
+    ev::ROLE,
+    ev::FINISH_REASON,
+    ev::USAGE_PROMPT_TOKENS,
+    ev::USAGE_COMPLETION_TOKENS,
+    ev::HTTP_STATUS,
+    ev::ERROR_KIND,
+    ev::ERROR_MESSAGE,
+    ev::CHOICE_INDEX,
+    ev::USAGE_CACHED_TOKENS,
+    ev::TIMINGS_PROMPT_MS,
+    ev::TIMINGS_PREDICTED_MS,
 ];
+
+/// How a version-2 capture described an error object inside a 200 stream (an `sse` row of
+/// kind `protocol`): such a request is re-scored as a `server_error`, as version 3 records it.
+const V2_STREAM_ERROR: &str = "server reported an error in the stream";
 
 /// A request whose terminal event has been read: [`Ended::finish`] makes its record (on any
 /// thread: ordering and concatenating its text is independent work).
@@ -465,21 +485,26 @@ impl Reassembler {
     /// Adds a batch of event rows (in write order); returns the requests it ended.
     pub fn add(&mut self, b: &RecordBatch) -> Result<Vec<Ended>> {
         let id = required(
-            "request_id",
-            column(b, "request_id", |c| c.as_primitive_opt::<UInt64Type>()),
+            ev::REQUEST_ID,
+            column(b, ev::REQUEST_ID, |c| c.as_primitive_opt::<UInt64Type>()),
         )?;
-        let kind = required("kind", str_col(b, "kind"))?;
-        let t = required("t_ns", i64_col(b, "t_ns"))?;
-        let seq = u32_col(b, "seq");
-        let content = str_col(b, "content");
-        let reasoning = str_col(b, "reasoning");
-        let tools = str_col(b, "tool_calls_json");
-        let role = str_col(b, "role");
-        let finish_reason = str_col(b, "finish_reason");
-        let up = u32_col(b, "usage_prompt_tokens");
-        let uc = u32_col(b, "usage_completion_tokens");
-        let status = column(b, "http_status", |c| c.as_primitive_opt::<UInt16Type>());
-        let ek = str_col(b, "error_kind");
+        let kind = required(ev::KIND, str_col(b, ev::KIND))?;
+        let t = required(ev::T_NS, i64_col(b, ev::T_NS))?;
+        let seq = u32_col(b, ev::SEQ);
+        let content = str_col(b, ev::CONTENT);
+        let reasoning = str_col(b, ev::REASONING);
+        let tools = str_col(b, ev::TOOL_CALLS_JSON);
+        let role = str_col(b, ev::ROLE);
+        let finish_reason = str_col(b, ev::FINISH_REASON);
+        let up = u32_col(b, ev::USAGE_PROMPT_TOKENS);
+        let uc = u32_col(b, ev::USAGE_COMPLETION_TOKENS);
+        let status = column(b, ev::HTTP_STATUS, |c| c.as_primitive_opt::<UInt16Type>());
+        let ek = str_col(b, ev::ERROR_KIND);
+        let em = str_col(b, ev::ERROR_MESSAGE);
+        let choice = u32_col(b, ev::CHOICE_INDEX);
+        let cached = u32_col(b, ev::USAGE_CACHED_TOKENS);
+        let f64_col = |name| column(b, name, |c| c.as_primitive_opt::<Float64Type>());
+        let (prefill, decode) = (f64_col(ev::TIMINGS_PROMPT_MS), f64_col(ev::TIMINGS_PREDICTED_MS));
         let mut ended = Vec::new();
         for i in 0..b.num_rows() {
             let rid = id.value(i);
@@ -507,8 +532,17 @@ impl Reassembler {
                 }
                 EventKind::Sse => {
                     r.sse_events += 1;
-                    if at(ek, i, |_, _| ()).is_some() {
-                        r.protocol_events += 1;
+                    match at(ek, i, |a, i| a.value(i)).map(|k| ErrorKind::parse(k)) {
+                        None => {}
+                        Some(Some(ErrorKind::ServerError)) => a.server_error = true,
+                        Some(k) => {
+                            r.protocol_events += 1;
+                            if k == Some(ErrorKind::Protocol)
+                                && at(em, i, |a, i| a.value(i).starts_with(V2_STREAM_ERROR)) == Some(true)
+                            {
+                                a.server_error = true;
+                            }
+                        }
                     }
                     if let Some(v) = at(up, i, |a, i| a.value(i)) {
                         r.usage_prompt_tokens = Some(v);
@@ -516,14 +550,33 @@ impl Reassembler {
                     if let Some(v) = at(uc, i, |a, i| a.value(i)) {
                         r.usage_completion_tokens = Some(v);
                     }
-                    let c = at(content, i, |a, i| a.value(i));
-                    let rs = at(reasoning, i, |a, i| a.value(i));
-                    let tool = at(tools, i, |a, i| a.value(i));
+                    if let Some(v) = at(cached, i, |a, i| a.value(i)) {
+                        r.usage_cached_tokens = Some(v);
+                    }
+                    if let Some(v) = at(prefill, i, |a, i| a.value(i)) {
+                        r.server_prefill_ms = Some(v);
+                    }
+                    if let Some(v) = at(decode, i, |a, i| a.value(i)) {
+                        r.server_decode_ms = Some(v);
+                    }
+                    // With `n > 1`, only choice 0 is this request's answer: another choice's
+                    // row counts as an event but adds no text, time or choice.
+                    let other_choice = at(choice, i, |a, i| a.value(i)).is_some_and(|k| k != 0);
+                    fn field<'c>(col: Option<&'c arrow_array::StringArray>, i: usize, skip: bool) -> Option<&'c str> {
+                        if skip {
+                            None
+                        } else {
+                            at(col, i, |a, i| a.value(i))
+                        }
+                    }
+                    let c = field(content, i, other_choice);
+                    let rs = field(reasoning, i, other_choice);
+                    let tool = field(tools, i, other_choice);
                     let has_choice = c.is_some()
                         || rs.is_some()
                         || tool.is_some()
-                        || at(role, i, |_, _| ()).is_some()
-                        || at(finish_reason, i, |_, _| ()).is_some();
+                        || field(role, i, other_choice).is_some()
+                        || field(finish_reason, i, other_choice).is_some();
                     let tool_text = tool.map(tool_call_text);
                     let meta = SseMeta {
                         seq: at(seq, i, |a, i| a.value(i)).unwrap_or(u32::MAX),
@@ -539,6 +592,10 @@ impl Reassembler {
                     r.terminal = Some(kind);
                     r.end_ns = Some(t_ns);
                     r.error_kind = at(ek, i, |a, i| a.value(i)).and_then(ErrorKind::parse);
+                    if kind == EventKind::Done && a.server_error {
+                        // A version-2 capture ended such a request `done`: it failed all the same.
+                        r.error_kind = Some(ErrorKind::ServerError);
+                    }
                     if let Some(s) = at(status, i, |a, i| a.value(i)) {
                         r.http_status = Some(s);
                     }

@@ -13,10 +13,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    FixedSizeBinaryBuilder, Int64Builder, ListBuilder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+    FixedSizeBinaryBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, UInt16Builder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -65,8 +66,9 @@ fn to_batch(records: &[RequestRecord]) -> Result<RecordBatch> {
     let mut turn = UInt32Builder::new();
     let [mut h_content, mut h_reasoning, mut h_tools] = std::array::from_fn(|_| FixedSizeBinaryBuilder::new(16));
     let mut times = ListBuilder::new(Int64Builder::new());
-    let [mut up, mut uc, mut protocol, mut sse, mut retries, mut max_tokens, mut planned, mut group] =
+    let [mut up, mut uc, mut protocol, mut sse, mut retries, mut max_tokens, mut planned, mut group, mut cached] =
         std::array::from_fn(|_| UInt32Builder::new());
+    let [mut prefill, mut decode] = std::array::from_fn(|_| Float64Builder::new());
     for r in records {
         id.append_value(r.request_id);
         phase.append_option(r.phase.map(recap_schemas::Phase::as_str));
@@ -108,6 +110,9 @@ fn to_batch(records: &[RequestRecord]) -> Result<RecordBatch> {
         group.append_option(r.prefix_group);
         session.append_option(r.session_id.as_deref());
         turn.append_option(r.turn);
+        cached.append_option(r.usage_cached_tokens);
+        prefill.append_option(r.server_prefill_ms);
+        decode.append_option(r.server_decode_ms);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
@@ -139,6 +144,9 @@ fn to_batch(records: &[RequestRecord]) -> Result<RecordBatch> {
         Arc::new(group.finish()),
         Arc::new(session.finish()),
         Arc::new(turn.finish()),
+        Arc::new(cached.finish()),
+        Arc::new(prefill.finish()),
+        Arc::new(decode.finish()),
     ];
     RecordBatch::try_new(recap_schemas::analysis::records::schema(), columns)
         .map_err(|e| Error::Internal(e.to_string()))
@@ -285,6 +293,10 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
         u32s("prefix_group")?,
     );
     let (session, turn) = (strs("session_id")?, u32s("turn")?);
+    let cached = u32s("usage_cached_tokens")?;
+    let f64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<Float64Type>().cloned());
+    let (prefill, decode) = (f64s("server_prefill_ms")?, f64s("server_decode_ms")?);
+    let f64_at = |a: &arrow_array::Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let i64_at = |a: &arrow_array::Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let str_at = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
@@ -329,6 +341,9 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
             prefix_group: u32_at(&group, i),
             session_id: str_at(&session, i),
             turn: u32_at(&turn, i),
+            usage_cached_tokens: u32_at(&cached, i),
+            server_prefill_ms: f64_at(&prefill, i),
+            server_decode_ms: f64_at(&decode, i),
         });
     }
     Some(())

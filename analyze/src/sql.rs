@@ -25,7 +25,9 @@ pub fn metrics_file(run: &Path, tokenizer_id: Option<&str>) -> Option<PathBuf> {
 
 /// A session with the runs' tables registered.
 pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+    let mut ctx = SessionContext::new();
+    // `json_get`, `json_get_str`, `->`, `->>` ... over `events.raw` and the other JSON columns.
+    datafusion_functions_json::register_all(&mut ctx).map_err(df)?;
     for (i, run) in runs.iter().enumerate() {
         run.register(&ctx, &format!("r{i}_"))?;
         if let Some(m) = metrics_file(&run.dir, tokenizer_id) {

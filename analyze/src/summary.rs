@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use recap_schemas::summary::{Agreement, Counts, Distribution, Goodput, Scoring, Slo, Summary, TurnSummary};
+pub use recap_schemas::summary::{
+    Agreement, Counts, Distribution, Goodput, PrefixGroupSummary, Scoring, Slo, Summary, TurnSummary,
+};
 
 use recap_schemas::Phase;
 
@@ -55,6 +57,7 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         recap_stats::distribution(ok.iter().filter_map(|m| ms(m.client_lag_ns))),
     );
     let good = ok.iter().filter(|m| inp.slo.met_by(m)).count() as u64;
+    let osl_unknown = ok.iter().filter(|m| m.osl_tokens.is_none()).count() as u64;
     let tpot_mean = metrics.get("tpot_ms").and_then(|d| d.mean).filter(|m| *m > 0.0);
     Summary {
         scoring: inp.scoring,
@@ -65,12 +68,14 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
             errors,
             protocol_events: measure.iter().map(|i| u64::from(inp.protocol_events[*i])).sum(),
             retried: measure.iter().filter(|i| inp.rows[**i].retries > 0).count() as u64,
+            osl_unknown,
         },
         window_s,
         requests_per_s: per_s(ok.len() as f64),
         output_tokens_per_s: per_s(osl as f64),
         total_tokens_per_s: per_s((osl + isl) as f64),
         output_tokens_per_s_per_user: tpot_mean.map(|t| 1e3 / t),
+        token_throughput_complete: osl_unknown == 0,
         goodput: Goodput {
             slo: inp.slo,
             good_requests: good,
@@ -87,7 +92,24 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         ),
         planned_isl: agreement(ok.iter().filter_map(|m| Some((m.isl_tokens?, m.planned_input_tokens?)))),
         planned_osl: agreement(ok.iter().filter_map(|m| Some((m.osl_tokens?, m.max_tokens?)))),
-        by_turn: by_turn(measure.iter().map(|i| &inp.rows[*i])),
+        by_turn: grouped(measure.iter().map(|i| &inp.rows[*i]), |m| m.turn)
+            .into_iter()
+            .map(|(turn, requests, ok, metrics)| TurnSummary {
+                turn,
+                requests,
+                ok,
+                metrics,
+            })
+            .collect(),
+        by_prefix_group: grouped(measure.iter().map(|i| &inp.rows[*i]), |m| m.prefix_group)
+            .into_iter()
+            .map(|(prefix_group, requests, ok, metrics)| PrefixGroupSummary {
+                prefix_group,
+                requests,
+                ok,
+                metrics,
+            })
+            .collect(),
         metrics,
     }
 }
@@ -104,7 +126,14 @@ fn request_distributions<'a>(ok: impl Iterator<Item = &'a RequestMetrics> + Clon
         ("isl_tokens", &|m| m.isl_tokens.map(f64::from)),
         ("osl_tokens", &|m| m.osl_tokens.map(f64::from)),
     ];
-    per_request
+    // What the server reports about itself, only when it did (llama.cpp's `timings`, the
+    // `cached_tokens` of vLLM, SGLang and llama.cpp).
+    let server_reported: [(&str, Value); 3] = [
+        ("server_prefill_ms", &|m| m.server_prefill_ms),
+        ("server_decode_ms", &|m| m.server_decode_ms),
+        ("prefix_cache_share", &|m| m.prefix_cache_share),
+    ];
+    let mut out: BTreeMap<String, Distribution> = per_request
         .iter()
         .map(|(name, value)| {
             (
@@ -112,24 +141,38 @@ fn request_distributions<'a>(ok: impl Iterator<Item = &'a RequestMetrics> + Clon
                 recap_stats::distribution(ok.clone().filter_map(value)),
             )
         })
-        .collect()
-}
-
-/// Measure-phase requests grouped by turn index (multi-turn runs; empty otherwise).
-fn by_turn<'a>(measure: impl Iterator<Item = &'a RequestMetrics>) -> Vec<TurnSummary> {
-    let mut turns: BTreeMap<u32, Vec<&RequestMetrics>> = BTreeMap::new();
-    for m in measure {
-        if let Some(t) = m.turn {
-            turns.entry(t).or_default().push(m);
+        .collect();
+    for (name, value) in server_reported {
+        let d = recap_stats::distribution(ok.clone().filter_map(value));
+        if d.count > 0 {
+            out.insert(name.to_string(), d);
         }
     }
-    turns
+    out
+}
+
+/// Measure-phase requests grouped by `key` (turn index, prefix group): each group's key,
+/// requests, successes and distributions over its successes, in key order. Requests without
+/// a key are in no group.
+fn grouped<'a>(
+    measure: impl Iterator<Item = &'a RequestMetrics>,
+    key: fn(&RequestMetrics) -> Option<u32>,
+) -> Vec<(u32, u64, u64, BTreeMap<String, Distribution>)> {
+    let mut groups: BTreeMap<u32, Vec<&RequestMetrics>> = BTreeMap::new();
+    for m in measure {
+        if let Some(k) = key(m) {
+            groups.entry(k).or_default().push(m);
+        }
+    }
+    groups
         .into_iter()
-        .map(|(turn, rows)| TurnSummary {
-            turn,
-            requests: rows.len() as u64,
-            ok: rows.iter().filter(|m| m.ok).count() as u64,
-            metrics: request_distributions(rows.iter().copied().filter(|m| m.ok)),
+        .map(|(k, rows)| {
+            (
+                k,
+                rows.len() as u64,
+                rows.iter().filter(|m| m.ok).count() as u64,
+                request_distributions(rows.iter().copied().filter(|m| m.ok)),
+            )
         })
         .collect()
 }
@@ -188,8 +231,11 @@ impl SloExt for Slo {
             (Some(b), Some(v)) => v <= b,
             (Some(_), None) => undefined_ok,
         };
+        // TPOT is undefined for a one-token answer (met: no gap to miss), but unknown when
+        // the output length is (`--tokens server` without `usage`): never met then.
+        let tpot_undefined_ok = m.osl_tokens.is_some_and(|n| n <= 1);
         m.ok && within(self.ttft_ms, ms(m.ttft_ns), false)
-            && within(self.tpot_ms, ms(m.tpot_ns), true)
+            && within(self.tpot_ms, ms(m.tpot_ns), tpot_undefined_ok)
             && within(self.e2e_ms, ms(m.e2e_ns), false)
     }
 }
@@ -233,6 +279,11 @@ impl SummaryText for Summary {
             ("requests.measure".into(), self.requests.measure.to_string()),
             ("requests.ok".into(), self.requests.ok.to_string()),
             ("requests.retried".into(), self.requests.retried.to_string()),
+            ("requests.osl_unknown".into(), self.requests.osl_unknown.to_string()),
+            (
+                "token_throughput_complete".into(),
+                self.token_throughput_complete.to_string(),
+            ),
         ];
         for (k, n) in &self.requests.errors {
             out.push((format!("errors.{k}"), n.to_string()));
@@ -384,6 +435,9 @@ fn table(summary: &Summary, md: bool) -> String {
         "isl_tokens",
         "osl_tokens",
         "client_lag_ms",
+        "server_prefill_ms",
+        "server_decode_ms",
+        "prefix_cache_share",
     ] {
         let Some(d) = summary.metrics.get(name) else { continue };
         let cells: Vec<String> = STATS
@@ -447,12 +501,20 @@ fn headline(summary: &Summary) -> Vec<String> {
             }
         ),
         format!(
-            "window {} s: {} req/s, {} output tok/s, {} total tok/s, {} tok/s/user",
+            "window {} s: {} req/s, {} output tok/s, {} total tok/s, {} tok/s/user{}",
             fmt(summary.window_s),
             fmt(summary.requests_per_s),
             fmt(summary.output_tokens_per_s),
             fmt(summary.total_tokens_per_s),
-            fmt(summary.output_tokens_per_s_per_user)
+            fmt(summary.output_tokens_per_s_per_user),
+            if summary.token_throughput_complete {
+                String::new()
+            } else {
+                format!(
+                    " (token rates INCOMPLETE: {} successful requests have no server usage, so no output length)",
+                    summary.requests.osl_unknown
+                )
+            }
         ),
         if summary.goodput.slo.is_set() {
             format!(
@@ -563,6 +625,29 @@ mod tests {
         assert_eq!(s.output_tokens_per_s_per_user, Some(100.0));
         assert!(s.to_csv().expect("csv").contains("ttft_ms.p50,200\n"));
         assert!(s.to_markdown().contains("| ttft_ms |"));
+    }
+
+    #[test]
+    fn unknown_output_lengths_fail_a_tpot_slo_and_mark_token_rates_incomplete() {
+        // Row 0: a server without usage under --tokens server (OSL and TPOT unknown); row 1: a
+        // one-token answer (TPOT undefined, nothing to miss); row 2: a measured TPOT.
+        let mut unknown = row(0, true, 0, 1_000_000_000, 1_000_000, 10);
+        (unknown.osl_tokens, unknown.tpot_ns) = (None, None);
+        let mut one = row(1, true, 0, 1_000_000_000, 1_000_000, 1);
+        one.tpot_ns = None;
+        let measured = row(2, true, 0, 1_000_000_000, 1_000_000, 10);
+        let rows = vec![unknown, one, measured];
+        let s = summarize(SummaryInput {
+            scoring: scoring(),
+            slo: Slo::parse("tpot=1s").expect("slo"),
+            rows: &rows,
+            icl_ms: Distribution::default(),
+            protocol_events: &[0, 0, 0],
+        });
+        assert_eq!(s.goodput.good_requests, 2, "the unknown TPOT is not met");
+        assert_eq!(s.requests.osl_unknown, 1);
+        assert!(!s.token_throughput_complete);
+        assert!(s.to_console().contains("INCOMPLETE"), "{}", s.to_console());
     }
 
     #[test]

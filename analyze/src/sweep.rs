@@ -376,6 +376,7 @@ mod tests {
             think_time_from_dataset: false,
             history: recap_schemas::SessionHistory::Recorded,
             header: None,
+            max_history_bytes: None,
         });
         assert_eq!(load_label(&l).0, "s64");
         l.sessions = None;

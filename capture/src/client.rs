@@ -20,7 +20,7 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use recap_schemas::{ErrorKind, EventKind, Phase};
+use recap_schemas::{ErrorKind, EventKind, Phase, RawMode};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -31,8 +31,9 @@ use crate::recorder::{EventRow, Recorder, RequestRow};
 use crate::request::PreparedRequest;
 use crate::sse::{SseEvent, SseParser};
 
-/// Largest non-streaming success body kept (bigger is a `protocol` error).
-const MAX_BODY_BYTES: usize = 256 << 20;
+/// Default of `--max-response-bytes`: the most bytes of one response body capture decodes
+/// (after `Content-Encoding`), streamed or not; past it the request ends as a `protocol` error.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// Bytes of an error body kept in `error_message`.
 const ERROR_BODY_KEEP: usize = 4096;
 /// Bytes of an error body read before giving up on reusing the connection.
@@ -61,10 +62,17 @@ pub struct Endpoint {
     stream: bool,
     timeout: Duration,
     max_event_bytes: usize,
+    max_response_bytes: usize,
+    raw: RawMode,
     connector: Connector,
     next_connection: AtomicU32,
     /// `--session-header`: carries each session turn's `session_id`.
     session_header: Option<HeaderName>,
+    /// `--request-id-header` and the run id its values start with.
+    request_id: Option<(HeaderName, String)>,
+    /// Response headers whose values are never written: credentials by name, and every
+    /// header the user sent (an echo of it would carry its value).
+    hidden_headers: Vec<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -88,6 +96,10 @@ pub struct EndpointOptions {
     pub insecure: bool,
     /// Largest SSE event kept (bigger is a `protocol` row and the stream goes on).
     pub max_event_bytes: usize,
+    /// Most bytes of one response body decoded (`--max-response-bytes`).
+    pub max_response_bytes: usize,
+    /// Which raw payloads are kept (`--raw`).
+    pub raw: RawMode,
 }
 
 impl Endpoint {
@@ -146,6 +158,8 @@ impl Endpoint {
             v.set_sensitive(true);
             all.insert(AUTHORIZATION, v);
         }
+        let mut hidden_headers: Vec<String> = headers.keys().map(|k| k.as_str().to_string()).collect();
+        hidden_headers.dedup();
         for (k, v) in headers.iter() {
             all.insert(k.clone(), v.clone());
         }
@@ -161,10 +175,50 @@ impl Endpoint {
             stream: opts.stream,
             timeout: opts.timeout,
             max_event_bytes: opts.max_event_bytes,
+            max_response_bytes: opts.max_response_bytes,
+            raw: opts.raw,
             connector,
             next_connection: AtomicU32::new(0),
             session_header: None,
+            request_id: None,
+            hidden_headers,
         })
+    }
+
+    /// Sends `<run_id>-<request_id>` in `header` on every request; `None` sends none.
+    pub fn with_request_id(mut self, header: Option<HeaderName>, run_id: &str) -> Self {
+        self.request_id = header.map(|h| (h, run_id.to_string()));
+        self
+    }
+
+    /// Whether `raw` is kept on a row with (`error`) or without an error.
+    fn keeps_raw(&self, error: bool) -> bool {
+        match self.raw {
+            RawMode::All => true,
+            RawMode::Errors => error,
+            RawMode::None => false,
+        }
+    }
+
+    /// The response headers as one JSON object (lower-case names, repeated values joined
+    /// with `, `), credential values and echoes of the user's own headers redacted.
+    fn headers_json(&self, headers: &HeaderMap) -> String {
+        let mut map = serde_json::Map::new();
+        for name in headers.keys() {
+            let n = name.as_str();
+            let value = if crate::redact::is_secret_header(n) || self.hidden_headers.iter().any(|h| h == n) {
+                recap_schemas::manifest::REDACTED.to_string()
+            } else {
+                let values: Vec<String> = headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect();
+                values.join(", ")
+            };
+            map.insert(n.to_string(), serde_json::Value::String(value));
+        }
+        serde_json::Value::Object(map).to_string()
     }
 
     /// Sends each session turn's id in `header` (sticky routing); `None` sends none.
@@ -294,6 +348,8 @@ pub struct Failure {
     http_status: Option<u16>,
     /// The connection is still usable (an HTTP error whose body was read to its end).
     keep_connection: bool,
+    /// What the server sent, for the terminal row's `raw` (an HTTP error's body).
+    raw: Option<String>,
 }
 
 impl Failure {
@@ -303,6 +359,7 @@ impl Failure {
             message: message.into(),
             http_status: None,
             keep_connection: false,
+            raw: None,
         }
     }
 
@@ -384,6 +441,14 @@ struct Progress {
     connection_id: Option<u32>,
     /// The content received so far, when the ticket keeps its answer.
     answer: Option<String>,
+    /// The first error the server reported inside its response (`server_error`).
+    server_error: Option<String>,
+    /// A `finish_reason` or `[DONE]` arrived: the stream ended as the server meant it to.
+    finished: bool,
+    /// The server's id for the request (response header, else the first object's `id`).
+    server_request_id: Option<String>,
+    /// The request id sent in `--request-id-header`.
+    client_request_id: Option<String>,
 }
 
 /// How one attempt of a request ended.
@@ -456,6 +521,7 @@ impl Worker {
                 row.error_kind = Some(f.kind);
                 row.http_status = f.http_status;
                 row.error_message = Some(format!("{} ({})", f.message, reached(&progress)));
+                row.raw = f.raw.filter(|_| ctx.endpoint.keeps_raw(true));
             }
             Outcome::Cancelled => {
                 self.conn = None;
@@ -468,7 +534,7 @@ impl Worker {
                 ));
             }
         }
-        ctx.recorder.request(request_row(&t, progress.connection_id)).await;
+        ctx.recorder.request(request_row(&t, &progress)).await;
         ctx.recorder.event(row).await;
         ctx.in_flight.fetch_sub(1, Relaxed);
         progress.answer.filter(|_| answered)
@@ -538,6 +604,14 @@ impl Worker {
             Err(e) => return Attempt::Final(Err(Failure::new(ErrorKind::Protocol, format!("building request: {e}")))),
         };
         *req.headers_mut() = ep.headers.clone();
+        if let Some((name, run_id)) = &ep.request_id {
+            let id = format!("{run_id}-{}", t.request_id);
+            // Run ids are `[0-9a-z-]`: always a valid header value.
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                req.headers_mut().insert(name.clone(), v);
+            }
+            p.client_request_id = Some(id);
+        }
         if let (Some(name), Some(id)) = (&ep.session_header, &t.request.session_id) {
             // Session ids were checked to be valid header values when the dataset was read.
             if let Ok(v) = HeaderValue::from_str(id) {
@@ -583,14 +657,19 @@ impl Worker {
         let status = response.status();
         let mut headers_row = EventRow::new(t.request_id, EventKind::Headers, ctx.clock.now_ns());
         headers_row.http_status = Some(status.as_u16());
+        headers_row.response_headers_json = Some(ctx.endpoint.headers_json(response.headers()));
         ctx.recorder.event(headers_row).await;
+        p.server_request_id = ["x-request-id", "request-id"]
+            .iter()
+            .find_map(|n| response.headers().get(*n))
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
 
         let is_sse = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
-        let mut dec = Decoder::for_encoding(response.headers().get(CONTENT_ENCODING))?;
+        let mut dec = Decoder::for_encoding(response.headers().get(CONTENT_ENCODING), ctx.endpoint.max_response_bytes)?;
         let mut body = response.into_body();
 
         if !status.is_success() {
@@ -603,7 +682,7 @@ impl Worker {
                     p.body_bytes += raw.len() as u64;
                     read += raw.len();
                     let data = dec.push(&raw)?;
-                    let room = ERROR_BODY_KEEP.saturating_sub(kept.len());
+                    let room = ERROR_BODY_READ.saturating_sub(kept.len());
                     kept.extend_from_slice(&data[..data.len().min(room)]);
                     if read > ERROR_BODY_READ {
                         whole = false;
@@ -611,12 +690,23 @@ impl Worker {
                     }
                 }
             }
+            if whole {
+                let tail = dec.finish()?;
+                let room = ERROR_BODY_READ.saturating_sub(kept.len());
+                kept.extend_from_slice(&tail[..tail.len().min(room)]);
+            }
+            let text = String::from_utf8_lossy(&kept);
+            let mut cut = text.len().min(ERROR_BODY_KEEP);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
             let mut f = Failure::new(
                 ErrorKind::HttpStatus,
-                format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(&kept).trim()),
+                format!("HTTP {}: {}", status.as_u16(), text[..cut].trim()),
             );
             f.http_status = Some(status.as_u16());
             f.keep_connection = whole;
+            f.raw = Some(text.into_owned());
             return Err(f);
         }
 
@@ -642,21 +732,16 @@ impl Worker {
             for ev in events.drain(..) {
                 record_sse(&ctx, rid, ev, now, t_sent, p).await;
             }
-            Ok(())
+            // The body ended cleanly; whether the answer did is what the server said in it.
+            self.truthful_end(p)
         } else {
             let mut buf = Vec::new();
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
                 if let Ok(raw) = frame.into_data() {
                     p.body_bytes += raw.len() as u64;
-                    let data = dec.push(&raw)?;
-                    if buf.len() + data.len() > MAX_BODY_BYTES {
-                        return Err(Failure::new(
-                            ErrorKind::Protocol,
-                            format!("response body over {MAX_BODY_BYTES} bytes"),
-                        ));
-                    }
-                    buf.extend_from_slice(&data);
+                    // The decoder refuses output past --max-response-bytes.
+                    buf.extend_from_slice(&dec.push(&raw)?);
                 }
             }
             buf.extend_from_slice(&dec.finish()?);
@@ -678,16 +763,51 @@ impl Worker {
                 ctx.stats.record_ttft(now - t_sent);
             }
             keep_answer(p, &d);
-            fill(&mut row, d);
+            fill(&mut row, d, p);
+            if ctx.endpoint.keeps_raw(row.error_kind.is_some()) {
+                row.raw = Some(text.to_owned());
+            }
             ctx.stats.sse_events.fetch_add(1, Relaxed);
             ctx.recorder.event(row).await;
-            Ok(())
+            match p.server_error.take() {
+                Some(m) => Err(server_error(m)),
+                None => Ok(()),
+            }
         }
     }
 }
 
+impl Worker {
+    /// How a stream that ended cleanly really ended: a `server_error` if the server reported
+    /// one inside it, `incomplete` if it never said it was finished, else a success.
+    fn truthful_end(&self, p: &mut Progress) -> Result<(), Failure> {
+        if let Some(m) = p.server_error.take() {
+            return Err(server_error(m));
+        }
+        if !p.finished {
+            let mut f = Failure::new(
+                ErrorKind::Incomplete,
+                "the stream ended without a finish_reason or [DONE]: the answer may be cut short",
+            );
+            f.keep_connection = true;
+            return Err(f);
+        }
+        Ok(())
+    }
+}
+
+/// The failure of a response the server reported an error in, after reading it to its end.
+fn server_error(message: String) -> Failure {
+    let mut f = Failure::new(
+        ErrorKind::ServerError,
+        format!("server reported an error in the response: {message}"),
+    );
+    f.keep_connection = true;
+    f
+}
+
 /// The `requests` row of `t`, written once its outcome is known.
-fn request_row(t: &Ticket, connection_id: Option<u32>) -> RequestRow {
+fn request_row(t: &Ticket, p: &Progress) -> RequestRow {
     RequestRow {
         request_id: t.request_id,
         phase: t.phase,
@@ -699,63 +819,128 @@ fn request_row(t: &Ticket, connection_id: Option<u32>) -> RequestRow {
         max_tokens: t.request.max_tokens,
         params_json: t.request.params_json.clone(),
         request_bytes: u32::try_from(t.request.body.len()).unwrap_or(u32::MAX),
-        connection_id,
+        connection_id: p.connection_id,
         planned_input_tokens: t.request.planned_input_tokens,
         prefix_group: t.request.prefix_group,
         session_id: t.request.session_id.clone(),
         turn: t.request.turn,
+        client_request_id: p.client_request_id.clone(),
+        server_request_id: p.server_request_id.clone(),
     }
 }
 
 /// Undoes `Content-Encoding` as bytes arrive, so SSE events are still recorded when they
-/// arrive (gzip is flushed per chunk by servers that compress streams).
-enum Decoder {
-    Identity,
-    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
-    Deflate(Box<flate2::write::ZlibDecoder<Vec<u8>>>),
+/// arrive (gzip is flushed per chunk by servers that compress streams). Decoded bytes are
+/// counted as they are produced: past the cap the decoder fails at once, so a small
+/// compressed body that inflates to gigabytes (a decompression bomb) costs at most the cap.
+struct Decoder {
+    inner: Inflate,
+    /// Decoded bytes so far.
+    out: usize,
+    cap: usize,
 }
 
+enum Inflate {
+    Identity,
+    Gzip(Box<flate2::write::GzDecoder<Capped>>),
+    Deflate(Box<flate2::write::ZlibDecoder<Capped>>),
+}
+
+/// The decoders' output buffer: a write past `room` bytes fails, stopping inflation mid-way.
+struct Capped {
+    buf: Vec<u8>,
+    room: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.len() > self.room {
+            return Err(std::io::Error::other(TOO_LARGE));
+        }
+        self.room -= data.len();
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const TOO_LARGE: &str = "decoded response body over --max-response-bytes";
+
 impl Decoder {
-    fn for_encoding(value: Option<&HeaderValue>) -> Result<Self, Failure> {
+    fn for_encoding(value: Option<&HeaderValue>, cap: usize) -> Result<Self, Failure> {
         let enc = value
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        match enc.as_str() {
-            "" | "identity" => Ok(Decoder::Identity),
-            "gzip" | "x-gzip" => Ok(Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new())))),
-            "deflate" => Ok(Decoder::Deflate(Box::new(flate2::write::ZlibDecoder::new(Vec::new())))),
-            other => Err(Failure::new(
-                ErrorKind::Protocol,
-                format!("unsupported Content-Encoding {other:?}"),
-            )),
+        let capped = || Capped {
+            buf: Vec::new(),
+            room: cap,
+        };
+        let inner = match enc.as_str() {
+            "" | "identity" => Inflate::Identity,
+            "gzip" | "x-gzip" => Inflate::Gzip(Box::new(flate2::write::GzDecoder::new(capped()))),
+            "deflate" => Inflate::Deflate(Box::new(flate2::write::ZlibDecoder::new(capped()))),
+            other => {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!("unsupported Content-Encoding {other:?}"),
+                ))
+            }
+        };
+        Ok(Decoder { inner, out: 0, cap })
+    }
+
+    fn too_large(&self) -> Failure {
+        Failure::new(
+            ErrorKind::Protocol,
+            format!("{TOO_LARGE} ({} bytes); the rest was not read", self.cap),
+        )
+    }
+
+    fn decode_error(&self, e: std::io::Error, what: &str) -> Failure {
+        if e.to_string() == TOO_LARGE {
+            self.too_large()
+        } else {
+            Failure::new(ErrorKind::Protocol, format!("{what}: {e}"))
         }
     }
 
     fn push<'a>(&mut self, data: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, Failure> {
         use std::io::Write;
-        let bad =
-            |e: std::io::Error| Failure::new(ErrorKind::Protocol, format!("cannot decode the compressed body: {e}"));
-        match self {
-            Decoder::Identity => Ok(std::borrow::Cow::Borrowed(data)),
-            Decoder::Gzip(d) => {
-                d.write_all(data).and_then(|_| d.flush()).map_err(bad)?;
-                Ok(std::borrow::Cow::Owned(std::mem::take(d.get_mut())))
-            }
-            Decoder::Deflate(d) => {
-                d.write_all(data).and_then(|_| d.flush()).map_err(bad)?;
-                Ok(std::borrow::Cow::Owned(std::mem::take(d.get_mut())))
-            }
+        let r = match &mut self.inner {
+            Inflate::Identity => Ok(std::borrow::Cow::Borrowed(data)),
+            Inflate::Gzip(d) => d
+                .write_all(data)
+                .and_then(|_| d.flush())
+                .map(|_| std::borrow::Cow::Owned(std::mem::take(&mut d.get_mut().buf))),
+            Inflate::Deflate(d) => d
+                .write_all(data)
+                .and_then(|_| d.flush())
+                .map(|_| std::borrow::Cow::Owned(std::mem::take(&mut d.get_mut().buf))),
+        };
+        let out = r.map_err(|e| self.decode_error(e, "cannot decode the compressed body"))?;
+        self.out += out.len();
+        if self.out > self.cap {
+            return Err(self.too_large());
         }
+        Ok(out)
     }
 
     fn finish(&mut self) -> Result<Vec<u8>, Failure> {
-        let bad = |e: std::io::Error| Failure::new(ErrorKind::Protocol, format!("compressed body ends early: {e}"));
-        match std::mem::replace(self, Decoder::Identity) {
-            Decoder::Identity => Ok(Vec::new()),
-            Decoder::Gzip(d) => d.finish().map_err(bad),
-            Decoder::Deflate(d) => d.finish().map_err(bad),
+        let r = match std::mem::replace(&mut self.inner, Inflate::Identity) {
+            Inflate::Identity => Ok(Vec::new()),
+            Inflate::Gzip(d) => d.finish().map(|c| c.buf),
+            Inflate::Deflate(d) => d.finish().map(|c| c.buf),
+        };
+        let out = r.map_err(|e| self.decode_error(e, "compressed body ends early"))?;
+        self.out += out.len();
+        if self.out > self.cap {
+            return Err(self.too_large());
         }
+        Ok(out)
     }
 }
 
@@ -766,18 +951,34 @@ fn keep_answer(p: &mut Progress, d: &delta::Delta) {
     }
 }
 
-fn fill(row: &mut EventRow, d: delta::Delta) {
+/// Moves a delta's fields into its row, and what it says about the request into `p`.
+fn fill(row: &mut EventRow, d: delta::Delta, p: &mut Progress) {
+    if d.finish_reason.as_deref().is_some_and(|f| !f.is_empty()) {
+        p.finished = true;
+    }
+    if p.server_request_id.is_none() {
+        p.server_request_id = d.id;
+    }
     row.content = d.content;
     row.reasoning = d.reasoning;
     row.tool_calls_json = d.tool_calls_json;
     row.role = d.role;
     row.finish_reason = d.finish_reason;
+    row.choice_index = d.choice_index;
     row.usage_prompt_tokens = d.usage_prompt_tokens;
     row.usage_completion_tokens = d.usage_completion_tokens;
     row.usage_reasoning_tokens = d.usage_reasoning_tokens;
+    row.usage_cached_tokens = d.usage_cached_tokens;
+    if let Some(t) = d.timings {
+        row.timings_prompt_ms = t.prompt_ms;
+        row.timings_predicted_ms = t.predicted_ms;
+        row.timings_prompt_n = t.prompt_n;
+        row.timings_predicted_n = t.predicted_n;
+    }
     if let Some(m) = d.error_message {
-        row.error_kind = Some(ErrorKind::Protocol);
+        row.error_kind = Some(ErrorKind::ServerError);
         row.error_message = Some(format!("server reported an error in the stream: {m}"));
+        p.server_error.get_or_insert(m);
     }
 }
 
@@ -787,6 +988,8 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
     row.bytes = Some(u32::try_from(ev.raw_bytes).unwrap_or(u32::MAX));
     p.seq += 1;
     ctx.stats.sse_events.fetch_add(1, Relaxed);
+    row.sse_event = ev.name.map(|n| String::from_utf8_lossy(&n).into_owned());
+    let error_event = row.sse_event.as_deref() == Some("error");
     if ev.oversized {
         ctx.stats.malformed_events.fetch_add(1, Relaxed);
         row.error_kind = Some(ErrorKind::Protocol);
@@ -797,29 +1000,50 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
         ctx.recorder.event(row).await;
         return;
     }
-    match std::str::from_utf8(&ev.data) {
+    // The data moves into `raw` without a copy once the extracted fields are taken from it.
+    let text = match String::from_utf8(ev.data) {
         Err(e) => {
             ctx.stats.malformed_events.fetch_add(1, Relaxed);
             row.error_kind = Some(ErrorKind::Protocol);
-            row.error_message = Some(format!("SSE data is not valid UTF-8: {e}"));
+            row.error_message = Some(format!("SSE data is not valid UTF-8: {}", e.utf8_error()));
+            // Kept as text with U+FFFD for the invalid bytes (the column is UTF-8).
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
         }
-        Ok(text) if text.trim() == "[DONE]" => row.done_marker = true,
-        Ok(text) => match delta::parse(text) {
-            Ok(d) => {
-                if !p.first_output && d.has_output() {
-                    p.first_output = true;
-                    ctx.stats.record_ttft(t_ns - t_sent);
+        Ok(text) => {
+            if text.trim() == "[DONE]" {
+                row.done_marker = true;
+                p.finished = true;
+            } else {
+                match delta::parse(&text) {
+                    Ok(d) => {
+                        if !p.first_output && d.has_output() {
+                            p.first_output = true;
+                            ctx.stats.record_ttft(t_ns - t_sent);
+                        }
+                        keep_answer(p, &d);
+                        fill(&mut row, d, p);
+                    }
+                    Err(e) if !error_event => {
+                        ctx.stats.malformed_events.fetch_add(1, Relaxed);
+                        let head: String = text.chars().take(200).collect();
+                        row.error_kind = Some(ErrorKind::Protocol);
+                        row.error_message = Some(format!("malformed SSE event: {e}; data starts {head:?}"));
+                    }
+                    Err(_) => {}
                 }
-                keep_answer(p, &d);
-                fill(&mut row, d);
             }
-            Err(e) => {
-                ctx.stats.malformed_events.fetch_add(1, Relaxed);
-                let head: String = text.chars().take(200).collect();
-                row.error_kind = Some(ErrorKind::Protocol);
-                row.error_message = Some(format!("malformed SSE event: {e}; data starts {head:?}"));
-            }
-        },
+            text
+        }
+    };
+    if error_event && row.error_kind != Some(ErrorKind::ServerError) {
+        // `event: error` names an error whatever its data holds.
+        let head: String = text.chars().take(ERROR_BODY_KEEP).collect();
+        row.error_kind = Some(ErrorKind::ServerError);
+        row.error_message = Some(format!("server sent an `event: error`: {head}"));
+        p.server_error.get_or_insert(head);
+    }
+    if ctx.endpoint.keeps_raw(row.error_kind.is_some()) {
+        row.raw = Some(text);
     }
     ctx.recorder.event(row).await;
 }

@@ -212,6 +212,29 @@ pub struct Args {
     /// without its data and the stream goes on.
     #[arg(long, default_value_t = crate::sse::DEFAULT_MAX_EVENT_BYTES, value_name = "BYTES")]
     pub max_event_bytes: usize,
+    /// Most bytes of one response body decoded (after gzip/deflate), streamed or not; past it
+    /// the request ends as a `protocol` error and memory stays flat (a decompression bomb).
+    #[arg(long, default_value_t = crate::client::DEFAULT_MAX_RESPONSE_BYTES, value_name = "BYTES")]
+    pub max_response_bytes: usize,
+    /// Bytes of rows the recorder buffers between workers and the Parquet writer (a row with a
+    /// raw payload may be large); when full, workers wait (back-pressure).
+    #[arg(long, default_value_t = crate::recorder::DEFAULT_BUFFER_BYTES, value_name = "BYTES")]
+    pub record_buffer_bytes: usize,
+    /// Which raw payloads go to `events.raw`: every SSE event's data and every body (`all`),
+    /// only those of rows with an error (`errors`), or none.
+    #[arg(long, default_value = "all", value_name = "none|errors|all", value_parser = parse_raw_mode)]
+    pub raw: recap_schemas::RawMode,
+    /// Header carrying `<run_id>-<request_id>` on every request, so a run joins with the
+    /// server's logs.
+    #[arg(long, default_value = "x-request-id", value_name = "NAME")]
+    pub request_id_header: String,
+    /// Send no request-id header.
+    #[arg(long)]
+    pub no_request_id: bool,
+    /// A session whose history passes this many bytes of text ends there (and is counted in
+    /// the manifest), so memory per session stays bounded.
+    #[arg(long, default_value_t = crate::session::DEFAULT_MAX_HISTORY_BYTES, value_name = "BYTES")]
+    pub max_history_bytes: usize,
     /// Worker threads of the load generator (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -224,6 +247,10 @@ pub struct Args {
     /// More logging (repeat for more); RUST_LOG overrides.
     #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+fn parse_raw_mode(text: &str) -> Result<recap_schemas::RawMode, String> {
+    text.parse()
 }
 
 fn parse_session_history(text: &str) -> Result<recap_schemas::SessionHistory, String> {
@@ -328,6 +355,16 @@ pub struct Config {
     pub segment_rows: usize,
     /// SSE event size cap.
     pub max_event_bytes: usize,
+    /// Decoded response body cap.
+    pub max_response_bytes: usize,
+    /// Recorder channel cap in bytes.
+    pub record_buffer_bytes: usize,
+    /// Which raw payloads are kept.
+    pub raw: recap_schemas::RawMode,
+    /// The request-id header, unless `--no-request-id`.
+    pub request_id_header: Option<http::HeaderName>,
+    /// Every secret value the run knows, redacted in everything written.
+    pub secrets: Arc<crate::redact::Secrets>,
     /// Recorder channel capacity.
     pub record_buffer_rows: usize,
     /// Runtime threads.
@@ -600,10 +637,14 @@ impl Args {
                 })?),
             };
             let history = self.session_history.unwrap_or(recap_schemas::SessionHistory::Recorded);
-            Some(Arc::new(
+            let mut sessions =
                 crate::session::Sessions::from_dataset(&dataset, history, think, self.session_header.is_some())
-                    .map_err(err)?,
-            ))
+                    .map_err(err)?;
+            if self.max_history_bytes == 0 {
+                return Err(err("--max-history-bytes must be at least 1".into()));
+            }
+            sessions.max_history_bytes = self.max_history_bytes;
+            Some(Arc::new(sessions))
         } else {
             None
         };
@@ -642,6 +683,7 @@ impl Args {
         };
         let mut headers = HeaderMap::new();
         let mut headers_redacted = Vec::new();
+        let mut secrets = crate::redact::url_secrets(&self.url);
         for line in &self.headers {
             let (name, value) = crate::client::parse_header(line).map_err(err)?;
             let shown = crate::redact::redact_header_line(line);
@@ -649,6 +691,9 @@ impl Args {
                 .split_once(':')
                 .map_or(String::new(), |(_, v)| v.trim().to_string());
             headers_redacted.push((name.as_str().to_string(), shown_value));
+            if crate::redact::is_secret_header(name.as_str()) {
+                secrets.push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+            }
             headers.append(name, value);
         }
         if let Some(var) = &self.api_key_env {
@@ -663,6 +708,21 @@ impl Args {
             })?;
             v.set_sensitive(true);
             headers.insert(http::header::AUTHORIZATION, v);
+            secrets.push(key);
+        }
+        let request_id_header = if self.no_request_id {
+            None
+        } else {
+            Some(
+                http::HeaderName::from_bytes(self.request_id_header.trim().as_bytes())
+                    .map_err(|e| err(format!("--request-id-header {:?}: {e}", self.request_id_header)))?,
+            )
+        };
+        if self.max_response_bytes == 0 {
+            return Err(err("--max-response-bytes must be at least 1".into()));
+        }
+        if self.record_buffer_bytes == 0 {
+            return Err(err("--record-buffer-bytes must be at least 1".into()));
         }
         if self.segment_rows == 0 {
             return Err(err("--segment-rows must be at least 1".into()));
@@ -735,6 +795,11 @@ impl Args {
             flush_interval: self.flush_interval,
             segment_rows: self.segment_rows,
             max_event_bytes: self.max_event_bytes,
+            max_response_bytes: self.max_response_bytes,
+            record_buffer_bytes: self.record_buffer_bytes,
+            raw: self.raw,
+            request_id_header,
+            secrets: Arc::new(crate::redact::Secrets::new(secrets)),
             record_buffer_rows: self.record_buffer_rows,
             threads,
             quiet: self.quiet,
@@ -753,14 +818,23 @@ pub fn full_url(url: &str, api: Api) -> String {
         Api::Chat => "chat/completions",
         Api::Completions => "completions",
     };
-    let trimmed = url.trim_end_matches('/');
+    // A query string (`?api_key=...`, `?api-version=...`) stays at the end.
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let trimmed = base.trim_end_matches('/');
     let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, r)| r);
-    if !after_scheme.contains('/') {
+    let path = if !after_scheme.contains('/') {
         format!("{trimmed}/v1/{suffix}")
     } else if trimmed.ends_with("/v1") {
         format!("{trimmed}/{suffix}")
     } else {
         trimmed.to_string()
+    };
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     }
 }
 
@@ -792,6 +866,11 @@ mod tests {
         );
         assert_eq!(full_url("http://h/v1", Api::Chat), "http://h/v1/chat/completions");
         assert_eq!(full_url("http://h/custom/gen", Api::Chat), "http://h/custom/gen");
+        assert_eq!(
+            full_url("http://h:1/v1?api_key=K", Api::Chat),
+            "http://h:1/v1/chat/completions?api_key=K"
+        );
+        assert_eq!(full_url("http://h:1?x=1", Api::Completions), "http://h:1/v1/completions?x=1");
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Extracts the few fields Recap records from an OpenAI-compatible response JSON.
+//! Extracts the fields Recap's analysis reads fast from an OpenAI-compatible response JSON.
 //!
-//! Works for streaming chunks (`choices[0].delta`, `choices[0].text`) and whole non-streaming
-//! bodies (`choices[0].message`), for chat and completions alike. Only the small fields are
-//! decoded (borrowed where the JSON has no escapes); everything else in the object is skipped.
-//! Tool-call deltas are kept as their raw JSON text so `analyze` can decide what to count.
+//! Works for streaming chunks (`choices[k].delta`, `choices[k].text`) and whole non-streaming
+//! bodies (`choices[k].message`), for chat and completions alike, taking the choice with
+//! index 0 when an object carries several. Only the small fields are decoded (borrowed where
+//! the JSON has no escapes); everything else is skipped here and kept whole in the `raw`
+//! column. Tool-call deltas are kept as their raw JSON text so `analyze` can decide what to
+//! count.
 
 use std::borrow::Cow;
 
@@ -11,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// What one response object said, ready to become an `events` row.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Delta {
     /// Content text (`delta.content`, `message.content` or `text`).
     pub content: Option<String>,
@@ -29,8 +31,30 @@ pub struct Delta {
     pub usage_completion_tokens: Option<u32>,
     /// `usage.completion_tokens_details.reasoning_tokens`.
     pub usage_reasoning_tokens: Option<u32>,
-    /// `error.message` (or the whole `error` value) when the server put an error in the stream.
+    /// `usage.prompt_tokens_details.cached_tokens`, else llama.cpp's `timings.cache_n`.
+    pub usage_cached_tokens: Option<u32>,
+    /// `index` of the choice the fields above come from.
+    pub choice_index: Option<u32>,
+    /// llama.cpp's `timings` (server-side prefill and decode).
+    pub timings: Option<Timings>,
+    /// The object's `id` (the server's name for the request), when non-empty.
+    pub id: Option<String>,
+    /// `error.message` (or the whole `error` value), or the `message` of an
+    /// `"object": "error"` object: the server reported an error in the response.
     pub error_message: Option<String>,
+}
+
+/// llama.cpp's `timings` object, the fields analysis uses.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Timings {
+    /// `prompt_ms`: prefill time.
+    pub prompt_ms: Option<f64>,
+    /// `predicted_ms`: decode time.
+    pub predicted_ms: Option<f64>,
+    /// `prompt_n`: prompt tokens processed (cache hits excluded).
+    pub prompt_n: Option<u32>,
+    /// `predicted_n`: tokens generated.
+    pub predicted_n: Option<u32>,
 }
 
 impl Delta {
@@ -51,10 +75,34 @@ struct Chunk<'a> {
     usage: Option<Usage>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    object: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(default)]
+    timings: Option<RawTimings>,
+}
+
+#[derive(Deserialize)]
+struct RawTimings {
+    #[serde(default)]
+    prompt_ms: Option<f64>,
+    #[serde(default)]
+    predicted_ms: Option<f64>,
+    #[serde(default)]
+    prompt_n: Option<u64>,
+    #[serde(default)]
+    predicted_n: Option<u64>,
+    #[serde(default)]
+    cache_n: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Choice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
     #[serde(borrow, default)]
     delta: Option<Message<'a>>,
     #[serde(borrow, default)]
@@ -87,12 +135,20 @@ struct Usage {
     completion_tokens: Option<u64>,
     #[serde(default)]
     completion_tokens_details: Option<UsageDetails>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
 }
 
 #[derive(Deserialize)]
 struct UsageDetails {
     #[serde(default)]
     reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -105,11 +161,29 @@ fn clamp_u32(v: Option<u64>) -> Option<u32> {
     v.map(|x| u32::try_from(x).unwrap_or(u32::MAX))
 }
 
+/// The message of an error value: its `message` field, the string itself, else its JSON text.
+fn error_text(json: &str) -> String {
+    match serde_json::from_str::<ErrorBody<'_>>(json) {
+        Ok(ErrorBody { message: Some(m) }) => m.into_owned(),
+        _ => match serde_json::from_str::<Cow<'_, str>>(json) {
+            Ok(m) => m.into_owned(),
+            Err(_) => json.to_owned(),
+        },
+    }
+}
+
 /// Parses one response object. Errors are JSON errors, with serde's line/column detail.
 pub fn parse(json: &str) -> Result<Delta, serde_json::Error> {
     let chunk: Chunk<'_> = serde_json::from_str(json)?;
     let mut d = Delta::default();
-    if let Some(choice) = chunk.choices.and_then(|c| c.into_iter().next()) {
+    let choice = chunk.choices.and_then(|mut c| {
+        // With `n > 1` an object may carry several choices: choice 0's fields are extracted
+        // (never a concatenation of two), the rest stay in `raw`.
+        let at = c.iter().position(|x| x.index.unwrap_or(0) == 0).unwrap_or(0);
+        (at < c.len()).then(|| c.swap_remove(at))
+    });
+    if let Some(choice) = choice {
+        d.choice_index = Some(clamp_u32(choice.index).unwrap_or(0));
         let msg = choice.delta.or(choice.message);
         if let Some(m) = msg {
             d.content = m.content.map(Cow::into_owned);
@@ -126,14 +200,24 @@ pub fn parse(json: &str) -> Result<Delta, serde_json::Error> {
         d.usage_prompt_tokens = clamp_u32(u.prompt_tokens);
         d.usage_completion_tokens = clamp_u32(u.completion_tokens);
         d.usage_reasoning_tokens = clamp_u32(u.completion_tokens_details.and_then(|x| x.reasoning_tokens));
+        d.usage_cached_tokens = clamp_u32(u.prompt_tokens_details.and_then(|x| x.cached_tokens));
     }
-    if let Some(err) = chunk.error {
-        let text = err.get();
-        d.error_message = match serde_json::from_str::<ErrorBody<'_>>(text) {
-            Ok(ErrorBody { message: Some(m) }) => Some(m.into_owned()),
-            _ => Some(text.to_owned()),
-        };
+    if let Some(t) = chunk.timings {
+        d.usage_cached_tokens = d.usage_cached_tokens.or(clamp_u32(t.cache_n));
+        d.timings = Some(Timings {
+            prompt_ms: t.prompt_ms,
+            predicted_ms: t.predicted_ms,
+            prompt_n: clamp_u32(t.prompt_n),
+            predicted_n: clamp_u32(t.predicted_n),
+        });
     }
+    d.id = chunk.id.filter(|i| !i.is_empty()).map(Cow::into_owned);
+    d.error_message = match (chunk.error, chunk.object.as_deref()) {
+        (Some(err), _) if err.get() != "null" => Some(error_text(err.get())),
+        // vLLM's older `ErrorResponse`: `{"object": "error", "message": ..., "type": ...}`.
+        (_, Some("error")) => Some(chunk.message.map_or_else(|| json.to_owned(), |m| error_text(m.get()))),
+        _ => None,
+    };
     Ok(d)
 }
 
@@ -217,6 +301,39 @@ mod tests {
     fn in_stream_error_object() {
         let e = parse(r#"{"error":{"message":"overloaded","code":503}}"#).expect("valid");
         assert_eq!(e.error_message.as_deref(), Some("overloaded"));
+    }
+
+    #[test]
+    fn old_vllm_error_object_and_null_error() {
+        let e = parse(r#"{"object":"error","message":"KV cache is full","type":"InternalServerError","param":null,"code":500}"#)
+            .expect("valid");
+        assert_eq!(e.error_message.as_deref(), Some("KV cache is full"));
+        let ok = parse(r#"{"choices":[{"index":0,"delta":{"content":"a"}}],"error":null}"#).expect("valid");
+        assert_eq!(ok.error_message, None);
+    }
+
+    #[test]
+    fn choice_zero_is_taken_whatever_its_place() {
+        let d = parse(r#"{"id":"c-1","choices":[{"index":1,"delta":{"content":"B"}},{"index":0,"delta":{"content":"A"}}]}"#)
+            .expect("valid");
+        assert_eq!((d.content.as_deref(), d.choice_index), (Some("A"), Some(0)));
+        let d = parse(r#"{"choices":[{"index":1,"delta":{"content":"B"}}]}"#).expect("valid");
+        assert_eq!((d.content.as_deref(), d.choice_index), (Some("B"), Some(1)));
+        assert_eq!(parse(r#"{"id":"c-1","choices":[]}"#).expect("valid").id.as_deref(), Some("c-1"));
+    }
+
+    #[test]
+    fn cached_tokens_and_llamacpp_timings() {
+        let d = parse(
+            r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":64}},
+               "timings":{"cache_n":60,"prompt_n":36,"prompt_ms":12.5,"predicted_n":5,"predicted_ms":40.25}}"#,
+        )
+        .expect("valid");
+        assert_eq!(d.usage_cached_tokens, Some(64), "usage wins over cache_n");
+        let t = d.timings.expect("timings");
+        assert_eq!((t.prompt_ms, t.predicted_ms, t.prompt_n, t.predicted_n), (Some(12.5), Some(40.25), Some(36), Some(5)));
+        let only_timings = parse(r#"{"choices":[],"timings":{"cache_n":7}}"#).expect("valid");
+        assert_eq!(only_timings.usage_cached_tokens, Some(7));
     }
 
     #[test]

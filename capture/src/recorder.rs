@@ -1,8 +1,9 @@
 //! Rows as the hot path produces them, and the handle that hands them to the sink.
 //!
 //! Workers never touch Arrow or files: they build small [`EventRow`]s and send them through a
-//! bounded channel ([`Recorder`]). A full channel makes senders wait (back-pressure) instead
-//! of growing memory.
+//! bounded channel ([`Recorder`]). The channel is bounded twice, in rows and in bytes (a row
+//! carrying a raw payload may be megabytes): when either is full senders wait
+//! (back-pressure) instead of growing memory.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub struct RequestRow {
     pub session_id: Option<Arc<str>>,
     /// `turn`.
     pub turn: Option<u32>,
+    /// `client_request_id`.
+    pub client_request_id: Option<String>,
+    /// `server_request_id`.
+    pub server_request_id: Option<String>,
 }
 
 /// One `events` row; see `recap_schemas::events` for each column's meaning.
@@ -83,6 +88,24 @@ pub struct EventRow {
     pub error_kind: Option<ErrorKind>,
     /// `error_message`.
     pub error_message: Option<String>,
+    /// `choice_index`.
+    pub choice_index: Option<u32>,
+    /// `sse_event`.
+    pub sse_event: Option<String>,
+    /// `raw`.
+    pub raw: Option<String>,
+    /// `usage_cached_tokens`.
+    pub usage_cached_tokens: Option<u32>,
+    /// `timings_prompt_ms`.
+    pub timings_prompt_ms: Option<f64>,
+    /// `timings_predicted_ms`.
+    pub timings_predicted_ms: Option<f64>,
+    /// `timings_prompt_n`.
+    pub timings_prompt_n: Option<u32>,
+    /// `timings_predicted_n`.
+    pub timings_predicted_n: Option<u32>,
+    /// `response_headers_json`.
+    pub response_headers_json: Option<String>,
 }
 
 impl EventRow {
@@ -106,6 +129,73 @@ pub enum Record {
     Event(Box<EventRow>),
 }
 
+fn len(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, String::len)
+}
+
+impl Record {
+    /// The memory this record holds while it waits in the channel (the row and the strings
+    /// it owns; prompts are shared with the prepared request and not counted), in the units
+    /// of the byte budget. The same for the sender and the sink, which releases it.
+    pub fn budget_bytes(&self) -> usize {
+        match self {
+            Record::Request(r) => {
+                std::mem::size_of::<RequestRow>() + len(&r.client_request_id) + len(&r.server_request_id)
+            }
+            Record::Event(e) => {
+                std::mem::size_of::<EventRow>()
+                    + len(&e.content)
+                    + len(&e.reasoning)
+                    + len(&e.tool_calls_json)
+                    + len(&e.role)
+                    + len(&e.finish_reason)
+                    + len(&e.error_message)
+                    + len(&e.sse_event)
+                    + len(&e.raw)
+                    + len(&e.response_headers_json)
+            }
+        }
+    }
+}
+
+/// Default of `--record-buffer-bytes`: the most bytes of rows waiting for the writer.
+pub const DEFAULT_BUFFER_BYTES: usize = 256 << 20;
+
+/// The channel's bound in bytes: senders take permits for a record's
+/// [`Record::budget_bytes`], the sink gives them back once the row is in its builders.
+#[derive(Debug)]
+pub struct ByteBudget {
+    sem: tokio::sync::Semaphore,
+    cap: u32,
+}
+
+impl ByteBudget {
+    /// A budget of `cap` bytes (at most `u32::MAX`).
+    pub fn new(cap: usize) -> Self {
+        let cap = u32::try_from(cap.max(1)).unwrap_or(u32::MAX);
+        ByteBudget {
+            sem: tokio::sync::Semaphore::new(cap as usize),
+            cap,
+        }
+    }
+
+    /// The permits a record of `bytes` takes: a record larger than the whole budget takes
+    /// all of it (it then travels alone).
+    fn permits(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes).unwrap_or(u32::MAX).min(self.cap)
+    }
+
+    /// Gives back what a record of `bytes` took (called by the sink).
+    pub fn release(&self, bytes: usize) {
+        self.sem.add_permits(self.permits(bytes) as usize);
+    }
+
+    /// Bytes currently held by records in flight.
+    pub fn held(&self) -> usize {
+        self.cap as usize - self.sem.available_permits()
+    }
+}
+
 /// How long senders waited on a full channel: the run's back-pressure, reported in the
 /// summary and the manifest because while workers wait, the client sets the pace.
 #[derive(Debug, Default)]
@@ -121,14 +211,16 @@ pub struct WaitStats {
 pub struct Recorder {
     tx: mpsc::Sender<Record>,
     waits: Arc<WaitStats>,
+    budget: Arc<ByteBudget>,
 }
 
 impl Recorder {
-    /// Wraps the sending half of the sink channel.
-    pub fn new(tx: mpsc::Sender<Record>) -> Self {
+    /// Wraps the sending half of the sink channel and its byte budget.
+    pub fn new(tx: mpsc::Sender<Record>, budget: Arc<ByteBudget>) -> Self {
         Recorder {
             tx,
             waits: Arc::default(),
+            budget,
         }
     }
 
@@ -148,18 +240,32 @@ impl Recorder {
     }
 
     async fn send(&self, rec: Record) {
+        let mut waited: Option<Instant> = None;
+        let n = self.budget.permits(rec.budget_bytes());
+        match self.budget.sem.try_acquire_many(n) {
+            Ok(permit) => permit.forget(),
+            Err(_) => {
+                waited = Some(Instant::now());
+                // The semaphore is never closed: an error cannot happen.
+                if let Ok(permit) = self.budget.sem.acquire_many(n).await {
+                    permit.forget();
+                }
+            }
+        }
         // A closed channel means the sink already failed and stopped the run; the run's
         // failure is reported from there, so the row is dropped quietly here.
         match self.tx.try_send(rec) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(rec)) => {
-                let t0 = Instant::now();
+                waited.get_or_insert_with(Instant::now);
                 let _ = self.tx.send(rec).await;
-                self.waits.waits.fetch_add(1, Relaxed);
-                self.waits
-                    .wait_ns
-                    .fetch_add(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX), Relaxed);
             }
+        }
+        if let Some(t0) = waited {
+            self.waits.waits.fetch_add(1, Relaxed);
+            self.waits
+                .wait_ns
+                .fetch_add(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX), Relaxed);
         }
     }
 }
@@ -169,9 +275,36 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_full_byte_budget_makes_senders_wait_until_the_sink_releases() {
+        let (tx, mut rx) = mpsc::channel(1000);
+        let row_bytes = Record::Event(Box::new(EventRow::new(0, recap_schemas::EventKind::Sent, 0))).budget_bytes();
+        let budget = Arc::new(ByteBudget::new(row_bytes + 1000));
+        let rec = Recorder::new(tx, budget.clone());
+        let waits = rec.wait_stats();
+        let mut big = EventRow::new(1, recap_schemas::EventKind::Sse, 0);
+        big.raw = Some("x".repeat(900));
+        rec.event(big).await;
+        assert_eq!(waits.waits.load(Relaxed), 0);
+        let mut second = EventRow::new(2, recap_schemas::EventKind::Sse, 0);
+        second.raw = Some("y".repeat(900));
+        let pending = tokio::spawn({
+            let rec = rec.clone();
+            async move { rec.event(second).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!pending.is_finished(), "the budget holds one big row, not two");
+        let first = rx.recv().await.expect("first row");
+        budget.release(first.budget_bytes());
+        pending.await.expect("second send");
+        assert_eq!(waits.waits.load(Relaxed), 1);
+        let second = rx.recv().await.expect("second row");
+        assert_eq!(budget.held(), second.budget_bytes());
+    }
+
+    #[tokio::test]
     async fn a_full_channel_is_measured_as_back_pressure() {
         let (tx, mut rx) = mpsc::channel(1);
-        let rec = Recorder::new(tx);
+        let rec = Recorder::new(tx, Arc::new(ByteBudget::new(DEFAULT_BUFFER_BYTES)));
         let waits = rec.wait_stats();
         rec.event(EventRow::new(0, recap_schemas::EventKind::Sent, 0)).await;
         assert_eq!(waits.waits.load(Relaxed), 0, "room in the channel: no wait");

@@ -48,7 +48,7 @@ pub fn load(dir: &Path, model: Option<&str>) -> Result<Replay, String> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
         .collect();
-    files.sort();
+    recap_schemas::sort_segments(&mut files);
     let mut rows: Vec<(u64, i64, PreparedRequest)> = Vec::new();
     for f in &files {
         let name = f.display().to_string();

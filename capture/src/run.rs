@@ -180,6 +180,7 @@ fn load_spec(cfg: &Config) -> LoadSpec {
             think_time_from_dataset: s.think == ThinkTime::FromDataset,
             history: s.history,
             header: cfg.session_header.as_ref().map(|h| h.as_str().to_string()),
+            max_history_bytes: Some(s.max_history_bytes as u64),
         }),
     }
 }
@@ -457,8 +458,7 @@ fn raise_fd_limit(workers: u32) {
 pub async fn run(cfg: Config) -> Result<Outcome> {
     // Everything that can be checked before a request (flags and dataset were checked when
     // the config was built; URL and TLS here) is checked before `--force` removes anything.
-    let endpoint = Arc::new(
-        Endpoint::new(
+    let endpoint = Endpoint::new(
             &cfg.url,
             cfg.headers.clone(),
             EndpointOptions {
@@ -466,27 +466,32 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
                 timeout: cfg.timeout,
                 insecure: cfg.insecure,
                 max_event_bytes: cfg.max_event_bytes,
+                max_response_bytes: cfg.max_response_bytes,
+                raw: cfg.raw,
             },
         )
         .map_err(|e| Error::Config(e.to_string()))?
-        .with_session_header(cfg.session_header.clone()),
-    );
+        .with_session_header(cfg.session_header.clone());
     prepare_out(&cfg.out, cfg.force)?;
     raise_fd_limit(cfg.load.workers());
     let clock = Clock::start();
     let run_id = run_id(&clock);
+    let endpoint = Arc::new(endpoint.with_request_id(cfg.request_id_header.clone(), &run_id));
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         run_id: run_id.clone(),
         recap_version: env!("CARGO_PKG_VERSION").into(),
-        command: cfg.command.clone(),
+        // Whatever flag a secret came in (or a value that holds one), it is written redacted.
+        command: cfg.command.iter().map(|w| cfg.secrets.redact(w).into_owned()).collect(),
         endpoint: ManifestEndpoint {
-            url: crate::redact::redact_url(&cfg.url),
+            url: cfg.secrets.redact(&crate::redact::redact_url(&cfg.url)).into_owned(),
             api: cfg.body.api,
             model: cfg.body.model.clone(),
             stream: cfg.body.stream,
             headers: cfg.headers_redacted.iter().cloned().collect(),
             api_key_env: cfg.api_key_env.clone(),
+            request_id_header: cfg.request_id_header.as_ref().map(|h| h.as_str().to_string()),
+            raw: cfg.raw,
         },
         load: load_spec(&cfg),
         dataset: DatasetInfo {
@@ -533,6 +538,8 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     sink_cfg.flush_interval = cfg.flush_interval;
     sink_cfg.max_segment_rows = cfg.segment_rows;
     sink_cfg.channel_capacity = cfg.record_buffer_rows;
+    sink_cfg.buffer_bytes = cfg.record_buffer_bytes;
+    sink_cfg.secrets = cfg.secrets.clone();
     // A little space set aside so that the final manifest can still be written when the disk
     // fills up: released the moment recording fails, and at the end of the run.
     let reserve = cfg.out.join(RESERVE_FILE);
@@ -736,6 +743,10 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         retries: summary.retries,
         recorder_waits: summary.recorder_waits,
         recorder_wait_ns: summary.recorder_wait_ns,
+        sessions_history_capped: cfg
+            .sessions
+            .as_ref()
+            .map_or(0, |s| s.capped.load(std::sync::atomic::Ordering::Relaxed)),
     });
     write_manifest(&cfg.out, &manifest)?;
     Ok(Outcome { status, summary })

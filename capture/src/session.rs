@@ -9,7 +9,10 @@
 //! worker is free; open loop: at the session arrival offsets) and the worker keeps a
 //! [`Cursor`] for the turns that follow, so sessions run through the one dispatcher/worker
 //! loop. A turn that fails ends its session: without an answer there is no next history.
+//! So does a history that outgrows `--max-history-bytes`: memory per session is bounded,
+//! and the run counts the sessions it cut short rather than sending a different workload.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +49,15 @@ pub struct Sessions {
     pub history: SessionHistory,
     /// Pause before later turns.
     pub think: ThinkTime,
+    /// A session whose history (messages' text, or the completions text) grows past this many
+    /// bytes ends there (`--max-history-bytes`).
+    pub max_history_bytes: usize,
+    /// Sessions ended because their history reached `max_history_bytes`.
+    pub capped: Arc<AtomicU64>,
 }
+
+/// Default of `--max-history-bytes`: 8 MiB of text, far past any model's context window.
+pub const DEFAULT_MAX_HISTORY_BYTES: usize = 8 << 20;
 
 /// Whether any row of `dataset` names a session: such a dataset is sent as sessions.
 pub fn has_sessions(dataset: &Dataset) -> bool {
@@ -122,6 +133,8 @@ impl Sessions {
             list: sessions,
             history,
             think,
+            max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
+            capped: Arc::default(),
         })
     }
 
@@ -195,6 +208,15 @@ impl Sessions {
         if c.next >= c.turns {
             return false;
         }
+        if c.history.bytes() > self.max_history_bytes {
+            if self.capped.fetch_add(1, Relaxed) == 0 {
+                tracing::warn!(
+                    "a session's history passed --max-history-bytes {}: it ends here (counted in the manifest)",
+                    self.max_history_bytes
+                );
+            }
+            return false;
+        }
         let think = match self.think {
             ThinkTime::Fixed(d) => d,
             ThinkTime::FromDataset => {
@@ -214,6 +236,23 @@ enum History {
     /// Completions: every earlier prompt followed directly by its answer (the answer continues
     /// the prompt it completed; a next prompt carries its own separator).
     Text(String),
+}
+
+impl History {
+    /// The text it holds, in bytes (message contents, not their JSON framing).
+    fn bytes(&self) -> usize {
+        match self {
+            History::Chat(h) => h
+                .iter()
+                .map(|m| match m.get("content") {
+                    Some(Value::String(s)) => s.len(),
+                    Some(other) => other.to_string().len(),
+                    None => 0,
+                })
+                .sum(),
+            History::Text(h) => h.len(),
+        }
+    }
 }
 
 /// A worker's place in the session it is running.
@@ -314,6 +353,16 @@ mod tests {
             !s.answered(&mut c, Some("a".into()), &d, 1),
             "cut to the turns --requests leaves"
         );
+        // History bound: "a0" (2 bytes) + a 20-byte answer passes a 16-byte cap.
+        let mut capped = s.clone();
+        capped.max_history_bytes = 16;
+        let mut c = capped.start(0, Api::Chat, 3);
+        let _ = capped.next_request(&mut c, &d, &o);
+        assert!(!capped.answered(&mut c, Some("x".repeat(20)), &d, 1), "over the cap: ends");
+        assert_eq!(capped.capped.load(Relaxed), 1);
+        let mut c = capped.start(0, Api::Chat, 3);
+        let _ = capped.next_request(&mut c, &d, &o);
+        assert!(capped.answered(&mut c, Some("short".into()), &d, 1), "under the cap: goes on");
     }
 
     #[test]

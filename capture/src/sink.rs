@@ -11,17 +11,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use recap_schemas::{events, requests, segment_file_name, segment_metadata, EventKind, PARTIAL_SUFFIX};
 use tokio::sync::mpsc;
 
-use crate::recorder::{EventRow, Record, Recorder, RequestRow};
+use crate::recorder::{ByteBudget, EventRow, Record, Recorder, RequestRow};
+use crate::redact::Secrets;
 
 /// Why the sink stopped writing.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +61,12 @@ pub struct SinkConfig {
     pub max_segment_rows: usize,
     /// Rows the channel holds before senders wait.
     pub channel_capacity: usize,
+    /// Bytes of rows the channel holds before senders wait.
+    pub buffer_bytes: usize,
     /// zstd level (1-22).
     pub zstd_level: i32,
+    /// Replaced by `<redacted>` in every string written.
+    pub secrets: Arc<Secrets>,
 }
 
 impl SinkConfig {
@@ -70,7 +78,9 @@ impl SinkConfig {
             flush_interval: Duration::from_secs(1),
             max_segment_rows: 1 << 20,
             channel_capacity: 1 << 16,
+            buffer_bytes: crate::recorder::DEFAULT_BUFFER_BYTES,
             zstd_level: 3,
+            secrets: Arc::default(),
         }
     }
 }
@@ -109,14 +119,16 @@ impl Sink {
             std::fs::create_dir_all(&path).map_err(|source| SinkError::Io { path, source })?;
         }
         let (tx, rx) = mpsc::channel(cfg.channel_capacity);
+        let budget = Arc::new(ByteBudget::new(cfg.buffer_bytes));
+        let recorder = Recorder::new(tx, budget.clone());
         let thread = std::thread::Builder::new()
             .name("recap-sink".into())
-            .spawn(move || writer_loop(cfg, rx, on_error))
+            .spawn(move || writer_loop(cfg, rx, &budget, on_error))
             .map_err(|source| SinkError::Io {
                 path: PathBuf::from("<sink thread>"),
                 source,
             })?;
-        Ok((Sink { thread }, Recorder::new(tx)))
+        Ok((Sink { thread }, recorder))
     }
 
     /// Waits for the writer to drain the channel (all [`Recorder`]s must be dropped) and close
@@ -140,6 +152,7 @@ const FLUSH_CHECK_ROWS: usize = 4096;
 fn writer_loop(
     cfg: SinkConfig,
     mut rx: mpsc::Receiver<Record>,
+    budget: &ByteBudget,
     on_error: Arc<dyn Fn(&str) + Send + Sync>,
 ) -> SinkStats {
     let mut w = Writer::new(&cfg, on_error);
@@ -156,7 +169,11 @@ fn writer_loop(
         loop {
             match rx.try_recv() {
                 Ok(rec) => {
+                    let bytes = rec.budget_bytes();
                     w.push(rec);
+                    // In the builders now (or dropped): its bytes count against the segment,
+                    // not the channel.
+                    budget.release(bytes);
                     w.roll_full();
                     drained += 1;
                     // Under a sustained backlog the channel is never empty: the flush
@@ -188,6 +205,7 @@ struct Writer {
     max_segment_rows: usize,
     stats: SinkStats,
     on_error: Arc<dyn Fn(&str) + Send + Sync>,
+    secrets: Arc<Secrets>,
 }
 
 impl Writer {
@@ -202,6 +220,8 @@ impl Writer {
                     ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default(),
                 ))
                 .set_max_row_group_row_count(Some(cfg.max_segment_rows.max(1)))
+                // Raw payloads are nearly all distinct: a dictionary would only cost.
+                .set_column_dictionary_enabled(ColumnPath::from(events::RAW), false)
                 .set_key_value_metadata(Some(kv))
                 .set_created_by(format!("recap-capture {}", env!("CARGO_PKG_VERSION")))
                 .build()
@@ -220,6 +240,7 @@ impl Writer {
             max_segment_rows: cfg.max_segment_rows,
             stats: SinkStats::default(),
             on_error,
+            secrets: cfg.secrets.clone(),
         }
     }
 
@@ -232,19 +253,28 @@ impl Writer {
             self.stats.dropped_rows += 1;
             return;
         }
+        let bytes = rec.budget_bytes();
         match rec {
-            Record::Request(r) => {
+            Record::Request(mut r) => {
+                if !self.secrets.is_empty() {
+                    redact_request(&self.secrets, &mut r);
+                }
                 self.requests.builder.append(&r);
                 self.requests.rows += 1;
+                self.requests.bytes += bytes;
                 let r = self.requests.maybe_encode();
                 self.check(r);
             }
-            Record::Event(e) => {
+            Record::Event(mut e) => {
+                if !self.secrets.is_empty() {
+                    redact_event(&self.secrets, &mut e);
+                }
                 if e.kind == Some(EventKind::Sse) {
                     self.stats.sse_rows += 1;
                 }
                 self.events.builder.append(&e);
                 self.events.rows += 1;
+                self.events.bytes += bytes;
                 let r = self.events.maybe_encode();
                 self.check(r);
             }
@@ -294,6 +324,40 @@ impl Writer {
     }
 }
 
+/// Every string of an event row with the run's secrets replaced: whatever a server echoes
+/// (an error body quoting the `Authorization` header, a payload field) is written redacted.
+fn redact_event(secrets: &Secrets, e: &mut EventRow) {
+    for field in [
+        &mut e.content,
+        &mut e.reasoning,
+        &mut e.tool_calls_json,
+        &mut e.role,
+        &mut e.finish_reason,
+        &mut e.error_message,
+        &mut e.sse_event,
+        &mut e.raw,
+        &mut e.response_headers_json,
+    ] {
+        secrets.apply_opt(field);
+    }
+}
+
+/// Every string of a request row with the run's secrets replaced (a key pasted into a
+/// prompt or `--body-extra` is a secret too).
+fn redact_request(secrets: &Secrets, r: &mut RequestRow) {
+    let shared = |text: &mut std::sync::Arc<str>| {
+        if let std::borrow::Cow::Owned(s) = secrets.redact(text) {
+            *text = s.into();
+        }
+    };
+    for t in [&mut r.prompt, &mut r.messages_json, &mut r.session_id].into_iter().flatten() {
+        shared(t);
+    }
+    shared(&mut r.params_json);
+    secrets.apply_opt(&mut r.client_request_id);
+    secrets.apply_opt(&mut r.server_request_id);
+}
+
 /// Appends rows of one table and builds a [`RecordBatch`].
 trait RowsBuilder {
     type Row;
@@ -305,6 +369,12 @@ trait RowsBuilder {
 /// group. Bounds the writer's memory whatever the event rate (a segment spans a whole flush
 /// interval, which at 600k events/s is far more than this).
 const ROW_GROUP_ROWS: usize = 1 << 16;
+
+/// Row bytes buffered before they are encoded as a row group, whatever their count: rows with
+/// raw payloads are several times larger than without, and an unencoded row group is held
+/// twice while it is encoded (builders, then uncompressed pages). Measured: 64k rows of a
+/// raw-carrying stream held ~28 MB more at peak than without raw; this bound keeps it flat.
+const ROW_GROUP_BYTES: usize = 8 << 20;
 
 struct OpenSegment {
     writer: ArrowWriter<File>,
@@ -320,8 +390,10 @@ struct Table<B> {
     builder: B,
     /// Rows in `builder`, not yet encoded.
     rows: usize,
+    /// Their [`Record::budget_bytes`].
+    bytes: usize,
     open: Option<OpenSegment>,
-    next_segment: u64,
+    next_segment: u32,
 }
 
 fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> SinkError {
@@ -351,6 +423,7 @@ impl<B: RowsBuilder + Default> Table<B> {
             props,
             builder: B::default(),
             rows: 0,
+            bytes: 0,
             open: None,
             next_segment: 0,
         }
@@ -392,12 +465,13 @@ impl<B: RowsBuilder + Default> Table<B> {
         open.writer.flush().map_err(|e| parquet_error(&open.partial, e))?;
         open.rows += self.rows;
         self.rows = 0;
+        self.bytes = 0;
         Ok(())
     }
 
     /// Encodes a full row group once enough rows are buffered.
     fn maybe_encode(&mut self) -> Result<(), SinkError> {
-        if self.rows >= ROW_GROUP_ROWS {
+        if self.rows >= ROW_GROUP_ROWS || self.bytes >= ROW_GROUP_BYTES {
             let r = self.encode_buffered();
             self.discard_on_error(r)?;
         }
@@ -447,7 +521,12 @@ impl<B: RowsBuilder + Default> Table<B> {
             path: open.final_path.clone(),
             source,
         })?;
-        self.next_segment += 1;
+        // Ten-digit names hold every u32: past that the writer stops rather than write a name
+        // that sorts before its predecessors.
+        self.next_segment = self.next_segment.checked_add(1).ok_or_else(|| SinkError::Encode {
+            path: self.dir.clone(),
+            message: format!("more than {} segments in one table", u32::MAX),
+        })?;
         stats.segments += 1;
         stats.bytes_written += bytes;
         Ok(open.rows as u64)
@@ -471,6 +550,8 @@ struct RequestsBuilder {
     prefix_group: UInt32Builder,
     session_id: StringBuilder,
     turn: UInt32Builder,
+    client_request_id: StringBuilder,
+    server_request_id: StringBuilder,
 }
 
 impl RowsBuilder for RequestsBuilder {
@@ -492,6 +573,8 @@ impl RowsBuilder for RequestsBuilder {
         self.prefix_group.append_option(r.prefix_group);
         self.session_id.append_option(r.session_id.as_deref());
         self.turn.append_option(r.turn);
+        self.client_request_id.append_option(r.client_request_id.as_deref());
+        self.server_request_id.append_option(r.server_request_id.as_deref());
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -511,6 +594,8 @@ impl RowsBuilder for RequestsBuilder {
             Arc::new(self.prefix_group.finish()),
             Arc::new(self.session_id.finish()),
             Arc::new(self.turn.finish()),
+            Arc::new(self.client_request_id.finish()),
+            Arc::new(self.server_request_id.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -535,6 +620,15 @@ struct EventsBuilder {
     http_status: UInt16Builder,
     error_kind: StringBuilder,
     error_message: StringBuilder,
+    choice_index: UInt32Builder,
+    sse_event: StringBuilder,
+    raw: StringBuilder,
+    usage_cached_tokens: UInt32Builder,
+    timings_prompt_ms: Float64Builder,
+    timings_predicted_ms: Float64Builder,
+    timings_prompt_n: UInt32Builder,
+    timings_predicted_n: UInt32Builder,
+    response_headers_json: StringBuilder,
 }
 
 impl RowsBuilder for EventsBuilder {
@@ -558,6 +652,15 @@ impl RowsBuilder for EventsBuilder {
         self.http_status.append_option(e.http_status);
         self.error_kind.append_option(e.error_kind.map(|k| k.as_str()));
         self.error_message.append_option(e.error_message.as_deref());
+        self.choice_index.append_option(e.choice_index);
+        self.sse_event.append_option(e.sse_event.as_deref());
+        self.raw.append_option(e.raw.as_deref());
+        self.usage_cached_tokens.append_option(e.usage_cached_tokens);
+        self.timings_prompt_ms.append_option(e.timings_prompt_ms);
+        self.timings_predicted_ms.append_option(e.timings_predicted_ms);
+        self.timings_prompt_n.append_option(e.timings_prompt_n);
+        self.timings_predicted_n.append_option(e.timings_predicted_n);
+        self.response_headers_json.append_option(e.response_headers_json.as_deref());
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -579,6 +682,15 @@ impl RowsBuilder for EventsBuilder {
             Arc::new(self.http_status.finish()),
             Arc::new(self.error_kind.finish()),
             Arc::new(self.error_message.finish()),
+            Arc::new(self.choice_index.finish()),
+            Arc::new(self.sse_event.finish()),
+            Arc::new(self.raw.finish()),
+            Arc::new(self.usage_cached_tokens.finish()),
+            Arc::new(self.timings_prompt_ms.finish()),
+            Arc::new(self.timings_predicted_ms.finish()),
+            Arc::new(self.timings_prompt_n.finish()),
+            Arc::new(self.timings_predicted_n.finish()),
+            Arc::new(self.response_headers_json.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -637,6 +749,8 @@ mod tests {
                     prefix_group: None,
                     session_id: None,
                     turn: None,
+                    client_request_id: None,
+                    server_request_id: None,
                 })
                 .await;
                 let mut e = EventRow::new(i, EventKind::Sse, i as i64);
@@ -682,6 +796,47 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_redacted_in_every_string_written_and_raw_is_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
+        cfg.secrets = Arc::new(Secrets::new(["Bearer sk-live-123".to_string()]));
+        let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        rt.block_on(async {
+            let mut e = EventRow::new(0, EventKind::Error, 1);
+            e.error_message = Some("HTTP 401: bad key Bearer sk-live-123".into());
+            e.raw = Some(r#"{"error":{"message":"bad key sk-live-123"}}"#.into());
+            e.response_headers_json = Some(r#"{"x-echo":"sk-live-123"}"#.into());
+            rec.event(e).await;
+        });
+        drop(rec);
+        sink.finish();
+        let path = dir.path().join("events").join(segment_file_name(0));
+        assert!(path.ends_with("part-0000000000.parquet"), "{path:?}");
+        let bytes = std::fs::read(&path).expect("segment");
+        assert!(
+            !bytes.windows(b"sk-live".len()).any(|w| w == b"sk-live"),
+            "the key reached the file"
+        );
+        let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open"))
+            .expect("parquet")
+            .build()
+            .expect("reader")
+            .next()
+            .expect("a batch")
+            .expect("batch");
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::StringArray>())
+                .map(|a| a.value(0).to_string())
+                .expect("column")
+        };
+        assert_eq!(col(events::ERROR_MESSAGE), "HTTP 401: bad key <redacted>");
+        assert_eq!(col(events::RAW), r#"{"error":{"message":"bad key <redacted>"}}"#);
+        assert_eq!(col(events::RESPONSE_HEADERS_JSON), r#"{"x-echo":"<redacted>"}"#);
+    }
+
+    #[test]
     fn the_flush_deadline_holds_while_a_backlog_never_empties_the_channel() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
@@ -697,7 +852,7 @@ mod tests {
                 .expect("room for the backlog");
         }
         drop(tx);
-        let stats = writer_loop(cfg, rx, Arc::new(|_: &str| {}));
+        let stats = writer_loop(cfg, rx, &ByteBudget::new(usize::MAX), Arc::new(|_: &str| {}));
         assert_eq!(stats.event_rows, n as u64);
         assert!(
             stats.segments >= 3,

@@ -3,7 +3,8 @@
 //! Bytes arrive in arbitrary reads; [`SseParser::feed`] turns them into complete events as soon
 //! as their terminating blank line arrives, following the WHATWG event-stream rules that matter
 //! for LLM servers: `\n`, `\r\n` and `\r` line ends (also split across reads), `:` comments,
-//! multi-line `data:` joined by `\n`, one optional space after the colon, other fields ignored.
+//! multi-line `data:` joined by `\n`, one optional space after the colon, the `event:` name
+//! kept (servers name error events so), other fields ignored.
 //! Data stays bytes: UTF-8 is checked later, so a bad event becomes a recorded protocol error
 //! rather than a lost stream.
 
@@ -12,6 +13,8 @@
 pub struct SseEvent {
     /// The event's data lines joined with `\n` (no trailing newline).
     pub data: Vec<u8>,
+    /// The event's `event:` field (the last one, as the spec says), if it had one.
+    pub name: Option<Vec<u8>>,
     /// Raw stream bytes from the end of the previous event through this one's blank line,
     /// including comments and framing. A blank line ends at its first line-end byte, so the
     /// LF of a closing CRLF counts toward the next event, however the stream was split.
@@ -29,6 +32,7 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 32 << 20;
 pub struct SseParser {
     line: Vec<u8>,
     data: Vec<u8>,
+    name: Option<Vec<u8>>,
     has_data: bool,
     raw_bytes: usize,
     skip_lf: bool,
@@ -56,6 +60,7 @@ impl SseParser {
         SseParser {
             line: Vec::new(),
             data: Vec::new(),
+            name: None,
             has_data: false,
             raw_bytes: 0,
             skip_lf: false,
@@ -154,6 +159,8 @@ impl SseParser {
                 self.data.extend_from_slice(value);
                 self.has_data = true;
                 self.check_cap();
+            } else if field == b"event" {
+                self.name = Some(value.to_vec());
             }
         }
     }
@@ -162,12 +169,16 @@ impl SseParser {
         if self.has_data {
             out.push(SseEvent {
                 data: std::mem::take(&mut self.data),
+                name: self.name.take(),
                 raw_bytes: self.raw_bytes,
                 oversized: self.oversized,
             });
             self.raw_bytes = 0;
             self.has_data = false;
             self.oversized = false;
+        } else {
+            // An event with no data is not dispatched (the spec), nor is its name kept.
+            self.name = None;
         }
     }
 }
@@ -242,6 +253,21 @@ mod tests {
     fn comments_and_other_fields_are_ignored() {
         let got = parse_in_reads(&[b": ping\n\nevent: message\nid: 7\nretry: 10\ndata: z\n\n"]);
         assert_eq!(got, ["z"]);
+    }
+
+    #[test]
+    fn the_event_name_is_kept_per_event() {
+        let stream = b"event: error\ndata: {\"e\":1}\n\nevent: lonely\n\ndata: x\n\n";
+        for cut in 0..stream.len() {
+            let (a, b) = stream.split_at(cut);
+            let mut p = SseParser::new();
+            let mut out = Vec::new();
+            p.feed(a, &mut out);
+            p.feed(b, &mut out);
+            p.finish(&mut out);
+            let names: Vec<Option<&[u8]>> = out.iter().map(|e| e.name.as_deref()).collect();
+            assert_eq!(names, [Some(&b"error"[..]), None], "cut at {cut}");
+        }
     }
 
     #[test]

@@ -133,6 +133,15 @@ pub mod metrics {
     pub const SESSION_ID: &str = "session_id";
     /// `u32`: 0-based turn within the session.
     pub const TURN: &str = "turn";
+    /// `u32` tokens: prompt tokens the server served from its prefix cache
+    /// (`usage.prompt_tokens_details.cached_tokens`, or llama.cpp's `timings.cache_n`).
+    pub const CACHED_PROMPT_TOKENS: &str = "cached_prompt_tokens";
+    /// `f64`: `cached_prompt_tokens / usage.prompt_tokens`, the request's prefix-cache hit share.
+    pub const PREFIX_CACHE_SHARE: &str = "prefix_cache_share";
+    /// `f64` ms: the server's own prefill time (llama.cpp `timings.prompt_ms`).
+    pub const SERVER_PREFILL_MS: &str = "server_prefill_ms";
+    /// `f64` ms: the server's own decode time (llama.cpp `timings.predicted_ms`).
+    pub const SERVER_DECODE_MS: &str = "server_decode_ms";
 
     /// The Arrow schema of `metrics.parquet`.
     pub fn schema() -> SchemaRef {
@@ -166,6 +175,10 @@ pub mod metrics {
             u(PREFIX_GROUP),
             Field::new(SESSION_ID, DataType::Utf8, true),
             u(TURN),
+            u(CACHED_PROMPT_TOKENS),
+            Field::new(PREFIX_CACHE_SHARE, DataType::Float64, true),
+            Field::new(SERVER_PREFILL_MS, DataType::Float64, true),
+            Field::new(SERVER_DECODE_MS, DataType::Float64, true),
         ]))
     }
 }
@@ -234,6 +247,9 @@ pub mod records {
             opt("prefix_group", DataType::UInt32),
             opt("session_id", DataType::Utf8),
             opt("turn", DataType::UInt32),
+            opt("usage_cached_tokens", DataType::UInt32),
+            opt("server_prefill_ms", DataType::Float64),
+            opt("server_decode_ms", DataType::Float64),
         ]))
     }
 }

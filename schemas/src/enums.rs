@@ -131,9 +131,29 @@ string_enum! {
         StreamReset => "stream_reset",
         /// The request was cut short because the run was stopped.
         Cancelled => "cancelled",
+        /// The server reported an error inside a response it had started as a success (an
+        /// `error` object, an `"object": "error"` object or an SSE `event: error` in a 200
+        /// stream, as vLLM and SGLang send on KV-cache exhaustion or an abort). The output
+        /// received before it stays recorded; the request is not a success.
+        ServerError => "server_error",
+        /// A stream ended cleanly (no reset) with neither a `finish_reason` nor `[DONE]`: the
+        /// answer may be cut short, so it is not counted as a success.
+        Incomplete => "incomplete",
         /// Analysis only (never recorded by capture): the request has no terminal event
         /// because the capture process was killed first.
         Lost => "lost",
+    }
+}
+
+string_enum! {
+    /// Which raw payloads capture keeps in the `events.raw` column (`--raw`).
+    RawMode {
+        /// None.
+        None => "none",
+        /// Only on rows with an `error_kind` (malformed or error events, HTTP error bodies).
+        Errors => "errors",
+        /// Every SSE event's data, every non-streamed body and every error body (default).
+        All => "all",
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Every SSE event is a row, including role-only, empty, usage-only and `[DONE]` events,
 //! because metric definitions differ exactly on those (see `docs/metrics.md`). Each request
-//! has exactly one terminal row (`done`, `error` or `cancelled`).
+//! has exactly one terminal row (`done`, `error` or `cancelled`). The extracted columns are
+//! for fast analysis; `raw` keeps what the server said, so nothing is lost to extraction.
 
 use std::sync::{Arc, OnceLock};
 
@@ -49,6 +50,34 @@ pub const HTTP_STATUS: &str = "http_status";
 pub const ERROR_KIND: &str = "error_kind";
 /// `utf8`: human-readable detail for `error_kind` (an error body is cut to 4 KiB); else null.
 pub const ERROR_MESSAGE: &str = "error_message";
+/// `u32`: `choices[k].index` of the choice whose fields this row's delta columns hold (the one
+/// with index 0 when the event carries several); null when the event had no choice. With
+/// `n > 1` a server streams each choice's chunks separately: analysis reads index 0 only.
+/// Added in version 3.
+pub const CHOICE_INDEX: &str = "choice_index";
+/// `utf8`: the SSE `event:` field of this event (e.g. `error`); null when it had none.
+/// Added in version 3.
+pub const SSE_EVENT: &str = "sse_event";
+/// `utf8`: exactly what the server sent, as text: an `sse` row's `data` (multi-line data
+/// joined with `\n`, as the SSE spec says), a non-streamed body whole, an HTTP error body on its
+/// `error` row (up to 1 MiB); per `--raw`, and with known secrets replaced by `<redacted>`.
+/// Added in version 3.
+pub const RAW: &str = "raw";
+/// `u32` tokens: `usage.prompt_tokens_details.cached_tokens` (prefix-cache hits), or
+/// llama.cpp's `timings.cache_n`; null when absent. Added in version 3.
+pub const USAGE_CACHED_TOKENS: &str = "usage_cached_tokens";
+/// `f64` ms: llama.cpp's `timings.prompt_ms` (server-side prefill time). Added in version 3.
+pub const TIMINGS_PROMPT_MS: &str = "timings_prompt_ms";
+/// `f64` ms: llama.cpp's `timings.predicted_ms` (server-side decode time). Added in version 3.
+pub const TIMINGS_PREDICTED_MS: &str = "timings_predicted_ms";
+/// `u32` tokens: llama.cpp's `timings.prompt_n` (prompt tokens processed, cache hits excluded).
+/// Added in version 3.
+pub const TIMINGS_PROMPT_N: &str = "timings_prompt_n";
+/// `u32` tokens: llama.cpp's `timings.predicted_n`. Added in version 3.
+pub const TIMINGS_PREDICTED_N: &str = "timings_predicted_n";
+/// `utf8`: on `headers` rows, the response headers as one JSON object (lower-case names;
+/// a repeated header's values joined with `, `), credentials redacted. Added in version 3.
+pub const RESPONSE_HEADERS_JSON: &str = "response_headers_json";
 
 /// Every column name, in schema order.
 pub const COLUMNS: &[&str] = &[
@@ -69,6 +98,15 @@ pub const COLUMNS: &[&str] = &[
     HTTP_STATUS,
     ERROR_KIND,
     ERROR_MESSAGE,
+    CHOICE_INDEX,
+    SSE_EVENT,
+    RAW,
+    USAGE_CACHED_TOKENS,
+    TIMINGS_PROMPT_MS,
+    TIMINGS_PREDICTED_MS,
+    TIMINGS_PROMPT_N,
+    TIMINGS_PREDICTED_N,
+    RESPONSE_HEADERS_JSON,
 ];
 
 /// The Arrow schema of the `events` table (without file metadata).
@@ -94,6 +132,15 @@ pub fn schema() -> SchemaRef {
                 Field::new(HTTP_STATUS, DataType::UInt16, true),
                 Field::new(ERROR_KIND, DataType::Utf8, true),
                 Field::new(ERROR_MESSAGE, DataType::Utf8, true),
+                Field::new(CHOICE_INDEX, DataType::UInt32, true),
+                Field::new(SSE_EVENT, DataType::Utf8, true),
+                Field::new(RAW, DataType::Utf8, true),
+                Field::new(USAGE_CACHED_TOKENS, DataType::UInt32, true),
+                Field::new(TIMINGS_PROMPT_MS, DataType::Float64, true),
+                Field::new(TIMINGS_PREDICTED_MS, DataType::Float64, true),
+                Field::new(TIMINGS_PROMPT_N, DataType::UInt32, true),
+                Field::new(TIMINGS_PREDICTED_N, DataType::UInt32, true),
+                Field::new(RESPONSE_HEADERS_JSON, DataType::Utf8, true),
             ]))
         })
         .clone()

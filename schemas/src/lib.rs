@@ -15,7 +15,7 @@
 //! use recap_schemas::{events, SCHEMA_VERSION};
 //! let schema = events::schema();
 //! assert!(schema.field_with_name(events::T_NS).is_ok());
-//! assert_eq!(SCHEMA_VERSION, 2);
+//! assert_eq!(SCHEMA_VERSION, 3);
 //! ```
 
 pub mod analysis;
@@ -28,14 +28,18 @@ pub mod requests;
 pub mod summary;
 pub mod sweep;
 
-pub use enums::{Api, Arrival, ErrorKind, EventKind, LoadMode, Phase, RunStatus, SessionHistory};
+pub use enums::{Api, Arrival, ErrorKind, EventKind, LoadMode, Phase, RawMode, RunStatus, SessionHistory};
 pub use manifest::Manifest;
 
 /// Version of the tables' layout. Readers refuse files of a newer version with a clear error.
 ///
 /// 2: `events.kind` gained `connect`, `connected`, `tls_done` and `retry`; a retried request
 /// has one `sent` row per attempt (the last one counts). Version-1 runs read as before.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: the lossless record: `events` gained `raw`, `sse_event`, `choice_index`, the cached-token
+/// and llama.cpp `timings` columns and `response_headers_json`; `requests` gained the client's
+/// and the server's request ids; `error_kind` gained `server_error` and `incomplete`; segment
+/// numbers have 10 digits. Older runs read as before (the new columns are null).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Parquet key-value metadata key holding [`SCHEMA_VERSION`] as decimal text.
 pub const META_SCHEMA_VERSION: &str = "recap.schema_version";
@@ -54,9 +58,27 @@ pub const EVENTS_DIR: &str = "events";
 /// disk, so every `*.parquet` file in a run is complete even after a crash.
 pub const PARTIAL_SUFFIX: &str = ".parquet.partial";
 
-/// Name of the `n`-th segment file (`part-00042.parquet`).
-pub fn segment_file_name(n: u64) -> String {
-    format!("part-{n:05}.parquet")
+/// Name of the `n`-th segment file (`part-0000000042.parquet`): ten digits hold every `u32`,
+/// so names sort in write order at any count a writer can reach. Readers still order by
+/// [`segment_number`], since runs of schema version 2 and older used five digits (and sort
+/// wrongly as text past `part-99999`).
+pub fn segment_file_name(n: u32) -> String {
+    format!("part-{n:010}.parquet")
+}
+
+/// The number in a segment file name (`part-N.parquet`, any number of digits), `None` for
+/// other names. Readers sort segments by it, never by the name's text.
+pub fn segment_number(file_name: &str) -> Option<u64> {
+    file_name.strip_prefix("part-")?.strip_suffix(".parquet")?.parse().ok()
+}
+
+/// Sorts segment paths in write order: by [`segment_number`], names without one last (by
+/// text), so `part-100000` follows `part-99999` whatever the digit count.
+pub fn sort_segments(paths: &mut [std::path::PathBuf]) {
+    paths.sort_by_cached_key(|p| {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (segment_number(&name).map_or((1, 0), |n| (0, n)), name)
+    });
 }
 
 /// Key-value metadata every segment carries: schema version, run id and table name.
@@ -73,17 +95,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segment_names_sort_lexically_in_write_order() {
-        let mut names: Vec<String> = [10, 2, 100, 1].iter().map(|n| segment_file_name(*n)).collect();
+    fn segment_names_sort_lexically_in_write_order_past_100000() {
+        let numbers = [100_001, 10, 2, 99_999, 100_000, 10_001, 1, u32::MAX];
+        let mut names: Vec<String> = numbers.iter().map(|n| segment_file_name(*n)).collect();
         names.sort();
+        let mut sorted = numbers;
+        sorted.sort_unstable();
+        let expected: Vec<String> = sorted.iter().map(|n| segment_file_name(*n)).collect();
+        assert_eq!(names, expected);
+        assert_eq!(names[0], "part-0000000001.parquet");
+        for (name, n) in names.iter().zip(sorted) {
+            assert_eq!(segment_number(name), Some(u64::from(n)));
+        }
+    }
+
+    #[test]
+    fn readers_order_old_five_digit_names_by_number() {
+        // Version-2 names: as text, part-100000 sorts before part-10001.
+        let mut paths: Vec<std::path::PathBuf> = ["part-100000.parquet", "notes.parquet", "part-10001.parquet", "part-99999.parquet"]
+            .iter()
+            .map(|n| std::path::Path::new("events").join(n))
+            .collect();
+        sort_segments(&mut paths);
+        let names: Vec<String> = paths
+            .iter()
+            .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+            .collect();
         assert_eq!(
             names,
-            [
-                "part-00001.parquet",
-                "part-00002.parquet",
-                "part-00010.parquet",
-                "part-00100.parquet"
-            ]
+            ["part-10001.parquet", "part-99999.parquet", "part-100000.parquet", "notes.parquet"]
         );
     }
 

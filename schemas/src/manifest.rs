@@ -81,6 +81,17 @@ pub struct Endpoint {
     /// Name of the environment variable the API key came from, if any (never the key).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The header that carried `<run_id>-<request_id>` (`--request-id-header`); absent with
+    /// `--no-request-id` and in runs before schema version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id_header: Option<String>,
+    /// Which raw payloads `events.raw` holds (`--raw`); runs before version 3 kept none.
+    #[serde(default = "raw_none")]
+    pub raw: crate::RawMode,
+}
+
+fn raw_none() -> crate::RawMode {
+    crate::RawMode::None
 }
 
 /// The load that was generated; `analyze sweep` labels runs by it.
@@ -144,6 +155,10 @@ pub struct SessionSpec {
     pub history: crate::SessionHistory,
     /// Header carrying the session id on every request (`--session-header`), if any.
     pub header: Option<String>,
+    /// `--max-history-bytes`: a session whose history grows past it ends there. Absent in
+    /// runs before schema version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_history_bytes: Option<u64>,
 }
 
 /// The dataset prompts were drawn from.
@@ -206,6 +221,9 @@ pub struct Counts {
     /// Total nanoseconds workers spent waiting on the recorder.
     #[serde(default)]
     pub recorder_wait_ns: u64,
+    /// Sessions ended early because their history passed `--max-history-bytes`.
+    #[serde(default)]
+    pub sessions_history_capped: u64,
 }
 
 #[cfg(test)]
@@ -226,6 +244,8 @@ mod tests {
                 stream: true,
                 headers: BTreeMap::new(),
                 api_key_env: None,
+                request_id_header: None,
+                raw: crate::RawMode::All,
             },
             load: LoadSpec {
                 mode: crate::LoadMode::Concurrency,

@@ -45,6 +45,14 @@ pub const SESSION_ID: &str = "session_id";
 /// `u32`: 0-based position of the request in its session (its turn index, whatever the
 /// dataset numbered it); null outside sessions.
 pub const TURN: &str = "turn";
+/// `utf8`: the request id capture sent in its request-id header (`--request-id-header`,
+/// default `x-request-id`): `<run_id>-<request_id>`; null with `--no-request-id`. Joins a run
+/// with the server's logs. Added in version 3.
+pub const CLIENT_REQUEST_ID: &str = "client_request_id";
+/// `utf8`: the id the server gave the request: its `x-request-id` / `request-id` response
+/// header, else the `id` of its first response object; null when it gave none. Added in
+/// version 3.
+pub const SERVER_REQUEST_ID: &str = "server_request_id";
 
 /// Every column name, in schema order.
 pub const COLUMNS: &[&str] = &[
@@ -63,6 +71,8 @@ pub const COLUMNS: &[&str] = &[
     PREFIX_GROUP,
     SESSION_ID,
     TURN,
+    CLIENT_REQUEST_ID,
+    SERVER_REQUEST_ID,
 ];
 
 /// The Arrow schema of the `requests` table (without file metadata).
@@ -86,6 +96,8 @@ pub fn schema() -> SchemaRef {
                 Field::new(PREFIX_GROUP, DataType::UInt32, true),
                 Field::new(SESSION_ID, DataType::Utf8, true),
                 Field::new(TURN, DataType::UInt32, true),
+                Field::new(CLIENT_REQUEST_ID, DataType::Utf8, true),
+                Field::new(SERVER_REQUEST_ID, DataType::Utf8, true),
             ]))
         })
         .clone()

@@ -208,6 +208,11 @@ pub struct Counts {
     /// answered attempt.
     #[serde(default)]
     pub retried: u64,
+    /// Measure-phase successful requests whose output length is unknown (`--tokens server`
+    /// and the server sent no `usage`): their tokens are missing from the token rates, and an
+    /// SLO on TPOT counts them as not met.
+    #[serde(default)]
+    pub osl_unknown: u64,
 }
 
 /// Which run was scored, and how: the fields that name a summary.
@@ -249,6 +254,10 @@ pub struct Summary {
     pub total_tokens_per_s: Option<f64>,
     /// 1000 / mean TPOT (ms): the token rate one user sees once output starts.
     pub output_tokens_per_s_per_user: Option<f64>,
+    /// False when some successful requests' output length is unknown
+    /// (`requests.osl_unknown`): the token rates above then undercount.
+    #[serde(default = "yes")]
+    pub token_throughput_complete: bool,
     /// Goodput.
     pub goodput: Goodput,
     /// Distributions over measure-phase successful requests (ICL over all their gaps), by
@@ -270,6 +279,28 @@ pub struct Summary {
     /// by turn shows what a prefix cache saves as the history grows). Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_turn: Vec<TurnSummary>,
+    /// Runs of a dataset with `prefix_group`s: the measure-phase requests of each group (the
+    /// prefix-cache hit share by group shows whether shared prefixes were reused). Empty
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_prefix_group: Vec<PrefixGroupSummary>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The measure-phase requests of one `prefix_group`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrefixGroupSummary {
+    /// The dataset rows' `prefix_group`.
+    pub prefix_group: u32,
+    /// Measure-phase requests of this group.
+    pub requests: u64,
+    /// Of which succeeded.
+    pub ok: u64,
+    /// Over the successful ones, by metric name (as [`TurnSummary::metrics`]).
+    pub metrics: BTreeMap<String, Distribution>,
 }
 
 /// The measure-phase requests of one turn index of a multi-turn run.

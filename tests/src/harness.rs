@@ -205,7 +205,7 @@ pub fn closed_segments(run_dir: &Path, table: &str) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default();
-    v.sort();
+    recap_schemas::sort_segments(&mut v);
     v
 }
 

@@ -37,6 +37,10 @@ pub struct RequestRow {
     pub session_id: Option<String>,
     /// `turn`.
     pub turn: Option<u32>,
+    /// `client_request_id` (version 3).
+    pub client_request_id: Option<String>,
+    /// `server_request_id` (version 3).
+    pub server_request_id: Option<String>,
 }
 
 /// One `events` row (the columns tests look at).
@@ -72,6 +76,20 @@ pub struct EventRow {
     pub error_kind: Option<ErrorKind>,
     /// `error_message`.
     pub error_message: Option<String>,
+    /// `choice_index` (version 3).
+    pub choice_index: Option<u32>,
+    /// `sse_event` (version 3).
+    pub sse_event: Option<String>,
+    /// `raw` (version 3).
+    pub raw: Option<String>,
+    /// `usage_cached_tokens` (version 3).
+    pub usage_cached_tokens: Option<u32>,
+    /// `timings_prompt_ms` (version 3).
+    pub timings_prompt_ms: Option<f64>,
+    /// `timings_predicted_ms` (version 3).
+    pub timings_predicted_ms: Option<f64>,
+    /// `response_headers_json` (version 3).
+    pub response_headers_json: Option<String>,
 }
 
 /// A whole run read back.
@@ -156,6 +174,14 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         let turn = batch
             .column_by_name(requests::TURN)
             .map(|c| c.as_primitive::<UInt32Type>().clone());
+        let opt_str = |n: &str| batch.column_by_name(n).map(|c| c.as_string::<i32>().clone());
+        let (client_id, server_id) = (
+            opt_str(requests::CLIENT_REQUEST_ID),
+            opt_str(requests::SERVER_REQUEST_ID),
+        );
+        let at = |a: &Option<arrow_array::StringArray>, i: usize| {
+            a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i).to_string())
+        };
         for i in 0..batch.num_rows() {
             let row = RequestRow {
                 request_id: id.value(i),
@@ -171,6 +197,8 @@ pub fn read_run(dir: &Path) -> Result<Run> {
                     .filter(|a| a.is_valid(i))
                     .map(|a| a.value(i).to_string()),
                 turn: turn.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i)),
+                client_request_id: at(&client_id, i),
+                server_request_id: at(&server_id, i),
             };
             if run.requests.insert(row.request_id, row).is_some() {
                 bail!("duplicate request_id {}", id.value(i));
@@ -197,6 +225,29 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         let ek = col(events::ERROR_KIND)?.as_string::<i32>().clone();
         let em = col(events::ERROR_MESSAGE)?.as_string::<i32>().clone();
         let s = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+        // Added in version 3: absent (all null) in older runs.
+        let opt_str = |n: &str| batch.column_by_name(n).map(|c| c.as_string::<i32>().clone());
+        let opt_u32 = |n: &str| batch.column_by_name(n).map(|c| c.as_primitive::<UInt32Type>().clone());
+        let opt_f64 = |n: &str| {
+            batch
+                .column_by_name(n)
+                .map(|c| c.as_primitive::<arrow_array::types::Float64Type>().clone())
+        };
+        let (choice, sse_event, raw, headers) = (
+            opt_u32(events::CHOICE_INDEX),
+            opt_str(events::SSE_EVENT),
+            opt_str(events::RAW),
+            opt_str(events::RESPONSE_HEADERS_JSON),
+        );
+        let cached = opt_u32(events::USAGE_CACHED_TOKENS);
+        let (prompt_ms, predicted_ms) = (opt_f64(events::TIMINGS_PROMPT_MS), opt_f64(events::TIMINGS_PREDICTED_MS));
+        let os = |a: &Option<arrow_array::StringArray>, i: usize| a.as_ref().and_then(|a| s(a, i));
+        let ou = |a: &Option<arrow_array::UInt32Array>, i: usize| {
+            a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i))
+        };
+        let of = |a: &Option<arrow_array::Float64Array>, i: usize| {
+            a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i))
+        };
         for i in 0..batch.num_rows() {
             let row = EventRow {
                 request_id: id.value(i),
@@ -214,6 +265,13 @@ pub fn read_run(dir: &Path) -> Result<Run> {
                 http_status: status.is_valid(i).then(|| status.value(i)),
                 error_kind: s(&ek, i).map(|v| parse_enum(&v, events::ERROR_KIND)).transpose()?,
                 error_message: s(&em, i),
+                choice_index: ou(&choice, i),
+                sse_event: os(&sse_event, i),
+                raw: os(&raw, i),
+                usage_cached_tokens: ou(&cached, i),
+                timings_prompt_ms: of(&prompt_ms, i),
+                timings_predicted_ms: of(&predicted_ms, i),
+                response_headers_json: os(&headers, i),
             };
             run.events.entry(row.request_id).or_default().push(row);
         }
@@ -231,7 +289,7 @@ fn read_table(dir: &Path, run: &mut Run) -> Result<Vec<RecordBatch>> {
         Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
     };
     files.retain(|p| p.extension().is_some_and(|x| x == "parquet"));
-    files.sort();
+    recap_schemas::sort_segments(&mut files);
     let mut out = Vec::new();
     for f in files {
         let file = File::open(&f).with_context(|| format!("opening {}", f.display()))?;
@@ -268,4 +326,63 @@ pub fn key_of(run: &Run, id: u64) -> String {
         (None, None) => panic!("request {id} has neither prompt nor messages"),
     };
     crate::sim::request_key(&body)
+}
+
+/// What [`rewrite_events`] puts in a row: its `kind`, `error_kind` and `error_message`.
+pub type Rewritten = (&'static str, Option<&'static str>, Option<String>);
+
+/// Rewrites every `events` segment of a run in place, row by row: `f` gets a row's `kind`,
+/// `error_kind` and `error_message` and returns new values, or `None` to keep the row. Segment
+/// metadata is kept. For tests that need a run as an older capture wrote it.
+pub fn rewrite_events(
+    dir: &Path,
+    f: impl Fn(&str, Option<&str>, Option<&str>) -> Option<Rewritten>,
+) -> Result<()> {
+    use arrow_array::builder::StringBuilder;
+    use std::sync::Arc;
+    for path in crate::harness::closed_segments(dir, recap_schemas::EVENTS_DIR) {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)?;
+        let kv = builder.metadata().file_metadata().key_value_metadata().cloned();
+        let schema = builder.schema().clone();
+        let batches: Vec<RecordBatch> = builder.build()?.collect::<std::result::Result<_, _>>()?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_key_value_metadata(kv)
+            .build();
+        let tmp = path.with_extension("rewrite");
+        let mut w = parquet::arrow::ArrowWriter::try_new(File::create(&tmp)?, schema.clone(), Some(props))?;
+        for b in batches {
+            let (kind, ek, em) = (
+                b.column_by_name(events::KIND).context("kind")?.as_string::<i32>().clone(),
+                b.column_by_name(events::ERROR_KIND).context("error_kind")?.as_string::<i32>().clone(),
+                b.column_by_name(events::ERROR_MESSAGE).context("error_message")?.as_string::<i32>().clone(),
+            );
+            let (mut k2, mut ek2, mut em2) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+            fn s(a: &arrow_array::StringArray, i: usize) -> Option<&str> {
+                a.is_valid(i).then(|| a.value(i))
+            }
+            for i in 0..b.num_rows() {
+                match f(kind.value(i), s(&ek, i), s(&em, i)) {
+                    Some((k, e, m)) => {
+                        k2.append_value(k);
+                        ek2.append_option(e);
+                        em2.append_option(m);
+                    }
+                    None => {
+                        k2.append_value(kind.value(i));
+                        ek2.append_option(s(&ek, i));
+                        em2.append_option(s(&em, i));
+                    }
+                }
+            }
+            let mut cols = b.columns().to_vec();
+            for (name, mut col) in [(events::KIND, k2), (events::ERROR_KIND, ek2), (events::ERROR_MESSAGE, em2)] {
+                let at = schema.index_of(name)?;
+                cols[at] = Arc::new(col.finish());
+            }
+            w.write(&RecordBatch::try_new(schema.clone(), cols)?)?;
+        }
+        w.close()?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(())
 }

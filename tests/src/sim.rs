@@ -296,6 +296,13 @@ pub enum Fault {
     Malformed,
     /// The response stops sending and hangs.
     Stall,
+    /// Half-way through a 200 stream the server reports an error inside it (then `[DONE]`),
+    /// as vLLM and SGLang do on KV-cache exhaustion or an abort. The style rotates by prompt:
+    /// `{"error": {...}}` (vLLM, SGLang), `{"object": "error", ...}` (older vLLM), and an SSE
+    /// `event: error`.
+    StreamError,
+    /// The stream ends cleanly half-way: no reset, no `finish_reason`, no `[DONE]`.
+    Truncated,
 }
 
 impl Fault {
@@ -306,6 +313,8 @@ impl Fault {
             Fault::Reset => "reset",
             Fault::Malformed => "malformed",
             Fault::Stall => "stall",
+            Fault::StreamError => "stream_error",
+            Fault::Truncated => "truncated",
         }
     }
 }
@@ -321,6 +330,10 @@ pub struct FaultConfig {
     pub malformed_rate: f64,
     /// Share of prompts whose response stalls.
     pub stall_rate: f64,
+    /// Share of prompts whose stream reports an error half-way ([`Fault::StreamError`]).
+    pub stream_error_rate: f64,
+    /// Share of prompts whose stream ends early and cleanly ([`Fault::Truncated`]).
+    pub truncate_rate: f64,
     /// Changes which prompts draw which fault.
     pub seed: u64,
 }
@@ -343,6 +356,14 @@ pub fn fault_for(key: &str, cfg: &FaultConfig) -> Fault {
     edge += cfg.stall_rate;
     if u < edge {
         return Fault::Stall;
+    }
+    edge += cfg.stream_error_rate;
+    if u < edge {
+        return Fault::StreamError;
+    }
+    edge += cfg.truncate_rate;
+    if u < edge {
+        return Fault::Truncated;
     }
     Fault::None
 }
@@ -397,6 +418,28 @@ pub struct SimConfig {
     /// prose and code): the k-th response gets the k-th text (cycling, later rounds prefixed
     /// with `[round N] `), in 64-byte events.
     pub corpus: Option<Arc<Corpus>>,
+    /// Share of each prompt reported as served from the prefix cache
+    /// (`usage.prompt_tokens_details.cached_tokens`, and llama.cpp's `timings.cache_n`).
+    pub cache_share: f64,
+    /// Echo credentials back, as a careless server or proxy does: the request's
+    /// `Authorization` / `x-api-key` and its URL query in an `x-echo` response header, in an
+    /// `echo` field of the first response object, and in the body of injected errors.
+    pub echo_auth: bool,
+    /// Optional log of every payload sent, one JSON line each: `request_id` (the request's
+    /// `x-request-id`), `seq`, `event` (the SSE `event:` name), `data` (the SSE data, or the
+    /// whole body of a non-streamed or error response) and `status`.
+    pub raw_log: Option<std::path::PathBuf>,
+}
+
+/// What the simulator reads from a request besides its body.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// `x-session-id`.
+    pub session_id: Option<String>,
+    /// `x-request-id`.
+    pub request_id: Option<String>,
+    /// The credentials sent (`Authorization`, `x-api-key`) and the URL query, for `echo_auth`.
+    pub echo: Option<String>,
 }
 
 /// Texts the simulator answers with, each once before any repeats; repeats are made distinct (`--corpus`).
@@ -474,6 +517,9 @@ impl Default for SimConfig {
             flavor: Flavor::Openai,
             tokenizer: None,
             corpus: None,
+            cache_share: 0.0,
+            echo_auth: false,
+            raw_log: None,
         }
     }
 }
@@ -485,16 +531,34 @@ struct Shared {
     responses: std::sync::atomic::AtomicU64,
     log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     body_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    raw_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
 impl Shared {
+    /// One `raw_log` line: a payload exactly as sent (`data` lossy only for the deliberately
+    /// invalid UTF-8 of `--malformed-utf8`).
+    fn raw(&self, request_id: Option<&str>, seq: Option<usize>, event: Option<&str>, data: &[u8], status: u16) {
+        if let Some(l) = &self.raw_log {
+            let line = json!({"request_id": request_id, "seq": seq, "event": event,
+                "data": String::from_utf8_lossy(data), "status": status});
+            if let Ok(mut w) = l.lock() {
+                let _ = writeln!(w, "{line}");
+                let _ = w.flush();
+            }
+        }
+    }
+
     /// One line per response: its key hash, fault, the content it answered (null for a
     /// fault) and the `x-session-id` header it came with, if any.
     fn log(&self, plan: &Plan, stream: bool, first_token_unix_ns: Option<i64>) {
         if let Some(l) = &self.log {
             let content = (plan.fault == Fault::None).then(|| plan.content());
+            // What a stream that stopped early (an error in it, or a clean cut) did send.
+            let sent_content = matches!(plan.fault, Fault::StreamError | Fault::Truncated)
+                .then(|| plan.chunks[..plan.cut()].iter().filter(|c| !c.reasoning).map(|c| c.text.as_str()).collect::<String>());
             let line = json!({"key_hash": plan.hash, "fault": plan.fault.name(), "stream": stream,
-                "first_token_unix_ns": first_token_unix_ns, "content": content, "session_id": plan.session_id});
+                "first_token_unix_ns": first_token_unix_ns, "content": content, "session_id": plan.info.session_id,
+                "request_id": plan.info.request_id, "sent_content": sent_content});
             if let Ok(mut w) = l.lock() {
                 let _ = writeln!(w, "{line}");
                 let _ = w.flush();
@@ -569,7 +633,7 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
             None => None,
         })
     };
-    let (log, body_log) = (open_log(&cfg.log)?, open_log(&cfg.body_log)?);
+    let (log, body_log, raw_log) = (open_log(&cfg.log)?, open_log(&cfg.body_log)?, open_log(&cfg.raw_log)?);
     let tls = if cfg.tls_self_signed {
         Some(self_signed_acceptor()?)
     } else {
@@ -579,6 +643,7 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
         cfg,
         log,
         body_log,
+        raw_log,
         responses: std::sync::atomic::AtomicU64::new(0),
     });
     loop {
@@ -717,11 +782,17 @@ async fn handle(
 
 async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let session_id = req
-        .headers()
-        .get("x-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let echo: Vec<String> = ["authorization", "x-api-key"]
+        .iter()
+        .filter_map(|n| header(n))
+        .chain(req.uri().query().map(str::to_string))
+        .collect();
+    let info = RequestInfo {
+        session_id: header("x-session-id"),
+        request_id: header("x-request-id"),
+        echo: (shared.cfg.echo_auth && !echo.is_empty()).then(|| echo.join(" ")),
+    };
     let chat = match (&method, path.as_str()) {
         (&Method::GET, "/health") => return full(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/v1/models") => {
@@ -768,7 +839,7 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
             )
         }
     };
-    respond(shared.clone(), chat, &body, session_id).await
+    respond(shared.clone(), chat, &body, info).await
 }
 
 fn malformed_event(utf8: bool) -> Bytes {
@@ -878,8 +949,12 @@ struct Plan {
     chunks: Vec<Chunk>,
     ttft: Duration,
     itl: Duration,
-    /// The request's `x-session-id` header, logged.
-    session_id: Option<String>,
+    /// What the request's headers and URL said (session id, request id, echoed credentials).
+    info: RequestInfo,
+    /// Choices per response (the request's `n`).
+    n: u64,
+    /// Prompt tokens reported as prefix-cache hits.
+    cached_tokens: u64,
 }
 
 /// The field a delta's text goes in.
@@ -924,6 +999,7 @@ impl Plan {
                 });
         let continuous =
             stream && usage && option("continuous_usage_stats") && matches!(flavor, Flavor::Vllm | Flavor::Sglang);
+        let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 16);
         let n = cfg.output_tokens.or(requested).unwrap_or(16);
         let reasoning = if chat { cfg.reasoning } else { 0 };
         let per_chunk = cfg.tokens_per_chunk.max(1);
@@ -1017,11 +1093,64 @@ impl Plan {
             completion_tokens,
             usage,
             continuous,
-            fault: fault_for(&key, &cfg.faults),
+            fault: match fault_for(&key, &cfg.faults) {
+                // A whole body cannot stop half-way cleanly: without streaming it is a normal one.
+                Fault::Truncated if !stream => Fault::None,
+                f => f,
+            },
             chunks,
-            session_id: None,
+            info: RequestInfo::default(),
             ttft: cfg.ttft,
             itl: cfg.itl,
+            n: choices,
+            cached_tokens: (prompt_tokens as f64 * cfg.cache_share.clamp(0.0, 1.0)).floor() as u64,
+        }
+    }
+
+    /// Chunks sent before a [`Fault::StreamError`] or [`Fault::Truncated`] stops the stream.
+    fn cut(&self) -> usize {
+        (self.chunks.len() / 2).max(1).min(self.chunks.len())
+    }
+
+    /// `v` as choice `k` of `n > 1` would send it: each choice's `index` set to `k` and its
+    /// text marked `[k]`, so no two choices' texts are equal. `None` for an object without a
+    /// choice (a usage chunk), which is sent once.
+    fn for_choice(v: &Value, k: u64) -> Option<Value> {
+        let mut v = v.clone();
+        let choices = v.get_mut("choices")?.as_array_mut()?;
+        if choices.is_empty() {
+            return None;
+        }
+        for c in choices.iter_mut() {
+            c["index"] = json!(k);
+            for holder in ["delta", "message"] {
+                if let Some(m) = c.get_mut(holder) {
+                    for f in ["content", "reasoning_content"] {
+                        if let Some(Value::String(s)) = m.get_mut(f) {
+                            if !s.is_empty() {
+                                *s = format!("[{k}]{s}");
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(Value::String(s)) = c.get_mut("text") {
+                if !s.is_empty() {
+                    *s = format!("[{k}]{s}");
+                }
+            }
+        }
+        Some(v)
+    }
+
+    /// The error object a [`Fault::StreamError`] sends, in the style this prompt draws, with
+    /// its SSE `event:` name if the style has one.
+    fn stream_error(&self) -> (Option<&'static str>, Value) {
+        let message = "simulated KV cache exhaustion: request aborted";
+        match self.hash % 3 {
+            0 => (None, json!({"error": {"message": message, "type": "InternalServerError", "param": null, "code": 500}})),
+            1 => (None, json!({"object": "error", "message": message, "type": "InternalServerError", "param": null, "code": 500})),
+            _ => (Some("error"), json!({"type": "error", "error": {"type": "overloaded_error", "message": message}})),
         }
     }
 
@@ -1036,10 +1165,13 @@ impl Plan {
     /// A `usage` object with `completion` tokens generated so far.
     fn usage_value(&self, completion: u64) -> Value {
         let p = self.prompt_tokens;
+        // With `n > 1` servers count the tokens of every choice.
+        let completion = completion * self.n;
         let mut u = json!({"prompt_tokens": p, "completion_tokens": completion, "total_tokens": p + completion});
         match self.flavor {
-            Flavor::Llamacpp => u["prompt_tokens_details"] = json!({"cached_tokens": 0}),
-            Flavor::Sglang => u["prompt_tokens_details"] = Value::Null,
+            Flavor::Llamacpp => u["prompt_tokens_details"] = json!({"cached_tokens": self.cached_tokens}),
+            Flavor::Sglang if self.cached_tokens == 0 => u["prompt_tokens_details"] = Value::Null,
+            _ if self.cached_tokens > 0 => u["prompt_tokens_details"] = json!({"cached_tokens": self.cached_tokens}),
             _ => {}
         }
         u
@@ -1053,7 +1185,7 @@ impl Plan {
         let (p, c) = (self.prompt_tokens, self.completion_tokens);
         let prompt_ms = ms(self.ttft);
         let predicted_ms = ms(self.itl) * self.chunks.len().saturating_sub(1) as f64;
-        json!({"cache_n": 0, "prompt_n": p, "prompt_ms": prompt_ms,
+        json!({"cache_n": self.cached_tokens, "prompt_n": p - self.cached_tokens, "prompt_ms": prompt_ms,
                "prompt_per_token_ms": per_token(p, prompt_ms), "prompt_per_second": per_s(p, prompt_ms),
                "predicted_n": c, "predicted_ms": predicted_ms,
                "predicted_per_token_ms": per_token(c, predicted_ms), "predicted_per_second": per_s(c, predicted_ms)})
@@ -1250,7 +1382,17 @@ impl Plan {
                 json!({"index": 0, "text": content, "finish_reason": "length"}),
             )
         };
-        let mut v = json!({"id": self.id, "object": object, "created": 0, "model": self.model, "choices": [choice]});
+        let mut choices = vec![choice.clone()];
+        let wrapped = json!({"choices": [choice]});
+        for k in 1..self.n {
+            if let Some(c) = Plan::for_choice(&wrapped, k) {
+                choices.push(c["choices"][0].clone());
+            }
+        }
+        let mut v = json!({"id": self.id, "object": object, "created": 0, "model": self.model, "choices": choices});
+        if let Some(e) = &self.info.echo {
+            v["echo"] = json!(e);
+        }
         match self.flavor {
             Flavor::Llamacpp => {
                 v["system_fingerprint"] = json!(LLAMACPP_FINGERPRINT);
@@ -1266,21 +1408,32 @@ impl Plan {
     }
 }
 
-fn sse(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {v}\n\n"))
+async fn respond(shared: Arc<Shared>, chat: bool, body: &Value, info: RequestInfo) -> Response<Body> {
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut plan = Plan::new(&shared.cfg, chat, body, stream);
+    plan.info = info;
+    respond_plan(&shared, plan, stream).await
 }
 
-async fn respond(shared: Arc<Shared>, chat: bool, body: &Value, session_id: Option<String>) -> Response<Body> {
+async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Response<Body> {
     let cfg = &shared.cfg;
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let mut plan = Plan::new(cfg, chat, body, stream);
-    plan.session_id = session_id;
+    let rid = plan.info.request_id.clone();
     if plan.fault == Fault::Error {
         shared.log(&plan, stream, None);
         let status = StatusCode::from_u16(cfg.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return error_body(status, "simulated failure", "server_error");
+        let message = match &plan.info.echo {
+            // What a careless server or proxy says back on a 401.
+            Some(e) => format!("simulated failure; the request came with: {e}"),
+            None => "simulated failure".to_string(),
+        };
+        let body = json!({"error": {"message": message, "type": "server_error", "code": status.as_u16()}}).to_string();
+        shared.raw(rid.as_deref(), None, None, body.as_bytes(), status.as_u16());
+        let mut r = full_bytes(status, Bytes::from(body));
+        echo_header(&plan, &mut r);
+        return r;
     }
     if stream {
+        let echo = plan.info.echo.clone();
         let body = if cfg.prerender && plan.fault == Fault::None && cfg.ttft.is_zero() && cfg.itl.is_zero() {
             let mut out = Out::new(None, cfg.gzip);
             stream_body(shared.clone(), plan, &mut out).await;
@@ -1301,6 +1454,9 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value, session_id: Opti
         );
         r.headers_mut()
             .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        if let Some(e) = echo.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+            r.headers_mut().insert("x-echo", e);
+        }
         if cfg.gzip {
             r.headers_mut()
                 .insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -1323,22 +1479,32 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value, session_id: Opti
     }
     tokio::time::sleep(cfg.ttft + cfg.itl * (plan.chunks.len().saturating_sub(1) as u32)).await;
     shared.log(&plan, false, Some(unix_ns()));
-    if plan.fault == Fault::Malformed {
-        return full_raw(StatusCode::OK, "{\"choices\": [");
-    }
-    let v = plan.whole_body(cfg.huge_event_bytes);
-    if cfg.gzip {
-        let mut r = full_bytes(StatusCode::OK, gzip_all(v.to_string().as_bytes()));
+    let text = match plan.fault {
+        Fault::Malformed => "{\"choices\": [".to_string(),
+        // A 200 whose body is an error object.
+        Fault::StreamError => plan.stream_error().1.to_string(),
+        _ => plan.whole_body(cfg.huge_event_bytes).to_string(),
+    };
+    shared.raw(rid.as_deref(), Some(0), None, text.as_bytes(), 200);
+    let mut r = if cfg.gzip {
+        let mut r = full_bytes(StatusCode::OK, gzip_all(text.as_bytes()));
         r.headers_mut()
             .insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        return r;
-    }
-    full(StatusCode::OK, v)
+        r
+    } else {
+        full_bytes(StatusCode::OK, Bytes::from(text))
+    };
+    echo_header(&plan, &mut r);
+    r
 }
 
-fn full_raw(status: StatusCode, text: &'static str) -> Response<Body> {
-    full_bytes(status, Bytes::from_static(text.as_bytes()))
+/// `echo_auth`: the request's credentials in an `x-echo` response header.
+fn echo_header(plan: &Plan, r: &mut Response<Body>) {
+    if let Some(e) = plan.info.echo.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        r.headers_mut().insert("x-echo", e);
+    }
 }
+
 
 /// The error a body yields to make hyper abort the connection mid-response.
 fn simulated_reset() -> std::io::Error {
@@ -1352,10 +1518,58 @@ fn futures_once_error() -> Body {
     StreamBody::new(ReceiverStream(rx)).boxed()
 }
 
+/// Sends stream events, numbering and logging each one (`raw_log`) exactly as sent.
+struct Emitter<'a> {
+    shared: &'a Shared,
+    seq: usize,
+}
+
+impl Emitter<'_> {
+    /// Sends one event with `data` (and an `event:` line when named); false once the client
+    /// has gone.
+    async fn send(&mut self, plan: &Plan, out: &mut Out, event: Option<&str>, data: &[u8]) -> bool {
+        let mut bytes = Vec::with_capacity(data.len() + 24);
+        if let Some(e) = event {
+            bytes.extend_from_slice(format!("event: {e}\n").as_bytes());
+        }
+        bytes.extend_from_slice(b"data: ");
+        bytes.extend_from_slice(data);
+        bytes.extend_from_slice(b"\n\n");
+        self.shared
+            .raw(plan.info.request_id.as_deref(), Some(self.seq), event, data, 200);
+        self.seq += 1;
+        out.send(Bytes::from(bytes)).await
+    }
+
+    /// Sends a response object, then its copies for the other choices when `n > 1`; the first
+    /// object of a response carries the echoed credentials (`echo_auth`).
+    async fn object(&mut self, plan: &Plan, out: &mut Out, v: &Value) -> bool {
+        let mut v = std::borrow::Cow::Borrowed(v);
+        if let (0, Some(e)) = (self.seq, &plan.info.echo) {
+            v.to_mut()["echo"] = json!(e);
+        }
+        if !self.send(plan, out, None, v.to_string().as_bytes()).await {
+            return false;
+        }
+        for k in 1..plan.n {
+            if let Some(copy) = Plan::for_choice(&v, k) {
+                if !self.send(plan, out, None, copy.to_string().as_bytes()).await {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
 async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
     let cfg = &shared.cfg;
+    let mut em = Emitter {
+        shared: &shared,
+        seq: 0,
+    };
     if let Some(role) = plan.role_event() {
-        if !out.send(sse(&role)).await {
+        if !em.object(&plan, out, &role).await {
             return;
         }
     }
@@ -1364,6 +1578,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
     }
     let n_chunks = plan.chunks.len();
     let reset_at = n_chunks / 2;
+    let cut = plan.cut();
     let mut first_token_ns = None;
     let mut huge_sent = false;
     let mut through = 0;
@@ -1376,10 +1591,13 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
             out.reset().await;
             return;
         }
+        if i == cut && matches!(plan.fault, Fault::StreamError | Fault::Truncated) {
+            break;
+        }
         if !chunk.reasoning && !huge_sent && cfg.huge_event_bytes > 0 {
             huge_sent = true;
             let huge = plan.token_event(false, &"x".repeat(cfg.huge_event_bytes), false, through);
-            if !out.send(sse(&huge)).await {
+            if !em.object(&plan, out, &huge).await {
                 return;
             }
         }
@@ -1388,13 +1606,17 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
         if first_token_ns.is_none() {
             first_token_ns = Some(unix_ns());
         }
-        if !out.send(sse(&ev)).await {
+        if !em.object(&plan, out, &ev).await {
             return;
         }
         if i == 0 {
             match plan.fault {
-                Fault::Malformed if !out.send(malformed_event(cfg.malformed_utf8)).await => {
-                    return;
+                Fault::Malformed => {
+                    let bad = malformed_event(cfg.malformed_utf8);
+                    let data = bad.strip_prefix(b"data: ").and_then(|d| d.strip_suffix(b"\n\n")).unwrap_or(&bad);
+                    if !em.send(&plan, out, None, data).await {
+                        return;
+                    }
                 }
                 Fault::Stall => {
                     shared.log(&plan, true, first_token_ns);
@@ -1413,12 +1635,28 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
         out.reset().await;
         return;
     }
-    for ev in plan.tail_events() {
-        if !out.send(sse(&ev)).await {
-            return;
+    match plan.fault {
+        Fault::StreamError => {
+            // The error object, then (vLLM, SGLang) `[DONE]`; the named `event: error` style
+            // ends the stream with the event itself.
+            let (name, v) = plan.stream_error();
+            if !em.send(&plan, out, name, v.to_string().as_bytes()).await {
+                return;
+            }
+            if name.is_none() {
+                let _ = em.send(&plan, out, None, b"[DONE]").await;
+            }
+        }
+        Fault::Truncated => {}
+        _ => {
+            for ev in plan.tail_events() {
+                if !em.object(&plan, out, &ev).await {
+                    return;
+                }
+            }
+            let _ = em.send(&plan, out, None, b"[DONE]").await;
         }
     }
-    let _ = out.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
     out.finish().await;
     shared.log(&plan, true, first_token_ns);
 }
@@ -1458,7 +1696,9 @@ mod tests {
             reset_rate: 0.2,
             malformed_rate: 0.05,
             stall_rate: 0.15,
-            seed: 9,
+            stream_error_rate: 0.0,
+        truncate_rate: 0.0,
+        seed: 9,
         };
         let mut n = [0usize; 5];
         for i in 0..10_000 {

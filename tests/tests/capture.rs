@@ -221,22 +221,28 @@ fn non_streaming_completions_record_one_body_event() {
 #[test]
 fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
     let cfg = FaultConfig {
-        error_rate: 0.15,
-        reset_rate: 0.15,
-        malformed_rate: 0.15,
+        error_rate: 0.12,
+        reset_rate: 0.12,
+        malformed_rate: 0.12,
         stall_rate: 0.1,
+        stream_error_rate: 0.15,
+        truncate_rate: 0.1,
         seed: 3,
     };
     let sim = SimProcess::start(&[
         "--itl",
         "1ms",
         "--error-rate",
-        "0.15",
+        "0.12",
         "--reset-rate",
-        "0.15",
+        "0.12",
         "--malformed-rate",
-        "0.15",
+        "0.12",
         "--stall-rate",
+        "0.1",
+        "--stream-error-rate",
+        "0.15",
+        "--truncate-rate",
         "0.1",
         "--fault-seed",
         "3",
@@ -245,7 +251,7 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
     ])
     .expect("start sim");
     let dir = tempfile::tempdir().expect("tmp");
-    let data = write_dataset(dir.path(), 60);
+    let data = write_dataset(dir.path(), 90);
     let out = dir.path().join("run");
     let res = capture(&[
         "--url",
@@ -257,7 +263,7 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
         "--concurrency",
         "8",
         "--requests",
-        "60",
+        "90",
         "--max-tokens",
         "6",
         "--timeout",
@@ -269,7 +275,7 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
         String::from_utf8_lossy(&res.stderr)
     );
     let run = read_run(&out).expect("read run");
-    assert_eq!(run.requests.len(), 60);
+    assert_eq!(run.requests.len(), 90);
     assert_one_terminal_each(&run);
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for id in run.requests.keys().copied() {
@@ -322,10 +328,37 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
                     "request {id}: {term:?}"
                 );
             }
+            Fault::StreamError => {
+                // An error inside a 200 stream is a failure, whatever the status said; what
+                // came before it (the first half of the answer) stays recorded.
+                assert_eq!(
+                    (term.kind, term.error_kind, run.content(id)),
+                    (EventKind::Error, Some(ErrorKind::ServerError), sim::expected_content(&key, 3)),
+                    "request {id}: {term:?}"
+                );
+                let flagged: Vec<_> = run
+                    .sse(id)
+                    .into_iter()
+                    .filter(|e| e.error_kind == Some(ErrorKind::ServerError))
+                    .collect();
+                assert_eq!(flagged.len(), 1, "request {id}");
+                assert!(
+                    flagged[0].raw.as_deref().is_some_and(|r| r.contains("KV cache exhaustion")),
+                    "{:?}",
+                    flagged[0]
+                );
+            }
+            Fault::Truncated => {
+                assert_eq!(
+                    (term.kind, term.error_kind, run.content(id)),
+                    (EventKind::Error, Some(ErrorKind::Incomplete), sim::expected_content(&key, 3)),
+                    "request {id}: {term:?}"
+                );
+            }
         }
         *seen.entry(format!("{fault:?}")).or_default() += 1;
     }
-    for f in ["None", "Error", "Reset", "Malformed", "Stall"] {
+    for f in ["None", "Error", "Reset", "Malformed", "Stall", "StreamError", "Truncated"] {
         assert!(
             seen.get(f).copied().unwrap_or(0) > 0,
             "no request drew fault {f}: {seen:?}"
@@ -339,6 +372,14 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
     assert_eq!(
         errors.get(&recap_schemas::ErrorKind::Timeout).copied().unwrap_or(0) as usize,
         seen["Stall"]
+    );
+    assert_eq!(
+        errors.get(&recap_schemas::ErrorKind::ServerError).copied().unwrap_or(0) as usize,
+        seen["StreamError"]
+    );
+    assert_eq!(
+        errors.get(&recap_schemas::ErrorKind::Incomplete).copied().unwrap_or(0) as usize,
+        seen["Truncated"]
     );
 }
 
@@ -492,42 +533,82 @@ fn signal_stops_scheduling_and_leaves_a_readable_interrupted_run(signal: &str) {
 
 #[test]
 fn secrets_never_reach_the_run_folder_or_the_logs() {
-    let sim = SimProcess::start(&[]).expect("start sim");
+    // A server that echoes every credential back: in a response header, in its first
+    // response object, and in the body of its 401s (half of the requests).
+    let sim = SimProcess::start(&["--echo-auth", "--error-rate", "0.5", "--error-status", "401"]).expect("start sim");
     let dir = tempfile::tempdir().expect("tmp");
-    let out = dir.path().join("run");
     let secret = "sk-recap-test-7f3a9c1e5b";
     let header_secret = "hdr-secret-42e1";
-    let res = Command::new(capture_bin())
-        .env("RECAP_TEST_API_KEY", secret)
-        .args([
-            "--url",
-            &sim.url(),
-            "--out",
-            out.to_str().expect("utf8"),
-            "--requests",
-            "3",
-            "--api-key-env",
-            "RECAP_TEST_API_KEY",
-            "--header",
-            &format!("X-Api-Key: {header_secret}"),
-            "--header",
-            "X-Trace: visible",
-            "-vv",
-            "--json",
-        ])
-        .output()
-        .expect("run capture");
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-    let mut haystack = res.stdout.clone();
-    haystack.extend_from_slice(&res.stderr);
-    for entry in walk(&out) {
-        haystack.extend(std::fs::read(&entry).expect("read output file"));
+    let query_secret = "qry-secret-9d0b";
+    let url = format!("{}/v1?api_key={query_secret}&tenant=visible-tenant", sim.url());
+    // Two flag orders: the secrets' flags first, and last.
+    for (k, order) in ["first", "last"].iter().enumerate() {
+        let out = dir.path().join(format!("run{k}"));
+        let out_s = out.to_str().expect("utf8").to_string();
+        let secret_flags = vec![
+            "--api-key-env".to_string(),
+            "RECAP_TEST_API_KEY".to_string(),
+            format!("--header=X-Api-Key: {header_secret}"),
+            "--url".to_string(),
+            url.clone(),
+        ];
+        let other_flags = vec![
+            "--out".to_string(),
+            out_s,
+            "--requests".to_string(),
+            "6".to_string(),
+            "--header".to_string(),
+            "X-Trace: visible".to_string(),
+            "-vv".to_string(),
+            "--json".to_string(),
+        ];
+        let args: Vec<String> = if *order == "first" {
+            secret_flags.into_iter().chain(other_flags).collect()
+        } else {
+            other_flags.into_iter().chain(secret_flags).collect()
+        };
+        let res = Command::new(capture_bin())
+            .env("RECAP_TEST_API_KEY", secret)
+            .args(&args)
+            .output()
+            .expect("run capture");
+        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        let mut haystack = res.stdout.clone();
+        haystack.extend_from_slice(&res.stderr);
+        for entry in walk(&out) {
+            haystack.extend(std::fs::read(&entry).expect("read output file"));
+        }
+        for s in [secret, header_secret, query_secret] {
+            assert!(!haystack.windows(s.len()).any(|w| w == s.as_bytes()), "{s} leaked ({order})");
+        }
+        let manifest = std::fs::read_to_string(out.join("manifest.json")).expect("manifest");
+        assert!(
+            manifest.contains("RECAP_TEST_API_KEY")
+                && manifest.contains("visible")
+                && manifest.contains("visible-tenant")
+                && manifest.contains("<redacted>"),
+            "{manifest}"
+        );
+        // The server did echo them: every place it did holds `<redacted>` instead.
+        let run = read_run(&out).expect("read run");
+        let (mut in_401, mut in_payload, mut in_header) = (0, 0, 0);
+        for events in run.events.values() {
+            for e in events {
+                let redacted = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains("<redacted>"));
+                if e.kind == EventKind::Error && e.http_status == Some(401) {
+                    assert!(redacted(&e.error_message) && redacted(&e.raw), "{e:?}");
+                    in_401 += 1;
+                }
+                if e.kind == EventKind::Sse && redacted(&e.raw) {
+                    in_payload += 1;
+                }
+                if redacted(&e.response_headers_json) {
+                    in_header += 1;
+                }
+            }
+        }
+        assert!(in_401 > 0 && in_payload > 0 && in_header > 0, "{in_401} {in_payload} {in_header}");
     }
-    for s in [secret, header_secret] {
-        assert!(!haystack.windows(s.len()).any(|w| w == s.as_bytes()), "{s} leaked");
-    }
-    let manifest = std::fs::read_to_string(out.join("manifest.json")).expect("manifest");
-    assert!(manifest.contains("RECAP_TEST_API_KEY") && manifest.contains("visible") && manifest.contains("<redacted>"));
 }
 
 #[test]

@@ -51,6 +51,13 @@ struct Args {
     /// Share of prompts whose response stalls until the client gives up.
     #[arg(long, default_value_t = 0.0)]
     stall_rate: f64,
+    /// Share of prompts whose 200 stream reports an error half-way (`{"error": ...}`,
+    /// `{"object": "error", ...}` or `event: error`, rotating by prompt), as vLLM and SGLang do.
+    #[arg(long, default_value_t = 0.0)]
+    stream_error_rate: f64,
+    /// Share of prompts whose stream ends cleanly half-way, with no finish_reason or [DONE].
+    #[arg(long, default_value_t = 0.0)]
+    truncate_rate: f64,
     /// Changes which prompts draw which fault.
     #[arg(long, default_value_t = 0)]
     fault_seed: u64,
@@ -60,6 +67,17 @@ struct Args {
     /// Append every request body, as received, one per line, to this file.
     #[arg(long, value_name = "FILE")]
     log_bodies: Option<PathBuf>,
+    /// Append every payload sent (SSE data, whole and error bodies), one JSON line each with
+    /// the request's x-request-id, to this file.
+    #[arg(long, value_name = "FILE")]
+    log_raw: Option<PathBuf>,
+    /// Share of each prompt reported as prefix-cache hits (`cached_tokens`, llama.cpp `cache_n`).
+    #[arg(long, default_value_t = 0.0)]
+    cache_share: f64,
+    /// Echo the request's credentials (Authorization, x-api-key, URL query) back in a
+    /// response header, the first response object and injected error bodies.
+    #[arg(long)]
+    echo_auth: bool,
     /// Compress response bodies with gzip (streams flushed per event).
     #[arg(long)]
     gzip: bool,
@@ -109,6 +127,8 @@ fn main() -> anyhow::Result<()> {
         ("reset", a.reset_rate),
         ("malformed", a.malformed_rate),
         ("stall", a.stall_rate),
+        ("stream-error", a.stream_error_rate),
+        ("truncate", a.truncate_rate),
     ] {
         anyhow::ensure!((0.0..=1.0).contains(&p), "--{name}-rate must be within [0, 1], got {p}");
     }
@@ -130,6 +150,8 @@ fn main() -> anyhow::Result<()> {
             reset_rate: a.reset_rate,
             malformed_rate: a.malformed_rate,
             stall_rate: a.stall_rate,
+            stream_error_rate: a.stream_error_rate,
+            truncate_rate: a.truncate_rate,
             seed: a.fault_seed,
         },
         error_status: a.error_status,
@@ -150,6 +172,9 @@ fn main() -> anyhow::Result<()> {
             )),
             None => None,
         },
+        cache_share: a.cache_share,
+        echo_auth: a.echo_auth,
+        raw_log: a.log_raw,
     };
     // One descriptor per client connection: take whatever the hard limit allows, so a load
     // test with thousands of connections is limited by the client, not by this process.
