@@ -303,7 +303,10 @@ mod tests {
         r.server_prefill_ms = Some(12.5);
         let m = compute(&r, &TokenCounts::default(), &Definitions::default());
         assert_eq!(m.prefix_cache_share, Some(4.0 / 11.0));
-        assert_eq!((m.cached_prompt_tokens, m.server_prefill_ms, m.server_decode_ms), (Some(4), Some(12.5), None));
+        assert_eq!(
+            (m.cached_prompt_tokens, m.server_prefill_ms, m.server_decode_ms),
+            (Some(4), Some(12.5), None)
+        );
     }
 
     #[test]

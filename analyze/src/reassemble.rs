@@ -532,7 +532,7 @@ impl Reassembler {
                 }
                 EventKind::Sse => {
                     r.sse_events += 1;
-                    match at(ek, i, |a, i| a.value(i)).map(|k| ErrorKind::parse(k)) {
+                    match at(ek, i, |a, i| a.value(i)).map(ErrorKind::parse) {
                         None => {}
                         Some(Some(ErrorKind::ServerError)) => a.server_error = true,
                         Some(k) => {
@@ -562,7 +562,7 @@ impl Reassembler {
                     // With `n > 1`, only choice 0 is this request's answer: another choice's
                     // row counts as an event but adds no text, time or choice.
                     let other_choice = at(choice, i, |a, i| a.value(i)).is_some_and(|k| k != 0);
-                    fn field<'c>(col: Option<&'c arrow_array::StringArray>, i: usize, skip: bool) -> Option<&'c str> {
+                    fn field(col: Option<&arrow_array::StringArray>, i: usize, skip: bool) -> Option<&str> {
                         if skip {
                             None
                         } else {

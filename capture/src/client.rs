@@ -669,7 +669,10 @@ impl Worker {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
-        let mut dec = Decoder::for_encoding(response.headers().get(CONTENT_ENCODING), ctx.endpoint.max_response_bytes)?;
+        let mut dec = Decoder::for_encoding(
+            response.headers().get(CONTENT_ENCODING),
+            ctx.endpoint.max_response_bytes,
+        )?;
         let mut body = response.into_body();
 
         if !status.is_success() {

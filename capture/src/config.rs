@@ -870,7 +870,10 @@ mod tests {
             full_url("http://h:1/v1?api_key=K", Api::Chat),
             "http://h:1/v1/chat/completions?api_key=K"
         );
-        assert_eq!(full_url("http://h:1?x=1", Api::Completions), "http://h:1/v1/completions?x=1");
+        assert_eq!(
+            full_url("http://h:1?x=1", Api::Completions),
+            "http://h:1/v1/completions?x=1"
+        );
     }
 
     #[test]

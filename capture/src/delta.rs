@@ -305,8 +305,10 @@ mod tests {
 
     #[test]
     fn old_vllm_error_object_and_null_error() {
-        let e = parse(r#"{"object":"error","message":"KV cache is full","type":"InternalServerError","param":null,"code":500}"#)
-            .expect("valid");
+        let e = parse(
+            r#"{"object":"error","message":"KV cache is full","type":"InternalServerError","param":null,"code":500}"#,
+        )
+        .expect("valid");
         assert_eq!(e.error_message.as_deref(), Some("KV cache is full"));
         let ok = parse(r#"{"choices":[{"index":0,"delta":{"content":"a"}}],"error":null}"#).expect("valid");
         assert_eq!(ok.error_message, None);
@@ -314,12 +316,17 @@ mod tests {
 
     #[test]
     fn choice_zero_is_taken_whatever_its_place() {
-        let d = parse(r#"{"id":"c-1","choices":[{"index":1,"delta":{"content":"B"}},{"index":0,"delta":{"content":"A"}}]}"#)
-            .expect("valid");
+        let d = parse(
+            r#"{"id":"c-1","choices":[{"index":1,"delta":{"content":"B"}},{"index":0,"delta":{"content":"A"}}]}"#,
+        )
+        .expect("valid");
         assert_eq!((d.content.as_deref(), d.choice_index), (Some("A"), Some(0)));
         let d = parse(r#"{"choices":[{"index":1,"delta":{"content":"B"}}]}"#).expect("valid");
         assert_eq!((d.content.as_deref(), d.choice_index), (Some("B"), Some(1)));
-        assert_eq!(parse(r#"{"id":"c-1","choices":[]}"#).expect("valid").id.as_deref(), Some("c-1"));
+        assert_eq!(
+            parse(r#"{"id":"c-1","choices":[]}"#).expect("valid").id.as_deref(),
+            Some("c-1")
+        );
     }
 
     #[test]
@@ -331,7 +338,10 @@ mod tests {
         .expect("valid");
         assert_eq!(d.usage_cached_tokens, Some(64), "usage wins over cache_n");
         let t = d.timings.expect("timings");
-        assert_eq!((t.prompt_ms, t.predicted_ms, t.prompt_n, t.predicted_n), (Some(12.5), Some(40.25), Some(36), Some(5)));
+        assert_eq!(
+            (t.prompt_ms, t.predicted_ms, t.prompt_n, t.predicted_n),
+            (Some(12.5), Some(40.25), Some(36), Some(5))
+        );
         let only_timings = parse(r#"{"choices":[],"timings":{"cache_n":7}}"#).expect("valid");
         assert_eq!(only_timings.usage_cached_tokens, Some(7));
     }

@@ -36,7 +36,10 @@ impl Secrets {
         for v in values {
             let v = v.trim().to_string();
             if let Some((scheme, token)) = v.split_once(' ') {
-                if matches!(scheme.to_ascii_lowercase().as_str(), "bearer" | "basic" | "token" | "digest") {
+                if matches!(
+                    scheme.to_ascii_lowercase().as_str(),
+                    "bearer" | "basic" | "token" | "digest"
+                ) {
                     all.push(token.trim().to_string());
                     if scheme.eq_ignore_ascii_case("basic") {
                         use base64::Engine;
@@ -151,14 +154,12 @@ fn percent_decode(v: &str) -> String {
 /// `credential` (so `api_key`, `access_token`, `X-Amz-Signature` are; `max_tokens` is not).
 pub fn is_secret_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.split(['-', '_', '.'])
-        .any(|w| {
-            matches!(
-                w,
-                "key" | "apikey" | "token" | "secret" | "signature" | "sig" | "auth" | "password" | "credential"
-            )
-        })
-        || matches!(n.as_str(), "apikey" | "accesstoken" | "authtoken")
+    n.split(['-', '_', '.']).any(|w| {
+        matches!(
+            w,
+            "key" | "apikey" | "token" | "secret" | "signature" | "sig" | "auth" | "password" | "credential"
+        )
+    }) || matches!(n.as_str(), "apikey" | "accesstoken" | "authtoken")
 }
 
 /// The secret values of a URL: its user-info (whole and the password alone) and the values of
@@ -384,10 +385,16 @@ mod tests {
         let out = s.redact(body);
         assert!(!out.contains("sk-a"), "{out}");
         assert!(out.contains("Authorization: <redacted>"), "{out}");
-        assert!(out.contains(r#""short":"abc""#), "3-byte values are not searched: {out}");
+        assert!(
+            out.contains(r#""short":"abc""#),
+            "3-byte values are not searched: {out}"
+        );
         assert!(matches!(s.redact("nothing here"), Cow::Borrowed(_)));
         let basic = Secrets::new(["Basic dXNlcjpodW50ZXIy".to_string()]);
-        assert_eq!(basic.redact("pw=hunter2 raw=dXNlcjpodW50ZXIy"), "pw=<redacted> raw=<redacted>");
+        assert_eq!(
+            basic.redact("pw=hunter2 raw=dXNlcjpodW50ZXIy"),
+            "pw=<redacted> raw=<redacted>"
+        );
     }
 
     #[test]

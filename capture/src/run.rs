@@ -459,19 +459,19 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     // Everything that can be checked before a request (flags and dataset were checked when
     // the config was built; URL and TLS here) is checked before `--force` removes anything.
     let endpoint = Endpoint::new(
-            &cfg.url,
-            cfg.headers.clone(),
-            EndpointOptions {
-                stream: cfg.body.stream,
-                timeout: cfg.timeout,
-                insecure: cfg.insecure,
-                max_event_bytes: cfg.max_event_bytes,
-                max_response_bytes: cfg.max_response_bytes,
-                raw: cfg.raw,
-            },
-        )
-        .map_err(|e| Error::Config(e.to_string()))?
-        .with_session_header(cfg.session_header.clone());
+        &cfg.url,
+        cfg.headers.clone(),
+        EndpointOptions {
+            stream: cfg.body.stream,
+            timeout: cfg.timeout,
+            insecure: cfg.insecure,
+            max_event_bytes: cfg.max_event_bytes,
+            max_response_bytes: cfg.max_response_bytes,
+            raw: cfg.raw,
+        },
+    )
+    .map_err(|e| Error::Config(e.to_string()))?
+    .with_session_header(cfg.session_header.clone());
     prepare_out(&cfg.out, cfg.force)?;
     raise_fd_limit(cfg.load.workers());
     let clock = Clock::start();

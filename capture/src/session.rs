@@ -358,11 +358,17 @@ mod tests {
         capped.max_history_bytes = 16;
         let mut c = capped.start(0, Api::Chat, 3);
         let _ = capped.next_request(&mut c, &d, &o);
-        assert!(!capped.answered(&mut c, Some("x".repeat(20)), &d, 1), "over the cap: ends");
+        assert!(
+            !capped.answered(&mut c, Some("x".repeat(20)), &d, 1),
+            "over the cap: ends"
+        );
         assert_eq!(capped.capped.load(Relaxed), 1);
         let mut c = capped.start(0, Api::Chat, 3);
         let _ = capped.next_request(&mut c, &d, &o);
-        assert!(capped.answered(&mut c, Some("short".into()), &d, 1), "under the cap: goes on");
+        assert!(
+            capped.answered(&mut c, Some("short".into()), &d, 1),
+            "under the cap: goes on"
+        );
     }
 
     #[test]

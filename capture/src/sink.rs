@@ -350,7 +350,10 @@ fn redact_request(secrets: &Secrets, r: &mut RequestRow) {
             *text = s.into();
         }
     };
-    for t in [&mut r.prompt, &mut r.messages_json, &mut r.session_id].into_iter().flatten() {
+    for t in [&mut r.prompt, &mut r.messages_json, &mut r.session_id]
+        .into_iter()
+        .flatten()
+    {
         shared(t);
     }
     shared(&mut r.params_json);
@@ -660,7 +663,8 @@ impl RowsBuilder for EventsBuilder {
         self.timings_predicted_ms.append_option(e.timings_predicted_ms);
         self.timings_prompt_n.append_option(e.timings_prompt_n);
         self.timings_predicted_n.append_option(e.timings_predicted_n);
-        self.response_headers_json.append_option(e.response_headers_json.as_deref());
+        self.response_headers_json
+            .append_option(e.response_headers_json.as_deref());
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {

@@ -76,7 +76,10 @@ pub fn segment_number(file_name: &str) -> Option<u64> {
 /// text), so `part-100000` follows `part-99999` whatever the digit count.
 pub fn sort_segments(paths: &mut [std::path::PathBuf]) {
     paths.sort_by_cached_key(|p| {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         (segment_number(&name).map_or((1, 0), |n| (0, n)), name)
     });
 }
@@ -112,18 +115,32 @@ mod tests {
     #[test]
     fn readers_order_old_five_digit_names_by_number() {
         // Version-2 names: as text, part-100000 sorts before part-10001.
-        let mut paths: Vec<std::path::PathBuf> = ["part-100000.parquet", "notes.parquet", "part-10001.parquet", "part-99999.parquet"]
-            .iter()
-            .map(|n| std::path::Path::new("events").join(n))
-            .collect();
+        let mut paths: Vec<std::path::PathBuf> = [
+            "part-100000.parquet",
+            "notes.parquet",
+            "part-10001.parquet",
+            "part-99999.parquet",
+        ]
+        .iter()
+        .map(|n| std::path::Path::new("events").join(n))
+        .collect();
         sort_segments(&mut paths);
         let names: Vec<String> = paths
             .iter()
-            .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+            .map(|p| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
             .collect();
         assert_eq!(
             names,
-            ["part-10001.parquet", "part-99999.parquet", "part-100000.parquet", "notes.parquet"]
+            [
+                "part-10001.parquet",
+                "part-99999.parquet",
+                "part-100000.parquet",
+                "notes.parquet"
+            ]
         );
     }
 

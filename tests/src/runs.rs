@@ -240,14 +240,15 @@ pub fn read_run(dir: &Path) -> Result<Run> {
             opt_str(events::RESPONSE_HEADERS_JSON),
         );
         let cached = opt_u32(events::USAGE_CACHED_TOKENS);
-        let (prompt_ms, predicted_ms) = (opt_f64(events::TIMINGS_PROMPT_MS), opt_f64(events::TIMINGS_PREDICTED_MS));
+        let (prompt_ms, predicted_ms) = (
+            opt_f64(events::TIMINGS_PROMPT_MS),
+            opt_f64(events::TIMINGS_PREDICTED_MS),
+        );
         let os = |a: &Option<arrow_array::StringArray>, i: usize| a.as_ref().and_then(|a| s(a, i));
-        let ou = |a: &Option<arrow_array::UInt32Array>, i: usize| {
-            a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i))
-        };
-        let of = |a: &Option<arrow_array::Float64Array>, i: usize| {
-            a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i))
-        };
+        let ou =
+            |a: &Option<arrow_array::UInt32Array>, i: usize| a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i));
+        let of =
+            |a: &Option<arrow_array::Float64Array>, i: usize| a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i));
         for i in 0..batch.num_rows() {
             let row = EventRow {
                 request_id: id.value(i),
@@ -334,10 +335,7 @@ pub type Rewritten = (&'static str, Option<&'static str>, Option<String>);
 /// Rewrites every `events` segment of a run in place, row by row: `f` gets a row's `kind`,
 /// `error_kind` and `error_message` and returns new values, or `None` to keep the row. Segment
 /// metadata is kept. For tests that need a run as an older capture wrote it.
-pub fn rewrite_events(
-    dir: &Path,
-    f: impl Fn(&str, Option<&str>, Option<&str>) -> Option<Rewritten>,
-) -> Result<()> {
+pub fn rewrite_events(dir: &Path, f: impl Fn(&str, Option<&str>, Option<&str>) -> Option<Rewritten>) -> Result<()> {
     use arrow_array::builder::StringBuilder;
     use std::sync::Arc;
     for path in crate::harness::closed_segments(dir, recap_schemas::EVENTS_DIR) {
@@ -352,9 +350,18 @@ pub fn rewrite_events(
         let mut w = parquet::arrow::ArrowWriter::try_new(File::create(&tmp)?, schema.clone(), Some(props))?;
         for b in batches {
             let (kind, ek, em) = (
-                b.column_by_name(events::KIND).context("kind")?.as_string::<i32>().clone(),
-                b.column_by_name(events::ERROR_KIND).context("error_kind")?.as_string::<i32>().clone(),
-                b.column_by_name(events::ERROR_MESSAGE).context("error_message")?.as_string::<i32>().clone(),
+                b.column_by_name(events::KIND)
+                    .context("kind")?
+                    .as_string::<i32>()
+                    .clone(),
+                b.column_by_name(events::ERROR_KIND)
+                    .context("error_kind")?
+                    .as_string::<i32>()
+                    .clone(),
+                b.column_by_name(events::ERROR_MESSAGE)
+                    .context("error_message")?
+                    .as_string::<i32>()
+                    .clone(),
             );
             let (mut k2, mut ek2, mut em2) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
             fn s(a: &arrow_array::StringArray, i: usize) -> Option<&str> {
@@ -375,7 +382,11 @@ pub fn rewrite_events(
                 }
             }
             let mut cols = b.columns().to_vec();
-            for (name, mut col) in [(events::KIND, k2), (events::ERROR_KIND, ek2), (events::ERROR_MESSAGE, em2)] {
+            for (name, mut col) in [
+                (events::KIND, k2),
+                (events::ERROR_KIND, ek2),
+                (events::ERROR_MESSAGE, em2),
+            ] {
                 let at = schema.index_of(name)?;
                 cols[at] = Arc::new(col.finish());
             }

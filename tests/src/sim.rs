@@ -554,8 +554,13 @@ impl Shared {
         if let Some(l) = &self.log {
             let content = (plan.fault == Fault::None).then(|| plan.content());
             // What a stream that stopped early (an error in it, or a clean cut) did send.
-            let sent_content = matches!(plan.fault, Fault::StreamError | Fault::Truncated)
-                .then(|| plan.chunks[..plan.cut()].iter().filter(|c| !c.reasoning).map(|c| c.text.as_str()).collect::<String>());
+            let sent_content = matches!(plan.fault, Fault::StreamError | Fault::Truncated).then(|| {
+                plan.chunks[..plan.cut()]
+                    .iter()
+                    .filter(|c| !c.reasoning)
+                    .map(|c| c.text.as_str())
+                    .collect::<String>()
+            });
             let line = json!({"key_hash": plan.hash, "fault": plan.fault.name(), "stream": stream,
                 "first_token_unix_ns": first_token_unix_ns, "content": content, "session_id": plan.info.session_id,
                 "request_id": plan.info.request_id, "sent_content": sent_content});
@@ -782,7 +787,12 @@ async fn handle(
 
 async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let echo: Vec<String> = ["authorization", "x-api-key"]
         .iter()
         .filter_map(|n| header(n))
@@ -1148,9 +1158,18 @@ impl Plan {
     fn stream_error(&self) -> (Option<&'static str>, Value) {
         let message = "simulated KV cache exhaustion: request aborted";
         match self.hash % 3 {
-            0 => (None, json!({"error": {"message": message, "type": "InternalServerError", "param": null, "code": 500}})),
-            1 => (None, json!({"object": "error", "message": message, "type": "InternalServerError", "param": null, "code": 500})),
-            _ => (Some("error"), json!({"type": "error", "error": {"type": "overloaded_error", "message": message}})),
+            0 => (
+                None,
+                json!({"error": {"message": message, "type": "InternalServerError", "param": null, "code": 500}}),
+            ),
+            1 => (
+                None,
+                json!({"object": "error", "message": message, "type": "InternalServerError", "param": null, "code": 500}),
+            ),
+            _ => (
+                Some("error"),
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": message}}),
+            ),
         }
     }
 
@@ -1505,7 +1524,6 @@ fn echo_header(plan: &Plan, r: &mut Response<Body>) {
     }
 }
 
-
 /// The error a body yields to make hyper abort the connection mid-response.
 fn simulated_reset() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset")
@@ -1613,7 +1631,10 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
             match plan.fault {
                 Fault::Malformed => {
                     let bad = malformed_event(cfg.malformed_utf8);
-                    let data = bad.strip_prefix(b"data: ").and_then(|d| d.strip_suffix(b"\n\n")).unwrap_or(&bad);
+                    let data = bad
+                        .strip_prefix(b"data: ")
+                        .and_then(|d| d.strip_suffix(b"\n\n"))
+                        .unwrap_or(&bad);
                     if !em.send(&plan, out, None, data).await {
                         return;
                     }
@@ -1697,8 +1718,8 @@ mod tests {
             malformed_rate: 0.05,
             stall_rate: 0.15,
             stream_error_rate: 0.0,
-        truncate_rate: 0.0,
-        seed: 9,
+            truncate_rate: 0.0,
+            seed: 9,
         };
         let mut n = [0usize; 5];
         for i in 0..10_000 {

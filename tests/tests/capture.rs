@@ -333,7 +333,11 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
                 // came before it (the first half of the answer) stays recorded.
                 assert_eq!(
                     (term.kind, term.error_kind, run.content(id)),
-                    (EventKind::Error, Some(ErrorKind::ServerError), sim::expected_content(&key, 3)),
+                    (
+                        EventKind::Error,
+                        Some(ErrorKind::ServerError),
+                        sim::expected_content(&key, 3)
+                    ),
                     "request {id}: {term:?}"
                 );
                 let flagged: Vec<_> = run
@@ -343,7 +347,10 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
                     .collect();
                 assert_eq!(flagged.len(), 1, "request {id}");
                 assert!(
-                    flagged[0].raw.as_deref().is_some_and(|r| r.contains("KV cache exhaustion")),
+                    flagged[0]
+                        .raw
+                        .as_deref()
+                        .is_some_and(|r| r.contains("KV cache exhaustion")),
                     "{:?}",
                     flagged[0]
                 );
@@ -351,14 +358,26 @@ fn injected_faults_become_typed_error_rows_and_the_run_goes_on() {
             Fault::Truncated => {
                 assert_eq!(
                     (term.kind, term.error_kind, run.content(id)),
-                    (EventKind::Error, Some(ErrorKind::Incomplete), sim::expected_content(&key, 3)),
+                    (
+                        EventKind::Error,
+                        Some(ErrorKind::Incomplete),
+                        sim::expected_content(&key, 3)
+                    ),
                     "request {id}: {term:?}"
                 );
             }
         }
         *seen.entry(format!("{fault:?}")).or_default() += 1;
     }
-    for f in ["None", "Error", "Reset", "Malformed", "Stall", "StreamError", "Truncated"] {
+    for f in [
+        "None",
+        "Error",
+        "Reset",
+        "Malformed",
+        "Stall",
+        "StreamError",
+        "Truncated",
+    ] {
         assert!(
             seen.get(f).copied().unwrap_or(0) > 0,
             "no request drew fault {f}: {seen:?}"
@@ -579,7 +598,10 @@ fn secrets_never_reach_the_run_folder_or_the_logs() {
             haystack.extend(std::fs::read(&entry).expect("read output file"));
         }
         for s in [secret, header_secret, query_secret] {
-            assert!(!haystack.windows(s.len()).any(|w| w == s.as_bytes()), "{s} leaked ({order})");
+            assert!(
+                !haystack.windows(s.len()).any(|w| w == s.as_bytes()),
+                "{s} leaked ({order})"
+            );
         }
         let manifest = std::fs::read_to_string(out.join("manifest.json")).expect("manifest");
         assert!(
@@ -607,7 +629,10 @@ fn secrets_never_reach_the_run_folder_or_the_logs() {
                 }
             }
         }
-        assert!(in_401 > 0 && in_payload > 0 && in_header > 0, "{in_401} {in_payload} {in_header}");
+        assert!(
+            in_401 > 0 && in_payload > 0 && in_header > 0,
+            "{in_401} {in_payload} {in_header}"
+        );
     }
 }
 

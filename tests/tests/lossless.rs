@@ -52,7 +52,11 @@ fn ok(out: &Output, what: &str) {
 
 /// Captures `requests` requests from a simulator started with `sim_args`, returning the
 /// folder, the run and the simulator's raw-payload log.
-fn capture_with_raw_log(sim_args: &[&str], capture_args: &[&str], requests: usize) -> (tempfile::TempDir, Run, PathBuf) {
+fn capture_with_raw_log(
+    sim_args: &[&str],
+    capture_args: &[&str],
+    requests: usize,
+) -> (tempfile::TempDir, Run, PathBuf) {
     let dir = tempfile::tempdir().expect("tmp");
     let raw_log = dir.path().join("sent.jsonl");
     let mut args = vec!["--log-raw", raw_log.to_str().expect("utf8")];
@@ -82,13 +86,18 @@ fn capture_with_raw_log(sim_args: &[&str], capture_args: &[&str], requests: usiz
     (dir, run, raw_log)
 }
 
-/// What the simulator sent, by the `x-request-id` it was sent with: `(seq, event, data)` in
-/// order of `seq` (`seq` null for an HTTP error body).
-fn sent_payloads(log: &Path) -> BTreeMap<String, Vec<(Option<u64>, Option<String>, String)>> {
+/// One payload: its `seq` (none for an HTTP error body), SSE `event:` name and data.
+type Payload = (Option<u64>, Option<String>, String);
+
+/// What the simulator sent, by the `x-request-id` it was sent with, in order of `seq`.
+fn sent_payloads(log: &Path) -> BTreeMap<String, Vec<Payload>> {
     let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for line in std::fs::read_to_string(log).expect("raw log").lines() {
         let v: Value = serde_json::from_str(line).expect("log line");
-        let id = v["request_id"].as_str().expect("every request carried x-request-id").to_string();
+        let id = v["request_id"]
+            .as_str()
+            .expect("every request carried x-request-id")
+            .to_string();
         out.entry(id).or_default().push((
             v["seq"].as_u64(),
             v["event"].as_str().map(str::to_string),
@@ -107,13 +116,31 @@ fn every_raw_payload_is_what_the_server_sent_byte_for_byte() {
         (
             "vllm continuous usage",
             &["--flavor", "vllm"],
-            &["--body-extra", r#"{"stream_options": {"continuous_usage_stats": true}}"#],
+            &[
+                "--body-extra",
+                r#"{"stream_options": {"continuous_usage_stats": true}}"#,
+            ],
         ),
-        ("llama.cpp gzip", &["--flavor", "llamacpp", "--gzip", "--cache-share", "0.5"], &[]),
-        ("sglang malformed", &["--flavor", "sglang", "--malformed-rate", "0.4"], &[]),
+        (
+            "llama.cpp gzip",
+            &["--flavor", "llamacpp", "--gzip", "--cache-share", "0.5"],
+            &[],
+        ),
+        (
+            "sglang malformed",
+            &["--flavor", "sglang", "--malformed-rate", "0.4"],
+            &[],
+        ),
         (
             "errors in the stream",
-            &["--stream-error-rate", "0.5", "--error-rate", "0.2", "--error-status", "503"],
+            &[
+                "--stream-error-rate",
+                "0.5",
+                "--error-rate",
+                "0.2",
+                "--error-status",
+                "503",
+            ],
             &[],
         ),
         ("whole bodies", &["--flavor", "llamacpp"], &["--no-stream"]),
@@ -126,17 +153,21 @@ fn every_raw_payload_is_what_the_server_sent_byte_for_byte() {
         for (id, req) in &run.requests {
             let client_id = req.client_request_id.clone().expect("a request id was sent");
             assert_eq!(client_id, format!("{}-{id}", run.manifest.run_id), "{name}");
-            let expected = sent.get(&client_id).unwrap_or_else(|| panic!("{name}: the sim never saw {client_id}"));
+            let expected = sent
+                .get(&client_id)
+                .unwrap_or_else(|| panic!("{name}: the sim never saw {client_id}"));
             let events = &run.events[id];
             // An HTTP error body is the terminal row's raw; every other payload an sse row's.
-            let got: Vec<(Option<u64>, Option<String>, String)> = events
+            let got: Vec<Payload> = events
                 .iter()
                 .filter(|e| e.kind == EventKind::Sse || (e.kind == EventKind::Error && e.http_status.is_some()))
                 .map(|e| {
                     (
                         e.seq.map(u64::from),
                         e.sse_event.clone(),
-                        e.raw.clone().unwrap_or_else(|| panic!("{name}: request {id} row without raw: {e:?}")),
+                        e.raw
+                            .clone()
+                            .unwrap_or_else(|| panic!("{name}: request {id} row without raw: {e:?}")),
                     )
                 })
                 .collect();
@@ -184,7 +215,11 @@ fn metric_column(run: &Path, tokenizer_id: &str, column: &str) -> BTreeMap<u64, 
     let mut out = BTreeMap::new();
     for b in reader {
         let b = b.expect("batch");
-        let ids = b.column_by_name("request_id").expect("id").as_primitive::<UInt64Type>().clone();
+        let ids = b
+            .column_by_name("request_id")
+            .expect("id")
+            .as_primitive::<UInt64Type>()
+            .clone();
         let col = b.column_by_name(column).expect("column");
         for i in 0..b.num_rows() {
             let v = if col.is_null(i) {
@@ -203,7 +238,14 @@ fn metric_column(run: &Path, tokenizer_id: &str, column: &str) -> BTreeMap<u64, 
 #[test]
 fn errors_inside_a_200_stream_and_clean_cuts_are_not_successes() {
     let (dir, run, _) = capture_with_raw_log(
-        &["--stream-error-rate", "0.4", "--truncate-rate", "0.3", "--fault-seed", "5"],
+        &[
+            "--stream-error-rate",
+            "0.4",
+            "--truncate-rate",
+            "0.3",
+            "--fault-seed",
+            "5",
+        ],
         &["--max-tokens", "8"],
         20,
     );
@@ -222,7 +264,10 @@ fn errors_inside_a_200_stream_and_clean_cuts_are_not_successes() {
         }
     }
     assert!(expected.len() == 2, "both faults drawn: {expected:?}");
-    let s = report(&dir.path().join("run"), &["--tokenizer", tokenizer_path("gpt2").to_str().expect("utf8")]);
+    let s = report(
+        &dir.path().join("run"),
+        &["--tokenizer", tokenizer_path("gpt2").to_str().expect("utf8")],
+    );
     let errors: BTreeMap<ErrorKind, u64> = serde_json::from_value(s["requests"]["errors"].clone()).expect("errors");
     assert_eq!(errors, expected);
     let failed: u64 = expected.values().sum();
@@ -233,7 +278,10 @@ fn errors_inside_a_200_stream_and_clean_cuts_are_not_successes() {
     let tok = sim::load_tokenizer(&tokenizer_path("gpt2")).expect("tokenizer");
     for id in run.requests.keys() {
         let key = key_of(&run, *id);
-        if matches!(sim::fault_for(&key, &cfg), sim::Fault::StreamError | sim::Fault::Truncated) {
+        if matches!(
+            sim::fault_for(&key, &cfg),
+            sim::Fault::StreamError | sim::Fault::Truncated
+        ) {
             let half = sim::expected_content(&key, 4);
             let n = tok.encode(half.as_str(), false).expect("encode").len() as f64;
             assert_eq!(out_tokens[id], Some(n), "request {id}");
@@ -246,7 +294,11 @@ fn a_run_recorded_by_an_older_capture_is_rescored_with_its_stream_errors() {
     // The committed fixture predates `server_error`: a version-2 capture recorded an error
     // object inside a 200 stream as a `protocol` sse row and ended the request `done`. Build
     // one such run by rewriting a fresh capture's rows the way that capture wrote them.
-    let (dir, run, _) = capture_with_raw_log(&["--stream-error-rate", "0.5", "--fault-seed", "2"], &["--max-tokens", "6"], 10);
+    let (dir, run, _) = capture_with_raw_log(
+        &["--stream-error-rate", "0.5", "--fault-seed", "2"],
+        &["--max-tokens", "6"],
+        10,
+    );
     let cfg = sim::FaultConfig {
         stream_error_rate: 0.5,
         seed: 2,
@@ -269,8 +321,16 @@ fn a_run_recorded_by_an_older_capture_is_rescored_with_its_stream_errors() {
         _ => None,
     })
     .expect("rewrite");
-    let s = report(&run_dir, &["--tokenizer", tokenizer_path("gpt2").to_str().expect("utf8")]);
-    assert_eq!(s["requests"]["errors"]["server_error"].as_u64(), Some(faulty), "{}", s["requests"]);
+    let s = report(
+        &run_dir,
+        &["--tokenizer", tokenizer_path("gpt2").to_str().expect("utf8")],
+    );
+    assert_eq!(
+        s["requests"]["errors"]["server_error"].as_u64(),
+        Some(faulty),
+        "{}",
+        s["requests"]
+    );
 }
 
 #[test]
@@ -283,9 +343,15 @@ fn n_choices_are_never_concatenated() {
     let tok = sim::load_tokenizer(&tokenizer_path("gpt2")).expect("tokenizer");
     for id in run.requests.keys() {
         let sse = run.sse(*id);
-        assert!(sse.iter().any(|e| e.choice_index == Some(1)), "request {id}: choice 1 streamed");
+        assert!(
+            sse.iter().any(|e| e.choice_index == Some(1)),
+            "request {id}: choice 1 streamed"
+        );
     }
-    let s = report(&dir.path().join("run"), &["--tokenizer", tokenizer_path("gpt2").to_str().expect("utf8")]);
+    let s = report(
+        &dir.path().join("run"),
+        &["--tokenizer", tokenizer_path("gpt2").to_str().expect("utf8")],
+    );
     assert_eq!(s["requests"]["ok"].as_u64(), Some(8));
     let out_tokens = metric_column(
         &dir.path().join("run"),
@@ -332,15 +398,32 @@ fn without_usage_an_slo_on_tpot_is_never_met_and_token_rates_say_incomplete() {
 #[test]
 fn cached_tokens_and_server_timings_reach_the_metrics_and_the_summary() {
     let (dir, run, _) = capture_with_raw_log(
-        &["--flavor", "llamacpp", "--cache-share", "0.5", "--ttft", "30ms", "--itl", "2ms"],
+        &[
+            "--flavor",
+            "llamacpp",
+            "--cache-share",
+            "0.5",
+            "--ttft",
+            "30ms",
+            "--itl",
+            "2ms",
+        ],
         &["--max-tokens", "5"],
         8,
     );
     let run_dir = dir.path().join("run");
-    let s = report(&run_dir, &["--tokenizer", tokenizer_path("gpt2").to_str().expect("utf8")]);
+    let s = report(
+        &run_dir,
+        &["--tokenizer", tokenizer_path("gpt2").to_str().expect("utf8")],
+    );
     let tok_id = s["tokenizer_id"].as_str().expect("id");
     // The sim's timings: prompt_ms = its TTFT; predicted_ms = ITL x (chunks - 1).
-    assert_eq!(s["metrics"]["server_prefill_ms"]["mean"].as_f64(), Some(30.0), "{}", s["metrics"]);
+    assert_eq!(
+        s["metrics"]["server_prefill_ms"]["mean"].as_f64(),
+        Some(30.0),
+        "{}",
+        s["metrics"]
+    );
     assert_eq!(s["metrics"]["server_decode_ms"]["mean"].as_f64(), Some(8.0));
     let share = metric_column(&run_dir, tok_id, "prefix_cache_share");
     let cached = metric_column(&run_dir, tok_id, "cached_prompt_tokens");
@@ -350,6 +433,22 @@ fn cached_tokens_and_server_timings_reach_the_metrics_and_the_summary() {
         assert_eq!(cached[id], Some(c), "request {id}");
         assert_eq!(share[id], Some(c / p as f64), "request {id}");
     }
+    // The same server times, extracted from the raw payloads with SQL (docs/schema.md's example).
+    let q = run_bin(
+        "analyze",
+        &[
+            "sql",
+            run_dir.to_str().expect("utf8"),
+            "SELECT count(*) AS n, min(json_get_float(raw, 'timings', 'predicted_ms')) AS lo, \
+             max(json_get_float(raw, 'timings', 'predicted_ms')) AS hi FROM events WHERE raw LIKE '%\"timings\"%'",
+            "--format",
+            "json",
+        ],
+    );
+    ok(&q, "analyze sql");
+    let rows: Value = serde_json::from_slice(&q.stdout).expect("json rows");
+    assert_eq!(rows[0]["n"].as_u64(), Some(8), "one timings object per request: {rows}");
+    assert_eq!((rows[0]["lo"].as_f64(), rows[0]["hi"].as_f64()), (Some(8.0), Some(8.0)), "{rows}");
     let groups = s["by_prefix_group"].as_array().expect("by prefix group");
     assert_eq!(groups.len(), 2);
     for g in groups {
@@ -369,9 +468,15 @@ fn a_decompression_bomb_is_an_error_row_and_the_run_goes_on() {
         let (_dir, run, _) = capture_with_raw_log(&["--gzip", "--huge-event-bytes", "3000000"], &cargs, 6);
         for id in run.requests.keys() {
             let t = run.terminals(*id)[0];
-            assert_eq!((t.kind, t.error_kind), (EventKind::Error, Some(ErrorKind::Protocol)), "{t:?}");
+            assert_eq!(
+                (t.kind, t.error_kind),
+                (EventKind::Error, Some(ErrorKind::Protocol)),
+                "{t:?}"
+            );
             assert!(
-                t.error_message.as_deref().is_some_and(|m| m.contains("--max-response-bytes")),
+                t.error_message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("--max-response-bytes")),
                 "{t:?}"
             );
             // Received bytes are the compressed ones: a few KB, not the inflated 3 MB.
@@ -399,7 +504,10 @@ fn segments_past_100000_are_read_in_write_order() {
     let copy = dir.path().join("renamed");
     for table in ["requests", "events"] {
         std::fs::create_dir_all(copy.join(table)).expect("mkdir");
-        for (k, seg) in recap_tests::harness::closed_segments(&run_dir, table).iter().enumerate() {
+        for (k, seg) in recap_tests::harness::closed_segments(&run_dir, table)
+            .iter()
+            .enumerate()
+        {
             std::fs::copy(seg, copy.join(table).join(format!("part-{:05}.parquet", 99_998 + k))).expect("copy");
         }
     }
@@ -409,7 +517,10 @@ fn segments_past_100000_are_read_in_write_order() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names[0].starts_with("part-1000"), "text order differs from write order: {names:?}");
+    assert!(
+        names[0].starts_with("part-1000"),
+        "text order differs from write order: {names:?}"
+    );
     let out = run_bin(
         "analyze",
         &["report", copy.to_str().expect("utf8"), args[0], args[1], "--json", "-v"],
