@@ -9,14 +9,14 @@ source "$(dirname "$0")/lib.sh"
 n="${1:-2000}"; base="${2:-b737b93}"
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 build_release
-# The base revision's capture, built in a throw-away worktree into the same target folder
-# (the dependencies are reused; only the workspace's own crates compile), then this
-# revision's again (the two builds share the binary's path).
+# The base revision's capture, built in a throw-away worktree into a target folder of its own
+# (kept between runs): cargo names a path crate's artifacts by its path inside the workspace,
+# so two checkouts sharing one target folder overwrite each other's.
+base_target="${RECAP_BASE_TARGET:-$HOME/.cache/recap/target-base}"
 git worktree add --quiet --detach "$work/base" "$base"
-(cd "$work/base" && cargo build --release --workspace --bin capture --quiet)
-cp "$target/release/capture" "$work/capture-base"
+(cd "$work/base" && CARGO_TARGET_DIR="$base_target" cargo build --release --workspace --bin capture --quiet)
+cp "$base_target/release/capture" "$work/capture-base"
 git worktree remove --force "$work/base"
-cargo build --release --workspace --bin capture --quiet
 start_sim --threads 1 --output-tokens 100 --prerender
 measure() {
   local name="$1" bin="$2"; shift 2

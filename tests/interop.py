@@ -42,6 +42,25 @@ assert events.num_rows == sum(kinds.values()) == manifest["counts"]["events"]
 assert bad == 0, f"{bad} requests without exactly one terminal event"
 print(f"pyarrow+duckdb: {n_requests} requests, {events.num_rows} events, kinds {kinds}")
 
+# Version 3, the lossless record: the raw payloads are there and DuckDB's own JSON functions
+# find in them exactly the content capture extracted.
+if manifest["schema_version"] >= 3:
+    for col in ["raw", "sse_event", "choice_index", "usage_cached_tokens", "timings_prompt_ms",
+                "timings_predicted_ms", "response_headers_json"]:
+        assert col in events.column_names, f"events lacks {col}"
+    for col in ["client_request_id", "server_request_id"]:
+        assert col in requests.column_names, f"requests lacks {col}"
+    with_raw, differ = con.execute(f"""
+        SELECT count(*),
+               count(*) FILTER (WHERE content IS DISTINCT FROM coalesce(
+                   json_extract_string(raw, '$.choices[0].delta.content'),
+                   json_extract_string(raw, '$.choices[0].text'),
+                   json_extract_string(raw, '$.choices[0].message.content')))
+        FROM read_parquet('{glob}')
+        WHERE kind = 'sse' AND raw <> '[DONE]' AND error_kind IS NULL AND content IS NOT NULL""").fetchone()
+    assert with_raw > 0 and differ == 0, (with_raw, differ)
+    print(f"duckdb json: content of {with_raw} SSE rows equals what their raw payloads say")
+
 # analyze's exact percentiles agree with numpy's default (linear) on its own metrics.parquet.
 import numpy as np
 for summary_path in sorted((run / "analysis").glob("*/summary.json")):

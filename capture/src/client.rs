@@ -201,24 +201,41 @@ impl Endpoint {
     }
 
     /// The response headers as one JSON object (lower-case names, repeated values joined
-    /// with `, `), credential values and echoes of the user's own headers redacted.
+    /// with `, `), credential values and echoes of the user's own headers redacted. Written
+    /// directly (no `serde_json::Value` tree: it runs once per request on the hot path).
     fn headers_json(&self, headers: &HeaderMap) -> String {
-        let mut map = serde_json::Map::new();
-        for name in headers.keys() {
+        let mut out = Vec::with_capacity(64 * headers.len() + 2);
+        out.push(b'{');
+        for (i, name) in headers.keys().enumerate() {
             let n = name.as_str();
-            let value = if crate::redact::is_secret_header(n) || self.hidden_headers.iter().any(|h| h == n) {
-                recap_schemas::manifest::REDACTED.to_string()
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing JSON strings into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, n);
+            out.push(b':');
+            if crate::redact::is_secret_header(n) || self.hidden_headers.iter().any(|h| h == n) {
+                let _ = serde_json::to_writer(&mut out, recap_schemas::manifest::REDACTED);
             } else {
-                let values: Vec<String> = headers
-                    .get_all(name)
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                    .collect();
-                values.join(", ")
-            };
-            map.insert(n.to_string(), serde_json::Value::String(value));
+                let mut values = headers.get_all(name).iter();
+                match (values.next(), values.next()) {
+                    (Some(v), None) => {
+                        let _ = serde_json::to_writer(&mut out, &*String::from_utf8_lossy(v.as_bytes()));
+                    }
+                    _ => {
+                        let all: Vec<String> = headers
+                            .get_all(name)
+                            .iter()
+                            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                            .collect();
+                        let _ = serde_json::to_writer(&mut out, &all.join(", "));
+                    }
+                }
+            }
         }
-        serde_json::Value::Object(map).to_string()
+        out.push(b'}');
+        // Only JSON text of UTF-8 strings was written.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Sends each session turn's id in `header` (sticky routing); `None` sends none.
@@ -736,7 +753,7 @@ impl Worker {
                 record_sse(&ctx, rid, ev, now, t_sent, p).await;
             }
             // The body ended cleanly; whether the answer did is what the server said in it.
-            self.truthful_end(p)
+            truthful_end(p)
         } else {
             let mut buf = Vec::new();
             while let Some(frame) = body.frame().await {
@@ -780,23 +797,21 @@ impl Worker {
     }
 }
 
-impl Worker {
-    /// How a stream that ended cleanly really ended: a `server_error` if the server reported
-    /// one inside it, `incomplete` if it never said it was finished, else a success.
-    fn truthful_end(&self, p: &mut Progress) -> Result<(), Failure> {
-        if let Some(m) = p.server_error.take() {
-            return Err(server_error(m));
-        }
-        if !p.finished {
-            let mut f = Failure::new(
-                ErrorKind::Incomplete,
-                "the stream ended without a finish_reason or [DONE]: the answer may be cut short",
-            );
-            f.keep_connection = true;
-            return Err(f);
-        }
-        Ok(())
+/// How a stream that ended cleanly really ended: a `server_error` if the server reported one
+/// inside it, `incomplete` if it never said it was finished, else a success.
+fn truthful_end(p: &mut Progress) -> Result<(), Failure> {
+    if let Some(m) = p.server_error.take() {
+        return Err(server_error(m));
     }
+    if !p.finished {
+        let mut f = Failure::new(
+            ErrorKind::Incomplete,
+            "the stream ended without a finish_reason or [DONE]: the answer may be cut short",
+        );
+        f.keep_connection = true;
+        return Err(f);
+    }
+    Ok(())
 }
 
 /// The failure of a response the server reported an error in, after reading it to its end.
@@ -1017,7 +1032,7 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
                 row.done_marker = true;
                 p.finished = true;
             } else {
-                match delta::parse(&text) {
+                match delta::parse_with(&text, p.server_request_id.is_none()) {
                     Ok(d) => {
                         if !p.first_output && d.has_output() {
                             p.first_output = true;

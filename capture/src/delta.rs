@@ -37,7 +37,8 @@ pub struct Delta {
     pub choice_index: Option<u32>,
     /// llama.cpp's `timings` (server-side prefill and decode).
     pub timings: Option<Timings>,
-    /// The object's `id` (the server's name for the request), when non-empty.
+    /// The object's `id` (the server's name for the request), when non-empty and asked for
+    /// ([`parse_with`]): copying it out of every chunk would cost an allocation per event.
     pub id: Option<String>,
     /// `error.message` (or the whole `error` value), or the `message` of an
     /// `"object": "error"` object: the server reported an error in the response.
@@ -75,14 +76,22 @@ struct Chunk<'a> {
     usage: Option<Usage>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    object: Option<Cow<'a, str>>,
+    /// Only error objects have a top-level `message`: `object` is then read in a second pass,
+    /// so ordinary chunks skip it (and `id`) at the cost of ignoring them.
     #[serde(borrow, default)]
     message: Option<&'a RawValue>,
     #[serde(default)]
     timings: Option<RawTimings>,
+}
+
+/// The fields read only when needed: the `id` once per request, `object` of an object with a
+/// top-level `message`.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    object: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +183,11 @@ fn error_text(json: &str) -> String {
 
 /// Parses one response object. Errors are JSON errors, with serde's line/column detail.
 pub fn parse(json: &str) -> Result<Delta, serde_json::Error> {
+    parse_with(json, true)
+}
+
+/// [`parse`], with the object's `id` copied out only when `want_id`.
+pub fn parse_with(json: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
     let chunk: Chunk<'_> = serde_json::from_str(json)?;
     let mut d = Delta::default();
     let choice = chunk.choices.and_then(|mut c| {
@@ -211,13 +225,24 @@ pub fn parse(json: &str) -> Result<Delta, serde_json::Error> {
             predicted_n: clamp_u32(t.predicted_n),
         });
     }
-    d.id = chunk.id.filter(|i| !i.is_empty()).map(Cow::into_owned);
-    d.error_message = match (chunk.error, chunk.object.as_deref()) {
-        (Some(err), _) if err.get() != "null" => Some(error_text(err.get())),
+    let envelope = if want_id || chunk.message.is_some() {
+        serde_json::from_str::<Envelope<'_>>(json).ok()
+    } else {
+        None
+    };
+    let object = envelope.as_ref().and_then(|e| e.object.as_deref());
+    d.error_message = match (chunk.error, object, chunk.message) {
+        (Some(err), _, _) if err.get() != "null" => Some(error_text(err.get())),
         // vLLM's older `ErrorResponse`: `{"object": "error", "message": ..., "type": ...}`.
-        (_, Some("error")) => Some(chunk.message.map_or_else(|| json.to_owned(), |m| error_text(m.get()))),
+        (_, Some("error"), Some(m)) => Some(error_text(m.get())),
         _ => None,
     };
+    if want_id {
+        d.id = envelope
+            .and_then(|e| e.id)
+            .filter(|i| !i.is_empty())
+            .map(Cow::into_owned);
+    }
     Ok(d)
 }
 

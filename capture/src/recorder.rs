@@ -134,17 +134,13 @@ fn len(s: &Option<String>) -> usize {
 }
 
 impl Record {
-    /// The memory this record holds while it waits in the channel (the row and the strings
-    /// it owns; prompts are shared with the prepared request and not counted), in the units
-    /// of the byte budget. The same for the sender and the sink, which releases it.
-    pub fn budget_bytes(&self) -> usize {
+    /// Bytes of the strings this record owns (prompts are shared with the prepared request
+    /// and not counted).
+    pub fn text_bytes(&self) -> usize {
         match self {
-            Record::Request(r) => {
-                std::mem::size_of::<RequestRow>() + len(&r.client_request_id) + len(&r.server_request_id)
-            }
+            Record::Request(r) => len(&r.client_request_id) + len(&r.server_request_id),
             Record::Event(e) => {
-                std::mem::size_of::<EventRow>()
-                    + len(&e.content)
+                len(&e.content)
                     + len(&e.reasoning)
                     + len(&e.tool_calls_json)
                     + len(&e.role)
@@ -155,6 +151,17 @@ impl Record {
                     + len(&e.response_headers_json)
             }
         }
+    }
+
+    /// The memory this record holds while it waits in the channel (the row and its
+    /// [`Record::text_bytes`]), in the units of the byte budget. The same for the sender and
+    /// the sink, which gives it back.
+    pub fn budget_bytes(&self) -> usize {
+        let row = match self {
+            Record::Request(_) => std::mem::size_of::<RequestRow>(),
+            Record::Event(_) => std::mem::size_of::<EventRow>(),
+        };
+        row + self.text_bytes()
     }
 }
 
@@ -181,13 +188,21 @@ impl ByteBudget {
 
     /// The permits a record of `bytes` takes: a record larger than the whole budget takes
     /// all of it (it then travels alone).
-    fn permits(&self, bytes: usize) -> u32 {
-        u32::try_from(bytes).unwrap_or(u32::MAX).min(self.cap)
+    pub fn permits(&self, bytes: usize) -> usize {
+        u32::try_from(bytes).unwrap_or(u32::MAX).min(self.cap) as usize
     }
 
-    /// Gives back what a record of `bytes` took (called by the sink).
+    /// Gives back what a record of `bytes` took.
     pub fn release(&self, bytes: usize) {
-        self.sem.add_permits(self.permits(bytes) as usize);
+        self.release_permits(self.permits(bytes));
+    }
+
+    /// Gives back `n` permits at once (the sink sums [`ByteBudget::permits`] of the records
+    /// it took out).
+    pub fn release_permits(&self, n: usize) {
+        if n > 0 {
+            self.sem.add_permits(n);
+        }
     }
 
     /// Bytes currently held by records in flight.
@@ -241,7 +256,8 @@ impl Recorder {
 
     async fn send(&self, rec: Record) {
         let mut waited: Option<Instant> = None;
-        let n = self.budget.permits(rec.budget_bytes());
+        // At most `cap`, a u32.
+        let n = self.budget.permits(rec.budget_bytes()) as u32;
         match self.budget.sem.try_acquire_many(n) {
             Ok(permit) => permit.forget(),
             Err(_) => {

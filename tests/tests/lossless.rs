@@ -448,7 +448,11 @@ fn cached_tokens_and_server_timings_reach_the_metrics_and_the_summary() {
     ok(&q, "analyze sql");
     let rows: Value = serde_json::from_slice(&q.stdout).expect("json rows");
     assert_eq!(rows[0]["n"].as_u64(), Some(8), "one timings object per request: {rows}");
-    assert_eq!((rows[0]["lo"].as_f64(), rows[0]["hi"].as_f64()), (Some(8.0), Some(8.0)), "{rows}");
+    assert_eq!(
+        (rows[0]["lo"].as_f64(), rows[0]["hi"].as_f64()),
+        (Some(8.0), Some(8.0)),
+        "{rows}"
+    );
     let groups = s["by_prefix_group"].as_array().expect("by prefix group");
     assert_eq!(groups.len(), 2);
     for g in groups {
