@@ -364,18 +364,26 @@ impl SummaryText for Summary {
 }
 
 /// The by-turn table of a multi-turn run: requests, successes and the p50 and p90 of TTFT,
-/// E2E and ISL of each turn index.
+/// E2E and ISL of each turn index (and the p50 prefix-cache share, when reported).
 fn turn_table(summary: &Summary, md: bool) -> String {
     if summary.by_turn.is_empty() {
         return String::new();
     }
-    let header = [
+    // The prefix-cache hit share by turn, when the server reported cached tokens.
+    let cache = summary
+        .by_turn
+        .iter()
+        .any(|t| t.metrics.contains_key("prefix_cache_share"));
+    let mut header = vec![
         "turn", "n", "ok", "ttft p50", "ttft p90", "e2e p50", "e2e p90", "isl p50", "isl p90",
     ];
+    if cache {
+        header.push("cache p50");
+    }
     let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
     for t in &summary.by_turn {
         let stat = |metric: &str, st: &str| fmt(t.metrics.get(metric).and_then(|d| d.get(st)));
-        rows.push(vec![
+        let mut row = vec![
             t.turn.to_string(),
             t.requests.to_string(),
             t.ok.to_string(),
@@ -385,7 +393,11 @@ fn turn_table(summary: &Summary, md: bool) -> String {
             stat("e2e_ms", "p90"),
             stat("isl_tokens", "p50"),
             stat("isl_tokens", "p90"),
-        ]);
+        ];
+        if cache {
+            row.push(stat("prefix_cache_share", "p50"));
+        }
+        rows.push(row);
     }
     let mut s = String::from(if md {
         "\n### By turn\n\n"
