@@ -314,13 +314,22 @@ impl SummaryText for Summary {
                 out.push((format!("{name}.{s}"), num(v)));
             }
         }
-        for t in &self.by_turn {
-            out.push((format!("turn{}.requests", t.turn), t.requests.to_string()));
-            out.push((format!("turn{}.ok", t.turn), t.ok.to_string()));
-            for (name, d) in &t.metrics {
+        let groups = self
+            .by_turn
+            .iter()
+            .map(|t| (format!("turn{}", t.turn), t.requests, t.ok, &t.metrics))
+            .chain(
+                self.by_prefix_group
+                    .iter()
+                    .map(|g| (format!("prefix_group{}", g.prefix_group), g.requests, g.ok, &g.metrics)),
+            );
+        for (key, requests, ok, metrics) in groups {
+            out.push((format!("{key}.requests"), requests.to_string()));
+            out.push((format!("{key}.ok"), ok.to_string()));
+            for (name, d) in metrics {
                 for s in STATS {
                     let v = if s == "count" { Some(d.count as f64) } else { d.get(s) };
-                    out.push((format!("turn{}.{name}.{s}", t.turn), num(v)));
+                    out.push((format!("{key}.{name}.{s}"), num(v)));
                 }
             }
         }

@@ -453,6 +453,8 @@ fn cached_tokens_and_server_timings_reach_the_metrics_and_the_summary() {
         (Some(8.0), Some(8.0)),
         "{rows}"
     );
+    let csv = std::fs::read_to_string(run_dir.join("analysis").join(tok_id).join("summary.csv")).expect("csv");
+    assert!(csv.contains("prefix_group1.prefix_cache_share.mean,"), "{csv}");
     let groups = s["by_prefix_group"].as_array().expect("by prefix group");
     assert_eq!(groups.len(), 2);
     for g in groups {
