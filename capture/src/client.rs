@@ -13,7 +13,7 @@
 //! so (see `docs/capture.md`, "Connections").
 
 use std::error::Error as StdError;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +73,55 @@ pub struct Endpoint {
     /// Response headers whose values are never written: credentials by name, and every
     /// header the user sent (an echo of it would carry its value).
     hidden_headers: Vec<String>,
+    /// What this run has learned about the server's keep-alive.
+    pub keep_alive: KeepAlive,
+}
+
+/// Kept-alive connections the server closed after their first response before capture stops
+/// reusing connections ([`KeepAlive`]).
+const KEEP_ALIVE_LEARN_AFTER: u64 = 2;
+
+/// Whether the server really keeps connections alive, learned from this run. Some servers
+/// (llama.cpp's `llama-server`) advertise keep-alive yet close the connection after every
+/// streamed response; a client that reuses it writes its next request into a closed socket
+/// (a `retry`: a wasted write, a reconnect, client lag) or finds it closed just in time.
+/// Once [`KEEP_ALIVE_LEARN_AFTER`] connections were lost right after their first response
+/// and none has ever answered a second request, every request gets a fresh connection; one
+/// connection answering twice proves keep-alive and reuse goes on for the whole run.
+#[derive(Debug, Default)]
+pub struct KeepAlive {
+    proven: AtomicBool,
+    lost_after_first: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl KeepAlive {
+    /// A kept-alive connection that had answered `served` requests was found closed (before
+    /// reuse, or by an attempt that got no answer).
+    fn lost(&self, served: u32) {
+        if served != 1 {
+            return;
+        }
+        let n = self.lost_after_first.fetch_add(1, Relaxed) + 1;
+        if n >= KEEP_ALIVE_LEARN_AFTER && !self.proven.load(Relaxed) && !self.stopped.swap(true, Relaxed) {
+            tracing::info!(
+                "the server closed {n} kept-alive connections right after their first response: \
+                 every request now opens a fresh connection (manifest counts.keep_alive_stopped)"
+            );
+        }
+    }
+
+    /// A connection answered its `served`-th request.
+    fn answered(&self, served: u32) {
+        if served >= 2 {
+            self.proven.store(true, Relaxed);
+        }
+    }
+
+    /// Whether reuse was stopped for the rest of the run.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Relaxed)
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -182,6 +231,7 @@ impl Endpoint {
             session_header: None,
             request_id: None,
             hidden_headers,
+            keep_alive: KeepAlive::default(),
         })
     }
 
@@ -559,6 +609,10 @@ impl Worker {
 
     /// The kept-alive connection if the server has not closed it, else a new one (recorded).
     async fn ready_connection(&mut self, request_id: u64) -> Result<&mut Connection, Failure> {
+        if self.conn.is_some() && self.ctx.endpoint.keep_alive.stopped() {
+            // The server closes connections after its responses: a fresh one, no retry.
+            self.conn = None;
+        }
         if let Some(c) = self.conn.as_mut() {
             let stale = match c.sender.ready().await {
                 Err(_) => Some("hyper saw it close"),
@@ -567,6 +621,7 @@ impl Worker {
             if let Some(why) = stale {
                 tracing::debug!("connection {} not reused: {why}", c.id);
                 self.ctx.stats.stale_connections.fetch_add(1, Relaxed);
+                self.ctx.endpoint.keep_alive.lost(c.served);
                 self.conn = None;
             }
         }
@@ -582,12 +637,13 @@ impl Worker {
         let mut retried = false;
         loop {
             let conn = self.ready_connection(t.request_id).await?;
-            let reused = conn.served > 0;
+            let served = conn.served;
             match self.attempt(t, p).await {
                 Attempt::Final(r) => return r,
-                Attempt::Unanswered(f) if reused && !retried => {
+                Attempt::Unanswered(f) if served > 0 && !retried => {
                     retried = true;
                     self.conn = None;
+                    self.ctx.endpoint.keep_alive.lost(served);
                     self.ctx.stats.retries.fetch_add(1, Relaxed);
                     let mut row = EventRow::new(t.request_id, EventKind::Retry, self.ctx.clock.now_ns());
                     row.error_kind = Some(f.kind);
@@ -660,6 +716,7 @@ impl Worker {
             }
         };
         conn.served += 1;
+        ep.keep_alive.answered(conn.served);
         Attempt::Final(self.read_response(t, p, t_sent, response).await)
     }
 
@@ -1084,4 +1141,28 @@ pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
         value.set_sensitive(true);
     }
     Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_is_given_up_only_without_proof_and_after_losses_right_after_a_first_answer() {
+        let k = KeepAlive::default();
+        k.lost(1);
+        assert!(!k.stopped(), "one loss is not a pattern");
+        k.lost(3);
+        assert!(!k.stopped(), "a connection that answered three times was kept alive");
+        k.lost(1);
+        assert!(k.stopped(), "two connections closed after their first answer");
+
+        let proven = KeepAlive::default();
+        proven.answered(1);
+        proven.answered(2);
+        for _ in 0..10 {
+            proven.lost(1);
+        }
+        assert!(!proven.stopped(), "a connection answered twice: the server keeps alive");
+    }
 }

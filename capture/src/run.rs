@@ -640,7 +640,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     };
 
     let ctx = WorkerContext {
-        endpoint,
+        endpoint: endpoint.clone(),
         recorder: recorder.clone(),
         clock,
         stats: stats.clone(),
@@ -741,6 +741,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         connections: summary.connections,
         stale_connections: summary.stale_connections,
         retries: summary.retries,
+        keep_alive_stopped: endpoint.keep_alive.stopped(),
         recorder_waits: summary.recorder_waits,
         recorder_wait_ns: summary.recorder_wait_ns,
         sessions_history_capped: cfg

@@ -224,6 +224,11 @@ pub struct Counts {
     /// Sessions ended early because their history passed `--max-history-bytes`.
     #[serde(default)]
     pub sessions_history_capped: u64,
+    /// Capture stopped reusing connections: the server closed kept-alive connections right
+    /// after their first response (llama.cpp's `llama-server` does), so every later request
+    /// opened a fresh one instead of risking a write into a closed socket.
+    #[serde(default)]
+    pub keep_alive_stopped: bool,
 }
 
 #[cfg(test)]

@@ -297,6 +297,7 @@ fn assert_connections(run: &Run, case: &Case<'_>, reuse: Reuse) {
                 (0, 0),
                 "{ctx}: nothing to retry on a server that keeps connections alive"
             );
+            assert!(!counts.keep_alive_stopped, "{ctx}: keep-alive kept ({counts:?})");
         }
         Reuse::FreshEachRequest => {
             assert_eq!(used, n, "{ctx}: every request was answered on a connection of its own");
@@ -307,18 +308,29 @@ fn assert_connections(run: &Run, case: &Case<'_>, reuse: Reuse) {
                     "{ctx}: request {id} opened exactly one connection"
                 );
             }
-            // Each worker's first request opens a connection; each later one finds the previous
-            // connection closed, either before reuse (stale) or by a failed attempt (retry).
-            let reuse_attempts = counts.retries + counts.stale_connections;
+            // Capture learns from the first connections lost right after their first response
+            // (found closed before reuse, or by an attempt that got no answer) that the server
+            // closes them, and stops reusing: at most one round of the workers' reuses is lost,
+            // and the retry rate (writes into a closed socket) stays under 5 %.
             assert!(
-                (n - c..n).contains(&reuse_attempts),
-                "{ctx}: retries + stale connections = {reuse_attempts}, expected {}..{} ({counts:?})",
-                n - c,
-                n - 1
+                counts.keep_alive_stopped,
+                "{ctx}: keep-alive was not given up ({counts:?})"
             );
-            if c == 1 {
-                assert_eq!(reuse_attempts, n - 1, "{ctx}: ({counts:?})");
-            }
+            let lost = counts.retries + counts.stale_connections;
+            assert!(
+                (2..=c + 2).contains(&lost),
+                "{ctx}: retries + stale connections = {lost}, expected 2..={} ({counts:?})",
+                c + 2
+            );
+            assert!(
+                counts.retries * 20 < n,
+                "{ctx}: retry rate {} of {n} is 5 % or more ({counts:?})",
+                counts.retries
+            );
+            eprintln!(
+                "{ctx}: {} retries, {} stale of {n} requests",
+                counts.retries, counts.stale_connections
+            );
         }
     }
 }
