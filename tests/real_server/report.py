@@ -74,6 +74,7 @@ def figures(analyze: str, tokenizer: str, label: str, run: Path) -> dict:
         "manifest_stale_connections": counts.get("stale_connections"),
         "retry_rows": kinds.get("retry", 0),
         "manifest_retries": counts.get("retries"),
+        "keep_alive_stopped": counts.get("keep_alive_stopped"),
         "osl_agreement": osl,
         "osl_diff_histogram": osl_hist,
         "isl_agreement": isl,
@@ -115,7 +116,9 @@ def main() -> int:
         print(f"  connections: distinct connection_id {f['connection_ids']}, `connect` rows {f['connect_rows']}"
               f" (manifest connections {fmt(f['manifest_connections'])},"
               f" stale {fmt(f['manifest_stale_connections'])})")
-        print(f"  retries: `retry` rows {f['retry_rows']} (manifest {fmt(f['manifest_retries'])})")
+        rate = f["retry_rows"] / f["requests"] if f["requests"] else 0.0
+        print(f"  retries: `retry` rows {f['retry_rows']} (manifest {fmt(f['manifest_retries'])}), "
+              f"retry rate {rate:.1%}; keep-alive given up: {f['keep_alive_stopped']}")
         o, i = f["osl_agreement"], f["isl_agreement"]
         print(f"  output-token agreement (tokenizer vs usage.completion_tokens): compared {o.get('compared')}, "
               f"equal {fmt(o.get('share_equal'), '.1%')}, mean diff {fmt(o.get('mean_diff'), '+.2f')}, "
