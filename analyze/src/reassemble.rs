@@ -269,6 +269,10 @@ fn i64_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::Int64A
     column(b, name, |c| c.as_primitive_opt::<Int64Type>())
 }
 
+fn f64_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::Float64Array> {
+    column(b, name, |c| c.as_primitive_opt::<Float64Type>())
+}
+
 /// The value at `i` of an optional column, `None` when null or absent.
 fn at<'a, A: Array, T>(a: Option<&'a A>, i: usize, value: impl Fn(&'a A, usize) -> T) -> Option<T> {
     a.filter(|a| a.is_valid(i)).map(|a| value(a, i))
@@ -503,8 +507,7 @@ impl Reassembler {
         let em = str_col(b, ev::ERROR_MESSAGE);
         let choice = u32_col(b, ev::CHOICE_INDEX);
         let cached = u32_col(b, ev::USAGE_CACHED_TOKENS);
-        let f64_col = |name| column(b, name, |c| c.as_primitive_opt::<Float64Type>());
-        let (prefill, decode) = (f64_col(ev::TIMINGS_PROMPT_MS), f64_col(ev::TIMINGS_PREDICTED_MS));
+        let (prefill, decode) = (f64_col(b, ev::TIMINGS_PROMPT_MS), f64_col(b, ev::TIMINGS_PREDICTED_MS));
         let mut ended = Vec::new();
         for i in 0..b.num_rows() {
             let rid = id.value(i);

@@ -207,8 +207,7 @@ impl Endpoint {
             v.set_sensitive(true);
             all.insert(AUTHORIZATION, v);
         }
-        let mut hidden_headers: Vec<String> = headers.keys().map(|k| k.as_str().to_string()).collect();
-        hidden_headers.dedup();
+        let hidden_headers: Vec<String> = headers.keys().map(|k| k.as_str().to_string()).collect();
         for (k, v) in headers.iter() {
             all.insert(k.clone(), v.clone());
         }
@@ -267,20 +266,14 @@ impl Endpoint {
             if crate::redact::is_secret_header(n) || self.hidden_headers.iter().any(|h| h == n) {
                 let _ = serde_json::to_writer(&mut out, recap_schemas::manifest::REDACTED);
             } else {
-                let mut values = headers.get_all(name).iter();
-                match (values.next(), values.next()) {
-                    (Some(v), None) => {
-                        let _ = serde_json::to_writer(&mut out, &*String::from_utf8_lossy(v.as_bytes()));
+                let mut joined = String::new();
+                for (k, v) in headers.get_all(name).iter().enumerate() {
+                    if k > 0 {
+                        joined.push_str(", ");
                     }
-                    _ => {
-                        let all: Vec<String> = headers
-                            .get_all(name)
-                            .iter()
-                            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                            .collect();
-                        let _ = serde_json::to_writer(&mut out, &all.join(", "));
-                    }
+                    joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
                 }
+                let _ = serde_json::to_writer(&mut out, &joined);
             }
         }
         out.push(b'}');
@@ -823,9 +816,14 @@ impl Worker {
             }
             buf.extend_from_slice(&dec.finish()?);
             let now = ctx.clock.now_ns();
-            let text = std::str::from_utf8(&buf)
-                .map_err(|e| Failure::new(ErrorKind::Protocol, format!("response body is not UTF-8: {e}")))?;
-            let d = delta::parse(text).map_err(|e| {
+            // The body becomes the row's `raw` without a copy.
+            let text = String::from_utf8(buf).map_err(|e| {
+                Failure::new(
+                    ErrorKind::Protocol,
+                    format!("response body is not UTF-8: {}", e.utf8_error()),
+                )
+            })?;
+            let d = delta::parse(&text).map_err(|e| {
                 let head: String = text.chars().take(200).collect();
                 Failure::new(
                     ErrorKind::Protocol,
@@ -834,7 +832,7 @@ impl Worker {
             })?;
             let mut row = EventRow::new(rid, EventKind::Sse, now);
             row.seq = Some(0);
-            row.bytes = Some(u32::try_from(buf.len()).unwrap_or(u32::MAX));
+            row.bytes = Some(u32::try_from(text.len()).unwrap_or(u32::MAX));
             p.seq = 1;
             if d.has_output() {
                 ctx.stats.record_ttft(now - t_sent);
@@ -842,7 +840,7 @@ impl Worker {
             keep_answer(p, &d);
             fill(&mut row, d, p);
             if ctx.endpoint.keeps_raw(row.error_kind.is_some()) {
-                row.raw = Some(text.to_owned());
+                row.raw = Some(text);
             }
             ctx.stats.sse_events.fetch_add(1, Relaxed);
             ctx.recorder.event(row).await;

@@ -102,7 +102,7 @@ pub struct Args {
     pub think_time: Option<String>,
     /// Which answers a session's later turns carry: `recorded` (what the server answered in
     /// this run) or `dataset` (the rows' `reference_output`, the same history for every server).
-    #[arg(long, value_name = "recorded|dataset", value_parser = parse_session_history)]
+    #[arg(long, value_name = "recorded|dataset", value_parser = parse_spelling::<recap_schemas::SessionHistory>)]
     pub session_history: Option<recap_schemas::SessionHistory>,
     /// Send each request's session id in this header (e.g. `x-session-id`), for routers that
     /// keep a session on one replica.
@@ -222,7 +222,7 @@ pub struct Args {
     pub record_buffer_bytes: usize,
     /// Which raw payloads go to `events.raw`: every SSE event's data and every body (`all`),
     /// only those of rows with an error (`errors`), or none.
-    #[arg(long, default_value = "all", value_name = "none|errors|all", value_parser = parse_raw_mode)]
+    #[arg(long, default_value = "all", value_name = "none|errors|all", value_parser = parse_spelling::<recap_schemas::RawMode>)]
     pub raw: recap_schemas::RawMode,
     /// Header carrying `<run_id>-<request_id>` on every request, so a run joins with the
     /// server's logs.
@@ -249,11 +249,8 @@ pub struct Args {
     pub verbose: u8,
 }
 
-fn parse_raw_mode(text: &str) -> Result<recap_schemas::RawMode, String> {
-    text.parse()
-}
-
-fn parse_session_history(text: &str) -> Result<recap_schemas::SessionHistory, String> {
+/// A contract enum from its stored spelling (the error lists the spellings).
+fn parse_spelling<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, String> {
     text.parse()
 }
 

@@ -153,15 +153,19 @@ impl Record {
         }
     }
 
-    /// The memory this record holds while it waits in the channel (the row and its
+    /// The size of the boxed row itself.
+    pub fn row_bytes(&self) -> usize {
+        match self {
+            Record::Request(_) => std::mem::size_of::<RequestRow>(),
+            Record::Event(_) => std::mem::size_of::<EventRow>(),
+        }
+    }
+
+    /// The memory this record holds while it waits in the channel ([`Record::row_bytes`] and
     /// [`Record::text_bytes`]), in the units of the byte budget. The same for the sender and
     /// the sink, which gives it back.
     pub fn budget_bytes(&self) -> usize {
-        let row = match self {
-            Record::Request(_) => std::mem::size_of::<RequestRow>(),
-            Record::Event(_) => std::mem::size_of::<EventRow>(),
-        };
-        row + self.text_bytes()
+        self.row_bytes() + self.text_bytes()
     }
 }
 
@@ -190,11 +194,6 @@ impl ByteBudget {
     /// all of it (it then travels alone).
     pub fn permits(&self, bytes: usize) -> usize {
         u32::try_from(bytes).unwrap_or(u32::MAX).min(self.cap) as usize
-    }
-
-    /// Gives back what a record of `bytes` took.
-    pub fn release(&self, bytes: usize) {
-        self.release_permits(self.permits(bytes));
     }
 
     /// Gives back `n` permits at once (the sink sums [`ByteBudget::permits`] of the records
@@ -310,7 +309,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!pending.is_finished(), "the budget holds one big row, not two");
         let first = rx.recv().await.expect("first row");
-        budget.release(first.budget_bytes());
+        budget.release_permits(budget.permits(first.budget_bytes()));
         pending.await.expect("second send");
         assert_eq!(waits.waits.load(Relaxed), 1);
         let second = rx.recv().await.expect("second row");

@@ -176,8 +176,9 @@ fn writer_loop(
                     // In the builders now (or dropped): its bytes count against the segment,
                     // not the channel. Given back in batches: each release takes the
                     // semaphore's lock.
-                    unreleased += budget.permits(rec.budget_bytes());
-                    w.push(rec);
+                    let text = rec.text_bytes();
+                    unreleased += budget.permits(rec.row_bytes() + text);
+                    w.push(rec, text);
                     if unreleased >= RELEASE_BATCH {
                         budget.release_permits(std::mem::take(&mut unreleased));
                     }
@@ -257,13 +258,14 @@ impl Writer {
         self.stats.error.is_some()
     }
 
-    fn push(&mut self, rec: Record) {
+    /// Appends `rec`, whose [`Record::text_bytes`] are `text`.
+    fn push(&mut self, rec: Record, text: usize) {
         if self.failed() {
             self.stats.dropped_rows += 1;
             return;
         }
         // What the row adds to the builders: its text, and a few bytes of fixed columns.
-        let bytes = rec.text_bytes() + 64;
+        let bytes = text + 64;
         match rec {
             Record::Request(mut r) => {
                 if !self.secrets.is_empty() {
@@ -624,30 +626,54 @@ struct Sparse<B> {
     nulls: usize,
 }
 
-/// The one builder call [`Sparse`] needs besides appending values.
-trait AppendNulls {
+/// What [`Sparse`] needs of a builder: appending a value, a run of nulls, and the array.
+trait Column {
+    type Value<'a>;
+    fn value(&mut self, v: Self::Value<'_>);
     fn nulls(&mut self, n: usize);
+    fn array(&mut self) -> ArrayRef;
 }
 
-impl AppendNulls for StringBuilder {
+impl Column for StringBuilder {
+    type Value<'a> = &'a str;
+    fn value(&mut self, v: &str) {
+        self.append_value(v);
+    }
     fn nulls(&mut self, n: usize) {
         self.append_nulls(n);
     }
-}
-
-impl AppendNulls for BooleanBuilder {
-    fn nulls(&mut self, n: usize) {
-        self.append_nulls(n);
+    fn array(&mut self) -> ArrayRef {
+        Arc::new(self.finish())
     }
 }
 
-impl<T: arrow_array::ArrowPrimitiveType> AppendNulls for arrow_array::builder::PrimitiveBuilder<T> {
+impl Column for BooleanBuilder {
+    type Value<'a> = bool;
+    fn value(&mut self, v: bool) {
+        self.append_value(v);
+    }
     fn nulls(&mut self, n: usize) {
         self.append_nulls(n);
     }
+    fn array(&mut self) -> ArrayRef {
+        Arc::new(self.finish())
+    }
 }
 
-impl<B: AppendNulls> Sparse<B> {
+impl<T: arrow_array::ArrowPrimitiveType> Column for arrow_array::builder::PrimitiveBuilder<T> {
+    type Value<'a> = T::Native;
+    fn value(&mut self, v: T::Native) {
+        self.append_value(v);
+    }
+    fn nulls(&mut self, n: usize) {
+        self.append_nulls(n);
+    }
+    fn array(&mut self) -> ArrayRef {
+        Arc::new(self.finish())
+    }
+}
+
+impl<B: Column> Sparse<B> {
     /// The builder with every pending null appended.
     fn caught_up(&mut self) -> &mut B {
         if self.nulls > 0 {
@@ -657,47 +683,15 @@ impl<B: AppendNulls> Sparse<B> {
         &mut self.builder
     }
 
-    fn null(&mut self) {
-        self.nulls += 1;
-    }
-}
-
-impl Sparse<StringBuilder> {
-    fn opt(&mut self, v: Option<&str>) {
+    fn opt(&mut self, v: Option<B::Value<'_>>) {
         match v {
-            Some(v) => self.caught_up().append_value(v),
-            None => self.null(),
+            Some(v) => self.caught_up().value(v),
+            None => self.nulls += 1,
         }
     }
 
     fn finish(&mut self) -> ArrayRef {
-        Arc::new(self.caught_up().finish())
-    }
-}
-
-impl Sparse<BooleanBuilder> {
-    fn opt(&mut self, v: Option<bool>) {
-        match v {
-            Some(v) => self.caught_up().append_value(v),
-            None => self.null(),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        Arc::new(self.caught_up().finish())
-    }
-}
-
-impl<T: arrow_array::ArrowPrimitiveType> Sparse<arrow_array::builder::PrimitiveBuilder<T>> {
-    fn opt(&mut self, v: Option<T::Native>) {
-        match v {
-            Some(v) => self.caught_up().append_value(v),
-            None => self.null(),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        Arc::new(self.caught_up().finish())
+        self.caught_up().array()
     }
 }
 
