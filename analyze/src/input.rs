@@ -11,10 +11,47 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::reassemble::{InputKind, InputRef};
-use crate::store::{derived_key, text_hash};
+use crate::keys::{derived_key, text_hash, TextKey};
 use crate::template::ChatTemplate;
 use crate::Result;
+
+/// How a request's input was sent: the one closed set [`InputRef::kind`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// A completions `prompt`.
+    Prompt,
+    /// A chat `messages` array.
+    Chat,
+}
+
+impl InputKind {
+    /// Its spelling in `records.parquet`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputKind::Prompt => "prompt",
+            InputKind::Chat => "chat",
+        }
+    }
+
+    /// The kind spelled `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "prompt" => Some(InputKind::Prompt),
+            "chat" => Some(InputKind::Chat),
+            _ => None,
+        }
+    }
+}
+
+/// A request's input by key: the prompt's [`crate::keys::text_hash`], or that of the
+/// `messages_json` text. Token-count keys derive from it ([`key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputRef {
+    /// Prompt or chat.
+    pub kind: InputKind,
+    /// The hash of the text sent.
+    pub hash: TextKey,
+}
 
 /// A request's input: the completions prompt, or the chat messages.
 pub enum Input<'a> {
@@ -27,7 +64,7 @@ pub enum Input<'a> {
 /// The token-cache key of an input: a prompt by its text's key; a chat input by its messages'
 /// key and how they are turned into text (which template, or raw), so a re-analysis need not
 /// render the template again (or read the messages) to find its count.
-pub fn key(input: InputRef, template: Option<&ChatTemplate>) -> (crate::store::TextKey, bool) {
+pub fn key(input: InputRef, template: Option<&ChatTemplate>) -> (TextKey, bool) {
     match input.kind {
         InputKind::Prompt => (input.hash, true),
         InputKind::Chat => {

@@ -2,10 +2,10 @@
 //!
 //! Everything that needs a tokenizer or a query engine happens here, after the run:
 //!
-//! - [`load`]: open run folders (any status), check schema versions, register DataFusion tables.
+//! - [`store`]: the one door to storage: run folders (any status, versions checked, SQL
+//!   tables), analyze's own Parquet files and caches, and their failure policy.
+//! - [`keys`]: content keys naming texts, so work done on a text is found again.
 //! - [`reassemble`]: per-request output text per channel and the event times.
-//! - [`records`]: the reassembled table (texts as hashes) and each distinct output text, cached,
-//!   so re-analysis, even with another tokenizer, skips the events.
 //! - [`tokenize`] and [`template`]: token counts with a real `tokenizer.json`, on all cores,
 //!   through [`bpe`]'s count-only path for byte-level BPE vocabularies where it is exact,
 //!   chat prompts rendered through the model's chat template.
@@ -18,17 +18,14 @@
 //! - [`sweep`]: one row per run, Pareto fronts, and confidence intervals and ellipses over
 //!   repeated runs (the statistics live in `recap-stats`, the file types in `recap-schemas`).
 //! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
-//! - [`store`]: Parquet writes, footers, segment fingerprints and the caches (one failure
-//!   policy: a cache that cannot be written is a warning).
 
 pub mod bpe;
 pub mod dataset;
 pub mod input;
-pub mod load;
+pub mod keys;
 pub mod metrics;
 pub mod progress;
 pub mod reassemble;
-pub mod records;
 pub mod report;
 pub mod sql;
 pub mod store;
@@ -37,26 +34,71 @@ pub mod sweep;
 pub mod template;
 pub mod tokenize;
 
-/// Why an analysis failed.
+/// Why an analysis failed, by who is at fault (`docs/architecture.md`, "Errors"): the user's
+/// input (exit 2) or the run time (exit 1). A variant's message never repeats its source; the
+/// binary prints the whole chain once ([`chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Bad input: a run folder, tokenizer file or flag that cannot be used.
+    /// Bad input: a run folder, tokenizer file, dataset or flag that cannot be used.
     #[error("{0}")]
     Input(String),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file the user named cannot be read (missing, no permission).
+    #[error("cannot read {}", path.display())]
+    Unreadable {
+        /// The path as given.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be read or written while working (a full disk, permissions).
+    #[error("{}", path.display())]
     Io {
         /// The path.
         path: std::path::PathBuf,
         /// The OS error.
+        #[source]
         source: std::io::Error,
     },
-    /// DataFusion rejected a query or a file.
-    #[error("query: {0}")]
-    Query(String),
+    /// A Parquet file could not be encoded.
+    #[error("writing {}", path.display())]
+    Parquet {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// DataFusion rejected a query or a table.
+    #[error("query")]
+    Query(#[source] Box<datafusion::error::DataFusionError>),
+    /// Arrow refused a table analyze built: a bug.
+    #[error("internal error: building a table")]
+    Arrow(#[from] arrow_schema::ArrowError),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// Whether the user's input is at fault (exit 2) rather than the run time (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Input(_) | Error::Unreadable { .. } | Error::Query(_))
+    }
+
+    /// A file the user named, unreadable.
+    pub fn unreadable(path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Query(Box::new(e))
+    }
 }
 
 /// Result with this crate's [`Error`].

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use recap_analyze::load::RunFolder;
 use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSource, TtftOn};
 use recap_analyze::report::{report, ReportOptions};
+use recap_analyze::store::RunFolder;
 use recap_analyze::summary::{Slo, SloExt, SummaryText};
 use recap_analyze::sweep::SweepOutput;
 use recap_analyze::template::ChatTemplate;
@@ -384,6 +384,12 @@ fn score_runs(
     mut each: impl FnMut(&recap_analyze::report::Report),
 ) -> anyhow::Result<Vec<(recap_analyze::summary::Summary, recap_schemas::Manifest)>> {
     threads(a.threads)?;
+    // Every run folder is checked before the tokenizer is read: a mistyped run is the first
+    // thing to hear about, and a long sweep never fails on its last folder.
+    let opened = runs
+        .iter()
+        .map(|dir| RunFolder::open(dir).map_err(anyhow::Error::from))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let counter = Counter::load(&a.tokenizer, a.special_text)?.with_exact(a.exact);
     let opts = ReportOptions {
         definitions: Definitions {
@@ -397,11 +403,10 @@ fn score_runs(
         progress,
     };
     let mut out = Vec::new();
-    for dir in runs {
-        let run = RunFolder::open(dir).with_context(|| format!("opening run {}", dir.display()))?;
+    for run in opened {
         let r = rt
             .block_on(report(&run, &counter, &opts))
-            .with_context(|| format!("analyzing {}", dir.display()))?;
+            .with_context(|| format!("analyzing {}", run.dir.display()))?;
         each(&r);
         out.push((r.summary, run.manifest.clone()));
     }
@@ -430,10 +435,10 @@ fn main() -> ExitCode {
             eprintln!("analyze: error: {e:#}");
             // 2: what the user gave cannot be used (flags, paths, files, the query);
             // 1: the analysis failed at run time (I/O, a bug).
-            let usage = matches!(
-                e.downcast_ref::<recap_analyze::Error>(),
-                Some(recap_analyze::Error::Input(_) | recap_analyze::Error::Query(_))
-            );
+            let usage = e.chain().any(|c| {
+                c.downcast_ref::<recap_analyze::Error>()
+                    .is_some_and(recap_analyze::Error::is_usage)
+            });
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -487,7 +492,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let query = args.pop().context("missing query")?;
             let runs = args
                 .iter()
-                .map(|d| RunFolder::open(std::path::Path::new(d)).with_context(|| format!("opening run {d}")))
+                .map(|d| RunFolder::open(std::path::Path::new(d)).map_err(anyhow::Error::from))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let out = rt.block_on(async {
                 let ctx = recap_analyze::sql::session(&runs, tokenizer_id.as_deref()).await?;

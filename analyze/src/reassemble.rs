@@ -1,7 +1,7 @@
 //! Per-request reassembly, streamed: a run's rows in, each request's record out as soon as
 //! its terminal event has been read.
 //!
-//! `requests` rows are read first ([`RequestRow`]: small, their input texts counted and
+//! `requests` rows are read first ([`RequestFacts`]: small, their input texts counted and
 //! dropped as they are read). Event segments are then read in write order; capture writes
 //! every request's rows through one writer in the order it recorded them, so once a request's
 //! terminal row has been read all its events have been too. Its SSE rows are put in `seq`
@@ -18,7 +18,8 @@ use recap_schemas::events as ev;
 use recap_schemas::requests as rq;
 use recap_schemas::{Api, ErrorKind, EventKind, Phase};
 
-use crate::store::TextKey;
+use crate::input::{InputKind, InputRef};
+use crate::keys::{text_hash, TextKey};
 use crate::{Error, Result};
 
 /// Maps by request id (ids are not attacker-chosen: a fast hash).
@@ -68,9 +69,9 @@ pub struct RequestRecord {
     /// Terminal `error_kind`.
     pub error_kind: Option<ErrorKind>,
     /// The reassembled output texts; `None` when the record was read from the records cache
-    /// ([`crate::records`]), which keeps only their hashes.
+    /// ([`crate::store::records`]), which keeps only their hashes.
     pub texts: Option<Texts>,
-    /// [`crate::store::text_hash`] of each output text: the token-count cache keys.
+    /// [`text_hash`] of each output text: the token-count cache keys.
     pub hashes: TextHashes,
     /// Times of SSE events with output (non-empty content, reasoning or a tool call), in seq order.
     pub output_times_ns: Vec<i64>,
@@ -109,17 +110,16 @@ pub struct Texts {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TextHashes {
     /// Of [`Texts::content`].
-    pub content: crate::store::TextKey,
+    pub content: TextKey,
     /// Of [`Texts::reasoning`].
-    pub reasoning: crate::store::TextKey,
+    pub reasoning: TextKey,
     /// Of [`Texts::tool_args`].
-    pub tool_args: crate::store::TextKey,
+    pub tool_args: TextKey,
 }
 
 impl Texts {
     /// The hashes of these texts.
     pub fn hashes(&self) -> TextHashes {
-        use crate::store::text_hash;
         TextHashes {
             content: text_hash(&self.content),
             reasoning: text_hash(&self.reasoning),
@@ -283,47 +283,9 @@ fn required<'b, T>(name: &str, col: Option<&'b T>) -> Result<&'b T> {
     col.ok_or_else(|| Error::Input(format!("no `{name}` column of the expected type")))
 }
 
-/// How a request's input was sent: the one closed set [`InputRef::kind`] takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputKind {
-    /// A completions `prompt`.
-    Prompt,
-    /// A chat `messages` array.
-    Chat,
-}
-
-impl InputKind {
-    /// Its spelling in `records.parquet`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InputKind::Prompt => "prompt",
-            InputKind::Chat => "chat",
-        }
-    }
-
-    /// The kind spelled `s`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "prompt" => Some(InputKind::Prompt),
-            "chat" => Some(InputKind::Chat),
-            _ => None,
-        }
-    }
-}
-
-/// A request's input by key: the prompt's [`crate::store::text_hash`], or that of the
-/// `messages_json` text. Token-count keys derive from it ([`crate::input::Input::key`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InputRef {
-    /// Prompt or chat.
-    pub kind: InputKind,
-    /// The hash of the text sent.
-    pub hash: TextKey,
-}
-
 /// The fields of one `requests` row that a record keeps (its input only by key).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestRow {
+pub struct RequestFacts {
     /// `phase`.
     pub phase: Option<Phase>,
     /// `api`.
@@ -344,7 +306,7 @@ pub struct RequestRow {
     pub input: Option<InputRef>,
 }
 
-impl RequestRow {
+impl RequestFacts {
     fn apply(self, r: &mut RequestRecord) {
         r.phase = self.phase;
         r.api = self.api;
@@ -375,7 +337,7 @@ pub const REQUEST_COLUMNS: &[&str] = &[
 
 /// One batch of `requests` rows: `(request_id, row, input text)`. The input text is a prompt
 /// or `messages_json` borrowed from the batch, for the caller to count and drop.
-pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestRow, Option<&str>)>> {
+pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestFacts, Option<&str>)>> {
     let id = required(
         rq::REQUEST_ID,
         column(b, rq::REQUEST_ID, |c| c.as_primitive_opt::<UInt64Type>()),
@@ -398,7 +360,7 @@ pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestRow, Option<&str
             (None, Some(m)) => (Some(InputKind::Chat), Some(m)),
             (None, None) => (None, None),
         };
-        let row = RequestRow {
+        let row = RequestFacts {
             phase: at(phase, i, |a, i| a.value(i)).and_then(Phase::parse),
             api: at(api, i, |a, i| a.value(i)).and_then(Api::parse),
             scheduled_ns: at(sched, i, |a, i| a.value(i)),
@@ -409,7 +371,7 @@ pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestRow, Option<&str
             turn: at(turn, i, |a, i| a.value(i)),
             input: input.zip(text).map(|(kind, t)| InputRef {
                 kind,
-                hash: crate::store::text_hash(t),
+                hash: text_hash(t),
             }),
         };
         out.push((id.value(i), row, text));
@@ -448,7 +410,7 @@ const V2_STREAM_ERROR: &str = "server reported an error in the stream";
 pub struct Ended {
     id: u64,
     acc: Acc,
-    row: Option<RequestRow>,
+    row: Option<RequestFacts>,
 }
 
 impl Ended {
@@ -464,7 +426,7 @@ impl Ended {
 
 /// Event rows in, [`Ended`] requests out; holds only the requests still in flight.
 pub struct Reassembler {
-    rows: IdMap<RequestRow>,
+    rows: IdMap<RequestFacts>,
     open: IdMap<Acc>,
     ended: IdSet,
     late: u64,
@@ -472,7 +434,7 @@ pub struct Reassembler {
 
 impl Reassembler {
     /// A reassembler joining events with these `requests` rows.
-    pub fn new(rows: IdMap<RequestRow>) -> Self {
+    pub fn new(rows: IdMap<RequestFacts>) -> Self {
         Reassembler {
             rows,
             open: IdMap::default(),
@@ -710,12 +672,12 @@ mod tests {
         let mut rows = IdMap::default();
         rows.insert(
             1,
-            RequestRow {
+            RequestFacts {
                 phase: Some(Phase::Measure),
-                ..RequestRow::default()
+                ..RequestFacts::default()
             },
         );
-        rows.insert(9, RequestRow::default());
+        rows.insert(9, RequestFacts::default());
         let mut re = Reassembler::new(rows);
         let first = re
             .add(&events(&[

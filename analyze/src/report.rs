@@ -20,11 +20,12 @@ use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
 use crate::input::{self, Input};
-use crate::load::{Part, RunFolder};
+use crate::keys::TextKey;
 use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
-use crate::reassemble::{Ended, IdMap, IdSet, Reassembler, RequestRecord, RequestRow};
-use crate::records::{RecordsFile, TextsFile};
-use crate::store::{self, write_parquet, GapsFile, TextKey};
+use crate::reassemble::{Ended, IdMap, IdSet, Reassembler, RequestFacts, RequestRecord};
+use crate::store::icl::GapsFile;
+use crate::store::parquet::{write_parquet, Part};
+use crate::store::{Caches, RunFolder, Writers};
 use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput, SummaryText};
 use crate::template::ChatTemplate;
 use crate::tokenize::{Counter, RunCheck, TokenCache};
@@ -79,49 +80,42 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         cache = TokenCache::default();
     }
     let known = cache.len();
-    let fingerprint = store::fingerprint(run.requests.iter().chain(&run.events));
+    let caches = Caches::of(run, &dir);
     let template = match opts.isl {
         IslMode::Template => counter.chat_template(),
         IslMode::Raw => None,
     };
-    let gaps_path = dir.join(recap_schemas::analysis::ICL_FILE);
     // The gaps depend only on the recorded events: a file built from these segments is kept.
-    let gaps = if store::built_from(&gaps_path, &fingerprint) {
-        None
-    } else {
-        Some(GapsFile::create(&gaps_path, &fingerprint)?)
-    };
+    let gaps = caches.gaps_writer()?;
     let mut pass = Pass {
         counter,
         template,
         definitions: opts.definitions,
-        warmup: run.manifest.load.warmup_requests,
+        phases: Phases::of(&run.manifest.load),
         cache,
         check: RunCheck::default(),
         isl: IdMap::default(),
         rows: Vec::new(),
         gaps,
-        records: None,
-        texts: None,
+        writers: None,
         counting: Duration::ZERO,
         progress: opts.progress,
     };
     let requests = pass.read_requests(run)?;
     lap("inputs");
-    let records_path = recap_schemas::analysis::records_path(&run.dir);
-    let texts_path = recap_schemas::analysis::texts_path(&run.dir);
-    let from_caches = crate::records::valid(&records_path, &fingerprint) && {
-        tracing::info!("reusing reassembled records from {}", records_path.display());
-        pass.count_from_texts(&records_path, &texts_path, &fingerprint)?
-    };
+    let from_caches = caches.reusable(
+        &mut pass,
+        |p, k| p.cache.contains(&(k, false)),
+        |p, texts| {
+            let keys: Vec<(TextKey, bool)> = texts.iter().map(|(k, _)| (*k, false)).collect();
+            p.count(&keys, &|i| Some(Cow::Borrowed(texts[i].1))).map(drop)
+        },
+    )?;
     if from_caches {
         drop(requests);
-        crate::records::read(&records_path, &mut |records| pass.score(records))?;
+        caches.read_records(&mut |records| pass.score(records))?;
     } else {
-        pass.records = open_cache("reassembled records", &records_path, |p| {
-            RecordsFile::create(p, &fingerprint)
-        });
-        pass.texts = open_cache("output texts", &texts_path, |p| TextsFile::create(p, &fingerprint));
+        pass.writers = Some(caches.writers());
         pass.reassemble(run, requests)?;
     }
     // Counting overlaps reading; this is its share of the pass.
@@ -134,23 +128,17 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         cache,
         mut rows,
         gaps,
-        records,
-        texts,
+        writers,
         ..
     } = pass;
     if let Some(g) = gaps {
         g.finish()?;
     }
-    for (what, path, r) in [
-        ("reassembled records", &records_path, records.map(RecordsFile::finish)),
-        ("output texts", &texts_path, texts.map(TextsFile::finish)),
-    ] {
-        if let Some(r) = r {
-            store::cache_written(what, path, r);
-        }
+    if let Some(w) = writers {
+        w.finish(&caches);
     }
     if cache.len() != known {
-        store::cache_written("token count", &cache_path, cache.save(&cache_path));
+        crate::store::cache_written("token count", &cache_path, cache.save(&cache_path));
     }
     lap("caches saved");
     rows.sort_by_key(|(m, _)| m.request_id);
@@ -160,7 +148,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         .filter(|m| m.phase == Some(recap_schemas::Phase::Measure) && m.ok)
         .map(|m| m.request_id)
         .collect();
-    let icl_ms = store::icl_distribution(&gaps_path, &|id| counted.contains(&id))?;
+    let icl_ms = caches.icl_distribution(&|id| counted.contains(&id))?;
     let isl_used = match (opts.isl, counter.chat_template().is_some()) {
         (IslMode::Template, true) => IslMode::Template,
         _ => IslMode::Raw,
@@ -186,13 +174,51 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     Ok(Report { summary, rows, dir })
 }
 
-/// A cache file to write, or `None` (with the cache policy's warning) when it cannot be.
-fn open_cache<T>(what: &str, path: &Path, create: impl FnOnce(&Path) -> Result<T>) -> Option<T> {
-    match create(path) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            store::cache_written(what, path, Err(e));
-            None
+/// When each phase of a run began, from its manifest: what capture decides a request's phase
+/// by when it schedules it (`capture/src/run.rs`, `Plan::phase`), for the requests whose
+/// `requests` row, and with it the phase, was lost to a kill.
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    warmup_requests: u64,
+    ramp_ns: i64,
+    warmup_ns: i64,
+    cooldown_ns: Option<i64>,
+}
+
+impl Phases {
+    fn of(load: &recap_schemas::manifest::LoadSpec) -> Self {
+        let ns = |s: f64| (s * 1e9).round() as i64;
+        Phases {
+            warmup_requests: load.warmup_requests,
+            ramp_ns: load.ramp_up_s.map_or(0, ns),
+            warmup_ns: load.warmup_s.map_or(0, ns),
+            cooldown_ns: load
+                .duration_s
+                .zip(load.cooldown_s)
+                .map(|(d, c)| ns(d).saturating_sub(ns(c))),
+        }
+    }
+
+    /// The phase of a request whose `requests` row was lost: the first `--warmup-requests`
+    /// ids, then by schedule time ramp, warmup, measure, cooldown. The schedule time went with
+    /// the row; the request's first recorded moment (the connection it opened, else its
+    /// `sent`) is at it or, by the client's lag, just after.
+    fn of_lost(&self, r: &RequestRecord) -> recap_schemas::Phase {
+        use recap_schemas::Phase;
+        if r.request_id < self.warmup_requests {
+            return Phase::Warmup;
+        }
+        let Some(t) = [r.connect_ns, r.sent_ns].into_iter().flatten().min() else {
+            return Phase::Measure;
+        };
+        if t < self.ramp_ns {
+            Phase::Ramp
+        } else if t < self.warmup_ns {
+            Phase::Warmup
+        } else if self.cooldown_ns.is_some_and(|c| t >= c) {
+            Phase::Cooldown
+        } else {
+            Phase::Measure
         }
     }
 }
@@ -202,8 +228,8 @@ struct Pass<'a> {
     counter: &'a Counter,
     template: Option<&'a ChatTemplate>,
     definitions: Definitions,
-    /// Requests with a smaller id are the warmup (for records whose `requests` row is lost).
-    warmup: u64,
+    /// When each phase began (for records whose `requests` row is lost).
+    phases: Phases,
     cache: TokenCache,
     check: RunCheck,
     /// Input tokens of each request with a `requests` row.
@@ -211,8 +237,7 @@ struct Pass<'a> {
     /// Metrics and protocol events of each finished request.
     rows: Vec<(RequestMetrics, u32)>,
     gaps: Option<GapsFile>,
-    records: Option<RecordsFile>,
-    texts: Option<TextsFile>,
+    writers: Option<Writers>,
     /// Time spent counting tokens.
     counting: Duration,
     progress: bool,
@@ -226,7 +251,10 @@ fn window() -> usize {
 
 /// Decodes `parts` in parallel, keeping their order.
 fn decode(parts: &[Part], columns: &[&str]) -> Result<Vec<Vec<RecordBatch>>> {
-    parts.par_iter().map(|p| crate::load::read_part(p, columns)).collect()
+    parts
+        .par_iter()
+        .map(|p| crate::store::parquet::read_part(p, columns))
+        .collect()
 }
 
 impl Pass<'_> {
@@ -245,8 +273,8 @@ impl Pass<'_> {
     }
 
     /// Reads every `requests` row and counts its input; returns the rows by id.
-    fn read_requests(&mut self, run: &RunFolder) -> Result<IdMap<RequestRow>> {
-        let parts = crate::load::parts(&run.requests)?;
+    fn read_requests(&mut self, run: &RunFolder) -> Result<IdMap<RequestFacts>> {
+        let parts = crate::store::parquet::parts(&run.requests)?;
         let mut out = IdMap::default();
         let warned = std::sync::Once::new();
         for window in parts.chunks(window()) {
@@ -286,9 +314,9 @@ impl Pass<'_> {
     }
 
     /// The full pass: events read in order, each request scored when it ends.
-    fn reassemble(&mut self, run: &RunFolder, requests: IdMap<RequestRow>) -> Result<()> {
+    fn reassemble(&mut self, run: &RunFolder, requests: IdMap<RequestFacts>) -> Result<()> {
         tracing::info!("reassembling from the events");
-        let parts = crate::load::parts(&run.events)?;
+        let parts = crate::store::parquet::parts(&run.events)?;
         let bar = crate::progress::bar(parts.len() as u64, "reading events", self.progress);
         let mut re = Reassembler::new(requests);
         let columns = crate::reassemble::EVENT_COLUMNS;
@@ -327,21 +355,16 @@ impl Pass<'_> {
     }
 
     fn score_ended(&mut self, ended: Vec<Ended>) -> Result<()> {
-        let warmup = self.warmup;
+        let phases = self.phases;
         let records: Vec<RequestRecord> = ended
             .into_par_iter()
             .map(|e| {
                 let mut r = e.finish();
                 // A request still in flight when capture was killed has events but no
-                // `requests` row (it is written when the request ends). Its phase is still
-                // known: ids are handed out in order and the first `warmup_requests` are the
-                // warmup.
+                // `requests` row (it is written when the request ends): its phase is decided
+                // again, as capture decided it.
                 if r.phase.is_none() {
-                    r.phase = Some(if r.request_id < warmup {
-                        recap_schemas::Phase::Warmup
-                    } else {
-                        recap_schemas::Phase::Measure
-                    });
+                    r.phase = Some(phases.of_lost(&r));
                 }
                 r
             })
@@ -370,20 +393,6 @@ impl Pass<'_> {
         let n = self
             .count(&keys, &text)?
             .ok_or_else(|| Error::Internal("an output text is neither cached nor at hand".into()))?;
-        if let Some(f) = &mut self.texts {
-            let texts = records.iter().filter_map(|r| Some((r.hashes, r.texts.as_ref()?)));
-            let r = f.write(texts.flat_map(|(h, t)| {
-                [
-                    (h.reasoning, t.reasoning.as_str()),
-                    (h.content, t.content.as_str()),
-                    (h.tool_args, t.tool_args.as_str()),
-                ]
-            }));
-            if let Err(e) = r {
-                store::cache_written("output texts", Path::new(recap_schemas::analysis::TEXTS_FILE), Err(e));
-                self.texts = None;
-            }
-        }
         let definitions = self.definitions;
         let isl = &self.isl;
         let rows: Vec<(RequestMetrics, u32)> = records
@@ -407,43 +416,10 @@ impl Pass<'_> {
                     .flat_map(|r| metrics::icl_gaps(r).map(|gap| (r.request_id, gap))),
             )?;
         }
-        if let Some(f) = &mut self.records {
-            if let Err(e) = f.write(&records) {
-                store::cache_written("reassembled records", Path::new(crate::records::FILE), Err(e));
-                self.records = None;
-            }
+        if let Some(w) = &mut self.writers {
+            w.write(&records);
         }
         Ok(())
-    }
-
-    /// With valid records: counts the output texts this tokenizer has not counted yet, from
-    /// `texts.parquet`. `false` when that file cannot provide them all (the caller reads the
-    /// events instead).
-    fn count_from_texts(&mut self, records_path: &Path, texts_path: &Path, fingerprint: &str) -> Result<bool> {
-        let mut missing: std::collections::HashSet<TextKey, ahash::RandomState> = Default::default();
-        let cache = &self.cache;
-        crate::records::read_keys(records_path, &mut |keys| {
-            missing.extend(keys.iter().filter(|k| !cache.contains(&(**k, false))));
-            Ok(())
-        })?;
-        if missing.is_empty() {
-            return Ok(true);
-        }
-        if !store::built_from(texts_path, fingerprint) {
-            return Ok(false);
-        }
-        tracing::info!("counting new texts from {}", texts_path.display());
-        crate::records::read_texts(texts_path, &mut |pairs| {
-            let todo: Vec<&(TextKey, &str)> = pairs.iter().filter(|(k, _)| missing.contains(k)).collect();
-            let keys: Vec<(TextKey, bool)> = todo.iter().map(|(k, _)| (*k, false)).collect();
-            let text = |i: usize| Some(Cow::Borrowed(todo[i].1));
-            self.count(&keys, &text)?;
-            for (k, _) in &todo {
-                missing.remove(k);
-            }
-            Ok(())
-        })?;
-        Ok(missing.is_empty())
     }
 }
 

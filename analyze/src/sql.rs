@@ -11,11 +11,11 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::SessionContext;
 
-use crate::load::RunFolder;
+use crate::store::RunFolder;
 use crate::{Error, Result};
 
 fn df(e: datafusion::error::DataFusionError) -> Error {
-    Error::Query(e.to_string())
+    Error::from(e)
 }
 
 /// The `metrics.parquet` to expose for a run: the named analysis, else the newest.
@@ -89,7 +89,7 @@ pub async fn run_query(ctx: &SessionContext, query: &str, format: Format) -> Res
         Format::Table => datafusion::arrow::util::pretty::pretty_format_batches(&batches)
             .map(|t| t.to_string())
             .map_err(enc),
-        Format::Csv => Ok(crate::store::csv(&batches)?.trim_end().to_string()),
+        Format::Csv => Ok(crate::store::parquet::csv(&batches)?.trim_end().to_string()),
         Format::Json => {
             let mut w = datafusion::arrow::json::ArrayWriter::new(Vec::new());
             for b in &batches {

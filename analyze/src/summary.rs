@@ -349,7 +349,7 @@ impl SummaryText for Summary {
             ),
         ])
         .map_err(|e| Error::Internal(e.to_string()))?;
-        crate::store::csv(&[batch])
+        crate::store::parquet::csv(&[batch])
     }
 
     fn to_console(&self) -> String {

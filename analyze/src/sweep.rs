@@ -290,7 +290,7 @@ impl SweepOutput for Sweep {
     }
 
     fn to_csv(&self) -> Result<String> {
-        crate::store::csv(&[self.to_batch()?])
+        crate::store::parquet::csv(&[self.to_batch()?])
     }
 
     fn write(&self, dir: &Path) -> Result<()> {
@@ -307,7 +307,7 @@ impl SweepOutput for Sweep {
             serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?,
         )?;
         write(recap_schemas::analysis::SWEEP_CSV, self.to_csv()?.into_bytes())?;
-        crate::store::write_parquet(
+        crate::store::parquet::write_parquet(
             &dir.join(recap_schemas::analysis::SWEEP_PARQUET),
             &self.to_batch()?,
             &[],

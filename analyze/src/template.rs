@@ -17,7 +17,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
-    digest: crate::store::TextKey,
+    digest: crate::keys::TextKey,
 }
 
 fn token_string(v: Option<&Json>) -> String {
@@ -44,10 +44,7 @@ fn template_field(json: &Json) -> Option<String> {
 }
 
 fn read_json(path: &Path) -> Result<(String, Json)> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::unreadable(path, source))?;
     let json =
         serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: not valid JSON: {e}", path.display())))?;
     Ok((text, json))
@@ -86,10 +83,7 @@ impl ChatTemplate {
         });
         let jinja = dir.join("chat_template.jinja");
         if jinja.exists() {
-            let text = std::fs::read_to_string(&jinja).map_err(|source| Error::Io {
-                path: jinja.clone(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(&jinja).map_err(|source| Error::unreadable(&jinja, source))?;
             return Self::compile(text.clone(), bos, eos, &text, &jinja).map(Some);
         }
         let json_file = dir.join("chat_template.json");
@@ -120,10 +114,7 @@ impl ChatTemplate {
         if path.extension().is_some_and(|e| e == "json") {
             return Self::load(path);
         }
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::unreadable(path, source))?;
         Self::compile(text.clone(), String::new(), String::new(), &text, path)
     }
 
@@ -143,7 +134,7 @@ impl ChatTemplate {
         env.add_template_owned("chat", template)
             .map_err(|e| Error::Input(format!("{}: chat_template does not compile: {e}", path.display())))?;
         Ok(ChatTemplate {
-            digest: crate::store::text_hash(&format!("template\0trim_blocks lstrip_blocks\0{source}")),
+            digest: crate::keys::text_hash(&format!("template\0trim_blocks lstrip_blocks\0{source}")),
             env,
             bos_token,
             eos_token,
@@ -152,7 +143,7 @@ impl ChatTemplate {
 
     /// Hash of the `tokenizer_config.json` it came from: part of the token-cache key of a
     /// rendered prompt, so that another template never reuses its counts.
-    pub fn digest(&self) -> crate::store::TextKey {
+    pub fn digest(&self) -> crate::keys::TextKey {
         self.digest
     }
 

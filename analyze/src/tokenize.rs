@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::bpe::FastBpe;
-use crate::store::{text_hash, TextKey};
+use crate::keys::{text_hash, TextKey};
 
 use crate::{Error, Result};
 
@@ -177,10 +177,7 @@ impl Counter {
     /// Loads `tokenizer.json` (or `.json.gz`); a `tokenizer_config.json` beside it provides the
     /// chat template. The id is `<folder name>-<first 8 hex of sha256(tokenizer.json)>`.
     pub fn load(path: &Path, special: SpecialText) -> Result<Self> {
-        let raw = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let raw = std::fs::read(path).map_err(|source| Error::unreadable(path, source))?;
         let bytes = if path.extension().is_some_and(|e| e == "gz") {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&raw[..])
@@ -427,7 +424,7 @@ impl RunCheck {
 /// analysis folder so re-analyzing a run with other SLOs or definitions skips tokenization.
 #[derive(Debug, Default, Clone)]
 pub struct TokenCache {
-    counts: HashMap<(TextKey, bool), u32>,
+    counts: crate::store::tokens::Counts,
     /// The engine that counted the latest additions ([`Counter::engine_label`]), kept in the
     /// file's footer so a re-analysis served from it still says which engine counted.
     pub engine: Option<String>,
@@ -486,71 +483,15 @@ impl TokenCache {
         self.counts.contains_key(key)
     }
 
-    /// Reads `path` (`text_hash` 16 bytes, `add_special_tokens` bool, `tokens` u32); a missing,
-    /// unreadable or older-format file is an empty cache (it is only an accelerator).
+    /// Reads the cache at `path` ([`crate::store::tokens`]): empty when it cannot be used.
     pub fn load(path: &Path) -> Self {
-        use arrow_array::cast::AsArray;
-        use arrow_array::types::UInt32Type;
-        let mut counts = HashMap::new();
-        let Ok(file) = std::fs::File::open(path) else {
-            return TokenCache::default();
-        };
-        let Ok(builder) = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file) else {
-            return TokenCache::default();
-        };
-        let engine =
-            crate::store::footer_value(builder.metadata().file_metadata(), crate::store::META_TOKENIZER_ENGINE)
-                .map(str::to_string);
-        let Ok(reader) = builder.build() else {
-            tracing::warn!("ignoring unreadable token cache {}", path.display());
-            return TokenCache::default();
-        };
-        for b in reader.flatten() {
-            let (Some(h), Some(s), Some(n)) = (
-                b.column(0).as_fixed_size_binary_opt(),
-                b.column(1).as_boolean_opt(),
-                b.column(2).as_primitive_opt::<UInt32Type>(),
-            ) else {
-                tracing::info!("ignoring the token cache {} of an older format", path.display());
-                return TokenCache::default();
-            };
-            for i in 0..b.num_rows() {
-                if let Some(key) = crate::store::key_from_bytes(h.value(i)) {
-                    counts.insert((key, s.value(i)), n.value(i));
-                }
-            }
-        }
+        let (counts, engine) = crate::store::tokens::read(path);
         TokenCache { counts, engine }
     }
 
-    /// Writes the cache as Parquet.
+    /// Writes the cache to `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        use arrow_array::builder::{BooleanBuilder, FixedSizeBinaryBuilder, UInt32Builder};
-        use std::sync::Arc;
-        let (mut h, mut s, mut n) = (
-            FixedSizeBinaryBuilder::new(16),
-            BooleanBuilder::new(),
-            UInt32Builder::new(),
-        );
-        for ((hash, special), count) in &self.counts {
-            h.append_value(crate::store::key_bytes(*hash))
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            s.append_value(*special);
-            n.append_value(*count);
-        }
-        let schema = recap_schemas::analysis::tokens::schema();
-        let batch = arrow_array::RecordBatch::try_new(
-            schema,
-            vec![Arc::new(h.finish()), Arc::new(s.finish()), Arc::new(n.finish())],
-        )
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        let meta: Vec<(&str, &str)> = self
-            .engine
-            .as_deref()
-            .map(|e| (crate::store::META_TOKENIZER_ENGINE, e))
-            .into_iter()
-            .collect();
-        crate::store::write_parquet(path, &batch, &meta)
+        crate::store::tokens::write(path, &self.counts, self.engine.as_deref())
     }
 }
 
@@ -678,7 +619,7 @@ pub(crate) mod tests {
             ),
         ])
         .expect("batch");
-        crate::store::write_parquet(&old, &batch, &[]).expect("write");
+        crate::store::parquet::write_parquet(&old, &batch, &[]).expect("write");
         assert!(TokenCache::load(&old).is_empty());
     }
 

@@ -484,7 +484,8 @@ pub struct Worker {
     conn: Option<Connection>,
 }
 
-enum Outcome {
+/// How one request ended, as the worker sees it (the recorded `ErrorKind` is in `Failure`).
+enum RequestEnd {
     Done,
     Failed(Failure),
     Cancelled,
@@ -541,19 +542,19 @@ impl Worker {
         let deadline = tokio::time::Instant::now() + ctx.endpoint.timeout;
         let outcome = tokio::select! {
             r = tokio::time::timeout_at(deadline, self.exchange(&t, &mut progress)) => match r {
-                Ok(Ok(())) => Outcome::Done,
-                Ok(Err(f)) => Outcome::Failed(f),
-                Err(_) => Outcome::Failed(Failure::new(
+                Ok(Ok(())) => RequestEnd::Done,
+                Ok(Err(f)) => RequestEnd::Failed(f),
+                Err(_) => RequestEnd::Failed(Failure::new(
                     ErrorKind::Timeout,
                     format!("no complete response within {}", humantime::format_duration(ctx.endpoint.timeout)),
                 )),
             },
-            _ = cancel.wait_for(|c| *c) => Outcome::Cancelled,
+            _ = cancel.wait_for(|c| *c) => RequestEnd::Cancelled,
         };
         let now = ctx.clock.now_ns();
         let mut row = EventRow::new(t.request_id, EventKind::Done, now);
         row.bytes = Some(u32::try_from(progress.body_bytes).unwrap_or(u32::MAX));
-        let answered = matches!(outcome, Outcome::Done);
+        let answered = matches!(outcome, RequestEnd::Done);
         let reached = |p: &Progress| {
             format!(
                 "{}; reached {} response bytes, {} SSE events",
@@ -567,10 +568,10 @@ impl Worker {
             )
         };
         match outcome {
-            Outcome::Done => {
+            RequestEnd::Done => {
                 ctx.stats.done.fetch_add(1, Relaxed);
             }
-            Outcome::Failed(f) => {
+            RequestEnd::Failed(f) => {
                 // A failed exchange leaves the connection in an unknown state, unless it was
                 // an HTTP error answered in full: then it is as good as after a success.
                 if !f.keep_connection {
@@ -583,7 +584,7 @@ impl Worker {
                 row.error_message = Some(format!("{} ({})", f.message, reached(&progress)));
                 row.raw = f.raw.filter(|_| ctx.endpoint.keeps_raw(true));
             }
-            Outcome::Cancelled => {
+            RequestEnd::Cancelled => {
                 self.conn = None;
                 ctx.stats.cancelled.fetch_add(1, Relaxed);
                 row.kind = Some(EventKind::Cancelled);

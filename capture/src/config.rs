@@ -381,11 +381,12 @@ pub struct Config {
 }
 
 /// The send offsets of `--schedule timestamps`: each row's `timestamp_ms` minus the first
-/// row's, times `scale`, in ns. Every row needs one and they must not go back in time.
+/// row's, times `scale`, in ns (fractions of a millisecond kept). Every row needs one and they
+/// must not go back in time.
 fn timestamp_offsets(dataset: &Dataset, scale: f64) -> Result<Arc<[i64]>, String> {
     let mut out = Vec::with_capacity(dataset.rows.len());
     let mut first = None;
-    let mut last = 0i64;
+    let mut last = 0.0;
     for (i, row) in dataset.rows.iter().enumerate() {
         let Some(ms) = row.plan.timestamp_ms else {
             return Err(format!(
@@ -395,23 +396,22 @@ fn timestamp_offsets(dataset: &Dataset, scale: f64) -> Result<Arc<[i64]>, String
             ));
         };
         let t0 = *first.get_or_insert(ms);
-        let Some(since) = ms.checked_sub(t0) else {
+        if ms < t0 {
             return Err(format!(
                 "--schedule timestamps: dataset {} row {} has `timestamp_ms` {ms}, before the first row's {t0}",
                 dataset.path,
                 i + 1
             ));
-        };
-        let ns = (since as f64 * 1e6 * scale).round() as i64;
-        if ns < last {
+        }
+        if ms < last {
             return Err(format!(
                 "--schedule timestamps: dataset {} row {} goes back in time (`timestamp_ms` {ms}); sort the rows by time",
                 dataset.path,
                 i + 1
             ));
         }
-        last = ns;
-        out.push(ns);
+        last = ms;
+        out.push(((ms - t0) * 1e6 * scale).round() as i64);
     }
     Ok(out.into())
 }
@@ -492,7 +492,7 @@ impl Args {
     /// Reads the dataset and the run to replay.
     pub fn load_inputs(&self) -> Result<Inputs, ConfigError> {
         let dataset = match &self.dataset {
-            Some(p) => Dataset::load(p, self.skip_invalid).map_err(|e| ConfigError(e.to_string()))?,
+            Some(p) => Dataset::load(p, self.skip_invalid).map_err(|e| ConfigError(recap_schemas::error_chain(&e)))?,
             None => Dataset::embedded(),
         };
         let replay = match &self.replay {

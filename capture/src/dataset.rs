@@ -90,7 +90,7 @@ pub struct Dataset {
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     /// The file could not be read.
-    #[error("reading dataset {path}: {source}")]
+    #[error("reading dataset {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -341,8 +341,31 @@ mod tests {
         );
         assert_eq!(
             (plan.isl_tokens, plan.prefix_group, plan.timestamp_ms),
-            (Some(9), Some(2), Some(150))
+            (Some(9), Some(2), Some(150.0))
         );
+    }
+
+    #[test]
+    fn timestamps_may_be_fractional_but_not_negative_or_text() {
+        let d = Dataset::parse(
+            b"{\"prompt\":\"a\",\"timestamp_ms\":0.0}\n{\"prompt\":\"b\",\"timestamp_ms\":12.5}\n",
+            "d",
+            false,
+        )
+        .expect("fractional timestamps are valid");
+        let t: Vec<Option<f64>> = d.rows.iter().map(|r| r.plan.timestamp_ms).collect();
+        assert_eq!(t, [Some(0.0), Some(12.5)]);
+        for bad in ["-1", "-0.25", "\"12\"", "true"] {
+            let text =
+                format!("{{\"prompt\":\"a\",\"timestamp_ms\":1}}\n{{\"prompt\":\"b\",\"timestamp_ms\":{bad}}}\n");
+            let err = Dataset::parse(text.as_bytes(), "trace.jsonl", false)
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains("trace.jsonl") && err.contains("line 2") && err.contains("timestamp_ms"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

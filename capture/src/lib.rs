@@ -10,13 +10,13 @@
 //! - [`connection`]: timed TCP/TLS connect, liveness check before reuse, response-byte count.
 //! - [`sse`] and [`delta`]: incremental SSE framing and the response fields kept.
 //! - [`recorder`] and [`sink`]: bounded channel to one writer thread, zstd Parquet segments.
-//! - [`progress`]: live counters, the stderr line, the final summary.
+//! - [`progress`]: live counters and the stderr line.
+//! - [`summary`]: the end-of-run summary, and whether the run measured anything.
 //! - [`run`]: folder, manifest, dispatcher, workers and signals tied together.
 //! - [`plan`]: sweeps and repeats, a run folder each, listed in `plan.json`.
 //! - [`redact`]: secrets never reach a file or a log.
 //! - [`replay`]: a recorded run's requests, to send again (`--replay`).
 //! - [`session`]: multi-turn sessions, each turn after the previous answer, with the history.
-//! - `fuzzing`: the properties the `fuzz/` targets check (hidden; also replayed by tests).
 
 pub mod client;
 pub mod clock;
@@ -24,8 +24,6 @@ pub mod config;
 pub mod connection;
 pub mod dataset;
 pub mod delta;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod plan;
 pub mod progress;
 pub mod recorder;
@@ -37,6 +35,7 @@ pub mod schedule;
 pub mod session;
 pub mod sink;
 pub mod sse;
+pub mod summary;
 
 pub use config::{Args, Config};
 pub use run::{run, Outcome};
@@ -48,7 +47,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     /// A file or folder could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path involved.
         path: std::path::PathBuf,

@@ -14,16 +14,7 @@ fn main() -> ExitCode {
     let command = recap_capture::redact::command_line("capture", &cmd, &matches);
     init_tracing(args.verbose, args.quiet);
     match real_main(args, command) {
-        // A stop condition that held is a finished measurement: the manifest says `stopped`.
-        Ok(Outcome {
-            status: RunStatus::Complete | RunStatus::Stopped,
-            ..
-        }) => ExitCode::SUCCESS,
-        Ok(Outcome {
-            status: RunStatus::Interrupted,
-            ..
-        }) => ExitCode::from(130),
-        Ok(_) => ExitCode::from(1),
+        Ok(outcome) => exit_code(&outcome),
         Err(e) => {
             eprintln!("capture: error: {e:#}");
             // 2: the flags, dataset or endpoint cannot be used; 1: the run failed (I/O, a bug).
@@ -34,6 +25,24 @@ fn main() -> ExitCode {
                 );
             ExitCode::from(if usage { 2 } else { 1 })
         }
+    }
+}
+
+/// The exit status of a finished run (`docs/architecture.md`, "Errors"): 130 when interrupted,
+/// else 1 when it failed or when no request succeeded (a dead endpoint is not a benchmark),
+/// else 0 (a stop condition that held is a finished measurement).
+fn exit_code(outcome: &Outcome) -> ExitCode {
+    if outcome.status == RunStatus::Interrupted {
+        // The user stopped it: whatever it measured so far, 130 says so.
+        return ExitCode::from(130);
+    }
+    if let Some(why) = outcome.summary.nothing_succeeded() {
+        eprintln!("capture: error: {why}");
+        return ExitCode::from(1);
+    }
+    match outcome.status {
+        RunStatus::Complete | RunStatus::Stopped => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     }
 }
 
@@ -81,7 +90,13 @@ fn plan_main(args: &Args, command: &[String]) -> anyhow::Result<Outcome> {
         .context("starting the async runtime")?;
     let (quiet, json) = (args.quiet, args.json);
     let mut all = Vec::new();
+    let mut dead = Vec::new();
     let outcome = recap_capture::plan::run_plan(args, command, &rt, |run, outcome| {
+        if outcome.status != RunStatus::Interrupted {
+            if let Some(why) = outcome.summary.nothing_succeeded() {
+                dead.push(format!("{}: {why}", run.dir));
+            }
+        }
         if json {
             all.push(serde_json::json!({"point": run.point, "repeat": run.repeat, "dir": run.dir, "status": outcome.status, "summary": outcome.summary}));
         } else if !quiet {
@@ -99,6 +114,16 @@ fn plan_main(args: &Args, command: &[String]) -> anyhow::Result<Outcome> {
             "plan written to {}",
             args.out.join(recap_schemas::plan::PLAN_FILE).display()
         );
+    }
+    if !dead.is_empty() && outcome.status != RunStatus::Interrupted {
+        // Reported here, once for the plan, so the last run's status cannot hide an earlier one.
+        for d in &dead {
+            eprintln!("capture: error: {d}");
+        }
+        return Ok(Outcome {
+            status: RunStatus::Failed,
+            ..outcome
+        });
     }
     Ok(outcome)
 }

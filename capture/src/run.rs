@@ -16,11 +16,12 @@ use tokio::sync::watch;
 use crate::client::{Endpoint, EndpointOptions, Ticket, Worker, WorkerContext};
 use crate::clock::Clock;
 use crate::config::{Config, Load};
-use crate::progress::{Stats, Summary};
+use crate::progress::Stats;
 use crate::request::{prepare_all, PreparedRequest};
 use crate::schedule::Arrivals;
 use crate::session::{Cursor, ThinkTime};
 use crate::sink::{Sink, SinkConfig};
+use crate::summary::Summary;
 use crate::{Error, Result};
 
 /// Space kept free in the run folder for the final manifest (see [`run`]).

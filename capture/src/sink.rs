@@ -31,7 +31,7 @@ use crate::redact::Secrets;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Creating, writing or renaming a segment failed (disk full, permissions).
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Io {
         /// The segment file.
         path: PathBuf,
@@ -329,7 +329,7 @@ impl Writer {
         }
         self.requests.discard_open();
         self.events.discard_open();
-        let msg = e.to_string();
+        let msg = recap_schemas::error_chain(&e);
         tracing::error!("{msg}; capture stops scheduling, rows already closed stay readable");
         (self.on_error)(&msg);
         self.stats.error = Some(msg);

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+mod properties;
+
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
@@ -27,15 +29,15 @@ fn replay(target: &str, check: fn(&[u8])) {
 
 #[test]
 fn sse_corpus() {
-    replay("sse", recap_capture::fuzzing::sse_stream);
+    replay("sse", properties::sse_stream);
 }
 
 #[test]
 fn delta_corpus() {
-    replay("delta", recap_capture::fuzzing::delta_object);
+    replay("delta", properties::delta_object);
 }
 
 #[test]
 fn dataset_corpus() {
-    replay("dataset", recap_capture::fuzzing::dataset_bytes);
+    replay("dataset", properties::dataset_bytes);
 }

@@ -1,4 +1,7 @@
-//! Fuzz target: `recap_capture::fuzzing::dataset_bytes` (its doc comment lists the properties).
+//! Fuzz target: `properties::dataset_bytes` (its doc comment lists the properties).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| recap_capture::fuzzing::dataset_bytes(data));
+#[path = "../../capture/tests/properties/mod.rs"]
+mod properties;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| properties::dataset_bytes(data));

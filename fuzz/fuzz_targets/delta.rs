@@ -1,4 +1,7 @@
-//! Fuzz target: `recap_capture::fuzzing::delta_object` (its doc comment lists the properties).
+//! Fuzz target: `properties::delta_object` (its doc comment lists the properties).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| recap_capture::fuzzing::delta_object(data));
+#[path = "../../capture/tests/properties/mod.rs"]
+mod properties;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| properties::delta_object(data));

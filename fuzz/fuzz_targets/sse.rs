@@ -1,4 +1,7 @@
-//! Fuzz target: `recap_capture::fuzzing::sse_stream` (its doc comment lists the properties).
+//! Fuzz target: `properties::sse_stream` (its doc comment lists the properties).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| recap_capture::fuzzing::sse_stream(data));
+#[path = "../../capture/tests/properties/mod.rs"]
+mod properties;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| properties::sse_stream(data));

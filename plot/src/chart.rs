@@ -328,7 +328,7 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
         d!(
             c.draw_series([Rectangle::new([(0.0, 0.0), (warm_end, ymax)], GREY.mix(0.25).filled())])
                 .map(|s| s
-                    .label("warmup")
+                    .label(recap_schemas::Phase::Warmup.as_str())
                     .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], GREY.mix(0.4).filled())))
         );
     }

@@ -210,46 +210,111 @@ pub mod records {
 
     use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+    /// `request_id`.
+    pub const REQUEST_ID: &str = "request_id";
+    /// `phase`.
+    pub const PHASE: &str = "phase";
+    /// `api`.
+    pub const API: &str = "api";
+    /// `scheduled_ns`.
+    pub const SCHEDULED_NS: &str = "scheduled_ns";
+    /// `input_kind`.
+    pub const INPUT_KIND: &str = "input_kind";
+    /// `input_hash`.
+    pub const INPUT_HASH: &str = "input_hash";
+    /// `sent_ns`.
+    pub const SENT_NS: &str = "sent_ns";
+    /// `headers_ns`.
+    pub const HEADERS_NS: &str = "headers_ns";
+    /// `http_status`.
+    pub const HTTP_STATUS: &str = "http_status";
+    /// `terminal`.
+    pub const TERMINAL: &str = "terminal";
+    /// `end_ns`.
+    pub const END_NS: &str = "end_ns";
+    /// `error_kind`.
+    pub const ERROR_KIND: &str = "error_kind";
+    /// `content_hash`.
+    pub const CONTENT_HASH: &str = "content_hash";
+    /// `reasoning_hash`.
+    pub const REASONING_HASH: &str = "reasoning_hash";
+    /// `tool_args_hash`.
+    pub const TOOL_ARGS_HASH: &str = "tool_args_hash";
+    /// `output_times_ns`.
+    pub const OUTPUT_TIMES_NS: &str = "output_times_ns";
+    /// `first_choice_ns`.
+    pub const FIRST_CHOICE_NS: &str = "first_choice_ns";
+    /// `first_content_ns`.
+    pub const FIRST_CONTENT_NS: &str = "first_content_ns";
+    /// `usage_prompt_tokens`.
+    pub const USAGE_PROMPT_TOKENS: &str = "usage_prompt_tokens";
+    /// `usage_completion_tokens`.
+    pub const USAGE_COMPLETION_TOKENS: &str = "usage_completion_tokens";
+    /// `protocol_events`.
+    pub const PROTOCOL_EVENTS: &str = "protocol_events";
+    /// `sse_events`.
+    pub const SSE_EVENTS: &str = "sse_events";
+    /// `connect_ns`.
+    pub const CONNECT_NS: &str = "connect_ns";
+    /// `retries`.
+    pub const RETRIES: &str = "retries";
+    /// `max_tokens`.
+    pub const MAX_TOKENS: &str = "max_tokens";
+    /// `planned_input_tokens`.
+    pub const PLANNED_INPUT_TOKENS: &str = "planned_input_tokens";
+    /// `prefix_group`.
+    pub const PREFIX_GROUP: &str = "prefix_group";
+    /// `session_id`.
+    pub const SESSION_ID: &str = "session_id";
+    /// `turn`.
+    pub const TURN: &str = "turn";
+    /// `usage_cached_tokens`.
+    pub const USAGE_CACHED_TOKENS: &str = "usage_cached_tokens";
+    /// `server_prefill_ms`.
+    pub const SERVER_PREFILL_MS: &str = "server_prefill_ms";
+    /// `server_decode_ms`.
+    pub const SERVER_DECODE_MS: &str = "server_decode_ms";
+
     /// The Arrow schema of `records.parquet` (`docs/schema.md` describes each column).
     pub fn schema() -> SchemaRef {
         let opt = |n: &str, t: DataType| Field::new(n, t, true);
         let req = |n: &str, t: DataType| Field::new(n, t, false);
         Arc::new(Schema::new(vec![
-            req("request_id", DataType::UInt64),
-            opt("phase", DataType::Utf8),
-            opt("api", DataType::Utf8),
-            opt("scheduled_ns", DataType::Int64),
-            opt("input_kind", DataType::Utf8),
-            opt("input_hash", DataType::FixedSizeBinary(16)),
-            opt("sent_ns", DataType::Int64),
-            opt("headers_ns", DataType::Int64),
-            opt("http_status", DataType::UInt16),
-            opt("terminal", DataType::Utf8),
-            opt("end_ns", DataType::Int64),
-            opt("error_kind", DataType::Utf8),
-            req("content_hash", DataType::FixedSizeBinary(16)),
-            req("reasoning_hash", DataType::FixedSizeBinary(16)),
-            req("tool_args_hash", DataType::FixedSizeBinary(16)),
+            req(REQUEST_ID, DataType::UInt64),
+            opt(PHASE, DataType::Utf8),
+            opt(API, DataType::Utf8),
+            opt(SCHEDULED_NS, DataType::Int64),
+            opt(INPUT_KIND, DataType::Utf8),
+            opt(INPUT_HASH, DataType::FixedSizeBinary(16)),
+            opt(SENT_NS, DataType::Int64),
+            opt(HEADERS_NS, DataType::Int64),
+            opt(HTTP_STATUS, DataType::UInt16),
+            opt(TERMINAL, DataType::Utf8),
+            opt(END_NS, DataType::Int64),
+            opt(ERROR_KIND, DataType::Utf8),
+            req(CONTENT_HASH, DataType::FixedSizeBinary(16)),
+            req(REASONING_HASH, DataType::FixedSizeBinary(16)),
+            req(TOOL_ARGS_HASH, DataType::FixedSizeBinary(16)),
             req(
-                "output_times_ns",
+                OUTPUT_TIMES_NS,
                 DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
             ),
-            opt("first_choice_ns", DataType::Int64),
-            opt("first_content_ns", DataType::Int64),
-            opt("usage_prompt_tokens", DataType::UInt32),
-            opt("usage_completion_tokens", DataType::UInt32),
-            req("protocol_events", DataType::UInt32),
-            req("sse_events", DataType::UInt32),
-            opt("connect_ns", DataType::Int64),
-            req("retries", DataType::UInt32),
-            opt("max_tokens", DataType::UInt32),
-            opt("planned_input_tokens", DataType::UInt32),
-            opt("prefix_group", DataType::UInt32),
-            opt("session_id", DataType::Utf8),
-            opt("turn", DataType::UInt32),
-            opt("usage_cached_tokens", DataType::UInt32),
-            opt("server_prefill_ms", DataType::Float64),
-            opt("server_decode_ms", DataType::Float64),
+            opt(FIRST_CHOICE_NS, DataType::Int64),
+            opt(FIRST_CONTENT_NS, DataType::Int64),
+            opt(USAGE_PROMPT_TOKENS, DataType::UInt32),
+            opt(USAGE_COMPLETION_TOKENS, DataType::UInt32),
+            req(PROTOCOL_EVENTS, DataType::UInt32),
+            req(SSE_EVENTS, DataType::UInt32),
+            opt(CONNECT_NS, DataType::Int64),
+            req(RETRIES, DataType::UInt32),
+            opt(MAX_TOKENS, DataType::UInt32),
+            opt(PLANNED_INPUT_TOKENS, DataType::UInt32),
+            opt(PREFIX_GROUP, DataType::UInt32),
+            opt(SESSION_ID, DataType::Utf8),
+            opt(TURN, DataType::UInt32),
+            opt(USAGE_CACHED_TOKENS, DataType::UInt32),
+            opt(SERVER_PREFILL_MS, DataType::Float64),
+            opt(SERVER_DECODE_MS, DataType::Float64),
         ]))
     }
 }

@@ -25,7 +25,7 @@ pub struct DatasetRow {
 }
 
 /// What a dataset row plans beyond its prompt. Every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RowPlan {
     /// Output budget sent as the body's `max_tokens` (overrides `capture --max-tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,9 +48,17 @@ pub struct RowPlan {
     /// Which shared prefix the prompt starts with (0-based), for prefix-cache studies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_group: Option<u32>,
-    /// Offset from the trace's start at which to send the row (`--schedule timestamps`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp_ms: Option<u64>,
+    /// When to send the row (`--schedule timestamps`), in ms from any origin: capture sends
+    /// each row at its offset from the first row's. Any non-negative finite number: traces are
+    /// often fractional (sub-millisecond precision is kept). Whole values are written as JSON
+    /// integers, so files written before fractions were allowed read and write the same.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "millis::deserialize",
+        serialize_with = "millis::serialize"
+    )]
+    pub timestamp_ms: Option<f64>,
     /// The multi-turn session the row belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
@@ -66,6 +74,32 @@ pub struct RowPlan {
     /// carry with `capture --session-history dataset` instead of the answer recorded live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_output: Option<String>,
+}
+
+/// `timestamp_ms`: a non-negative finite number on disk, an integer when it is whole.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Largest f64 below which every whole value is exact as an integer (2^53).
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            Some(x) if !(x.is_finite() && x >= 0.0) => Err(serde::de::Error::custom(format!(
+                "expected a non-negative number of milliseconds, got {x}"
+            ))),
+            // -0.0 is 0.
+            v => Ok(v.map(|x| x + 0.0)),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match *v {
+            Some(x) if x.fract() == 0.0 && (0.0..EXACT).contains(&x) => s.serialize_u64(x as u64),
+            Some(x) => s.serialize_f64(x),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// Every field name a dataset row may carry, in documentation order.
@@ -88,6 +122,42 @@ pub const FIELDS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_may_be_fractional_but_not_negative_and_whole_ones_stay_integers() {
+        let row = |t: &str| serde_json::from_str::<DatasetRow>(&format!(r#"{{"prompt":"a","timestamp_ms":{t}}}"#));
+        for (text, want) in [
+            ("0", 0.0),
+            ("0.0", 0.0),
+            ("12.5", 12.5),
+            ("1700000000123.25", 1_700_000_000_123.25),
+        ] {
+            let r = row(text).expect(text);
+            assert_eq!(r.plan.timestamp_ms, Some(want), "{text}");
+        }
+        for bad in ["-1", "-0.5", "\"5\"", "true", "[]"] {
+            let err = row(bad).expect_err(bad).to_string();
+            assert!(err.contains("milliseconds") || err.contains("f64"), "{bad}: {err}");
+        }
+        assert_eq!(row("null").expect("null").plan.timestamp_ms, None);
+        let text = |t: f64| {
+            let r = DatasetRow {
+                prompt: Some("a".into()),
+                plan: RowPlan {
+                    timestamp_ms: Some(t),
+                    ..RowPlan::default()
+                },
+                ..DatasetRow::default()
+            };
+            serde_json::to_string(&r).expect("serializes")
+        };
+        assert_eq!(
+            text(150.0),
+            r#"{"prompt":"a","timestamp_ms":150}"#,
+            "as before fractions"
+        );
+        assert_eq!(text(12.5), r#"{"prompt":"a","timestamp_ms":12.5}"#);
+    }
 
     #[test]
     fn round_trips_and_omits_absent_fields() {
@@ -124,7 +194,7 @@ mod tests {
                 isl_tokens: Some(1),
                 reference_output_tokens: Some(1),
                 prefix_group: Some(1),
-                timestamp_ms: Some(1),
+                timestamp_ms: Some(1.0),
                 session_id: Some("s".into()),
                 turn: Some(0),
                 think_time_ms: Some(1),

@@ -211,6 +211,37 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Where one run of a plan stands, as `plan.json` lists it: not started, running, or its
+    /// run's final [`RunStatus`].
+    PlanRunStatus {
+        /// Not started (yet, or ever: the plan ended first).
+        Pending => "pending",
+        /// Running, or killed without a chance to update `plan.json`.
+        Running => "running",
+        /// See [`RunStatus::Complete`].
+        Complete => "complete",
+        /// See [`RunStatus::Interrupted`].
+        Interrupted => "interrupted",
+        /// See [`RunStatus::Failed`].
+        Failed => "failed",
+        /// See [`RunStatus::Stopped`].
+        Stopped => "stopped",
+    }
+}
+
+impl From<RunStatus> for PlanRunStatus {
+    fn from(s: RunStatus) -> Self {
+        match s {
+            RunStatus::Running => PlanRunStatus::Running,
+            RunStatus::Complete => PlanRunStatus::Complete,
+            RunStatus::Interrupted => PlanRunStatus::Interrupted,
+            RunStatus::Failed => PlanRunStatus::Failed,
+            RunStatus::Stopped => PlanRunStatus::Stopped,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

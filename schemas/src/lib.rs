@@ -28,7 +28,9 @@ pub mod requests;
 pub mod summary;
 pub mod sweep;
 
-pub use enums::{Api, Arrival, ErrorKind, EventKind, LoadMode, Phase, RawMode, RunStatus, SessionHistory};
+pub use enums::{
+    Api, Arrival, ErrorKind, EventKind, LoadMode, Phase, PlanRunStatus, RawMode, RunStatus, SessionHistory,
+};
 pub use manifest::Manifest;
 
 /// Version of the tables' layout. Readers refuse files of a newer version with a clear error.
@@ -91,6 +93,25 @@ pub fn segment_metadata(run_id: &str, table: &str) -> Vec<(String, String)> {
         (META_RUN_ID.to_string(), run_id.to_string()),
         (META_TABLE.to_string(), table.to_string()),
     ]
+}
+
+/// An error and its causes on one line, each once (`outer: cause: root cause`): how every Recap
+/// tool writes an error into a file (`manifest.status_message`) or a log line. Errors keep
+/// their cause as a `source` and do not repeat it in their own message
+/// (`docs/architecture.md`, "Errors"); this is where the chain is spelled out.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        // A message that already ends with its cause (a foreign error) is not repeated.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{PlanRunStatus, RunStatus};
+
 /// File name of the plan inside a plan folder.
 pub const PLAN_FILE: &str = "plan.json";
 
@@ -29,8 +31,8 @@ pub struct PlanRun {
     pub repeat: u32,
     /// The run folder, relative to the plan folder.
     pub dir: String,
-    /// The run's final status (`complete`, `interrupted`, ...); `pending` before it ran.
-    pub status: String,
+    /// `pending` before it ran, `running` while it runs, then its run's final status.
+    pub status: PlanRunStatus,
 }
 
 /// `plan.json`.
@@ -42,4 +44,11 @@ pub struct Plan {
     pub runs: Vec<PlanRun>,
     /// Pause between runs, in seconds.
     pub pause_s: f64,
+    /// How the plan stands: `running` until it ends, then `complete`, the status of the run
+    /// that ended it, or `interrupted` (a signal between runs). Absent in older plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+    /// Why the plan ended early, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
 }

@@ -333,6 +333,34 @@ impl Drop for SimProcess {
     }
 }
 
+/// Which points are on the Pareto front when both coordinates are better higher (negate a
+/// coordinate that is better lower): a test's own skyline sweep, written apart from
+/// `recap_stats::pareto` (which compares every pair). Sorted by x descending, a point is on
+/// the front when its y is the highest among the points of its x and higher than every y seen
+/// at a larger x; equal points are all on it. Non-finite points never are.
+pub fn pareto_skyline(points: &[(f64, f64)]) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].0.is_finite() && points[i].1.is_finite())
+        .collect();
+    order.sort_by(|&a, &b| points[b].0.total_cmp(&points[a].0));
+    let mut on = vec![false; points.len()];
+    let mut best = f64::NEG_INFINITY;
+    let mut k = 0;
+    while k < order.len() {
+        let x = points[order[k]].0;
+        let same: Vec<usize> = order[k..].iter().copied().take_while(|&i| points[i].0 == x).collect();
+        let top = same.iter().map(|&i| points[i].1).fold(f64::NEG_INFINITY, f64::max);
+        if top > best {
+            for &i in &same {
+                on[i] = points[i].1 == top;
+            }
+            best = top;
+        }
+        k += same.len();
+    }
+    on
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,5 +424,21 @@ mod tests {
             assert!(dirs.iter().any(|d| d == "schemas"), "{bin}: {dirs:?}");
             assert!(dirs.iter().all(|d| ws.join(d).join("Cargo.toml").is_file()), "{dirs:?}");
         }
+    }
+
+    #[test]
+    fn the_skyline_marks_hand_derived_fronts() {
+        let p = [
+            (1.0, 10.0),
+            (5.0, 5.0),
+            (3.0, 3.0),
+            (10.0, 1.0),
+            (5.0, 4.0),
+            (10.0, 1.0),
+            (f64::NAN, 99.0),
+        ];
+        assert_eq!(pareto_skyline(&p), [true, true, false, true, false, true, false]);
+        assert_eq!(pareto_skyline(&[(2.0, 2.0), (1.0, 2.0)]), [true, false]);
+        assert!(pareto_skyline(&[]).is_empty());
     }
 }

@@ -85,9 +85,12 @@ pub fn token_text(hash: u64, i: u64) -> String {
     word(hash, i)
 }
 
+/// Mixed into a key hash for the reasoning sequence.
+const REASONING_SALT: u64 = 0xA5A5_A5A5_A5A5_A5A5;
+
 /// The `i`-th reasoning token for a key hash (differs from the content sequence).
 pub fn reasoning_text(hash: u64, i: u64) -> String {
-    word(hash ^ 0xA5A5_A5A5_A5A5_A5A5, i)
+    word(hash ^ REASONING_SALT, i)
 }
 
 /// The whole content a request with this key receives for `n` tokens.
@@ -151,13 +154,20 @@ const LLAMACPP_FINGERPRINT: &str = "b6100-0f1d4a9";
 const TGI_FINGERPRINT: &str = "3.1.2-dev0-native";
 
 /// Counts `usage` the way a server with a real tokenizer does: output text with the
-/// tokenizer, chat prompts rendered through the model's chat template first.
+/// tokenizer, chat prompts rendered through the model's chat template first. The output is
+/// made of words this tokenizer keeps as one token each, so a response of `max_tokens` tokens
+/// is exactly `max_tokens` tokens of it ([`UsageTokenizer::output`]), as a real server's is.
 ///
 /// Loaded with the `tokenizers` crate and minijinja directly (not through `analyze`), so the
 /// counts the simulator reports are an independent reference for `analyze`'s own counter.
 pub struct UsageTokenizer {
     tokenizer: tokenizers::Tokenizer,
     template: Option<ChatTemplate>,
+    /// [`WORDS`] this tokenizer keeps as one token after other text (` river`): the output,
+    /// one token each, so a response is exactly its `max_tokens` tokens (see [`Self::output`]).
+    spaced: Vec<&'static str>,
+    /// Those of them that are one token also at the start of a text (`river`): the first.
+    first: Vec<&'static str>,
 }
 
 struct ChatTemplate {
@@ -211,7 +221,53 @@ impl UsageTokenizer {
         } else {
             None
         };
-        Ok(UsageTokenizer { tokenizer, template })
+        let count = |text: &str| tokenizer.encode_fast(text, false).map_or(0, |e| e.len());
+        // A word is one token where it is used: after other text (`The river`), which a
+        // SentencePiece tokenizer's `▁` normalizer counts differently from ` river` alone.
+        let anchor = count("The");
+        let spaced: Vec<&'static str> = WORDS
+            .iter()
+            .copied()
+            .filter(|w| count(&format!("The {w}")) == anchor + 1)
+            .collect();
+        let first: Vec<&'static str> = spaced.iter().copied().filter(|w| count(w) == 1).collect();
+        anyhow::ensure!(
+            !first.is_empty(),
+            "{}: keeps none of the simulator's {} words as one token",
+            path.display(),
+            WORDS.len()
+        );
+        Ok(UsageTokenizer {
+            tokenizer,
+            template,
+            spaced,
+            first,
+        })
+    }
+
+    /// The `i`-th output token's text for a key hash, as a server decodes the token it
+    /// generated: a word, space-led after the first. A response of `n` of them is `n` tokens
+    /// of this tokenizer (each word is a pre-token of its own; [`Plan::new`] counts the whole
+    /// text for `usage`, and the tests re-count it independently).
+    pub fn output(&self, hash: u64, i: u64) -> String {
+        let idx = hash.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 7;
+        if i == 0 {
+            self.first[(idx % self.first.len() as u64) as usize].to_string()
+        } else {
+            format!(" {}", self.spaced[(idx % self.spaced.len() as u64) as usize])
+        }
+    }
+
+    /// The whole content a request with this key receives for `n` tokens.
+    pub fn expected_content(&self, key: &str, n: u64) -> String {
+        let h = key_hash(key);
+        (0..n).map(|i| self.output(h, i)).collect()
+    }
+
+    /// The whole reasoning text a request with this key receives for `n` reasoning tokens.
+    pub fn expected_reasoning(&self, key: &str, n: u64) -> String {
+        let h = key_hash(key) ^ REASONING_SALT;
+        (0..n).map(|i| self.output(h, i)).collect()
     }
 
     /// Tokens in `text`; `add_special` adds the tokenizer's own specials (BOS), as servers
@@ -1035,12 +1091,11 @@ impl Plan {
             while i < total {
                 let end = (i + per_chunk).min(total);
                 let text: String = (i..end)
-                    .map(|j| {
-                        if is_reasoning {
-                            reasoning_text(hash, j)
-                        } else {
-                            token_text(hash, j)
-                        }
+                    .map(|j| match (tok, is_reasoning) {
+                        (Some(t), true) => t.output(hash ^ REASONING_SALT, j),
+                        (Some(t), false) => t.output(hash, j),
+                        (None, true) => reasoning_text(hash, j),
+                        (None, false) => token_text(hash, j),
                     })
                     .collect();
                 tokens += end - i;

@@ -12,7 +12,7 @@ use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
 use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use recap_schemas::{EventKind, Phase};
-use recap_tests::harness::{closed_segments, spawn_bin, wait_for_child, workspace_bin, SimProcess};
+use recap_tests::harness::{closed_segments, pareto_skyline, spawn_bin, wait_for_child, workspace_bin, SimProcess};
 use recap_tests::runs::read_run;
 use serde_json::Value;
 
@@ -432,6 +432,54 @@ fn reanalysis_from_cached_records_and_counts_equals_a_fresh_analysis() {
     assert_eq!(a, b);
 }
 
+/// The caches' failure policy: a cache that cannot be written is a warning naming it, never a
+/// failed or different analysis, and the next analysis tries again.
+#[test]
+fn an_unwritable_cache_is_a_warning() {
+    use recap_schemas::analysis::{RECORDS_FILE, TEXTS_FILE, TOKENS_FILE};
+    let dir = tempfile::tempdir().expect("tmp");
+    let blocked = copy_fixture("small", &dir.path().join("a"));
+    let fresh = copy_fixture("small", &dir.path().join("b"));
+    let (want, _) = report_json(&fresh, "gpt2", &[]);
+    let id = want["tokenizer_id"].as_str().expect("id").to_string();
+    let want_metrics = read_metrics(&fresh.join("analysis").join(&id).join("metrics.parquet"));
+    // File permissions do not stop root: a non-empty folder where each cache goes does.
+    let analysis = blocked.join("analysis");
+    let caches = [
+        analysis.join(RECORDS_FILE),
+        analysis.join(TEXTS_FILE),
+        analysis.join(&id).join(TOKENS_FILE),
+    ];
+    for cache in &caches {
+        std::fs::create_dir_all(cache.join("blocker")).expect("mkdir");
+    }
+    for round in 0..2 {
+        let (got, log) = report_json(&blocked, "gpt2", &[]);
+        assert_eq!(
+            got, want,
+            "round {round}: an analysis without its caches differs from a fresh one"
+        );
+        let metrics = read_metrics(&analysis.join(&id).join("metrics.parquet"));
+        assert_eq!(
+            format!("{metrics:?}"),
+            format!("{want_metrics:?}"),
+            "round {round}: metrics.parquet"
+        );
+        for cache in &caches {
+            let shown = cache.file_name().expect("name").to_string_lossy();
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("WARN") && l.contains("could not write") && l.contains(&*shown)),
+                "round {round}: no warning names the unwritable cache {shown}:\n{log}"
+            );
+        }
+        assert!(
+            !log.contains("reusing reassembled records"),
+            "round {round}: nothing was cached: {log}"
+        );
+    }
+}
+
 #[test]
 fn a_killed_run_is_analyzed_and_its_unfinished_requests_are_named_lost() {
     // Each request takes ~2 s, so the closed segments show finished requests and requests in
@@ -567,7 +615,7 @@ fn sweep_labels_runs_by_load_marks_the_front_and_fits_ellipses_for_repeats() {
     let sim = SimProcess::start(&["--ttft", "2ms", "--itl", "1ms", "--output-tokens", "8"]).expect("sim");
     let dir = tempfile::tempdir().expect("tmp");
     let mut runs = Vec::new();
-    for (i, c) in ["1", "2", "2", "4"].iter().enumerate() {
+    for (i, c) in ["1", "2", "2", "4", "4", "4"].iter().enumerate() {
         let out = dir.path().join(format!("run{i}-c{c}"));
         let res = Command::new(workspace_bin("capture"))
             .args([
@@ -606,32 +654,145 @@ fn sweep_labels_runs_by_load_marks_the_front_and_fits_ellipses_for_repeats() {
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let s: Value = serde_json::from_slice(&res.stdout).expect("json");
     let rows = s["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 6);
     let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().expect("label")).collect();
-    assert_eq!(labels, ["c1", "c2", "c2", "c4"]);
-    assert!(rows.iter().any(|r| r["pareto"] == true));
-    // The front is consistent: no row strictly dominates a row marked on it.
+    assert_eq!(labels, ["c1", "c2", "c2", "c4", "c4", "c4"]);
+    // Both default axes are better higher. The front, computed here by a skyline sweep.
     let xy = |r: &Value| {
         (
             r["values"]["output_tokens_per_s"].as_f64().expect("x"),
             r["values"]["output_tokens_per_s_per_user"].as_f64().expect("y"),
         )
     };
-    for a in rows.iter().filter(|r| r["pareto"] == true) {
-        let (ax, ay) = xy(a);
-        for b in rows {
-            let (bx, by) = xy(b);
-            assert!(
-                !(bx >= ax && by >= ay && (bx > ax || by > ay)),
-                "{a} is dominated by {b}"
+    let pts: Vec<(f64, f64)> = rows.iter().map(xy).collect();
+    let marked: Vec<bool> = rows.iter().map(|r| r["pareto"].as_bool().expect("pareto")).collect();
+    assert_eq!(marked, pareto_skyline(&pts), "the runs' front of {pts:?}");
+    let groups = s["groups"].as_array().expect("groups");
+    let near = |got: f64, want: f64, scale: f64, what: &str| {
+        assert!(
+            (got - want).abs() <= 1e-8 * scale.abs().max(1e-12) + 1e-12,
+            "{what}: {got} from analyze, {want} by hand"
+        );
+    };
+    let mut means = Vec::new();
+    for label in ["c1", "c2", "c4"] {
+        let g = groups.iter().find(|g| g["label"] == label).expect("group");
+        let p: Vec<(f64, f64)> = rows.iter().filter(|r| r["label"] == label).map(xy).collect();
+        let n = p.len();
+        assert_eq!(g["runs"], n, "{g}");
+        let nf = n as f64;
+        let (mx, my) = (
+            p.iter().map(|q| q.0).sum::<f64>() / nf,
+            p.iter().map(|q| q.1).sum::<f64>() / nf,
+        );
+        means.push((mx, my));
+        // 95% t quantiles in closed form: df 1 is Cauchy, tan(π(p - 1/2)); df 2 is
+        // (2p - 1) / sqrt(2p(1 - p)).
+        let t = match n {
+            2 => (std::f64::consts::PI * 0.475).tan(),
+            3 => 0.95 / (2.0 * 0.975 * 0.025_f64).sqrt(),
+            _ => 0.0,
+        };
+        for (axis, m, v) in [
+            ("x", mx, p.iter().map(|q| q.0).collect::<Vec<_>>()),
+            ("y", my, p.iter().map(|q| q.1).collect()),
+        ] {
+            let i = &g[axis];
+            let sd = if n > 1 {
+                (v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (nf - 1.0)).sqrt()
+            } else {
+                0.0
+            };
+            near(i["mean"].as_f64().expect("mean"), m, m, &format!("{label} {axis} mean"));
+            near(i["std"].as_f64().expect("std"), sd, m, &format!("{label} {axis} std"));
+            near(
+                i["high"].as_f64().expect("high"),
+                m + t * sd / nf.sqrt(),
+                m,
+                &format!("{label} {axis} high"),
+            );
+            near(
+                i["low"].as_f64().expect("low"),
+                m - t * sd / nf.sqrt(),
+                m,
+                &format!("{label} {axis} low"),
+            );
+        }
+        let e = &g["ellipse"];
+        if n < 2 {
+            assert!(e.is_null(), "one run has no ellipse: {g}");
+            continue;
+        }
+        let f = |k: &str| e[k].as_f64().unwrap_or_else(|| panic!("ellipse {k}: {g}"));
+        near(f("center_x"), mx, mx, &format!("{label} ellipse centre x"));
+        near(f("center_y"), my, my, &format!("{label} ellipse centre y"));
+        let (a, b, angle) = (f("semi_major"), f("semi_minor"), f("angle_rad"));
+        assert!(
+            a >= b && b >= 0.0 && angle > -std::f64::consts::FRAC_PI_2 && angle <= std::f64::consts::FRAC_PI_2,
+            "{e}"
+        );
+        if n == 2 {
+            // Two runs: the covariance is d dᵀ/2 for their difference d, so the ellipse is a
+            // segment along d, of half-length sqrt(r²|d|²/2) with r² = χ²₂(0.95)/2 = -ln 0.05.
+            let (dx, dy) = (p[0].0 - p[1].0, p[0].1 - p[1].1);
+            let r2 = -(0.05_f64.ln());
+            let len = (dx * dx + dy * dy).sqrt();
+            near(a, (r2 * len * len / 2.0).sqrt(), len, &format!("{label} semi-major"));
+            assert!(b <= 1e-6 * len, "{label}: semi-minor {b} of a segment {len} long");
+            if len > 0.0 {
+                let along = (dy / dx).atan();
+                let turn = (angle - along).rem_euclid(std::f64::consts::PI);
+                assert!(
+                    turn.min(std::f64::consts::PI - turn) < 1e-9,
+                    "{label}: angle {angle}, difference at {along}"
+                );
+            }
+        } else {
+            // Hotelling: r² = 2(n-1)/(n(n-2)) F⁻¹(0.95; 2, n-2); with 2 numerator degrees of
+            // freedom F⁻¹(c; 2, d) = d/2 ((1-c)^(-2/d) - 1), so for n = 3: (4/3) 199.5 = 266.
+            let d2 = nf - 2.0;
+            let r2 = 2.0 * (nf - 1.0) / (nf * d2) * d2 / 2.0 * (0.05_f64.powf(-2.0 / d2) - 1.0);
+            let dev: Vec<(f64, f64)> = p.iter().map(|q| (q.0 - mx, q.1 - my)).collect();
+            let s = |u: fn(&(f64, f64)) -> f64, w: fn(&(f64, f64)) -> f64| {
+                dev.iter().map(|d| u(d) * w(d)).sum::<f64>() / (nf - 1.0)
+            };
+            let (sxx, sxy, syy) = (s(|d| d.0, |d| d.0), s(|d| d.0, |d| d.1), s(|d| d.1, |d| d.1));
+            // The ellipse's own matrix R diag(a², b²) Rᵀ must be r² S.
+            let (c, sn) = (angle.cos(), angle.sin());
+            let scale = r2 * (sxx + syy);
+            near(
+                a * a * c * c + b * b * sn * sn,
+                r2 * sxx,
+                scale,
+                &format!("{label} ellipse xx"),
+            );
+            near(
+                (a * a - b * b) * c * sn,
+                r2 * sxy,
+                scale,
+                &format!("{label} ellipse xy"),
+            );
+            near(
+                a * a * sn * sn + b * b * c * c,
+                r2 * syy,
+                scale,
+                &format!("{label} ellipse yy"),
             );
         }
     }
-    let groups = s["groups"].as_array().expect("groups");
-    let c2 = groups.iter().find(|g| g["label"] == "c2").expect("c2 group");
-    assert_eq!(c2["runs"], 2);
-    assert!(c2["ellipse"]["semi_major"].as_f64().is_some(), "{c2}");
-    assert!(groups.iter().find(|g| g["label"] == "c1").expect("c1")["ellipse"].is_null());
+    let group_front: Vec<bool> = ["c1", "c2", "c4"]
+        .iter()
+        .map(|l| {
+            groups.iter().find(|g| g["label"] == *l).expect("group")["pareto"]
+                .as_bool()
+                .expect("pareto")
+        })
+        .collect();
+    assert_eq!(
+        group_front,
+        pareto_skyline(&means),
+        "the groups' front of their means {means:?}"
+    );
     for f in ["sweep.json", "sweep.csv", "sweep.parquet"] {
         assert!(sweep_dir.join(f).exists(), "{f}");
     }

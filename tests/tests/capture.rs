@@ -420,7 +420,10 @@ fn connection_refused_is_recorded_per_request() {
         "--requests",
         "5",
     ]);
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    // Nothing listens: the run is recorded, and the exit status says it measured nothing.
+    assert_eq!(res.status.code(), Some(1), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(String::from_utf8_lossy(&res.stderr)
+        .contains("no request succeeded: 5 ended in errors, most often `connect` (5)"));
     let run = read_run(&out).expect("read run");
     assert_eq!(run.requests.len(), 5);
     assert_one_terminal_each(&run);
@@ -912,7 +915,8 @@ fn self_signed_https_fails_clearly_unless_insecure() {
         "--max-tokens",
         "3",
     ]);
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    // Every request fails verification: recorded, and exit 1 (nothing was measured).
+    assert_eq!(res.status.code(), Some(1), "{}", String::from_utf8_lossy(&res.stderr));
     let run = read_run(&strict).expect("read run");
     assert_one_terminal_each(&run);
     for id in run.requests.keys().copied() {
@@ -1046,7 +1050,9 @@ fn request_len(bytes: &[u8]) -> Option<usize> {
 
 /// Captures 3 requests against a [`raw_server`] answering as `reply`: the run read back, each
 /// request checked for exactly one terminal row.
-fn capture_raw(reply: RawReply) -> Run {
+/// A capture of 3 requests against a raw server answering `reply`; `code`: its exit status
+/// (1 when no request succeeded).
+fn capture_raw(reply: RawReply, code: i32) -> Run {
     let (port, server) = raw_server(3, reply);
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("run");
@@ -1058,7 +1064,12 @@ fn capture_raw(reply: RawReply) -> Run {
         "--requests",
         "3",
     ]);
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert_eq!(
+        res.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     server.join().expect("server thread");
     let run = read_run(&out).expect("read run");
     assert_one_terminal_each(&run);
@@ -1067,7 +1078,7 @@ fn capture_raw(reply: RawReply) -> Run {
 
 #[test]
 fn a_response_ended_by_closing_the_connection_is_complete() {
-    let run = capture_raw(RawReply::CloseDelimited);
+    let run = capture_raw(RawReply::CloseDelimited, 0);
     for id in run.requests.keys().copied() {
         assert_eq!(run.terminals(id)[0].kind, EventKind::Done, "{:?}", run.terminals(id));
         assert_eq!(run.content(id), "alpha beta gamma ");
@@ -1077,7 +1088,7 @@ fn a_response_ended_by_closing_the_connection_is_complete() {
 
 #[test]
 fn a_reset_before_headers_is_a_stream_reset_and_the_run_goes_on() {
-    let run = capture_raw(RawReply::ResetBeforeHeaders);
+    let run = capture_raw(RawReply::ResetBeforeHeaders, 1);
     assert_eq!(run.requests.len(), 3);
     for id in run.requests.keys().copied() {
         let t = run.terminals(id)[0];
@@ -1107,7 +1118,9 @@ struct SmallDisk {
 
 impl SmallDisk {
     /// Mounts a tmpfs of `size` (e.g. "2m"), panicking with `mount`'s own message if it
-    /// cannot: the test only runs where `tests/build.rs` found that it can mount.
+    /// cannot: the test only runs where `tests/build.rs` found the facts that allow it (root's
+    /// `CAP_SYS_ADMIN`, a `mount` binary) or `RECAP_TEST_TMPFS=1` said so, and this mount is
+    /// the real check.
     fn mount(size: &str) -> SmallDisk {
         let dir = tempfile::tempdir().expect("tmp");
         let out = Command::new("mount")
@@ -1118,9 +1131,10 @@ impl SmallDisk {
             .unwrap_or_else(|e| panic!("running mount: {e}"));
         assert!(
             out.status.success(),
-            "mounting a tmpfs failed ({}): {}; tests/build.rs probed that it works here, so this \
-             machine changed since the build: `RECAP_TEST_TMPFS=0` to skip, or change \
-             tests/build.rs to probe again",
+            "mounting a tmpfs failed ({}): {}; tests/build.rs found CAP_SYS_ADMIN and a `mount` \
+             binary (or RECAP_TEST_TMPFS=1), so mounting was expected to work here (a seccomp \
+             filter or LSM may veto it, or the machine changed since the build): \
+             `RECAP_TEST_TMPFS=0` skips this test",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
@@ -1137,7 +1151,7 @@ impl Drop for SmallDisk {
 #[test]
 #[cfg_attr(
     not(recap_tmpfs),
-    ignore = "needs to mount a tmpfs (root with CAP_SYS_ADMIN and `mount`); tests/build.rs found it cannot here, or RECAP_TEST_TMPFS=0"
+    ignore = "needs to mount a tmpfs (CAP_SYS_ADMIN and a `mount` binary on PATH); tests/build.rs found them missing here, or RECAP_TEST_TMPFS=0"
 )]
 fn a_full_disk_stops_scheduling_says_why_and_keeps_what_was_written() {
     let disk = SmallDisk::mount("1m");

@@ -143,6 +143,20 @@ fn kind_count(events: &[EventRow], kind: EventKind) -> usize {
 /// terminal (`done`, last in time) and one `requests` row per request, the exact text.
 fn assert_whole(run: &Run, case: &Case<'_>) {
     let ctx = case.describe();
+    // With `--tokenizer` the simulator answers in words that tokenizer keeps whole.
+    let tok = case
+        .sim
+        .iter()
+        .position(|a| *a == "--tokenizer")
+        .map(|i| sim::UsageTokenizer::load(Path::new(case.sim[i + 1])).expect("tokenizer"));
+    let content = |key: &str, n| match &tok {
+        Some(t) => t.expected_content(key, n),
+        None => sim::expected_content(key, n),
+    };
+    let reasoning_of = |key: &str, n| match &tok {
+        Some(t) => t.expected_reasoning(key, n),
+        None => sim::expected_reasoning(key, n),
+    };
     assert_eq!(run.manifest.status, RunStatus::Complete, "{ctx}");
     assert_eq!(
         run.requests.keys().copied().collect::<Vec<_>>(),
@@ -190,13 +204,13 @@ fn assert_whole(run: &Run, case: &Case<'_>) {
         let key = key_of(run, id);
         assert_eq!(
             run.content(id),
-            sim::expected_content(&key, case.max_tokens),
+            content(&key, case.max_tokens),
             "{ctx}: content of request {id}"
         );
         let reasoning = if case.api == Api::Chat { case.reasoning } else { 0 };
         assert_eq!(
             run.reasoning(id),
-            sim::expected_reasoning(&key, reasoning),
+            reasoning_of(&key, reasoning),
             "{ctx}: reasoning of request {id}"
         );
         if case.stream {
@@ -654,7 +668,8 @@ fn tgi_streams_are_recorded_whole() {
 }
 
 /// `--tokenizer`: the simulator's `usage` equals an independent count with the same
-/// tokenizer (the `tokenizers` crate here), chat prompts rendered as Qwen3's template does.
+/// tokenizer (the `tokenizers` crate here), chat prompts rendered as Qwen3's template does,
+/// and the output is exactly `max_tokens` (+ reasoning) tokens of it, as a real server's.
 #[test]
 fn usage_is_counted_with_the_given_tokenizer() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/qwen3/tokenizer.json.gz");
@@ -665,6 +680,7 @@ fn usage_is_counted_with_the_given_tokenizer() {
     let tok = tokenizers::Tokenizer::from_bytes(&raw).expect("tokenizer");
     let count = |text: &str, add: bool| tok.encode_fast(text, add).expect("encode").len() as u32;
     let tok_arg = path.to_str().expect("utf8");
+    let usage_tok = sim::UsageTokenizer::load(&path).expect("tokenizer");
     for api in [Api::Chat, Api::Completions] {
         let mut case = Case::new(&["--tokenizer", tok_arg], api, 8, 24);
         case.reasoning = if api == Api::Chat { 3 } else { 0 };
@@ -673,8 +689,8 @@ fn usage_is_counted_with_the_given_tokenizer() {
         let mut by_usage: BTreeMap<bool, usize> = BTreeMap::new();
         for id in run.requests.keys().copied() {
             let key = key_of(&run, id);
-            let output = count(&sim::expected_content(&key, case.max_tokens), false)
-                + count(&sim::expected_reasoning(&key, case.reasoning), false);
+            let output = count(&usage_tok.expected_content(&key, case.max_tokens), false)
+                + count(&usage_tok.expected_reasoning(&key, case.reasoning), false);
             let prompt = match api {
                 Api::Chat => count(
                     &format!("<|im_start|>user\n{key}<|im_end|>\n<|im_start|>assistant\n"),
@@ -690,7 +706,7 @@ fn usage_is_counted_with_the_given_tokenizer() {
             );
             *by_usage.entry(output as u64 == generated(&case) as u64).or_default() += 1;
         }
-        // The counts are the tokenizer's, not one per word (the trailing space is a token).
-        assert!(by_usage.contains_key(&false), "{by_usage:?}");
+        // Every response is exactly its budget of this tokenizer's tokens.
+        assert_eq!(by_usage.keys().collect::<Vec<_>>(), [&true], "{by_usage:?}");
     }
 }

@@ -567,3 +567,58 @@ fn planned_lengths_are_reported_beside_measured_ones_after_a_capture() {
     let text = String::from_utf8_lossy(&q.stdout);
     assert!(text.contains("30"), "{text}");
 }
+
+/// The quickstart's setup: `recap-sim --tokenizer` answers `max_tokens` tokens of that
+/// tokenizer, as a real server does, so analyze finds every output equal to its budget. The
+/// count here is independent of the simulator and of analyze: the `tokenizers` crate
+/// re-encodes the text the capture recorded.
+#[test]
+fn simulator_with_a_tokenizer_answers_exactly_max_tokens_of_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let qwen3 = tokenizer_file("qwen3");
+    let tok = load(&qwen3);
+    let sim = SimProcess::start(&["--tokenizer", &qwen3]).expect("recap-sim");
+    for api in ["chat", "completions"] {
+        let run = dir.path().join(api);
+        let run_s = run.display().to_string();
+        let cap = run_bin(
+            "capture",
+            &[
+                "--url",
+                &sim.url(),
+                "--model",
+                "m",
+                "--api",
+                api,
+                "--requests",
+                "40",
+                "--concurrency",
+                "4",
+                "--max-tokens",
+                "64",
+                "--out",
+                &run_s,
+                "-q",
+            ],
+        );
+        assert!(cap.status.success(), "{}", String::from_utf8_lossy(&cap.stderr));
+        let recorded = recap_tests::runs::read_run(&run).expect("read run");
+        let counts: Vec<usize> = recorded
+            .requests
+            .keys()
+            .map(|&id| tok.encode(recorded.content(id), false).expect("encode").len())
+            .collect();
+        assert_eq!(counts.len(), 40, "{api}");
+        assert!(counts.iter().all(|&n| n == 64), "{api}: output tokens {counts:?}");
+        let out = ok(analyze(&["report", &run_s, "--tokenizer", &qwen3, "--json"]));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let planned = &v[0]["planned_osl"];
+        assert_eq!(planned["compared"], 40, "{api}: {planned}");
+        assert_eq!(planned["share_equal"], 1.0, "{api}: {planned}");
+        assert_eq!(
+            v[0]["osl_agreement"]["share_equal"], 1.0,
+            "{api}: {}",
+            v[0]["osl_agreement"]
+        );
+    }
+}

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use recap_schemas::EventKind;
-use recap_tests::harness::{workspace_bin, SimProcess};
+use recap_tests::harness::{closed_segments, run_bin, spawn_bin, wait_for_child, workspace_bin, SimProcess};
 use recap_tests::runs::read_run;
 use serde_json::Value;
 
@@ -141,4 +141,103 @@ fn peak_memory_is_flat_when_the_run_is_ten_times_longer() {
         "peak RSS grew from {p_small} to {p_large} bytes over 10x the requests"
     );
     assert!(p_large < 100.0 * 1e6, "peak RSS {p_large} bytes is over 100 MB");
+}
+
+#[test]
+fn requests_lost_to_a_kill_keep_the_phase_their_schedule_time_gave_them() {
+    // Each request takes ~2 s, so a kill finds requests in flight: sent, recorded in closed
+    // segments, with no terminal row and no `requests` row (written when a request ends).
+    let sim = SimProcess::start(&["--itl", "5ms", "--output-tokens", "400"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/gpt2/tokenizer.json.gz");
+    let s = 1_000_000_000i64;
+    // (name, phase flags, lost requests sent from this time on are checked, their phase).
+    let cases: [(&str, &[&str], i64, &str); 3] = [
+        // Cooldown from 1 s: the first 4 requests are measured, the next 4 (sent at ~2 s) not.
+        (
+            "cooldown",
+            &["--duration", "60s", "--cooldown", "59s"],
+            3 * s / 2,
+            "cooldown",
+        ),
+        ("warmup", &["--duration", "120s", "--warmup", "60s"], 0, "warmup"),
+        ("ramp", &["--ramp-up", "60s"], 0, "ramp"),
+    ];
+    for (name, phase_flags, from_ns, want) in cases {
+        let out = dir.path().join(name);
+        let out_s = out.display().to_string();
+        let url = sim.url();
+        let mut args = vec![
+            "--url",
+            &url,
+            "--out",
+            &out_s,
+            "--concurrency",
+            "4",
+            "--flush-interval",
+            "200ms",
+            "--quiet",
+        ];
+        args.extend_from_slice(phase_flags);
+        let mut child = spawn_bin("capture", &args);
+        // Killed once a closed segment holds a request sent at `from_ns` or later and not
+        // finished: it has ~1 s left, far more than the kill takes.
+        wait_for_child(
+            &mut child,
+            &format!("{name}: an unfinished request in a closed segment"),
+            || {
+                if closed_segments(&out, "events").is_empty() {
+                    return None;
+                }
+                let run = read_run(&out).ok()?;
+                run.events
+                    .iter()
+                    .any(|(id, evs)| {
+                        evs.iter().any(|e| e.kind == EventKind::Sent && e.t_ns >= from_ns)
+                            && run.terminals(*id).is_empty()
+                    })
+                    .then_some(())
+            },
+        );
+        child.kill().expect("SIGKILL by pid");
+        child.wait().expect("reap");
+        let res = run_bin(
+            "analyze",
+            &[
+                "report",
+                &out_s,
+                "--tokenizer",
+                tokenizer.to_str().expect("utf8"),
+                "--json",
+                "-q",
+            ],
+        );
+        assert!(res.status.success(), "{name}: {}", String::from_utf8_lossy(&res.stderr));
+        let summary: Value = serde_json::from_slice(&res.stdout).expect("json");
+        let res = run_bin(
+            "analyze",
+            &[
+                "sql",
+                &out_s,
+                "SELECT request_id, phase, sent_ns FROM metrics WHERE error_kind = 'lost' ORDER BY request_id",
+                "--format",
+                "json",
+            ],
+        );
+        assert!(res.status.success(), "{name}: {}", String::from_utf8_lossy(&res.stderr));
+        let lost: Vec<Value> = serde_json::from_slice(&res.stdout).expect("json rows");
+        let checked: Vec<&Value> = lost
+            .iter()
+            .filter(|r| r["sent_ns"].as_i64().is_some_and(|t| t >= from_ns))
+            .collect();
+        assert!(!checked.is_empty(), "{name}: lost requests {lost:?}");
+        for r in checked {
+            assert_eq!(r["phase"], want, "{name}: lost request {r}");
+        }
+        if name != "cooldown" {
+            // Nothing of these runs was measured: no measured request can be lost.
+            let measured_lost = summary[0]["requests"]["errors"]["lost"].as_u64().unwrap_or(0);
+            assert_eq!(measured_lost, 0, "{name}: {summary}");
+        }
+    }
 }

@@ -57,6 +57,16 @@ fn capture_with_raw_log(
     capture_args: &[&str],
     requests: usize,
 ) -> (tempfile::TempDir, Run, PathBuf) {
+    capture_expecting(sim_args, capture_args, requests, 0)
+}
+
+/// [`capture_with_raw_log`], where capture must exit with `code` (1: no request succeeded).
+fn capture_expecting(
+    sim_args: &[&str],
+    capture_args: &[&str],
+    requests: usize,
+    code: i32,
+) -> (tempfile::TempDir, Run, PathBuf) {
     let dir = tempfile::tempdir().expect("tmp");
     let raw_log = dir.path().join("sent.jsonl");
     let mut args = vec!["--log-raw", raw_log.to_str().expect("utf8")];
@@ -80,7 +90,13 @@ fn capture_with_raw_log(
         "--quiet",
     ];
     cargs.extend_from_slice(capture_args);
-    ok(&run_bin("capture", &cargs), "capture");
+    let res = run_bin("capture", &cargs);
+    assert_eq!(
+        res.status.code(),
+        Some(code),
+        "capture: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     drop(sim);
     let run = read_run(&out).expect("read run");
     (dir, run, raw_log)
@@ -471,7 +487,7 @@ fn a_decompression_bomb_is_an_error_row_and_the_run_goes_on() {
         if !stream {
             cargs.push("--no-stream");
         }
-        let (_dir, run, _) = capture_with_raw_log(&["--gzip", "--huge-event-bytes", "3000000"], &cargs, 6);
+        let (_dir, run, _) = capture_expecting(&["--gzip", "--huge-event-bytes", "3000000"], &cargs, 6, 1);
         for id in run.requests.keys() {
             let t = run.terminals(*id)[0];
             assert_eq!(

@@ -4,9 +4,11 @@
 //! the recorded `scheduled_ns` are those offsets, and the client lag behind them is measured.
 
 use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use recap_schemas::{LoadMode, Phase};
-use recap_tests::harness::{run_bin, SimProcess};
+use recap_tests::harness::{catches_signal, run_bin, spawn_bin, wait_for_child, SimProcess};
 use recap_tests::runs::read_run;
 
 fn capture(args: &[&str]) -> std::process::Output {
@@ -87,6 +89,45 @@ fn timestamp_schedule_sends_each_row_at_its_scaled_offset() {
 }
 
 #[test]
+fn a_trace_with_fractional_timestamps_keeps_sub_millisecond_offsets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ds = dir.path().join("fractional.jsonl");
+    // 0.0, 0.375, 0.75, ... 12.5 ...: most offsets are not whole milliseconds.
+    let stamps: Vec<f64> = (0..40).map(|i| f64::from(i) * 0.375).collect();
+    let text: String = stamps
+        .iter()
+        .map(|t| format!("{{\"prompt\": \"row at {t:?} ms\", \"max_tokens\": 2, \"timestamp_ms\": {t:?}}}\n"))
+        .collect();
+    assert!(text.starts_with("{\"prompt\": \"row at 0.0 ms\"") && text.contains("\"timestamp_ms\": 12.375}"));
+    std::fs::write(&ds, text).expect("write dataset");
+    let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms"]).expect("recap-sim");
+    let out = dir.path().join("run");
+    let res = capture(&[
+        "--url",
+        &sim.url(),
+        "--api",
+        "completions",
+        "--dataset",
+        &ds.display().to_string(),
+        "--schedule",
+        "timestamps",
+        "--time-scale",
+        "2",
+        "--out",
+        &out.display().to_string(),
+        "-q",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let run = read_run(&out).expect("run");
+    assert_eq!(run.requests.len(), stamps.len(), "each row once");
+    for (i, t) in stamps.iter().enumerate() {
+        // The schedule is the trace's, to the nanosecond: 0.375 ms at scale 2 is 750,000 ns.
+        let want = (t * 2.0 * 1e6).round() as i64;
+        assert_eq!(run.requests[&(i as u64)].scheduled_ns, want, "row {i} at {t} ms");
+    }
+}
+
+#[test]
 fn timestamp_schedule_refuses_rows_without_or_against_time() {
     let dir = tempfile::tempdir().expect("tmp");
     let ds = dir.path().join("bad.jsonl");
@@ -98,6 +139,19 @@ fn timestamp_schedule_refuses_rows_without_or_against_time() {
         (
             "{\"prompt\": \"a\", \"timestamp_ms\": 5}\n{\"prompt\": \"b\", \"timestamp_ms\": 4}\n",
             "row 2",
+        ),
+        (
+            "{\"prompt\": \"a\", \"timestamp_ms\": 5.25}\n{\"prompt\": \"b\", \"timestamp_ms\": 5.125}\n",
+            "row 2",
+        ),
+        // Not a time at all: refused while reading the dataset, naming the file's line.
+        (
+            "{\"prompt\": \"a\", \"timestamp_ms\": 0.5}\n\n{\"prompt\": \"b\", \"timestamp_ms\": -2.5}\n",
+            "line 3: field `timestamp_ms`",
+        ),
+        (
+            "{\"prompt\": \"a\", \"timestamp_ms\": 0.5}\n{\"prompt\": \"b\", \"timestamp_ms\": \"7\"}\n",
+            "line 2: field `timestamp_ms`",
         ),
     ] {
         std::fs::write(&ds, text).expect("write");
@@ -155,7 +209,12 @@ fn a_sweep_with_repeats_makes_a_folder_per_run_and_analyze_groups_repeats_by_poi
         serde_json::from_slice(&std::fs::read(out.join("plan.json")).expect("plan.json")).expect("a plan");
     let dirs: Vec<&str> = plan.runs.iter().map(|r| r.dir.as_str()).collect();
     assert_eq!(dirs, ["c1-r1", "c1-r2", "c2-r1", "c2-r2", "c4-r1", "c4-r2"]);
-    assert!(plan.runs.iter().all(|r| r.status == "complete"), "{plan:?}");
+    assert!(
+        plan.runs
+            .iter()
+            .all(|r| r.status == recap_schemas::PlanRunStatus::Complete),
+        "{plan:?}"
+    );
     let mut runs = Vec::new();
     for r in &plan.runs {
         let run = read_run(&out.join(&r.dir)).expect("a run folder");
@@ -325,10 +384,12 @@ fn max_error_rate_stops_a_run_and_its_plan_early() {
         &out.display().to_string(),
         "-q",
     ]);
+    // Stopped, and nothing succeeded: the plan exits 1 and says which run measured nothing.
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
     assert!(
-        res.status.success(),
-        "a stop condition is a finished measurement: {}",
-        String::from_utf8_lossy(&res.stderr)
+        stderr.contains("capture: error: c2-r1: no request succeeded: ") && stderr.contains("most often `http_status`"),
+        "{stderr}"
     );
     let run = read_run(&out.join("c2-r1")).expect("run");
     assert_eq!(run.manifest.status, recap_schemas::RunStatus::Stopped);
@@ -344,6 +405,30 @@ fn max_error_rate_stops_a_run_and_its_plan_early() {
         serde_json::from_slice(&std::fs::read(out.join("plan.json")).expect("plan.json")).expect("plan");
     let status: Vec<&str> = plan.runs.iter().map(|r| r.status.as_str()).collect();
     assert_eq!(status, ["stopped", "pending"], "the plan stops at the saturated point");
+
+    // Past the knee but measuring: a stop condition that held is a finished measurement.
+    let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms", "--error-rate", "0.8"]).expect("recap-sim");
+    let out = dir.path().join("knee");
+    let res = capture(&[
+        "--url",
+        &sim.url(),
+        "--concurrency",
+        "2",
+        "--requests",
+        "5000",
+        "--max-tokens",
+        "2",
+        "--max-error-rate",
+        "0.5",
+        "--out",
+        &out.display().to_string(),
+        "-q",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let run = read_run(&out).expect("run");
+    assert_eq!(run.manifest.status, recap_schemas::RunStatus::Stopped);
+    let counts = run.manifest.counts.expect("counts");
+    assert!(counts.done > 0 && run.requests.len() < 5000, "{counts:?}");
 }
 
 #[test]
@@ -448,4 +533,95 @@ fn a_replay_sends_byte_identical_bodies_at_the_recorded_offsets() {
     let mut swapped: Vec<String> = with_b.iter().map(|l| l.replace("\"model-b\"", "\"model-a\"")).collect();
     swapped.sort();
     assert_eq!(swapped, got_a);
+}
+
+/// A child process SIGKILLed (by its PID) and reaped if the test ends before it exits.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_pause_between_runs_ends_the_plan_and_plan_json_says_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms"]).expect("recap-sim");
+    let out = dir.path().join("plan");
+    let url = sim.url();
+    let out_s = out.display().to_string();
+    let mut child = Reaped(spawn_bin(
+        "capture",
+        &[
+            "--url",
+            &url,
+            "--concurrency",
+            "1,2,4",
+            "--requests",
+            "4",
+            "--max-tokens",
+            "2",
+            "--pause",
+            "1h",
+            "--out",
+            &out_s,
+            "-q",
+        ],
+    ));
+    let pid = child.0.id();
+    // Ready: the first run is recorded complete in plan.json (so the plan is in its pause) and
+    // capture handles SIGINT (so the signal tests that, not the default action).
+    let plan_json = out.join("plan.json");
+    wait_for_child(
+        &mut child.0,
+        "the first run complete in plan.json, SIGINT caught",
+        || {
+            let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan_json).ok()?).ok()?;
+            (plan["runs"][0]["status"] == "complete" && catches_signal(pid, 2)).then_some(())
+        },
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    // Generous: the pause is an hour, so anything that waits for it never exits here.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "capture did not end the plan after SIGINT during --pause"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "interrupted");
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan_json).expect("plan.json")).expect("json");
+    assert_eq!(plan["status"], "interrupted", "{plan:#}");
+    let msg = plan["status_message"].as_str().unwrap_or_default();
+    assert!(msg.contains("SIGINT") && msg.contains("c2-r1"), "{msg}");
+    let runs: Vec<(&str, &str)> = plan["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| (r["dir"].as_str().expect("dir"), r["status"].as_str().expect("status")))
+        .collect();
+    assert_eq!(
+        runs,
+        [("c1-r1", "complete"), ("c2-r1", "pending"), ("c4-r1", "pending")],
+        "the runs not started are not claimed"
+    );
+    assert!(!out.join("c2-r1").exists(), "the next run never started");
+    let first = read_run(&out.join("c1-r1")).expect("the first run");
+    assert_eq!(first.manifest.status, recap_schemas::RunStatus::Complete);
+    assert_eq!(first.requests.len(), 4);
+    // Still a plan: its runs read as before.
+    let typed: recap_schemas::plan::Plan = serde_json::from_value(plan).expect("a plan");
+    assert_eq!(typed.runs.len(), 3);
 }

@@ -1,9 +1,19 @@
 //! End-to-end: capture -> analyze -> plot against the simulated endpoint, PNG and SVG.
 
+use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use recap_tests::harness::{workspace_bin, SimProcess};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::Array;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use recap_schemas::analysis::metrics as m;
+use recap_schemas::Phase;
+use recap_tests::harness::{pareto_skyline, workspace_bin, SimProcess};
+use recap_tests::runs::read_run;
+use serde_json::Value;
 
 fn run(bin: &str, args: &[&str]) -> Output {
     let out = Command::new(workspace_bin(bin)).args(args).output().expect("run");
@@ -45,6 +55,212 @@ fn capture_and_analyze(sim: &SimProcess, dir: &Path, name: &str, concurrency: &s
     o.to_string()
 }
 
+/// The text of every `<text>` element of an SVG written by plotters (one per line).
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim().to_string()))
+        .collect()
+}
+
+/// `<circle>` elements of radius `r` whose attributes include `attrs` (e.g. `opacity="1"
+/// fill="#0072B2"`).
+fn circles(svg: &str, r: u32, attrs: &str) -> usize {
+    let radius = format!(" r=\"{r}\" ");
+    svg.split("<circle")
+        .skip(1)
+        .filter(|c| {
+            let el = c.split('>').next().unwrap_or("");
+            el.contains(&radius) && el.contains(attrs)
+        })
+        .count()
+}
+
+/// The vertex count of each `<polyline>` stroked `#stroke`, `width` wide, in drawing order.
+fn polylines(svg: &str, stroke: &str, width: u32) -> Vec<usize> {
+    let attrs = format!("stroke=\"#{stroke}\" stroke-width=\"{width}\" points=\"");
+    svg.split("<polyline")
+        .skip(1)
+        .filter_map(|p| {
+            let points = p.split('>').next()?.split_once(attrs.as_str())?.1.split('"').next()?;
+            Some(points.split_whitespace().count())
+        })
+        .collect()
+}
+
+/// The numbers labelled `name = x` in a chart's texts.
+fn labelled(texts: &[String], name: &str) -> Vec<f64> {
+    texts
+        .iter()
+        .filter_map(|t| t.strip_prefix(name)?.strip_prefix(" = ")?.parse().ok())
+        .collect()
+}
+
+/// numpy's default (linear) percentile, written here apart from `recap_stats`.
+fn numpy_percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = q / 100.0 * (v.len() as f64 - 1.0);
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (at - lo as f64) * (v[hi] - v[lo])
+}
+
+/// A measured, successful request's `column` (ns) in ms, from `metrics.parquet` under `run`.
+fn measured_ms(run: &Path, column: &str) -> Vec<f64> {
+    let analysis = run.join("analysis");
+    let dir = std::fs::read_dir(&analysis)
+        .expect("analysis")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("metrics.parquet").is_file())
+        .expect("one analysis");
+    let file = File::open(dir.join("metrics.parquet")).expect("metrics");
+    let mut out = Vec::new();
+    for b in ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+    {
+        let b = b.expect("batch");
+        let phase = b.column_by_name(m::PHASE).expect("phase").as_string::<i32>().clone();
+        let ok = b.column_by_name(m::OK).expect("ok").as_boolean().clone();
+        let v = b
+            .column_by_name(column)
+            .expect("column")
+            .as_primitive::<Int64Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            if phase.value(i) == "measure" && ok.value(i) && v.is_valid(i) {
+                out.push(v.value(i) as f64 / 1e6);
+            }
+        }
+    }
+    out
+}
+
+/// Inter-chunk gaps of a run's measured requests, counted from its events (read back with the
+/// tests' own reader): one fewer than the events carrying output text, per request.
+fn icl_gap_count(run: &Path) -> usize {
+    let r = read_run(run).expect("read run");
+    r.requests
+        .values()
+        .filter(|q| q.phase == Phase::Measure)
+        .map(|q| {
+            let outputs = r.events[&q.request_id]
+                .iter()
+                .filter(|e| {
+                    e.content.as_deref().is_some_and(|c| !c.is_empty())
+                        || e.reasoning.as_deref().is_some_and(|c| !c.is_empty())
+                })
+                .count();
+            outputs.saturating_sub(1)
+        })
+        .sum()
+}
+
+/// A PNG's width, height and RGB pixels: 8-bit RGB or RGBA, not interlaced (what plotters'
+/// bitmap encoder writes), decoded here with `flate2` and the five PNG row filters.
+fn decode_png(png: &[u8]) -> (u32, u32, Vec<[u8; 3]>) {
+    use std::io::Read;
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG signature");
+    let (mut pos, mut idat, mut head) = (8, Vec::new(), None);
+    while pos + 8 <= png.len() {
+        let n = u32::from_be_bytes(png[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        let (kind, data) = (&png[pos + 4..pos + 8], &png[pos + 8..pos + 8 + n]);
+        match kind {
+            b"IHDR" => head = Some(data.to_vec()),
+            b"IDAT" => idat.extend_from_slice(data),
+            _ => {}
+        }
+        pos += 12 + n;
+    }
+    let head = head.expect("IHDR");
+    let w = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes"));
+    let h = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
+    let bpp = match (head[8], head[9], head[12]) {
+        (8, 2, 0) => 3,
+        (8, 6, 0) => 4,
+        other => panic!("PNG (depth, colour type, interlace) {other:?} not decoded here"),
+    };
+    let mut raw = Vec::new();
+    flate2::read::ZlibDecoder::new(&idat[..])
+        .read_to_end(&mut raw)
+        .expect("zlib");
+    let stride = w as usize * bpp;
+    assert_eq!(raw.len(), (stride + 1) * h as usize, "IDAT holds every row");
+    let mut prev = vec![0u8; stride];
+    let mut pixels = Vec::with_capacity((w * h) as usize);
+    for row in raw.chunks(stride + 1) {
+        let mut line = row[1..].to_vec();
+        for x in 0..stride {
+            let a = if x >= bpp { i32::from(line[x - bpp]) } else { 0 };
+            let (b, c) = (i32::from(prev[x]), if x >= bpp { i32::from(prev[x - bpp]) } else { 0 });
+            let pred = match row[0] {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => (a + b) / 2,
+                4 => {
+                    let p = a + b - c;
+                    let (pa, pb, pc) = ((p - a).abs(), (p - b).abs(), (p - c).abs());
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                f => panic!("PNG row filter {f}"),
+            };
+            line[x] = line[x].wrapping_add(pred as u8);
+        }
+        pixels.extend(line.chunks(bpp).map(|p| [p[0], p[1], p[2]]));
+        prev = line;
+    }
+    (w, h, pixels)
+}
+
+/// A chart's PNG draws what its SVG draws: the same size, and every opaque colour the SVG
+/// fills a shape with or strokes a 3-pixel line in covers pixels of the PNG.
+fn png_matches_svg(png: &[u8], svg: &str, stem: &str) {
+    let (w, h, pixels) = decode_png(png);
+    assert!(
+        svg.contains(&format!("<svg width=\"{w}\" height=\"{h}\"")),
+        "{stem}: the PNG is {w}x{h}, unlike the SVG"
+    );
+    let mut count: BTreeMap<[u8; 3], usize> = BTreeMap::new();
+    for p in &pixels {
+        *count.entry(*p).or_default() += 1;
+    }
+    let mut colours: Vec<String> = Vec::new();
+    for (pre, post) in [
+        ("opacity=\"1\" fill=\"#", ""),
+        ("opacity=\"1\" stroke=\"#", "\" stroke-width=\"3\""),
+    ] {
+        for part in svg.split(pre).skip(1) {
+            let hex = &part[..6];
+            if part[6..].starts_with(post) && !["FFFFFF", "000000"].contains(&hex) && !colours.iter().any(|c| c == hex)
+            {
+                colours.push(hex.to_string());
+            }
+        }
+    }
+    assert!(!colours.is_empty(), "{stem}.svg draws no series colour");
+    for hex in colours {
+        let rgb: Vec<u8> = (0..3)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        let n = count.get(&[rgb[0], rgb[1], rgb[2]]).copied().unwrap_or(0);
+        assert!(
+            n >= 40,
+            "{stem}.png has {n} pixels of #{hex}, a colour its SVG draws with"
+        );
+    }
+    let white = count.get(&[255, 255, 255]).copied().unwrap_or(0);
+    assert!(white < pixels.len() * 99 / 100, "{stem}.png is nearly blank");
+}
+
 #[test]
 fn capture_analyze_plot_writes_png_and_svg_with_titles_and_labels() {
     let sim = SimProcess::start(&["--ttft", "2ms", "--itl", "1ms", "--output-tokens", "12"]).expect("sim");
@@ -65,13 +281,68 @@ fn capture_analyze_plot_writes_png_and_svg_with_titles_and_labels() {
         "token_agreement",
     ] {
         let png = std::fs::read(charts.join(format!("{stem}.png"))).expect("png");
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png is a PNG");
-        assert!(png.len() > 10_000, "{stem}.png is not blank");
         let svg = std::fs::read_to_string(charts.join(format!("{stem}.svg"))).expect("svg");
-        assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{stem}.svg");
+        png_matches_svg(&png, &svg, stem);
     }
     let svg = |stem: &str| std::fs::read_to_string(charts.join(format!("{stem}.svg"))).expect("svg");
+    // What the charts must hold, from the capture's arguments (20 measured requests after 2
+    // warmup ones, all answered by the simulator), its events and numpy's percentiles.
+    let (measured, warmup) = (20, 2);
+    let run_a = Path::new(&a);
+    let icl = icl_gap_count(run_a);
+    assert!(icl >= measured, "12-token answers stream several chunks: {icl}");
     let cdf = svg("latency_cdf");
+    // One CDF line per panel (TTFT, TPOT, ICL, E2E), a vertex per sample; then a legend line.
+    let lines: Vec<usize> = polylines(&cdf, "0072B2", 3).into_iter().filter(|n| *n > 2).collect();
+    assert_eq!(
+        lines,
+        [measured, measured, icl, measured],
+        "latency_cdf.svg: CDF vertices per panel"
+    );
+    let texts = svg_texts(&cdf);
+    for (metric, column) in [("TTFT", m::TTFT_NS), ("E2E", m::E2E_NS)] {
+        let v = measured_ms(run_a, column);
+        assert_eq!(v.len(), measured, "{metric} samples in metrics.parquet");
+        for p in [50.0, 90.0, 99.0] {
+            let want = numpy_percentile(&v, p);
+            let shown = labelled(&texts, &format!("p{p}"));
+            assert!(
+                shown.iter().any(|x| (x - want).abs() <= 0.0005 + 1e-9 * want),
+                "latency_cdf.svg: no p{p} = {want:.3} ({metric}) among {shown:?}"
+            );
+        }
+    }
+    let samples = |stem: &str| -> Vec<String> {
+        svg_texts(&svg(stem))
+            .into_iter()
+            .filter(|t| t.ends_with(" samples"))
+            .collect()
+    };
+    let n = |k: usize| format!("{k} samples");
+    assert_eq!(
+        samples("latency_histograms"),
+        [n(measured), n(measured), n(icl), n(measured)]
+    );
+    assert_eq!(samples("tokens"), [n(measured), n(measured)]);
+    let tl = svg("timeline");
+    // Every successful request (warmup included) is a TTFT dot and an E2E dot.
+    assert_eq!(
+        circles(&tl, 3, r##"opacity="1" fill="#0072B2""##),
+        measured + warmup,
+        "timeline.svg: TTFT dots"
+    );
+    assert_eq!(
+        circles(&tl, 3, r##"opacity="1" fill="#E69F00""##),
+        measured + warmup,
+        "timeline.svg: E2E dots"
+    );
+    let agreement = svg("token_agreement");
+    assert_eq!(
+        circles(&agreement, 4, r##"opacity="0.6" fill="#0072B2""##),
+        measured,
+        "token_agreement.svg: a dot per request"
+    );
+    assert!(svg_texts(&agreement).contains(&format!("{measured} requests")));
     for text in [
         "Latency CDFs: a",
         "Time to first token (TTFT)",
@@ -135,7 +406,52 @@ fn capture_analyze_plot_writes_png_and_svg_with_titles_and_labels() {
     );
     let out = run("plot", &[sweep.to_str().expect("utf8"), "--out", c, "--format", "svg"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A dot per run and a ring per run on the front, the front computed here from sweep.json;
+    // the repeated c4 point gets an ellipse outline (97 vertices: 96 segments, closed).
+    let sj: Value =
+        serde_json::from_slice(&std::fs::read(sweep.join("sweep.json")).expect("sweep.json")).expect("json");
+    let rows = sj["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3);
+    let xy = |x: &str, y: &str, sign: f64| -> Vec<(f64, f64)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r["values"][x].as_f64().expect("x"),
+                    sign * r["values"][y].as_f64().expect("y"),
+                )
+            })
+            .collect()
+    };
+    let on = |pts: &[(f64, f64)]| pareto_skyline(pts).iter().filter(|o| **o).count();
     let p = svg("pareto");
+    assert_eq!(
+        circles(&p, 6, r##"opacity="1" fill="#0072B2""##),
+        3,
+        "pareto.svg: a dot per run"
+    );
+    let front = on(&xy("output_tokens_per_s", "output_tokens_per_s_per_user", 1.0));
+    assert_eq!(
+        circles(&p, 9, r##"fill="none" stroke="#D55E00""##),
+        front,
+        "pareto.svg: a ring per run on the front"
+    );
+    assert_eq!(
+        polylines(&p, "009E73", 2).iter().filter(|n| **n == 97).count(),
+        1,
+        "pareto.svg: one ellipse"
+    );
+    let lt = svg("latency_vs_throughput");
+    assert_eq!(
+        circles(&lt, 6, r##"opacity="1" fill="#0072B2""##),
+        3,
+        "latency_vs_throughput.svg: a dot per run"
+    );
+    let front = on(&xy("requests_per_s", "e2e_ms_p99", -1.0));
+    assert_eq!(
+        circles(&lt, 9, r##"fill="none" stroke="#D55E00""##),
+        front,
+        "latency_vs_throughput.svg: a ring per run on its front"
+    );
     for text in [
         "Pareto front",
         "output_tokens_per_s (tokens/s)",

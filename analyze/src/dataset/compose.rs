@@ -15,6 +15,8 @@ use crate::{Error, Result};
 
 /// English words, most frequent first (see the file's header).
 const WORDS: &str = include_str!("words.txt");
+/// The text a piece is counted after ([`Composer::new`]).
+const ANCHOR: &str = "The";
 /// Words at least this many of which must be single tokens for the tokenizer to be usable.
 const MIN_WORDS: usize = 64;
 
@@ -35,7 +37,12 @@ impl Composer {
     pub fn new(count: &(dyn Fn(&str) -> Result<u32> + Sync)) -> Result<Composer> {
         use rayon::prelude::*;
         let vocabulary: Vec<&str> = WORDS.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-        let single = |piece: &str| count(piece).map(|n| n == 1);
+        // A piece is one token where it is used: after other text. Counting it alone would
+        // refuse every word of a SentencePiece-style tokenizer, whose normalizer prepends `▁`
+        // to the text (` word` alone is `▁▁word`, two tokens; after a word it is `▁word`).
+        // For byte-level BPE the piece is its own pre-token either way.
+        let anchor = count(ANCHOR)?;
+        let single = |piece: &str| count(&format!("{ANCHOR}{piece}")).map(|n| n == anchor + 1);
         let words: Vec<String> = vocabulary
             .par_iter()
             .map(|w| {

@@ -61,10 +61,7 @@ const ANSWER_FIELDS: &[&str] = &["completion", "response", "output", "answer", "
 
 /// Reads the items of `path`; unusable ones are counted by reason.
 fn read_items(path: &Path, skipped: &mut BTreeMap<String, u64>) -> Result<Vec<Item>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::unreadable(path, source))?;
     let name = path.display();
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     let values: Vec<(u64, Value)> = if first == Some(&b'[') {

@@ -167,7 +167,7 @@ pub fn inspect(path: &Path, chat: Option<&Measure<'_>>, completions: &Measure<'_
         .zip(&isl)
         .filter_map(|(r, n)| r.plan.isl_tokens.map(|p| (p, *n)))
         .collect();
-    let stamps: Vec<u64> = rows.iter().filter_map(|r| r.plan.timestamp_ms).collect();
+    let stamps: Vec<f64> = rows.iter().filter_map(|r| r.plan.timestamp_ms).collect();
     Ok(Inspection {
         path: path.display().to_string(),
         tokenizer: counter.id().to_string(),
@@ -191,7 +191,9 @@ pub fn inspect(path: &Path, chat: Option<&Measure<'_>>, completions: &Measure<'_
             shared_tokens as f64 / total as f64
         },
         timestamped_rows: stamps.len(),
-        timestamp_span_ms: stamps.iter().max().copied().unwrap_or(0) - stamps.iter().min().copied().unwrap_or(0),
+        timestamp_span_ms: (stamps.iter().copied().fold(0.0, f64::max)
+            - stamps.iter().copied().reduce(f64::min).unwrap_or(0.0))
+        .round() as u64,
         sessions: rows
             .iter()
             .filter_map(|r| r.plan.session_id.as_deref())

@@ -81,10 +81,7 @@ impl FromStr for LengthDist {
 impl LengthDist {
     /// Reads an empirical histogram: `length,weight` per line (a weight-less line weighs 1).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::unreadable(path, source))?;
         let (mut lengths, mut cumulative, mut total) = (Vec::new(), Vec::new(), 0.0);
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();

@@ -160,10 +160,7 @@ pub fn write_rows(path: &Path, rows: &[DatasetRow]) -> Result<()> {
 
 /// Reads dataset rows (the contract's JSONL), naming the file and line of a bad one.
 pub fn read_rows(path: &Path) -> Result<Vec<DatasetRow>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::unreadable(path, source))?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -38,6 +38,8 @@ pub struct Spec {
 const LENGTHS: u64 = 1;
 const PREFIX: u64 = 2;
 const TEXT: u64 = 3;
+/// Draws of a row's text before giving up on keeping its shared prefix whole.
+const BOUNDARY_TRIES: usize = 8;
 
 /// The rows, and what had to be adjusted (sampled lengths clipped to a valid range).
 pub fn generate(
@@ -89,19 +91,34 @@ pub fn generate(
             let mut text_rng = row_rng(spec.seed, TEXT, i as u64);
             let head_tokens = if group.is_some() { spec.shared_prefix } else { 0 };
             let n = isl.saturating_sub(overhead + head_tokens) as usize;
-            let tail = composer.pieces(&mut text_rng, n.max(1));
-            // After a shared prefix the tail goes on with a space; a prompt's own first word
-            // has none.
-            let tail = if group.is_some() { tail } else { unspaced(tail) };
             let keep = usize::from(group.is_none());
-            let content = fit
-                .fit(&mut text_rng, head, tail, keep, isl, &|t| measure.isl(t))?
-                .map(|t| t.0)
-                .ok_or_else(|| {
-                    Error::Input(format!(
-                        "row {i}: could not compose a prompt of exactly {isl} input tokens"
-                    ))
-                })?;
+            let mut content = None;
+            for _ in 0..BOUNDARY_TRIES {
+                let tail = composer.pieces(&mut text_rng, n.max(1));
+                // After a shared prefix the tail goes on with a space; a prompt's own first
+                // word has none.
+                let tail = if group.is_some() { tail } else { unspaced(tail) };
+                let Some((text, _)) = fit.fit(&mut text_rng, head, tail, keep, isl, &|t| measure.isl(t))? else {
+                    continue;
+                };
+                // The prefix must stay its own N tokens inside the prompt: the first N tokens
+                // of the content end exactly where the prefix ends (the tail merged into none
+                // of them), so every row of the group starts with the same token ids.
+                if group.is_none() || measure.counter().truncate(&text, spec.shared_prefix)? == head {
+                    content = Some(text);
+                    break;
+                }
+            }
+            let content = content.ok_or_else(|| {
+                Error::Input(format!(
+                    "row {i}: could not compose a prompt of exactly {isl} input tokens{}",
+                    if group.is_some() {
+                        format!(" starting with its {}-token shared prefix", spec.shared_prefix)
+                    } else {
+                        String::new()
+                    }
+                ))
+            })?;
             let plan = RowPlan {
                 max_tokens: Some(osl),
                 min_tokens: spec.ignore_eos.then_some(osl),

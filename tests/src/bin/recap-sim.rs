@@ -105,12 +105,13 @@ struct Args {
     /// Whose chunk shapes to send (the same text in every flavor).
     #[arg(long, value_enum, default_value = "openai")]
     flavor: Flavor,
-    /// Report `usage` counted with this Hugging Face tokenizer (`tokenizer.json` or
-    /// `tokenizer.json.gz`) instead of one token per word: completion tokens are the
-    /// generated content (+ reasoning) text's tokens; a chat prompt is rendered through the
-    /// chat template of the `tokenizer_config.json` beside it (with the generation prompt),
-    /// a completions prompt counted with the tokenizer's special tokens. Loaded before the
-    /// `listening on` line.
+    /// Answer and count `usage` as a server running this Hugging Face tokenizer's model
+    /// (`tokenizer.json` or `tokenizer.json.gz`): each output token is a word this tokenizer
+    /// keeps as one token (` river`), so a response is exactly its `max_tokens` (or
+    /// `--output-tokens`) tokens of it, and completion tokens are the content (+ reasoning)
+    /// text's tokens; a chat prompt is rendered through the chat template of the
+    /// `tokenizer_config.json` beside it (with the generation prompt), a completions prompt
+    /// counted with the tokenizer's special tokens. Loaded before the `listening on` line.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Answer with the texts of this JSONL file (`{"text": ...}` rows) instead of generated

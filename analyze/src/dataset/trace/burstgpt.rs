@@ -57,7 +57,7 @@ pub fn parse(text: &str, name: &str) -> Result<(Vec<TraceRequest>, u64)> {
         }
         out.push(TraceRequest {
             line,
-            timestamp_ms: (seconds * 1000.0).round() as u64,
+            timestamp_ms: seconds * 1000.0,
             input_length,
             output_length,
             hash_ids: Vec::new(),

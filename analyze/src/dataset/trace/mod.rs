@@ -36,7 +36,7 @@ pub struct TraceRequest {
     /// 1-based line in the trace file, for errors.
     pub line: u64,
     /// Offset from the trace's start.
-    pub timestamp_ms: u64,
+    pub timestamp_ms: f64,
     /// Input tokens.
     pub input_length: u32,
     /// Output tokens.
@@ -48,10 +48,7 @@ pub struct TraceRequest {
 
 /// Reads a trace; returns its requests and how many lines the format skips.
 pub fn read(format: TraceFormat, path: &Path) -> Result<(Vec<TraceRequest>, u64)> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::unreadable(path, source))?;
     let name = path.display().to_string();
     let (rows, skipped) = match format {
         TraceFormat::Mooncake => (mooncake::parse(&text, &name)?, 0),
@@ -189,14 +186,14 @@ mod tests {
         let trace = vec![
             TraceRequest {
                 line: 1,
-                timestamp_ms: 0,
+                timestamp_ms: 0.0,
                 input_length: 405,
                 output_length: 3,
                 hash_ids: vec![0],
             },
             TraceRequest {
                 line: 2,
-                timestamp_ms: 5,
+                timestamp_ms: 5.0,
                 input_length: 1100,
                 output_length: 3,
                 hash_ids: vec![0, 1, 2],
@@ -210,7 +207,7 @@ mod tests {
         };
         let (rows, notes) = generate(&trace, &spec, &measure, &composer).expect("generates");
         assert!(notes.is_empty(), "{notes:?}");
-        assert_eq!(rows[1].plan.timestamp_ms, Some(5));
+        assert_eq!(rows[1].plan.timestamp_ms, Some(5.0));
         let content = |r: &DatasetRow| {
             r.messages.as_ref().expect("chat")[0]["content"]
                 .as_str()

@@ -99,71 +99,6 @@ impl RunFolder {
     }
 }
 
-/// One row group of one segment: the unit analyze reads, several at a time, in write order.
-#[derive(Debug, Clone)]
-pub struct Part {
-    /// The segment.
-    pub path: PathBuf,
-    /// The row group within it.
-    pub row_group: usize,
-}
-
-/// The row groups of `files`, in order.
-pub fn parts(files: &[PathBuf]) -> Result<Vec<Part>> {
-    let mut out = Vec::new();
-    for f in files {
-        let md = crate::store::footer(f).map_err(|e| Error::Input(format!("{}: {e}", f.display())))?;
-        out.extend((0..md.num_row_groups()).map(|row_group| Part {
-            path: f.clone(),
-            row_group,
-        }));
-    }
-    Ok(out)
-}
-
-/// The rows of `part`, only `columns` (all when empty; those the segment has: an older
-/// segment lacks newer ones, which readers take as all null). A row group that cannot be decoded is an error
-/// naming the segment.
-pub fn read_part(part: &Part, columns: &[&str]) -> Result<Vec<arrow_array::RecordBatch>> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::arrow::ProjectionMask;
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::Input(format!("{} (row group {}): {e}", part.path.display(), part.row_group))
-    };
-    let file = std::fs::File::open(&part.path).map_err(|source| Error::Io {
-        path: part.path.clone(),
-        source,
-    })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
-    let mask = if columns.is_empty() {
-        ProjectionMask::all()
-    } else {
-        ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied())
-    };
-    let reader = builder
-        .with_projection(mask)
-        .with_row_groups(vec![part.row_group])
-        .with_batch_size(16 * 1024)
-        .build()
-        .map_err(|e| bad(&e))?;
-    reader.map(|b| b.map_err(|e| bad(&e))).collect::<Result<Vec<_>>>()
-}
-
-/// Every batch of the Parquet file at `path`, row group by row group, only `columns` (all when
-/// empty): how analyze reads back the files it wrote.
-pub fn each_batch(
-    path: &Path,
-    columns: &[&str],
-    each: &mut dyn FnMut(arrow_array::RecordBatch) -> Result<()>,
-) -> Result<()> {
-    for part in parts(&[path.to_path_buf()])? {
-        for b in read_part(&part, columns)? {
-            each(b)?;
-        }
-    }
-    Ok(())
-}
-
 /// Closed segments of one table folder, footers checked, in write order.
 fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -182,10 +117,10 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
     recap_schemas::sort_segments(&mut files);
     let mut ok = Vec::with_capacity(files.len());
     for f in files {
-        match crate::store::footer(&f) {
+        match super::parquet::footer(&f) {
             Err(why) => skipped.push((f, why)),
             Ok(md) => {
-                let version = crate::store::footer_value(md.file_metadata(), META_SCHEMA_VERSION)
+                let version = super::parquet::footer_value(md.file_metadata(), META_SCHEMA_VERSION)
                     .and_then(|v| v.parse::<u32>().ok());
                 match version {
                     Some(v) if v > SCHEMA_VERSION => {
@@ -204,7 +139,7 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
 }
 
 fn register_files(ctx: &SessionContext, name: &str, files: &[PathBuf], schema: arrow_schema::SchemaRef) -> Result<()> {
-    let df = |e: datafusion::error::DataFusionError| Error::Query(e.to_string());
+    let df = Error::from;
     if files.is_empty() {
         let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]]).map_err(df)?;
         ctx.register_table(name, Arc::new(empty)).map_err(df)?;

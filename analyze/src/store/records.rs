@@ -6,7 +6,7 @@
 //! text once, so an analysis with another tokenizer reads texts, not events. Neither depends
 //! on the tokenizer, so every analysis of the run shares them. Both are written as requests
 //! finish and are valid only for the exact set of segments they were built from
-//! ([`crate::store::fingerprint`]): a run that gained segments since (it was still running)
+//! ([`super::fingerprint`]): a run that gained segments since (it was still running)
 //! or lost one is reassembled again. Deleting them is always safe.
 
 use std::path::Path;
@@ -21,9 +21,12 @@ use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64T
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::reassemble::{InputKind, InputRef, RequestRecord};
-use crate::store::{ParquetFile, TextKey};
+use super::parquet::{each_batch, ParquetFile};
+use crate::input::{InputKind, InputRef};
+use crate::keys::{key_bytes, key_from_bytes, TextKey};
+use crate::reassemble::RequestRecord;
 use crate::{Error, Result};
+use recap_schemas::analysis::records as columns;
 
 /// File name under `<run>/analysis/`.
 pub const FILE: &str = recap_schemas::analysis::RECORDS_FILE;
@@ -37,7 +40,7 @@ impl RecordsFile {
         ParquetFile::create(
             path,
             recap_schemas::analysis::records::schema(),
-            &[(crate::store::META_FINGERPRINT, fingerprint)],
+            &[(super::META_FINGERPRINT, fingerprint)],
         )
         .map(RecordsFile)
     }
@@ -76,9 +79,7 @@ fn to_batch(records: &[RequestRecord]) -> Result<RecordBatch> {
         sched.append_option(r.scheduled_ns);
         input_kind.append_option(r.input.map(|i| i.kind.as_str()));
         match r.input {
-            Some(i) => input_hash
-                .append_value(crate::store::key_bytes(i.hash))
-                .map_err(|e| Error::Internal(e.to_string()))?,
+            Some(i) => input_hash.append_value(key_bytes(i.hash)).map_err(Error::from)?,
             None => input_hash.append_null(),
         }
         sent.append_option(r.sent_ns);
@@ -92,8 +93,7 @@ fn to_batch(records: &[RequestRecord]) -> Result<RecordBatch> {
             (&mut h_reasoning, r.hashes.reasoning),
             (&mut h_tools, r.hashes.tool_args),
         ] {
-            b.append_value(crate::store::key_bytes(k))
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            b.append_value(key_bytes(k)).map_err(Error::from)?;
         }
         times.values().append_slice(&r.output_times_ns);
         times.append(true);
@@ -148,8 +148,7 @@ fn to_batch(records: &[RequestRecord]) -> Result<RecordBatch> {
         Arc::new(prefill.finish()),
         Arc::new(decode.finish()),
     ];
-    RecordBatch::try_new(recap_schemas::analysis::records::schema(), columns)
-        .map_err(|e| Error::Internal(e.to_string()))
+    RecordBatch::try_new(recap_schemas::analysis::records::schema(), columns).map_err(Error::from)
 }
 
 /// Whether `path` holds records built from `fingerprint` in this version's columns.
@@ -160,7 +159,7 @@ pub fn valid(path: &Path, fingerprint: &str) -> bool {
     let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else {
         return false;
     };
-    crate::store::footer_value(builder.metadata().file_metadata(), crate::store::META_FINGERPRINT) == Some(fingerprint)
+    super::parquet::footer_value(builder.metadata().file_metadata(), super::META_FINGERPRINT) == Some(fingerprint)
         && builder.schema().fields() == recap_schemas::analysis::records::schema().fields()
 }
 
@@ -172,7 +171,7 @@ pub fn read(path: &Path, each: &mut dyn FnMut(Vec<RequestRecord>) -> Result<()>)
             path.display()
         ))
     };
-    crate::load::each_batch(path, &[], &mut |batch| {
+    each_batch(path, &[], &mut |batch| {
         let mut out = Vec::with_capacity(batch.num_rows());
         read_batch(&batch, &mut out).ok_or_else(bad)?;
         each(out)
@@ -182,9 +181,9 @@ pub fn read(path: &Path, each: &mut dyn FnMut(Vec<RequestRecord>) -> Result<()>)
 /// Reads only the output-text keys of a [`valid`] `path` (reasoning, content, tool args of
 /// each request), a batch at a time: what a new tokenizer must count, without the rest.
 pub fn read_keys(path: &Path, each: &mut dyn FnMut(&[TextKey]) -> Result<()>) -> Result<()> {
-    let columns = ["reasoning_hash", "content_hash", "tool_args_hash"];
+    let columns = [columns::REASONING_HASH, columns::CONTENT_HASH, columns::TOOL_ARGS_HASH];
     let bad = || Error::Input(format!("{}: unreadable; delete it and analyze again", path.display()));
-    crate::load::each_batch(path, &columns, &mut |b| {
+    each_batch(path, &columns, &mut |b| {
         let mut keys = Vec::with_capacity(3 * b.num_rows());
         for name in columns {
             let c = b
@@ -192,7 +191,7 @@ pub fn read_keys(path: &Path, each: &mut dyn FnMut(&[TextKey]) -> Result<()>) ->
                 .and_then(|c| c.as_fixed_size_binary_opt())
                 .ok_or_else(bad)?;
             for i in 0..c.len() {
-                keys.push(crate::store::key_from_bytes(c.value(i)).ok_or_else(bad)?);
+                keys.push(key_from_bytes(c.value(i)).ok_or_else(bad)?);
             }
         }
         each(&keys)
@@ -211,7 +210,7 @@ impl TextsFile {
         let file = ParquetFile::create(
             path,
             recap_schemas::analysis::texts::schema(),
-            &[(crate::store::META_FINGERPRINT, fingerprint)],
+            &[(super::META_FINGERPRINT, fingerprint)],
         )?;
         Ok(TextsFile {
             file,
@@ -225,8 +224,7 @@ impl TextsFile {
         let mut text = StringBuilder::new();
         for (k, t) in texts {
             if self.written.insert(k) {
-                keys.append_value(crate::store::key_bytes(k))
-                    .map_err(|e| Error::Internal(e.to_string()))?;
+                keys.append_value(key_bytes(k)).map_err(Error::from)?;
                 text.append_value(t);
             }
         }
@@ -234,7 +232,7 @@ impl TextsFile {
             recap_schemas::analysis::texts::schema(),
             vec![Arc::new(keys.finish()), Arc::new(text.finish())],
         )
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(Error::from)?;
         self.file.write(&batch)
     }
 
@@ -250,17 +248,17 @@ pub type KeyedTexts<'a> = [(TextKey, &'a str)];
 /// Reads `texts.parquet` a batch at a time into `each`.
 pub fn read_texts(path: &Path, each: &mut dyn FnMut(&KeyedTexts<'_>) -> Result<()>) -> Result<()> {
     let bad = || Error::Input(format!("{}: not a texts.parquet; delete it", path.display()));
-    crate::load::each_batch(path, &[], &mut |b| {
+    each_batch(path, &[], &mut |b| {
         let keys = b
-            .column_by_name("text_hash")
+            .column_by_name(recap_schemas::analysis::texts::TEXT_HASH)
             .and_then(|c| c.as_fixed_size_binary_opt())
             .ok_or_else(bad)?;
         let texts = b
-            .column_by_name("text")
+            .column_by_name(recap_schemas::analysis::texts::TEXT)
             .and_then(|c| c.as_string_opt::<i32>())
             .ok_or_else(bad)?;
         let pairs = (0..b.num_rows())
-            .map(|i| Some((crate::store::key_from_bytes(keys.value(i))?, texts.value(i))))
+            .map(|i| Some((key_from_bytes(keys.value(i))?, texts.value(i))))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(bad)?;
         each(&pairs)
@@ -273,29 +271,40 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
     let u32s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<UInt32Type>().cloned());
     let i64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
     let strs = |name: &str| col(name).and_then(|c| c.as_string_opt::<i32>().cloned());
-    let (id, phase, api) = (u64s("request_id")?, strs("phase")?, strs("api")?);
-    let sched = i64s("scheduled_ns")?;
-    let input_kind = strs("input_kind")?;
-    let (sent, headers, end) = (i64s("sent_ns")?, i64s("headers_ns")?, i64s("end_ns")?);
-    let status = col("http_status")?.as_primitive_opt::<UInt16Type>()?.clone();
-    let (terminal, error_kind) = (strs("terminal")?, strs("error_kind")?);
-    let keys = |name: &str| col(name).and_then(|c| c.as_fixed_size_binary_opt().cloned());
-    let (hc, hr, ht) = (keys("content_hash")?, keys("reasoning_hash")?, keys("tool_args_hash")?);
-    let input_hash = keys("input_hash")?;
-    let times = col("output_times_ns")?.as_list_opt::<i32>()?.clone();
-    let (fc, fco) = (i64s("first_choice_ns")?, i64s("first_content_ns")?);
-    let (up, uc) = (u32s("usage_prompt_tokens")?, u32s("usage_completion_tokens")?);
-    let (protocol, sse) = (u32s("protocol_events")?, u32s("sse_events")?);
-    let (connect, retries) = (i64s("connect_ns")?, u32s("retries")?);
-    let (max_tokens, planned, group) = (
-        u32s("max_tokens")?,
-        u32s("planned_input_tokens")?,
-        u32s("prefix_group")?,
+    let (id, phase, api) = (u64s(columns::REQUEST_ID)?, strs(columns::PHASE)?, strs(columns::API)?);
+    let sched = i64s(columns::SCHEDULED_NS)?;
+    let input_kind = strs(columns::INPUT_KIND)?;
+    let (sent, headers, end) = (
+        i64s(columns::SENT_NS)?,
+        i64s(columns::HEADERS_NS)?,
+        i64s(columns::END_NS)?,
     );
-    let (session, turn) = (strs("session_id")?, u32s("turn")?);
-    let cached = u32s("usage_cached_tokens")?;
+    let status = col(columns::HTTP_STATUS)?.as_primitive_opt::<UInt16Type>()?.clone();
+    let (terminal, error_kind) = (strs(columns::TERMINAL)?, strs(columns::ERROR_KIND)?);
+    let keys = |name: &str| col(name).and_then(|c| c.as_fixed_size_binary_opt().cloned());
+    let (hc, hr, ht) = (
+        keys(columns::CONTENT_HASH)?,
+        keys(columns::REASONING_HASH)?,
+        keys(columns::TOOL_ARGS_HASH)?,
+    );
+    let input_hash = keys(columns::INPUT_HASH)?;
+    let times = col(columns::OUTPUT_TIMES_NS)?.as_list_opt::<i32>()?.clone();
+    let (fc, fco) = (i64s(columns::FIRST_CHOICE_NS)?, i64s(columns::FIRST_CONTENT_NS)?);
+    let (up, uc) = (
+        u32s(columns::USAGE_PROMPT_TOKENS)?,
+        u32s(columns::USAGE_COMPLETION_TOKENS)?,
+    );
+    let (protocol, sse) = (u32s(columns::PROTOCOL_EVENTS)?, u32s(columns::SSE_EVENTS)?);
+    let (connect, retries) = (i64s(columns::CONNECT_NS)?, u32s(columns::RETRIES)?);
+    let (max_tokens, planned, group) = (
+        u32s(columns::MAX_TOKENS)?,
+        u32s(columns::PLANNED_INPUT_TOKENS)?,
+        u32s(columns::PREFIX_GROUP)?,
+    );
+    let (session, turn) = (strs(columns::SESSION_ID)?, u32s(columns::TURN)?);
+    let cached = u32s(columns::USAGE_CACHED_TOKENS)?;
     let f64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<Float64Type>().cloned());
-    let (prefill, decode) = (f64s("server_prefill_ms")?, f64s("server_decode_ms")?);
+    let (prefill, decode) = (f64s(columns::SERVER_PREFILL_MS)?, f64s(columns::SERVER_DECODE_MS)?);
     let f64_at = |a: &arrow_array::Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let i64_at = |a: &arrow_array::Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
@@ -311,7 +320,7 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
             input: match (str_at(&input_kind, i), input_hash.is_valid(i)) {
                 (Some(kind), true) => Some(InputRef {
                     kind: InputKind::parse(&kind)?,
-                    hash: crate::store::key_from_bytes(input_hash.value(i))?,
+                    hash: key_from_bytes(input_hash.value(i))?,
                 }),
                 _ => None,
             },
@@ -323,9 +332,9 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
             error_kind: str_at(&error_kind, i).and_then(|v| recap_schemas::ErrorKind::parse(&v)),
             texts: None,
             hashes: crate::reassemble::TextHashes {
-                content: crate::store::key_from_bytes(hc.value(i))?,
-                reasoning: crate::store::key_from_bytes(hr.value(i))?,
-                tool_args: crate::store::key_from_bytes(ht.value(i))?,
+                content: key_from_bytes(hc.value(i))?,
+                reasoning: key_from_bytes(hr.value(i))?,
+                tool_args: key_from_bytes(ht.value(i))?,
             },
             output_times_ns: t.values().to_vec(),
             first_choice_ns: i64_at(&fc, i),
@@ -367,7 +376,7 @@ mod tests {
             scheduled_ns: Some(5),
             input: Some(InputRef {
                 kind: InputKind::Chat,
-                hash: crate::store::text_hash("[]"),
+                hash: crate::keys::text_hash("[]"),
             }),
             sent_ns: Some(10),
             http_status: Some(200),
@@ -419,7 +428,7 @@ mod tests {
     fn texts_are_written_once_per_key_and_read_back() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join(recap_schemas::analysis::TEXTS_FILE);
-        let key = crate::store::text_hash;
+        let key = crate::keys::text_hash;
         let mut f = TextsFile::create(&path, "fp").expect("create");
         f.write([(key("a"), "a"), (key("b"), "b"), (key("a"), "a")])
             .expect("write");
