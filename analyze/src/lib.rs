@@ -5,6 +5,7 @@
 //! - [`store`]: the one door to storage: run folders (any status, versions checked, SQL
 //!   tables), analyze's own Parquet files and caches, and their failure policy.
 //! - [`keys`]: content keys naming texts, so work done on a text is found again.
+//! - [`columns`]: typed access to a batch's columns by name (segments and caches alike).
 //! - [`reassemble`]: per-request output text per channel and the event times.
 //! - [`tokenize`] and [`template`]: token counts with a real `tokenizer.json`, on all cores,
 //!   through [`bpe`]'s count-only path for byte-level BPE vocabularies where it is exact,
@@ -20,6 +21,7 @@
 //! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
 
 pub mod bpe;
+pub mod columns;
 pub mod dataset;
 pub mod input;
 pub mod keys;
@@ -78,12 +80,32 @@ pub enum Error {
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
+    /// What went wrong in one file of the run (a segment): the cause is the source.
+    #[error("{}", path.display())]
+    Within {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong there.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
     /// Whether the user's input is at fault (exit 2) rather than the run time (exit 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::Input(_) | Error::Unreadable { .. } | Error::Query(_))
+        match self {
+            Error::Within { source, .. } => source.is_usage(),
+            e => matches!(e, Error::Input(_) | Error::Unreadable { .. } | Error::Query(_)),
+        }
+    }
+
+    /// `source`, as it happened in the file at `path`.
+    pub fn within(path: &std::path::Path, source: Error) -> Self {
+        Error::Within {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        }
     }
 
     /// A file the user named, unreadable.

@@ -10,14 +10,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::RecordBatch;
 
 use recap_schemas::events as ev;
 use recap_schemas::requests as rq;
 use recap_schemas::{Api, ErrorKind, EventKind, Phase};
 
+use crate::columns::{at, f64_col, i64_col, str_col, u16_col, u32_col, u64_col};
 use crate::input::{InputKind, InputRef};
 use crate::keys::{text_hash, TextKey};
 use crate::{Error, Result};
@@ -248,36 +247,6 @@ fn finish(id: u64, a: Acc) -> RequestRecord {
     rec
 }
 
-/// A batch's column by name, `None` when the segment predates it (read as all null).
-fn column<'b, T: 'static>(
-    b: &'b RecordBatch,
-    name: &str,
-    cast: impl Fn(&'b dyn Array) -> Option<&'b T>,
-) -> Option<&'b T> {
-    b.column_by_name(name).and_then(|c| cast(c.as_ref()))
-}
-
-fn str_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::StringArray> {
-    column(b, name, |c| c.as_string_opt::<i32>())
-}
-
-fn u32_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::UInt32Array> {
-    column(b, name, |c| c.as_primitive_opt::<UInt32Type>())
-}
-
-fn i64_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::Int64Array> {
-    column(b, name, |c| c.as_primitive_opt::<Int64Type>())
-}
-
-fn f64_col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b arrow_array::Float64Array> {
-    column(b, name, |c| c.as_primitive_opt::<Float64Type>())
-}
-
-/// The value at `i` of an optional column, `None` when null or absent.
-fn at<'a, A: Array, T>(a: Option<&'a A>, i: usize, value: impl Fn(&'a A, usize) -> T) -> Option<T> {
-    a.filter(|a| a.is_valid(i)).map(|a| value(a, i))
-}
-
 /// A column every segment has; its absence means the file is not what it claims to be.
 fn required<'b, T>(name: &str, col: Option<&'b T>) -> Result<&'b T> {
     col.ok_or_else(|| Error::Input(format!("no `{name}` column of the expected type")))
@@ -338,10 +307,7 @@ pub const REQUEST_COLUMNS: &[&str] = &[
 /// One batch of `requests` rows: `(request_id, row, input text)`. The input text is a prompt
 /// or `messages_json` borrowed from the batch, for the caller to count and drop.
 pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestFacts, Option<&str>)>> {
-    let id = required(
-        rq::REQUEST_ID,
-        column(b, rq::REQUEST_ID, |c| c.as_primitive_opt::<UInt64Type>()),
-    )?;
+    let id = required(rq::REQUEST_ID, u64_col(b, rq::REQUEST_ID))?;
     let (phase, api) = (str_col(b, rq::PHASE), str_col(b, rq::API));
     let (prompt, msgs) = (str_col(b, rq::PROMPT), str_col(b, rq::MESSAGES_JSON));
     let sched = i64_col(b, rq::SCHEDULED_NS);
@@ -450,10 +416,7 @@ impl Reassembler {
 
     /// Adds a batch of event rows (in write order); returns the requests it ended.
     pub fn add(&mut self, b: &RecordBatch) -> Result<Vec<Ended>> {
-        let id = required(
-            ev::REQUEST_ID,
-            column(b, ev::REQUEST_ID, |c| c.as_primitive_opt::<UInt64Type>()),
-        )?;
+        let id = required(ev::REQUEST_ID, u64_col(b, ev::REQUEST_ID))?;
         let kind = required(ev::KIND, str_col(b, ev::KIND))?;
         let t = required(ev::T_NS, i64_col(b, ev::T_NS))?;
         let seq = u32_col(b, ev::SEQ);
@@ -464,7 +427,7 @@ impl Reassembler {
         let finish_reason = str_col(b, ev::FINISH_REASON);
         let up = u32_col(b, ev::USAGE_PROMPT_TOKENS);
         let uc = u32_col(b, ev::USAGE_COMPLETION_TOKENS);
-        let status = column(b, ev::HTTP_STATUS, |c| c.as_primitive_opt::<UInt16Type>());
+        let status = u16_col(b, ev::HTTP_STATUS);
         let ek = str_col(b, ev::ERROR_KIND);
         let em = str_col(b, ev::ERROR_MESSAGE);
         let choice = u32_col(b, ev::CHOICE_INDEX);

@@ -30,6 +30,7 @@ use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput, SummaryText
 use crate::template::ChatTemplate;
 use crate::tokenize::{Counter, RunCheck, TokenCache};
 use crate::{Error, Result};
+use recap_schemas::manifest::Phases;
 
 /// Options of one report.
 #[derive(Debug, Clone)]
@@ -135,7 +136,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         g.finish()?;
     }
     if let Some(w) = writers {
-        w.finish(&caches);
+        w.finish();
     }
     if cache.len() != known {
         crate::store::cache_written("token count", &cache_path, cache.save(&cache_path));
@@ -174,52 +175,16 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     Ok(Report { summary, rows, dir })
 }
 
-/// When each phase of a run began, from its manifest: what capture decides a request's phase
-/// by when it schedules it (`capture/src/run.rs`, `Plan::phase`), for the requests whose
-/// `requests` row, and with it the phase, was lost to a kill.
-#[derive(Debug, Clone, Copy)]
-struct Phases {
-    warmup_requests: u64,
-    ramp_ns: i64,
-    warmup_ns: i64,
-    cooldown_ns: Option<i64>,
-}
-
-impl Phases {
-    fn of(load: &recap_schemas::manifest::LoadSpec) -> Self {
-        let ns = |s: f64| (s * 1e9).round() as i64;
-        Phases {
-            warmup_requests: load.warmup_requests,
-            ramp_ns: load.ramp_up_s.map_or(0, ns),
-            warmup_ns: load.warmup_s.map_or(0, ns),
-            cooldown_ns: load
-                .duration_s
-                .zip(load.cooldown_s)
-                .map(|(d, c)| ns(d).saturating_sub(ns(c))),
-        }
-    }
-
-    /// The phase of a request whose `requests` row was lost: the first `--warmup-requests`
-    /// ids, then by schedule time ramp, warmup, measure, cooldown. The schedule time went with
-    /// the row; the request's first recorded moment (the connection it opened, else its
-    /// `sent`) is at it or, by the client's lag, just after.
-    fn of_lost(&self, r: &RequestRecord) -> recap_schemas::Phase {
-        use recap_schemas::Phase;
-        if r.request_id < self.warmup_requests {
-            return Phase::Warmup;
-        }
-        let Some(t) = [r.connect_ns, r.sent_ns].into_iter().flatten().min() else {
-            return Phase::Measure;
-        };
-        if t < self.ramp_ns {
-            Phase::Ramp
-        } else if t < self.warmup_ns {
-            Phase::Warmup
-        } else if self.cooldown_ns.is_some_and(|c| t >= c) {
-            Phase::Cooldown
-        } else {
-            Phase::Measure
-        }
+/// The phase of a request whose `requests` row (with its phase and schedule time) was lost to
+/// a kill, by capture's rule ([`Phases::phase`]): its schedule time is taken as the first
+/// moment recorded of its last attempt (the connection it opened, else its `sent`), which is
+/// at the schedule time or, by the client's lag (and any retry), after it.
+fn phase_of_lost(phases: &Phases, r: &RequestRecord) -> recap_schemas::Phase {
+    let t = [r.connect_ns, r.sent_ns].into_iter().flatten().min();
+    match t {
+        Some(t) => phases.phase(r.request_id, t),
+        None if r.request_id < phases.warmup_requests => recap_schemas::Phase::Warmup,
+        None => recap_schemas::Phase::Measure,
     }
 }
 
@@ -280,8 +245,7 @@ impl Pass<'_> {
         for window in parts.chunks(window()) {
             for (part, batches) in window.iter().zip(decode(window, crate::reassemble::REQUEST_COLUMNS)?) {
                 for b in &batches {
-                    let rows = crate::reassemble::request_rows(b)
-                        .map_err(|e| Error::Input(format!("{}: {e}", part.path.display())))?;
+                    let rows = crate::reassemble::request_rows(b).map_err(|e| Error::within(&part.path, e))?;
                     let inputs: Vec<Option<Input<'_>>> = rows
                         .par_iter()
                         .map(|(_, row, text)| {
@@ -329,10 +293,7 @@ impl Pass<'_> {
             let mut ended = Vec::new();
             for (part, batches) in window.iter().zip(&batches) {
                 for b in batches {
-                    ended.extend(
-                        re.add(b)
-                            .map_err(|e| Error::Input(format!("{}: {e}", part.path.display())))?,
-                    );
+                    ended.extend(re.add(b).map_err(|e| Error::within(&part.path, e))?);
                 }
             }
             drop(batches);
@@ -364,7 +325,7 @@ impl Pass<'_> {
                 // `requests` row (it is written when the request ends): its phase is decided
                 // again, as capture decided it.
                 if r.phase.is_none() {
-                    r.phase = Some(phases.of_lost(&r));
+                    r.phase = Some(phase_of_lost(&phases, &r));
                 }
                 r
             })

@@ -347,8 +347,7 @@ impl SummaryText for Summary {
                 "value",
                 std::sync::Arc::new(arrow_array::StringArray::from(values)) as arrow_array::ArrayRef,
             ),
-        ])
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        ])?;
         crate::store::parquet::csv(&[batch])
     }
 

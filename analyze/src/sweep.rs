@@ -58,7 +58,7 @@ fn group_label(m: &recap_schemas::Manifest, several_plans: bool) -> String {
 
 /// What must be equal for runs to be repeats of one point.
 #[derive(Debug, PartialEq)]
-struct Workload<'a> {
+struct RepeatKey<'a> {
     dataset_sha256: &'a str,
     api: recap_schemas::Api,
     model: &'a str,
@@ -66,9 +66,9 @@ struct Workload<'a> {
     max_tokens: Option<u32>,
 }
 
-impl<'a> Workload<'a> {
+impl<'a> RepeatKey<'a> {
     fn of(m: &'a recap_schemas::Manifest) -> Self {
-        Workload {
+        RepeatKey {
             dataset_sha256: &m.dataset.sha256,
             api: m.endpoint.api,
             model: &m.endpoint.model,
@@ -77,7 +77,7 @@ impl<'a> Workload<'a> {
         }
     }
 
-    fn difference(&self, o: &Workload<'_>) -> String {
+    fn difference(&self, o: &RepeatKey<'_>) -> String {
         let mut d = Vec::new();
         if self.dataset_sha256 != o.dataset_sha256 {
             d.push("dataset sha256");
@@ -142,9 +142,9 @@ pub fn build(runs: &[(Summary, recap_schemas::Manifest)], x: &str, y: &str, conf
         })
         .collect();
     // Runs of one label must be repeats of one workload.
-    let mut workloads: BTreeMap<&str, (&str, Workload<'_>)> = BTreeMap::new();
+    let mut workloads: BTreeMap<&str, (&str, RepeatKey<'_>)> = BTreeMap::new();
     for (r, (_, m)) in rows.iter().zip(runs) {
-        let w = Workload::of(m);
+        let w = RepeatKey::of(m);
         match workloads.get(r.label.as_str()) {
             Some((first, other)) if *other != w => {
                 return Err(Error::Input(format!(
@@ -286,7 +286,7 @@ impl SweepOutput for Sweep {
         ];
         arrays.extend(nums.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
         arrays.push(Arc::new(pareto.finish()));
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::Internal(e.to_string()))
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(Error::from)
     }
 
     fn to_csv(&self) -> Result<String> {

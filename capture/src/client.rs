@@ -424,7 +424,10 @@ impl Failure {
     }
 
     fn connect(e: &(dyn StdError + 'static), phase: &str) -> Self {
-        Failure::new(ErrorKind::Connect, format!("{phase} failed: {}", chain(e)))
+        Failure::new(
+            ErrorKind::Connect,
+            format!("{phase} failed: {}", recap_schemas::error_chain(e)),
+        )
     }
 
     fn before_headers(e: &hyper::Error) -> Self {
@@ -433,7 +436,7 @@ impl Failure {
         } else {
             ErrorKind::StreamReset
         };
-        Failure::new(kind, format!("no response headers: {}", chain(e)))
+        Failure::new(kind, format!("no response headers: {}", recap_schemas::error_chain(e)))
     }
 
     fn in_body(e: &hyper::Error) -> Self {
@@ -442,23 +445,11 @@ impl Failure {
         } else {
             ErrorKind::StreamReset
         };
-        Failure::new(kind, format!("response body ended abnormally: {}", chain(e)))
+        Failure::new(
+            kind,
+            format!("response body ended abnormally: {}", recap_schemas::error_chain(e)),
+        )
     }
-}
-
-/// The error and its sources, `: `-joined (hyper's top-level messages alone say little).
-fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = inner.source();
-    }
-    s
 }
 
 /// Shared by all workers: where rows go and what is counted.

@@ -54,6 +54,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The recorder could not start (its folders cannot be created).
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),

@@ -36,6 +36,10 @@ fn exit_code(outcome: &Outcome) -> ExitCode {
         // The user stopped it: whatever it measured so far, 130 says so.
         return ExitCode::from(130);
     }
+    if outcome.status == RunStatus::Failed {
+        // The manifest and the summary say why; "nothing succeeded" would hide it.
+        return ExitCode::from(1);
+    }
     if let Some(why) = outcome.summary.nothing_succeeded() {
         eprintln!("capture: error: {why}");
         return ExitCode::from(1);

@@ -90,7 +90,14 @@ pub fn run_plan(
             // The pause, cut short by SIGINT/SIGTERM (also one received at the very end of
             // the previous run, after its own handler was gone).
             let pause = args.pause.unwrap_or_default();
-            if let Some(name) = signals.as_mut().and_then(|s| rt.block_on(s.wait(pause))) {
+            let signal = match signals.as_mut() {
+                Some(s) => rt.block_on(s.wait(pause)),
+                None => {
+                    std::thread::sleep(pause);
+                    None
+                }
+            };
+            if let Some(name) = signal {
                 let why = format!(
                     "stopped by {name} before {}: {} of {total} runs not started",
                     run.dir,
@@ -109,7 +116,7 @@ pub fn run_plan(
         let outcome = match rt.block_on(crate::run(cfg)) {
             Ok(o) => o,
             Err(e) => {
-                let why = format!("{} could not run: {e}", run.dir);
+                let why = format!("{} could not run: {}", run.dir, recap_schemas::error_chain(&e));
                 plan.runs[i].status = PlanRunStatus::Failed;
                 plan.status = Some(RunStatus::Failed);
                 plan.status_message = Some(why);

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use recap_schemas::manifest::{Counts, DatasetInfo, Endpoint as ManifestEndpoint, HostInfo, LoadSpec};
-use recap_schemas::{LoadMode, Manifest, Phase, RunStatus, MANIFEST_FILE, SCHEMA_VERSION};
+use recap_schemas::manifest::{Counts, DatasetInfo, Endpoint as ManifestEndpoint, HostInfo, LoadSpec, Phases};
+use recap_schemas::{LoadMode, Manifest, RunStatus, MANIFEST_FILE, SCHEMA_VERSION};
 use tokio::sync::watch;
 
 use crate::client::{Endpoint, EndpointOptions, Ticket, Worker, WorkerContext};
@@ -75,7 +75,7 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
                 MANIFEST_FILE,
                 recap_schemas::REQUESTS_DIR,
                 recap_schemas::EVENTS_DIR,
-                "analysis",
+                recap_schemas::analysis::ANALYSIS_DIR,
                 RESERVE_FILE,
             ] {
                 let p = out.join(part);
@@ -259,15 +259,11 @@ impl IdleWorkers {
     }
 }
 
-struct Plan {
+/// What one run sends and when: the requests, their count, the phases by schedule time.
+struct Workload {
     total: Option<u64>,
-    warmup: u64,
-    /// Requests scheduled before this are `ramp`.
-    ramp_ns: i64,
-    /// Requests scheduled before this (and after the ramp) are `warmup`.
-    warmup_ns: i64,
-    /// Requests scheduled from this on are `cooldown`.
-    cooldown_ns: Option<i64>,
+    /// Which phase a request is in, by id and schedule time.
+    phases: Phases,
     deadline_ns: Option<i64>,
     prepared: Vec<Arc<PreparedRequest>>,
     rows: u64,
@@ -299,28 +295,14 @@ impl SessionPlan {
     }
 }
 
-impl Plan {
+impl Workload {
     /// The phase of request `i` scheduled at `scheduled_ns`: warmup requests first, then
     /// by schedule time ramp, warmup, measure, cooldown.
-    fn phase(&self, i: u64, scheduled_ns: i64) -> Phase {
-        if i < self.warmup {
-            Phase::Warmup
-        } else if scheduled_ns < self.ramp_ns {
-            Phase::Ramp
-        } else if scheduled_ns < self.warmup_ns {
-            Phase::Warmup
-        } else if self.cooldown_ns.is_some_and(|c| scheduled_ns >= c) {
-            Phase::Cooldown
-        } else {
-            Phase::Measure
-        }
-    }
-
     fn ticket(&self, i: u64, scheduled_ns: i64) -> Ticket {
         let row = i % self.rows;
         Ticket {
             request_id: i,
-            phase: self.phase(i, scheduled_ns),
+            phase: self.phases.phase(i, scheduled_ns),
             dataset_row: row,
             scheduled_ns,
             request: self.prepared[row as usize].clone(),
@@ -339,7 +321,7 @@ impl Plan {
         let (row, request) = s.sessions.next_request(cursor, &s.dataset, &s.body);
         Ticket {
             request_id: i,
-            phase: self.phase(i, scheduled_ns),
+            phase: self.phases.phase(i, scheduled_ns),
             dataset_row: row,
             scheduled_ns,
             request: Arc::new(request),
@@ -354,7 +336,7 @@ impl Dispatcher {
     /// mode. `None` ends the worker.
     async fn next(
         &self,
-        plan: &Plan,
+        plan: &Workload,
         clock: &Clock,
         stop: &watch::Receiver<bool>,
         cursor: &mut Option<Cursor>,
@@ -534,6 +516,9 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         cancel: cancel_tx,
         reason: Mutex::new(None),
     });
+    // Listened to before the bodies are rendered (which takes a while for a large dataset),
+    // so Ctrl-C at any moment ends the run as `interrupted`, also inside a plan.
+    let signals = tokio::spawn(watch_signals(control.clone(), cfg.grace));
 
     let mut sink_cfg = SinkConfig::new(cfg.out.clone(), run_id.clone());
     sink_cfg.flush_interval = cfg.flush_interval;
@@ -558,20 +543,21 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             // Nothing more can be recorded, so waiting for in-flight requests is pointless.
             ctl.cancel.send_replace(true);
         }),
-    )
-    .map_err(|e| Error::Config(e.to_string()))?;
+    )?;
 
     let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     let deadline_ns = cfg.duration.map(ns);
     let ramp_ns = cfg.ramp_up.map_or(0, ns);
-    let plan = Arc::new(Plan {
+    let plan = Arc::new(Workload {
         total: cfg.requests.map(|r| r + cfg.warmup_requests),
-        warmup: cfg.warmup_requests,
-        ramp_ns,
-        warmup_ns: cfg.warmup.map_or(0, ns),
-        cooldown_ns: match (deadline_ns, cfg.cooldown) {
-            (Some(d), Some(c)) => Some(d.saturating_sub(ns(c))),
-            _ => None,
+        phases: Phases {
+            warmup_requests: cfg.warmup_requests,
+            ramp_ns,
+            warmup_ns: cfg.warmup.map_or(0, ns),
+            cooldown_ns: match (deadline_ns, cfg.cooldown) {
+                (Some(d), Some(c)) => Some(d.saturating_sub(ns(c))),
+                _ => None,
+            },
         },
         deadline_ns,
         prepared: match (&cfg.replay, &cfg.sessions) {
@@ -625,7 +611,6 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         }
     });
 
-    let signals = tokio::spawn(watch_signals(control.clone(), cfg.grace));
     let progress = if cfg.quiet {
         None
     } else {

@@ -65,7 +65,14 @@ impl Summary {
         }
         let errors: u64 = self.errors.values().sum();
         let Some((kind, n)) = self.errors.iter().max_by_key(|(k, n)| (**n, std::cmp::Reverse(**k))) else {
-            return Some(format!("no request succeeded ({} sent, none ended)", self.sent));
+            return Some(if self.cancelled > 0 {
+                format!(
+                    "no request succeeded: {} cancelled, none ended otherwise",
+                    self.cancelled
+                )
+            } else {
+                format!("no request succeeded ({} sent, none ended)", self.sent)
+            });
         };
         Some(format!(
             "no request succeeded: {errors} ended in errors, most often `{kind}` ({n}); the run is recorded in {}",

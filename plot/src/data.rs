@@ -58,7 +58,7 @@ pub struct RunData {
 }
 
 fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).map_err(|source| Error::Io {
+    let file = File::open(path).map_err(|source| Error::Unreadable {
         path: path.to_path_buf(),
         source,
     })?;
@@ -205,7 +205,7 @@ impl RunData {
 /// Reads a JSON file Recap wrote into its contract type; a missing or renamed field is an
 /// error naming the file and the field.
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|source| Error::Unreadable {
         path: path.to_path_buf(),
         source,
     })?;

@@ -22,7 +22,15 @@ pub enum Error {
     /// The input cannot be charted (no analysis, too few requests, not a sweep).
     #[error("{0}")]
     Input(String),
-    /// A file could not be read or written.
+    /// An input the user named (an analysis, a sweep) cannot be read.
+    #[error("cannot read {path}")]
+    Unreadable {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
     #[error("{path}")]
     Io {
         /// The path.

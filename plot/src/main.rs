@@ -69,7 +69,10 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("plot: error: {e:#}");
             // 2: the inputs cannot be charted; 1: drawing or writing failed.
-            let usage = matches!(e.downcast_ref::<recap_plot::Error>(), Some(recap_plot::Error::Input(_)));
+            let usage = matches!(
+                e.downcast_ref::<recap_plot::Error>(),
+                Some(recap_plot::Error::Input(_) | recap_plot::Error::Unreadable { .. })
+            );
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

@@ -104,8 +104,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut next = e.source();
     while let Some(s) = next {
         let text = s.to_string();
-        // A message that already ends with its cause (a foreign error) is not repeated.
-        if !out.ends_with(&text) {
+        // A message that already holds its cause (a foreign error, hyper's) is not repeated.
+        if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }

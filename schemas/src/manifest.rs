@@ -139,6 +139,54 @@ pub struct LoadSpec {
     pub sessions: Option<SessionSpec>,
 }
 
+/// When each phase of a run begins: the one rule that gives a request its `phase`, used by
+/// capture when it schedules the request and by analyze for a request whose `requests` row
+/// (and with it the phase) was lost to a kill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Ids below this are `warmup` (`--warmup-requests`).
+    pub warmup_requests: u64,
+    /// Scheduled before this (ns from the run's start): `ramp` (`--ramp-up`).
+    pub ramp_ns: i64,
+    /// Scheduled before this (and after the ramp): `warmup` (`--warmup`).
+    pub warmup_ns: i64,
+    /// Scheduled from this on: `cooldown` (`--duration` minus `--cooldown`).
+    pub cooldown_ns: Option<i64>,
+}
+
+impl Phases {
+    /// The phases a manifest's load describes.
+    pub fn of(load: &LoadSpec) -> Self {
+        let ns = |s: f64| (s * 1e9).round() as i64;
+        Phases {
+            warmup_requests: load.warmup_requests,
+            ramp_ns: load.ramp_up_s.map_or(0, ns),
+            warmup_ns: load.warmup_s.map_or(0, ns),
+            cooldown_ns: load
+                .duration_s
+                .zip(load.cooldown_s)
+                .map(|(d, c)| ns(d).saturating_sub(ns(c))),
+        }
+    }
+
+    /// The phase of request `request_id` scheduled at `scheduled_ns`: the first
+    /// `--warmup-requests` ids, then by schedule time ramp, warmup, measure, cooldown.
+    pub fn phase(&self, request_id: u64, scheduled_ns: i64) -> crate::Phase {
+        use crate::Phase;
+        if request_id < self.warmup_requests {
+            Phase::Warmup
+        } else if scheduled_ns < self.ramp_ns {
+            Phase::Ramp
+        } else if scheduled_ns < self.warmup_ns {
+            Phase::Warmup
+        } else if self.cooldown_ns.is_some_and(|c| scheduled_ns >= c) {
+            Phase::Cooldown
+        } else {
+            Phase::Measure
+        }
+    }
+}
+
 /// How the turns of a session dataset were sent (`docs/capture.md`, "Multi-turn sessions").
 /// In closed loop `concurrency` is the number of sessions in progress at once; in open loop
 /// `rate_per_s` is the rate at which sessions start.

@@ -70,7 +70,9 @@ impl FromStr for LengthDist {
                 }
                 Ok(LengthDist::Uniform { min, max })
             }
-            ["file", ..] => LengthDist::from_file(Path::new(&s["file:".len()..])).map_err(|e| e.to_string()),
+            ["file", ..] => {
+                LengthDist::from_file(Path::new(&s["file:".len()..])).map_err(|e| recap_schemas::error_chain(&e))
+            }
             _ => Err(format!(
                 "`{s}`: expected N, normal:MEAN:STDDEV, uniform:MIN:MAX or file:PATH"
             )),

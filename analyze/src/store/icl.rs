@@ -10,6 +10,7 @@ use recap_schemas::analysis::icl as columns;
 use recap_schemas::summary::Distribution;
 
 use super::parquet::{each_batch, ParquetFile};
+use crate::columns::{i64_col, u64_col};
 use crate::{Error, Result};
 
 /// `icl.parquet`, written as requests finish: every inter-chunk gap (`request_id`, `gap_ns`)
@@ -48,17 +49,10 @@ impl GapsFile {
 /// (the measure-phase successful ones), exact, in a few passes over the file
 /// ([`recap_stats::Quantiles`]): memory holds histograms, not the gaps.
 pub fn distribution(path: &Path, counted: &dyn Fn(u64) -> bool) -> Result<Distribution> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Int64Type, UInt64Type};
     let mut q = recap_stats::Quantiles::default();
     loop {
         each_batch(path, &[columns::REQUEST_ID, columns::GAP_NS], &mut |b| {
-            let (Some(id), Some(gap)) = (
-                b.column_by_name(columns::REQUEST_ID)
-                    .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-                b.column_by_name(columns::GAP_NS)
-                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-            ) else {
+            let (Some(id), Some(gap)) = (u64_col(&b, columns::REQUEST_ID), i64_col(&b, columns::GAP_NS)) else {
                 return Err(Error::Input(format!("{}: not an icl.parquet", path.display())));
             };
             for (rid, g) in id.values().iter().zip(gap.values()) {

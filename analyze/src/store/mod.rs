@@ -10,10 +10,10 @@
 //! the records, texts and gaps come from (the caches, if built from exactly these segments, or
 //! the events, with new caches written on the way), and it applies the cache failure policy.
 //!
-//! One failure policy for caches (`tokens.parquet`, `records.parquet`, `texts.parquet`,
-//! `icl.parquet`): a cache that cannot be read is rebuilt, one that cannot be written is a
-//! warning, never a failed analysis. Outputs (`metrics.parquet`, summaries) fail the analysis
-//! when they cannot be written.
+//! One failure policy for caches (`tokens.parquet`, `records.parquet`, `texts.parquet`): a
+//! cache that is stale or cannot be read is rebuilt, one that cannot be written is a warning
+//! naming the file, never a failed analysis. Outputs (`metrics.parquet`, `icl.parquet`, the
+//! summaries) fail the analysis when they cannot be written.
 //!
 //! Imports run one way: `records`, `icl`, `tokens`, `run` -> `parquet`; nothing here imports
 //! the modules that compute (`report`, `metrics`, `tokenize`).
@@ -91,6 +91,7 @@ pub struct Caches {
 pub struct Writers {
     records: Option<RecordsFile>,
     texts: Option<TextsFile>,
+    paths: Caches,
 }
 
 impl Caches {
@@ -128,10 +129,19 @@ impl Caches {
         }
         tracing::info!("reusing reassembled records from {}", self.records.display());
         let mut missing: HashSet<TextKey, ahash::RandomState> = HashSet::default();
-        records::read_keys(&self.records, &mut |keys| {
+        let keys = records::read_keys(&self.records, &mut |keys| {
             missing.extend(keys.iter().filter(|k| !known(state, **k)));
             Ok(())
-        })?;
+        });
+        if let Err(e) = keys {
+            // An unreadable cache is rebuilt, not a failed analysis.
+            tracing::warn!(
+                "ignoring the unreadable cache {}: {}; reading the events",
+                self.records.display(),
+                recap_schemas::error_chain(&e)
+            );
+            return Ok(false);
+        }
         if missing.is_empty() {
             return Ok(true);
         }
@@ -175,6 +185,7 @@ impl Caches {
                 &self.fingerprint,
             ),
             texts: open("output texts", &self.texts, TextsFile::create, &self.fingerprint),
+            paths: self.clone(),
         }
     }
 
@@ -196,28 +207,24 @@ impl Writers {
                     (h.tool_args, t.tool_args.as_str()),
                 ]
             }));
-            if !cache_written("output texts", Path::new(recap_schemas::analysis::TEXTS_FILE), r) {
+            if !cache_written("output texts", &self.paths.texts, r) {
                 self.texts = None;
             }
         }
         if let Some(f) = &mut self.records {
-            if !cache_written(
-                "reassembled records",
-                Path::new(recap_schemas::analysis::RECORDS_FILE),
-                f.write(records),
-            ) {
+            if !cache_written("reassembled records", &self.paths.records, f.write(records)) {
                 self.records = None;
             }
         }
     }
 
     /// Finishes every cache still being written.
-    pub fn finish(self, caches: &Caches) {
+    pub fn finish(self) {
         if let Some(f) = self.records {
-            cache_written("reassembled records", &caches.records, f.finish());
+            cache_written("reassembled records", &self.paths.records, f.finish());
         }
         if let Some(f) = self.texts {
-            cache_written("output texts", &caches.texts, f.finish());
+            cache_written("output texts", &self.paths.texts, f.finish());
         }
     }
 }
@@ -261,7 +268,7 @@ mod tests {
         assert!(w.records.is_none(), "the unwritable cache is skipped");
         assert!(w.texts.is_some());
         w.write(&[]);
-        w.finish(&caches);
+        w.finish();
         assert!(!caches.records.exists());
         assert!(
             built_from(&caches.texts, "fp"),

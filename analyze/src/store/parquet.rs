@@ -103,7 +103,7 @@ pub fn csv(batches: &[arrow_array::RecordBatch]) -> Result<String> {
     {
         let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(&mut out);
         for b in batches {
-            w.write(b).map_err(|e| Error::Internal(format!("writing CSV: {e}")))?;
+            w.write(b)?;
         }
     }
     String::from_utf8(out).map_err(|e| Error::Internal(format!("CSV is not UTF-8: {e}")))

@@ -17,11 +17,12 @@ use arrow_array::builder::{
     UInt64Builder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::parquet::{each_batch, ParquetFile};
+use crate::columns::{at, f64_col, i64_col, keys_col, str_col, u16_col, u32_col, u64_col};
 use crate::input::{InputKind, InputRef};
 use crate::keys::{key_bytes, key_from_bytes, TextKey};
 use crate::reassemble::RequestRecord;
@@ -186,10 +187,7 @@ pub fn read_keys(path: &Path, each: &mut dyn FnMut(&[TextKey]) -> Result<()>) ->
     each_batch(path, &columns, &mut |b| {
         let mut keys = Vec::with_capacity(3 * b.num_rows());
         for name in columns {
-            let c = b
-                .column_by_name(name)
-                .and_then(|c| c.as_fixed_size_binary_opt())
-                .ok_or_else(bad)?;
+            let c = keys_col(&b, name).ok_or_else(bad)?;
             for i in 0..c.len() {
                 keys.push(key_from_bytes(c.value(i)).ok_or_else(bad)?);
             }
@@ -249,14 +247,8 @@ pub type KeyedTexts<'a> = [(TextKey, &'a str)];
 pub fn read_texts(path: &Path, each: &mut dyn FnMut(&KeyedTexts<'_>) -> Result<()>) -> Result<()> {
     let bad = || Error::Input(format!("{}: not a texts.parquet; delete it", path.display()));
     each_batch(path, &[], &mut |b| {
-        let keys = b
-            .column_by_name(recap_schemas::analysis::texts::TEXT_HASH)
-            .and_then(|c| c.as_fixed_size_binary_opt())
-            .ok_or_else(bad)?;
-        let texts = b
-            .column_by_name(recap_schemas::analysis::texts::TEXT)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(bad)?;
+        let keys = keys_col(&b, recap_schemas::analysis::texts::TEXT_HASH).ok_or_else(bad)?;
+        let texts = str_col(&b, recap_schemas::analysis::texts::TEXT).ok_or_else(bad)?;
         let pairs = (0..b.num_rows())
             .map(|i| Some((key_from_bytes(keys.value(i))?, texts.value(i))))
             .collect::<Option<Vec<_>>>()
@@ -266,11 +258,14 @@ pub fn read_texts(path: &Path, each: &mut dyn FnMut(&KeyedTexts<'_>) -> Result<(
 }
 
 fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
-    let col = |name: &str| b.column_by_name(name);
-    let u64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<UInt64Type>().cloned());
-    let u32s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<UInt32Type>().cloned());
-    let i64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
-    let strs = |name: &str| col(name).and_then(|c| c.as_string_opt::<i32>().cloned());
+    // Every column is required: a cache of another shape is rebuilt, never half read.
+    let (u64s, u32s, i64s, f64s) = (
+        |n: &str| u64_col(b, n),
+        |n: &str| u32_col(b, n),
+        |n: &str| i64_col(b, n),
+        |n: &str| f64_col(b, n),
+    );
+    let (strs, keys) = (|n: &str| str_col(b, n), |n: &str| keys_col(b, n));
     let (id, phase, api) = (u64s(columns::REQUEST_ID)?, strs(columns::PHASE)?, strs(columns::API)?);
     let sched = i64s(columns::SCHEDULED_NS)?;
     let input_kind = strs(columns::INPUT_KIND)?;
@@ -279,16 +274,15 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
         i64s(columns::HEADERS_NS)?,
         i64s(columns::END_NS)?,
     );
-    let status = col(columns::HTTP_STATUS)?.as_primitive_opt::<UInt16Type>()?.clone();
+    let status = u16_col(b, columns::HTTP_STATUS)?;
     let (terminal, error_kind) = (strs(columns::TERMINAL)?, strs(columns::ERROR_KIND)?);
-    let keys = |name: &str| col(name).and_then(|c| c.as_fixed_size_binary_opt().cloned());
     let (hc, hr, ht) = (
         keys(columns::CONTENT_HASH)?,
         keys(columns::REASONING_HASH)?,
         keys(columns::TOOL_ARGS_HASH)?,
     );
     let input_hash = keys(columns::INPUT_HASH)?;
-    let times = col(columns::OUTPUT_TIMES_NS)?.as_list_opt::<i32>()?.clone();
+    let times = b.column_by_name(columns::OUTPUT_TIMES_NS)?.as_list_opt::<i32>()?;
     let (fc, fco) = (i64s(columns::FIRST_CHOICE_NS)?, i64s(columns::FIRST_CONTENT_NS)?);
     let (up, uc) = (
         u32s(columns::USAGE_PROMPT_TOKENS)?,
@@ -303,33 +297,29 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
     );
     let (session, turn) = (strs(columns::SESSION_ID)?, u32s(columns::TURN)?);
     let cached = u32s(columns::USAGE_CACHED_TOKENS)?;
-    let f64s = |name: &str| col(name).and_then(|c| c.as_primitive_opt::<Float64Type>().cloned());
     let (prefill, decode) = (f64s(columns::SERVER_PREFILL_MS)?, f64s(columns::SERVER_DECODE_MS)?);
-    let f64_at = |a: &arrow_array::Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
-    let i64_at = |a: &arrow_array::Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
-    let u32_at = |a: &arrow_array::UInt32Array, i: usize| a.is_valid(i).then(|| a.value(i));
-    let str_at = |a: &arrow_array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+    let v = |a, i| at(Some(a), i, |a: &StringArray, i| a.value(i));
     for i in 0..b.num_rows() {
         let t = times.value(i);
         let t = t.as_primitive_opt::<Int64Type>()?;
         out.push(RequestRecord {
             request_id: id.value(i),
-            phase: str_at(&phase, i).and_then(|v| recap_schemas::Phase::parse(&v)),
-            api: str_at(&api, i).and_then(|v| recap_schemas::Api::parse(&v)),
-            scheduled_ns: i64_at(&sched, i),
-            input: match (str_at(&input_kind, i), input_hash.is_valid(i)) {
+            phase: v(phase, i).and_then(recap_schemas::Phase::parse),
+            api: v(api, i).and_then(recap_schemas::Api::parse),
+            scheduled_ns: at(Some(sched), i, |a, i| a.value(i)),
+            input: match (v(input_kind, i), input_hash.is_valid(i)) {
                 (Some(kind), true) => Some(InputRef {
-                    kind: InputKind::parse(&kind)?,
+                    kind: InputKind::parse(kind)?,
                     hash: key_from_bytes(input_hash.value(i))?,
                 }),
                 _ => None,
             },
-            sent_ns: i64_at(&sent, i),
-            headers_ns: i64_at(&headers, i),
-            http_status: status.is_valid(i).then(|| status.value(i)),
-            terminal: str_at(&terminal, i).and_then(|v| recap_schemas::EventKind::parse(&v)),
-            end_ns: i64_at(&end, i),
-            error_kind: str_at(&error_kind, i).and_then(|v| recap_schemas::ErrorKind::parse(&v)),
+            sent_ns: at(Some(sent), i, |a, i| a.value(i)),
+            headers_ns: at(Some(headers), i, |a, i| a.value(i)),
+            http_status: at(Some(status), i, |a, i| a.value(i)),
+            terminal: v(terminal, i).and_then(recap_schemas::EventKind::parse),
+            end_ns: at(Some(end), i, |a, i| a.value(i)),
+            error_kind: v(error_kind, i).and_then(recap_schemas::ErrorKind::parse),
             texts: None,
             hashes: crate::reassemble::TextHashes {
                 content: key_from_bytes(hc.value(i))?,
@@ -337,22 +327,22 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
                 tool_args: key_from_bytes(ht.value(i))?,
             },
             output_times_ns: t.values().to_vec(),
-            first_choice_ns: i64_at(&fc, i),
-            first_content_ns: i64_at(&fco, i),
-            usage_prompt_tokens: u32_at(&up, i),
-            usage_completion_tokens: u32_at(&uc, i),
+            first_choice_ns: at(Some(fc), i, |a, i| a.value(i)),
+            first_content_ns: at(Some(fco), i, |a, i| a.value(i)),
+            usage_prompt_tokens: at(Some(up), i, |a, i| a.value(i)),
+            usage_completion_tokens: at(Some(uc), i, |a, i| a.value(i)),
             protocol_events: protocol.value(i),
             sse_events: sse.value(i),
-            connect_ns: i64_at(&connect, i),
+            connect_ns: at(Some(connect), i, |a, i| a.value(i)),
             retries: retries.value(i),
-            max_tokens: u32_at(&max_tokens, i),
-            planned_input_tokens: u32_at(&planned, i),
-            prefix_group: u32_at(&group, i),
-            session_id: str_at(&session, i),
-            turn: u32_at(&turn, i),
-            usage_cached_tokens: u32_at(&cached, i),
-            server_prefill_ms: f64_at(&prefill, i),
-            server_decode_ms: f64_at(&decode, i),
+            max_tokens: at(Some(max_tokens), i, |a, i| a.value(i)),
+            planned_input_tokens: at(Some(planned), i, |a, i| a.value(i)),
+            prefix_group: at(Some(group), i, |a, i| a.value(i)),
+            session_id: at(Some(session), i, |a, i| a.value(i).to_string()),
+            turn: at(Some(turn), i, |a, i| a.value(i)),
+            usage_cached_tokens: at(Some(cached), i, |a, i| a.value(i)),
+            server_prefill_ms: at(Some(prefill), i, |a, i| a.value(i)),
+            server_decode_ms: at(Some(decode), i, |a, i| a.value(i)),
         });
     }
     Some(())

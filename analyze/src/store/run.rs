@@ -41,10 +41,7 @@ impl RunFolder {
                 dir.display(),
                 recap_schemas::MANIFEST_FILE
             )),
-            _ => Error::Io {
-                path: mpath.clone(),
-                source,
-            },
+            _ => Error::unreadable(&mpath, source),
         })?;
         let version: Option<u64> = serde_json::from_str::<serde_json::Value>(&text)
             .ok()

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use recap_schemas::analysis::tokens as columns;
 
 use super::parquet::{footer_value, write_parquet};
+use crate::columns::{keys_col, u32_col};
 use crate::keys::{key_bytes, key_from_bytes, TextKey};
 use crate::{Error, Result};
 
@@ -22,7 +23,6 @@ pub type Counts = HashMap<(TextKey, bool), u32>;
 /// Reads `path`: its counts and the engine that made them; empty when it cannot be used.
 pub fn read(path: &Path) -> (Counts, Option<String>) {
     use arrow_array::cast::AsArray;
-    use arrow_array::types::UInt32Type;
     let mut counts = HashMap::new();
     let Ok(file) = std::fs::File::open(path) else {
         return (counts, None);
@@ -37,12 +37,10 @@ pub fn read(path: &Path) -> (Counts, Option<String>) {
     };
     for b in reader.flatten() {
         let (Some(h), Some(s), Some(n)) = (
-            b.column_by_name(columns::TEXT_HASH)
-                .and_then(|c| c.as_fixed_size_binary_opt()),
+            keys_col(&b, columns::TEXT_HASH),
             b.column_by_name(columns::ADD_SPECIAL_TOKENS)
                 .and_then(|c| c.as_boolean_opt()),
-            b.column_by_name(columns::TOKENS)
-                .and_then(|c| c.as_primitive_opt::<UInt32Type>()),
+            u32_col(&b, columns::TOKENS),
         ) else {
             tracing::info!("ignoring the token cache {} of an older format", path.display());
             return (HashMap::new(), None);
