@@ -62,6 +62,7 @@ if manifest["schema_version"] >= 3:
     print(f"duckdb json: content of {with_raw} SSE rows equals what their raw payloads say")
 
 # analyze's exact percentiles agree with numpy's default (linear) on its own metrics.parquet.
+import math
 import numpy as np
 for summary_path in sorted((run / "analysis").glob("*/summary.json")):
     summary = json.loads(summary_path.read_text())
@@ -75,3 +76,29 @@ for summary_path in sorted((run / "analysis").glob("*/summary.json")):
             assert abs(got - want) <= 1e-9 * max(1.0, abs(want)), (name, stat, got, want)
         assert abs(summary["metrics"][name]["std"] - float(np.std(values))) <= 1e-9 * max(1.0, float(np.std(values)))
     print(f"numpy agrees with {summary_path.parent.name}: percentiles and std of ttft, e2e, tpot")
+    # The percentile intervals: the order statistics the binomial law picks, computed here
+    # from the pmf through lgamma (not analyze's walk from the mode).
+    def ranks(n, q, conf=0.95):
+        tail = (1 - conf) / 2
+        lq, l1q = math.log(q), math.log1p(-q)
+        cdf, acc = [], 0.0
+        for k in range(n + 1):
+            acc += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lq + (n - k) * l1q)
+            cdf.append(acc)
+        lo = [x for x in range(n) if cdf[x] <= tail]
+        hi = [x for x in range(n) if cdf[x] >= 1 - tail]
+        return (lo[-1], hi[0]) if lo and hi else None
+    checked = 0
+    for col, name in [("ttft_ns", "ttft_ms"), ("e2e_ns", "e2e_ms"), ("tpot_ns", "tpot_ms")]:
+        values = np.sort(ok[col].dropna().to_numpy(dtype="float64") / 1e6)
+        got = summary["metrics"][name].get("intervals", {})
+        for stat, q in [("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p99_9", 99.9)]:
+            want = ranks(len(values), q / 100)
+            if want is None:
+                assert stat not in got, (name, stat, "too few samples for an interval")
+                continue
+            lo, hi = got[stat]
+            assert (abs(lo - values[want[0]]) <= 1e-9 * max(1.0, lo) and abs(hi - values[want[1]]) <= 1e-9 * max(1.0, hi)), (name, stat, got[stat], values[want[0]], values[want[1]])
+            checked += 1
+    assert checked >= 9, checked
+    print(f"{checked} percentile intervals of {summary_path.parent.name} are the order statistics the binomial law picks")

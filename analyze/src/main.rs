@@ -199,8 +199,9 @@ struct ScoreArgs {
     /// Chat input length: through the chat template, or message contents joined by newlines.
     #[arg(long, default_value = "template", value_parser = choice(IslMode::ALL, IslMode::as_str))]
     isl: IslMode,
-    /// Where TTFT and E2E start: the answered `sent`, or the connect of a connection the
-    /// request opened (what a client with a connection per request measures).
+    /// Where TTFT and E2E start: the answered `sent`, the connect of a connection the request
+    /// opened (what a client with a connection per request measures), or the time the load
+    /// schedule intended (client queueing included: no coordinated omission).
     #[arg(long, default_value = "sent", value_parser = choice(LatencyFrom::ALL, LatencyFrom::as_str))]
     latency_from: LatencyFrom,
     /// Event that ends TTFT.

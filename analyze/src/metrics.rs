@@ -109,6 +109,7 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
     let start = match defs.latency_from {
         LatencyFrom::Sent => r.sent_ns,
         LatencyFrom::Connect => r.connect_ns.or(r.sent_ns),
+        LatencyFrom::Scheduled => r.scheduled_ns,
     };
     let since_sent = |x: Option<i64>| Some(x? - start?);
     let ttft = since_sent(match defs.ttft_on {
@@ -259,6 +260,17 @@ mod tests {
         // A reused connection has no connect time: the same as from `sent`.
         let m = compute(&rec(), &t, &from_connect);
         assert_eq!((m.ttft_ns, m.e2e_ns), (Some(1_000), Some(7_000)));
+        // From the schedule (900): the 100 ns the client was late count too.
+        let from_schedule = Definitions {
+            latency_from: LatencyFrom::Scheduled,
+            ..Default::default()
+        };
+        let m = compute(&rec(), &t, &from_schedule);
+        assert_eq!((m.ttft_ns, m.e2e_ns), (Some(1_100), Some(7_100)));
+        let mut lost = rec();
+        lost.scheduled_ns = None;
+        let m = compute(&lost, &t, &from_schedule);
+        assert_eq!((m.ttft_ns, m.e2e_ns), (None, None), "no schedule time, no latency");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub use recap_schemas::summary::{
     Agreement, Counts, Distribution, Goodput, PrefixGroupSummary, Scoring, Slo, Summary, TurnSummary,
 };
 
+use recap_schemas::summary::LatencyFrom;
 use recap_schemas::Phase;
 
 use crate::metrics::RequestMetrics;
@@ -308,11 +309,20 @@ impl SummaryText for Summary {
         ] {
             out.push((k.into(), num(v)));
         }
-        for (name, d) in &self.metrics {
+        // Every statistic of a distribution, then each percentile interval's bounds.
+        let stats = |out: &mut Vec<(String, String)>, key: &str, d: &Distribution| {
             for s in STATS {
                 let v = if s == "count" { Some(d.count as f64) } else { d.get(s) };
-                out.push((format!("{name}.{s}"), num(v)));
+                out.push((format!("{key}.{s}"), num(v)));
             }
+            for (p, _) in recap_schemas::summary::PERCENTILES {
+                for end in ["low", "high"] {
+                    out.push((format!("{key}.{p}_{end}"), num(d.get(&format!("{p}_{end}")))));
+                }
+            }
+        };
+        for (name, d) in &self.metrics {
+            stats(&mut out, name, d);
         }
         let groups = self
             .by_turn
@@ -327,10 +337,7 @@ impl SummaryText for Summary {
             out.push((format!("{key}.requests"), requests.to_string()));
             out.push((format!("{key}.ok"), ok.to_string()));
             for (name, d) in metrics {
-                for s in STATS {
-                    let v = if s == "count" { Some(d.count as f64) } else { d.get(s) };
-                    out.push((format!("{key}.{name}.{s}"), num(v)));
-                }
+                stats(&mut out, &format!("{key}.{name}"), d);
             }
         }
         out
@@ -355,6 +362,7 @@ impl SummaryText for Summary {
         let mut s = headline(self).join("\n");
         s.push_str("\n\n");
         s.push_str(&table(self, false));
+        s.push_str(&intervals_table(self, false));
         s.push_str(&turn_table(self, false));
         s
     }
@@ -366,6 +374,7 @@ impl SummaryText for Summary {
         }
         s.push('\n');
         s.push_str(&table(self, true));
+        s.push_str(&intervals_table(self, true));
         s.push_str(&turn_table(self, true));
         s
     }
@@ -422,6 +431,56 @@ fn turn_table(summary: &Summary, md: bool) -> String {
             s.push_str(&format!("{:<6}", r[0]));
             for c in &r[1..] {
                 s.push_str(&format!("{c:>10}"));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// The percentile intervals of the latencies (`[low, high]`, `-` where the run is too short).
+fn intervals_table(summary: &Summary, md: bool) -> String {
+    use recap_schemas::summary::PERCENTILE_CONFIDENCE;
+    let wanted = ["p50", "p90", "p99"];
+    let rows: Vec<(&str, Vec<String>)> = ["ttft_ms", "tpot_ms", "icl_ms", "e2e_ms"]
+        .into_iter()
+        .filter_map(|name| {
+            let d = summary.metrics.get(name).filter(|d| d.count > 0)?;
+            let cells = wanted
+                .iter()
+                .map(|p| {
+                    d.intervals.get(*p).map_or("-".into(), |[lo, hi]| {
+                        format!("[{}, {}]", fmt(Some(*lo)), fmt(Some(*hi)))
+                    })
+                })
+                .collect();
+            Some((name, cells))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let title = format!("{:.0}% interval", PERCENTILE_CONFIDENCE * 100.0);
+    let mut s = String::from("\n");
+    if md {
+        s.push_str(&format!(
+            "| {title} | {} |\n|{}\n",
+            wanted.join(" | "),
+            "---|".repeat(wanted.len() + 1)
+        ));
+        for (name, cells) in rows {
+            s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+        }
+    } else {
+        s.push_str(&format!("{title:<14}"));
+        for w in wanted {
+            s.push_str(&format!("{w:>22}"));
+        }
+        s.push('\n');
+        for (name, cells) in rows {
+            s.push_str(&format!("{name:<14}"));
+            for c in cells {
+                s.push_str(&format!("{c:>22}"));
             }
             s.push('\n');
         }
@@ -575,7 +634,37 @@ fn headline(summary: &Summary) -> Vec<String> {
             fmt(summary.planned_osl.mean_diff)
         )
     }))
+    .chain(
+        (summary.scoring.definitions.latency_from != LatencyFrom::Sent)
+            .then(|| format!("latencies from {}", summary.scoring.definitions.latency_from)),
+    )
+    .chain(short_run(summary))
     .collect()
+}
+
+/// A warning when the run has too few successful requests for some reported percentiles of
+/// TTFT to have a confidence interval: which ones, and how many samples each needs.
+fn short_run(summary: &Summary) -> Option<String> {
+    use recap_schemas::summary::{PERCENTILES, PERCENTILE_CONFIDENCE};
+    let d = summary.metrics.get("ttft_ms").filter(|d| d.count > 0)?;
+    let open: Vec<String> = PERCENTILES
+        .iter()
+        .filter(|(name, _)| !d.intervals.contains_key(*name))
+        .map(|(name, p)| {
+            format!(
+                "{name} needs {}",
+                recap_stats::percentile::samples_needed(*p, PERCENTILE_CONFIDENCE)
+            )
+        })
+        .collect();
+    (!open.is_empty()).then(|| {
+        format!(
+            "too few samples for a {:.0}% interval: {} (TTFT has {}); read those percentiles as rough",
+            PERCENTILE_CONFIDENCE * 100.0,
+            open.join(", "),
+            d.count
+        )
+    })
 }
 
 fn share(v: Option<f64>) -> String {

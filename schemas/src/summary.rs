@@ -19,6 +19,11 @@ string_enum! {
         /// `sent`: what a client opening a connection per request (vLLM's benchmark client)
         /// measures, connection set-up included.
         Connect => "connect",
+        /// The moment the load schedule intended the request to be sent (`scheduled_ns`):
+        /// time a saturated client spends queueing shows in TTFT and E2E instead of hiding in
+        /// `client_lag` (coordinated omission). Unknown for a request whose `requests` row a
+        /// kill took.
+        Scheduled => "scheduled",
     }
 }
 
@@ -121,6 +126,9 @@ pub const PERCENTILES: [(&str, f64); 5] = [
     ("p99_9", 99.9),
 ];
 
+/// Confidence of the percentile intervals in every [`Distribution`] (`intervals`).
+pub const PERCENTILE_CONFIDENCE: f64 = 0.95;
+
 /// Summary of one distribution; all fields null when there are no samples.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Distribution {
@@ -144,6 +152,12 @@ pub struct Distribution {
     pub p99: Option<f64>,
     /// 99.9th percentile.
     pub p99_9: Option<f64>,
+    /// Distribution-free confidence intervals of the percentiles above, by name (`p99`):
+    /// `[low, high]`, two of the samples (order statistics) that hold the true percentile
+    /// with probability at least [`PERCENTILE_CONFIDENCE`] whatever the distribution
+    /// (`docs/metrics.md`). A percentile with too few samples for one has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub intervals: BTreeMap<String, [f64; 2]>,
 }
 
 impl Distribution {
@@ -159,7 +173,16 @@ impl Distribution {
             "p95" => self.p95,
             "p99" => self.p99,
             "p99_9" => self.p99_9,
-            _ => None,
+            _ => {
+                // `p99_low`, `p99_high`: the bounds of a percentile's interval.
+                let (p, end) = name.rsplit_once('_')?;
+                let [low, high] = self.intervals.get(p)?;
+                match end {
+                    "low" => Some(*low),
+                    "high" => Some(*high),
+                    _ => None,
+                }
+            }
         }
     }
 }

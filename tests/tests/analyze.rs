@@ -321,6 +321,56 @@ fn every_metric_matches_a_hand_computation_on_the_committed_capture() {
     }
 }
 
+/// `--latency-from scheduled`: each latency grows by exactly how late the client sent the
+/// request, computed here from the run's own `requests` and `events` rows.
+#[test]
+fn latency_from_the_schedule_adds_exactly_the_clients_delay() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run_dir = copy_fixture("small", dir.path());
+    let run = read_run(&run_dir).expect("read run");
+    let score = |from: &str| {
+        let out = analyze(&[
+            "report",
+            run_dir.to_str().expect("utf8"),
+            "--tokenizer",
+            tokenizer_path("gpt2").to_str().expect("utf8"),
+            "--latency-from",
+            from,
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let console = String::from_utf8_lossy(&out.stdout).into_owned();
+        let adir = run_dir.join("analysis");
+        let id = std::fs::read_dir(&adir)
+            .expect("analysis")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.join("metrics.parquet").exists())
+            .expect("an analysis");
+        (read_metrics(&id.join("metrics.parquet")), console)
+    };
+    let (sent, console) = score("sent");
+    assert!(!console.contains("latencies from"), "{console}");
+    let (scheduled, console) = score("scheduled");
+    assert!(console.contains("latencies from scheduled"), "{console}");
+    let mut late = 0;
+    for (id, m) in &sent {
+        if !m.ok {
+            continue;
+        }
+        let last_sent = run.events[id]
+            .iter()
+            .filter(|e| e.kind == EventKind::Sent)
+            .map(|e| e.t_ns)
+            .max()
+            .expect("a sent event");
+        let delay = last_sent - run.requests[id].scheduled_ns;
+        late += i64::from(delay > 0);
+        let s = &scheduled[id];
+        assert_eq!(s.ttft_ns, m.ttft_ns.map(|t| t + delay), "request {id}: TTFT");
+        assert_eq!(s.e2e_ns, m.e2e_ns.map(|t| t + delay), "request {id}: E2E");
+    }
+    assert!(late > 0, "the fixture has requests sent after their schedule time");
+}
+
 #[test]
 fn rescoring_with_another_tokenizer_keeps_both_with_identical_timings() {
     let dir = tempfile::tempdir().expect("tmp");
