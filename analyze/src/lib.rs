@@ -18,10 +18,12 @@
 //! - [`report`]: `<run>/analysis/<tokenizer-id>/{metrics.parquet, summary.*}`.
 //! - [`sweep`]: one row per run, Pareto fronts, and confidence intervals and ellipses over
 //!   repeated runs (the statistics live in `recap-stats`, the file types in `recap-schemas`).
+//! - [`compare`]: whether runs differ: bootstrap intervals, a rank test, a verdict.
 //! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
 
 pub mod bpe;
 pub mod columns;
+pub mod compare;
 pub mod dataset;
 pub mod input;
 pub mod keys;

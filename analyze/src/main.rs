@@ -35,6 +35,9 @@ enum Command {
     /// Score many runs into one table labelled by load, with the Pareto front and, for repeated
     /// runs of one load, confidence intervals and ellipses; writes sweep.{json,csv,parquet}.
     Sweep(SweepArgs),
+    /// Whether runs differ from the first (the base): per latency metric and percentile, the
+    /// change with a bootstrap interval, a rank test, and a verdict (better, worse, same).
+    Compare(CompareArgs),
     /// Prepare token-exact workloads for capture (synthetic, ShareGPT, traces) and inspect them.
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -264,6 +267,50 @@ struct SweepArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Run folders: the base first, then the runs compared with it.
+    #[arg(required = true, num_args = 2..)]
+    runs: Vec<PathBuf>,
+    #[command(flatten)]
+    score: ScoreArgs,
+    /// Percentiles compared, comma-separated (p50, p90, p95, p99, p99_9).
+    #[arg(long, default_value = "p50,p99", value_delimiter = ',')]
+    stats: Vec<String>,
+    /// Confidence of the bootstrap intervals.
+    #[arg(long, default_value_t = 0.95, value_name = "LEVEL")]
+    confidence: f64,
+    /// Smallest change, relative to the base, called a difference (0.05: 5 %).
+    #[arg(long, default_value_t = 0.05, value_name = "SHARE")]
+    threshold: f64,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    resamples: usize,
+    /// Bootstrap seed (the same seed gives the same intervals).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output: a table, Markdown, or JSON.
+    #[arg(long, value_enum, default_value = "table")]
+    format: CompareFormat,
+    /// Exit 1 when a statistic of a run is `worse` than the base (or `different`: worse or
+    /// better), for CI.
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompareFormat {
+    Table,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    Worse,
+    Different,
+}
+
 /// Scores every run; returns (summary, load) pairs.
 fn threads(n: Option<usize>) -> anyhow::Result<()> {
     if let Some(n) = n {
@@ -485,6 +532,53 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dataset(cmd) => run_dataset(cmd, cli.quiet),
+        Command::Compare(a) => {
+            use recap_analyze::compare::{compare, Options, Samples, Verdict};
+            if !(0.0 < a.confidence && a.confidence < 1.0) {
+                return Err(recap_analyze::Error::Input(format!(
+                    "--confidence {} is not between 0 and 1",
+                    a.confidence
+                ))
+                .into());
+            }
+            let mut rows = Vec::new();
+            let scored = score_runs(&rt, &a.runs, &a.score, false, |r| rows.push(r.rows.clone()))?;
+            let samples: Vec<Samples> = scored
+                .into_iter()
+                .zip(rows)
+                .map(|((summary, manifest), rows)| Samples::of(summary.scoring.run, manifest, &rows))
+                .collect();
+            let opts = Options {
+                confidence: a.confidence,
+                threshold: a.threshold,
+                resamples: a.resamples,
+                seed: a.seed,
+            };
+            let c = compare(&samples, &a.stats, opts)?;
+            match a.format {
+                CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c)?),
+                CompareFormat::Markdown => print!("{}", c.render(true)),
+                CompareFormat::Table => {
+                    if !cli.quiet {
+                        print!("{}", c.render(false));
+                    }
+                }
+            }
+            let failed = match a.fail_on {
+                Some(FailOn::Worse) => c.any(Verdict::Worse),
+                Some(FailOn::Different) => c.any(Verdict::Worse) || c.any(Verdict::Better),
+                None => false,
+            };
+            if failed {
+                let what = if a.fail_on == Some(FailOn::Worse) {
+                    "is worse than"
+                } else {
+                    "differs from"
+                };
+                anyhow::bail!("a run {what} the base (--fail-on)");
+            }
+            Ok(())
+        }
         Command::Sql {
             mut args,
             tokenizer_id,

@@ -56,6 +56,12 @@ fn group_label(m: &recap_schemas::Manifest, several_plans: bool) -> String {
     }
 }
 
+/// What differs between two runs' workloads (dataset, API, model, streaming, `max_tokens`),
+/// empty when nothing does: runs compared or grouped as repeats should share one.
+pub(crate) fn workload_difference(a: &recap_schemas::Manifest, b: &recap_schemas::Manifest) -> String {
+    RepeatKey::of(a).difference(&RepeatKey::of(b))
+}
+
 /// What must be equal for runs to be repeats of one point.
 #[derive(Debug, PartialEq)]
 struct RepeatKey<'a> {

@@ -7,12 +7,14 @@
 //! - [`quantiles`]: the same distribution of more integer samples than memory holds.
 //! - [`pareto`]: which points are on the Pareto front of two axes.
 //! - [`ellipse`]: t-based intervals and confidence ellipses of repeated runs.
+//! - [`compare`]: whether two samples differ: a rank test and a bootstrap interval.
 //!
 //! ```
 //! let d = recap_stats::distribution([4.0, 1.0, 3.0, 2.0]);
 //! assert_eq!(d.p50, Some(2.5));
 //! ```
 
+pub mod compare;
 pub mod ellipse;
 pub mod pareto;
 pub mod percentile;

@@ -859,3 +859,107 @@ fn sweep_labels_runs_by_load_marks_the_front_and_fits_ellipses_for_repeats() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown sweep axis"));
 }
+
+/// `analyze compare`: a known TTFT shift (the simulator's `--ttft` 50 ms against 75 ms) is
+/// called worse, with an interval around the shift; a repeat of the base configuration is
+/// not; `--fail-on worse` turns the verdict into the exit status.
+#[test]
+fn compare_finds_a_known_ttft_shift_and_no_difference_between_repeats() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let capture_from = |sim: &SimProcess, name: &str| {
+        let out = dir.path().join(name);
+        let res = Command::new(workspace_bin("capture"))
+            .args([
+                "--url",
+                &sim.url(),
+                "--requests",
+                "120",
+                "--concurrency",
+                "4",
+                "--max-tokens",
+                "4",
+                "--out",
+                out.to_str().expect("utf8"),
+                "-q",
+            ])
+            .output()
+            .expect("capture");
+        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        out.display().to_string()
+    };
+    let base_sim = SimProcess::start(&["--ttft", "50ms", "--itl", "1ms"]).expect("sim");
+    let slow_sim = SimProcess::start(&["--ttft", "75ms", "--itl", "1ms"]).expect("sim");
+    let base = capture_from(&base_sim, "base");
+    let repeat = capture_from(&base_sim, "repeat");
+    let slow = capture_from(&slow_sim, "slow");
+    let gpt2 = tokenizer_path("gpt2").display().to_string();
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "compare",
+            base.as_str(),
+            repeat.as_str(),
+            slow.as_str(),
+            "--tokenizer",
+            gpt2.as_str(),
+            "--stats",
+            "p50",
+            "--threshold",
+            "0.1",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let out = Command::new(workspace_bin("analyze"))
+        .args(args(&["--format", "json"]))
+        .output()
+        .expect("analyze");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let row = |run: usize, metric: &str| -> Value {
+        v["runs"][run]["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["metric"] == metric && r["stat"] == "p50")
+            .cloned()
+            .expect("row")
+    };
+    let same = row(0, "ttft_ms");
+    assert_eq!(same["verdict"], "same", "{same}");
+    let worse = row(1, "ttft_ms");
+    assert_eq!(worse["verdict"], "worse", "{worse}");
+    // The sim adds 25 ms to a TTFT of about 50 ms: +50 % or so, inside the interval.
+    let (change, low, high) = (
+        worse["change"].as_f64().expect("change"),
+        worse["change_low"].as_f64().expect("low"),
+        worse["change_high"].as_f64().expect("high"),
+    );
+    assert!(low <= change && change <= high && low > 0.3 && change < 0.6, "{worse}");
+    assert!(worse["p_value"].as_f64().expect("p") < 1e-6, "{worse}");
+    assert_eq!(row(1, "tpot_ms")["verdict"], "same", "the shift is in TTFT only");
+
+    // --fail-on worse: exit 1 with the slow run, 0 with only the repeat.
+    let fail = Command::new(workspace_bin("analyze"))
+        .args(args(&["--fail-on", "worse", "-q"]))
+        .output()
+        .expect("analyze");
+    assert_eq!(fail.status.code(), Some(1), "{}", String::from_utf8_lossy(&fail.stderr));
+    let pass = Command::new(workspace_bin("analyze"))
+        .args([
+            "compare",
+            base.as_str(),
+            repeat.as_str(),
+            "--tokenizer",
+            gpt2.as_str(),
+            "--stats",
+            "p50",
+            "--threshold",
+            "0.1",
+            "--fail-on",
+            "worse",
+            "-q",
+        ])
+        .output()
+        .expect("analyze");
+    assert_eq!(pass.status.code(), Some(0), "{}", String::from_utf8_lossy(&pass.stderr));
+}
