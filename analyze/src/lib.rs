@@ -14,6 +14,8 @@
 //!   datasets.
 //! - [`dataset`]: `analyze dataset`: token-exact workloads for capture, and their statistics.
 //! - [`metrics`]: per-request TTFT, TPOT, E2E, ISL, OSL, client lag under named definitions.
+//! - [`per_token`]: each output token timed by the event that delivered its last byte; the
+//!   peers' ITL definitions from it.
 //! - [`summary`]: throughput, goodput, agreement (percentiles come from `recap-stats`).
 //! - [`report`]: `<run>/analysis/<tokenizer-id>/{metrics.parquet, summary.*}`.
 //! - [`sweep`]: one row per run, Pareto fronts, and confidence intervals and ellipses over
@@ -28,6 +30,7 @@ pub mod dataset;
 pub mod input;
 pub mod keys;
 pub mod metrics;
+pub mod per_token;
 pub mod progress;
 pub mod reassemble;
 pub mod report;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSource, TtftOn};
+use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, ItlDefinition, LatencyFrom, TokenSource, TtftOn};
 use recap_analyze::report::{report, ReportOptions};
 use recap_analyze::store::RunFolder;
 use recap_analyze::summary::{Slo, SloExt, SummaryText};
@@ -213,6 +213,12 @@ struct ScoreArgs {
     /// Event that ends E2E latency.
     #[arg(long, default_value = "last-token", value_parser = choice(E2eEnd::ALL, E2eEnd::as_str))]
     e2e_end: E2eEnd,
+    /// Inter-token latency when a chunk carries several tokens (`itl_ms`): `chunk` (the chunk
+    /// gaps, vLLM; no per-token work), `split` (SGLang), `divided` (GenAI-Perf),
+    /// `first-gets-gap` (inference-perf), `mean` (AIPerf, GuideLLM). Per-token choices time each
+    /// token by the event that delivered its last byte and read the events.
+    #[arg(long, default_value = "chunk", value_parser = choice(ItlDefinition::ALL, ItlDefinition::as_str))]
+    itl: ItlDefinition,
     /// Token counts from the tokenizer or the server's usage.
     #[arg(long, default_value = "tokenizer", value_parser = choice(TokenSource::ALL, TokenSource::as_str))]
     tokens: TokenSource,
@@ -445,6 +451,7 @@ fn score_runs(
             ttft_on: a.ttft_on,
             e2e_end: a.e2e_end,
             tokens: a.tokens,
+            itl: a.itl,
         },
         isl: a.isl,
         slo: Slo::parse(&a.slo)?,

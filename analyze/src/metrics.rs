@@ -5,14 +5,14 @@
 
 use arrow_array::RecordBatch;
 pub use recap_schemas::analysis::metrics::schema;
-pub use recap_schemas::summary::{Definitions, E2eEnd, IslMode, LatencyFrom, TokenSource, TtftOn};
+pub use recap_schemas::summary::{Definitions, E2eEnd, IslMode, ItlDefinition, LatencyFrom, TokenSource, TtftOn};
 
 use recap_schemas::{ErrorKind, EventKind, Phase};
 
 use crate::reassemble::RequestRecord;
 
 /// Token counts of one request from the tokenizer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TokenCounts {
     /// Input tokens.
     pub isl: Option<u32>,
@@ -22,6 +22,10 @@ pub struct TokenCounts {
     pub reasoning: u32,
     /// Output tokens in tool-call arguments.
     pub tool_calls: u32,
+    /// With per-token timing: when the event completing the second output token arrived.
+    pub second_token_ns: Option<i64>,
+    /// With per-token timing: output tokens per token-completing event.
+    pub tokens_per_chunk: Option<f64>,
 }
 
 /// One request's metrics (a `metrics.parquet` row).
@@ -90,6 +94,10 @@ pub struct RequestMetrics {
     pub server_prefill_ms: Option<f64>,
     /// The server's own decode time (llama.cpp `timings.predicted_ms`).
     pub server_decode_ms: Option<f64>,
+    /// From the start to the event completing the second output token (per-token `--itl`).
+    pub time_to_second_token_ns: Option<i64>,
+    /// Output tokens per token-completing event (per-token `--itl`).
+    pub tokens_per_chunk: Option<f64>,
 }
 
 /// Computes one request's metrics from its record and token counts.
@@ -167,6 +175,8 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         },
         server_prefill_ms: r.server_prefill_ms,
         server_decode_ms: r.server_decode_ms,
+        time_to_second_token_ns: since_sent(t.second_token_ns),
+        tokens_per_chunk: t.tokens_per_chunk,
     }
 }
 
@@ -210,6 +220,7 @@ mod tests {
             content: 4,
             reasoning: 2,
             tool_calls: 0,
+            ..Default::default()
         };
         let m = compute(&rec(), &t, &Definitions::default());
         assert!(m.ok);
@@ -228,12 +239,14 @@ mod tests {
             content: 4,
             reasoning: 2,
             tool_calls: 0,
+            ..Default::default()
         };
         let d = Definitions {
             latency_from: LatencyFrom::Sent,
             ttft_on: TtftOn::Any,
             e2e_end: E2eEnd::Done,
             tokens: TokenSource::Server,
+            itl: ItlDefinition::Chunk,
         };
         let m = compute(&rec(), &t, &d);
         assert_eq!(m.ttft_ns, Some(500));

@@ -74,6 +74,10 @@ pub struct RequestRecord {
     pub hashes: TextHashes,
     /// Times of SSE events with output (non-empty content, reasoning or a tool call), in seq order.
     pub output_times_ns: Vec<i64>,
+    /// For each of those events, the bytes of content and of reasoning delivered up to and
+    /// including it: where per-token timing ([`crate::per_token`]) finds which event completed
+    /// each token. Empty for a record read from the records cache (it keeps no texts).
+    pub output_ends: Vec<(u32, u32)>,
     /// Time of the first SSE event carrying a choice (vLLM's TTFT point).
     pub first_choice_ns: Option<i64>,
     /// Time of the first SSE event with non-empty content.
@@ -225,10 +229,14 @@ fn finish(id: u64, a: Acc) -> RequestRecord {
     if !in_arrival_order {
         order.sort_by_key(|&i| (sse[i].seq, sse[i].t_ns));
     }
+    let (mut content_end, mut reasoning_end) = (0_u32, 0_u32);
     for &i in &order {
         let s = &sse[i];
+        content_end += s.content.map_or(0, |(_, len)| len);
+        reasoning_end += s.reasoning.map_or(0, |(_, len)| len);
         if Channel::non_empty(s.content) || Channel::non_empty(s.reasoning) || s.tool_args.is_some() {
             rec.output_times_ns.push(s.t_ns);
+            rec.output_ends.push((content_end, reasoning_end));
         }
         if s.has_choice && rec.first_choice_ns.is_none() {
             rec.first_choice_ns = Some(s.t_ns);

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::input::{self, Input};
 use crate::keys::TextKey;
-use crate::metrics::{self, Definitions, IslMode, RequestMetrics, TokenCounts};
+use crate::metrics::{self, Definitions, IslMode, ItlDefinition, RequestMetrics, TokenCounts};
 use crate::reassemble::{Ended, IdMap, IdSet, Reassembler, RequestFacts, RequestRecord};
 use crate::store::icl::GapsFile;
 use crate::store::parquet::{write_parquet, Part};
@@ -88,6 +88,16 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     };
     // The gaps depend only on the recorded events: a file built from these segments is kept.
     let gaps = caches.gaps_writer()?;
+    // Per-token ITL needs each event's bytes, which only the events have (the records cache
+    // keeps no texts): such a scoring reads the events and writes `itl.parquet`.
+    let per_token = !matches!(opts.definitions.itl, ItlDefinition::Chunk);
+    let itl_path = dir.join(recap_schemas::analysis::ITL_FILE);
+    let itl_file = if per_token {
+        counter.ready()?;
+        Some(GapsFile::create(&itl_path, "per-token")?)
+    } else {
+        None
+    };
     let mut pass = Pass {
         counter,
         template,
@@ -98,20 +108,22 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         isl: IdMap::default(),
         rows: Vec::new(),
         gaps,
+        itl: itl_file,
         writers: None,
         counting: Duration::ZERO,
         progress: opts.progress,
     };
     let requests = pass.read_requests(run)?;
     lap("inputs");
-    let from_caches = caches.reusable(
-        &mut pass,
-        |p, k| p.cache.contains(&(k, false)),
-        |p, texts| {
-            let keys: Vec<(TextKey, bool)> = texts.iter().map(|(k, _)| (*k, false)).collect();
-            p.count(&keys, &|i| Some(Cow::Borrowed(texts[i].1))).map(drop)
-        },
-    )?;
+    let from_caches = !per_token
+        && caches.reusable(
+            &mut pass,
+            |p, k| p.cache.contains(&(k, false)),
+            |p, texts| {
+                let keys: Vec<(TextKey, bool)> = texts.iter().map(|(k, _)| (*k, false)).collect();
+                p.count(&keys, &|i| Some(Cow::Borrowed(texts[i].1))).map(drop)
+            },
+        )?;
     if from_caches {
         drop(requests);
         caches.read_records(&mut |records| pass.score(records))?;
@@ -129,11 +141,15 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         cache,
         mut rows,
         gaps,
+        itl,
         writers,
         ..
     } = pass;
     if let Some(g) = gaps {
         g.finish()?;
+    }
+    if let Some(f) = itl {
+        f.finish()?;
     }
     if let Some(w) = writers {
         w.finish();
@@ -150,6 +166,12 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         .map(|m| m.request_id)
         .collect();
     let icl_ms = caches.icl_distribution(&|id| counted.contains(&id))?;
+    let itl_ms = if per_token {
+        Some(crate::store::icl::distribution(&itl_path, &|id| counted.contains(&id))?)
+    } else {
+        let _ = std::fs::remove_file(&itl_path);
+        None
+    };
     let isl_used = match (opts.isl, counter.chat_template().is_some()) {
         (IslMode::Template, true) => IslMode::Template,
         _ => IslMode::Raw,
@@ -167,6 +189,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         slo: opts.slo,
         rows: &rows,
         icl_ms,
+        itl_ms,
         protocol_events: &protocol,
     });
     lap("metrics and summary");
@@ -202,6 +225,8 @@ struct Pass<'a> {
     /// Metrics and protocol events of each finished request.
     rows: Vec<(RequestMetrics, u32)>,
     gaps: Option<GapsFile>,
+    /// `itl.parquet`, with a per-token `--itl`.
+    itl: Option<GapsFile>,
     writers: Option<Writers>,
     /// Time spent counting tokens.
     counting: Duration,
@@ -356,20 +381,37 @@ impl Pass<'_> {
             .ok_or_else(|| Error::Internal("an output text is neither cached nor at hand".into()))?;
         let definitions = self.definitions;
         let isl = &self.isl;
-        let rows: Vec<(RequestMetrics, u32)> = records
+        let counter = self.counter;
+        let per_token = self.itl.is_some();
+        let scored: Vec<((RequestMetrics, u32), Vec<i64>)> = records
             .par_iter()
             .enumerate()
             .map(|(i, r)| {
+                let timing = if per_token { token_timing(counter, r)? } else { None };
                 let counts = TokenCounts {
                     isl: isl.get(&r.request_id).copied().flatten(),
                     reasoning: n[3 * i],
                     content: n[3 * i + 1],
                     tool_calls: n[3 * i + 2],
+                    second_token_ns: timing
+                        .as_ref()
+                        .and_then(|per| crate::per_token::second_token_ns(&r.output_times_ns, per)),
+                    tokens_per_chunk: timing.as_deref().and_then(crate::per_token::tokens_per_chunk),
                 };
-                (metrics::compute(r, &counts, &definitions), r.protocol_events)
+                let itl = timing.map_or_else(Vec::new, |per| {
+                    crate::per_token::itl_samples(&r.output_times_ns, &per, definitions.itl)
+                });
+                Ok(((metrics::compute(r, &counts, &definitions), r.protocol_events), itl))
             })
-            .collect();
-        self.rows.extend(rows);
+            .collect::<Result<_>>()?;
+        let mut itl = Vec::new();
+        for ((row, protocol), samples) in scored {
+            itl.extend(samples.into_iter().map(|g| (row.request_id, g)));
+            self.rows.push((row, protocol));
+        }
+        if let Some(f) = &mut self.itl {
+            f.write(itl)?;
+        }
         if let Some(g) = &mut self.gaps {
             g.write(
                 records
@@ -382,6 +424,21 @@ impl Pass<'_> {
         }
         Ok(())
     }
+}
+
+/// Tokens completed by each output event of `r` (content and reasoning), when its texts are
+/// at hand ([`crate::per_token`]).
+fn token_timing(counter: &Counter, r: &RequestRecord) -> Result<Option<Vec<u32>>> {
+    let Some(t) = &r.texts else { return Ok(None) };
+    if r.output_ends.len() != r.output_times_ns.len() {
+        return Ok(None);
+    }
+    let (content, reasoning) = (counter.token_ends(&t.content)?, counter.token_ends(&t.reasoning)?);
+    Ok(Some(crate::per_token::tokens_per_event(
+        &r.output_ends,
+        &content,
+        &reasoning,
+    )))
 }
 
 /// What an earlier analysis in the same folder was scored with, when it differs from

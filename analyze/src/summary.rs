@@ -25,6 +25,8 @@ pub struct SummaryInput<'a> {
     /// The `icl_ms` distribution of the measure-phase successful requests, computed by the
     /// caller from `icl.parquet` in bounded memory (a run may hold billions of gaps).
     pub icl_ms: Distribution,
+    /// The `itl_ms` distribution (from `itl.parquet`) with a per-token `--itl`.
+    pub itl_ms: Option<Distribution>,
     /// Protocol events of each row, same order.
     pub protocol_events: &'a [u32],
 }
@@ -53,6 +55,9 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
     let ms = |v: Option<i64>| v.map(|x| x as f64 / 1e6);
     let mut metrics = request_distributions(ok.iter().copied());
     metrics.insert("icl_ms".into(), inp.icl_ms);
+    if let Some(d) = inp.itl_ms {
+        metrics.insert("itl_ms".into(), d);
+    }
     metrics.insert(
         "client_lag_ms".into(),
         recap_stats::distribution(ok.iter().filter_map(|m| ms(m.client_lag_ns))),
@@ -129,10 +134,13 @@ fn request_distributions<'a>(ok: impl Iterator<Item = &'a RequestMetrics> + Clon
     ];
     // What the server reports about itself, only when it did (llama.cpp's `timings`, the
     // `cached_tokens` of vLLM, SGLang and llama.cpp).
-    let server_reported: [(&str, Value); 3] = [
+    // And what per-token timing measures, only when it ran (a per-token `--itl`).
+    let server_reported: [(&str, Value); 5] = [
         ("server_prefill_ms", &|m| m.server_prefill_ms),
         ("server_decode_ms", &|m| m.server_decode_ms),
         ("prefix_cache_share", &|m| m.prefix_cache_share),
+        ("time_to_second_token_ms", &|m| ms(m.time_to_second_token_ns)),
+        ("tokens_per_chunk", &|m| m.tokens_per_chunk),
     ];
     let mut out: BTreeMap<String, Distribution> = per_request
         .iter()
@@ -442,7 +450,7 @@ fn turn_table(summary: &Summary, md: bool) -> String {
 fn intervals_table(summary: &Summary, md: bool) -> String {
     use recap_schemas::summary::PERCENTILE_CONFIDENCE;
     let wanted = ["p50", "p90", "p99"];
-    let rows: Vec<(&str, Vec<String>)> = ["ttft_ms", "tpot_ms", "icl_ms", "e2e_ms"]
+    let rows: Vec<(&str, Vec<String>)> = ["ttft_ms", "tpot_ms", "icl_ms", "itl_ms", "e2e_ms"]
         .into_iter()
         .filter_map(|name| {
             let d = summary.metrics.get(name).filter(|d| d.count > 0)?;
@@ -510,7 +518,10 @@ fn table(summary: &Summary, md: bool) -> String {
         "ttft_ms",
         "tpot_ms",
         "icl_ms",
+        "itl_ms",
         "e2e_ms",
+        "time_to_second_token_ms",
+        "tokens_per_chunk",
         "isl_tokens",
         "osl_tokens",
         "client_lag_ms",
@@ -719,6 +730,7 @@ mod tests {
             rows: &rows,
             // The gaps of the measure-phase successful rows 0 and 1, in ms.
             icl_ms: recap_stats::distribution([1e-6, 3e-6, 2e-6]),
+            itl_ms: None,
             protocol_events: &[0, 1, 0],
         });
         assert_eq!(s.window_s, Some(2.0));
@@ -751,6 +763,7 @@ mod tests {
             slo: Slo::parse("tpot=1s").expect("slo"),
             rows: &rows,
             icl_ms: Distribution::default(),
+            itl_ms: None,
             protocol_events: &[0, 0, 0],
         });
         assert_eq!(s.goodput.good_requests, 2, "the unknown TPOT is not met");
@@ -777,6 +790,7 @@ mod tests {
             slo: Slo::default(),
             rows: &rows,
             icl_ms: Distribution::default(),
+            itl_ms: None,
             protocol_events: &[0; 5],
         });
         let turns: Vec<(u32, u64, u64)> = s.by_turn.iter().map(|t| (t.turn, t.requests, t.ok)).collect();
@@ -800,6 +814,7 @@ mod tests {
             slo: Slo::default(),
             rows: &plain,
             icl_ms: Distribution::default(),
+            itl_ms: None,
             protocol_events: &[0],
         });
         assert!(single.by_turn.is_empty() && !single.to_console().contains("by turn"));

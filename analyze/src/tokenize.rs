@@ -251,6 +251,21 @@ impl Counter {
         self.chat_template.as_ref()
     }
 
+    /// The byte offset where each token of `text` ends (no special tokens added), from
+    /// `tokenizers` itself: per-token timing needs where tokens end, which the count-only fast
+    /// path does not give.
+    pub fn token_ends(&self, text: &str) -> Result<Vec<usize>> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enc = self
+            .engine()?
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Internal(format!("tokenizing: {e}")))?;
+        Ok(enc.get_offsets().iter().map(|(_, end)| *end).collect())
+    }
+
     /// Parses the tokenizer (once; later calls are free). Counting does this on demand, so a
     /// re-analysis whose counts are all cached never pays for it; call it first to fail fast
     /// on an invalid file.

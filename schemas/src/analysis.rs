@@ -24,6 +24,9 @@ pub const TEXTS_FILE: &str = "texts.parquet";
 pub const TOKENS_FILE: &str = "tokens.parquet";
 /// Inter-chunk gaps ([`icl`]).
 pub const ICL_FILE: &str = "icl.parquet";
+/// Per-token inter-token latencies under the chosen `--itl` definition (same columns as
+/// [`ICL_FILE`]), written only with a per-token definition.
+pub const ITL_FILE: &str = "itl.parquet";
 /// Per-request metrics ([`metrics`]).
 pub const METRICS_FILE: &str = "metrics.parquet";
 /// The run summary ([`crate::summary::Summary`]) as JSON.
@@ -142,6 +145,12 @@ pub mod metrics {
     pub const SERVER_PREFILL_MS: &str = "server_prefill_ms";
     /// `f64` ms: the server's own decode time (llama.cpp `timings.predicted_ms`).
     pub const SERVER_DECODE_MS: &str = "server_decode_ms";
+    /// `i64` ns: from the start to the event that delivered the second output token's last
+    /// byte (with a per-token `--itl`).
+    pub const TIME_TO_SECOND_TOKEN_NS: &str = "time_to_second_token_ns";
+    /// `f64`: output tokens per output event that completed at least one token (with a
+    /// per-token `--itl`): the speculative-decoding acceptance proxy.
+    pub const TOKENS_PER_CHUNK: &str = "tokens_per_chunk";
 
     /// The Arrow schema of `metrics.parquet`.
     pub fn schema() -> SchemaRef {
@@ -179,6 +188,8 @@ pub mod metrics {
             Field::new(PREFIX_CACHE_SHARE, DataType::Float64, true),
             Field::new(SERVER_PREFILL_MS, DataType::Float64, true),
             Field::new(SERVER_DECODE_MS, DataType::Float64, true),
+            i(TIME_TO_SECOND_TOKEN_NS),
+            Field::new(TOKENS_PER_CHUNK, DataType::Float64, true),
         ]))
     }
 }
@@ -274,6 +285,12 @@ pub mod records {
     pub const SERVER_PREFILL_MS: &str = "server_prefill_ms";
     /// `server_decode_ms`.
     pub const SERVER_DECODE_MS: &str = "server_decode_ms";
+    /// `i64` ns: from the start to the event that delivered the second output token's last
+    /// byte (with a per-token `--itl`).
+    pub const TIME_TO_SECOND_TOKEN_NS: &str = "time_to_second_token_ns";
+    /// `f64`: output tokens per output event that completed at least one token (with a
+    /// per-token `--itl`): the speculative-decoding acceptance proxy.
+    pub const TOKENS_PER_CHUNK: &str = "tokens_per_chunk";
 
     /// The Arrow schema of `records.parquet` (`docs/schema.md` describes each column).
     pub fn schema() -> SchemaRef {

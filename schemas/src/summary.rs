@@ -28,6 +28,23 @@ string_enum! {
 }
 
 string_enum! {
+    /// What an inter-token latency is when one chunk delivers several tokens: each peer's
+    /// definition (`docs/metrics.md`, "Per-token timing").
+    ItlDefinition {
+        /// No per-token ITL: the chunk gaps (`icl_ms`) are what vLLM calls ITL (default).
+        Chunk => "chunk",
+        /// A k-token chunk after a gap g gives k samples g/k (SGLang's `bench_serving`).
+        Split => "split",
+        /// A k-token chunk after a gap g gives one sample g/k (GenAI-Perf).
+        Divided => "divided",
+        /// A k-token chunk after a gap g gives g, then k - 1 zeros (inference-perf).
+        FirstGetsGap => "first-gets-gap",
+        /// One sample per request, (t_last - t_first)/(N - 1): TPOT (AIPerf, GuideLLM).
+        Mean => "mean",
+    }
+}
+
+string_enum! {
     /// Which event ends TTFT.
     TtftOn {
         /// First SSE event with non-empty content, reasoning or a tool call (default).
@@ -81,6 +98,13 @@ pub struct Definitions {
     pub e2e_end: E2eEnd,
     /// Token count source for ISL/OSL used in TPOT and throughput.
     pub tokens: TokenSource,
+    /// Inter-token latency definition (`itl_ms`); absent in older summaries: `chunk`.
+    #[serde(default = "default_itl")]
+    pub itl: ItlDefinition,
+}
+
+fn default_itl() -> ItlDefinition {
+    ItlDefinition::Chunk
 }
 
 fn default_latency_from() -> LatencyFrom {
@@ -94,6 +118,7 @@ impl Default for Definitions {
             ttft_on: TtftOn::Output,
             e2e_end: E2eEnd::LastToken,
             tokens: TokenSource::Tokenizer,
+            itl: ItlDefinition::Chunk,
         }
     }
 }

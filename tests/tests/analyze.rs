@@ -963,3 +963,140 @@ fn compare_finds_a_known_ttft_shift_and_no_difference_between_repeats() {
         .expect("analyze");
     assert_eq!(pass.status.code(), Some(0), "{}", String::from_utf8_lossy(&pass.stderr));
 }
+
+/// Per-token ITL under each peer's definition, on a capture whose chunks carry three tokens:
+/// the expected samples come from the recorded events (each event's time, and its words:
+/// `recap-sim --tokenizer` answers in words that are one token each), not from analyze.
+#[test]
+fn every_itl_definition_matches_the_chunks_the_simulator_sent() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let qwen3 = tokenizer_path("qwen3").display().to_string();
+    let sim = SimProcess::start(&[
+        "--ttft",
+        "5ms",
+        "--itl",
+        "2ms",
+        "--tokens-per-chunk",
+        "3",
+        "--tokenizer",
+        &qwen3,
+    ])
+    .expect("sim");
+    let run_dir = dir.path().join("run");
+    let res = Command::new(workspace_bin("capture"))
+        .args([
+            "--url",
+            &sim.url(),
+            "--requests",
+            "12",
+            "--concurrency",
+            "3",
+            "--max-tokens",
+            "10",
+            "--out",
+            run_dir.to_str().expect("utf8"),
+            "-q",
+        ])
+        .output()
+        .expect("capture");
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let run = read_run(&run_dir).expect("read run");
+    // (time, tokens) of each event with content, per request: the simulator's chunks.
+    let chunks: BTreeMap<u64, Vec<(i64, i64)>> = run
+        .events
+        .iter()
+        .map(|(id, evs)| {
+            let mut c: Vec<(Option<u32>, i64, i64)> = evs
+                .iter()
+                .filter(|e| e.kind == EventKind::Sse)
+                .filter_map(|e| {
+                    let words = e.content.as_deref()?.split_whitespace().count() as i64;
+                    (words > 0).then_some((e.seq, e.t_ns, words))
+                })
+                .collect();
+            c.sort();
+            (*id, c.into_iter().map(|(_, t, k)| (t, k)).collect())
+        })
+        .collect();
+    assert!(
+        chunks
+            .values()
+            .all(|c| c.iter().map(|x| x.1).collect::<Vec<_>>() == [3, 3, 3, 1]),
+        "10 tokens in chunks of 3: {chunks:?}"
+    );
+    let expected = |def: &str, c: &[(i64, i64)]| -> Vec<i64> {
+        let gaps: Vec<(i64, i64)> = c.windows(2).map(|w| (w[1].0 - w[0].0, w[1].1)).collect();
+        match def {
+            "split" => gaps.iter().flat_map(|(g, k)| vec![g / k; *k as usize]).collect(),
+            "divided" => gaps.iter().map(|(g, k)| g / k).collect(),
+            "first-gets-gap" => {
+                let mut v = vec![0; c[0].1 as usize - 1];
+                for (g, k) in &gaps {
+                    v.push(*g);
+                    v.extend(vec![0; *k as usize - 1]);
+                }
+                v
+            }
+            _ => {
+                let n: i64 = c.iter().map(|x| x.1).sum();
+                vec![(c[c.len() - 1].0 - c[0].0) / (n - 1)]
+            }
+        }
+    };
+    for def in ["split", "divided", "first-gets-gap", "mean"] {
+        let out = analyze(&[
+            "report",
+            run_dir.to_str().expect("utf8"),
+            "--tokenizer",
+            &qwen3,
+            "--itl",
+            def,
+            "--json",
+            "-q",
+        ]);
+        assert!(out.status.success(), "{def}: {}", String::from_utf8_lossy(&out.stderr));
+        let summary = one_summary(&out.stdout);
+        let adir = run_dir
+            .join("analysis")
+            .join(summary["tokenizer_id"].as_str().expect("id"));
+        // itl.parquet, per request, in file order.
+        let mut got: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+        let f = File::open(adir.join("itl.parquet")).expect("itl.parquet");
+        for b in ParquetRecordBatchReaderBuilder::try_new(f)
+            .expect("parquet")
+            .build()
+            .expect("reader")
+        {
+            let b = b.expect("batch");
+            let ids = b.column(0).as_primitive::<UInt64Type>().clone();
+            let gaps = b.column(1).as_primitive::<Int64Type>().clone();
+            for i in 0..b.num_rows() {
+                got.entry(ids.value(i)).or_default().push(gaps.value(i));
+            }
+        }
+        for (id, c) in &chunks {
+            assert_eq!(
+                got.get(id).cloned().unwrap_or_default(),
+                expected(def, c),
+                "{def}: request {id}"
+            );
+        }
+        assert_eq!(
+            summary["metrics"]["itl_ms"]["count"].as_u64(),
+            Some(got.values().map(Vec::len).sum::<usize>() as u64),
+            "{def}"
+        );
+        // Tokens per chunk 10/4; the second token came with the first chunk, so its time is
+        // TTFT.
+        let tpc = &summary["metrics"]["tokens_per_chunk"];
+        assert_eq!(
+            (tpc["min"].as_f64(), tpc["max"].as_f64()),
+            (Some(2.5), Some(2.5)),
+            "{tpc}"
+        );
+        assert_eq!(
+            summary["metrics"]["time_to_second_token_ms"]["p50"],
+            summary["metrics"]["ttft_ms"]["p50"]
+        );
+    }
+}

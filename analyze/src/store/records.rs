@@ -327,6 +327,7 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<RequestRecord>) -> Option<()> {
                 tool_args: key_from_bytes(ht.value(i))?,
             },
             output_times_ns: t.values().to_vec(),
+            output_ends: Vec::new(),
             first_choice_ns: at(Some(fc), i, |a, i| a.value(i)),
             first_content_ns: at(Some(fco), i, |a, i| a.value(i)),
             usage_prompt_tokens: at(Some(up), i, |a, i| a.value(i)),
