@@ -58,6 +58,16 @@ fn analyze(args: &[&str]) -> Output {
     recap_tests::harness::run_bin("analyze", args)
 }
 
+/// Captures from `sim` into `out` (quietly) with these load flags; panics unless it succeeds.
+fn capture_into(sim: &SimProcess, out: &Path, flags: &[&str]) {
+    let res = Command::new(workspace_bin("capture"))
+        .args(["--url", &sim.url(), "--out", out.to_str().expect("utf8"), "-q"])
+        .args(flags)
+        .output()
+        .expect("capture");
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+}
+
 fn load_tokenizer(name: &str) -> tokenizers::Tokenizer {
     recap_tests::sim::load_tokenizer(&tokenizer_path(name)).expect("tokenizer")
 }
@@ -667,21 +677,7 @@ fn sweep_labels_runs_by_load_marks_the_front_and_fits_ellipses_for_repeats() {
     let mut runs = Vec::new();
     for (i, c) in ["1", "2", "2", "4", "4", "4"].iter().enumerate() {
         let out = dir.path().join(format!("run{i}-c{c}"));
-        let res = Command::new(workspace_bin("capture"))
-            .args([
-                "--url",
-                &sim.url(),
-                "--out",
-                out.to_str().expect("utf8"),
-                "--concurrency",
-                c,
-                "--requests",
-                "12",
-                "--quiet",
-            ])
-            .output()
-            .expect("capture");
-        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        capture_into(&sim, &out, &["--concurrency", c, "--requests", "12"]);
         runs.push(out.to_str().expect("utf8").to_string());
     }
     let sweep_dir = dir.path().join("sweep");
@@ -868,23 +864,11 @@ fn compare_finds_a_known_ttft_shift_and_no_difference_between_repeats() {
     let dir = tempfile::tempdir().expect("tmp");
     let capture_from = |sim: &SimProcess, name: &str| {
         let out = dir.path().join(name);
-        let res = Command::new(workspace_bin("capture"))
-            .args([
-                "--url",
-                &sim.url(),
-                "--requests",
-                "120",
-                "--concurrency",
-                "4",
-                "--max-tokens",
-                "4",
-                "--out",
-                out.to_str().expect("utf8"),
-                "-q",
-            ])
-            .output()
-            .expect("capture");
-        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        capture_into(
+            sim,
+            &out,
+            &["--requests", "120", "--concurrency", "4", "--max-tokens", "4"],
+        );
         out.display().to_string()
     };
     let base_sim = SimProcess::start(&["--ttft", "50ms", "--itl", "1ms"]).expect("sim");
@@ -983,23 +967,11 @@ fn every_itl_definition_matches_the_chunks_the_simulator_sent() {
     ])
     .expect("sim");
     let run_dir = dir.path().join("run");
-    let res = Command::new(workspace_bin("capture"))
-        .args([
-            "--url",
-            &sim.url(),
-            "--requests",
-            "12",
-            "--concurrency",
-            "3",
-            "--max-tokens",
-            "10",
-            "--out",
-            run_dir.to_str().expect("utf8"),
-            "-q",
-        ])
-        .output()
-        .expect("capture");
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    capture_into(
+        &sim,
+        &run_dir,
+        &["--requests", "12", "--concurrency", "3", "--max-tokens", "10"],
+    );
     let run = read_run(&run_dir).expect("read run");
     // (time, tokens) of each event with content, per request: the simulator's chunks.
     let chunks: BTreeMap<u64, Vec<(i64, i64)>> = run

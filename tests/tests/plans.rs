@@ -369,21 +369,24 @@ fn max_error_rate_stops_a_run_and_its_plan_early() {
     // Every prompt draws an injected 503.
     let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms", "--error-rate", "1.0"]).expect("recap-sim");
     let out = dir.path().join("plan");
-    let res = capture(&[
-        "--url",
-        &sim.url(),
-        "--concurrency",
-        "2,4",
-        "--requests",
-        "5000",
-        "--max-tokens",
-        "2",
-        "--max-error-rate",
-        "0.5",
-        "--out",
-        &out.display().to_string(),
-        "-q",
-    ]);
+    let stopped_early = |sim: &SimProcess, concurrency: &str, out: &Path| {
+        capture(&[
+            "--url",
+            &sim.url(),
+            "--concurrency",
+            concurrency,
+            "--requests",
+            "5000",
+            "--max-tokens",
+            "2",
+            "--max-error-rate",
+            "0.5",
+            "--out",
+            &out.display().to_string(),
+            "-q",
+        ])
+    };
+    let res = stopped_early(&sim, "2,4", &out);
     // Stopped, and nothing succeeded: the plan exits 1 and says which run measured nothing.
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(1), "{stderr}");
@@ -409,21 +412,7 @@ fn max_error_rate_stops_a_run_and_its_plan_early() {
     // Past the knee but measuring: a stop condition that held is a finished measurement.
     let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms", "--error-rate", "0.8"]).expect("recap-sim");
     let out = dir.path().join("knee");
-    let res = capture(&[
-        "--url",
-        &sim.url(),
-        "--concurrency",
-        "2",
-        "--requests",
-        "5000",
-        "--max-tokens",
-        "2",
-        "--max-error-rate",
-        "0.5",
-        "--out",
-        &out.display().to_string(),
-        "-q",
-    ]);
+    let res = stopped_early(&sim, "2", &out);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let run = read_run(&out).expect("run");
     assert_eq!(run.manifest.status, recap_schemas::RunStatus::Stopped);
