@@ -101,4 +101,19 @@ for summary_path in sorted((run / "analysis").glob("*/summary.json")):
             assert (abs(lo - values[want[0]]) <= 1e-9 * max(1.0, lo) and abs(hi - values[want[1]]) <= 1e-9 * max(1.0, hi)), (name, stat, got[stat], values[want[0]], values[want[1]])
             checked += 1
     assert checked >= 9, checked
+    # The rates' intervals: 20 equal blocks of the window, requests counted by their end;
+    # the blocks' mean is the reported rate, and a bootstrap of 20 blocks spreads about
+    # 1.96 · std/sqrt(20) each way (numpy here, analyze's bootstrap there).
+    measure = m[m["phase"] == "measure"]
+    start, end = measure["sent_ns"].min(), measure["end_ns"].max()
+    blocks = np.minimum(((ok["end_ns"] - start) / (end - start) * 20).astype(int), 19)
+    block_s = (end - start) / 1e9 / 20
+    for name, weights in [("requests_per_s", np.ones(len(ok))), ("output_tokens_per_s", ok["osl_tokens"].to_numpy(dtype="float64"))]:
+        rates = np.bincount(blocks, weights=weights, minlength=20) / block_s
+        assert abs(rates.mean() - summary[name]) <= 1e-6 * summary[name], (name, rates.mean(), summary[name])
+        lo, hi = summary["rate_intervals"][name]
+        half = 1.96 * rates.std() / math.sqrt(20)
+        assert lo <= summary[name] <= hi, (name, lo, hi)
+        assert abs((hi - lo) / 2 - half) <= 0.25 * half, (name, lo, hi, half)
+    print(f"rates of {summary_path.parent.name}: 20-block means equal the reported rates; intervals about ±1.96·sd/sqrt(20)")
     print(f"{checked} percentile intervals of {summary_path.parent.name} are the order statistics the binomial law picks")

@@ -81,6 +81,7 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         output_tokens_per_s: per_s(osl as f64),
         total_tokens_per_s: per_s((osl + isl) as f64),
         output_tokens_per_s_per_user: tpot_mean.map(|t| 1e3 / t),
+        rate_intervals: rate_intervals(&ok, start, end),
         token_throughput_complete: osl_unknown == 0,
         goodput: Goodput {
             slo: inp.slo,
@@ -118,6 +119,49 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
             .collect(),
         metrics,
     }
+}
+
+/// Blocks the window is cut into for the rates' intervals.
+const RATE_BLOCKS: usize = 20;
+
+/// Bootstrap intervals of `requests_per_s` and `output_tokens_per_s`: the window cut into
+/// [`RATE_BLOCKS`] equal blocks, each successful request (and its output tokens) counted in
+/// the block holding its end, each block's rate resampled (seed 0, 2,000 resamples). The
+/// blocks' mean rate is the reported rate, so the interval is around it; blocks keep the
+/// run's ups and downs (a burst, a slow stretch), which resampling single requests would not.
+fn rate_intervals(ok: &[&RequestMetrics], start: Option<i64>, end: Option<i64>) -> BTreeMap<String, [f64; 2]> {
+    let (Some(start), Some(end)) = (start, end) else {
+        return BTreeMap::new();
+    };
+    if end <= start || ok.is_empty() {
+        return BTreeMap::new();
+    }
+    let block_s = (end - start) as f64 / 1e9 / RATE_BLOCKS as f64;
+    let block =
+        |t: i64| (((t - start) as f64 / (end - start) as f64 * RATE_BLOCKS as f64) as usize).min(RATE_BLOCKS - 1);
+    let (mut requests, mut tokens) = (vec![0.0; RATE_BLOCKS], vec![0.0; RATE_BLOCKS]);
+    let mut tokens_known = true;
+    for m in ok {
+        let Some(t) = m.end_ns else { continue };
+        let b = block(t.max(start));
+        requests[b] += 1.0 / block_s;
+        match m.osl_tokens {
+            Some(n) => tokens[b] += f64::from(n) / block_s,
+            None => tokens_known = false,
+        }
+    }
+    let confidence = recap_schemas::summary::PERCENTILE_CONFIDENCE;
+    let interval = |v: &[f64]| recap_stats::compare::bootstrap_mean(v, confidence, 2000, 0);
+    let mut out = BTreeMap::new();
+    if let Some(i) = interval(&requests) {
+        out.insert("requests_per_s".to_string(), i);
+    }
+    if tokens_known {
+        if let Some(i) = interval(&tokens) {
+            out.insert("output_tokens_per_s".to_string(), i);
+        }
+    }
+    out
 }
 
 /// The per-request distributions of `ok` (successful requests) by metric name.
@@ -304,6 +348,22 @@ impl SummaryText for Summary {
             ("output_tokens_per_s", self.output_tokens_per_s),
             ("total_tokens_per_s", self.total_tokens_per_s),
             ("output_tokens_per_s_per_user", self.output_tokens_per_s_per_user),
+            (
+                "requests_per_s_low",
+                self.rate_intervals.get("requests_per_s").map(|i| i[0]),
+            ),
+            (
+                "requests_per_s_high",
+                self.rate_intervals.get("requests_per_s").map(|i| i[1]),
+            ),
+            (
+                "output_tokens_per_s_low",
+                self.rate_intervals.get("output_tokens_per_s").map(|i| i[0]),
+            ),
+            (
+                "output_tokens_per_s_high",
+                self.rate_intervals.get("output_tokens_per_s").map(|i| i[1]),
+            ),
             ("goodput.requests_per_s", self.goodput.requests_per_s),
             ("goodput.share", self.goodput.share),
             ("osl_agreement.share_equal", self.osl_agreement.share_equal),
@@ -591,10 +651,12 @@ fn headline(summary: &Summary) -> Vec<String> {
             }
         ),
         format!(
-            "window {} s: {} req/s, {} output tok/s, {} total tok/s, {} tok/s/user{}",
+            "window {} s: {} req/s{}, {} output tok/s{}, {} total tok/s, {} tok/s/user{}",
             fmt(summary.window_s),
             fmt(summary.requests_per_s),
+            rate_interval(summary, "requests_per_s"),
             fmt(summary.output_tokens_per_s),
+            rate_interval(summary, "output_tokens_per_s"),
             fmt(summary.total_tokens_per_s),
             fmt(summary.output_tokens_per_s_per_user),
             if summary.token_throughput_complete {
@@ -651,6 +713,13 @@ fn headline(summary: &Summary) -> Vec<String> {
     )
     .chain(short_run(summary))
     .collect()
+}
+
+/// ` [low, high]` of a rate's interval, or nothing.
+fn rate_interval(summary: &Summary, name: &str) -> String {
+    summary.rate_intervals.get(name).map_or(String::new(), |[lo, hi]| {
+        format!(" [{}, {}]", fmt(Some(*lo)), fmt(Some(*hi)))
+    })
 }
 
 /// A warning when the run has too few successful requests for some reported percentiles of

@@ -302,6 +302,10 @@ pub struct Summary {
     pub total_tokens_per_s: Option<f64>,
     /// 1000 / mean TPOT (ms): the token rate one user sees once output starts.
     pub output_tokens_per_s_per_user: Option<f64>,
+    /// Bootstrap intervals of the rates (`requests_per_s`, `output_tokens_per_s`) at
+    /// [`PERCENTILE_CONFIDENCE`], over 20 equal time blocks of the window (`docs/metrics.md`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rate_intervals: BTreeMap<String, [f64; 2]>,
     /// False when some successful requests' output length is unknown
     /// (`requests.osl_unknown`): the token rates above then undercount.
     #[serde(default = "yes")]

@@ -104,6 +104,26 @@ pub fn bootstrap_shift(a: &[f64], b: &[f64], p: f64, confidence: f64, resamples:
     })
 }
 
+/// A percentile-bootstrap interval of the mean of `values` at `confidence`: `resamples`
+/// resamples with replacement (from `seed`), the `(1 ± confidence)/2` percentiles of their
+/// means. `None` when `values` is empty.
+pub fn bootstrap_mean(values: &[f64], confidence: f64, resamples: usize, seed: u64) -> Option<[f64; 2]> {
+    if values.is_empty() || resamples == 0 {
+        return None;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = values.len();
+    let mut means: Vec<f64> = (0..resamples)
+        .map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let tail = (1.0 - confidence) / 2.0 * 100.0;
+    Some([
+        crate::percentile_sorted(&means, tail)?,
+        crate::percentile_sorted(&means, 100.0 - tail)?,
+    ])
+}
+
 /// The linear percentile `p` of `v` by selection (`v` is reordered).
 fn percentile_of(v: &mut [f64], p: f64) -> f64 {
     let (lo, hi, w) = closest_ranks(v.len(), p);
@@ -147,6 +167,18 @@ mod tests {
         assert!((m.p / 5.650_896_212_204_042e-5 - 1.0).abs() < 1e-9, "{}", m.p);
         assert!(mann_whitney(&[], &[1.0]).is_none());
         assert!(mann_whitney(&[1.0, 1.0], &[1.0]).is_none(), "all tied: no test");
+    }
+
+    #[test]
+    fn bootstrap_mean_by_hand() {
+        // Constant values: every resample has the same mean.
+        assert_eq!(bootstrap_mean(&[4.0; 20], 0.95, 500, 1), Some([4.0, 4.0]));
+        // 0/1 values, half each: the mean's spread is about sqrt(0.25/n) = 0.079 (n = 40),
+        // so a 95 % interval spans about ±1.96·0.079 = ±0.155 around 0.5.
+        let v: Vec<f64> = (0..40).map(|i| f64::from(i % 2)).collect();
+        let [lo, hi] = bootstrap_mean(&v, 0.95, 4000, 9).expect("interval");
+        assert!((lo - 0.345).abs() < 0.04 && (hi - 0.655).abs() < 0.04, "{lo} {hi}");
+        assert!(bootstrap_mean(&[], 0.95, 10, 0).is_none());
     }
 
     #[test]
