@@ -98,6 +98,9 @@ pub struct RequestMetrics {
     pub time_to_second_token_ns: Option<i64>,
     /// Output tokens per token-completing event (per-token `--itl`).
     pub tokens_per_chunk: Option<f64>,
+    /// Input tokens over TTFT in seconds: the prefill rate this request saw (queueing
+    /// included).
+    pub prefill_tokens_per_s: Option<f64>,
 }
 
 /// Computes one request's metrics from its record and token counts.
@@ -177,6 +180,10 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         server_decode_ms: r.server_decode_ms,
         time_to_second_token_ns: since_sent(t.second_token_ns),
         tokens_per_chunk: t.tokens_per_chunk,
+        prefill_tokens_per_s: match (isl, ttft) {
+            (Some(n), Some(ns)) if ns > 0 => Some(f64::from(n) / (ns as f64 / 1e9)),
+            _ => None,
+        },
     }
 }
 
@@ -229,6 +236,8 @@ mod tests {
         assert_eq!(m.tpot_ns, Some(1_200)); // (8000 - 2000) / (6 - 1)
         assert_eq!((m.isl_tokens, m.osl_tokens), (Some(10), Some(6)));
         assert_eq!(m.client_lag_ns, Some(100));
+        // 10 input tokens in a TTFT of 1000 ns: 1e7 tokens/s.
+        assert_eq!(m.prefill_tokens_per_s, Some(1e7));
         assert_eq!(icl_gaps(&rec()).collect::<Vec<_>>(), [1_000, 2_000, 3_000]);
     }
 

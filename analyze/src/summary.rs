@@ -169,8 +169,9 @@ fn request_distributions<'a>(ok: impl Iterator<Item = &'a RequestMetrics> + Clon
     let ms = |v: Option<i64>| v.map(|x| x as f64 / 1e6);
     /// A metric of one request, in the unit its distribution is reported in.
     type Value<'v> = &'v dyn Fn(&RequestMetrics) -> Option<f64>;
-    let per_request: [(&str, Value); 5] = [
+    let per_request: [(&str, Value); 6] = [
         ("ttft_ms", &|m| ms(m.ttft_ns)),
+        ("prefill_tokens_per_s", &|m| m.prefill_tokens_per_s),
         ("tpot_ms", &|m| ms(m.tpot_ns)),
         ("e2e_ms", &|m| ms(m.e2e_ns)),
         ("isl_tokens", &|m| m.isl_tokens.map(f64::from)),
@@ -540,13 +541,13 @@ fn intervals_table(summary: &Summary, md: bool) -> String {
             s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
         }
     } else {
-        s.push_str(&format!("{title:<14}"));
+        s.push_str(&format!("{title:<24}"));
         for w in wanted {
             s.push_str(&format!("{w:>22}"));
         }
         s.push('\n');
         for (name, cells) in rows {
-            s.push_str(&format!("{name:<14}"));
+            s.push_str(&format!("{name:<24}"));
             for c in cells {
                 s.push_str(&format!("{c:>22}"));
             }
@@ -568,7 +569,7 @@ fn table(summary: &Summary, md: bool) -> String {
             "---|".repeat(header.len())
         ));
     } else {
-        s.push_str(&format!("{:<14}", header[0]));
+        s.push_str(&format!("{:<24}", header[0]));
         for h in &header[1..] {
             s.push_str(&format!("{h:>10}"));
         }
@@ -584,6 +585,7 @@ fn table(summary: &Summary, md: bool) -> String {
         "tokens_per_chunk",
         "isl_tokens",
         "osl_tokens",
+        "prefill_tokens_per_s",
         "client_lag_ms",
         "server_prefill_ms",
         "server_decode_ms",
@@ -603,7 +605,7 @@ fn table(summary: &Summary, md: bool) -> String {
         if md {
             s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
         } else {
-            s.push_str(&format!("{name:<14}"));
+            s.push_str(&format!("{name:<24}"));
             for c in cells {
                 s.push_str(&format!("{c:>10}"));
             }

@@ -151,6 +151,8 @@ pub mod metrics {
     /// `f64`: output tokens per output event that completed at least one token (with a
     /// per-token `--itl`): the speculative-decoding acceptance proxy.
     pub const TOKENS_PER_CHUNK: &str = "tokens_per_chunk";
+    /// `f64`: `isl_tokens` over TTFT in seconds.
+    pub const PREFILL_TOKENS_PER_S: &str = "prefill_tokens_per_s";
 
     /// The Arrow schema of `metrics.parquet`.
     pub fn schema() -> SchemaRef {
@@ -190,6 +192,7 @@ pub mod metrics {
             Field::new(SERVER_DECODE_MS, DataType::Float64, true),
             i(TIME_TO_SECOND_TOKEN_NS),
             Field::new(TOKENS_PER_CHUNK, DataType::Float64, true),
+            Field::new(PREFILL_TOKENS_PER_S, DataType::Float64, true),
         ]))
     }
 }
@@ -291,6 +294,8 @@ pub mod records {
     /// `f64`: output tokens per output event that completed at least one token (with a
     /// per-token `--itl`): the speculative-decoding acceptance proxy.
     pub const TOKENS_PER_CHUNK: &str = "tokens_per_chunk";
+    /// `f64`: `isl_tokens` over TTFT in seconds.
+    pub const PREFILL_TOKENS_PER_S: &str = "prefill_tokens_per_s";
 
     /// The Arrow schema of `records.parquet` (`docs/schema.md` describes each column).
     pub fn schema() -> SchemaRef {
