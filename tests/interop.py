@@ -116,4 +116,27 @@ for summary_path in sorted((run / "analysis").glob("*/summary.json")):
         assert lo <= summary[name] <= hi, (name, lo, hi)
         assert abs((hi - lo) / 2 - half) <= 0.25 * half, (name, lo, hi, half)
     print(f"rates of {summary_path.parent.name}: 20-block means equal the reported rates; intervals about ±1.96·sd/sqrt(20)")
+    # series.parquet, second by second, recomputed with pandas from metrics.parquet.
+    s = pq.read_table(summary_path.parent / "series.parquet").to_pandas()
+    sec = 1_000_000_000
+    nbins = int((end - start) // sec) + 1
+    assert len(s) == nbins, (len(s), nbins)
+    assert list(s["t_s"]) == [float(b) for b in range(nbins)]
+    done_bin = ((ok["end_ns"] - start) // sec).clip(upper=nbins - 1)
+    want_done = np.bincount(done_bin, minlength=nbins)
+    want_tokens = np.bincount(done_bin, weights=ok["osl_tokens"].to_numpy(dtype="float64"), minlength=nbins)
+    failed = measure[~measure["ok"] & measure["end_ns"].notna()]
+    want_errors = np.bincount(((failed["end_ns"] - start) // sec).clip(upper=nbins - 1).astype(int), minlength=nbins)
+    mids = start + np.arange(nbins) * sec + sec // 2
+    sent, ended = measure["sent_ns"].to_numpy(), measure["end_ns"].to_numpy(dtype="float64")
+    want_flight = [int(((sent <= mid) & (np.isnan(ended) | (ended > mid))).sum()) for mid in mids]
+    first_bin = ((ok["first_token_ns"] - start) // sec).clip(upper=nbins - 1)
+    want_ttft = (ok["ttft_ns"] / 1e6).groupby(first_bin).mean()
+    assert list(s["requests_done"]) == list(want_done), (list(s["requests_done"]), list(want_done))
+    assert np.allclose(s["output_tokens_per_s"], want_tokens), (list(s["output_tokens_per_s"]), list(want_tokens))
+    assert list(s["errors"]) == list(want_errors)
+    assert list(s["in_flight"]) == want_flight, (list(s["in_flight"]), want_flight)
+    for b, v in want_ttft.items():
+        assert abs(s["ttft_ms_mean"][int(b)] - v) <= 1e-9 * v, (b, s["ttft_ms_mean"][int(b)], v)
+    print(f"series.parquet of {summary_path.parent.name}: {nbins} seconds, every column recomputed with pandas")
     print(f"{checked} percentile intervals of {summary_path.parent.name} are the order statistics the binomial law picks")

@@ -21,6 +21,7 @@
 //! - [`sweep`]: one row per run, Pareto fronts, and confidence intervals and ellipses over
 //!   repeated runs (the statistics live in `recap-stats`, the file types in `recap-schemas`).
 //! - [`compare`]: whether runs differ: bootstrap intervals, a rank test, a verdict.
+//! - [`series`]: the run second by second (`series.parquet`).
 //! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
 
 pub mod bpe;
@@ -34,6 +35,7 @@ pub mod per_token;
 pub mod progress;
 pub mod reassemble;
 pub mod report;
+pub mod series;
 pub mod sql;
 pub mod store;
 pub mod summary;

@@ -473,6 +473,11 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
     }
     let batch = metrics::to_batch(rows).map_err(|e| Error::Internal(e.to_string()))?;
     write_parquet(&dir.join(recap_schemas::analysis::METRICS_FILE), &batch, &[])?;
+    write_parquet(
+        &dir.join(recap_schemas::analysis::SERIES_FILE),
+        &crate::series::series(rows)?,
+        &[],
+    )?;
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|source| Error::Io { path: p, source })

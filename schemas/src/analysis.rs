@@ -27,6 +27,8 @@ pub const ICL_FILE: &str = "icl.parquet";
 /// Per-token inter-token latencies under the chosen `--itl` definition (same columns as
 /// [`ICL_FILE`]), written only with a per-token definition.
 pub const ITL_FILE: &str = "itl.parquet";
+/// The run second by second ([`series`]).
+pub const SERIES_FILE: &str = "series.parquet";
 /// Per-request metrics ([`metrics`]).
 pub const METRICS_FILE: &str = "metrics.parquet";
 /// The run summary ([`crate::summary::Summary`]) as JSON.
@@ -193,6 +195,38 @@ pub mod metrics {
             i(TIME_TO_SECOND_TOKEN_NS),
             Field::new(TOKENS_PER_CHUNK, DataType::Float64, true),
             Field::new(PREFILL_TOKENS_PER_S, DataType::Float64, true),
+        ]))
+    }
+}
+
+/// Columns of `series.parquet`: the run second by second (measure-phase requests).
+pub mod series {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+    /// `f64` s: the bin's start, from the window's start (the first measured `sent`).
+    pub const T_S: &str = "t_s";
+    /// `u32`: successful requests whose terminal event fell in the bin.
+    pub const REQUESTS_DONE: &str = "requests_done";
+    /// `u32`: failed requests whose terminal event fell in the bin.
+    pub const ERRORS: &str = "errors";
+    /// `f64`: output tokens of the requests done in the bin, per second.
+    pub const OUTPUT_TOKENS_PER_S: &str = "output_tokens_per_s";
+    /// `u32`: requests in flight at the bin's middle (sent, not yet ended).
+    pub const IN_FLIGHT: &str = "in_flight";
+    /// `f64` ms: mean TTFT of the successful requests whose first output fell in the bin.
+    pub const TTFT_MS_MEAN: &str = "ttft_ms_mean";
+
+    /// The Arrow schema of `series.parquet`.
+    pub fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(T_S, DataType::Float64, false),
+            Field::new(REQUESTS_DONE, DataType::UInt32, false),
+            Field::new(ERRORS, DataType::UInt32, false),
+            Field::new(OUTPUT_TOKENS_PER_S, DataType::Float64, false),
+            Field::new(IN_FLIGHT, DataType::UInt32, false),
+            Field::new(TTFT_MS_MEAN, DataType::Float64, true),
         ]))
     }
 }

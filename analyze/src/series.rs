@@ -1,0 +1,82 @@
+//! The run second by second (`series.parquet`): what a summary averages away — a ramp, a
+//! stall, a queue building up — as a table any tool can plot.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{Float64Builder, UInt32Builder};
+use arrow_array::RecordBatch;
+use recap_schemas::analysis::series as columns;
+use recap_schemas::Phase;
+
+use crate::metrics::RequestMetrics;
+use crate::Result;
+
+/// Bin width.
+const BIN_NS: i64 = 1_000_000_000;
+
+/// One row per second of the measure window (from the first measured `sent` to the last
+/// measured terminal event), over measure-phase requests: a request is done (or an error) in
+/// the bin of its terminal event, in flight at a bin's middle if sent before it and ended
+/// after, and its TTFT counts in the bin of its first output event.
+pub fn series(rows: &[RequestMetrics]) -> Result<RecordBatch> {
+    let measure: Vec<&RequestMetrics> = rows.iter().filter(|m| m.phase == Some(Phase::Measure)).collect();
+    let start = measure.iter().filter_map(|m| m.sent_ns).min();
+    let end = measure.iter().filter_map(|m| m.end_ns).max();
+    let bins = match (start, end) {
+        (Some(s), Some(e)) if e >= s => ((e - s) / BIN_NS + 1) as usize,
+        _ => 0,
+    };
+    let start = start.unwrap_or(0);
+    let bin = |t: i64| (((t - start).max(0)) / BIN_NS) as usize;
+    let (mut done, mut errors, mut tokens) = (vec![0_u32; bins], vec![0_u32; bins], vec![0_u64; bins]);
+    let (mut ttft_sum, mut ttft_n) = (vec![0.0_f64; bins], vec![0_u32; bins]);
+    let mut in_flight = vec![0_u32; bins];
+    for m in &measure {
+        if let Some(e) = m.end_ns {
+            let b = bin(e).min(bins.saturating_sub(1));
+            if m.ok {
+                done[b] += 1;
+                tokens[b] += u64::from(m.osl_tokens.unwrap_or(0));
+            } else {
+                errors[b] += 1;
+            }
+        }
+        if let (true, Some(first), Some(ttft)) = (m.ok, m.first_token_ns, m.ttft_ns) {
+            let b = bin(first).min(bins.saturating_sub(1));
+            ttft_sum[b] += ttft as f64 / 1e6;
+            ttft_n[b] += 1;
+        }
+        if let Some(sent) = m.sent_ns {
+            for (b, n) in in_flight.iter_mut().enumerate() {
+                let middle = start + b as i64 * BIN_NS + BIN_NS / 2;
+                if sent <= middle && m.end_ns.is_none_or(|e| e > middle) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    let mut t = Float64Builder::new();
+    let mut rate = Float64Builder::new();
+    let mut ttft = Float64Builder::new();
+    for b in 0..bins {
+        t.append_value(b as f64 * BIN_NS as f64 / 1e9);
+        rate.append_value(tokens[b] as f64 / (BIN_NS as f64 / 1e9));
+        ttft.append_option((ttft_n[b] > 0).then(|| ttft_sum[b] / f64::from(ttft_n[b])));
+    }
+    let u32s = |v: Vec<u32>| {
+        let mut b = UInt32Builder::new();
+        b.append_slice(&v);
+        Arc::new(b.finish())
+    };
+    Ok(RecordBatch::try_new(
+        columns::schema(),
+        vec![
+            Arc::new(t.finish()),
+            u32s(done),
+            u32s(errors),
+            Arc::new(rate.finish()),
+            u32s(in_flight),
+            Arc::new(ttft.finish()),
+        ],
+    )?)
+}
