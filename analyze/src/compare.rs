@@ -178,13 +178,9 @@ pub fn compare(runs: &[Samples], stats: &[String], opts: Options) -> Result<Comp
 }
 
 fn row(metric: &str, stat: &str, p: f64, a: &[f64], b: &[f64], p_value: Option<f64>, opts: Options) -> Row {
-    let mut sa = a.to_vec();
-    sa.sort_by(f64::total_cmp);
-    let mut sb = b.to_vec();
-    sb.sort_by(f64::total_cmp);
     let (base, value) = (
-        recap_stats::percentile_sorted(&sa, p),
-        recap_stats::percentile_sorted(&sb, p),
+        recap_stats::percentile_select(&mut a.to_vec(), p),
+        recap_stats::percentile_select(&mut b.to_vec(), p),
     );
     let shift = recap_stats::compare::bootstrap_shift(a, b, p, opts.confidence, opts.resamples, opts.seed);
     let rel = |x: f64| base.filter(|b| *b != 0.0).map(|b| x / b);

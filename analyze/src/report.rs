@@ -91,10 +91,9 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     // Per-token ITL needs each event's bytes, which only the events have (the records cache
     // keeps no texts): such a scoring reads the events and writes `itl.parquet`.
     let per_token = !matches!(opts.definitions.itl, ItlDefinition::Chunk);
-    let itl_path = dir.join(recap_schemas::analysis::ITL_FILE);
     let itl_file = if per_token {
         counter.ready()?;
-        Some(GapsFile::create(&itl_path, "per-token")?)
+        Some(caches.itl_writer()?)
     } else {
         None
     };
@@ -166,12 +165,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         .map(|m| m.request_id)
         .collect();
     let icl_ms = caches.icl_distribution(&|id| counted.contains(&id))?;
-    let itl_ms = if per_token {
-        Some(crate::store::icl::distribution(&itl_path, &|id| counted.contains(&id))?)
-    } else {
-        let _ = std::fs::remove_file(&itl_path);
-        None
-    };
+    let itl_ms = caches.itl_distribution(per_token, &|id| counted.contains(&id))?;
     let isl_used = match (opts.isl, counter.chat_template().is_some()) {
         (IslMode::Template, true) => IslMode::Template,
         _ => IslMode::Raw,

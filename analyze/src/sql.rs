@@ -14,10 +14,6 @@ use datafusion::prelude::SessionContext;
 use crate::store::RunFolder;
 use crate::{Error, Result};
 
-fn df(e: datafusion::error::DataFusionError) -> Error {
-    Error::from(e)
-}
-
 /// The `metrics.parquet` to expose for a run: the named analysis, else the newest.
 pub fn metrics_file(run: &Path, tokenizer_id: Option<&str>) -> Option<PathBuf> {
     recap_schemas::analysis::find_analysis(run, tokenizer_id).map(|d| d.join(recap_schemas::analysis::METRICS_FILE))
@@ -27,7 +23,7 @@ pub fn metrics_file(run: &Path, tokenizer_id: Option<&str>) -> Option<PathBuf> {
 pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<SessionContext> {
     let mut ctx = SessionContext::new();
     // `json_get`, `json_get_str`, `->`, `->>` ... over `events.raw` and the other JSON columns.
-    datafusion_functions_json::register_all(&mut ctx).map_err(df)?;
+    datafusion_functions_json::register_all(&mut ctx)?;
     for (i, run) in runs.iter().enumerate() {
         run.register(&ctx, &format!("r{i}_"))?;
         if let Some(m) = metrics_file(&run.dir, tokenizer_id) {
@@ -35,16 +31,12 @@ pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<S
                 path: m.clone(),
                 source,
             })?;
-            let url = ListingTableUrl::parse(abs.to_string_lossy()).map_err(df)?;
+            let url = ListingTableUrl::parse(abs.to_string_lossy())?;
             let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
             let cfg = ListingTableConfig::new(url)
                 .with_listing_options(opts)
                 .with_schema(crate::metrics::schema());
-            ctx.register_table(
-                format!("r{i}_metrics"),
-                Arc::new(ListingTable::try_new(cfg).map_err(df)?),
-            )
-            .map_err(df)?;
+            ctx.register_table(format!("r{i}_metrics"), Arc::new(ListingTable::try_new(cfg)?))?;
         }
     }
     for table in ["requests", "events", "metrics"] {
@@ -64,8 +56,7 @@ pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<S
             continue;
         }
         ctx.sql(&format!("CREATE VIEW {table} AS {}", parts.join(" UNION ALL ")))
-            .await
-            .map_err(df)?;
+            .await?;
     }
     Ok(ctx)
 }
@@ -83,7 +74,7 @@ pub enum Format {
 
 /// Runs `query` and returns its result in `format`.
 pub async fn run_query(ctx: &SessionContext, query: &str, format: Format) -> Result<String> {
-    let batches = ctx.sql(query).await.map_err(df)?.collect().await.map_err(df)?;
+    let batches = ctx.sql(query).await?.collect().await?;
     let enc = |e: datafusion::arrow::error::ArrowError| Error::Internal(format!("formatting the result: {e}"));
     match format {
         Format::Table => datafusion::arrow::util::pretty::pretty_format_batches(&batches)

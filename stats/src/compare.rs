@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::percentile::closest_ranks;
+use crate::percentile::percentile_select;
 
 /// The Mann-Whitney U test of two independent samples (Wilcoxon rank-sum).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,7 +84,7 @@ pub fn bootstrap_shift(a: &[f64], b: &[f64], p: f64, confidence: f64, resamples:
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut ra, mut rb) = (a.to_vec(), b.to_vec());
-    let difference = percentile_of(&mut rb, p) - percentile_of(&mut ra, p);
+    let difference = percentile_select(&mut rb, p)? - percentile_select(&mut ra, p)?;
     let mut diffs = Vec::with_capacity(resamples);
     for _ in 0..resamples {
         for x in ra.iter_mut() {
@@ -93,7 +93,7 @@ pub fn bootstrap_shift(a: &[f64], b: &[f64], p: f64, confidence: f64, resamples:
         for x in rb.iter_mut() {
             *x = b[rng.random_range(0..b.len())];
         }
-        diffs.push(percentile_of(&mut rb, p) - percentile_of(&mut ra, p));
+        diffs.push(percentile_select(&mut rb, p)? - percentile_select(&mut ra, p)?);
     }
     diffs.sort_by(f64::total_cmp);
     let tail = (1.0 - confidence) / 2.0 * 100.0;
@@ -122,19 +122,6 @@ pub fn bootstrap_mean(values: &[f64], confidence: f64, resamples: usize, seed: u
         crate::percentile_sorted(&means, tail)?,
         crate::percentile_sorted(&means, 100.0 - tail)?,
     ])
-}
-
-/// The linear percentile `p` of `v` by selection (`v` is reordered).
-fn percentile_of(v: &mut [f64], p: f64) -> f64 {
-    let (lo, hi, w) = closest_ranks(v.len(), p);
-    let (_, x, rest) = v.select_nth_unstable_by(lo, f64::total_cmp);
-    let x = *x;
-    let y = if hi > lo {
-        rest.iter().copied().fold(f64::INFINITY, f64::min)
-    } else {
-        x
-    };
-    x + w * (y - x)
 }
 
 #[cfg(test)]

@@ -20,5 +20,5 @@ pub mod pareto;
 pub mod percentile;
 pub mod quantiles;
 
-pub use percentile::{distribution, percentile_sorted};
+pub use percentile::{distribution, percentile_select, percentile_sorted};
 pub use quantiles::Quantiles;

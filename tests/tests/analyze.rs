@@ -1016,18 +1016,7 @@ fn every_itl_definition_matches_the_chunks_the_simulator_sent() {
         }
     };
     for def in ["split", "divided", "first-gets-gap", "mean"] {
-        let out = analyze(&[
-            "report",
-            run_dir.to_str().expect("utf8"),
-            "--tokenizer",
-            &qwen3,
-            "--itl",
-            def,
-            "--json",
-            "-q",
-        ]);
-        assert!(out.status.success(), "{def}: {}", String::from_utf8_lossy(&out.stderr));
-        let summary = one_summary(&out.stdout);
+        let (summary, _) = report_json(&run_dir, "qwen3", &["--itl", def]);
         let adir = run_dir
             .join("analysis")
             .join(summary["tokenizer_id"].as_str().expect("id"));

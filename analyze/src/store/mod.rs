@@ -85,6 +85,7 @@ pub struct Caches {
     records: PathBuf,
     texts: PathBuf,
     gaps: PathBuf,
+    itl: PathBuf,
 }
 
 /// The caches being written during a pass over the events (each `None` once it failed).
@@ -102,7 +103,30 @@ impl Caches {
             records: recap_schemas::analysis::records_path(&run.dir),
             texts: recap_schemas::analysis::texts_path(&run.dir),
             gaps: dir.join(recap_schemas::analysis::ICL_FILE),
+            itl: dir.join(recap_schemas::analysis::ITL_FILE),
         }
+    }
+
+    /// `itl.parquet` to write (a per-token `--itl`): always new, since it depends on the
+    /// definition and the tokenizer as well as on the segments.
+    pub fn itl_writer(&self) -> Result<GapsFile> {
+        GapsFile::create(&self.itl, &self.fingerprint)
+    }
+
+    /// The `itl_ms` distribution of the requests `counted` accepts when this scoring wrote
+    /// `itl.parquet` (`per_token`); otherwise `None`, and an `itl.parquet` left by an earlier
+    /// scoring is removed so the folder holds only what its summary describes.
+    pub fn itl_distribution(
+        &self,
+        per_token: bool,
+        counted: &dyn Fn(u64) -> bool,
+    ) -> Result<Option<recap_schemas::summary::Distribution>> {
+        if per_token {
+            return icl::distribution(&self.itl, counted).map(Some);
+        }
+        // Best effort, as for any stale file: its absence is what matters, not a failure.
+        let _ = std::fs::remove_file(&self.itl);
+        Ok(None)
     }
 
     /// `icl.parquet` to write, or `None` when the one there was built from these segments.
@@ -261,6 +285,7 @@ mod tests {
             records: dir.path().join("records.parquet"),
             texts: dir.path().join("texts.parquet"),
             gaps: dir.path().join("icl.parquet"),
+            itl: dir.path().join("itl.parquet"),
         };
         // A folder where the records' temporary file goes: unwritable, even for root.
         std::fs::create_dir_all(dir.path().join("records.parquet.tmp")).expect("mkdir");

@@ -136,10 +136,9 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
 }
 
 fn register_files(ctx: &SessionContext, name: &str, files: &[PathBuf], schema: arrow_schema::SchemaRef) -> Result<()> {
-    let df = Error::from;
     if files.is_empty() {
-        let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]]).map_err(df)?;
-        ctx.register_table(name, Arc::new(empty)).map_err(df)?;
+        let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+        ctx.register_table(name, Arc::new(empty))?;
         return Ok(());
     }
     let urls = files
@@ -149,14 +148,14 @@ fn register_files(ctx: &SessionContext, name: &str, files: &[PathBuf], schema: a
                 path: f.clone(),
                 source,
             })?;
-            ListingTableUrl::parse(abs.to_string_lossy()).map_err(df)
+            ListingTableUrl::parse(abs.to_string_lossy()).map_err(Error::from)
         })
         .collect::<Result<Vec<_>>>()?;
     let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let cfg = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(opts)
         .with_schema(schema);
-    let table = ListingTable::try_new(cfg).map_err(df)?;
-    ctx.register_table(name, Arc::new(table)).map_err(df)?;
+    let table = ListingTable::try_new(cfg)?;
+    ctx.register_table(name, Arc::new(table))?;
     Ok(())
 }
