@@ -11,7 +11,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# build_release: the workspace in release mode. RECAP_BENCH_NO_BUILD=1 skips it and uses the
+# binaries already in $CARGO_TARGET_DIR/release (say so when publishing a figure).
 build_release() {
+  if [ "${RECAP_BENCH_NO_BUILD:-0}" = 1 ]; then
+    for b in analyze capture recap-sim; do
+      [ -x "$target/release/$b" ] || { echo "RECAP_BENCH_NO_BUILD=1 but $target/release/$b is missing" >&2; exit 1; }
+    done
+    echo "build skipped (RECAP_BENCH_NO_BUILD=1): binaries of $(date -r "$target/release/analyze" '+%F %T') in $target/release" >&2
+    return
+  fi
   cargo build --workspace --release --quiet
 }
 
@@ -30,11 +39,12 @@ stop_sim() {
   sim_pid=""
 }
 
-# ensure_venv: the venv CI also uses (pyarrow, duckdb, numpy, pandas); sets $venv.
+# ensure_venv: the venv CI also uses, with what .ci/run installs (pyarrow, duckdb, numpy,
+# pandas, tokenizers, jinja2); sets $venv.
 ensure_venv() {
   venv="${RECAP_CI_VENV:-$HOME/.cache/recap/venv}"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pyarrow, duckdb, numpy, pandas' 2>/dev/null; then
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pyarrow, duckdb, numpy, pandas, tokenizers, jinja2' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb numpy pandas
+    "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb numpy pandas tokenizers jinja2
   fi
 }

@@ -140,3 +140,23 @@ for summary_path in sorted((run / "analysis").glob("*/summary.json")):
         assert abs(s["ttft_ms_mean"][int(b)] - v) <= 1e-9 * v, (b, s["ttft_ms_mean"][int(b)], v)
     print(f"series.parquet of {summary_path.parent.name}: {nbins} seconds, every column recomputed with pandas")
     print(f"{checked} percentile intervals of {summary_path.parent.name} are the order statistics the binomial law picks")
+    # The steady state (--window steady), recomputed with pandas: from the first measured end
+    # to the last measured send; rates over requests ending inside, latencies over those
+    # sent and ended inside.
+    if "steady" in summary:
+        st = summary["steady"]
+        t0, t1 = measure["end_ns"].min(), measure["sent_ns"].max()
+        assert abs(st["start_s"] - (t0 - start) / 1e9) < 1e-9 and abs(st["end_s"] - (t1 - start) / 1e9) < 1e-9, st
+        ended = measure[(measure["end_ns"] >= t0) & (measure["end_ns"] <= t1)]
+        inside = ended[(ended["sent_ns"] >= t0) & (ended["sent_ns"] <= t1)]
+        good = ended[ended["ok"]]
+        window = (t1 - t0) / 1e9
+        assert st["requests_ended"] == len(ended) and st["requests_inside"] == len(inside), st
+        assert abs(st["requests_per_s"] - len(good) / window) <= 1e-9 * st["requests_per_s"]
+        assert abs(st["output_tokens_per_s"] - good["osl_tokens"].sum() / window) <= 1e-9 * st["output_tokens_per_s"]
+        for col, name in [("ttft_ns", "ttft_ms"), ("e2e_ns", "e2e_ms")]:
+            values = inside[inside["ok"]][col].dropna().to_numpy(dtype="float64") / 1e6
+            for stat, q in [("p50", 50), ("p99", 99)]:
+                want = float(np.percentile(values, q))
+                assert abs(st["metrics"][name][stat] - want) <= 1e-9 * max(1.0, want), (name, stat)
+        print(f"steady state of {summary_path.parent.name}: {window:.3f} s, {len(inside)} requests inside, recomputed with pandas")

@@ -36,7 +36,7 @@ echo "==> capture: 200 streaming chat requests at concurrency 8 into $out" >&2
 
 echo "==> analyze: tokenize with the bundled Qwen3 tokenizer and summarize" >&2
 "$target/debug/analyze" report "$out" --tokenizer "$tokenizer" \
-  --slo ttft=50ms,tpot=10ms
+  --slo ttft=50ms,tpot=10ms --window steady
 
 echo "==> plot: charts of the run" >&2
 "$target/debug/plot" "$out" --out "$out/charts"

@@ -27,6 +27,7 @@
 pub mod bpe;
 pub mod columns;
 pub mod compare;
+pub mod constraints;
 pub mod dataset;
 pub mod input;
 pub mod keys;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use recap_analyze::metrics::{Definitions, E2eEnd, IslMode, ItlDefinition, LatencyFrom, TokenSource, TtftOn};
 use recap_analyze::report::{report, ReportOptions};
 use recap_analyze::store::RunFolder;
-use recap_analyze::summary::{Slo, SloExt, SummaryText};
+use recap_analyze::summary::{Slo, SloExt, SummaryText, Window};
 use recap_analyze::sweep::SweepOutput;
 use recap_analyze::template::ChatTemplate;
 use recap_analyze::tokenize::{Counter, SpecialText};
@@ -232,6 +232,19 @@ struct ScoreArgs {
     /// Goodput SLOs, e.g. ttft=200ms,tpot=50ms,e2e=10s.
     #[arg(long, default_value = "", value_name = "NAME=DURATION,...")]
     slo: String,
+    /// Latency bounds checked as MLPerf LoadGen checks a Server run (the percentile, and early
+    /// stopping at 99 % confidence), e.g. ttft_p99=2000ms,tpot_p99=80ms.
+    #[arg(long, default_value = "", value_name = "METRIC_pP=DURATION,...")]
+    constraint: String,
+    /// An MLPerf Inference benchmark's Server or Interactive constraints (TTFT and TPOT p99,
+    /// 600 s minimum duration), checked like --constraint.
+    #[arg(long, value_name = "SET", value_parser = clap::builder::PossibleValuesParser::new(
+        recap_analyze::constraints::MLPERF.iter().map(|s| s.name)))]
+    mlperf: Option<String>,
+    /// Windows reported: the measure window (`full`), or also its steady state (`steady`: from
+    /// the first measured request's end to the last one's send).
+    #[arg(long, default_value = "full", value_parser = choice(Window::ALL, Window::as_str))]
+    window: Window,
     /// Tokenizer threads (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -268,6 +281,10 @@ struct SweepArgs {
     /// Confidence level of intervals and ellipses over repeated runs.
     #[arg(long, default_value_t = 0.95, value_name = "LEVEL")]
     confidence: f64,
+    /// Interval half-width, as a share of the mean, that each group's `repeats_needed` is
+    /// computed for (0.05: ±5 %).
+    #[arg(long, default_value_t = 0.05, value_name = "SHARE")]
+    target_width: f64,
     /// Print the sweep as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -455,6 +472,8 @@ fn score_runs(
         },
         isl: a.isl,
         slo: Slo::parse(&a.slo)?,
+        window: a.window,
+        constraints: recap_analyze::constraints::Spec::parse(a.mlperf.as_deref(), &a.constraint)?,
         progress,
     };
     let mut out = Vec::new();
@@ -527,7 +546,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sweep(a) => {
             let all = score_runs(&rt, &a.runs, &a.score, !cli.quiet && !a.json, |_| {})?;
-            let sweep = recap_analyze::sweep::build(&all, &a.x, &a.y, a.confidence)?;
+            let sweep = recap_analyze::sweep::build(&all, &a.x, &a.y, a.confidence, a.target_width)?;
             sweep
                 .write(&a.out)
                 .with_context(|| format!("writing {}", a.out.display()))?;

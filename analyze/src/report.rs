@@ -41,6 +41,10 @@ pub struct ReportOptions {
     pub isl: IslMode,
     /// Goodput SLOs.
     pub slo: Slo,
+    /// Windows reported besides the full one.
+    pub window: crate::summary::Window,
+    /// Latency bounds checked (`--constraint`, `--mlperf`).
+    pub constraints: Option<crate::constraints::Spec>,
     /// Show a progress bar (only honoured on a terminal).
     pub progress: bool,
 }
@@ -185,6 +189,8 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         icl_ms,
         itl_ms,
         protocol_events: &protocol,
+        window: opts.window,
+        constraints: opts.constraints.as_ref(),
     });
     lap("metrics and summary");
     write_outputs(&dir, &rows, &summary)?;

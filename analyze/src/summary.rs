@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use recap_schemas::summary::{
-    Agreement, Counts, Distribution, Goodput, PrefixGroupSummary, Scoring, Slo, Summary, TurnSummary,
+    Agreement, Constraints, Counts, Distribution, Goodput, PrefixGroupSummary, Scoring, Slo, SteadyState, Summary,
+    TurnSummary, Window,
 };
 
 use recap_schemas::summary::LatencyFrom;
@@ -29,6 +30,10 @@ pub struct SummaryInput<'a> {
     pub itl_ms: Option<Distribution>,
     /// Protocol events of each row, same order.
     pub protocol_events: &'a [u32],
+    /// Which windows to report.
+    pub window: Window,
+    /// Latency bounds to check (`--constraint`, `--mlperf`).
+    pub constraints: Option<&'a crate::constraints::Spec>,
 }
 
 /// Computes the summary.
@@ -117,8 +122,43 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
                 metrics,
             })
             .collect(),
+        constraints: inp
+            .constraints
+            .map(|spec| crate::constraints::check(spec, inp.rows, window_s)),
+        steady: match inp.window {
+            Window::Full => None,
+            Window::Steady => steady_state(measure.iter().map(|i| &inp.rows[*i])),
+        },
         metrics,
     }
+}
+
+/// The steady state of the measure-phase requests `measure` ([`SteadyState`]), or `None`
+/// (with a warning) when the last request was sent before the first one ended.
+fn steady_state<'a>(measure: impl Iterator<Item = &'a RequestMetrics> + Clone) -> Option<SteadyState> {
+    let origin = measure.clone().filter_map(|m| m.sent_ns).min()?;
+    let start = measure.clone().filter_map(|m| m.end_ns).min()?;
+    let end = measure.clone().filter_map(|m| m.sent_ns).max()?;
+    if end <= start {
+        tracing::warn!("--window steady: no steady state, every measured request was sent before the first one ended");
+        return None;
+    }
+    let window_s = (end - start) as f64 / 1e9;
+    let inside = |t: Option<i64>| t.is_some_and(|t| start <= t && t <= end);
+    let ended: Vec<&RequestMetrics> = measure.clone().filter(|m| inside(m.end_ns)).collect();
+    let ok_ended = ended.iter().filter(|m| m.ok);
+    let tokens: Option<u64> = ok_ended.clone().map(|m| m.osl_tokens.map(u64::from)).sum();
+    let wholly: Vec<&RequestMetrics> = ended.iter().copied().filter(|m| inside(m.sent_ns)).collect();
+    Some(SteadyState {
+        start_s: (start - origin) as f64 / 1e9,
+        end_s: (end - origin) as f64 / 1e9,
+        window_s,
+        requests_ended: ended.len() as u64,
+        requests_per_s: ok_ended.count() as f64 / window_s,
+        output_tokens_per_s: tokens.map(|t| t as f64 / window_s),
+        requests_inside: wholly.len() as u64,
+        metrics: request_distributions(wholly.iter().copied().filter(|m| m.ok)),
+    })
 }
 
 /// Blocks the window is cut into for the rates' intervals.
@@ -402,6 +442,39 @@ impl SummaryText for Summary {
                     .iter()
                     .map(|g| (format!("prefix_group{}", g.prefix_group), g.requests, g.ok, &g.metrics)),
             );
+        if let Some(c) = &self.constraints {
+            out.push(("constraints.passed".into(), c.passed.to_string()));
+            for k in &c.checks {
+                let key = format!("constraints.{}_p{}", k.metric.trim_end_matches("_ms"), k.percentile);
+                for (name, v) in [
+                    ("limit_ms", Some(k.limit_ms)),
+                    ("value_ms", k.value_ms),
+                    ("estimate_ms", k.estimate_ms),
+                    ("samples", Some(k.samples as f64)),
+                    ("over", Some(k.over as f64)),
+                    ("more_needed", Some(k.more_needed as f64)),
+                ] {
+                    out.push((format!("{key}.{name}"), num(v)));
+                }
+                out.push((format!("{key}.passed"), k.passed.to_string()));
+            }
+        }
+        if let Some(st) = &self.steady {
+            for (k, v) in [
+                ("steady.start_s", Some(st.start_s)),
+                ("steady.end_s", Some(st.end_s)),
+                ("steady.window_s", Some(st.window_s)),
+                ("steady.requests_ended", Some(st.requests_ended as f64)),
+                ("steady.requests_inside", Some(st.requests_inside as f64)),
+                ("steady.requests_per_s", Some(st.requests_per_s)),
+                ("steady.output_tokens_per_s", st.output_tokens_per_s),
+            ] {
+                out.push((k.into(), num(v)));
+            }
+            for (name, d) in &st.metrics {
+                stats(&mut out, &format!("steady.{name}"), d);
+            }
+        }
         for (key, requests, ok, metrics) in groups {
             out.push((format!("{key}.requests"), requests.to_string()));
             out.push((format!("{key}.ok"), ok.to_string()));
@@ -713,8 +786,61 @@ fn headline(summary: &Summary) -> Vec<String> {
         (summary.scoring.definitions.latency_from != LatencyFrom::Sent)
             .then(|| format!("latencies from {}", summary.scoring.definitions.latency_from)),
     )
+    .chain(summary.steady.as_ref().map(|st| {
+        let p50 = |name: &str| fmt(st.metrics.get(name).and_then(|d| d.p50));
+        format!(
+            "steady state {}-{} s ({} s, {} requests inside): {} req/s, {} output tok/s, p50 TTFT {} ms, p50 TPOT {} ms",
+            fmt(Some(st.start_s)),
+            fmt(Some(st.end_s)),
+            fmt(Some(st.window_s)),
+            st.requests_inside,
+            fmt(Some(st.requests_per_s)),
+            fmt(st.output_tokens_per_s),
+            p50("ttft_ms"),
+            p50("tpot_ms"),
+        )
+    }))
+    .chain(summary.constraints.iter().flat_map(constraint_lines))
     .chain(short_run(summary))
     .collect()
+}
+
+/// The constraint checks, one line each after a verdict line.
+fn constraint_lines(c: &Constraints) -> Vec<String> {
+    let mut out = vec![format!(
+        "constraints{}: {}{}",
+        c.set.as_deref().map_or(String::new(), |s| format!(" ({s})")),
+        if c.passed { "PASS" } else { "FAIL" },
+        c.min_duration_s
+            .map_or(String::new(), |m| format!(" (the run must last at least {m:.0} s)"))
+    )];
+    for k in &c.checks {
+        let early = if k.early_stopping {
+            format!("early stopping holds ({} of {} over)", k.over, k.samples)
+        } else {
+            format!(
+                "early stopping needs {} more requests ({} of {} over)",
+                k.more_needed, k.over, k.samples
+            )
+        };
+        out.push(format!(
+            "  {} p{} {} ms, bound {} ms ({}): {}; {}; {}",
+            k.metric.trim_end_matches("_ms"),
+            k.percentile,
+            fmt(k.value_ms),
+            fmt(Some(k.limit_ms)),
+            if k.within { "within" } else { "OVER" },
+            if k.passed { "pass" } else { "FAIL" },
+            early,
+            k.estimate_ms
+                .map_or("too few requests for an early-stopping estimate".into(), |e| format!(
+                    "below {} ms at {:.0}% confidence",
+                    fmt(Some(e)),
+                    c.confidence * 100.0
+                )),
+        ));
+    }
+    out
 }
 
 /// ` [low, high]` of a rate's interval, or nothing.
@@ -803,6 +929,8 @@ mod tests {
             icl_ms: recap_stats::distribution([1e-6, 3e-6, 2e-6]),
             itl_ms: None,
             protocol_events: &[0, 1, 0],
+            window: Window::Full,
+            constraints: None,
         });
         assert_eq!(s.window_s, Some(2.0));
         assert_eq!(s.requests_per_s, Some(1.0));
@@ -836,6 +964,8 @@ mod tests {
             icl_ms: Distribution::default(),
             itl_ms: None,
             protocol_events: &[0, 0, 0],
+            window: Window::Full,
+            constraints: None,
         });
         assert_eq!(s.goodput.good_requests, 2, "the unknown TPOT is not met");
         assert_eq!(s.requests.osl_unknown, 1);
@@ -863,6 +993,8 @@ mod tests {
             icl_ms: Distribution::default(),
             itl_ms: None,
             protocol_events: &[0; 5],
+            window: Window::Full,
+            constraints: None,
         });
         let turns: Vec<(u32, u64, u64)> = s.by_turn.iter().map(|t| (t.turn, t.requests, t.ok)).collect();
         assert_eq!(turns, [(0, 1, 1), (1, 3, 2)], "warmup excluded, failures counted");
@@ -887,6 +1019,8 @@ mod tests {
             icl_ms: Distribution::default(),
             itl_ms: None,
             protocol_events: &[0],
+            window: Window::Full,
+            constraints: None,
         });
         assert!(single.by_turn.is_empty() && !single.to_console().contains("by turn"));
     }

@@ -10,7 +10,7 @@ use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 pub use recap_schemas::sweep::{Better, Ellipse, Group, Interval, Sweep, SweepRow};
-use recap_stats::ellipse::{ellipse, interval};
+use recap_stats::ellipse::{ellipse, interval, repeats_needed, spread};
 use recap_stats::pareto::front;
 
 use crate::summary::Summary;
@@ -126,10 +126,24 @@ pub fn values(s: &Summary) -> BTreeMap<String, Option<f64>> {
 /// Builds the sweep from per-run summaries and their manifests. Repeats are grouped by their
 /// plan point (`manifest.plan`, written by a capture plan), else by the load's label; runs
 /// whose workload differs (dataset, API, model, stream, `max_tokens`) are never grouped.
-pub fn build(runs: &[(Summary, recap_schemas::Manifest)], x: &str, y: &str, confidence: f64) -> Result<Sweep> {
+///
+/// `target_width` is the interval half-width, relative to the mean, that
+/// [`Group::repeats_needed`] is computed for.
+pub fn build(
+    runs: &[(Summary, recap_schemas::Manifest)],
+    x: &str,
+    y: &str,
+    confidence: f64,
+    target_width: f64,
+) -> Result<Sweep> {
     if !(confidence > 0.0 && confidence < 1.0) {
         return Err(Error::Input(format!(
             "--confidence must be in (0, 1), got {confidence}"
+        )));
+    }
+    if !(target_width > 0.0 && target_width.is_finite()) {
+        return Err(Error::Input(format!(
+            "--target-width must be a positive share of the mean (0.05: 5 %), got {target_width}"
         )));
     }
     let plans: std::collections::BTreeSet<&str> = runs
@@ -206,12 +220,22 @@ pub fn build(runs: &[(Summary, recap_schemas::Manifest)], x: &str, y: &str, conf
                 .map(|r| (coord(r, x), coord(r, y)))
                 .filter(|(a, b)| a.is_finite() && b.is_finite())
                 .unzip();
+            let (xi, yi) = (
+                nonnegative(interval(&xs, confidence)),
+                nonnegative(interval(&ys, confidence)),
+            );
+            let needed = |i: Option<Interval>, n: usize| {
+                i.filter(|_| n >= 2)
+                    .and_then(|i| repeats_needed(i.std, target_width * i.mean.abs(), confidence))
+            };
             Group {
                 label,
                 runs: members.len(),
-                x: interval(&xs, confidence),
-                y: interval(&ys, confidence),
+                repeats_needed: [needed(xi, xs.len()), needed(yi, ys.len())],
+                x: xi,
+                y: yi,
                 ellipse: ellipse(&paired.0, &paired.1, confidence),
+                spread: spread(&paired.0, &paired.1, confidence),
                 pareto: false,
             }
         })
@@ -229,8 +253,18 @@ pub fn build(runs: &[(Summary, recap_schemas::Manifest)], x: &str, y: &str, conf
         x_better: xb,
         y_better: yb,
         confidence,
+        target_width,
         rows,
         groups,
+    })
+}
+
+/// An interval cut at 0: sweep columns are rates, latencies and counts, whose true mean is
+/// never negative (a t interval of two or three runs easily reaches below it).
+fn nonnegative(i: Option<Interval>) -> Option<Interval> {
+    i.map(|i| Interval {
+        low: i.low.max(0.0),
+        ..i
     })
 }
 
@@ -340,10 +374,28 @@ impl SweepOutput for Sweep {
                 self.confidence * 100.0
             ));
             for g in self.groups.iter().filter(|g| g.runs > 1) {
-                let ci = |i: Option<Interval>| {
-                    i.map_or("-".into(), |i| format!("{:.2} [{:.2}, {:.2}]", i.mean, i.low, i.high))
+                let ci = |i: Option<Interval>, needed: Option<u64>| {
+                    let more = match needed {
+                        Some(n) if n as usize > g.runs => format!(
+                            " (±{:.0}%: {} more runs)",
+                            self.target_width * 100.0,
+                            n as usize - g.runs
+                        ),
+                        Some(_) => format!(" (within ±{:.0}%)", self.target_width * 100.0),
+                        None => String::new(),
+                    };
+                    i.map_or("-".into(), |i| {
+                        format!("{:.2} [{:.2}, {:.2}]{more}", i.mean, i.low, i.high)
+                    })
                 };
-                s.push_str(&format!("{:<10} n={}  x {}  y {}\n", g.label, g.runs, ci(g.x), ci(g.y)));
+                let rough = if g.few_runs() { ", rough: fewer than 3 runs" } else { "" };
+                s.push_str(&format!(
+                    "{:<10} n={}{rough}  x {}  y {}\n",
+                    g.label,
+                    g.runs,
+                    ci(g.x, g.repeats_needed[0]),
+                    ci(g.y, g.repeats_needed[1])
+                ));
             }
         }
         s

@@ -465,25 +465,58 @@ fn sweep_points(s: &Sweep, x: &str, y: &str) -> Vec<(f64, f64, String, bool)> {
         .collect()
 }
 
+/// A point of a scatter: coordinates, label, on the front.
+type Point = (f64, f64, String, bool);
+
+/// A closed outline in data coordinates.
+type Polygon = Vec<(f64, f64)>;
+
+/// The groups' means with their labels (`c4 (n=3)`, `c2 (n=2, rough)`: fewer than three runs
+/// give no spread and only an approximate region of the mean) and their front flags.
+fn group_points(s: &Sweep) -> Vec<Point> {
+    s.groups
+        .iter()
+        .filter_map(|g| {
+            let rough = if g.few_runs() && g.runs > 1 { ", rough" } else { "" };
+            Some((
+                g.x?.mean,
+                g.y?.mean,
+                format!("{} (n={}{rough})", g.label, g.runs),
+                g.pareto,
+            ))
+        })
+        .collect()
+}
+
+/// Runs as dots and the front through them; with `groups` (a sweep with repeats), runs are
+/// small faint dots and the front, the labels and the regions belong to the groups' means:
+/// a front over single runs would pick whichever repeat was lucky. Regions are cut to the
+/// quadrant where rates and latencies live.
 fn scatter_front<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     s: &Sweep,
-    pts: Vec<(f64, f64, String, bool)>,
+    runs: Vec<Point>,
+    groups: Option<Vec<Point>>,
     x: &str,
     y: &str,
-    ellipses: bool,
 ) -> DrawResult {
-    let xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
-    let ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
-    let mut outlines: Vec<Vec<(f64, f64)>> = Vec::new();
-    if ellipses {
-        outlines.extend(s.groups.iter().filter_map(|g| g.ellipse).map(|e| e.outline(96)));
+    use recap_stats::ellipse::clip_to_quadrant;
+    let outline = |e: recap_schemas::sweep::Ellipse| clip_to_quadrant(&e.outline(96));
+    let (means, spreads): (Vec<Polygon>, Vec<Polygon>) = match &groups {
+        Some(_) => (
+            s.groups.iter().filter_map(|g| g.ellipse).map(outline).collect(),
+            s.groups.iter().filter_map(|g| g.spread).map(outline).collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let pts = groups.as_ref().unwrap_or(&runs);
+    let every = runs.iter().chain(groups.iter().flatten()).map(|p| (p.0, p.1));
+    let all = every.chain(means.iter().chain(&spreads).flatten().copied());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    for (a, b) in all {
+        (x0, x1, y0, y1) = (x0.min(a), x1.max(a), y0.min(b), y1.max(b));
     }
-    let all_x = xs.iter().copied().chain(outlines.iter().flatten().map(|p| p.0));
-    let all_y = ys.iter().copied().chain(outlines.iter().flatten().map(|p| p.1));
-    let (x0, x1) = all_x.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let (y0, y1) = all_y.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !x0.is_finite() || !y0.is_finite() {
         d!(root.titled(&format!("{title}: no runs with both values"), title_style()));
         return Ok(());
@@ -496,34 +529,55 @@ fn scatter_front<DB: DrawingBackend>(
         .build_cartesian_2d(range(x0, x1, true), range(y0, y1, true)));
     mesh(&mut c, axis_title(x), axis_title(y))?;
     let (run_c, front_c, ell_c) = (color(0), color(5), color(2));
+    let (run_r, run_style) = match groups {
+        Some(_) => (4, run_c.mix(0.45).filled()),
+        None => (6, run_c.filled()),
+    };
     d!(
-        c.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 6, run_c.filled())))
+        c.draw_series(runs.iter().map(|p| Circle::new((p.0, p.1), run_r, run_style)))
             .map(|s| s
                 .label("run")
-                .legend(move |(lx, ly)| Circle::new((lx + 7, ly), 5, run_c.filled())))
+                .legend(move |(lx, ly)| Circle::new((lx + 7, ly), 5, run_style)))
     );
+    if let Some(g) = &groups {
+        d!(
+            c.draw_series(g.iter().map(|p| Circle::new((p.0, p.1), 7, run_c.filled())))
+                .map(|s| s
+                    .label("mean of a group of repeated runs")
+                    .legend(move |(lx, ly)| Circle::new((lx + 7, ly), 6, run_c.filled())))
+        );
+    }
     d!(c.draw_series(
         pts.iter()
             .map(|p| EmptyElement::at((p.0, p.1)) + Text::new(p.2.clone(), (10, -22), (FONT, 16).into_font()))
     ));
     let mut front: Vec<(f64, f64)> = pts.iter().filter(|p| p.3).map(|p| (p.0, p.1)).collect();
     front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let front_label = if groups.is_some() {
+        "Pareto front of the group means"
+    } else {
+        "Pareto front"
+    };
     d!(c.draw_series(LineSeries::new(front.clone(), front_c.stroke_width(3)))
         .map(|s| s
-            .label("Pareto front")
+            .label(front_label)
             .legend(move |(lx, ly)| PathElement::new([(lx, ly), (lx + 14, ly)], front_c.stroke_width(3)))));
     d!(c.draw_series(front.iter().map(|p| Circle::new(*p, 9, front_c.stroke_width(2)))));
-    if !outlines.is_empty() {
-        let level = s.confidence * 100.0;
-        let mut first = true;
-        for o in outlines {
-            let series = d!(c.draw_series(LineSeries::new(o, ell_c.stroke_width(2))));
-            if first {
-                series
-                    .label(format!("{level:.0}% confidence ellipse of the mean"))
-                    .legend(move |(lx, ly)| PathElement::new([(lx, ly), (lx + 14, ly)], ell_c.stroke_width(2)));
-                first = false;
-            }
+    let level = s.confidence * 100.0;
+    for (i, o) in means.into_iter().filter(|o| !o.is_empty()).enumerate() {
+        let series = d!(c.draw_series(LineSeries::new(o, ell_c.stroke_width(2))));
+        if i == 0 {
+            series
+                .label(format!("{level:.0}% region of the mean (rough for n=2)"))
+                .legend(move |(lx, ly)| PathElement::new([(lx, ly), (lx + 14, ly)], ell_c.stroke_width(2)));
+        }
+    }
+    for (i, o) in spreads.into_iter().filter(|o| !o.is_empty()).enumerate() {
+        let series = d!(c.draw_series(DashedLineSeries::new(o, 6, 4, ell_c.stroke_width(1))));
+        if i == 0 {
+            series
+                .label(format!("{level:.0}% spread of single runs (n>=3)"))
+                .legend(move |(lx, ly)| PathElement::new([(lx, ly), (lx + 14, ly)], ell_c.stroke_width(1)));
         }
     }
     legend(&mut c, SeriesLabelPosition::UpperRight)?;
@@ -532,14 +586,15 @@ fn scatter_front<DB: DrawingBackend>(
 
 fn pareto<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Sweep) -> DrawResult {
     let (x, y) = (s.x.as_str(), s.y.as_str());
+    let repeats = s.groups.iter().any(|g| g.runs > 1);
     scatter_front(
         root,
         &format!("Pareto front: {y} vs {x}"),
         s,
         sweep_points(s, x, y),
+        repeats.then(|| group_points(s)),
         x,
         y,
-        true,
     )
 }
 
@@ -552,13 +607,5 @@ fn latency_throughput<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Swe
     for (p, on) in pts.iter_mut().zip(on) {
         p.3 = on;
     }
-    scatter_front(
-        root,
-        "p99 end-to-end latency vs request throughput",
-        s,
-        pts,
-        x,
-        y,
-        false,
-    )
+    scatter_front(root, "p99 end-to-end latency vs request throughput", s, pts, None, x, y)
 }

@@ -86,6 +86,17 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Which windows a summary reports besides the full measure window (`--window`).
+    Window {
+        /// The measure window only (default).
+        Full => "full",
+        /// Also the steady state: from the first measured request's end to the last
+        /// measured request's send (`docs/metrics.md`, "Steady state").
+        Steady => "steady",
+    }
+}
+
 /// The chosen definition of each metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Definitions {
@@ -336,6 +347,88 @@ pub struct Summary {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_prefix_group: Vec<PrefixGroupSummary>,
+    /// With `--window steady`: the steady state, beside the full window above (absent when
+    /// not asked for, or when the run has none: every request sent before the first ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady: Option<SteadyState>,
+    /// With `--constraint` or `--mlperf`: each latency bound checked as MLPerf LoadGen checks
+    /// its Server scenario (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Constraints>,
+}
+
+/// Latency bounds checked the way MLPerf LoadGen checks a Server run (`docs/metrics.md`,
+/// "Constraints").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Constraints {
+    /// The named set (`mlperf llama2-70b`), or null for `--constraint` alone.
+    pub set: Option<String>,
+    /// Confidence of the early-stopping checks (LoadGen: 0.99).
+    pub confidence: f64,
+    /// The set's minimum run duration in seconds (MLPerf: 600), checked against the measure
+    /// window; null when the set has none.
+    pub min_duration_s: Option<f64>,
+    /// Every bound held, early stopping held for each, and the run lasted long enough.
+    pub passed: bool,
+    /// One check per bound.
+    pub checks: Vec<ConstraintCheck>,
+}
+
+/// One bound: `metric`'s `percentile` at most `limit_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConstraintCheck {
+    /// `ttft_ms`, `tpot_ms` or `e2e_ms`.
+    pub metric: String,
+    /// Percentile, 0-100 (`99`).
+    pub percentile: f64,
+    /// The bound.
+    pub limit_ms: f64,
+    /// Measure-phase requests checked (for TPOT, those with more than one output token or
+    /// unknown length).
+    pub samples: u64,
+    /// Of those, over the bound: failed, unknown, or larger than `limit_ms`.
+    pub over: u64,
+    /// The percentile as LoadGen takes it (`sorted[⌊n·p⌋]` of the successful requests' values).
+    pub value_ms: Option<f64>,
+    /// `value_ms <= limit_ms` (LoadGen's "performance constraints satisfied").
+    pub within: bool,
+    /// Samples early stopping needs with this many over the bound (`h + t`).
+    pub needed: u64,
+    /// How many more samples a short run lacks, were each under the bound.
+    pub more_needed: u64,
+    /// Early stopping holds: `samples >= needed`.
+    pub early_stopping: bool,
+    /// LoadGen's early-stopping estimate of the percentile: a value the true percentile is
+    /// below at `confidence`; null when the run is too short for one.
+    pub estimate_ms: Option<f64>,
+    /// `within && early_stopping`.
+    pub passed: bool,
+}
+
+/// The part of the measure window where the load neither ramps up nor drains: from the end of
+/// the first measured request (before it, every request is in its first round) to the send of
+/// the last (after it, the load only drains). Rates count the requests that end inside it;
+/// distributions are over the successful requests sent and ended inside it, which saw only
+/// steady load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SteadyState {
+    /// Start, seconds after the measure window's start (its first measured `sent`).
+    pub start_s: f64,
+    /// End, seconds after the measure window's start.
+    pub end_s: f64,
+    /// `end_s - start_s`.
+    pub window_s: f64,
+    /// Measure-phase requests ending inside the window (successful or not).
+    pub requests_ended: u64,
+    /// Successful requests ending inside the window / window.
+    pub requests_per_s: f64,
+    /// Output tokens of the successful requests ending inside the window / window.
+    pub output_tokens_per_s: Option<f64>,
+    /// Measure-phase requests sent and ended inside the window.
+    pub requests_inside: u64,
+    /// Distributions over the successful requests sent and ended inside the window
+    /// (`ttft_ms`, `tpot_ms`, `e2e_ms`, ...).
+    pub metrics: BTreeMap<String, Distribution>,
 }
 
 fn yes() -> bool {

@@ -31,7 +31,8 @@ impl Better {
     }
 }
 
-/// Mean and t-based confidence interval of one axis.
+/// Mean and t-based confidence interval of one axis (the interval is cut at 0: every sweep
+/// column is a rate, a latency or a count, so its true mean is never negative).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// Sample mean.
@@ -116,10 +117,31 @@ pub struct Group {
     pub x: Option<Interval>,
     /// y axis mean and CI.
     pub y: Option<Interval>,
-    /// Confidence ellipse of the mean (two or more runs).
+    /// Where the true mean lies: the confidence region of the mean (two or more runs; with
+    /// two, a large-sample approximation to read as rough). It shrinks as runs are added.
     pub ellipse: Option<Ellipse>,
+    /// Where one more run would fall: the prediction region of a single run (three or more
+    /// runs). It does not shrink with more runs; it shows how much single runs scatter.
+    #[serde(default)]
+    pub spread: Option<Ellipse>,
+    /// Runs needed in all for each axis' interval half-width to be at most
+    /// `Sweep::target_width` of its mean, from this group's standard deviation (two or more
+    /// runs); `[x, y]`.
+    #[serde(default)]
+    pub repeats_needed: [Option<u64>; 2],
     /// Group mean on the front of group means.
     pub pareto: bool,
+}
+
+impl Group {
+    /// Fewer than three runs: no spread region, and the mean's region is an approximation.
+    pub fn few_runs(&self) -> bool {
+        self.runs < 3
+    }
+}
+
+fn default_target_width() -> f64 {
+    0.05
 }
 
 /// The whole sweep (`sweep.json`).
@@ -135,6 +157,9 @@ pub struct Sweep {
     pub y_better: Better,
     /// Confidence level of intervals and ellipses.
     pub confidence: f64,
+    /// Target interval half-width, relative to the mean, for `Group::repeats_needed`.
+    #[serde(default = "default_target_width")]
+    pub target_width: f64,
     /// Rows, one per run, ordered by label then run.
     pub rows: Vec<SweepRow>,
     /// Groups of repeated runs, ordered by load.

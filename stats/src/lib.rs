@@ -8,6 +8,7 @@
 //! - [`pareto`]: which points are on the Pareto front of two axes.
 //! - [`ellipse`]: t-based intervals and confidence ellipses of repeated runs.
 //! - [`compare`]: whether two samples differ: a rank test and a bootstrap interval.
+//! - [`early_stopping`]: MLPerf LoadGen's early stopping for a latency percentile bound.
 //!
 //! ```
 //! let d = recap_stats::distribution([4.0, 1.0, 3.0, 2.0]);
@@ -15,6 +16,7 @@
 //! ```
 
 pub mod compare;
+pub mod early_stopping;
 pub mod ellipse;
 pub mod pareto;
 pub mod percentile;

@@ -757,14 +757,34 @@ fn sweep_labels_runs_by_load_marks_the_front_and_fits_ellipses_for_repeats() {
                 m,
                 &format!("{label} {axis} high"),
             );
+            // Cut at 0: a rate's true mean is never negative.
             near(
                 i["low"].as_f64().expect("low"),
-                m - t * sd / nf.sqrt(),
+                (m - t * sd / nf.sqrt()).max(0.0),
                 m,
                 &format!("{label} {axis} low"),
             );
+            // Runs needed for ±5 %: at least (1.96 sd / (0.05 m))², since t > 1.96 always.
+            let needed = &g["repeats_needed"][if axis == "x" { 0 } else { 1 }];
+            if n < 2 {
+                assert!(needed.is_null(), "{label}: no spread known from one run");
+            } else {
+                let least = (1.959_964 * sd / (0.05 * m)).powi(2).ceil().max(2.0);
+                let got = needed.as_f64().expect("repeats_needed");
+                assert!(got >= least, "{label} {axis}: {got} runs needed, at least {least}");
+            }
         }
         let e = &g["ellipse"];
+        if n < 3 {
+            assert!(g["spread"].is_null(), "fewer than three runs have no spread: {g}");
+        } else {
+            // The spread of single runs: the same shape, r² larger by n + 1.
+            let (a, sa) = (
+                e["semi_major"].as_f64().expect("a"),
+                g["spread"]["semi_major"].as_f64().expect("spread"),
+            );
+            near(sa, a * (nf + 1.0).sqrt(), a, &format!("{label} spread"));
+        }
         if n < 2 {
             assert!(e.is_null(), "one run has no ellipse: {g}");
             continue;
@@ -1060,4 +1080,138 @@ fn every_itl_definition_matches_the_chunks_the_simulator_sent() {
             summary["metrics"]["ttft_ms"]["p50"]
         );
     }
+}
+
+/// `--constraint` and `--mlperf`: each bound recomputed here from `metrics.parquet` with
+/// LoadGen's rules (percentile `sorted[⌊n·p⌋]`; early stopping passes with `h + t` requests,
+/// `h` the fewest under-bound requests that make seeing at most `t` over the bound among
+/// `h + t` less likely than 1 % were the true over-bound share `1 - p`), the binomial summed
+/// here term by term through `ln Γ` (not `recap-stats`' incomplete beta). Failed requests count
+/// as over every bound.
+#[test]
+fn constraints_follow_loadgens_early_stopping() {
+    let sim = SimProcess::start(&[
+        "--ttft",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--output-tokens",
+        "6",
+        "--error-rate",
+        "0.03",
+    ])
+    .expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = dir.path().join("run");
+    capture_into(&sim, &run, &["--concurrency", "4", "--requests", "240"]);
+    let metrics = |run: &Path| {
+        let folder = std::fs::read_dir(run.join("analysis"))
+            .expect("analysis")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.join("metrics.parquet").exists())
+            .expect("an analysis folder");
+        read_metrics(&folder.join("metrics.parquet"))
+    };
+    // A first pass finds the TTFT p90 so the bound below splits the run.
+    let (first, _) = report_json(&run, "gpt2", &[]);
+    let ttft_p50 = first["metrics"]["ttft_ms"]["p50"].as_f64().expect("p50");
+    let bound = format!("ttft_p90={:.3}ms,e2e_p99=10s", ttft_p50);
+    let (s, _) = report_json(&run, "gpt2", &["--constraint", &bound, "--mlperf", "llama3.1-8b"]);
+    let rows = metrics(&run);
+    let c = &s["constraints"];
+    assert_eq!(c["set"], "mlperf llama3.1-8b", "{c}");
+    let checks = c["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 4, "the set's TTFT and TPOT, then the two given: {c}");
+
+    /// P(Binomial(n, q) ≤ t), summed term by term.
+    fn binom_cdf(t: u64, n: u64, q: f64) -> f64 {
+        fn ln_gamma(x: f64) -> f64 {
+            // Lanczos (g = 7, n = 9), accurate to ~1e-15 relative for x > 0.
+            const C: [f64; 9] = [
+                0.999_999_999_999_809_9,
+                676.520_368_121_885_1,
+                -1_259.139_216_722_402_8,
+                771.323_428_777_653_1,
+                -176.615_029_162_140_6,
+                12.507_343_278_686_905,
+                -0.138_571_095_265_720_12,
+                9.984_369_578_019_572e-6,
+                1.505_632_735_149_311_6e-7,
+            ];
+            let x = x - 1.0;
+            let mut a = C[0];
+            let t = x + 7.5;
+            for (i, c) in C.iter().enumerate().skip(1) {
+                a += c / (x + i as f64);
+            }
+            0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+        }
+        (0..=t.min(n))
+            .map(|k| {
+                let (k, nf) = (k as f64, n as f64);
+                (ln_gamma(nf + 1.0) - ln_gamma(k + 1.0) - ln_gamma(nf - k + 1.0)
+                    + k * q.ln()
+                    + (nf - k) * (1.0 - q).ln())
+                .exp()
+            })
+            .sum()
+    }
+    let min_passing = |t: u64, p: f64| (1..).find(|h| binom_cdf(t, h + t, 1.0 - p) < 0.01).expect("h");
+
+    for (k, (metric, pct, limit_ms)) in checks.iter().zip([
+        ("ttft_ms", 99.0, 2000.0),
+        ("tpot_ms", 99.0, 100.0),
+        ("ttft_ms", 90.0, (ttft_p50 * 1e3).round() / 1e3),
+        ("e2e_ms", 99.0, 10_000.0),
+    ]) {
+        assert_eq!(k["metric"], metric, "{k}");
+        assert_eq!(k["percentile"].as_f64(), Some(pct), "{k}");
+        assert!(close(k["limit_ms"].as_f64().expect("limit"), limit_ms), "{k}");
+        let value = |r: &MetricRow| match metric {
+            "ttft_ms" => r.ttft_ns,
+            "tpot_ns" | "tpot_ms" => r.tpot_ns,
+            _ => r.e2e_ns,
+        };
+        // TPOT leaves out one-token answers; every answer here has 6 tokens.
+        let samples: Vec<f64> = rows
+            .values()
+            .map(|r| match (r.ok, value(r)) {
+                (true, Some(ns)) => ns as f64 / 1e6,
+                _ => f64::INFINITY,
+            })
+            .collect();
+        let n = samples.len() as u64;
+        let over = samples.iter().filter(|v| **v > limit_ms).count() as u64;
+        let mut ok: Vec<f64> = samples.iter().copied().filter(|v| v.is_finite()).collect();
+        ok.sort_by(f64::total_cmp);
+        let loadgen_value = ok[((ok.len() as f64) * pct / 100.0) as usize];
+        let h = min_passing(over, pct / 100.0);
+        assert_eq!(k["samples"].as_u64(), Some(n), "{k}");
+        assert_eq!(k["over"].as_u64(), Some(over), "{k}");
+        assert!(
+            close(k["value_ms"].as_f64().expect("value"), loadgen_value),
+            "{k}: {loadgen_value}"
+        );
+        assert_eq!(k["needed"].as_u64(), Some(h + over), "{k}");
+        assert_eq!(k["more_needed"].as_u64(), Some((h + over).saturating_sub(n)), "{k}");
+        assert_eq!(k["early_stopping"].as_bool(), Some(n >= h + over), "{k}");
+        assert_eq!(k["within"].as_bool(), Some(loadgen_value <= limit_ms), "{k}");
+    }
+    let failed = rows.values().filter(|r| !r.ok).count();
+    assert!(failed > 0, "the simulator injected errors");
+    // p99 over 240 requests needs at least 459: the set's checks cannot pass, and the run is
+    // far from MLPerf's 600 s.
+    assert_eq!(checks[0]["early_stopping"], false);
+    assert_eq!(c["passed"], false);
+    // Bad input is a usage error naming the part.
+    let bad = analyze(&[
+        "report",
+        run.to_str().expect("utf8"),
+        "--tokenizer",
+        tokenizer_path("gpt2").to_str().expect("utf8"),
+        "--constraint",
+        "ttft_p99=soon",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ttft_p99=soon"));
 }
