@@ -187,7 +187,7 @@ thread_local! {
 
 /// GPT-2's reversible map from bytes to printable characters, which byte-level vocabularies
 /// are written in.
-fn byte_chars() -> [char; 256] {
+pub(crate) fn byte_chars() -> [char; 256] {
     let mut printable: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
         .chain(0xA1..=0xAC)
         .chain(0xAE..=0xFF)
@@ -952,7 +952,7 @@ pub fn validation_corpus(n: usize, seed: u64) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
 
     use crate::tokenize::{Counter, SpecialText};
@@ -967,7 +967,7 @@ mod tests {
 
     /// Texts the fast path was not tuned on (another seed than the self-check), the committed
     /// datasets' lines, hand-picked edge cases, and worst cases for merge counting.
-    fn held_out_texts() -> Vec<String> {
+    pub(crate) fn held_out_texts() -> Vec<String> {
         let mut texts = super::validation_corpus(400, 0xC0FFEE);
         for f in ["default.jsonl", "small.jsonl", "sessions.jsonl"] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1051,8 +1051,9 @@ mod tests {
 
     /// A SentencePiece-style BPE (Llama 2's configuration: `▁` for spaces, byte fallback,
     /// fused `<unk>`, a BOS added) trained here on a small corpus, against `tokenizers`.
-    #[test]
-    fn counts_equal_tokenizers_for_sentencepiece_bpe() {
+    /// A SentencePiece-style BPE (Llama 2's configuration: `▁` for spaces, byte fallback, a
+    /// BOS added by the post-processor) trained here on the validation corpus.
+    pub(crate) fn sentencepiece_json() -> serde_json::Value {
         let corpus = super::validation_corpus(300, 7).join(" ") + " the server model latency river stone";
         let words: Vec<Vec<String>> = corpus
             .split(' ')
@@ -1131,6 +1132,12 @@ mod tests {
                 "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
                 "vocab": vocab, "merges": merges.iter().map(|(a, b)| format!("{a} {b}")).collect::<Vec<_>>()}
         });
+        json
+    }
+
+    #[test]
+    fn counts_equal_tokenizers_for_sentencepiece_bpe() {
+        let json = sentencepiece_json();
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("tokenizer.json");
         std::fs::write(&path, json.to_string()).expect("write");

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod per_token;
 pub mod progress;
 pub mod reassemble;
+pub mod reference;
 pub mod report;
 pub mod series;
 pub mod sql;

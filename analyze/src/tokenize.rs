@@ -2,11 +2,15 @@
 //!
 //! Only counts are needed. BPE tokenizers of the configurations [`crate::bpe`] reproduces
 //! (byte-level GPT-2, Qwen, Llama 3, DeepSeek V3, o200k; SentencePiece-style Llama 2) are
-//! counted by its count-only path, checked against `tokenizers` when it is built and on a
-//! sample of each batch of a run's texts; others (or with `--exact`) are encoded with
-//! `tokenizers`' `encode_fast` (no offsets) and dropped. Which engine counted is logged and
-//! kept in `summary.json` (`tokenizer_engine`). The tokenizer is
-//! parsed on first use, so a re-analysis served from the caches never parses it.
+//! counted by its count-only path, checked against `tokenizers` on a validation corpus before
+//! use and on up to 600 of each run's own texts; others (or with `--exact`) are encoded with
+//! `tokenizers`' `encode_fast` (no offsets) and dropped. The checks use `tokenizers` built
+//! with the vocabulary cut to the texts checked ([`crate::reference`]: the same tokens for
+//! those texts, built in milliseconds), so a first analysis never waits 0.3-0.4 s for the
+//! whole tokenizer when the fast path serves; the whole one is built only where it is needed
+//! (no fast path, `--exact`, offsets for per-token timing). Which engine counted is logged and
+//! kept in `summary.json` (`tokenizer_engine`). The tokenizer is parsed on first use, so a
+//! re-analysis served from the caches never parses it.
 //! Identical texts (the same prompt sent 10,000 times) are counted once: texts are keyed by a
 //! 64-bit hash and the work list holds each distinct text one time.
 //!
@@ -51,16 +55,21 @@ pub struct Counter {
     /// `--exact`: count with `tokenizers` even where the fast path applies.
     exact: bool,
     engine: OnceLock<std::result::Result<Engine, String>>,
+    /// `tokenizers` over the whole file, built only when needed: to count where the fast path
+    /// does not, for offsets (per-token timing, truncation) and for `--exact`.
+    whole: OnceLock<std::result::Result<Tokenizer, String>>,
 }
 
-/// The `tokenizers` tokenizer, and the count-only fast path where it applies.
+/// The count-only fast path where it applies, and what checks it.
 struct Engine {
-    tokenizer: Tokenizer,
     fast: Option<FastBpe>,
     /// Cleared when the fast path disagrees with `tokenizers` on a sample of a run's texts.
     fast_ok: AtomicBool,
     /// Why `tokenizers` counts, when it does from the start.
     reference_because: Option<String>,
+    /// The parsed file, for `tokenizers` references cut to the texts checked
+    /// ([`crate::reference`]); kept while the fast path serves.
+    source: Option<crate::reference::Source>,
 }
 
 impl Engine {
@@ -97,80 +106,88 @@ const REFERENCE: &str = "tokenizers";
 const SELF_CHECK_TEXTS: usize = 300;
 /// Texts of each run (its own, from its first batches) that the fast path must also count
 /// exactly like `tokenizers`, or `tokenizers` counts them all ([`RunCheck`]).
-const RUN_CHECK_TEXTS: usize = 48;
+const RUN_CHECK_TEXTS: usize = 600;
 
 impl Engine {
+    /// The fast path, self-checked against `tokenizers` cut to the validation corpus, or why
+    /// there is none.
     fn build(bytes: &[u8], special: SpecialText, path: &Path, exact: bool) -> std::result::Result<Engine, String> {
         let plain = special == SpecialText::Plain;
-        // Building `tokenizers` (which the checks and any fallback need) and the fast path
-        // from the same file is independent work: both at once.
-        let (tokenizer, fast) = rayon::join(
-            || Tokenizer::from_bytes(bytes),
-            || {
-                (!exact).then(|| {
-                    serde_json::from_slice::<serde_json::Value>(bytes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|json| FastBpe::from_json(&json, plain))
-                })
-            },
+        let none = |why: String| Engine {
+            fast: None,
+            fast_ok: AtomicBool::new(false),
+            reference_because: Some(why),
+            source: None,
+        };
+        if exact {
+            return Ok(none("--exact".into()));
+        }
+        let invalid = |e: String| format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display());
+        let mut lap = std::time::Instant::now();
+        let mut step = |what: &str| {
+            tracing::debug!("tokenizer {what}: {:.3} s", lap.elapsed().as_secs_f64());
+            lap = std::time::Instant::now();
+        };
+        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        step("parsed");
+        // The fast path and the index the checks cut references from: independent work.
+        let (fast, source) = rayon::join(
+            || FastBpe::from_json(&json, plain),
+            || crate::reference::Index::of(&json),
         );
-        let mut tokenizer =
-            tokenizer.map_err(|e| format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display()))?;
-        tokenizer.set_encode_special_tokens(plain);
-        let len = |text: &str, add: bool| tokenizer.encode_fast(text, add).map(|e| e.len() as u32);
-        // What the post-processor adds with `add_special_tokens` (a BOS, say).
-        let added_special = match (len("", true), len("", false)) {
-            (Ok(with), Ok(without)) => with.saturating_sub(without),
-            _ => 0,
-        };
-        let Some(fast) = fast else {
-            return Ok(Engine {
-                tokenizer,
-                fast: None,
-                fast_ok: AtomicBool::new(false),
-                reference_because: Some("--exact".into()),
-            });
-        };
-        let fast = fast.map(|f| f.with_added_special(added_special));
-        let mut reference_because = None;
+        step("fast path and reference index built");
         let fast = match fast {
+            Ok(f) => f,
             Err(why) => {
                 // Slower, still exact: said at normal verbosity, since it costs time.
                 tracing::warn!(
                     "{}: counting with `tokenizers`, the fast path does not reproduce this tokenizer: {why}",
                     path.display()
                 );
-                reference_because = Some(format!("no fast path: {why}"));
-                None
-            }
-            Ok(f) => {
-                let corpus = crate::bpe::validation_corpus(SELF_CHECK_TEXTS, 0x5eed);
-                let differs = corpus.par_iter().find_any(|t| {
-                    [false, true]
-                        .iter()
-                        .any(|&add| len(t, add).ok() != Some(f.count(t, add)))
-                });
-                match differs {
-                    Some(t) => {
-                        tracing::warn!(
-                            "{}: the fast BPE counter disagrees with `tokenizers` on {t:?}; using `tokenizers`",
-                            path.display()
-                        );
-                        reference_because = Some("the fast path disagreed on its self-check".into());
-                        None
-                    }
-                    None => Some(f),
-                }
+                return Ok(none(format!("no fast path: {why}")));
             }
         };
-        let fast_ok = AtomicBool::new(fast.is_some());
+        let source = crate::reference::Source::new(json, source.map_err(invalid)?);
+        let corpus = crate::bpe::validation_corpus(SELF_CHECK_TEXTS, 0x5eed);
+        let reference = encoding_specials(source.for_texts(&corpus).map_err(invalid)?, plain);
+        step(&format!(
+            "reference cut to the self-check's texts ({} tokens)",
+            reference.get_vocab_size(false)
+        ));
+        let len = |text: &str, add: bool| reference.encode_fast(text, add).map(|e| e.len() as u32);
+        // What the post-processor adds with `add_special_tokens` (a BOS, say).
+        let added_special = match (len("", true), len("", false)) {
+            (Ok(with), Ok(without)) => with.saturating_sub(without),
+            _ => 0,
+        };
+        let fast = fast.with_added_special(added_special);
+        let differs = corpus.par_iter().find_any(|t| {
+            [false, true]
+                .iter()
+                .any(|&add| len(t, add).ok() != Some(fast.count(t, add)))
+        });
+        step("self-checked");
+        if let Some(t) = differs {
+            tracing::warn!(
+                "{}: the fast BPE counter disagrees with `tokenizers` on {t:?}; using `tokenizers`",
+                path.display()
+            );
+            return Ok(none("the fast path disagreed on its self-check".into()));
+        }
         Ok(Engine {
-            tokenizer,
-            fast,
-            fast_ok,
-            reference_because,
+            fast: Some(fast),
+            fast_ok: AtomicBool::new(true),
+            reference_because: None,
+            source: Some(source),
         })
     }
+}
+
+/// `tokenizer` with literal special-token strings encoded as the special token (`Special`) or
+/// as text (`Plain`).
+fn encoding_specials(mut tokenizer: Tokenizer, plain: bool) -> Tokenizer {
+    tokenizer.set_encode_special_tokens(plain);
+    tokenizer
 }
 
 impl Counter {
@@ -215,6 +232,7 @@ impl Counter {
             chat_template,
             exact: false,
             engine: OnceLock::new(),
+            whole: OnceLock::new(),
         })
     }
 
@@ -259,8 +277,7 @@ impl Counter {
             return Ok(Vec::new());
         }
         let enc = self
-            .engine()?
-            .tokenizer
+            .whole()?
             .encode(text, false)
             .map_err(|e| Error::Internal(format!("tokenizing: {e}")))?;
         Ok(enc.get_offsets().iter().map(|(_, end)| *end).collect())
@@ -271,6 +288,21 @@ impl Counter {
     /// on an invalid file.
     pub fn ready(&self) -> Result<()> {
         self.engine().map(|_| ())
+    }
+
+    /// `tokenizers` over the whole file (built on first use).
+    fn whole(&self) -> Result<&Tokenizer> {
+        self.whole
+            .get_or_init(|| {
+                let start = std::time::Instant::now();
+                let t = Tokenizer::from_bytes(&self.bytes)
+                    .map(|t| encoding_specials(t, self.special == SpecialText::Plain))
+                    .map_err(|e| format!("tokenizer {}: not a valid tokenizer.json: {e}", self.path.display()));
+                tracing::info!("stage tokenizers built: {:.3} s", start.elapsed().as_secs_f64());
+                t
+            })
+            .as_ref()
+            .map_err(|e| Error::Input(e.clone()))
     }
 
     fn engine(&self) -> Result<&Engine> {
@@ -307,8 +339,7 @@ impl Counter {
     /// Tokens in one text as the `tokenizers` crate counts them (`encode_fast(..).len()`),
     /// whatever the fast path: the reference it is checked against.
     pub fn count_reference(&self, text: &str, add_special_tokens: bool) -> Result<u32> {
-        self.engine()?
-            .tokenizer
+        self.whole()?
             .encode_fast(text, add_special_tokens)
             .map(|e| e.len() as u32)
             .map_err(|e| Error::Internal(format!("tokenizing: {e}")))
@@ -318,8 +349,7 @@ impl Counter {
     /// cut where a token ends (and on a character boundary).
     pub fn truncate(&self, text: &str, tokens: u32) -> Result<String> {
         let enc = self
-            .engine()?
-            .tokenizer
+            .whole()?
             .encode(text, false)
             .map_err(|e| Error::Internal(format!("tokenizing: {e}")))?;
         let offsets = enc.get_offsets();
@@ -464,12 +494,23 @@ impl Counter {
         if take == 0 {
             return Ok(());
         }
+        let Some(source) = engine.source.as_ref() else {
+            return Ok(());
+        };
         let step = work.len().div_ceil(take).max(1);
-        let sample: Vec<&((TextKey, bool), usize)> = work.iter().step_by(step).collect();
-        let differs = sample.par_iter().find_map_any(|((_, add), i)| {
-            let t = text(*i)?;
-            let reference = engine.tokenizer.encode_fast(t.as_ref(), *add).ok()?.len() as u32;
-            (fast.count(&t, *add) != reference).then(|| t.chars().take(80).collect::<String>())
+        let sample: Vec<(bool, Cow<'t, str>)> = work
+            .iter()
+            .step_by(step)
+            .filter_map(|((_, add), i)| Some((*add, text(*i)?)))
+            .collect();
+        let texts: Vec<&str> = sample.iter().map(|(_, t)| t.as_ref()).collect();
+        let reference = source
+            .for_texts(&texts)
+            .map_err(|e| Error::Internal(format!("building the reference for a run check: {e}")))?;
+        let reference = encoding_specials(reference, self.special == SpecialText::Plain);
+        let differs = sample.par_iter().find_map_any(|(add, t)| {
+            let want = reference.encode_fast(t.as_ref(), *add).ok()?.len() as u32;
+            (fast.count(t, *add) != want).then(|| t.chars().take(80).collect::<String>())
         });
         if let Some(start) = differs {
             tracing::warn!(
@@ -586,6 +627,41 @@ pub(crate) mod tests {
             3,
             "distinct texts only"
         );
+    }
+
+    #[test]
+    fn a_run_check_that_finds_a_difference_hands_counting_to_tokenizers() {
+        // The fast path is GPT-2's; its run check is made to use Qwen3's reference, which
+        // counts differently: the check must catch it, switch the fast path off, and the
+        // counts must then be GPT-2's own from `tokenizers`.
+        let c = gpt2();
+        c.ready().expect("engine");
+        let qwen = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/qwen3/tokenizer.json.gz");
+        let qwen = Counter::load(&qwen, SpecialText::Special).expect("qwen3");
+        let json: serde_json::Value = serde_json::from_slice(&qwen.bytes).expect("json");
+        let mut engine = c.engine.into_inner().expect("built").expect("engine");
+        let index = crate::reference::Index::of(&json).expect("index");
+        engine.source = Some(crate::reference::Source::new(json, index));
+        let c = Counter {
+            engine: OnceLock::from(Ok(engine)),
+            ..gpt2()
+        };
+        assert!(c.fast_path().expect("engine"));
+        let texts = [
+            "Hello   world, 12345 tokens!",
+            "διαφορετικό κείμενο",
+            "import numpy as np",
+        ];
+        let pairs: Vec<(&str, bool)> = texts.iter().map(|t| (*t, false)).collect();
+        let n = c.count_all(&pairs, &|_| {}).expect("count");
+        assert!(!c.fast_path().expect("engine"), "the check switched the fast path off");
+        assert!(c.engine_label().expect("label").contains("disagreed on a run's text"));
+        let whole = gpt2();
+        let want: Vec<u32> = texts
+            .iter()
+            .map(|t| whole.count_reference(t, false).expect("ref"))
+            .collect();
+        assert_eq!(n, want);
     }
 
     #[test]
