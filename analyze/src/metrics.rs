@@ -101,6 +101,8 @@ pub struct RequestMetrics {
     /// Input tokens over TTFT in seconds: the prefill rate this request saw (queueing
     /// included).
     pub prefill_tokens_per_s: Option<f64>,
+    /// From the start to the first answer content, when the request reasoned first.
+    pub time_to_first_answer_ns: Option<i64>,
 }
 
 /// Computes one request's metrics from its record and token counts.
@@ -184,6 +186,7 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
             (Some(n), Some(ns)) if ns > 0 => Some(f64::from(n) / (ns as f64 / 1e9)),
             _ => None,
         },
+        time_to_first_answer_ns: since_sent(r.first_content_ns).filter(|_| t.reasoning > 0),
     }
 }
 

@@ -220,12 +220,13 @@ fn request_distributions<'a>(ok: impl Iterator<Item = &'a RequestMetrics> + Clon
     // What the server reports about itself, only when it did (llama.cpp's `timings`, the
     // `cached_tokens` of vLLM, SGLang and llama.cpp).
     // And what per-token timing measures, only when it ran (a per-token `--itl`).
-    let server_reported: [(&str, Value); 5] = [
+    let server_reported: [(&str, Value); 6] = [
         ("server_prefill_ms", &|m| m.server_prefill_ms),
         ("server_decode_ms", &|m| m.server_decode_ms),
         ("prefix_cache_share", &|m| m.prefix_cache_share),
         ("time_to_second_token_ms", &|m| ms(m.time_to_second_token_ns)),
         ("tokens_per_chunk", &|m| m.tokens_per_chunk),
+        ("time_to_first_answer_ms", &|m| ms(m.time_to_first_answer_ns)),
     ];
     let mut out: BTreeMap<String, Distribution> = per_request
         .iter()

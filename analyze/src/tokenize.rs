@@ -3,7 +3,7 @@
 //! Only counts are needed. BPE tokenizers of the configurations [`crate::bpe`] reproduces
 //! (byte-level GPT-2, Qwen, Llama 3, DeepSeek V3, o200k; SentencePiece-style Llama 2) are
 //! counted by its count-only path, checked against `tokenizers` on a validation corpus before
-//! use and on up to 600 of each run's own texts; others (or with `--exact`) are encoded with
+//! use and on up to 600 of each run's own texts (1 MiB of them at most); others (or with `--exact`) are encoded with
 //! `tokenizers`' `encode_fast` (no offsets) and dropped. The checks use `tokenizers` built
 //! with the vocabulary cut to the texts checked ([`crate::reference`]: the same tokens for
 //! those texts, built in milliseconds), so a first analysis never waits 0.3-0.4 s for the
@@ -107,6 +107,9 @@ const SELF_CHECK_TEXTS: usize = 300;
 /// Texts of each run (its own, from its first batches) that the fast path must also count
 /// exactly like `tokenizers`, or `tokenizers` counts them all ([`RunCheck`]).
 const RUN_CHECK_TEXTS: usize = 600;
+/// Bytes of a run's texts the run checks cover at most (the cut reference indexes every
+/// substring of up to 8 bytes of them).
+const RUN_CHECK_BYTES: usize = 1 << 20;
 
 impl Engine {
     /// The fast path, self-checked against `tokenizers` cut to the validation corpus, or why
@@ -442,26 +445,45 @@ impl Counter {
 }
 
 /// How many more of a run's texts the fast path is checked on ([`Counter::count_keyed`]):
-/// [`RUN_CHECK_TEXTS`] per run, at most a third of them from any one call, so a run counted
-/// in batches is sampled from several of them.
+/// [`RUN_CHECK_TEXTS`] texts and [`RUN_CHECK_BYTES`] of text per run, at most a third of each
+/// from any one call, so a run counted in batches is sampled from several of them and a run of
+/// long answers is not checked at the cost of counting it again.
 #[derive(Debug)]
-pub struct RunCheck(std::sync::atomic::AtomicUsize);
+pub struct RunCheck {
+    texts: std::sync::atomic::AtomicUsize,
+    bytes: std::sync::atomic::AtomicUsize,
+}
 
 impl Default for RunCheck {
     fn default() -> Self {
-        RunCheck(std::sync::atomic::AtomicUsize::new(RUN_CHECK_TEXTS))
+        RunCheck {
+            texts: std::sync::atomic::AtomicUsize::new(RUN_CHECK_TEXTS),
+            bytes: std::sync::atomic::AtomicUsize::new(RUN_CHECK_BYTES),
+        }
     }
 }
 
 impl RunCheck {
+    /// Reserves up to a third of `total`'s budget, and at most `want`, from `left`.
+    fn reserve(left: &std::sync::atomic::AtomicUsize, total: usize, want: usize) -> usize {
+        let most = want.min(total.div_ceil(3));
+        left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(l - l.min(most)))
+            .unwrap_or(0)
+            .min(most)
+    }
+
     /// Reserves texts to check among `available`.
     fn take(&self, available: usize) -> usize {
-        let most = available.min(RUN_CHECK_TEXTS.div_ceil(3));
-        let left = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| Some(left - left.min(most)))
-            .unwrap_or(0);
-        left.min(most)
+        Self::reserve(&self.texts, RUN_CHECK_TEXTS, available)
+    }
+
+    /// Reserves bytes of text to check, at most `want`; what is not used is given back.
+    fn take_bytes(&self, want: usize) -> usize {
+        Self::reserve(&self.bytes, RUN_CHECK_BYTES, want)
+    }
+
+    fn give_back_bytes(&self, unused: usize) {
+        self.bytes.fetch_add(unused, Ordering::Relaxed);
     }
 }
 
@@ -498,11 +520,24 @@ impl Counter {
             return Ok(());
         };
         let step = work.len().div_ceil(take).max(1);
+        let mut budget = check.take_bytes(usize::MAX);
         let sample: Vec<(bool, Cow<'t, str>)> = work
             .iter()
             .step_by(step)
             .filter_map(|((_, add), i)| Some((*add, text(*i)?)))
+            .filter(|(_, t)| {
+                // A text too long for what is left of the budget is left out, not cut.
+                let fits = t.len() <= budget;
+                if fits {
+                    budget -= t.len();
+                }
+                fits
+            })
             .collect();
+        check.give_back_bytes(budget);
+        if sample.is_empty() {
+            return Ok(());
+        }
         let texts: Vec<&str> = sample.iter().map(|(_, t)| t.as_ref()).collect();
         let reference = source
             .for_texts(&texts)

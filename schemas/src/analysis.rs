@@ -155,6 +155,10 @@ pub mod metrics {
     pub const TOKENS_PER_CHUNK: &str = "tokens_per_chunk";
     /// `f64`: `isl_tokens` over TTFT in seconds.
     pub const PREFILL_TOKENS_PER_S: &str = "prefill_tokens_per_s";
+    /// `i64` ns: from the start to the first event with answer content, for a request that
+    /// reasoned first (null otherwise): when the answer a reasoning model's user waits for
+    /// begins.
+    pub const TIME_TO_FIRST_ANSWER_NS: &str = "time_to_first_answer_ns";
 
     /// The Arrow schema of `metrics.parquet`.
     pub fn schema() -> SchemaRef {
@@ -195,6 +199,7 @@ pub mod metrics {
             i(TIME_TO_SECOND_TOKEN_NS),
             Field::new(TOKENS_PER_CHUNK, DataType::Float64, true),
             Field::new(PREFILL_TOKENS_PER_S, DataType::Float64, true),
+            i(TIME_TO_FIRST_ANSWER_NS),
         ]))
     }
 }

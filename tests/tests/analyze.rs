@@ -1215,3 +1215,58 @@ fn constraints_follow_loadgens_early_stopping() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ttft_p99=soon"));
 }
+
+/// `time_to_first_answer_ms`: for a request that reasons first, from `sent` to the first SSE
+/// event carrying answer content, recomputed here from the recorded events.
+#[test]
+fn time_to_first_answer_is_the_first_content_after_the_reasoning() {
+    let sim = SimProcess::start(&[
+        "--ttft",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--output-tokens",
+        "6",
+        "--reasoning",
+        "5",
+    ])
+    .expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = dir.path().join("run");
+    capture_into(&sim, &run, &["--concurrency", "2", "--requests", "20"]);
+    let (s, _) = report_json(&run, "gpt2", &[]);
+    let recorded = read_run(&run).expect("run");
+    let mut want = Vec::new();
+    for (id, events) in &recorded.events {
+        let sent = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Sent)
+            .map(|e| e.t_ns)
+            .max();
+        let answer = recorded
+            .sse(*id)
+            .into_iter()
+            .find(|e| e.content.as_deref().is_some_and(|c| !c.is_empty()))
+            .map(|e| e.t_ns);
+        let first = recorded
+            .sse(*id)
+            .into_iter()
+            .find(|e| e.reasoning.as_deref().is_some_and(|c| !c.is_empty()));
+        assert!(first.is_some(), "request {id} reasoned first");
+        want.push((answer.expect("answer") - sent.expect("sent")) as f64 / 1e6);
+    }
+    let d = &s["metrics"]["time_to_first_answer_ms"];
+    assert_eq!(d["count"].as_u64(), Some(want.len() as u64), "{d}");
+    assert!(
+        close(d["p50"].as_f64().expect("p50"), numpy_percentile(&want, 50.0)),
+        "{d} {want:?}"
+    );
+    assert!(
+        close(d["max"].as_f64().expect("max"), numpy_percentile(&want, 100.0)),
+        "{d}"
+    );
+    // The answer starts after the reasoning: later than TTFT, by at least the 5 reasoning
+    // tokens' 1 ms gaps.
+    let ttft = s["metrics"]["ttft_ms"]["p50"].as_f64().expect("ttft");
+    assert!(d["p50"].as_f64().expect("p50") > ttft + 4.0, "{d} vs TTFT {ttft}");
+}
