@@ -254,10 +254,13 @@ impl Split {
         } else {
             None
         };
-        // Textual and conservative: an escaped `\$` also turns prefix resolution off (slower,
-        // still exact).
+        // From the parsed pattern, not its text: a `$` inside a class (DeepSeek V3's
+        // punctuation class has one) is no end assertion. A pattern that does not parse here
+        // gets no prefix resolution (slower, still exact).
         let rest = source.replace(LOOKAHEAD, "");
-        let prefix_exact = !["$", r"\z", r"\Z", r"\b", r"\B"].iter().any(|a| rest.contains(a));
+        let prefix_exact = regex_syntax::Parser::new()
+            .parse(&rest)
+            .is_ok_and(|hir| hir.properties().look_set().is_empty());
         Ok(Split {
             pattern,
             original,
@@ -1189,6 +1192,9 @@ pub(crate) mod tests {
         for (source, prefix_exact) in [
             (r"'s| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", true),
             (r"\w+\b|[^\w\s]+|\s+(?!\S)|\s+", false),
+            // A `$` in a class (DeepSeek V3) is no end assertion; a real one is.
+            (r"[!#$%]+[A-Za-z]+|\p{L}+|\s+(?!\S)|\s+", true),
+            (r"\p{L}+$|\p{L}+|\s+(?!\S)|\s+", false),
         ] {
             let split = super::Split::new(source, true).expect("compiles");
             assert_eq!(split.prefix_exact, prefix_exact, "{source}");
