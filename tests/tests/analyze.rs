@@ -425,6 +425,18 @@ fn rescoring_with_another_tokenizer_keeps_both_with_identical_timings() {
 }
 
 /// `analyze report RUN --tokenizer T ARGS... --json -v`: the summary and the log.
+/// A `recap-sim` answering 6 tokens, 1 ms apart after 1 ms (plus `sim_flags`), and a run
+/// captured from it with `capture_flags`; keep the first two alive while the run is used.
+fn sim_run(sim_flags: &[&str], capture_flags: &[&str]) -> (SimProcess, tempfile::TempDir, PathBuf) {
+    let mut flags = vec!["--ttft", "1ms", "--itl", "1ms", "--output-tokens", "6"];
+    flags.extend_from_slice(sim_flags);
+    let sim = SimProcess::start(&flags).expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = dir.path().join("run");
+    capture_into(&sim, &run, capture_flags);
+    (sim, dir, run)
+}
+
 fn report_json(run: &Path, tokenizer: &str, args: &[&str]) -> (Value, String) {
     let out = Command::new(workspace_bin("analyze"))
         .args(["report", run.to_str().expect("utf8"), "--tokenizer"])
@@ -1090,20 +1102,7 @@ fn every_itl_definition_matches_the_chunks_the_simulator_sent() {
 /// as over every bound.
 #[test]
 fn constraints_follow_loadgens_early_stopping() {
-    let sim = SimProcess::start(&[
-        "--ttft",
-        "1ms",
-        "--itl",
-        "1ms",
-        "--output-tokens",
-        "6",
-        "--error-rate",
-        "0.03",
-    ])
-    .expect("sim");
-    let dir = tempfile::tempdir().expect("tmp");
-    let run = dir.path().join("run");
-    capture_into(&sim, &run, &["--concurrency", "4", "--requests", "240"]);
+    let (_sim, _dir, run) = sim_run(&["--error-rate", "0.03"], &["--concurrency", "4", "--requests", "240"]);
     let metrics = |run: &Path| {
         let folder = std::fs::read_dir(run.join("analysis"))
             .expect("analysis")
@@ -1220,20 +1219,7 @@ fn constraints_follow_loadgens_early_stopping() {
 /// event carrying answer content, recomputed here from the recorded events.
 #[test]
 fn time_to_first_answer_is_the_first_content_after_the_reasoning() {
-    let sim = SimProcess::start(&[
-        "--ttft",
-        "1ms",
-        "--itl",
-        "1ms",
-        "--output-tokens",
-        "6",
-        "--reasoning",
-        "5",
-    ])
-    .expect("sim");
-    let dir = tempfile::tempdir().expect("tmp");
-    let run = dir.path().join("run");
-    capture_into(&sim, &run, &["--concurrency", "2", "--requests", "20"]);
+    let (_sim, _dir, run) = sim_run(&["--reasoning", "5"], &["--concurrency", "2", "--requests", "20"]);
     let (s, _) = report_json(&run, "gpt2", &[]);
     let recorded = read_run(&run).expect("run");
     let mut want = Vec::new();
