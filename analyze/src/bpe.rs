@@ -187,7 +187,7 @@ thread_local! {
 
 /// GPT-2's reversible map from bytes to printable characters, which byte-level vocabularies
 /// are written in.
-pub(crate) fn byte_chars() -> [char; 256] {
+fn byte_chars() -> [char; 256] {
     let mut printable: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
         .chain(0xA1..=0xAC)
         .chain(0xAE..=0xFF)
@@ -206,6 +206,23 @@ pub(crate) fn byte_chars() -> [char; 256] {
         out[*b as usize] = char::from_u32(*c).unwrap_or('\0');
     }
     out
+}
+
+/// [`byte_chars`] the other way: a byte-level vocabulary's character to the byte it stands for.
+pub(crate) fn bytes_of_chars() -> HashMap<char, u8> {
+    byte_chars().iter().enumerate().map(|(b, c)| (*c, b as u8)).collect()
+}
+
+/// The two tokens a `merges` entry joins, written `"left right"` or `["left", "right"]`.
+pub(crate) fn merge_pair(m: &Value) -> Option<(&str, &str)> {
+    match m {
+        Value::String(s) => s.split_once(' '),
+        Value::Array(pair) => match pair.as_slice() {
+            [Value::String(a), Value::String(b)] => Some((a.as_str(), b.as_str())),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn key(left: u32, right: u32) -> u64 {
@@ -414,7 +431,7 @@ impl FastBpe {
                 .ok_or("vocab id is not a u32")?;
             ids.insert(token.as_str(), id);
         }
-        let to_byte: HashMap<char, u8> = byte_chars().iter().enumerate().map(|(b, c)| (*c, b as u8)).collect();
+        let to_byte = bytes_of_chars();
         // A token's bytes as a word shows them: decoded from the byte-level map, or as is.
         let word_bytes = |token: &str| -> Option<Vec<u8>> {
             if bytes {
@@ -476,14 +493,7 @@ impl FastBpe {
         let list = model.get("merges").and_then(Value::as_array).ok_or("no merges")?;
         let mut merges = HashMap::with_capacity_and_hasher(list.len(), Hasher::default());
         for (rank, m) in list.iter().enumerate() {
-            let (left, right) = match m {
-                Value::String(s) => s.split_once(' ').ok_or_else(|| format!("merge {s:?}"))?,
-                Value::Array(pair) => match pair.as_slice() {
-                    [Value::String(a), Value::String(b)] => (a.as_str(), b.as_str()),
-                    _ => return Err(format!("merge {m}")),
-                },
-                _ => return Err(format!("merge {m}")),
-            };
+            let (left, right) = merge_pair(m).ok_or_else(|| format!("merge {m}"))?;
             let id = |t: &str| {
                 ids.get(t)
                     .copied()

@@ -64,11 +64,7 @@ impl Index {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|t| t.get("content")?.as_str()).collect())
             .unwrap_or_default();
-        let from_byte_chars: std::collections::HashMap<char, u8> = crate::bpe::byte_chars()
-            .iter()
-            .enumerate()
-            .map(|(b, c)| (*c, b as u8))
-            .collect();
+        let from_byte_chars = crate::bpe::bytes_of_chars();
         let ends = |b: &[u8]| {
             let n = b.len().min(ENDS);
             [Substrings::key(&b[..n]), Substrings::key(&b[b.len() - n..])]
@@ -100,12 +96,7 @@ impl Index {
             .map(|all| {
                 all.iter()
                     .map(|m| {
-                        let pair = match m {
-                            Value::String(s) => s.split_once(' '),
-                            Value::Array(a) => a.first().and_then(Value::as_str).zip(a.get(1).and_then(Value::as_str)),
-                            _ => None,
-                        };
-                        pair.and_then(|(l, r)| {
+                        crate::bpe::merge_pair(m).and_then(|(l, r)| {
                             joined.clear();
                             joined.push_str(l);
                             joined.push_str(r);

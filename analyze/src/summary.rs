@@ -127,16 +127,16 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
             .map(|spec| crate::constraints::check(spec, inp.rows, window_s)),
         steady: match inp.window {
             Window::Full => None,
-            Window::Steady => steady_state(measure.iter().map(|i| &inp.rows[*i])),
+            Window::Steady => start.and_then(|origin| steady_state(measure.iter().map(|i| &inp.rows[*i]), origin)),
         },
         metrics,
     }
 }
 
-/// The steady state of the measure-phase requests `measure` ([`SteadyState`]), or `None`
-/// (with a warning) when the last request was sent before the first one ended.
-fn steady_state<'a>(measure: impl Iterator<Item = &'a RequestMetrics> + Clone) -> Option<SteadyState> {
-    let origin = measure.clone().filter_map(|m| m.sent_ns).min()?;
+/// The steady state of the measure-phase requests `measure` ([`SteadyState`]), its times
+/// from `origin` (the measure window's start), or `None` (with a warning) when the last
+/// request was sent before the first one ended.
+fn steady_state<'a>(measure: impl Iterator<Item = &'a RequestMetrics> + Clone, origin: i64) -> Option<SteadyState> {
     let start = measure.clone().filter_map(|m| m.end_ns).min()?;
     let end = measure.clone().filter_map(|m| m.sent_ns).max()?;
     if end <= start {
