@@ -288,9 +288,14 @@ impl Counter {
 
     /// Parses the tokenizer (once; later calls are free). Counting does this on demand, so a
     /// re-analysis whose counts are all cached never pays for it; call it first to fail fast
-    /// on an invalid file.
+    /// on an invalid file. Without a fast path (`--exact`, or a configuration it does not
+    /// take) the whole `tokenizers` counts, so it is built here too: a file only `tokenizers`
+    /// rejects fails now, not at the first count.
     pub fn ready(&self) -> Result<()> {
-        self.engine().map(|_| ())
+        if self.engine()?.fast.is_none() {
+            self.whole()?;
+        }
+        Ok(())
     }
 
     /// `tokenizers` over the whole file (built on first use).
@@ -760,6 +765,14 @@ pub(crate) mod tests {
         let e = c.ready().expect_err("invalid");
         assert!(e.to_string().contains("tokenizer.json"), "{e}");
         assert!(c.count("x", false).is_err());
+        // JSON that only `tokenizers` can judge (no fast path takes it): `ready` still fails,
+        // with and without `--exact`.
+        std::fs::write(&p, br#"{"version": "1.0", "model": {"type": "NoSuchModel"}}"#).expect("write");
+        for exact in [false, true] {
+            let c = Counter::load(&p, SpecialText::Special).expect("read").with_exact(exact);
+            let e = c.ready().expect_err("invalid for tokenizers");
+            assert!(e.to_string().contains("tokenizer.json"), "{e}");
+        }
         let missing = Counter::load(&dir.path().join("nope.json"), SpecialText::Special).expect_err("missing");
         assert!(missing.to_string().contains("nope.json"), "{missing}");
     }
