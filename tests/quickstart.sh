@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Recap quickstart: builds the workspace, starts the simulated endpoint on 127.0.0.1,
 # records a short load test into runs/quickstart, analyzes it with the bundled Qwen3
-# tokenizer (printing the summary) and writes its charts to runs/quickstart/charts.
+# tokenizer (printing the summary) and writes its charts and its HTML report to
+# runs/quickstart/charts.
 # No endpoint of yours is needed. Usage: bash tests/quickstart.sh [extra capture flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +39,6 @@ echo "==> analyze: tokenize with the bundled Qwen3 tokenizer and summarize" >&2
 "$target/debug/analyze" report "$out" --tokenizer "$tokenizer" \
   --slo ttft=50ms,tpot=10ms --window steady
 
-echo "==> plot: charts of the run" >&2
+echo "==> plot: charts of the run, and one self-contained HTML report" >&2
 "$target/debug/plot" "$out" --out "$out/charts"
+"$target/debug/plot" "$out" --html --out "$out/charts"

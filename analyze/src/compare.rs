@@ -7,25 +7,13 @@
 //! difference can be statistically real and still be noise for a benchmark. Everything else
 //! is `same` ("no detectable difference"). Lower is better for every metric compared.
 
-use serde::Serialize;
+pub use recap_schemas::compare::{Comparison, Row, RunComparison, Verdict};
 
 use crate::metrics::RequestMetrics;
 use crate::{Error, Result};
 
 /// Metrics `compare` can test: per-request latencies (lower is better).
 pub const METRICS: [&str; 3] = ["ttft_ms", "tpot_ms", "e2e_ms"];
-
-/// The verdict on one statistic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Lower than the base, by at least the threshold, the interval excluding zero.
-    Better,
-    /// Higher than the base, likewise.
-    Worse,
-    /// No detectable difference.
-    Same,
-}
 
 /// How one run is compared with the base.
 #[derive(Debug, Clone, Copy)]
@@ -38,61 +26,6 @@ pub struct Options {
     pub resamples: usize,
     /// Bootstrap seed.
     pub seed: u64,
-}
-
-/// One statistic of one metric, base against one run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    /// Metric (`ttft_ms`).
-    pub metric: String,
-    /// Statistic (`p50`, `p99`).
-    pub stat: String,
-    /// The base run's value.
-    pub base: Option<f64>,
-    /// This run's value.
-    pub value: Option<f64>,
-    /// `value / base - 1`.
-    pub change: Option<f64>,
-    /// Bootstrap interval of `value - base`, as a share of `base`.
-    pub change_low: Option<f64>,
-    /// Upper bound.
-    pub change_high: Option<f64>,
-    /// Mann-Whitney two-sided p-value of the whole distributions of the metric.
-    pub p_value: Option<f64>,
-    /// The call.
-    pub verdict: Verdict,
-}
-
-/// One run against the base.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunComparison {
-    /// The run compared.
-    pub run: String,
-    /// Its successful measured requests.
-    pub requests: usize,
-    /// What differs in the workload from the base (empty: the same).
-    pub workload_differs: String,
-    /// One row per metric and statistic.
-    pub rows: Vec<Row>,
-}
-
-/// `analyze compare`'s result.
-#[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
-    /// The base run.
-    pub base: String,
-    /// Its successful measured requests.
-    pub base_requests: usize,
-    /// Confidence of the intervals.
-    pub confidence: f64,
-    /// Smallest relative change called a difference.
-    pub threshold: f64,
-    /// Bootstrap resamples and seed.
-    pub resamples: usize,
-    /// Bootstrap seed.
-    pub seed: u64,
-    /// Every other run against the base.
-    pub runs: Vec<RunComparison>,
 }
 
 /// A run's samples of each metric (successful measure-phase requests), in ms.
@@ -204,93 +137,86 @@ fn row(metric: &str, stat: &str, p: f64, a: &[f64], b: &[f64], p_value: Option<f
     }
 }
 
-impl Comparison {
-    /// Whether any statistic of any run is `verdict`.
-    pub fn any(&self, verdict: Verdict) -> bool {
-        self.runs.iter().any(|r| r.rows.iter().any(|x| x.verdict == verdict))
-    }
-
-    /// The comparison as a console table (`md`: Markdown).
-    pub fn render(&self, md: bool) -> String {
-        let pct = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{:+.1}%", 100.0 * x));
-        let num = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
-        let mut s = format!(
-            "base {} ({} requests); {:.0}% bootstrap intervals ({} resamples, seed {}); a change counts from {:.1}%\n",
-            self.base,
-            self.base_requests,
-            self.confidence * 100.0,
-            self.resamples,
-            self.seed,
-            self.threshold * 100.0
-        );
-        let header = [
-            "metric",
-            "stat",
-            "base",
-            "run",
-            "change",
-            "interval",
-            "rank-test p",
-            "verdict",
-        ];
-        for r in &self.runs {
-            s.push_str(&format!("\n{} ({} requests)\n", r.run, r.requests));
-            if !r.workload_differs.is_empty() {
-                s.push_str(&format!(
-                    "warning: not the same workload as the base ({} differ)\n",
-                    r.workload_differs
-                ));
+/// The comparison as a console table (`md`: Markdown).
+pub fn render(c: &Comparison, md: bool) -> String {
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{:+.1}%", 100.0 * x));
+    let num = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
+    let mut s = format!(
+        "base {} ({} requests); {:.0}% bootstrap intervals ({} resamples, seed {}); a change counts from {:.1}%\n",
+        c.base,
+        c.base_requests,
+        c.confidence * 100.0,
+        c.resamples,
+        c.seed,
+        c.threshold * 100.0
+    );
+    let header = [
+        "metric",
+        "stat",
+        "base",
+        "run",
+        "change",
+        "interval",
+        "rank-test p",
+        "verdict",
+    ];
+    for r in &c.runs {
+        s.push_str(&format!("\n{} ({} requests)\n", r.run, r.requests));
+        if !r.workload_differs.is_empty() {
+            s.push_str(&format!(
+                "warning: not the same workload as the base ({} differ)\n",
+                r.workload_differs
+            ));
+        }
+        let lines: Vec<[String; 8]> = r
+            .rows
+            .iter()
+            .map(|x| {
+                [
+                    x.metric.clone(),
+                    x.stat.clone(),
+                    num(x.base),
+                    num(x.value),
+                    pct(x.change),
+                    format!("[{}, {}]", pct(x.change_low), pct(x.change_high)),
+                    x.p_value.map_or("-".into(), |p| {
+                        if p < 1e-3 {
+                            format!("{p:.1e}")
+                        } else {
+                            format!("{p:.3}")
+                        }
+                    }),
+                    match x.verdict {
+                        Verdict::Better => "better".into(),
+                        Verdict::Worse => "WORSE".into(),
+                        Verdict::Same => "no detectable difference".into(),
+                    },
+                ]
+            })
+            .collect();
+        if md {
+            s.push_str(&format!(
+                "\n| {} |\n|{}\n",
+                header.join(" | "),
+                "---|".repeat(header.len())
+            ));
+            for l in &lines {
+                s.push_str(&format!("| {} |\n", l.join(" | ")));
             }
-            let lines: Vec<[String; 8]> = r
-                .rows
-                .iter()
-                .map(|x| {
-                    [
-                        x.metric.clone(),
-                        x.stat.clone(),
-                        num(x.base),
-                        num(x.value),
-                        pct(x.change),
-                        format!("[{}, {}]", pct(x.change_low), pct(x.change_high)),
-                        x.p_value.map_or("-".into(), |p| {
-                            if p < 1e-3 {
-                                format!("{p:.1e}")
-                            } else {
-                                format!("{p:.3}")
-                            }
-                        }),
-                        match x.verdict {
-                            Verdict::Better => "better".into(),
-                            Verdict::Worse => "WORSE".into(),
-                            Verdict::Same => "no detectable difference".into(),
-                        },
-                    ]
-                })
-                .collect();
-            if md {
-                s.push_str(&format!(
-                    "\n| {} |\n|{}\n",
-                    header.join(" | "),
-                    "---|".repeat(header.len())
-                ));
-                for l in &lines {
-                    s.push_str(&format!("| {} |\n", l.join(" | ")));
+        } else {
+            let widths = [10, 6, 10, 10, 9, 20, 12, 0];
+            let line = |cells: &[String]| {
+                let mut out = String::new();
+                for (c, w) in cells.iter().zip(widths) {
+                    out.push_str(&format!("{c:<w$} "));
                 }
-            } else {
-                let widths = [10, 6, 10, 10, 9, 20, 12, 0];
-                let line = |cells: &[String]| {
-                    let mut out = String::new();
-                    for (c, w) in cells.iter().zip(widths) {
-                        out.push_str(&format!("{c:<w$} "));
-                    }
-                    out.trim_end().to_string() + "\n"
-                };
-                s.push_str(&line(&header.map(String::from)));
-                for l in &lines {
-                    s.push_str(&line(l));
-                }
+                out.trim_end().to_string() + "\n"
+            };
+            s.push_str(&line(&header.map(String::from)));
+            for l in &lines {
+                s.push_str(&line(l));
             }
         }
-        s
     }
+    s
 }

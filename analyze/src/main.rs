@@ -559,7 +559,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dataset(cmd) => run_dataset(cmd, cli.quiet),
         Command::Compare(a) => {
-            use recap_analyze::compare::{compare, Options, Samples, Verdict};
+            use recap_analyze::compare::{compare, render, Options, Samples, Verdict};
             if !(0.0 < a.confidence && a.confidence < 1.0) {
                 return Err(recap_analyze::Error::Input(format!(
                     "--confidence {} is not between 0 and 1",
@@ -583,10 +583,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let c = compare(&samples, &a.stats, opts)?;
             match a.format {
                 CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c)?),
-                CompareFormat::Markdown => print!("{}", c.render(true)),
+                CompareFormat::Markdown => print!("{}", render(&c, true)),
                 CompareFormat::Table => {
                     if !cli.quiet {
-                        print!("{}", c.render(false));
+                        print!("{}", render(&c, false));
                     }
                 }
             }

@@ -11,7 +11,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use recap_schemas::analysis::{self, icl, metrics as m};
 use recap_schemas::summary::Summary;
 use recap_schemas::sweep::Sweep;
-use recap_schemas::Phase;
+use recap_schemas::{ErrorKind, Manifest, Phase};
 
 use crate::{Error, Result};
 
@@ -22,6 +22,10 @@ pub struct Row {
     pub phase: Phase,
     /// Succeeded.
     pub ok: bool,
+    /// Why it failed.
+    pub error_kind: Option<ErrorKind>,
+    /// Turn within its session (multi-turn runs).
+    pub turn: Option<u32>,
     /// TTFT (ms).
     pub ttft_ms: Option<f64>,
     /// TPOT (ms).
@@ -51,10 +55,15 @@ pub struct RunData {
     pub analysis: PathBuf,
     /// `summary.json`.
     pub summary: Summary,
+    /// The run's `manifest.json`, when it reads (facts for the HTML report).
+    pub manifest: Option<Manifest>,
     /// Every request.
     pub rows: Vec<Row>,
     /// ICL gaps (ms) of successful measure-phase requests.
     pub icl_ms: Vec<f64>,
+    /// Per-token ITLs (ms) under the summary's `--itl` definition (`itl.parquet`), of the same
+    /// requests; `None` when the analysis chose the chunk definition.
+    pub itl_ms: Option<Vec<f64>>,
 }
 
 fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
@@ -94,6 +103,8 @@ impl RunData {
             let id = col(&b, m::REQUEST_ID, &metrics)?.as_primitive::<UInt64Type>().clone();
             let phase = col(&b, m::PHASE, &metrics)?.as_string::<i32>().clone();
             let ok = col(&b, m::OK, &metrics)?.as_boolean().clone();
+            let kind = col(&b, m::ERROR_KIND, &metrics)?.as_string::<i32>().clone();
+            let turn = col(&b, m::TURN, &metrics)?.as_primitive::<UInt32Type>().clone();
             let ns = |n: &str| -> Result<Vec<Option<f64>>> {
                 let a = col(&b, n, &metrics)?.as_primitive::<Int64Type>();
                 Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i) as f64)).collect())
@@ -124,9 +135,19 @@ impl RunData {
                     .value(i)
                     .parse::<Phase>()
                     .map_err(|e| Error::Input(format!("{}: column `{}`: {e}", metrics.display(), m::PHASE)))?;
+                let error_kind =
+                    if kind.is_valid(i) {
+                        Some(kind.value(i).parse::<ErrorKind>().map_err(|e| {
+                            Error::Input(format!("{}: column `{}`: {e}", metrics.display(), m::ERROR_KIND))
+                        })?)
+                    } else {
+                        None
+                    };
                 let r = Row {
                     phase,
                     ok: ok.value(i),
+                    error_kind,
+                    turn: turn.is_valid(i).then(|| turn.value(i)),
                     ttft_ms: ms(ttft[i]),
                     tpot_ms: ms(tpot[i]),
                     e2e_ms: ms(e2e[i]),
@@ -143,19 +164,36 @@ impl RunData {
                 rows.push(r);
             }
         }
-        let mut icl_ms = Vec::new();
-        let gaps = analysis.join(analysis::ICL_FILE);
-        if gaps.exists() {
-            for b in read_batches(&gaps)? {
-                let id = col(&b, icl::REQUEST_ID, &gaps)?.as_primitive::<UInt64Type>().clone();
-                let g = col(&b, icl::GAP_NS, &gaps)?.as_primitive::<Int64Type>().clone();
-                icl_ms.extend(
+        let gaps = |file: &str| -> Result<Option<Vec<f64>>> {
+            let path = analysis.join(file);
+            if !path.exists() {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            for b in read_batches(&path)? {
+                let id = col(&b, icl::REQUEST_ID, &path)?.as_primitive::<UInt64Type>().clone();
+                let g = col(&b, icl::GAP_NS, &path)?.as_primitive::<Int64Type>().clone();
+                out.extend(
                     (0..b.num_rows())
                         .filter(|i| ok_ids.contains(&id.value(*i)))
                         .map(|i| g.value(i) as f64 / 1e6),
                 );
             }
-        }
+            Ok(Some(out))
+        };
+        let icl_ms = gaps(analysis::ICL_FILE)?.unwrap_or_default();
+        let itl_ms = gaps(analysis::ITL_FILE)?;
+        let manifest = match std::fs::read(run.join(recap_schemas::MANIFEST_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| {
+                    tracing::warn!(
+                        "{}: {e}; the report leaves out the run's facts",
+                        run.join(recap_schemas::MANIFEST_FILE).display()
+                    )
+                })
+                .ok(),
+            Err(_) => None,
+        };
         let name = run
             .file_name()
             .map_or_else(|| run.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -163,8 +201,10 @@ impl RunData {
             name,
             analysis,
             summary,
+            manifest,
             rows,
             icl_ms,
+            itl_ms,
         })
     }
 
@@ -225,4 +265,13 @@ pub fn load_sweep(dir: &Path) -> Result<Sweep> {
         return Err(Error::Input(format!("{}: the sweep has no runs", p.display())));
     }
     Ok(sweep)
+}
+
+/// `analyze compare --format json`'s output, saved to a file.
+pub fn load_comparison(path: &Path) -> Result<recap_schemas::compare::Comparison> {
+    let c: recap_schemas::compare::Comparison = read_json(path)?;
+    if c.runs.is_empty() {
+        return Err(Error::Input(format!("{}: the comparison has no runs", path.display())));
+    }
+    Ok(c)
 }

@@ -4,11 +4,14 @@
 //!   sweep's `sweep.json`.
 //! - [`chart`]: every chart, drawn to PNG or SVG from the same code.
 //! - [`theme`]: size, the bundled font, the colour-blind-safe palette.
+//! - [`html`]: one self-contained HTML report with the tables, definitions and charts.
 //!
-//! [`plot_run`], [`plot_sweep`] and [`plot_compare`] write a folder of charts.
+//! [`plot_run`], [`plot_sweep`] and [`plot_compare`] write a folder of charts; [`html_run`],
+//! [`html_sweep`] and [`html_compare`] one page each.
 
 pub mod chart;
 pub mod data;
+pub mod html;
 pub mod theme;
 
 use std::path::{Path, PathBuf};
@@ -95,4 +98,61 @@ pub fn plot_compare(runs: &[PathBuf], tokenizer_id: Option<&str>, out: &Path, fo
     }
     mkdir(out)?;
     Ok(vec![Chart::Cdfs(data.iter().collect()).render(out, format)?])
+}
+
+fn write_page(out: &Path, name: &str, page: &str) -> Result<PathBuf> {
+    mkdir(out)?;
+    let path = out.join(format!("{name}.html"));
+    std::fs::write(&path, page).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+fn folder_name(p: &Path) -> String {
+    std::path::absolute(p)
+        .ok()
+        .and_then(|a| a.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "report".into())
+}
+
+/// `<out>/<run folder name>.html`: the report of one run.
+pub fn html_run(run: &Path, tokenizer_id: Option<&str>, out: &Path) -> Result<PathBuf> {
+    let data = RunData::load(run, tokenizer_id)?;
+    data.require_samples(2)?;
+    let name = folder_name(run);
+    let page = html::run_report(&data, &out.display().to_string())?;
+    write_page(out, &name, &page)
+}
+
+/// `<out>/<sweep folder name>.html`: the report of a sweep folder.
+pub fn html_sweep(dir: &Path, out: &Path) -> Result<PathBuf> {
+    let sweep = data::load_sweep(dir)?;
+    let name = folder_name(dir);
+    let page = html::sweep_report(&sweep, &dir.display().to_string(), &out.display().to_string())?;
+    write_page(out, &name, &page)
+}
+
+/// `<out>/compare.html`: two or more runs side by side, with `analyze compare --format json`'s
+/// verdicts when `comparison` names that file.
+pub fn html_compare(
+    runs: &[PathBuf],
+    tokenizer_id: Option<&str>,
+    comparison: Option<&Path>,
+    out: &Path,
+) -> Result<PathBuf> {
+    if runs.len() < 2 {
+        return Err(Error::Input("--compare needs two or more runs".into()));
+    }
+    let data = runs
+        .iter()
+        .map(|r| RunData::load(r, tokenizer_id))
+        .collect::<Result<Vec<_>>>()?;
+    for d in &data {
+        d.require_samples(2)?;
+    }
+    let cmp = comparison.map(data::load_comparison).transpose()?;
+    let page = html::compare_report(&data, cmp.as_ref(), &out.display().to_string())?;
+    write_page(out, "compare", &page)
 }

@@ -1,16 +1,18 @@
-//! `plot`: charts from `analyze` outputs (PNG by default, `--format svg`).
+//! `plot`: charts from `analyze` outputs (PNG by default, `--format svg`, or one HTML report
+//! with `--html`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use recap_plot::{plot_compare, plot_run, plot_sweep, Format};
+use recap_plot::{html_compare, html_run, html_sweep, plot_compare, plot_run, plot_sweep, Format};
 
 /// Draw charts of an analyzed run, a sweep folder, or several runs compared.
 ///
 /// `plot RUN --out DIR` (one run, its newest analysis), `plot SWEEP_DIR --out DIR` (a folder
-/// holding sweep.json), `plot RUN_A RUN_B --compare --out DIR` (overlaid CDFs).
+/// holding sweep.json), `plot RUN_A RUN_B --compare --out DIR` (overlaid CDFs). With `--html`,
+/// one self-contained page instead of images: `DIR/<name>.html` (`DIR/compare.html`).
 #[derive(Debug, Parser)]
 #[command(name = "plot", version)]
 struct Cli {
@@ -23,6 +25,14 @@ struct Cli {
     /// Overlay the runs' latency CDFs.
     #[arg(long)]
     compare: bool,
+    /// Write one self-contained HTML report (tables, definitions, inline SVG charts, the run's
+    /// facts, how to reproduce) instead of images.
+    #[arg(long)]
+    html: bool,
+    /// With `--compare --html`: the JSON `analyze compare --format json` printed, whose
+    /// verdicts the report draws.
+    #[arg(long, value_name = "FILE", requires_all = ["compare", "html"])]
+    comparison: Option<PathBuf>,
     /// Image format.
     #[arg(long, value_enum, default_value = "png")]
     format: Format,
@@ -81,14 +91,24 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<Vec<PathBuf>> {
     let id = cli.tokenizer_id.as_deref();
     if cli.compare {
+        if cli.html {
+            return Ok(vec![html_compare(
+                &cli.inputs,
+                id,
+                cli.comparison.as_deref(),
+                &cli.out,
+            )?]);
+        }
         return Ok(plot_compare(&cli.inputs, id, &cli.out, cli.format)?);
     }
     let mut files = Vec::new();
     for input in &cli.inputs {
-        let made = if input.join(recap_schemas::analysis::SWEEP_JSON).exists() {
-            plot_sweep(input, &cli.out, cli.format)
-        } else {
-            plot_run(input, id, &cli.out, cli.format)
+        let sweep = input.join(recap_schemas::analysis::SWEEP_JSON).exists();
+        let made = match (sweep, cli.html) {
+            (true, true) => html_sweep(input, &cli.out).map(|p| vec![p]),
+            (true, false) => plot_sweep(input, &cli.out, cli.format),
+            (false, true) => html_run(input, id, &cli.out).map(|p| vec![p]),
+            (false, false) => plot_run(input, id, &cli.out, cli.format),
         };
         files.extend(made.with_context(|| format!("plotting {}", input.display()))?);
     }

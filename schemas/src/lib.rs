@@ -3,7 +3,8 @@
 //! A run folder holds `manifest.json` ([`Manifest`]), `requests/part-NNNNN.parquet`
 //! ([`requests::schema`]) and `events/part-NNNNN.parquet` ([`events::schema`]). What
 //! `analyze` adds is defined here too: the [`analysis`] folder layout and tables,
-//! `summary.json` ([`summary::Summary`]) and `sweep.json` ([`sweep::Sweep`]), so `plot` and
+//! `summary.json` ([`summary::Summary`]), `sweep.json` ([`sweep::Sweep`]) and `analyze compare`'s
+//! JSON ([`compare::Comparison`]), so `plot` and
 //! scripts depend on this contract alone. Scripts outside
 //! the project (DuckDB, pandas, Spark) read these files by the column names below, so names
 //! only ever get added, never renamed; a breaking change bumps [`SCHEMA_VERSION`].
@@ -19,6 +20,7 @@
 //! ```
 
 pub mod analysis;
+pub mod compare;
 pub mod dataset;
 pub mod enums;
 pub mod events;

@@ -325,17 +325,20 @@ fn capture_analyze_plot_writes_png_and_svg_with_titles_and_labels() {
     );
     assert_eq!(samples("tokens"), [n(measured), n(measured)]);
     let tl = svg("timeline");
-    // Every successful request (warmup included) is a TTFT dot and an E2E dot.
-    assert_eq!(
-        circles(&tl, 3, r##"opacity="1" fill="#0072B2""##),
-        measured + warmup,
-        "timeline.svg: TTFT dots"
-    );
-    assert_eq!(
-        circles(&tl, 3, r##"opacity="1" fill="#E69F00""##),
-        measured + warmup,
-        "timeline.svg: E2E dots"
-    );
+    // Every successful request is a TTFT dot and an E2E dot: measured ones filled, warmup
+    // ones hollow.
+    for (metric, fill) in [("TTFT", "0072B2"), ("E2E", "E69F00")] {
+        assert_eq!(
+            circles(&tl, 3, &format!(r##"opacity="1" fill="#{fill}""##)),
+            measured,
+            "timeline.svg: filled {metric} dots"
+        );
+        assert_eq!(
+            circles(&tl, 3, &format!(r##"fill="none" stroke="#{fill}""##)),
+            warmup,
+            "timeline.svg: hollow {metric} dots"
+        );
+    }
     let agreement = svg("token_agreement");
     assert_eq!(
         circles(&agreement, 4, r##"opacity="0.6" fill="#0072B2""##),
@@ -509,4 +512,286 @@ fn empty_or_single_request_runs_get_a_clear_message() {
         "{err}"
     );
     assert!(!charts.join("latency_cdf.png").exists(), "no blank chart is written");
+}
+
+/// Every `data-key="K" data-value="V"` pair of a page.
+fn keyed_values(html: &str) -> Vec<(String, f64)> {
+    html.split("data-key=\"")
+        .skip(1)
+        .map(|rest| {
+            let (key, rest) = rest.split_once('"').expect("key");
+            let value = rest
+                .split_once("data-value=\"")
+                .and_then(|(_, v)| v.split_once('"'))
+                .expect("data-value")
+                .0;
+            (key.to_string(), value.parse().expect("number"))
+        })
+        .collect()
+}
+
+/// The value at a dotted path of a JSON document (`metrics.ttft_ms.intervals.p99.0`).
+fn at_path<'a>(doc: &'a Value, key: &str) -> &'a Value {
+    key.split('.').fold(doc, |v, part| match v {
+        Value::Array(a) => &a[part.parse::<usize>().expect("index")],
+        v => &v[part],
+    })
+}
+
+/// `<line>`s stroked `#stroke`, 2 wide: a cross is two of them.
+fn cross_lines(svg: &str, stroke: &str) -> usize {
+    let attrs = format!("stroke=\"#{stroke}\" stroke-width=\"2\"");
+    svg.split("<line")
+        .skip(1)
+        .filter(|l| l.split('>').next().unwrap_or("").contains(&attrs))
+        .count()
+}
+
+#[test]
+fn html_reports_hold_the_analysis_numbers_and_draw_what_it_found() {
+    // 12-token answers in 3-token chunks, a TTFT of 1-3 ms against a 300 ms E2E (over two
+    // decades: a log axis), and injected failures of two kinds.
+    // The simulator answers in words the Qwen3 tokenizer keeps as one token each, so a
+    // 3-token chunk is 3 tokens to the analysis too.
+    let qwen3 = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/tokenizers/qwen3/tokenizer.json.gz")
+        .display()
+        .to_string();
+    let sim = SimProcess::start(&[
+        "--tokenizer",
+        &qwen3,
+        "--ttft",
+        "0ms",
+        "--itl",
+        "100ms",
+        "--output-tokens",
+        "12",
+        "--tokens-per-chunk",
+        "3",
+        "--error-rate",
+        "0.15",
+        "--stream-error-rate",
+        "0.15",
+        "--fault-seed",
+        "3",
+    ])
+    .expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = dir.path().join("a");
+    let o = a.to_str().expect("utf8");
+    run(
+        "capture",
+        &[
+            "--url",
+            &sim.url(),
+            "--out",
+            o,
+            "--concurrency",
+            "4",
+            "--requests",
+            "40",
+            "--warmup-requests",
+            "2",
+            "--quiet",
+        ],
+    );
+    run("analyze", &["report", o, "--tokenizer", &qwen3, "--itl", "split", "-q"]);
+    let html_dir = dir.path().join("html");
+    let h = html_dir.to_str().expect("utf8");
+    let out = run("plot", &[o, "--html", "--out", h]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(html_dir.join("a.html")).expect("a.html");
+
+    // Self-contained: nothing to fetch.
+    for external in ["<script", "<link", "src=\"http", "url(", "@import"] {
+        assert!(!page.contains(external), "a.html holds {external:?}");
+    }
+    // Every keyed number equals summary.json at its path.
+    let analysis = std::fs::read_dir(a.join("analysis"))
+        .expect("analysis")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("summary.json").is_file())
+        .expect("one analysis");
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(analysis.join("summary.json")).expect("summary")).expect("json");
+    let keyed = keyed_values(&page);
+    assert!(keyed.len() > 40, "{} keyed numbers", keyed.len());
+    for (key, v) in &keyed {
+        assert_eq!(at_path(&summary, key).as_f64(), Some(*v), "a.html: {key}");
+    }
+    for key in [
+        "metrics.ttft_ms.p99",
+        "metrics.itl_ms.p50",
+        "requests_per_s",
+        "requests.ok",
+    ] {
+        assert!(keyed.iter().any(|(k, _)| k == key), "a.html shows no {key}");
+    }
+    // The definitions it was scored under and how to reproduce it.
+    assert!(
+        page.contains("<code>split</code>") && page.contains("--itl split"),
+        "definitions"
+    );
+    assert!(
+        page.contains(&format!("analyze report {o} --tokenizer")),
+        "reproduce block"
+    );
+
+    // Failures on the timeline by kind, counted from the recorded events by the tests' reader.
+    let r = read_run(&a).expect("read run");
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for events in r.events.values() {
+        if let Some(k) = events.iter().find_map(|e| e.error_kind) {
+            *kinds.entry(k.as_str().to_string()).or_default() += 1;
+        }
+    }
+    assert!(kinds.len() >= 2, "two kinds of failure injected: {kinds:?}");
+    let texts = svg_texts(&page);
+    for (kind, n) in &kinds {
+        let legend = format!("error: {kind} ({n})");
+        assert!(texts.contains(&legend), "timeline lacks {legend:?}: {texts:?}");
+    }
+    let colour = |kind: &str| match kind {
+        "http_status" => "D55E00",
+        "server_error" => "CC79A7",
+        other => panic!("unexpected failure kind {other}"),
+    };
+    for (kind, n) in &kinds {
+        // Two lines a cross, one cross per failure and one in the legend.
+        assert_eq!(cross_lines(&page, colour(kind)), 2 * (n + 1), "crosses of {kind}");
+    }
+    // A TTFT two decades below the E2E: the latency axis is logarithmic, the CDFs' are not.
+    assert!(texts.iter().any(|t| t == "latency (ms) (log scale)"), "timeline axis");
+    // Per-token ITL (split) beside the chunk gaps: 4 chunks of 3 tokens give 3 gaps and
+    // 9 split samples per successful measured request.
+    let ok = summary["requests"]["ok"].as_u64().expect("ok") as usize;
+    for (what, n) in [("ICL", 3 * ok), ("ITL", 9 * ok)] {
+        assert!(
+            texts.contains(&format!("{n} samples")),
+            "itl_vs_icl: no {n} {what} samples among {texts:?}"
+        );
+    }
+    assert!(page.contains("Per-token ITL (split) vs inter-chunk gaps: a"));
+
+    // A comparison with analyze compare's verdicts: the drawn rows equal the JSON's.
+    let b = dir.path().join("b");
+    let ob = b.to_str().expect("utf8");
+    run(
+        "capture",
+        &[
+            "--url",
+            &sim.url(),
+            "--out",
+            ob,
+            "--concurrency",
+            "1",
+            "--requests",
+            "40",
+            "--warmup-requests",
+            "2",
+            "--quiet",
+        ],
+    );
+    let cmp = Command::new(workspace_bin("analyze"))
+        .args([
+            "compare",
+            o,
+            ob,
+            "--tokenizer",
+            &qwen3,
+            "--stats",
+            "p50,p99",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("compare");
+    assert!(cmp.status.success(), "{}", String::from_utf8_lossy(&cmp.stderr));
+    let cmp_file = dir.path().join("compare.json");
+    std::fs::write(&cmp_file, &cmp.stdout).expect("write");
+    let c: Value = serde_json::from_slice(&cmp.stdout).expect("json");
+    let out = run(
+        "plot",
+        &[
+            o,
+            ob,
+            "--compare",
+            "--html",
+            "--comparison",
+            cmp_file.to_str().expect("utf8"),
+            "--out",
+            h,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(html_dir.join("compare.html")).expect("compare.html");
+    for (key, v) in keyed_values(&page) {
+        assert_eq!(at_path(&c, &key).as_f64(), Some(v), "compare.html: {key}");
+    }
+    let texts = svg_texts(&page);
+    let rows = c["runs"][0]["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 6, "3 metrics x 2 stats");
+    let pct = |v: &Value| format!("{:+.1}%", 100.0 * v.as_f64().expect("number"));
+    for x in rows {
+        let drawn = format!(
+            "{} [{}, {}] {}",
+            pct(&x["change"]),
+            pct(&x["change_low"]),
+            pct(&x["change_high"]),
+            x["verdict"].as_str().expect("verdict")
+        );
+        assert!(texts.contains(&drawn), "compare_verdicts lacks {drawn:?}: {texts:?}");
+    }
+}
+
+#[test]
+fn a_multi_turn_timeline_colours_requests_by_turn() {
+    let sim = SimProcess::start(&["--ttft", "2ms", "--itl", "1ms"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = dir.path().join("chat");
+    let o = a.to_str().expect("utf8");
+    let dataset = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/datasets/sessions.jsonl")
+        .display()
+        .to_string();
+    run(
+        "capture",
+        &[
+            "--url",
+            &sim.url(),
+            "--dataset",
+            &dataset,
+            "--sessions",
+            "2",
+            "--out",
+            o,
+            "--quiet",
+        ],
+    );
+    run("analyze", &["report", o, "--tokenizer", &tokenizer(), "-q"]);
+    let charts = dir.path().join("charts");
+    let out = run("plot", &[o, "--out", charts.to_str().expect("utf8"), "--format", "svg"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tl = std::fs::read_to_string(charts.join("timeline.svg")).expect("svg");
+    // Measured requests per turn, from the requests table as the tests' reader reads it.
+    let r = read_run(&a).expect("read run");
+    let mut per_turn: BTreeMap<u32, usize> = BTreeMap::new();
+    for q in r.requests.values().filter(|q| q.phase == Phase::Measure) {
+        *per_turn.entry(q.turn.expect("a turn")).or_default() += 1;
+    }
+    assert_eq!(per_turn.len(), 3, "turns 0, 1 and 2: {per_turn:?}");
+    let texts = svg_texts(&tl);
+    // Turn k's colour is the palette's [blue, bluish green, reddish purple, ...][k].
+    for ((turn, n), fill) in per_turn.iter().zip(["0072B2", "009E73", "CC79A7"]) {
+        assert!(
+            texts.contains(&format!("TTFT, turn {turn}")),
+            "legend lacks turn {turn}: {texts:?}"
+        );
+        assert_eq!(
+            circles(&tl, 3, &format!(r##"opacity="1" fill="#{fill}""##)),
+            *n,
+            "timeline.svg: TTFT dots of turn {turn}"
+        );
+    }
 }
