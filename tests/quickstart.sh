@@ -31,9 +31,10 @@ addr="$(sed -n 's/^listening on //p' "$log" | head -n 1)"
 [ -n "$addr" ] || { echo "recap-sim did not start:" >&2; cat "$log" >&2; exit 1; }
 echo "==> recap-sim (pid $sim_pid) listening on $addr" >&2
 
-echo "==> capture: 200 streaming chat requests at concurrency 8 into $out" >&2
+echo "==> capture: 200 streaming chat requests at concurrency 8 into $out (and the server's /metrics)" >&2
 "$target/debug/capture" --url "http://$addr" --model recap-sim --out "$out" --force \
-  --concurrency 8 --requests 200 --warmup-requests 8 --max-tokens 64 "$@"
+  --concurrency 8 --requests 200 --warmup-requests 8 --max-tokens 64 \
+  --scrape "http://$addr/metrics" --scrape-interval 250ms "$@"
 
 echo "==> analyze: tokenize with the bundled Qwen3 tokenizer and summarize" >&2
 "$target/debug/analyze" report "$out" --tokenizer "$tokenizer" \

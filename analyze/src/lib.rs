@@ -22,7 +22,8 @@
 //!   repeated runs (the statistics live in `recap-stats`, the file types in `recap-schemas`).
 //! - [`compare`]: whether runs differ: bootstrap intervals, a rank test, a verdict.
 //! - [`series`]: the run second by second (`series.parquet`).
-//! - [`sql`]: ad-hoc SQL over `requests`, `events`, `metrics`.
+//! - [`server`]: the server's own metrics from `capture --scrape` (`server_metrics.parquet`).
+//! - [`sql`]: ad-hoc SQL over `requests`, `events`, `scrapes`, `metrics`, `server_metrics`.
 
 pub mod bpe;
 pub mod columns;
@@ -38,6 +39,7 @@ pub mod reassemble;
 pub mod reference;
 pub mod report;
 pub mod series;
+pub mod server;
 pub mod sql;
 pub mod store;
 pub mod summary;

@@ -174,7 +174,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         (IslMode::Template, true) => IslMode::Template,
         _ => IslMode::Raw,
     };
-    let summary = summarize(SummaryInput {
+    let mut summary = summarize(SummaryInput {
         scoring: Scoring {
             run: run.dir.display().to_string(),
             run_id: run.manifest.run_id.clone(),
@@ -192,10 +192,34 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         window: opts.window,
         constraints: opts.constraints.as_ref(),
     });
+    if !run.scrapes.is_empty() {
+        summary.server = Some(server_metrics(run, &rows)?);
+    }
     lap("metrics and summary");
     write_outputs(&dir, &rows, &summary)?;
     lap("outputs written");
     Ok(Report { summary, rows, dir })
+}
+
+/// The run's scrapes parsed into `analysis/server_metrics.parquet` (shared by every
+/// analysis of the run), and summarized over the measure window.
+fn server_metrics(
+    run: &RunFolder,
+    rows: &[crate::metrics::RequestMetrics],
+) -> Result<recap_schemas::summary::ServerSummary> {
+    let scrapes = crate::server::read(&run.scrapes)?;
+    let path = recap_schemas::analysis::analysis_root(&run.dir).join(recap_schemas::server::SERVER_METRICS_FILE);
+    crate::server::write(&path, &scrapes)?;
+    let (start, end) = crate::summary::measure_window(rows);
+    let summary = crate::server::summarize(&scrapes, start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
+    if summary.failed_scrapes > 0 {
+        tracing::warn!(
+            "{} of {} scrapes of the server's metrics in the measure window failed (analyze sql: SELECT error FROM scrapes)",
+            summary.failed_scrapes,
+            summary.scrapes
+        );
+    }
+    Ok(summary)
 }
 
 /// The phase of a request whose `requests` row (with its phase and schedule time) was lost to

@@ -1,4 +1,5 @@
-//! `analyze sql`: ad-hoc SQL over `requests`, `events` and `metrics` of one or many runs.
+//! `analyze sql`: ad-hoc SQL over `requests`, `events`, `scrapes`, `metrics` and
+//! `server_metrics` (the last two from `analyze report`) of one or many runs.
 //!
 //! With one run the tables are that run's. With several, each table is the union of the runs'
 //! tables with a leading `run` column (the folder name). `metrics` is the run's most recently
@@ -38,8 +39,21 @@ pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<S
                 .with_schema(crate::metrics::schema());
             ctx.register_table(format!("r{i}_metrics"), Arc::new(ListingTable::try_new(cfg)?))?;
         }
+        let server = recap_schemas::analysis::analysis_root(&run.dir).join(recap_schemas::server::SERVER_METRICS_FILE);
+        if server.is_file() {
+            let abs = std::path::absolute(&server).map_err(|source| Error::Io {
+                path: server.clone(),
+                source,
+            })?;
+            let url = ListingTableUrl::parse(abs.to_string_lossy())?;
+            let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let cfg = ListingTableConfig::new(url)
+                .with_listing_options(opts)
+                .with_schema(recap_schemas::server::schema());
+            ctx.register_table(format!("r{i}_server_metrics"), Arc::new(ListingTable::try_new(cfg)?))?;
+        }
     }
-    for table in ["requests", "events", "metrics"] {
+    for table in ["requests", "events", "scrapes", "metrics", "server_metrics"] {
         let parts: Vec<String> = runs
             .iter()
             .enumerate()

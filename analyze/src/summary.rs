@@ -36,6 +36,16 @@ pub struct SummaryInput<'a> {
     pub constraints: Option<&'a crate::constraints::Spec>,
 }
 
+/// The measure window: the first `sent` and the last terminal event of the measure-phase
+/// requests (ns since run start), each `None` when no request has one.
+pub fn measure_window(rows: &[RequestMetrics]) -> (Option<i64>, Option<i64>) {
+    let measure = || rows.iter().filter(|m| m.phase == Some(Phase::Measure));
+    (
+        measure().filter_map(|m| m.sent_ns).min(),
+        measure().filter_map(|m| m.end_ns).max(),
+    )
+}
+
 /// Computes the summary.
 pub fn summarize(inp: SummaryInput<'_>) -> Summary {
     let measure: Vec<usize> = (0..inp.rows.len())
@@ -48,8 +58,7 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
             *errors.entry(*k).or_insert(0) += 1;
         }
     }
-    let start = measure.iter().filter_map(|i| inp.rows[*i].sent_ns).min();
-    let end = measure.iter().filter_map(|i| inp.rows[*i].end_ns).max();
+    let (start, end) = measure_window(inp.rows);
     let window_s = match (start, end) {
         (Some(s), Some(e)) if e > s => Some((e - s) as f64 / 1e9),
         _ => None,
@@ -125,6 +134,8 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         constraints: inp
             .constraints
             .map(|spec| crate::constraints::check(spec, inp.rows, window_s)),
+        // Read from the run's scrapes by the report, which has the run folder.
+        server: None,
         steady: match inp.window {
             Window::Full => None,
             Window::Steady => start.and_then(|origin| steady_state(measure.iter().map(|i| &inp.rows[*i]), origin)),

@@ -120,6 +120,17 @@ pub fn values(s: &Summary) -> BTreeMap<String, Option<f64>> {
             }
         }
     }
+    // The server's own view of each point (`capture --scrape`): `server_requests_waiting_max`
+    // shows where a queue starts to build.
+    if let Some(srv) = &s.server {
+        for (key, x) in &srv.series {
+            v.insert(format!("server_{key}_mean"), x.mean);
+            v.insert(format!("server_{key}_max"), x.max);
+        }
+        if srv.prefix_cache_hit_share.is_some() {
+            v.insert("server_prefix_cache_hit_share".into(), srv.prefix_cache_hit_share);
+        }
+    }
     v
 }
 

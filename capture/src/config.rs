@@ -201,6 +201,18 @@ pub struct Args {
     /// Longest time recorded rows wait before reaching a closed Parquet segment.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
     pub flush_interval: Duration,
+    /// Read these metrics endpoints (Prometheus text: vLLM, SGLang, TGI, llama.cpp
+    /// `/metrics`, a DCGM exporter) every `--scrape-interval` during the run, into the run's
+    /// `scrapes` table as received; `analyze` parses them (`server_metrics`). A failed read is
+    /// a recorded row, never fatal, and never delays a request.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub scrape: Vec<String>,
+    /// Period of `--scrape`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
+    pub scrape_interval: Duration,
+    /// Longest a scrape may take (default: the interval, at most 5 s).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub scrape_timeout: Option<Duration>,
     /// Close a segment early at this many rows.
     #[arg(long, default_value_t = 1 << 20, value_name = "N")]
     pub segment_rows: usize,
@@ -348,6 +360,12 @@ pub struct Config {
     pub insecure: bool,
     /// Sink flush interval.
     pub flush_interval: Duration,
+    /// Metrics endpoints read during the run (`--scrape`).
+    pub scrape: Vec<crate::scrape::Target>,
+    /// Their period.
+    pub scrape_interval: Duration,
+    /// One read's bound.
+    pub scrape_timeout: Duration,
     /// Sink segment cap.
     pub segment_rows: usize,
     /// SSE event size cap.
@@ -733,6 +751,15 @@ impl Args {
         if self.flush_interval.is_zero() {
             return Err(err("--flush-interval must be positive".into()));
         }
+        if self.scrape_interval.is_zero() || self.scrape_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(err("--scrape-interval and --scrape-timeout must be positive".into()));
+        }
+        let scrape = self
+            .scrape
+            .iter()
+            .map(|u| crate::scrape::Target::parse(u))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
         if let (Some(d), Some(w), Some(c)) = (self.duration, self.warmup, self.cooldown) {
             if w + c >= d {
                 return Err(err(format!(
@@ -790,6 +817,11 @@ impl Args {
             seed: self.seed,
             insecure: self.insecure,
             flush_interval: self.flush_interval,
+            scrape,
+            scrape_interval: self.scrape_interval,
+            scrape_timeout: self
+                .scrape_timeout
+                .unwrap_or_else(|| self.scrape_interval.min(Duration::from_secs(5))),
             segment_rows: self.segment_rows,
             max_event_bytes: self.max_event_bytes,
             max_response_bytes: self.max_response_bytes,

@@ -17,6 +17,7 @@
 //! - [`redact`]: secrets never reach a file or a log.
 //! - [`replay`]: a recorded run's requests, to send again (`--replay`).
 //! - [`session`]: multi-turn sessions, each turn after the previous answer, with the history.
+//! - [`scrape`]: `--scrape`, the server's metrics endpoints read during the run, as received.
 
 pub mod client;
 pub mod clock;
@@ -32,6 +33,7 @@ pub mod replay;
 pub mod request;
 pub mod run;
 pub mod schedule;
+pub mod scrape;
 pub mod session;
 pub mod sink;
 pub mod sse;

@@ -127,6 +127,27 @@ pub enum Record {
     Request(Box<RequestRow>),
     /// An `events` row.
     Event(Box<EventRow>),
+    /// A `scrapes` row (`--scrape`).
+    Scrape(Box<ScrapeRow>),
+}
+
+/// One read of a server's metrics endpoint, as the `scrapes` table stores it.
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeRow {
+    /// The URL read, credentials removed.
+    pub target: String,
+    /// Sent (ns since run start).
+    pub t_ns: i64,
+    /// Body read or failure (ns since run start).
+    pub end_ns: i64,
+    /// HTTP status, when a response came.
+    pub http_status: Option<u16>,
+    /// `Content-Type` of the response.
+    pub content_type: Option<String>,
+    /// The exposition text.
+    pub body: Option<String>,
+    /// Why the scrape failed.
+    pub error: Option<String>,
 }
 
 fn len(s: &Option<String>) -> usize {
@@ -150,6 +171,7 @@ impl Record {
                     + len(&e.raw)
                     + len(&e.response_headers_json)
             }
+            Record::Scrape(r) => r.target.len() + len(&r.content_type) + len(&r.body) + len(&r.error),
         }
     }
 
@@ -158,6 +180,7 @@ impl Record {
         match self {
             Record::Request(_) => std::mem::size_of::<RequestRow>(),
             Record::Event(_) => std::mem::size_of::<EventRow>(),
+            Record::Scrape(_) => std::mem::size_of::<ScrapeRow>(),
         }
     }
 
@@ -251,6 +274,11 @@ impl Recorder {
     /// Records an event row (waits while the sink is behind).
     pub async fn event(&self, row: EventRow) {
         self.send(Record::Event(Box::new(row))).await;
+    }
+
+    /// Records a scrape row (waits while the sink is behind; only the scraper's task does).
+    pub async fn scrape(&self, row: ScrapeRow) {
+        self.send(Record::Scrape(Box::new(row))).await;
     }
 
     async fn send(&self, rec: Record) {

@@ -526,6 +526,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     sink_cfg.channel_capacity = cfg.record_buffer_rows;
     sink_cfg.buffer_bytes = cfg.record_buffer_bytes;
     sink_cfg.secrets = cfg.secrets.clone();
+    sink_cfg.scrapes = !cfg.scrape.is_empty();
     // A little space set aside so that the final manifest can still be written when the disk
     // fills up: released the moment recording fails, and at the end of the run.
     let reserve = cfg.out.join(RESERVE_FILE);
@@ -634,6 +635,18 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         in_flight: in_flight.clone(),
     };
     let waits = recorder.wait_stats();
+    // The server's metrics endpoints, read on their own tasks until the workers are done.
+    let (scrape_stop, scrape_stop_rx) = watch::channel(false);
+    let scraper = (!cfg.scrape.is_empty()).then(|| {
+        tokio::spawn(crate::scrape::run(
+            cfg.scrape.clone(),
+            cfg.scrape_interval,
+            cfg.scrape_timeout,
+            recorder.clone(),
+            clock,
+            scrape_stop_rx,
+        ))
+    });
     drop(recorder);
     let mut workers = tokio::task::JoinSet::new();
     let workers_n = cfg.load.workers();
@@ -687,6 +700,11 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     if let Some(f) = feeder {
         f.abort();
     }
+    // One last read of each endpoint, so its counters cover the whole run.
+    scrape_stop.send_replace(true);
+    if let Some(s) = scraper {
+        let _ = s.await;
+    }
     signals.abort();
     if let Some((task, done)) = progress {
         drop(done);
@@ -728,6 +746,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         stale_connections: summary.stale_connections,
         retries: summary.retries,
         keep_alive_stopped: endpoint.keep_alive.stopped(),
+        scrapes: sink_stats.scrape_rows,
         recorder_waits: summary.recorder_waits,
         recorder_wait_ns: summary.recorder_wait_ns,
         sessions_history_capped: cfg

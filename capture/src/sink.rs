@@ -21,10 +21,10 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
-use recap_schemas::{events, requests, segment_file_name, segment_metadata, EventKind, PARTIAL_SUFFIX};
+use recap_schemas::{events, requests, scrapes, segment_file_name, segment_metadata, EventKind, PARTIAL_SUFFIX};
 use tokio::sync::mpsc;
 
-use crate::recorder::{ByteBudget, EventRow, Record, Recorder, RequestRow};
+use crate::recorder::{ByteBudget, EventRow, Record, Recorder, RequestRow, ScrapeRow};
 use crate::redact::Secrets;
 
 /// Why the sink stopped writing.
@@ -67,6 +67,8 @@ pub struct SinkConfig {
     pub zstd_level: i32,
     /// Replaced by `<redacted>` in every string written.
     pub secrets: Arc<Secrets>,
+    /// Whether a `scrapes/` folder is made (`--scrape`).
+    pub scrapes: bool,
 }
 
 impl SinkConfig {
@@ -81,6 +83,7 @@ impl SinkConfig {
             buffer_bytes: crate::recorder::DEFAULT_BUFFER_BYTES,
             zstd_level: 3,
             secrets: Arc::default(),
+            scrapes: false,
         }
     }
 }
@@ -94,6 +97,8 @@ pub struct SinkStats {
     pub event_rows: u64,
     /// Rows of kind `sse` written.
     pub sse_rows: u64,
+    /// Rows written to `scrapes`.
+    pub scrape_rows: u64,
     /// Segments closed (both tables).
     pub segments: u64,
     /// Bytes of closed segments (both tables).
@@ -116,6 +121,10 @@ impl Sink {
     pub fn spawn(cfg: SinkConfig, on_error: Arc<dyn Fn(&str) + Send + Sync>) -> Result<(Sink, Recorder), SinkError> {
         for dir in [recap_schemas::REQUESTS_DIR, recap_schemas::EVENTS_DIR] {
             let path = cfg.run_dir.join(dir);
+            std::fs::create_dir_all(&path).map_err(|source| SinkError::Io { path, source })?;
+        }
+        if cfg.scrapes {
+            let path = cfg.run_dir.join(recap_schemas::SCRAPES_DIR);
             std::fs::create_dir_all(&path).map_err(|source| SinkError::Io { path, source })?;
         }
         let (tx, rx) = mpsc::channel(cfg.channel_capacity);
@@ -212,6 +221,7 @@ fn writer_loop(
 struct Writer {
     requests: Table<RequestsBuilder>,
     events: Table<EventsBuilder>,
+    scrapes: Table<ScrapesBuilder>,
     max_segment_rows: usize,
     stats: SinkStats,
     on_error: Arc<dyn Fn(&str) + Send + Sync>,
@@ -246,6 +256,11 @@ impl Writer {
                 cfg.run_dir.join(recap_schemas::EVENTS_DIR),
                 events::schema(),
                 props(events::TABLE),
+            ),
+            scrapes: Table::new(
+                cfg.run_dir.join(recap_schemas::SCRAPES_DIR),
+                scrapes::schema(),
+                props(scrapes::TABLE),
             ),
             max_segment_rows: cfg.max_segment_rows,
             stats: SinkStats::default(),
@@ -290,6 +305,16 @@ impl Writer {
                 let r = self.events.maybe_encode();
                 self.check(r);
             }
+            Record::Scrape(mut r) => {
+                if !self.secrets.is_empty() {
+                    redact_scrape(&self.secrets, &mut r);
+                }
+                self.scrapes.builder.append(&r);
+                self.scrapes.rows += 1;
+                self.scrapes.bytes += bytes;
+                let r = self.scrapes.maybe_encode();
+                self.check(r);
+            }
         }
     }
 
@@ -306,10 +331,12 @@ impl Writer {
         }
         let r = self.requests.close_segment(&mut self.stats).and_then(|n| {
             self.stats.request_rows += n;
-            self.events.close_segment(&mut self.stats)
+            let n = self.events.close_segment(&mut self.stats)?;
+            self.stats.event_rows += n;
+            self.scrapes.close_segment(&mut self.stats)
         });
         match r {
-            Ok(n) => self.stats.event_rows += n,
+            Ok(n) => self.stats.scrape_rows += n,
             Err(e) => self.fail(e),
         }
     }
@@ -329,6 +356,7 @@ impl Writer {
         }
         self.requests.discard_open();
         self.events.discard_open();
+        self.scrapes.discard_open();
         let msg = recap_schemas::error_chain(&e);
         tracing::error!("{msg}; capture stops scheduling, rows already closed stay readable");
         (self.on_error)(&msg);
@@ -371,6 +399,17 @@ fn redact_request(secrets: &Secrets, r: &mut RequestRow) {
     shared(&mut r.params_json);
     secrets.apply_opt(&mut r.client_request_id);
     secrets.apply_opt(&mut r.server_request_id);
+}
+
+/// A scrape's strings with the run's secrets replaced: an exposition can carry a label
+/// holding a key, and an error message the URL.
+fn redact_scrape(secrets: &Secrets, r: &mut ScrapeRow) {
+    if let std::borrow::Cow::Owned(t) = secrets.redact(&r.target) {
+        r.target = t;
+    }
+    secrets.apply_opt(&mut r.content_type);
+    secrets.apply_opt(&mut r.body);
+    secrets.apply_opt(&mut r.error);
 }
 
 /// Appends rows of one table and builds a [`RecordBatch`].
@@ -611,6 +650,44 @@ impl RowsBuilder for RequestsBuilder {
             Arc::new(self.turn.finish()),
             Arc::new(self.client_request_id.finish()),
             Arc::new(self.server_request_id.finish()),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+}
+
+#[derive(Default)]
+struct ScrapesBuilder {
+    target: StringBuilder,
+    t_ns: Int64Builder,
+    end_ns: Int64Builder,
+    http_status: UInt16Builder,
+    content_type: StringBuilder,
+    body: StringBuilder,
+    error: StringBuilder,
+}
+
+impl RowsBuilder for ScrapesBuilder {
+    type Row = ScrapeRow;
+
+    fn append(&mut self, r: &ScrapeRow) {
+        self.target.append_value(&r.target);
+        self.t_ns.append_value(r.t_ns);
+        self.end_ns.append_value(r.end_ns);
+        self.http_status.append_option(r.http_status);
+        self.content_type.append_option(r.content_type.as_deref());
+        self.body.append_option(r.body.as_deref());
+        self.error.append_option(r.error.as_deref());
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.target.finish()),
+            Arc::new(self.t_ns.finish()),
+            Arc::new(self.end_ns.finish()),
+            Arc::new(self.http_status.finish()),
+            Arc::new(self.content_type.finish()),
+            Arc::new(self.body.finish()),
+            Arc::new(self.error.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }

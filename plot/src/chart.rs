@@ -199,6 +199,8 @@ impl Chart<'_> {
                 let rows: usize = c.runs.iter().map(|r| r.rows.len()).sum();
                 (SIZE.0, 160 + 34 * (rows + VERDICT_LEGEND_ROWS) as u32)
             }
+            // A third panel for the server's own metrics.
+            Chart::Timeline(run) if !run.server.is_empty() => (SIZE.0, SIZE.1 * 3 / 2),
             _ => SIZE,
         }
     }
@@ -430,7 +432,13 @@ fn turn_color(turn: u32) -> RGBColor {
 fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) -> DrawResult {
     use crate::data::Row;
     let root = d!(root.titled(&format!("Timeline: {}", run.name), title_style()));
-    let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 20);
+    let (top, rest) = root.split_vertically(SIZE.1 / 2 - 20);
+    let (bottom, server) = if run.server.is_empty() {
+        (rest, None)
+    } else {
+        let (b, s) = rest.split_vertically(SIZE.1 / 2 - 20);
+        (b, Some(s))
+    };
     let t_end = run
         .rows
         .iter()
@@ -632,6 +640,64 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
         d!(c.draw_series(LineSeries::new(pts, col.stroke_width(3))).map(|s| s
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], col.stroke_width(3)))));
+    }
+    legend(&mut c, SeriesLabelPosition::UpperRight)?;
+    if let Some(area) = server {
+        server_panel(&area, run, t_end, warm_end)?;
+    }
+    Ok(())
+}
+
+/// The server's own view under the client's, on the same clock: requests running and
+/// waiting as it counts them, and its KV-cache usage (in %), one point per scrape.
+fn server_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    run: &RunData,
+    t_end: f64,
+    warm_end: f64,
+) -> DrawResult {
+    let scale = |key: &str| if key == "kv_cache_usage" { 100.0 } else { 1.0 };
+    let lines: Vec<(&crate::data::ServerLine, f64)> = run
+        .server
+        .iter()
+        .filter(|l| matches!(l.key, "requests_running" | "requests_waiting" | "kv_cache_usage"))
+        .map(|l| (l, scale(l.key)))
+        .collect();
+    let t_end = lines
+        .iter()
+        .flat_map(|(l, _)| l.points.iter().map(|p| p.0))
+        .fold(t_end, f64::max);
+    let ymax = lines
+        .iter()
+        .flat_map(|(l, k)| l.points.iter().map(move |p| p.1 * k))
+        .fold(1.0f64, f64::max)
+        * 1.15;
+    let mut c = d!(ChartBuilder::on(area)
+        .caption("Server metrics (scraped from its endpoint)", title_style())
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_end, 0.0..ymax));
+    mesh(&mut c, "time since start (s)", "requests, %")?;
+    if warm_end.is_finite() {
+        d!(c.draw_series([Rectangle::new([(0.0, 0.0), (warm_end, ymax)], GREY.mix(0.25).filled())]));
+    }
+    if lines.is_empty() {
+        d!(c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>()).map(|s| s
+            .label("no running, waiting or KV-cache series in the scrapes")
+            .legend(|(x, y)| EmptyElement::at((x, y)))));
+    }
+    for (i, (l, k)) in lines.iter().enumerate() {
+        let col = color([0, 5, 2][i % 3]);
+        let pts: Vec<(f64, f64)> = l.points.iter().map(|p| (p.0, p.1 * k)).collect();
+        let label = if *k == 1.0 {
+            l.description.to_string()
+        } else {
+            l.description.replace("share, 0 to 1", "%")
+        };
+        d!(c.draw_series(LineSeries::new(pts, col.stroke_width(2))).map(|s| s
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], col.stroke_width(2)))));
     }
     legend(&mut c, SeriesLabelPosition::UpperRight)?;
     Ok(())

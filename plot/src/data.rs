@@ -64,6 +64,69 @@ pub struct RunData {
     /// Per-token ITLs (ms) under the summary's `--itl` definition (`itl.parquet`), of the same
     /// requests; `None` when the analysis chose the chunk definition.
     pub itl_ms: Option<Vec<f64>>,
+    /// The server's well-known series over the whole run, from `server_metrics.parquet`
+    /// (`capture --scrape`); empty without.
+    pub server: Vec<ServerLine>,
+}
+
+/// One well-known server series, scrape by scrape.
+#[derive(Debug, Clone)]
+pub struct ServerLine {
+    /// Its key (`requests_running`).
+    pub key: &'static str,
+    /// What it is, with its unit.
+    pub description: &'static str,
+    /// (time since run start in s, value), one point per scrape and target.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The well-known series of `server_metrics.parquet` at `path`: for each, the first name
+/// servers expose it under that the file holds, each scrape's label sets combined by the
+/// contract's rule (`recap_schemas::server::WELL_KNOWN`), as `analyze` summarizes them.
+fn server_lines(path: &Path) -> Result<Vec<ServerLine>> {
+    use recap_schemas::server as srv;
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    // (name) -> (target, t_ns) -> values
+    type ByScrape = std::collections::BTreeMap<(String, i64), Vec<f64>>;
+    let mut by_name: std::collections::HashMap<String, ByScrape> = std::collections::HashMap::new();
+    let wanted: std::collections::HashSet<&str> =
+        srv::WELL_KNOWN.iter().flat_map(|w| w.names.iter().copied()).collect();
+    for b in read_batches(path)? {
+        let name = col(&b, srv::NAME, path)?.as_string::<i32>().clone();
+        let target = col(&b, srv::TARGET, path)?.as_string::<i32>().clone();
+        let t = col(&b, srv::T_NS, path)?.as_primitive::<Int64Type>().clone();
+        let v = col(&b, srv::VALUE, path)?
+            .as_primitive::<arrow_array::types::Float64Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            if wanted.contains(name.value(i)) {
+                by_name
+                    .entry(name.value(i).to_string())
+                    .or_default()
+                    .entry((target.value(i).to_string(), t.value(i)))
+                    .or_default()
+                    .push(v.value(i));
+            }
+        }
+    }
+    Ok(srv::WELL_KNOWN
+        .iter()
+        .filter_map(|wk| {
+            let scrapes = wk.names.iter().find_map(|n| by_name.get(*n))?;
+            let mut points: Vec<(f64, f64)> = scrapes
+                .iter()
+                .filter_map(|((_, t), v)| Some((*t as f64 / 1e9, wk.combine.apply(v)?)))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Some(ServerLine {
+                key: wk.key,
+                description: wk.description,
+                points,
+            })
+        })
+        .collect())
 }
 
 fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
@@ -183,6 +246,7 @@ impl RunData {
         };
         let icl_ms = gaps(analysis::ICL_FILE)?.unwrap_or_default();
         let itl_ms = gaps(analysis::ITL_FILE)?;
+        let server = server_lines(&analysis::analysis_root(run).join(recap_schemas::server::SERVER_METRICS_FILE))?;
         let manifest = match std::fs::read(run.join(recap_schemas::MANIFEST_FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| {
@@ -205,6 +269,7 @@ impl RunData {
             rows,
             icl_ms,
             itl_ms,
+            server,
         })
     }
 

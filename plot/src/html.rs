@@ -302,6 +302,9 @@ fn summary_tables(sum: &Summary) -> String {
             cell("goodput.share", g.share)
         );
     }
+    if let Some(srv) = &sum.server {
+        s.push_str(&server_table(srv));
+    }
     s.push_str("<h3>Distributions (measured, successful requests; ms or tokens)</h3>\n");
     s.push_str(&distributions("", &sum.metrics));
     if let Some(c) = &sum.constraints {
@@ -341,6 +344,48 @@ fn summary_tables(sum: &Summary) -> String {
         );
         s.push_str(&distributions("steady.", &st.metrics));
     }
+    s
+}
+
+/// The server's own metrics over the measure window (`capture --scrape`).
+fn server_table(srv: &recap_schemas::summary::ServerSummary) -> String {
+    let mut s = format!(
+        "<h3>The server's own metrics (scraped, measure window)</h3><p class=\"sub\">{} scrapes of {}; {} failed, {} lines unreadable.</p>\n",
+        srv.scrapes,
+        esc(&srv.targets.join(", ")),
+        srv.failed_scrapes,
+        srv.unparsed_lines
+    );
+    if srv.failed_scrapes > 0 {
+        let _ = writeln!(
+            s,
+            "<p class=\"warn\">{} scrapes failed; <code>analyze sql RUN \"SELECT target, error FROM scrapes WHERE error IS NOT NULL\"</code> says why.</p>",
+            srv.failed_scrapes
+        );
+    }
+    s.push_str("<table><thead><tr><th>series</th><th>read from</th><th>scrapes</th><th>mean</th><th>min</th><th>max</th></tr></thead><tbody>\n");
+    for wk in recap_schemas::server::WELL_KNOWN {
+        let Some(x) = srv.series.get(wk.key) else { continue };
+        let k = |f: &str| format!("server.series.{}.{f}", wk.key);
+        let _ = writeln!(
+            s,
+            "<tr><th scope=\"row\">{}</th><td><code>{}</code></td>{}{}{}{}</tr>",
+            esc(wk.description),
+            esc(&x.metric),
+            cell(&k("samples"), Some(x.samples as f64)),
+            cell(&k("mean"), x.mean),
+            cell(&k("min"), x.min),
+            cell(&k("max"), x.max)
+        );
+    }
+    if let Some(h) = srv.prefix_cache_hit_share {
+        let _ = writeln!(
+            s,
+            "<tr><th scope=\"row\">prefix-cache hit share of prompt tokens (counters)</th><td></td><td></td>{}<td></td><td></td></tr>",
+            cell("server.prefix_cache_hit_share", Some(h))
+        );
+    }
+    s.push_str("</tbody></table>\n");
     s
 }
 
@@ -488,7 +533,11 @@ fn run_charts(run: &RunData) -> Result<String> {
     let mut s = String::new();
     s.push_str(&figure(
         &Chart::Timeline(run),
-        "Per-request TTFT and E2E by send time (measured filled, other phases hollow, failures as crosses at their time to failure, by kind); throughput, failures and concurrency over time.",
+        if run.server.is_empty() {
+            "Per-request TTFT and E2E by send time (measured filled, other phases hollow, failures as crosses at their time to failure, by kind); throughput, failures and concurrency over time."
+        } else {
+            "Per-request TTFT and E2E by send time (measured filled, other phases hollow, failures as crosses at their time to failure, by kind); throughput, failures and concurrency over time; under them, the server's own count of running and waiting requests and its KV-cache usage, scrape by scrape, on the same clock."
+        },
     )?);
     s.push_str(&figure(
         &Chart::Cdfs(vec![run]),

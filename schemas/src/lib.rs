@@ -27,6 +27,8 @@ pub mod events;
 pub mod manifest;
 pub mod plan;
 pub mod requests;
+pub mod scrapes;
+pub mod server;
 pub mod summary;
 pub mod sweep;
 
@@ -58,6 +60,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const REQUESTS_DIR: &str = "requests";
 /// Sub-folder of a run holding the `events` segments.
 pub const EVENTS_DIR: &str = "events";
+/// Sub-folder of a run holding the `scrapes` segments (`capture --scrape` only).
+pub const SCRAPES_DIR: &str = "scrapes";
 /// Suffix of a segment still being written; renamed to `.parquet` only once its footer is on
 /// disk, so every `*.parquet` file in a run is complete even after a crash.
 pub const PARTIAL_SUFFIX: &str = ".parquet.partial";

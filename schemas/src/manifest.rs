@@ -277,6 +277,10 @@ pub struct Counts {
     /// opened a fresh one instead of risking a write into a closed socket.
     #[serde(default)]
     pub keep_alive_stopped: bool,
+    /// Rows in `scrapes` (`--scrape`): reads of the server's metrics endpoints, failed ones
+    /// included.
+    #[serde(default)]
+    pub scrapes: u64,
 }
 
 #[cfg(test)]

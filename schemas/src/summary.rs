@@ -355,6 +355,44 @@ pub struct Summary {
     /// its Server scenario (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraints: Option<Constraints>,
+    /// The server's own metrics over the measure window, from the run's scrapes
+    /// (`capture --scrape`; absent for runs without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSummary>,
+}
+
+/// The server's metrics over the measure window (`docs/metrics.md`, "Server metrics").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerSummary {
+    /// Endpoints scraped.
+    pub targets: Vec<String>,
+    /// Scrapes sent within the window (all targets).
+    pub scrapes: u64,
+    /// Of those, the ones that failed (timeout, connect, status); their rows say why.
+    pub failed_scrapes: u64,
+    /// Lines of the window's expositions that could not be read as samples.
+    pub unparsed_lines: u64,
+    /// Each well-known series found (`recap_schemas::server::WELL_KNOWN`), by key.
+    pub series: BTreeMap<String, ServerSeries>,
+    /// Prompt tokens served from the prefix cache over the window, from the server's hit and
+    /// query counters (vLLM); absent when it exposes none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_hit_share: Option<f64>,
+}
+
+/// One well-known series over the window: each scrape's value (label sets combined).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerSeries {
+    /// The exposed name it was read from.
+    pub metric: String,
+    /// Scrapes that carried it.
+    pub samples: u64,
+    /// Mean over those scrapes.
+    pub mean: Option<f64>,
+    /// Smallest.
+    pub min: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
 }
 
 /// Latency bounds checked the way MLPerf LoadGen checks a Server run (`docs/metrics.md`,

@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -485,6 +486,11 @@ pub struct SimConfig {
     /// `x-request-id`), `seq`, `event` (the SSE `event:` name), `data` (the SSE data, or the
     /// whole body of a non-streamed or error response) and `status`.
     pub raw_log: Option<std::path::PathBuf>,
+    /// Text served at `GET /metrics` before the simulator's own live series (a held-out
+    /// exposition for parser tests).
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// Delay before `/metrics` answers (a scrape that times out).
+    pub metrics_delay: Duration,
 }
 
 /// What the simulator reads from a request besides its body.
@@ -576,6 +582,8 @@ impl Default for SimConfig {
             cache_share: 0.0,
             echo_auth: false,
             raw_log: None,
+            metrics_file: None,
+            metrics_delay: Duration::ZERO,
         }
     }
 }
@@ -585,6 +593,11 @@ type Body = BoxBody<Bytes, std::io::Error>;
 struct Shared {
     cfg: SimConfig,
     responses: std::sync::atomic::AtomicU64,
+    /// What `/metrics` reports, vLLM's way: chat/completions requests being answered, and the
+    /// prompt tokens asked for and served from the (simulated) prefix cache so far.
+    running: AtomicU64,
+    prompt_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
     log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     body_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     raw_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
@@ -706,6 +719,9 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> std::io::Result<()>
         body_log,
         raw_log,
         responses: std::sync::atomic::AtomicU64::new(0),
+        running: AtomicU64::new(0),
+        prompt_tokens: AtomicU64::new(0),
+        cached_tokens: AtomicU64::new(0),
     });
     loop {
         let (stream, _) = match listener.accept().await {
@@ -861,6 +877,7 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
     };
     let chat = match (&method, path.as_str()) {
         (&Method::GET, "/health") => return full(StatusCode::OK, json!({"status": "ok"})),
+        (&Method::GET, "/metrics") => return metrics(shared).await,
         (&Method::GET, "/v1/models") => {
             return full(
                 StatusCode::OK,
@@ -988,6 +1005,62 @@ impl Out {
             }
         }
     }
+}
+
+/// A request being answered, for `/metrics`' running gauge: counted while it lives.
+struct Running(Arc<Shared>);
+
+impl Running {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.running.fetch_add(1, Relaxed);
+        Running(shared)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Relaxed);
+    }
+}
+
+/// `GET /metrics`: the `--metrics-file` text (if any), then live series named as vLLM names
+/// them: requests running, none waiting, KV-cache usage of 1 % per running request, and the
+/// prefix-cache hit and query counters (prompt tokens), after `--metrics-delay`.
+async fn metrics(shared: &Arc<Shared>) -> Response<Body> {
+    if !shared.cfg.metrics_delay.is_zero() {
+        tokio::time::sleep(shared.cfg.metrics_delay).await;
+    }
+    let mut text = match &shared.cfg.metrics_file {
+        Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
+        None => String::new(),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let running = shared.running.load(Relaxed);
+    let m = r#"model_name="recap-sim""#;
+    text.push_str(&format!(
+        "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
+         # TYPE vllm:num_requests_running gauge\n\
+         vllm:num_requests_running{{{m}}} {running}.0\n\
+         # TYPE vllm:num_requests_waiting gauge\n\
+         vllm:num_requests_waiting{{{m}}} 0.0\n\
+         # TYPE vllm:kv_cache_usage_perc gauge\n\
+         vllm:kv_cache_usage_perc{{{m}}} {}\n\
+         # TYPE vllm:prefix_cache_queries_total counter\n\
+         vllm:prefix_cache_queries_total{{{m}}} {}.0\n\
+         # TYPE vllm:prefix_cache_hits_total counter\n\
+         vllm:prefix_cache_hits_total{{{m}}} {}.0\n",
+        (running as f64 / 100.0).min(1.0),
+        shared.prompt_tokens.load(Relaxed),
+        shared.cached_tokens.load(Relaxed),
+    ));
+    let mut r = full_bytes(StatusCode::OK, Bytes::from(text));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 /// One SSE chunk's worth of generated text.
@@ -1492,6 +1565,10 @@ async fn respond(shared: Arc<Shared>, chat: bool, body: &Value, info: RequestInf
 async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Response<Body> {
     let cfg = &shared.cfg;
     let rid = plan.info.request_id.clone();
+    shared.prompt_tokens.fetch_add(plan.prompt_tokens, Relaxed);
+    shared.cached_tokens.fetch_add(plan.cached_tokens, Relaxed);
+    // Running until the response body is dropped (streamed) or the function returns.
+    let running = Running::new(shared.clone());
     if plan.fault == Fault::Error {
         shared.log(&plan, stream, None);
         let status = StatusCode::from_u16(cfg.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -1518,7 +1595,11 @@ async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Respons
             let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
             let mut out = Out::new(Some(tx), cfg.gzip);
             let shared = shared.clone();
-            tokio::spawn(async move { stream_body(shared, plan, &mut out).await });
+            tokio::spawn(async move {
+                stream_body(shared, plan, &mut out).await;
+                // The stream is written: no longer running.
+                drop(running);
+            });
             StreamBody::new(ReceiverStream(rx)).boxed()
         };
         let mut r = Response::new(body);

@@ -26,6 +26,8 @@ pub struct RunFolder {
     pub requests: Vec<PathBuf>,
     /// Readable `events` segments.
     pub events: Vec<PathBuf>,
+    /// Readable `scrapes` segments (`capture --scrape`; none otherwise).
+    pub scrapes: Vec<PathBuf>,
     /// Segments skipped as unreadable, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
 }
@@ -59,6 +61,7 @@ impl RunFolder {
         let mut skipped = Vec::new();
         let requests = segments(&dir.join(recap_schemas::REQUESTS_DIR), &mut skipped)?;
         let events = segments(&dir.join(recap_schemas::EVENTS_DIR), &mut skipped)?;
+        let scrapes = segments(&dir.join(recap_schemas::SCRAPES_DIR), &mut skipped)?;
         for (p, why) in &skipped {
             tracing::warn!("skipping unreadable segment {}: {why}", p.display());
         }
@@ -67,6 +70,7 @@ impl RunFolder {
             manifest,
             requests,
             events,
+            scrapes,
             skipped,
         })
     }
@@ -78,8 +82,8 @@ impl RunFolder {
             .map_or_else(|| self.dir.display().to_string(), |n| n.to_string_lossy().into_owned())
     }
 
-    /// Registers this run's `requests` and `events` as tables named `<prefix>requests` and
-    /// `<prefix>events`.
+    /// Registers this run's `requests`, `events` and `scrapes` as tables named
+    /// `<prefix>requests`, `<prefix>events` and `<prefix>scrapes`.
     pub fn register(&self, ctx: &SessionContext, prefix: &str) -> Result<()> {
         register_files(
             ctx,
@@ -92,6 +96,12 @@ impl RunFolder {
             &format!("{prefix}events"),
             &self.events,
             recap_schemas::events::schema(),
+        )?;
+        register_files(
+            ctx,
+            &format!("{prefix}scrapes"),
+            &self.scrapes,
+            recap_schemas::scrapes::schema(),
         )
     }
 }

@@ -78,6 +78,13 @@ struct Args {
     /// response header, the first response object and injected error bodies.
     #[arg(long)]
     echo_auth: bool,
+    /// Serve this exposition text at `GET /metrics`, before the live series the simulator
+    /// always serves there (requests running, KV-cache usage, prefix-cache counters).
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<std::path::PathBuf>,
+    /// Wait this long before answering `/metrics` (a scrape that times out).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0ms")]
+    metrics_delay: Duration,
     /// Compress response bodies with gzip (streams flushed per event).
     #[arg(long)]
     gzip: bool,
@@ -176,6 +183,8 @@ fn main() -> anyhow::Result<()> {
         cache_share: a.cache_share,
         echo_auth: a.echo_auth,
         raw_log: a.log_raw,
+        metrics_file: a.metrics_file,
+        metrics_delay: a.metrics_delay,
     };
     // One descriptor per client connection: take whatever the hard limit allows, so a load
     // test with thousands of connections is limited by the client, not by this process.
