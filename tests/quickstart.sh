@@ -16,19 +16,9 @@ cargo build --workspace --quiet
 # does with its model's tokenizer), so the summary's "tokens vs server usage" line compares
 # like with like.
 tokenizer=fixtures/tokenizers/qwen3/tokenizer.json.gz
-log="$(mktemp -d)/sim.out"
-"$target/debug/recap-sim" --port 0 --ttft 20ms --itl 2ms --tokenizer "$tokenizer" >"$log" 2>&1 &
-sim_pid=$!
-trap 'kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true' EXIT
-# It prints `listening on` once the tokenizer is loaded (a few seconds in a debug build); stop
-# waiting early if it exits instead.
-for _ in $(seq 1 1200); do
-  grep -q '^listening on ' "$log" 2>/dev/null && break
-  kill -0 "$sim_pid" 2>/dev/null || break
-  sleep 0.05
-done
-addr="$(sed -n 's/^listening on //p' "$log" | head -n 1)"
-[ -n "$addr" ] || { echo "recap-sim did not start:" >&2; cat "$log" >&2; exit 1; }
+# shellcheck source=tests/sim.sh
+. tests/sim.sh
+start_sim "$target/debug/recap-sim" "$(mktemp -d)/sim.out" --ttft 20ms --itl 2ms --tokenizer "$tokenizer"
 echo "==> recap-sim (pid $sim_pid) listening on $addr" >&2
 
 echo "==> capture: 200 streaming chat requests at concurrency 8 into $out (and the server's /metrics)" >&2

@@ -13,18 +13,10 @@ bin="${CARGO_TARGET_DIR:-target}/debug"
 tokenizer=fixtures/tokenizers/qwen3/tokenizer.json.gz
 rm -rf "$out" && mkdir -p "$out"
 
-log="$out/sim.out"
-"$bin/recap-sim" --port 0 --ttft 20ms --itl 2ms --tokenizer "$tokenizer" \
-  --error-rate 0.05 --stream-error-rate 0.02 >"$log" 2>&1 &
-sim_pid=$!
-trap 'kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 1200); do
-  grep -q '^listening on ' "$log" 2>/dev/null && break
-  kill -0 "$sim_pid" 2>/dev/null || break
-  sleep 0.05
-done
-addr="$(sed -n 's/^listening on //p' "$log" | head -n 1)"
-[ -n "$addr" ] || { echo "recap-sim did not start:" >&2; cat "$log" >&2; exit 1; }
+# shellcheck source=tests/sim.sh
+. tests/sim.sh
+start_sim "$bin/recap-sim" "$out/sim.out" --ttft 20ms --itl 2ms --tokenizer "$tokenizer" \
+  --error-rate 0.05 --stream-error-rate 0.02
 
 echo "==> capture: concurrency 1, 4 and 16, three repeats each" >&2
 "$bin/capture" --url "http://$addr" --model recap-sim --out "$out/sweep" --quiet \

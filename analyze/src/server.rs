@@ -20,7 +20,7 @@ use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use recap_schemas::server::{self as srv, Combine, MetricType, PREFIX_CACHE_COUNTERS, WELL_KNOWN};
+use recap_schemas::server::{self as srv, Combine, Denominator, MetricType, PREFIX_CACHE_COUNTERS, WELL_KNOWN};
 use recap_schemas::summary::{ServerSeries, ServerSummary};
 
 use crate::Result;
@@ -342,8 +342,8 @@ pub fn summarize(scrapes: &[Scrape], start_ns: i64, end_ns: i64) -> ServerSummar
             );
         }
     }
-    let prefix_cache_hit_share = PREFIX_CACHE_COUNTERS.iter().find_map(|(hits, queries)| {
-        let (mut dh, mut dq) = (0.0, 0.0);
+    let prefix_cache_hit_share = PREFIX_CACHE_COUNTERS.iter().find_map(|pair| {
+        let (mut dh, mut dother, mut found) = (0.0, 0.0, false);
         for t in &targets {
             let of = |name: &str| -> Vec<f64> {
                 inside
@@ -352,13 +352,18 @@ pub fn summarize(scrapes: &[Scrape], start_ns: i64, end_ns: i64) -> ServerSummar
                     .filter_map(|s| scrape_value(s, name, Combine::Sum))
                     .collect()
             };
-            let (h, q) = (of(hits), of(queries));
-            if let (Some(h0), Some(h1), Some(q0), Some(q1)) = (h.first(), h.last(), q.first(), q.last()) {
+            let (h, o) = (of(pair.hits), of(pair.other));
+            if let (Some(h0), Some(h1), Some(o0), Some(o1)) = (h.first(), h.last(), o.first(), o.last()) {
+                found = true;
                 dh += h1 - h0;
-                dq += q1 - q0;
+                dother += o1 - o0;
             }
         }
-        (dq > 0.0).then(|| dh / dq)
+        let looked_up = match pair.other_is {
+            Denominator::Queries => dother,
+            Denominator::Misses => dh + dother,
+        };
+        (found && looked_up > 0.0).then(|| dh / looked_up)
     });
     ServerSummary {
         targets,
@@ -454,5 +459,22 @@ this is not a sample
         assert_eq!((r.samples, r.mean, r.min, r.max), (2, Some(3.0), Some(2.0), Some(4.0)));
         // (40 - 10) / (200 - 100)
         assert_eq!(sum.prefix_cache_hit_share, Some(0.3));
+    }
+
+    #[test]
+    fn llama_cpp_counts_misses_beside_hits() {
+        // llama.cpp's prompt_tokens_total excludes cached tokens: the share is hits over both.
+        let scrape = |t: i64, cached: f64, prompt: f64| Scrape {
+            target: "http://h/metrics".into(),
+            t_ns: t,
+            error: None,
+            exposition: parse(&format!(
+                "# TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total {prompt}\n\
+                 # TYPE llamacpp:prompt_tokens_cached_total counter\nllamacpp:prompt_tokens_cached_total {cached}\n"
+            )),
+        };
+        let s = [scrape(10, 100.0, 50.0), scrape(20, 160.0, 90.0)];
+        // (160 - 100) / ((160 - 100) + (90 - 50))
+        assert_eq!(summarize(&s, 0, 30).prefix_cache_hit_share, Some(0.6));
     }
 }

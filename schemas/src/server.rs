@@ -155,14 +155,44 @@ pub const WELL_KNOWN: &[WellKnown] = &[
     },
 ];
 
-/// Counter pairs whose growth over the window gives the prefix-cache hit share of prompt
-/// tokens: (hits, queries), vLLM v1 then v0.
-pub const PREFIX_CACHE_COUNTERS: &[(&str, &str)] = &[
-    ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"),
-    (
-        "vllm:gpu_prefix_cache_hits_total",
-        "vllm:gpu_prefix_cache_queries_total",
-    ),
+/// What the second counter of a [`HitCounters`] pair counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denominator {
+    /// Every prompt token looked up, hits included (vLLM).
+    Queries,
+    /// Prompt tokens not served from the cache (llama.cpp's `prompt_tokens_total`).
+    Misses,
+}
+
+/// Two counters whose growth over the window gives the prefix-cache hit share of prompt
+/// tokens: `Δhits / Δqueries`, or `Δhits / (Δhits + Δmisses)`.
+#[derive(Debug, Clone, Copy)]
+pub struct HitCounters {
+    /// Prompt tokens served from the cache.
+    pub hits: &'static str,
+    /// The other counter.
+    pub other: &'static str,
+    /// What it counts.
+    pub other_is: Denominator,
+}
+
+/// The hit counters servers expose, first found wins: vLLM v1, vLLM v0, llama.cpp.
+pub const PREFIX_CACHE_COUNTERS: &[HitCounters] = &[
+    HitCounters {
+        hits: "vllm:prefix_cache_hits_total",
+        other: "vllm:prefix_cache_queries_total",
+        other_is: Denominator::Queries,
+    },
+    HitCounters {
+        hits: "vllm:gpu_prefix_cache_hits_total",
+        other: "vllm:gpu_prefix_cache_queries_total",
+        other_is: Denominator::Queries,
+    },
+    HitCounters {
+        hits: "llamacpp:prompt_tokens_cached_total",
+        other: "llamacpp:prompt_tokens_total",
+        other_is: Denominator::Misses,
+    },
 ];
 
 #[cfg(test)]
