@@ -195,6 +195,13 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     if !run.scrapes.is_empty() {
         summary.server = Some(server_metrics(run, &rows)?);
     }
+    if let Some(h) = &run.manifest.client {
+        let check = crate::summary::client_check(h, run.manifest.counts.as_ref());
+        for w in &check.warnings {
+            tracing::warn!("{}: {w}", run.dir.display());
+        }
+        summary.client = Some(check);
+    }
     lap("metrics and summary");
     write_outputs(&dir, &rows, &summary)?;
     lap("outputs written");

@@ -28,29 +28,16 @@ pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<S
     for (i, run) in runs.iter().enumerate() {
         run.register(&ctx, &format!("r{i}_"))?;
         if let Some(m) = metrics_file(&run.dir, tokenizer_id) {
-            let abs = std::path::absolute(&m).map_err(|source| Error::Io {
-                path: m.clone(),
-                source,
-            })?;
-            let url = ListingTableUrl::parse(abs.to_string_lossy())?;
-            let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let cfg = ListingTableConfig::new(url)
-                .with_listing_options(opts)
-                .with_schema(crate::metrics::schema());
-            ctx.register_table(format!("r{i}_metrics"), Arc::new(ListingTable::try_new(cfg)?))?;
+            register_file(&ctx, &format!("r{i}_metrics"), &m, crate::metrics::schema())?;
         }
         let server = recap_schemas::analysis::analysis_root(&run.dir).join(recap_schemas::server::SERVER_METRICS_FILE);
         if server.is_file() {
-            let abs = std::path::absolute(&server).map_err(|source| Error::Io {
-                path: server.clone(),
-                source,
-            })?;
-            let url = ListingTableUrl::parse(abs.to_string_lossy())?;
-            let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let cfg = ListingTableConfig::new(url)
-                .with_listing_options(opts)
-                .with_schema(recap_schemas::server::schema());
-            ctx.register_table(format!("r{i}_server_metrics"), Arc::new(ListingTable::try_new(cfg)?))?;
+            register_file(
+                &ctx,
+                &format!("r{i}_server_metrics"),
+                &server,
+                recap_schemas::server::schema(),
+            )?;
         }
     }
     for table in ["requests", "events", "scrapes", "metrics", "server_metrics"] {
@@ -73,6 +60,21 @@ pub async fn session(runs: &[RunFolder], tokenizer_id: Option<&str>) -> Result<S
             .await?;
     }
     Ok(ctx)
+}
+
+/// Registers one Parquet file that analyze wrote as table `name`.
+fn register_file(ctx: &SessionContext, name: &str, path: &Path, schema: arrow_schema::SchemaRef) -> Result<()> {
+    let abs = std::path::absolute(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let url = ListingTableUrl::parse(abs.to_string_lossy())?;
+    let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let cfg = ListingTableConfig::new(url)
+        .with_listing_options(opts)
+        .with_schema(schema);
+    ctx.register_table(name, Arc::new(ListingTable::try_new(cfg)?))?;
+    Ok(())
 }
 
 /// How `analyze sql` prints its result.

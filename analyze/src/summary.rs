@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use recap_schemas::summary::{
-    Agreement, Constraints, Counts, Distribution, Goodput, PrefixGroupSummary, Scoring, Slo, SteadyState, Summary,
-    TurnSummary, Window,
+    Agreement, ClientCheck, Constraints, Counts, Distribution, Goodput, PrefixGroupSummary, Scoring, Slo, SteadyState,
+    Summary, TurnSummary, Window,
 };
 
 use recap_schemas::summary::LatencyFrom;
@@ -44,6 +44,52 @@ pub fn measure_window(rows: &[RequestMetrics]) -> (Option<i64>, Option<i64>) {
         measure().filter_map(|m| m.sent_ns).min(),
         measure().filter_map(|m| m.end_ns).max(),
     )
+}
+
+/// CPU share from which the client may have set the pace: capture's own work then competes
+/// with reading the responses it times.
+pub const CLIENT_CPU_WARN: f64 = 0.8;
+
+/// Timer lag (ms, p99) from which latencies may carry client delay: tokio's timers tick every
+/// millisecond, so lag below a few ms is the clock's rounding, not load.
+pub const CLIENT_LAG_WARN_MS: f64 = 5.0;
+
+/// The client's health from a run's manifest ([`ClientCheck`]), with a warning for each way
+/// it could have distorted the latencies.
+pub fn client_check(h: &recap_schemas::ClientHealth, counts: Option<&recap_schemas::manifest::Counts>) -> ClientCheck {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let (waits, wait_ms) = counts.map_or((0, 0.0), |c| (c.recorder_waits, c.recorder_wait_ns as f64 / 1e6));
+    let mut warnings = Vec::new();
+    let share = h.cpu_share();
+    if share >= CLIENT_CPU_WARN {
+        warnings.push(format!(
+            "capture used {:.0}% of its {} cores: the client may have set the pace",
+            share * 100.0,
+            h.cores
+        ));
+    }
+    if ms(h.timer_lag_p99_us) >= CLIENT_LAG_WARN_MS {
+        warnings.push(format!(
+            "capture's runtime woke timers {:.1} ms late at p99 ({:.1} ms at most): latencies may hold that much client delay",
+            ms(h.timer_lag_p99_us),
+            ms(h.timer_lag_max_us)
+        ));
+    }
+    if waits > 0 {
+        warnings.push(format!(
+            "workers waited {wait_ms:.1} ms in total ({waits} times) for the recorder: the client set the pace then"
+        ));
+    }
+    ClientCheck {
+        cpu_share: share,
+        cores: h.cores,
+        timer_lag_p50_ms: ms(h.timer_lag_p50_us),
+        timer_lag_p99_ms: ms(h.timer_lag_p99_us),
+        timer_lag_max_ms: ms(h.timer_lag_max_us),
+        recorder_waits: waits,
+        recorder_wait_ms: wait_ms,
+        warnings,
+    }
 }
 
 /// Computes the summary.
@@ -134,8 +180,9 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         constraints: inp
             .constraints
             .map(|spec| crate::constraints::check(spec, inp.rows, window_s)),
-        // Read from the run's scrapes by the report, which has the run folder.
+        // Read from the run's scrapes and manifest by the report, which has the run folder.
         server: None,
+        client: None,
         steady: match inp.window {
             Window::Full => None,
             Window::Steady => start.and_then(|origin| steady_state(measure.iter().map(|i| &inp.rows[*i]), origin)),
@@ -487,6 +534,24 @@ impl SummaryText for Summary {
                 stats(&mut out, &format!("steady.{name}"), d);
             }
         }
+        if let Some(srv) = &self.server {
+            for (key, x) in &srv.series {
+                out.push((format!("server.{key}.mean"), num(x.mean)));
+                out.push((format!("server.{key}.max"), num(x.max)));
+            }
+            out.push(("server.prefix_cache_hit_share".into(), num(srv.prefix_cache_hit_share)));
+            out.push(("server.failed_scrapes".into(), num(Some(srv.failed_scrapes as f64))));
+        }
+        if let Some(c) = &self.client {
+            for (k, v) in [
+                ("client.cpu_share", c.cpu_share),
+                ("client.timer_lag_p99_ms", c.timer_lag_p99_ms),
+                ("client.recorder_wait_ms", c.recorder_wait_ms),
+                ("client.warnings", c.warnings.len() as f64),
+            ] {
+                out.push((k.into(), num(Some(v))));
+            }
+        }
         for (key, requests, ok, metrics) in groups {
             out.push((format!("{key}.requests"), requests.to_string()));
             out.push((format!("{key}.ok"), ok.to_string()));
@@ -813,6 +878,21 @@ fn headline(summary: &Summary) -> Vec<String> {
         )
     }))
     .chain(summary.constraints.iter().flat_map(constraint_lines))
+    .chain(summary.client.as_ref().map(|c| {
+        format!(
+            "client: {:.0}% of {} cores, timer lag p99 {:.1} ms (max {:.1}), recorder waits {}{}",
+            c.cpu_share * 100.0,
+            c.cores,
+            c.timer_lag_p99_ms,
+            c.timer_lag_max_ms,
+            c.recorder_waits,
+            if c.warnings.is_empty() {
+                ": it did not set the pace".to_string()
+            } else {
+                format!(": WARNING {}", c.warnings.join("; "))
+            }
+        )
+    }))
     .chain(short_run(summary))
     .collect()
 }
@@ -893,6 +973,46 @@ fn share(v: Option<f64>) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_client_check_warns_at_its_bounds() {
+        let h = recap_schemas::ClientHealth {
+            elapsed_s: 10.0,
+            cpu_user_s: 15.0,
+            cpu_sys_s: 1.0,
+            cores: 2,
+            timer_lag_samples: 900,
+            timer_lag_p50_us: 1_100,
+            timer_lag_p99_us: 4_999,
+            timer_lag_max_us: 30_000,
+        };
+        // 16 CPU s over 2 cores x 10 s: 80 %, the bound; lag p99 just under 5 ms.
+        let c = client_check(&h, None);
+        assert_eq!(c.cpu_share, 0.8);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("80% of its 2 cores"));
+        let lagging = recap_schemas::ClientHealth {
+            cpu_user_s: 1.0,
+            timer_lag_p99_us: 5_000,
+            ..h
+        };
+        let counts = recap_schemas::manifest::Counts {
+            recorder_waits: 3,
+            recorder_wait_ns: 2_500_000,
+            ..Default::default()
+        };
+        let c = client_check(&lagging, Some(&counts));
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("5.0 ms late at p99 (30.0 ms at most)"));
+        assert!(c.warnings[1].contains("2.5 ms in total (3 times)"));
+        let calm = recap_schemas::ClientHealth {
+            cpu_user_s: 1.0,
+            timer_lag_p99_us: 1_200,
+            ..h
+        };
+        assert!(client_check(&calm, None).warnings.is_empty());
+    }
+
     use super::*;
 
     fn row(id: u64, ok: bool, sent: i64, end: i64, ttft: i64, osl: u32) -> RequestMetrics {

@@ -18,6 +18,7 @@
 //! - [`replay`]: a recorded run's requests, to send again (`--replay`).
 //! - [`session`]: multi-turn sessions, each turn after the previous answer, with the history.
 //! - [`scrape`]: `--scrape`, the server's metrics endpoints read during the run, as received.
+//! - [`health`]: the client's own CPU use and timer lag, to show it did not set the pace.
 
 pub mod client;
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod dataset;
 pub mod delta;
+pub mod health;
 pub mod plan;
 pub mod progress;
 pub mod recorder;

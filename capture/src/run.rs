@@ -461,6 +461,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let run_id = run_id(&clock);
     let endpoint = Arc::new(endpoint.with_request_id(cfg.request_id_header.clone(), &run_id));
     let mut manifest = Manifest {
+        client: None,
         schema_version: SCHEMA_VERSION,
         run_id: run_id.clone(),
         recap_version: env!("CARGO_PKG_VERSION").into(),
@@ -635,6 +636,10 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         in_flight: in_flight.clone(),
     };
     let waits = recorder.wait_stats();
+    // The client's own health: CPU from here on, and a probe of the runtime's lateness.
+    let cpu_at_start = crate::health::cpu_seconds();
+    let (probe_stop, probe_stop_rx) = watch::channel(false);
+    let probe = tokio::spawn(crate::health::timer_lag(probe_stop_rx));
     // The server's metrics endpoints, read on their own tasks until the workers are done.
     let (scrape_stop, scrape_stop_rx) = watch::channel(false);
     let scraper = (!cfg.scrape.is_empty()).then(|| {
@@ -700,6 +705,10 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     if let Some(f) = feeder {
         f.abort();
     }
+    probe_stop.send_replace(true);
+    let lag = probe
+        .await
+        .unwrap_or_else(|_| hdrhistogram::Histogram::new(3).expect("invariant: valid precision"));
     // One last read of each endpoint, so its counters cover the whole run.
     scrape_stop.send_replace(true);
     if let Some(s) = scraper {
@@ -712,6 +721,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     }
     drop(dispatcher);
     let elapsed = clock.elapsed();
+    manifest.client = Some(crate::health::report(elapsed, cpu_at_start, &lag));
     let sink_stats = tokio::task::spawn_blocking(move || sink.finish())
         .await
         .map_err(|e| Error::Internal(format!("joining the sink: {e}")))?;

@@ -305,6 +305,9 @@ fn summary_tables(sum: &Summary) -> String {
     if let Some(srv) = &sum.server {
         s.push_str(&server_table(srv));
     }
+    if let Some(c) = &sum.client {
+        s.push_str(&client_table(c));
+    }
     s.push_str("<h3>Distributions (measured, successful requests; ms or tokens)</h3>\n");
     s.push_str(&distributions("", &sum.metrics));
     if let Some(c) = &sum.constraints {
@@ -344,6 +347,29 @@ fn summary_tables(sum: &Summary) -> String {
         );
         s.push_str(&distributions("steady.", &st.metrics));
     }
+    s
+}
+
+/// Whether the client could have set the pace.
+fn client_table(c: &recap_schemas::summary::ClientCheck) -> String {
+    let mut s = String::from("<h3>The client's health</h3>\n");
+    if c.warnings.is_empty() {
+        s.push_str("<p class=\"sub\">Nothing here says the client set the pace.</p>\n");
+    }
+    for w in &c.warnings {
+        let _ = writeln!(s, "<p class=\"warn\">{}</p>", esc(w));
+    }
+    let _ = writeln!(
+        s,
+        "<table><tbody><tr><th scope=\"row\">CPU used (share of {} cores)</th>{}</tr><tr><th scope=\"row\">timer lag p50 / p99 / max (ms)</th>{}{}{}</tr><tr><th scope=\"row\">recorder waits (times, ms)</th>{}{}</tr></tbody></table>",
+        c.cores,
+        cell("client.cpu_share", Some(c.cpu_share)),
+        cell("client.timer_lag_p50_ms", Some(c.timer_lag_p50_ms)),
+        cell("client.timer_lag_p99_ms", Some(c.timer_lag_p99_ms)),
+        cell("client.timer_lag_max_ms", Some(c.timer_lag_max_ms)),
+        cell("client.recorder_waits", Some(c.recorder_waits as f64)),
+        cell("client.recorder_wait_ms", Some(c.recorder_wait_ms)),
+    );
     s
 }
 

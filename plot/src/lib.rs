@@ -84,8 +84,8 @@ pub fn plot_sweep(dir: &Path, out: &Path, format: Format) -> Result<Vec<PathBuf>
         .collect()
 }
 
-/// Overlaid latency CDFs of two or more runs.
-pub fn plot_compare(runs: &[PathBuf], tokenizer_id: Option<&str>, out: &Path, format: Format) -> Result<Vec<PathBuf>> {
+/// Two or more runs to compare, each with enough samples to draw.
+fn load_compared(runs: &[PathBuf], tokenizer_id: Option<&str>) -> Result<Vec<RunData>> {
     if runs.len() < 2 {
         return Err(Error::Input("--compare needs two or more runs".into()));
     }
@@ -96,6 +96,12 @@ pub fn plot_compare(runs: &[PathBuf], tokenizer_id: Option<&str>, out: &Path, fo
     for d in &data {
         d.require_samples(2)?;
     }
+    Ok(data)
+}
+
+/// Overlaid latency CDFs of two or more runs.
+pub fn plot_compare(runs: &[PathBuf], tokenizer_id: Option<&str>, out: &Path, format: Format) -> Result<Vec<PathBuf>> {
+    let data = load_compared(runs, tokenizer_id)?;
     mkdir(out)?;
     Ok(vec![Chart::Cdfs(data.iter().collect()).render(out, format)?])
 }

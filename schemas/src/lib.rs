@@ -35,7 +35,7 @@ pub mod sweep;
 pub use enums::{
     Api, Arrival, ErrorKind, EventKind, LoadMode, Phase, PlanRunStatus, RawMode, RunStatus, SessionHistory,
 };
-pub use manifest::Manifest;
+pub use manifest::{ClientHealth, Manifest};
 
 /// Version of the tables' layout. Readers refuse files of a newer version with a clear error.
 ///

@@ -53,6 +53,40 @@ pub struct Manifest {
     /// The run this one replayed (`capture --replay`): the same bodies at the same offsets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<ReplayOf>,
+    /// How the client itself fared over the run; null while running and in older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientHealth>,
+}
+
+/// The capture process's own load during the run, so a run can show that the client did not
+/// set the pace (`analyze` warns when it may have: `docs/metrics.md`, "The client's health").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientHealth {
+    /// Wall seconds the run took.
+    pub elapsed_s: f64,
+    /// CPU seconds the process spent in user mode during the run (all its threads).
+    pub cpu_user_s: f64,
+    /// CPU seconds it spent in the kernel during the run.
+    pub cpu_sys_s: f64,
+    /// Cores the process could use.
+    pub cores: u32,
+    /// Wake-ups of the timer-lag probe: a task on the workers' runtime that sleeps 10 ms at a
+    /// time and records how late it wakes.
+    pub timer_lag_samples: u64,
+    /// Median lateness (µs). tokio's timers tick every millisecond, so up to ~1,000 µs is the
+    /// clock's own rounding, not load.
+    pub timer_lag_p50_us: u64,
+    /// 99th percentile lateness (µs).
+    pub timer_lag_p99_us: u64,
+    /// Largest lateness (µs).
+    pub timer_lag_max_us: u64,
+}
+
+impl ClientHealth {
+    /// CPU time over the wall time of all cores: 1.0 is every core busy the whole run.
+    pub fn cpu_share(&self) -> f64 {
+        (self.cpu_user_s + self.cpu_sys_s) / (self.elapsed_s * f64::from(self.cores.max(1))).max(1e-9)
+    }
 }
 
 /// The source of a replayed run.
@@ -290,6 +324,7 @@ mod tests {
     #[test]
     fn round_trips_and_tolerates_unknown_fields() {
         let m = Manifest {
+            client: None,
             schema_version: 1,
             run_id: "r".into(),
             recap_version: "0.1.0".into(),

@@ -359,6 +359,32 @@ pub struct Summary {
     /// (`capture --scrape`; absent for runs without).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerSummary>,
+    /// Whether the client could have set the pace (`docs/metrics.md`, "The client's health");
+    /// absent for runs captured before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientCheck>,
+}
+
+/// The capture process's own load during the run, from its manifest, and what it may have
+/// distorted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientCheck {
+    /// CPU time over the wall time of all cores (1.0: every core busy the whole run).
+    pub cpu_share: f64,
+    /// Cores capture could use.
+    pub cores: u32,
+    /// How late the runtime woke a 10 ms sleep (ms): median, 99th percentile, largest.
+    pub timer_lag_p50_ms: f64,
+    /// 99th percentile.
+    pub timer_lag_p99_ms: f64,
+    /// Largest.
+    pub timer_lag_max_ms: f64,
+    /// Times workers waited for the recorder.
+    pub recorder_waits: u64,
+    /// Their total wait (ms).
+    pub recorder_wait_ms: f64,
+    /// What may have distorted the latencies, one sentence each; empty when nothing did.
+    pub warnings: Vec<String>,
 }
 
 /// The server's metrics over the measure window (`docs/metrics.md`, "Server metrics").

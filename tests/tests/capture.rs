@@ -1193,3 +1193,78 @@ fn a_full_disk_stops_scheduling_says_why_and_keeps_what_was_written() {
         "segments closed before the disk filled are kept"
     );
 }
+
+/// The client's health in the manifest against what the OS says of the same process:
+/// Python's `resource.getrusage(RUSAGE_CHILDREN)` around the capture it runs.
+#[test]
+fn the_manifest_records_the_clients_own_cpu_and_timer_lag() {
+    let sim = SimProcess::start(&["--ttft", "0ms", "--itl", "0ms", "--prerender"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("run");
+    let script = "import resource, subprocess, sys\n\
+                  r = subprocess.run(sys.argv[1:])\n\
+                  u = resource.getrusage(resource.RUSAGE_CHILDREN)\n\
+                  print(r.returncode, u.ru_utime + u.ru_stime)";
+    let res = Command::new("python3")
+        .args(["-c", script])
+        .arg(capture_bin())
+        .args(["--url", &sim.url(), "--out"])
+        .arg(&out)
+        .args([
+            "--concurrency",
+            "16",
+            "--requests",
+            "3000",
+            "--max-tokens",
+            "32",
+            "--quiet",
+        ])
+        .output()
+        .expect("python3 runs capture");
+    let said = String::from_utf8_lossy(&res.stdout);
+    let mut words = said.split_whitespace();
+    assert_eq!(
+        words.next(),
+        Some("0"),
+        "capture failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let os_cpu: f64 = words.next().and_then(|w| w.parse().ok()).expect("cpu seconds");
+    let run = read_run(&out).expect("read run");
+    let h = run.manifest.client.clone().expect("manifest.client");
+    let cpu = h.cpu_user_s + h.cpu_sys_s;
+    // The manifest counts from the run's start (after the dataset and flags), in 10 ms ticks.
+    assert!(cpu <= os_cpu + 0.02, "manifest {cpu} s > the OS's {os_cpu} s");
+    assert!(
+        cpu >= 0.6 * os_cpu && cpu > 0.0,
+        "manifest {cpu} s of the OS's {os_cpu} s"
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    assert_eq!(h.cores, cores);
+    // A 10 ms probe, minus the time it spent late.
+    let expected = h.elapsed_s * 100.0;
+    assert!(
+        (h.timer_lag_samples as f64) <= expected + 2.0 && (h.timer_lag_samples as f64) >= 0.5 * expected,
+        "{} wake-ups in {} s",
+        h.timer_lag_samples,
+        h.elapsed_s
+    );
+    assert!(h.timer_lag_p50_us <= h.timer_lag_p99_us && h.timer_lag_p99_us <= h.timer_lag_max_us);
+
+    // analyze carries it into the summary, with the CPU share computed from those numbers.
+    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/gpt2/tokenizer.json.gz");
+    let res = Command::new(recap_tests::harness::workspace_bin("analyze"))
+        .args(["report"])
+        .arg(&out)
+        .arg("--tokenizer")
+        .arg(&tok)
+        .arg("--json")
+        .output()
+        .expect("analyze");
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&res.stdout).expect("summary json");
+    let c = &summary[0]["client"];
+    let share = cpu / (h.elapsed_s * f64::from(cores));
+    assert!((c["cpu_share"].as_f64().expect("share") - share).abs() < 1e-9, "{c}");
+    assert_eq!(c["timer_lag_p99_ms"].as_f64(), Some(h.timer_lag_p99_us as f64 / 1000.0));
+}
