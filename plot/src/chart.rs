@@ -70,6 +70,34 @@ const METRICS: [(&str, &str); 4] = [
     ("e2e", "End-to-end latency (E2E)"),
 ];
 
+/// Most points a scatter draws; past it every k-th point is drawn and the legend says so, so a
+/// million-request run still makes an SVG a browser opens (a dot is ~100 bytes of SVG).
+const MAX_POINTS: usize = 20_000;
+
+/// Most vertices of a CDF line; past it the line runs through the samples at evenly spaced
+/// ranks, exact at each of them (first and last included).
+const MAX_CDF_VERTICES: usize = 2_000;
+
+/// Every `step`-th item of `v`, `step` the smallest that keeps at most `cap` of them.
+fn every_nth<T: Copy>(v: &[T], cap: usize) -> (Vec<T>, usize) {
+    let step = v.len().div_ceil(cap.max(1)).max(1);
+    (v.iter().step_by(step).copied().collect(), step)
+}
+
+/// The CDF of sorted samples `v`: (value, share of samples at or below it) at every rank, or
+/// at [`MAX_CDF_VERTICES`] evenly spaced ranks.
+fn cdf_points(v: &[f64]) -> Vec<(f64, f64)> {
+    let n = v.len();
+    let at = |k: usize| (v[k], (k + 1) as f64 / n as f64);
+    if n <= MAX_CDF_VERTICES {
+        return (0..n).map(at).collect();
+    }
+    let m = MAX_CDF_VERTICES;
+    (0..m)
+        .map(|j| at(((j as f64) * (n - 1) as f64 / (m - 1) as f64).round() as usize))
+        .collect()
+}
+
 fn sorted(v: &[f64]) -> Vec<f64> {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     s.sort_by(f64::total_cmp);
@@ -357,13 +385,8 @@ fn cdf_area<DB: DrawingBackend>(
     mesh_axes(&mut chart, ax.desc("ms"), "fraction of requests", ax, Axis::LINEAR)?;
     for (i, (name, values)) in series.iter().enumerate() {
         let v = sorted(values);
-        let n = v.len() as f64;
         let c = color(i);
-        let pts: Vec<(f64, f64)> = v
-            .iter()
-            .enumerate()
-            .map(|(k, x)| (ax.at(*x), (k + 1) as f64 / n))
-            .collect();
+        let pts: Vec<(f64, f64)> = cdf_points(&v).into_iter().map(|(x, y)| (ax.at(x), y)).collect();
         d!(chart.draw_series(LineSeries::new(pts, c.stroke_width(3))).map(|s| s
             .label(name.to_string())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], c.stroke_width(3)))));
@@ -477,6 +500,19 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
         ("TTFT", pts(|r| r.ttft_ms, true), pts(|r| r.ttft_ms, false)),
         ("E2E", pts(|r| r.e2e_ms, true), pts(|r| r.e2e_ms, false)),
     ];
+    // A long run draws 1 in `step` requests (the same ones in every series).
+    let drawn: usize = series.iter().map(|(_, a, b)| a.len() + b.len()).sum();
+    let step = drawn.div_ceil(MAX_POINTS).max(1);
+    let series = series.map(|(name, a, b)| {
+        (
+            name,
+            a.into_iter().step_by(step).collect::<Vec<_>>(),
+            b.into_iter().step_by(step).collect::<Vec<_>>(),
+        )
+    });
+    for (_, p) in kinds.iter_mut() {
+        *p = every_nth(p, MAX_POINTS / 4).0;
+    }
     let values = || {
         series
             .iter()
@@ -555,6 +591,12 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
                 .iter()
                 .map(|p| Circle::new((p.0, ax.at(p.1)), 3, col.stroke_width(1)))
         ));
+    }
+    if step > 1 {
+        let note = format!("1 in {step} requests drawn");
+        legend_lines.push(note.clone());
+        d!(c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+            .map(|s| s.label(note).legend(|(x, y)| EmptyElement::at((x, y)))));
     }
     if series.iter().any(|(_, _, o)| !o.is_empty()) {
         legend_lines.push("hollow: not measured (warmup, ramp, cooldown)".into());
@@ -758,6 +800,12 @@ fn agreement<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) -
         "no requests with server usage".to_string()
     } else {
         format!("{} requests", pts.len())
+    };
+    let (pts, step) = every_nth(&pts, MAX_POINTS);
+    let label = if step > 1 {
+        format!("{label} (1 in {step} drawn)")
+    } else {
+        label
     };
     d!(
         c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, col.mix(0.6).filled())))
@@ -1242,6 +1290,21 @@ mod tests {
                 "both upper corners are taken"
             );
         });
+    }
+
+    #[test]
+    fn long_runs_are_thinned_to_what_a_browser_opens() {
+        let v: Vec<f64> = (0..100_000).map(f64::from).collect();
+        let c = cdf_points(&v);
+        assert_eq!(c.len(), MAX_CDF_VERTICES);
+        assert_eq!((c[0], c[c.len() - 1]), ((0.0, 1e-5), (99_999.0, 1.0)), "ends kept");
+        // Each vertex is a sample and its exact share at or below it.
+        assert!(c.iter().all(|(x, y)| (y - (x + 1.0) / 1e5).abs() < 1e-12));
+        let small: Vec<f64> = (0..10).map(f64::from).collect();
+        assert_eq!(cdf_points(&small).len(), 10, "short runs keep every sample");
+        let (kept, step) = every_nth(&v, MAX_POINTS);
+        assert_eq!((step, kept.len()), (5, 20_000));
+        assert_eq!(every_nth(&small, MAX_POINTS), (small.clone(), 1));
     }
 
     #[test]
