@@ -76,8 +76,14 @@ fn family_type(name: &str, types: &HashMap<String, MetricType>) -> MetricType {
         .unwrap_or(MetricType::Untyped)
 }
 
-/// Parses a Prometheus text (or OpenMetrics) exposition.
+/// Parses a Prometheus text exposition (sample timestamps in ms).
 pub fn parse(text: &str) -> Exposition {
+    parse_as(text, false)
+}
+
+/// Parses an exposition; `openmetrics` when its `Content-Type` says so (timestamps are then
+/// seconds, as OpenMetrics writes them).
+pub fn parse_as(text: &str, openmetrics: bool) -> Exposition {
     let mut types: HashMap<String, MetricType> = HashMap::new();
     let mut out = Exposition::default();
     for line in text.lines() {
@@ -105,7 +111,7 @@ pub fn parse(text: &str) -> Exposition {
             }
             continue;
         }
-        match sample(l) {
+        match sample(l, openmetrics) {
             Some((name, labels, value, timestamp_ms)) => {
                 let kind = family_type(&name, &types);
                 out.samples.push(Sample {
@@ -125,7 +131,7 @@ pub fn parse(text: &str) -> Exposition {
 type Parsed = (String, Vec<(String, String)>, f64, Option<i64>);
 
 /// `name{labels} value [timestamp] [# exemplar]`.
-fn sample(line: &str) -> Option<Parsed> {
+fn sample(line: &str, openmetrics: bool) -> Option<Parsed> {
     let mut chars = line.char_indices().peekable();
     let (_, first) = chars.next()?;
     if !is_name_start(first) {
@@ -143,10 +149,10 @@ fn sample(line: &str) -> Option<Parsed> {
     let timestamp_ms = match fields.next() {
         None => None,
         Some(f) if f.starts_with('#') => None,
-        // OpenMetrics writes seconds with a fraction; Prometheus text, milliseconds.
-        Some(f) => match f.parse::<i64>() {
-            Ok(ms) => Some(ms),
-            Err(_) => Some((f.parse::<f64>().ok()? * 1000.0).round() as i64),
+        // Prometheus text writes milliseconds, OpenMetrics seconds (with or without a fraction).
+        Some(f) => match (openmetrics, f.parse::<i64>()) {
+            (false, Ok(ms)) => Some(ms),
+            _ => Some((f.parse::<f64>().ok()? * 1000.0).round() as i64),
         },
     };
     Some((name, labels, value, timestamp_ms))
@@ -229,17 +235,23 @@ pub fn read(segments: &[PathBuf]) -> Result<Vec<Scrape>> {
     use recap_schemas::scrapes as s;
     let mut out = Vec::new();
     for part in crate::store::parquet::parts(segments)? {
-        for b in crate::store::parquet::read_part(&part, &[s::TARGET, s::T_NS, s::BODY, s::ERROR])? {
+        let columns = [s::TARGET, s::T_NS, s::BODY, s::ERROR, s::CONTENT_TYPE];
+        for b in crate::store::parquet::read_part(&part, &columns)? {
             let col = |n: &str| b.column_by_name(n).cloned();
-            let (Some(target), Some(t), Some(body), Some(error)) =
-                (col(s::TARGET), col(s::T_NS), col(s::BODY), col(s::ERROR))
-            else {
+            let (Some(target), Some(t), Some(body), Some(error), Some(ctype)) = (
+                col(s::TARGET),
+                col(s::T_NS),
+                col(s::BODY),
+                col(s::ERROR),
+                col(s::CONTENT_TYPE),
+            ) else {
                 continue;
             };
-            let (target, body, error) = (
+            let (target, body, error, ctype) = (
                 target.as_string::<i32>(),
                 body.as_string::<i32>(),
                 error.as_string::<i32>(),
+                ctype.as_string::<i32>(),
             );
             let t = t.as_primitive::<Int64Type>();
             for i in 0..b.num_rows() {
@@ -248,7 +260,8 @@ pub fn read(segments: &[PathBuf]) -> Result<Vec<Scrape>> {
                     t_ns: t.value(i),
                     error: error.is_valid(i).then(|| error.value(i).to_string()),
                     exposition: if body.is_valid(i) && error.is_null(i) {
-                        parse(body.value(i))
+                        let openmetrics = ctype.is_valid(i) && ctype.value(i).contains("openmetrics");
+                        parse_as(body.value(i), openmetrics)
                     } else {
                         Exposition::default()
                     },
@@ -309,9 +322,9 @@ fn scrape_value(s: &Scrape, name: &str, combine: Combine) -> Option<f64> {
 }
 
 /// The well-known series over the scrapes sent within `[start_ns, end_ns]` (the measure
-/// window): each one's per-scrape values (label sets combined), and the prefix-cache hit
-/// share from the growth of the hit and query counters between the window's first and last
-/// scrape of each target.
+/// window): each one's values per scrape round (label sets, then targets, combined by the
+/// series' rule), and the prefix-cache hit share from the growth of the hit and query
+/// counters over the window's scrapes of each target (resets counted as Prometheus does).
 pub fn summarize(scrapes: &[Scrape], start_ns: i64, end_ns: i64) -> ServerSummary {
     let inside: Vec<&Scrape> = scrapes
         .iter()
@@ -323,10 +336,11 @@ pub fn summarize(scrapes: &[Scrape], start_ns: i64, end_ns: i64) -> ServerSummar
     let mut series = BTreeMap::new();
     for wk in WELL_KNOWN {
         let found = wk.names.iter().find_map(|name| {
-            let v: Vec<f64> = inside
+            let per_scrape: Vec<(&str, i64, f64)> = inside
                 .iter()
-                .filter_map(|s| scrape_value(s, name, wk.combine))
+                .filter_map(|s| Some((s.target.as_str(), s.t_ns, scrape_value(s, name, wk.combine)?)))
                 .collect();
+            let v: Vec<f64> = srv::rounds(&per_scrape, wk.combine).into_iter().map(|r| r.1).collect();
             (!v.is_empty()).then_some((*name, v))
         });
         if let Some((name, v)) = found {
@@ -353,17 +367,17 @@ pub fn summarize(scrapes: &[Scrape], start_ns: i64, end_ns: i64) -> ServerSummar
                     .collect()
             };
             let (h, o) = (of(pair.hits), of(pair.other));
-            if let (Some(h0), Some(h1), Some(o0), Some(o1)) = (h.first(), h.last(), o.first(), o.last()) {
+            if !h.is_empty() && !o.is_empty() {
                 found = true;
-                dh += h1 - h0;
-                dother += o1 - o0;
+                dh += srv::increase(&h);
+                dother += srv::increase(&o);
             }
         }
         let looked_up = match pair.other_is {
             Denominator::Queries => dother,
             Denominator::Misses => dh + dother,
         };
-        (found && looked_up > 0.0).then(|| dh / looked_up)
+        (found && looked_up > 0.0).then(|| (dh / looked_up).clamp(0.0, 1.0))
     });
     ServerSummary {
         targets,
@@ -426,6 +440,22 @@ this is not a sample
         assert_eq!(w.labels, [("a".into(), "x,y=z}".into())]);
         assert_eq!((w.value, w.timestamp_ms), (f64::NEG_INFINITY, Some(1395066363000)));
         assert!(e.samples[10].value.is_nan());
+    }
+
+    #[test]
+    fn openmetrics_timestamps_are_seconds() {
+        assert_eq!(
+            parse_as("a 1 1520879607\n", true).samples[0].timestamp_ms,
+            Some(1_520_879_607_000)
+        );
+        assert_eq!(
+            parse_as("a 1 1520879607.5\n", true).samples[0].timestamp_ms,
+            Some(1_520_879_607_500)
+        );
+        assert_eq!(
+            parse("a 1 1520879607000\n").samples[0].timestamp_ms,
+            Some(1_520_879_607_000)
+        );
     }
 
     #[test]

@@ -887,7 +887,7 @@ fn headline(summary: &Summary) -> Vec<String> {
             c.timer_lag_max_ms,
             c.recorder_waits,
             if c.warnings.is_empty() {
-                ": it did not set the pace".to_string()
+                ": no sign it set the pace (CPU averaged over its cores)".to_string()
             } else {
                 format!(": WARNING {}", c.warnings.join("; "))
             }

@@ -699,6 +699,10 @@ impl Args {
         let mut headers = HeaderMap::new();
         let mut headers_redacted = Vec::new();
         let mut secrets = crate::redact::url_secrets(&self.url);
+        // A token in a --scrape URL's query is sent, and kept out of every byte written.
+        for url in &self.scrape {
+            secrets.extend(crate::redact::url_secrets(url));
+        }
         for line in &self.headers {
             let (name, value) = crate::client::parse_header(line).map_err(err)?;
             let shown = crate::redact::redact_header_line(line);

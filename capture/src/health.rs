@@ -48,10 +48,15 @@ pub async fn timer_lag(mut stop: watch::Receiver<bool>) -> Histogram<u64> {
     }
 }
 
-/// What a run's client health was: CPU used between `cpu_at_start` and now, the probe's
-/// lateness, over `elapsed`.
-pub fn report(elapsed: Duration, cpu_at_start: Option<(f64, f64)>, lag: &Histogram<u64>) -> ClientHealth {
-    let (user, sys) = match (cpu_at_start, cpu_seconds()) {
+/// What a run's client health was: CPU used between `cpu_at_start` and `cpu_at_end`, which
+/// are `elapsed` apart, and the probe's lateness.
+pub fn report(
+    elapsed: Duration,
+    cpu_at_start: Option<(f64, f64)>,
+    cpu_at_end: Option<(f64, f64)>,
+    lag: &Histogram<u64>,
+) -> ClientHealth {
+    let (user, sys) = match (cpu_at_start, cpu_at_end) {
         (Some((u0, s0)), Some((u1, s1))) => ((u1 - u0).max(0.0), (s1 - s0).max(0.0)),
         _ => (0.0, 0.0),
     };

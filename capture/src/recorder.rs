@@ -261,6 +261,16 @@ impl Recorder {
         }
     }
 
+    /// A recorder on the same channel whose waits are counted apart: the scraper's, so a wait
+    /// of its own is never reported as the workers'.
+    pub fn with_own_waits(&self) -> Recorder {
+        Recorder {
+            tx: self.tx.clone(),
+            waits: Arc::default(),
+            budget: self.budget.clone(),
+        }
+    }
+
     /// The back-pressure counters shared by every clone of this recorder.
     pub fn wait_stats(&self) -> Arc<WaitStats> {
         self.waits.clone()

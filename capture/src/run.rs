@@ -638,6 +638,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let waits = recorder.wait_stats();
     // The client's own health: CPU from here on, and a probe of the runtime's lateness.
     let cpu_at_start = crate::health::cpu_seconds();
+    let health_start = std::time::Instant::now();
     let (probe_stop, probe_stop_rx) = watch::channel(false);
     let probe = tokio::spawn(crate::health::timer_lag(probe_stop_rx));
     // The server's metrics endpoints, read on their own tasks until the workers are done.
@@ -647,7 +648,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             cfg.scrape.clone(),
             cfg.scrape_interval,
             cfg.scrape_timeout,
-            recorder.clone(),
+            recorder.with_own_waits(),
             clock,
             scrape_stop_rx,
         ))
@@ -705,10 +706,16 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     if let Some(f) = feeder {
         f.abort();
     }
+    // The run's time and the client's health end with the last request, before the final
+    // scrape (which may take up to --scrape-timeout).
+    let elapsed = clock.elapsed();
+    let cpu_at_end = crate::health::cpu_seconds();
+    let health_elapsed = health_start.elapsed();
     probe_stop.send_replace(true);
     let lag = probe
         .await
         .unwrap_or_else(|_| hdrhistogram::Histogram::new(3).expect("invariant: valid precision"));
+    manifest.client = Some(crate::health::report(health_elapsed, cpu_at_start, cpu_at_end, &lag));
     // One last read of each endpoint, so its counters cover the whole run.
     scrape_stop.send_replace(true);
     if let Some(s) = scraper {
@@ -720,8 +727,6 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         let _ = task.await;
     }
     drop(dispatcher);
-    let elapsed = clock.elapsed();
-    manifest.client = Some(crate::health::report(elapsed, cpu_at_start, &lag));
     let sink_stats = tokio::task::spawn_blocking(move || sink.finish())
         .await
         .map_err(|e| Error::Internal(format!("joining the sink: {e}")))?;

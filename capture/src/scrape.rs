@@ -35,7 +35,9 @@ pub struct Target {
 impl Target {
     /// Parses `url`; only `http://` is read (metrics endpoints are plain HTTP in practice).
     pub fn parse(url: &str) -> Result<Self, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("--scrape {url:?}: {e}"))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("--scrape {:?}: {e}", crate::redact::redact_url(url)))?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(format!(
                 "--scrape {url:?}: give an http:// URL with a host (https is not read)"

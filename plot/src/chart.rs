@@ -437,12 +437,15 @@ fn cdfs<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[&RunData]) ->
 fn error_color(kind: ErrorKind) -> RGBColor {
     match kind {
         ErrorKind::HttpStatus => color(5),
-        ErrorKind::ServerError => color(3),
+        ErrorKind::ServerError => RGBColor(150, 30, 90),
         ErrorKind::Timeout => color(7),
         ErrorKind::Connect => RGBColor(120, 60, 0),
         _ => RGBColor(90, 90, 160),
     }
 }
+
+/// One error kind on the timeline: its count, the points drawn, 1 in how many.
+type Failures = (ErrorKind, usize, Vec<(f64, f64)>, usize);
 
 /// Turns drawn in colours of their own; later turns share the last one.
 const TURN_COLOURS: [usize; 5] = [0, 2, 3, 4, 6];
@@ -462,10 +465,12 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
         let (b, s) = rest.split_vertically(SIZE.1 / 2 - 20);
         (b, Some(s))
     };
+    // One time axis for every panel: the server's last scrape comes after the last response.
     let t_end = run
         .rows
         .iter()
         .filter_map(|r| r.end_s.or(r.sent_s))
+        .chain(run.server.iter().flat_map(|l| l.points.iter().map(|p| p.0)))
         .fold(0.0f64, f64::max)
         .max(1e-3);
     let warm: Vec<f64> = run
@@ -510,14 +515,20 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
             b.into_iter().step_by(step).collect::<Vec<_>>(),
         )
     });
-    for (_, p) in kinds.iter_mut() {
-        *p = every_nth(p, MAX_POINTS / 4).0;
-    }
+    // Failures keep their count for the legend; at most a quarter of the points are drawn.
+    let kinds: Vec<Failures> = kinds
+        .into_iter()
+        .map(|(k, p)| {
+            let n = p.len();
+            let (drawn, step) = every_nth(&p, MAX_POINTS / 4);
+            (k, n, drawn, step)
+        })
+        .collect();
     let values = || {
         series
             .iter()
             .flat_map(|(_, a, b)| a.iter().chain(b).map(|p| p.1))
-            .chain(kinds.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)))
+            .chain(kinds.iter().flat_map(|(_, _, v, _)| v.iter().map(|p| p.1)))
     };
     let lo = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
     let hi = values().fold(1.0f64, f64::max);
@@ -604,15 +615,20 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
             .label("hollow: not measured (warmup, ramp, cooldown)")
             .legend(|(x, y)| Circle::new((x + 7, y), 4, BLACK.stroke_width(1)))));
     }
-    for (kind, p) in &kinds {
+    for (kind, n, p, step) in &kinds {
         let kc = error_color(*kind);
-        legend_lines.push(format!("error: {kind} ({})", p.len()));
+        let label = if *step > 1 {
+            format!("error: {kind} ({n}, 1 in {step} drawn)")
+        } else {
+            format!("error: {kind} ({n})")
+        };
+        legend_lines.push(label.clone());
         d!(c.draw_series(
             p.iter()
                 .map(|xy| Cross::new((xy.0, ax.at(xy.1)), 5, kc.stroke_width(2)))
         )
         .map(|s| s
-            .label(format!("error: {kind} ({})", p.len()))
+            .label(label)
             .legend(move |(x, y)| Cross::new((x + 7, y), 5, kc.stroke_width(2)))));
     }
     let mut lines: Vec<String> = Vec::new();
@@ -624,7 +640,7 @@ fn timeline<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &RunData) ->
         .iter()
         .flat_map(|(_, a, b)| a.iter().chain(b))
         .map(|p| (p.0, p.1))
-        .chain(kinds.iter().flat_map(|(_, v)| v.iter().copied()))
+        .chain(kinds.iter().flat_map(|(_, _, v, _)| v.iter().copied()))
         .map(|(x, y)| c.backend_coord(&(x, ax.at(y))))
         .collect();
     let (corner, _) = quiet_corner(&c, &lines, &marks);
@@ -705,10 +721,6 @@ fn server_panel<DB: DrawingBackend>(
         .filter(|l| matches!(l.key, "requests_running" | "requests_waiting" | "kv_cache_usage"))
         .map(|l| (l, scale(l.key)))
         .collect();
-    let t_end = lines
-        .iter()
-        .flat_map(|(l, _)| l.points.iter().map(|p| p.0))
-        .fold(t_end, f64::max);
     let ymax = lines
         .iter()
         .flat_map(|(l, k)| l.points.iter().map(move |p| p.1 * k))
@@ -729,8 +741,13 @@ fn server_panel<DB: DrawingBackend>(
             .label("no running, waiting or KV-cache series in the scrapes")
             .legend(|(x, y)| EmptyElement::at((x, y)))));
     }
-    for (i, (l, k)) in lines.iter().enumerate() {
-        let col = color([0, 5, 2][i % 3]);
+    for (l, k) in &lines {
+        // Fixed per series, so a chart reads the same whichever series a server exposes.
+        let col = match l.key {
+            "requests_running" => color(0),
+            "requests_waiting" => color(5),
+            _ => color(2),
+        };
         let pts: Vec<(f64, f64)> = l.points.iter().map(|p| (p.0, p.1 * k)).collect();
         let label = if *k == 1.0 {
             l.description.to_string()

@@ -76,13 +76,14 @@ pub struct ServerLine {
     pub key: &'static str,
     /// What it is, with its unit.
     pub description: &'static str,
-    /// (time since run start in s, value), one point per scrape and target.
+    /// (time since run start in s, value), one point per scrape round (targets combined).
     pub points: Vec<(f64, f64)>,
 }
 
 /// The well-known series of `server_metrics.parquet` at `path`: for each, the first name
-/// servers expose it under that the file holds, each scrape's label sets combined by the
-/// contract's rule (`recap_schemas::server::WELL_KNOWN`), as `analyze` summarizes them.
+/// servers expose it under that the file holds, each scrape's label sets and each round's
+/// targets combined by the contract's rule (`recap_schemas::server`), as `analyze`
+/// summarizes them.
 fn server_lines(path: &Path) -> Result<Vec<ServerLine>> {
     use recap_schemas::server as srv;
     if !path.is_file() {
@@ -115,11 +116,14 @@ fn server_lines(path: &Path) -> Result<Vec<ServerLine>> {
         .iter()
         .filter_map(|wk| {
             let scrapes = wk.names.iter().find_map(|n| by_name.get(*n))?;
-            let mut points: Vec<(f64, f64)> = scrapes
+            let per_scrape: Vec<(&str, i64, f64)> = scrapes
                 .iter()
-                .filter_map(|((_, t), v)| Some((*t as f64 / 1e9, wk.combine.apply(v)?)))
+                .filter_map(|((target, t), v)| Some((target.as_str(), *t, wk.combine.apply(v)?)))
                 .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let points: Vec<(f64, f64)> = srv::rounds(&per_scrape, wk.combine)
+                .into_iter()
+                .map(|(t, v)| (t as f64 / 1e9, v))
+                .collect();
             Some(ServerLine {
                 key: wk.key,
                 description: wk.description,

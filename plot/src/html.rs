@@ -511,7 +511,17 @@ fn facts(run: &RunData) -> String {
     s
 }
 
-/// The flags that re-score a run under the same definitions.
+/// A duration in ms as analyze's flags read it (humantime): whole ms, else whole µs.
+fn dur(ms: f64) -> String {
+    if ms.fract() == 0.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{:.0}us", ms * 1000.0)
+    }
+}
+
+/// The flags that re-score a run as this page shows it: definitions, SLOs, windows and
+/// constraints.
 fn score_flags(sum: &Summary) -> String {
     let d = &sum.scoring.definitions;
     let defaults = recap_schemas::summary::Definitions::default();
@@ -531,8 +541,37 @@ fn score_flags(sum: &Summary) -> String {
     if d.tokens != defaults.tokens {
         let _ = write!(f, " --tokens {}", d.tokens);
     }
-    if let Some(c) = sum.constraints.as_ref().and_then(|c| c.set.as_ref()) {
-        let _ = write!(f, " --mlperf {}", sh(c));
+    if sum.scoring.isl != recap_schemas::summary::IslMode::Template {
+        let _ = write!(f, " --isl {}", sum.scoring.isl);
+    }
+    let slo = &sum.goodput.slo;
+    let bounds: Vec<String> = [("ttft", slo.ttft_ms), ("tpot", slo.tpot_ms), ("e2e", slo.e2e_ms)]
+        .iter()
+        .filter_map(|(n, v)| v.map(|v| format!("{n}={}", dur(v))))
+        .collect();
+    if !bounds.is_empty() {
+        let _ = write!(f, " --slo {}", bounds.join(","));
+    }
+    if sum.steady.is_some() {
+        f.push_str(" --window steady");
+    }
+    if let Some(c) = &sum.constraints {
+        match c.set.as_deref().and_then(|s| s.strip_prefix("mlperf ")) {
+            Some(set) => {
+                let _ = write!(f, " --mlperf {}", sh(set));
+            }
+            None => {
+                let checks: Vec<String> = c
+                    .checks
+                    .iter()
+                    .map(|k| {
+                        let p = format!("{}", k.percentile).replace('.', "_");
+                        format!("{}_p{p}={}", k.metric.trim_end_matches("_ms"), dur(k.limit_ms))
+                    })
+                    .collect();
+                let _ = write!(f, " --constraint {}", checks.join(","));
+            }
+        }
     }
     f
 }
@@ -543,14 +582,17 @@ fn reproduce(run: &RunData, out_name: &str) -> String {
         || "# capture: the manifest is missing".to_string(),
         |m| m.command.iter().map(|a| sh(a)).collect::<Vec<_>>().join(" "),
     );
+    let tokenizer = &run.summary.scoring.tokenizer_id;
+    // Everything from files is escaped as one text: a folder may be named anything.
+    let commands = format!(
+        "{capture}\nanalyze report {folder} --tokenizer TOKENIZER_{tokenizer}{}\nplot {folder} --html --out {}",
+        score_flags(&run.summary),
+        sh(out_name)
+    );
     format!(
-        "<pre><code>{}\nanalyze report {folder} --tokenizer TOKENIZER_{}{}\nplot {folder} --html --out {}</code></pre>\n<p class=\"sub\">TOKENIZER_{} stands for the tokenizer file whose id is <code>{}</code>.</p>\n",
-        esc(&capture),
-        esc(&run.summary.scoring.tokenizer_id),
-        esc(&score_flags(&run.summary)),
-        esc(out_name),
-        esc(&run.summary.scoring.tokenizer_id),
-        esc(&run.summary.scoring.tokenizer_id),
+        "<pre><code>{}</code></pre>\n<p class=\"sub\">TOKENIZER_{t} stands for the tokenizer file whose id is <code>{t}</code>.</p>\n",
+        esc(&commands),
+        t = esc(tokenizer),
     )
 }
 
@@ -754,6 +796,9 @@ pub fn sweep_report(sweep: &Sweep, name: &str, out_name: &str) -> Result<String>
 /// The report of two or more runs compared: each run's headline numbers, their CDFs, and
 /// `analyze compare`'s verdicts when its JSON is given.
 pub fn compare_report(runs: &[RunData], comparison: Option<&Comparison>, out_name: &str) -> Result<String> {
+    if let Some(c) = comparison {
+        check_comparison(runs, c)?;
+    }
     let mut body = String::from("<section id=\"summary\"><h2>Runs</h2><table><thead><tr><th>run</th><th>succeeded / measured</th><th>requests/s</th><th>output tokens/s</th>");
     let heads = [
         ("ttft_ms", "p50"),
@@ -905,6 +950,29 @@ fn interval_percent(kl: &str, kh: &str, l: Option<f64>, h: Option<f64>) -> Strin
     }
 }
 
+/// The last path component of a run as `analyze compare` named it.
+fn folder_of(run: &str) -> &str {
+    let trimmed = run.trim_end_matches('/');
+    trimmed.rsplit('/').next().unwrap_or(trimmed)
+}
+
+/// Refuses a comparison of other runs than those given: its base must be the first run and
+/// every run it compares one of the others (matched by folder name).
+fn check_comparison(runs: &[RunData], c: &Comparison) -> Result<()> {
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    let base_ok = names.first() == Some(&folder_of(&c.base));
+    let others: Vec<&str> = c.runs.iter().map(|r| folder_of(&r.run)).collect();
+    if !base_ok || others.iter().any(|o| !names[1..].contains(o)) {
+        return Err(crate::Error::Input(format!(
+            "--comparison compares {} against {}, not the runs given ({}): run `analyze compare` on these runs, base first",
+            folder_of(&c.base),
+            others.join(", "),
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// An interval whose bounds are two fields of their own (`low`, `high`).
 fn interval_cell_pair(kl: &str, kh: &str, l: Option<f64>, h: Option<f64>) -> String {
     match (l, h) {
@@ -940,6 +1008,12 @@ mod tests {
         assert_eq!(num(0.0123456), "0.0123");
         assert_eq!(num(42.0), "42");
         assert_eq!(num(0.000123), "1.23e-4");
+    }
+
+    #[test]
+    fn durations_read_back_as_analyze_reads_them() {
+        assert_eq!(dur(50.0), "50ms");
+        assert_eq!(dur(12.5), "12500us");
     }
 
     #[test]

@@ -87,6 +87,44 @@ impl Combine {
     }
 }
 
+/// One series over a run scraped from several targets (replicas, GPU nodes): each target's
+/// `k`-th scrape makes round `k` (every target is read on the same period from the run's
+/// start), and a round's values (one per target, label sets already combined) are combined by
+/// `combine`. Input: (target, scrape time, value); output: (the round's first time, value),
+/// in time order.
+pub fn rounds(points: &[(&str, i64, f64)], combine: Combine) -> Vec<(i64, f64)> {
+    let mut by_target: std::collections::BTreeMap<&str, Vec<(i64, f64)>> = std::collections::BTreeMap::new();
+    for (target, t, v) in points {
+        by_target.entry(target).or_default().push((*t, *v));
+    }
+    let mut rounds: Vec<(i64, Vec<f64>)> = Vec::new();
+    for series in by_target.values_mut() {
+        series.sort_by_key(|p| p.0);
+        for (k, (t, v)) in series.iter().enumerate() {
+            match rounds.get_mut(k) {
+                Some((first, vs)) => {
+                    *first = (*first).min(*t);
+                    vs.push(*v);
+                }
+                None => rounds.push((*t, vec![*v])),
+            }
+        }
+    }
+    rounds
+        .into_iter()
+        .filter_map(|(t, vs)| Some((t, combine.apply(&vs)?)))
+        .collect()
+}
+
+/// How much a counter grew over `values` (in time order), as Prometheus' `increase` counts it:
+/// a drop is a reset (a server restart), after which the counter starts again from zero.
+pub fn increase(values: &[f64]) -> f64 {
+    values
+        .windows(2)
+        .map(|w| if w[1] >= w[0] { w[1] - w[0] } else { w[1] })
+        .sum()
+}
+
 /// A series the summary reports, by the names servers expose it under (first found wins).
 #[derive(Debug, Clone, Copy)]
 pub struct WellKnown {
@@ -198,6 +236,24 @@ pub const PREFIX_CACHE_COUNTERS: &[HitCounters] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_combine_targets_and_increase_survives_a_reset() {
+        // Two replicas, three scrapes each, slightly apart: running requests add up per round.
+        let pts = [
+            ("a", 0, 3.0),
+            ("b", 2, 4.0),
+            ("a", 100, 5.0),
+            ("b", 101, 1.0),
+            ("a", 200, 2.0),
+            ("b", 203, 2.0),
+        ];
+        assert_eq!(rounds(&pts, Combine::Sum), [(0, 7.0), (100, 6.0), (200, 4.0)]);
+        assert_eq!(rounds(&pts, Combine::Mean), [(0, 3.5), (100, 3.0), (200, 2.0)]);
+        // 10 -> 30 is 20, a restart to 5 counts 5, then 5 -> 9 is 4.
+        assert_eq!(increase(&[10.0, 30.0, 5.0, 9.0]), 29.0);
+        assert_eq!(increase(&[7.0]), 0.0);
+    }
 
     #[test]
     fn well_known_keys_are_distinct() {

@@ -654,7 +654,7 @@ fn html_reports_hold_the_analysis_numbers_and_draw_what_it_found() {
     }
     let colour = |kind: &str| match kind {
         "http_status" => "D55E00",
-        "server_error" => "CC79A7",
+        "server_error" => "961E5A",
         other => panic!("unexpected failure kind {other}"),
     };
     for (kind, n) in &kinds {
@@ -725,6 +725,22 @@ fn html_reports_hold_the_analysis_numbers_and_draw_what_it_found() {
         ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A comparison of other runs (here: reversed) is refused, not drawn under these runs.
+    let wrong = run(
+        "plot",
+        &[
+            ob,
+            o,
+            "--compare",
+            "--html",
+            "--comparison",
+            cmp_file.to_str().expect("utf8"),
+            "--out",
+            h,
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("--comparison compares a against b"));
     let page = std::fs::read_to_string(html_dir.join("compare.html")).expect("compare.html");
     for (key, v) in keyed_values(&page) {
         assert_eq!(at_path(&c, &key).as_f64(), Some(v), "compare.html: {key}");

@@ -344,5 +344,9 @@ fn scrape_flags_are_checked() {
         let err = String::from_utf8_lossy(&res.stderr);
         assert_eq!(res.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
+        assert!(
+            !err.contains("hunter2"),
+            "a password in a --scrape URL is never echoed: {err}"
+        );
     }
 }
