@@ -148,16 +148,7 @@ pub fn html_compare(
     comparison: Option<&Path>,
     out: &Path,
 ) -> Result<PathBuf> {
-    if runs.len() < 2 {
-        return Err(Error::Input("--compare needs two or more runs".into()));
-    }
-    let data = runs
-        .iter()
-        .map(|r| RunData::load(r, tokenizer_id))
-        .collect::<Result<Vec<_>>>()?;
-    for d in &data {
-        d.require_samples(2)?;
-    }
+    let data = load_compared(runs, tokenizer_id)?;
     let cmp = comparison.map(data::load_comparison).transpose()?;
     let page = html::compare_report(&data, cmp.as_ref(), &out.display().to_string())?;
     write_page(out, "compare", &page)
