@@ -52,49 +52,74 @@ pub fn num(v: f64) -> String {
     }
 }
 
-/// A table cell holding one value of an analysis file, keyed by its JSON path.
-fn cell(key: &str, v: Option<f64>) -> String {
-    match v {
-        Some(v) => format!(
-            "<td class=\"n\" data-key=\"{}\" data-value=\"{v}\">{}</td>",
-            esc(key),
-            num(v)
+/// How a keyed number is shown: as [`num`] writes it, or a share as a signed percentage
+/// (`data-scale` then tells a checker the page shows 100x the value).
+#[derive(Debug, Clone, Copy)]
+enum Shown {
+    Number,
+    Percent,
+}
+
+/// The attributes (` data-key=".." data-value=".."`, and `data-scale` for a percentage) and
+/// the text of `v`, the value at `key` of the page's source file.
+fn keyed(key: &str, v: f64, shown: Shown) -> (String, String) {
+    match shown {
+        Shown::Number => (format!(" data-key=\"{}\" data-value=\"{v}\"", esc(key)), num(v)),
+        Shown::Percent => (
+            format!(" data-key=\"{}\" data-value=\"{v}\" data-scale=\"100\"", esc(key)),
+            format!("{:+.2}%", v * 100.0),
         ),
-        None => "<td class=\"n na\">&ndash;</td>".to_string(),
     }
 }
 
-/// A share shown as a percentage (`data-scale` tells a checker the page shows 100x the value).
+/// The cell of a value that is absent.
+const NA_CELL: &str = "<td class=\"n na\">&ndash;</td>";
+
+fn keyed_cell(key: &str, v: Option<f64>, shown: Shown) -> String {
+    v.map_or_else(
+        || NA_CELL.to_string(),
+        |v| {
+            let (attrs, text) = keyed(key, v, shown);
+            format!("<td class=\"n\"{attrs}>{text}</td>")
+        },
+    )
+}
+
+/// A table cell holding one value of an analysis file, keyed by its JSON path.
+fn cell(key: &str, v: Option<f64>) -> String {
+    keyed_cell(key, v, Shown::Number)
+}
+
+/// A share shown as a percentage.
 fn percent_cell(key: &str, v: Option<f64>) -> String {
-    match v {
-        Some(v) => format!(
-            "<td class=\"n\" data-key=\"{}\" data-value=\"{v}\" data-scale=\"100\">{:+.2}%</td>",
-            esc(key),
-            v * 100.0
-        ),
-        None => "<td class=\"n na\">&ndash;</td>".to_string(),
-    }
+    keyed_cell(key, v, Shown::Percent)
 }
 
 /// A table cell holding a value of another file than the page's source (unkeyed).
 fn value_cell(v: Option<f64>) -> String {
-    v.map_or_else(
-        || "<td class=\"n na\">&ndash;</td>".to_string(),
-        |v| format!("<td class=\"n\">{}</td>", num(v)),
-    )
+    v.map_or_else(|| NA_CELL.to_string(), |v| format!("<td class=\"n\">{}</td>", num(v)))
 }
 
-/// `[low, high]` of an interval, both keyed (`<key>.0`, `<key>.1`).
-fn interval_cell(key: &str, iv: Option<&[f64; 2]>) -> String {
-    match iv {
-        Some([l, h]) => format!(
-            "<td class=\"n\">[<span data-key=\"{k}.0\" data-value=\"{l}\">{}</span>, <span data-key=\"{k}.1\" data-value=\"{h}\">{}</span>]</td>",
-            num(*l),
-            num(*h),
-            k = esc(key)
-        ),
-        None => "<td class=\"n na\">&ndash;</td>".to_string(),
+/// `[low, high]` with each bound keyed by its own path (`low`, `high`; `.0`, `.1`).
+fn interval(kl: &str, kh: &str, l: Option<f64>, h: Option<f64>, shown: Shown) -> String {
+    match (l, h) {
+        (Some(l), Some(h)) => {
+            let ((al, tl), (ah, th)) = (keyed(kl, l, shown), keyed(kh, h, shown));
+            format!("<td class=\"n\">[<span{al}>{tl}</span>, <span{ah}>{th}</span>]</td>")
+        }
+        _ => NA_CELL.to_string(),
     }
+}
+
+/// An interval stored as a `[low, high]` array at `key`.
+fn interval_cell(key: &str, iv: Option<&[f64; 2]>) -> String {
+    interval(
+        &format!("{key}.0"),
+        &format!("{key}.1"),
+        iv.map(|i| i[0]),
+        iv.map(|i| i[1]),
+        Shown::Number,
+    )
 }
 
 const STYLE: &str = r#"
@@ -693,9 +718,9 @@ pub fn sweep_report(sweep: &Sweep, name: &str, out_name: &str) -> Result<String>
                 if g.few_runs() && g.runs > 1 { " (rough: fewer than 3 runs)" } else { "" },
                 g.runs,
                 cell(&k("x.mean"), g.x.map(|v| v.mean)),
-                interval_cell_pair(&k("x.low"), &k("x.high"), g.x.map(|v| v.low), g.x.map(|v| v.high)),
+                interval(&k("x.low"), &k("x.high"), g.x.map(|v| v.low), g.x.map(|v| v.high), Shown::Number),
                 cell(&k("y.mean"), g.y.map(|v| v.mean)),
-                interval_cell_pair(&k("y.low"), &k("y.high"), g.y.map(|v| v.low), g.y.map(|v| v.high)),
+                interval(&k("y.low"), &k("y.high"), g.y.map(|v| v.low), g.y.map(|v| v.high), Shown::Number),
                 if g.pareto { "yes" } else { "" }
             );
         }
@@ -881,7 +906,7 @@ pub fn compare_report(runs: &[RunData], comparison: Option<&Comparison>, out_nam
                         cell(&k("base"), x.base),
                         cell(&k("value"), x.value),
                         percent_cell(&k("change"), x.change),
-                        interval_percent(&k("change_low"), &k("change_high"), x.change_low, x.change_high),
+                        interval(&k("change_low"), &k("change_high"), x.change_low, x.change_high, Shown::Percent),
                         cell(&k("p_value"), x.p_value),
                         x.verdict,
                         match x.verdict {
@@ -936,20 +961,6 @@ pub fn compare_report(runs: &[RunData], comparison: Option<&Comparison>, out_nam
     ))
 }
 
-/// A change's interval in percent, each bound keyed like [`percent_cell`].
-fn interval_percent(kl: &str, kh: &str, l: Option<f64>, h: Option<f64>) -> String {
-    match (l, h) {
-        (Some(l), Some(h)) => format!(
-            "<td class=\"n\">[<span data-key=\"{}\" data-value=\"{l}\" data-scale=\"100\">{:+.2}%</span>, <span data-key=\"{}\" data-value=\"{h}\" data-scale=\"100\">{:+.2}%</span>]</td>",
-            esc(kl),
-            l * 100.0,
-            esc(kh),
-            h * 100.0
-        ),
-        _ => "<td class=\"n na\">&ndash;</td>".to_string(),
-    }
-}
-
 /// The last path component of a run as `analyze compare` named it.
 fn folder_of(run: &str) -> &str {
     let trimmed = run.trim_end_matches('/');
@@ -971,20 +982,6 @@ fn check_comparison(runs: &[RunData], c: &Comparison) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// An interval whose bounds are two fields of their own (`low`, `high`).
-fn interval_cell_pair(kl: &str, kh: &str, l: Option<f64>, h: Option<f64>) -> String {
-    match (l, h) {
-        (Some(l), Some(h)) => format!(
-            "<td class=\"n\">[<span data-key=\"{}\" data-value=\"{l}\">{}</span>, <span data-key=\"{}\" data-value=\"{h}\">{}</span>]</td>",
-            esc(kl),
-            num(l),
-            esc(kh),
-            num(h)
-        ),
-        _ => "<td class=\"n na\">&ndash;</td>".to_string(),
-    }
 }
 
 #[cfg(test)]
