@@ -490,6 +490,13 @@ struct Progress {
     body_bytes: u64,
     t_sent: Option<i64>,
     first_output: bool,
+    /// When the latest output event arrived (the start of the next gap).
+    last_output_ns: i64,
+    /// Gaps between output events so far (when recorded), handed to the live histogram in one
+    /// lock at the request's end rather than one lock per event.
+    gaps_ns: Vec<i64>,
+    /// The latest `usage.completion_tokens` (the live token counter grows by its increase).
+    usage_output_tokens: u32,
     connection_id: Option<u32>,
     /// The content received so far, when the ticket keeps its answer.
     answer: Option<String>,
@@ -561,6 +568,9 @@ impl Worker {
         match outcome {
             RequestEnd::Done => {
                 ctx.stats.done.fetch_add(1, Relaxed);
+                if let Some(sent) = progress.t_sent {
+                    ctx.stats.record_e2e(now - sent);
+                }
             }
             RequestEnd::Failed(f) => {
                 // A failed exchange leaves the connection in an unknown state, unless it was
@@ -586,6 +596,7 @@ impl Worker {
                 ));
             }
         }
+        ctx.stats.record_gaps(&progress.gaps_ns);
         ctx.recorder.request(request_row(&t, &progress)).await;
         ctx.recorder.event(row).await;
         ctx.in_flight.fetch_sub(1, Relaxed);
@@ -830,7 +841,7 @@ impl Worker {
                 ctx.stats.record_ttft(now - t_sent);
             }
             keep_answer(p, &d);
-            fill(&mut row, d, p);
+            fill(&mut row, d, p, &ctx.stats);
             if ctx.endpoint.keeps_raw(row.error_kind.is_some()) {
                 row.raw = Some(text);
             }
@@ -1017,7 +1028,15 @@ fn keep_answer(p: &mut Progress, d: &delta::Delta) {
 }
 
 /// Moves a delta's fields into its row, and what it says about the request into `p`.
-fn fill(row: &mut EventRow, d: delta::Delta, p: &mut Progress) {
+fn fill(row: &mut EventRow, d: delta::Delta, p: &mut Progress, stats: &Stats) {
+    if let Some(n) = d.usage_completion_tokens {
+        if n > p.usage_output_tokens {
+            stats
+                .usage_output_tokens
+                .fetch_add(u64::from(n - p.usage_output_tokens), Relaxed);
+            p.usage_output_tokens = n;
+        }
+    }
     if d.finish_reason.as_deref().is_some_and(|f| !f.is_empty()) {
         p.finished = true;
     }
@@ -1081,12 +1100,17 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
             } else {
                 match delta::parse_with(&text, p.server_request_id.is_none()) {
                     Ok(d) => {
-                        if !p.first_output && d.has_output() {
-                            p.first_output = true;
-                            ctx.stats.record_ttft(t_ns - t_sent);
+                        if d.has_output() {
+                            if !p.first_output {
+                                p.first_output = true;
+                                ctx.stats.record_ttft(t_ns - t_sent);
+                            } else if ctx.stats.keep_gaps {
+                                p.gaps_ns.push(t_ns - p.last_output_ns);
+                            }
+                            p.last_output_ns = t_ns;
                         }
                         keep_answer(p, &d);
-                        fill(&mut row, d, p);
+                        fill(&mut row, d, p, &ctx.stats);
                     }
                     Err(e) if !error_event => {
                         ctx.stats.malformed_events.fetch_add(1, Relaxed);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use http::HeaderMap;
+use recap_schemas::live::Condition;
 use recap_schemas::Api;
 use serde_json::{Map, Value};
 
@@ -84,11 +85,12 @@ pub struct Args {
     pub force: bool,
     /// Closed loop: requests kept in flight. A list (`1,4,16`) runs a sweep: one run folder
     /// per point (and per `--repeat`) inside `--out`, listed in `plan.json`.
-    #[arg(long, conflicts_with = "rate", value_name = "N[,N...]", value_delimiter = ',')]
-    pub concurrency: Vec<u32>,
+    /// `search:LO..HI` with `--until` searches for the highest concurrency that meets it.
+    #[arg(long, conflicts_with = "rate", value_name = "N[,N...]|search:LO..HI", value_delimiter = ',', value_parser = parse_concurrency)]
+    pub concurrency: Vec<ConcurrencyArg>,
     /// Open loop: requests per second, or `inf` to send all at once. A list (`2,4,8`) runs a
-    /// sweep like `--concurrency`.
-    #[arg(long, value_name = "RATE|inf[,...]", value_delimiter = ',')]
+    /// sweep like `--concurrency`; `search:LO..HI` with `--until` searches like it.
+    #[arg(long, value_name = "RATE|inf[,...]|search:LO..HI", value_delimiter = ',')]
     pub rate: Vec<String>,
     /// Multi-turn sessions in progress at once (closed loop), for a dataset whose rows carry
     /// `session_id` and `turn`: each session's turns in order, each after the previous answer
@@ -164,6 +166,33 @@ pub struct Args {
     /// the 20th ended request on); the run's status is then `stopped`, and a plan stops too.
     #[arg(long, value_name = "FRACTION")]
     pub max_error_rate: Option<f64>,
+    /// Stop scheduling once a live latency percentile crosses a threshold (`ttft_p99>2s`,
+    /// `e2e_p50>10s`, `gap_p99<1ms`; a list stops at the first that holds), judged every
+    /// 100 ms once that latency has `--stop-min-samples` samples; the run's status is then
+    /// `stopped` with the condition in its message, and a sweep stops too.
+    #[arg(long, value_name = "METRIC_pQ>DURATION[,...]", value_delimiter = ',', value_parser = parse_condition)]
+    pub stop_when: Vec<Condition>,
+    /// Samples a latency needs before `--stop-when` (or `--until`) judges it during a run.
+    #[arg(long, default_value_t = crate::steer::DEFAULT_MIN_SAMPLES, value_name = "N")]
+    pub stop_min_samples: u64,
+    /// The condition a capacity search (`--concurrency search:LO..HI`, `--rate search:LO..HI`)
+    /// looks for: each load point runs until it holds (it then also stops that point, as
+    /// `--stop-when` would) or the run ends, and the search reports the highest point at which
+    /// it did not hold.
+    #[arg(long, value_name = "METRIC_pQ>DURATION", value_parser = parse_condition)]
+    pub until: Option<Condition>,
+    /// A rate search ends when the highest rate that passed and the lowest that did not are
+    /// within this share of each other.
+    #[arg(long, default_value_t = 0.05, value_name = "FRACTION")]
+    pub search_resolution: f64,
+    /// Publish live numbers on this address (`127.0.0.1:9464`; port 0 picks a free one, named
+    /// on stderr): `/metrics` (Prometheus text), `/snapshot` (JSON), `/stream` (server-sent
+    /// events); the final snapshot is also written as `live.json` in the run folder.
+    #[arg(long, value_name = "ADDR")]
+    pub live: Option<String>,
+    /// Snapshots per second published on `/stream` (and rendered for `/metrics`).
+    #[arg(long, default_value_t = crate::live::DEFAULT_HZ, value_name = "HZ")]
+    pub live_hz: f64,
     /// Grow the load linearly over DURATION: closed loop starts its workers one by one,
     /// open loop raises the rate from 0. Requests scheduled in it are marked `ramp`.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -259,6 +288,65 @@ pub struct Args {
     /// More logging (repeat for more); RUST_LOG overrides.
     #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// One `--concurrency` value: a level, or a capacity search's range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcurrencyArg {
+    /// Requests in flight.
+    N(u32),
+    /// `search:LO..HI`.
+    Search(u32, u32),
+}
+
+fn parse_concurrency(text: &str) -> Result<ConcurrencyArg, String> {
+    match parse_search(text) {
+        Some(Ok((lo, hi))) => {
+            let int = |x: f64| (x.fract() == 0.0 && x >= 1.0 && x <= f64::from(u32::MAX)).then_some(x as u32);
+            match (int(lo), int(hi)) {
+                (Some(lo), Some(hi)) => Ok(ConcurrencyArg::Search(lo, hi)),
+                _ => Err(format!(
+                    "{text:?}: a concurrency search needs whole numbers of at least 1"
+                )),
+            }
+        }
+        Some(Err(e)) => Err(e),
+        None => text
+            .trim()
+            .parse::<u32>()
+            .map(ConcurrencyArg::N)
+            .map_err(|_| format!("{text:?}: expected a whole number or search:LO..HI")),
+    }
+}
+
+/// `search:LO..HI` as its bounds (`None`: not a search).
+fn parse_search(text: &str) -> Option<Result<(f64, f64), String>> {
+    let range = text.trim().strip_prefix("search:")?;
+    let bad = || format!("{text:?}: expected search:LO..HI with 0 < LO < HI");
+    let Some((lo, hi)) = range.split_once("..") else {
+        return Some(Err(bad()));
+    };
+    Some(match (lo.trim().parse::<f64>(), hi.trim().parse::<f64>()) {
+        (Ok(lo), Ok(hi)) if lo > 0.0 && hi > lo && hi.is_finite() => Ok((lo, hi)),
+        _ => Err(bad()),
+    })
+}
+
+fn parse_condition(text: &str) -> Result<Condition, String> {
+    text.parse()
+}
+
+/// A capacity search: the levels it may try, and what it looks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchSpec {
+    /// `true`: concurrency (whole levels); `false`: rate.
+    pub concurrency: bool,
+    /// Lowest level.
+    pub lo: f64,
+    /// Highest level.
+    pub hi: f64,
+    /// `--until`.
+    pub until: Condition,
 }
 
 /// A contract enum from its stored spelling (the error lists the spellings).
@@ -396,6 +484,14 @@ pub struct Config {
     pub sessions: Option<Arc<crate::session::Sessions>>,
     /// `--session-header`: the header carrying each request's session id.
     pub session_header: Option<http::HeaderName>,
+    /// `--stop-when` (and a search's `--until`): live conditions that stop the run.
+    pub stop_when: Vec<Condition>,
+    /// `--stop-min-samples`.
+    pub stop_min_samples: u64,
+    /// `--live`: where this process publishes (set by the caller, which starts it).
+    pub live: Option<Arc<crate::live::Live>>,
+    /// This run's place in its plan, for the live snapshots.
+    pub live_plan: Option<recap_schemas::live::LivePlan>,
 }
 
 /// The send offsets of `--schedule timestamps`: each row's `timestamp_ms` minus the first
@@ -458,20 +554,71 @@ impl Point {
 }
 
 impl Args {
-    /// The load points the flags list (none given: the default single point).
+    /// The load points the flags list (none given: the default single point; a search's
+    /// points are chosen as it goes, [`Args::search`]).
     pub fn points(&self) -> Vec<Point> {
         if !self.rate.is_empty() {
             self.rate.iter().cloned().map(Point::Rate).collect()
         } else if !self.sessions.is_empty() {
             self.sessions.iter().copied().map(Point::Sessions).collect()
         } else {
-            self.concurrency.iter().copied().map(Point::Concurrency).collect()
+            self.concurrency
+                .iter()
+                .filter_map(|c| match c {
+                    ConcurrencyArg::N(n) => Some(Point::Concurrency(*n)),
+                    ConcurrencyArg::Search(..) => None,
+                })
+                .collect()
         }
     }
 
-    /// Whether the flags describe a plan (several points, or repeats) rather than one run.
+    /// Whether the flags describe a plan (several points, repeats, or a search) rather than
+    /// one run.
     pub fn is_plan(&self) -> bool {
-        self.points().len() > 1 || self.repeat > 1
+        self.points().len() > 1 || self.repeat > 1 || self.is_search()
+    }
+
+    fn is_search(&self) -> bool {
+        self.concurrency.iter().any(|c| matches!(c, ConcurrencyArg::Search(..)))
+            || self.rate.iter().any(|r| r.trim().starts_with("search:"))
+    }
+
+    /// The capacity search the flags ask for, checked (`None`: no search).
+    pub fn search(&self) -> Result<Option<SearchSpec>, ConfigError> {
+        let err = |m: &str| Err(ConfigError(m.to_string()));
+        if !self.is_search() {
+            if self.until.is_some() {
+                return err("--until goes with a capacity search: --concurrency search:LO..HI or --rate search:LO..HI");
+            }
+            return Ok(None);
+        }
+        if self.concurrency.len() > 1 || self.rate.len() > 1 {
+            return err("a capacity search (search:LO..HI) is the only value of --concurrency or --rate");
+        }
+        let Some(until) = self.until else {
+            return err("a capacity search needs --until, the condition it looks for (e.g. --until 'ttft_p99>500ms')");
+        };
+        if self.repeat != 1 {
+            return err("a capacity search runs each point once; --repeat is not supported with it");
+        }
+        if !(self.search_resolution > 0.0 && self.search_resolution < 1.0) {
+            return err("--search-resolution must be between 0 and 1");
+        }
+        let (concurrency, lo, hi) = match (self.concurrency.first(), self.rate.first()) {
+            (Some(ConcurrencyArg::Search(lo, hi)), _) => (true, f64::from(*lo), f64::from(*hi)),
+            (_, Some(r)) => match parse_search(r) {
+                Some(Ok((lo, hi))) => (false, lo, hi),
+                Some(Err(e)) => return Err(ConfigError(format!("--rate {e}"))),
+                None => return err("internal: not a search"),
+            },
+            _ => return err("internal: not a search"),
+        };
+        Ok(Some(SearchSpec {
+            concurrency,
+            lo,
+            hi,
+            until,
+        }))
     }
 
     /// These flags for one point of a plan, writing into `out`.
@@ -479,7 +626,7 @@ impl Args {
         let mut a = self.clone();
         match point {
             Point::Concurrency(n) => {
-                a.concurrency = vec![*n];
+                a.concurrency = vec![ConcurrencyArg::N(*n)];
                 a.rate = Vec::new();
             }
             Point::Sessions(n) => {
@@ -493,6 +640,8 @@ impl Args {
         }
         a.repeat = 1;
         a.out = out;
+        // A search's condition becomes each point's stop condition ([`crate::plan`]).
+        a.until = None;
         a
     }
 }
@@ -536,6 +685,11 @@ impl Args {
     pub fn into_config_with(self, command: Vec<String>, inputs: Inputs) -> Result<Config, ConfigError> {
         let err = |m: String| ConfigError(m);
         let Inputs { dataset, replay } = inputs;
+        if self.search()?.is_some() {
+            return Err(err(
+                "internal: a capacity search is configured one point at a time".into()
+            ));
+        }
         if self.time_scale.is_some() && self.schedule.is_none() && replay.is_none() {
             return Err(err("--time-scale goes with --schedule timestamps or --replay".into()));
         }
@@ -550,7 +704,16 @@ impl Args {
                 "internal: a plan (lists or --repeat) is configured one point at a time".into(),
             ));
         }
-        let load = match (self.rate.first(), self.concurrency.first().copied()) {
+        let concurrency = match self.concurrency.first() {
+            None => None,
+            Some(ConcurrencyArg::N(n)) => Some(*n),
+            Some(ConcurrencyArg::Search(..)) => {
+                return Err(err(
+                    "internal: a capacity search is configured one point at a time".into()
+                ))
+            }
+        };
+        let load = match (self.rate.first(), concurrency) {
             _ if replay.is_some() || self.schedule == Some(ScheduleArg::Timestamps) => {
                 if self.max_in_flight == 0 {
                     return Err(err("--max-in-flight must be at least 1".into()));
@@ -841,6 +1004,10 @@ impl Args {
             plan: None,
             sessions,
             session_header,
+            stop_when: self.stop_when.clone(),
+            stop_min_samples: self.stop_min_samples,
+            live: None,
+            live_plan: None,
         })
     }
 }

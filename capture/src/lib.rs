@@ -19,6 +19,8 @@
 //! - [`session`]: multi-turn sessions, each turn after the previous answer, with the history.
 //! - [`scrape`]: `--scrape`, the server's metrics endpoints read during the run, as received.
 //! - [`health`]: the client's own CPU use and timer lag, to show it did not set the pace.
+//! - [`live`]: `--live`, snapshots for other processes (`/metrics`, `/snapshot`, `/stream`).
+//! - [`steer`]: `--stop-when`, and the capacity search a plan runs (`search:LO..HI --until`).
 
 pub mod client;
 pub mod clock;
@@ -27,6 +29,7 @@ pub mod connection;
 pub mod dataset;
 pub mod delta;
 pub mod health;
+pub mod live;
 pub mod plan;
 pub mod progress;
 pub mod recorder;
@@ -39,6 +42,7 @@ pub mod scrape;
 pub mod session;
 pub mod sink;
 pub mod sse;
+pub mod steer;
 pub mod summary;
 
 pub use config::{Args, Config};

@@ -54,7 +54,8 @@ fn real_main(args: Args, command: Vec<String>) -> anyhow::Result<Outcome> {
     if args.is_plan() {
         return plan_main(&args, &command);
     }
-    let cfg = args.into_config(command).context("invalid arguments")?;
+    let (live_addr, live_hz) = (args.live.clone(), args.live_hz);
+    let mut cfg = args.into_config(command).context("invalid arguments")?;
     let (quiet, json) = (cfg.quiet, cfg.json);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.threads)
@@ -62,9 +63,13 @@ fn real_main(args: Args, command: Vec<String>) -> anyhow::Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     let out = cfg.out.clone();
-    let outcome = rt
-        .block_on(run(cfg))
-        .with_context(|| format!("capture into {}", out.display()))?;
+    let live = start_live(&rt, live_addr.as_deref(), live_hz)?;
+    cfg.live = live.clone();
+    let outcome = rt.block_on(run(cfg));
+    if let Some(l) = live {
+        rt.block_on(l.close());
+    }
+    let outcome = outcome.with_context(|| format!("capture into {}", out.display()))?;
     // Results go to stdout (JSON with --json, else the human summary, as analyze does);
     // logs and the live progress line stay on stderr.
     if json {
@@ -95,7 +100,8 @@ fn plan_main(args: &Args, command: &[String]) -> anyhow::Result<Outcome> {
     let (quiet, json) = (args.quiet, args.json);
     let mut all = Vec::new();
     let mut dead = Vec::new();
-    let outcome = recap_capture::plan::run_plan(args, command, &rt, |run, outcome| {
+    let live = start_live(&rt, args.live.as_deref(), args.live_hz)?;
+    let outcome = recap_capture::plan::run_plan(args, command, &rt, live.clone(), |run, outcome| {
         if outcome.status != RunStatus::Interrupted {
             if let Some(why) = outcome.summary.nothing_succeeded() {
                 dead.push(format!("{}: {why}", run.dir));
@@ -104,10 +110,19 @@ fn plan_main(args: &Args, command: &[String]) -> anyhow::Result<Outcome> {
         if json {
             all.push(serde_json::json!({"point": run.point, "repeat": run.repeat, "dir": run.dir, "status": outcome.status, "summary": outcome.summary}));
         } else if !quiet {
-            println!("== {} (repeat {}): {}\n{}\n", run.point, run.repeat, outcome.status, outcome.summary.render());
+            println!(
+                "== {} (repeat {}): {}\n{}\n",
+                run.point,
+                run.repeat,
+                outcome.status,
+                outcome.summary.render()
+            );
         }
-    })
-    .with_context(|| format!("plan into {}", args.out.display()))?;
+    });
+    if let Some(l) = live {
+        rt.block_on(l.close());
+    }
+    let outcome = outcome.with_context(|| format!("plan into {}", args.out.display()))?;
     if json {
         println!(
             "{}",
@@ -130,6 +145,19 @@ fn plan_main(args: &Args, command: &[String]) -> anyhow::Result<Outcome> {
         });
     }
     Ok(outcome)
+}
+
+/// Starts `--live` on the runtime and names its address on stderr (whatever `--quiet` says:
+/// with port 0 it is the only way to learn it).
+fn start_live(
+    rt: &tokio::runtime::Runtime,
+    addr: Option<&str>,
+    hz: f64,
+) -> anyhow::Result<Option<std::sync::Arc<recap_capture::live::Live>>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let live = rt.block_on(recap_capture::live::Live::start(addr, hz))?;
+    eprintln!("capture: live on http://{} (/metrics, /snapshot, /stream)", live.addr());
+    Ok(Some(live))
 }
 
 fn init_tracing(verbose: u8, quiet: bool) {

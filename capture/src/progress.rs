@@ -1,7 +1,8 @@
 //! Live counters and the stderr progress line (the end-of-run summary is [`crate::summary`]).
 //!
-//! Counters are atomics bumped by workers; TTFT goes into an HDR histogram (µs, 3 significant
-//! digits) so p50/p99 are live without storing samples and without any tokenization.
+//! Counters are atomics bumped by workers; TTFT, the gaps between output events and E2E go
+//! into HDR histograms (the contract's [`recap_schemas::live`] layout) so percentiles are live
+//! without storing samples and without any tokenization. `--live` publishes them.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -33,7 +34,39 @@ pub struct Stats {
     pub stale_connections: AtomicU64,
     /// Requests sent again after their reused connection failed before any response byte.
     pub retries: AtomicU64,
-    ttft_us: Mutex<Histogram<u64>>,
+    /// Output tokens reported in `usage` (each request's latest `completion_tokens`, added as
+    /// it grows).
+    pub usage_output_tokens: AtomicU64,
+    /// Whether gaps between output events are recorded: one lock per event, so only when
+    /// something reads them (`--live`, or a condition on `gap`).
+    pub keep_gaps: bool,
+    ttft: Mutex<Dist>,
+    gap: Mutex<Dist>,
+    e2e: Mutex<Dist>,
+}
+
+/// A live histogram and the exact sum of its samples.
+#[derive(Debug)]
+struct Dist {
+    h: Histogram<u64>,
+    sum_us: u64,
+}
+
+impl Dist {
+    fn new() -> Mutex<Dist> {
+        Mutex::new(Dist {
+            h: recap_schemas::live::new_histogram(),
+            sum_us: 0,
+        })
+    }
+}
+
+fn record(d: &Mutex<Dist>, ns: i64) {
+    let us = recap_schemas::live::to_us(ns);
+    if let Ok(mut d) = d.lock() {
+        let _ = d.h.record(us);
+        d.sum_us += us;
+    }
 }
 
 /// Ended requests needed before `--max-error-rate` is judged: one early error is no trend.
@@ -62,9 +95,11 @@ impl Default for Stats {
             connections: AtomicU64::new(0),
             stale_connections: AtomicU64::new(0),
             retries: AtomicU64::new(0),
-            ttft_us: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("invariant: static histogram bounds are valid"),
-            ),
+            usage_output_tokens: AtomicU64::new(0),
+            keep_gaps: false,
+            ttft: Dist::new(),
+            gap: Dist::new(),
+            e2e: Dist::new(),
         }
     }
 }
@@ -74,9 +109,22 @@ fn error_index(kind: ErrorKind) -> usize {
 }
 
 impl Stats {
+    /// Counters and histograms; `keep_gaps` as [`Stats::keep_gaps`].
+    pub fn new(keep_gaps: bool) -> Self {
+        Stats {
+            keep_gaps,
+            ..Stats::default()
+        }
+    }
+
     /// Counts a request that ended in `error` of `kind`.
     pub fn add_error(&self, kind: ErrorKind) {
         self.errors[error_index(kind)].fetch_add(1, Relaxed);
+    }
+
+    /// Requests ended in `error` of `kind`.
+    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.errors[error_index(kind)].load(Relaxed)
     }
 
     /// Total requests ended in `error`.
@@ -91,16 +139,62 @@ impl Stats {
 
     /// Records one time-to-first-output sample.
     pub fn record_ttft(&self, ttft_ns: i64) {
-        let us = u64::try_from(ttft_ns / 1000).unwrap_or(0).clamp(1, 3_600_000_000);
-        if let Ok(mut h) = self.ttft_us.lock() {
-            let _ = h.record(us);
+        record(&self.ttft, ttft_ns);
+    }
+
+    /// Records the gaps between consecutive output events of one request.
+    pub fn record_gaps(&self, gaps_ns: &[i64]) {
+        if gaps_ns.is_empty() {
+            return;
         }
+        if let Ok(mut d) = self.gap.lock() {
+            for ns in gaps_ns {
+                let us = recap_schemas::live::to_us(*ns);
+                let _ = d.h.record(us);
+                d.sum_us += us;
+            }
+        }
+    }
+
+    /// Records one successful request's `sent` to `done`.
+    pub fn record_e2e(&self, e2e_ns: i64) {
+        record(&self.e2e, e2e_ns);
     }
 
     /// TTFT quantile in ms, if any sample.
     pub fn ttft_ms(&self, q: f64) -> Option<f64> {
-        let h = self.ttft_us.lock().ok()?;
-        (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
+        recap_schemas::live::quantile_ms(&self.ttft.lock().ok()?.h, q)
+    }
+
+    /// The latency histogram a live metric reads, with its exact sum (µs).
+    pub fn distribution(&self, metric: recap_schemas::live::LiveMetric) -> recap_schemas::live::LiveDistribution {
+        use recap_schemas::live::{LiveDistribution, LiveMetric};
+        let d = match metric {
+            LiveMetric::Ttft => &self.ttft,
+            LiveMetric::Gap => &self.gap,
+            LiveMetric::E2e => &self.e2e,
+        };
+        // Only the non-empty buckets are read under the lock (one scan, no copy of the
+        // histogram's hundreds of KB); percentiles are computed outside it.
+        let (buckets, sum) = match d.lock() {
+            Ok(d) => (recap_schemas::live::buckets_of(&d.h), d.sum_us),
+            Err(_) => return LiveDistribution::default(),
+        };
+        LiveDistribution::from_buckets(buckets, sum)
+    }
+
+    /// A condition's value now, with the samples it is judged on.
+    pub fn judge(&self, c: &recap_schemas::live::Condition) -> (Option<f64>, u64) {
+        use recap_schemas::live::LiveMetric;
+        let d = match c.metric {
+            LiveMetric::Ttft => &self.ttft,
+            LiveMetric::Gap => &self.gap,
+            LiveMetric::E2e => &self.e2e,
+        };
+        match d.lock() {
+            Ok(d) => (c.value_ms(&d.h), d.h.len()),
+            Err(_) => (None, 0),
+        }
     }
 
     /// Snapshot for the final summary.

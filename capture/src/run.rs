@@ -35,6 +35,8 @@ pub struct Outcome {
     pub status: RunStatus,
     /// The end-of-run summary.
     pub summary: Summary,
+    /// The run's live counters and histograms, final (a capacity search judges them).
+    pub stats: Arc<Stats>,
 }
 
 /// Stop requests from signals and from the sink.
@@ -578,8 +580,23 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             reserved: AtomicU64::new(0),
         }),
     });
-    let stats = Arc::new(Stats::default());
+    // Gaps cost a lock per event: kept only when something reads them.
+    let keep_gaps = cfg.live.is_some()
+        || cfg
+            .stop_when
+            .iter()
+            .any(|c| c.metric == recap_schemas::live::LiveMetric::Gap);
+    let stats = Arc::new(Stats::new(keep_gaps));
     let in_flight = Arc::new(AtomicU64::new(0));
+    // Scheduling has stopped (a stop condition, a signal, or no more requests to send).
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped_watch = tokio::spawn({
+        let (d, mut s) = (draining.clone(), stop_rx.clone());
+        async move {
+            let _ = s.wait_for(|v| *v).await;
+            d.store(true, Relaxed);
+        }
+    });
 
     // Open loop and burst feed tickets at their offsets; closed loop hands them out on demand.
     let offsets: Option<Box<dyn Iterator<Item = i64> + Send>> = match &cfg.load {
@@ -636,6 +653,29 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         in_flight: in_flight.clone(),
     };
     let waits = recorder.wait_stats();
+    let feed = cfg.live.as_ref().map(|live| {
+        live.feed(crate::live::RunSource::new(
+            stats.clone(),
+            in_flight.clone(),
+            waits.clone(),
+            clock,
+            run_id.clone(),
+            cfg.out.display().to_string(),
+            cfg.live_plan.clone(),
+            draining.clone(),
+        ))
+    });
+    let (judge_stop, judge_stop_rx) = watch::channel(false);
+    let judge = (!cfg.stop_when.is_empty()).then(|| {
+        let ctl = control.clone();
+        tokio::spawn(crate::steer::watch_conditions(
+            stats.clone(),
+            cfg.stop_when.clone(),
+            cfg.stop_min_samples,
+            move |why| ctl.stop(RunStatus::Stopped, why),
+            judge_stop_rx,
+        ))
+    });
     // The client's own health: CPU from here on, and a probe of the runtime's lateness.
     let cpu_at_start = crate::health::cpu_seconds();
     let health_start = std::time::Instant::now();
@@ -661,6 +701,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     for k in 0..workers_n {
         let (ctx, dispatcher, plan, mut stop) = (ctx.clone(), dispatcher.clone(), plan.clone(), stop_rx.clone());
         let error_guard = error_guard.clone();
+        let draining = draining.clone();
         // Closed-loop ramp: worker k joins at k/N of the ramp, so concurrency grows linearly.
         let start_ns = if closed_ramp {
             i64::try_from(i128::from(ramp_ns) * i128::from(k) / i128::from(workers_n)).unwrap_or(0)
@@ -695,6 +736,8 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
                     }
                 }
             }
+            // No more tickets: the run drains what is in flight.
+            draining.store(true, Relaxed);
         });
     }
     drop(ctx);
@@ -705,6 +748,11 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     }
     if let Some(f) = feeder {
         f.abort();
+    }
+    stopped_watch.abort();
+    judge_stop.send_replace(true);
+    if let Some(j) = judge {
+        let _ = j.await;
     }
     // The run's time and the client's health end with the last request, before the final
     // scrape (which may take up to --scrape-timeout).
@@ -770,7 +818,10 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             .map_or(0, |s| s.capped.load(std::sync::atomic::Ordering::Relaxed)),
     });
     write_manifest(&cfg.out, &manifest)?;
-    Ok(Outcome { status, summary })
+    if let Some(feed) = feed {
+        feed.finish(&cfg.out, elapsed.as_secs_f64()).await?;
+    }
+    Ok(Outcome { status, summary, stats })
 }
 
 async fn watch_signals(control: Arc<Control>, grace: std::time::Duration) {

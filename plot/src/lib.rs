@@ -5,6 +5,7 @@
 //! - [`chart`]: every chart, drawn to PNG or SVG from the same code.
 //! - [`theme`]: size, the bundled font, the colour-blind-safe palette.
 //! - [`html`]: one self-contained HTML report with the tables, definitions and charts.
+//! - [`live`]: `plot --live`, a terminal dashboard of running captures.
 //!
 //! [`plot_run`], [`plot_sweep`] and [`plot_compare`] write a folder of charts; [`html_run`],
 //! [`html_sweep`] and [`html_compare`] one page each.
@@ -12,6 +13,7 @@
 pub mod chart;
 pub mod data;
 pub mod html;
+pub mod live;
 pub mod theme;
 
 use std::path::{Path, PathBuf};

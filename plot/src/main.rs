@@ -17,11 +17,15 @@ use recap_plot::{html_compare, html_run, html_sweep, plot_compare, plot_run, plo
 #[command(name = "plot", version)]
 struct Cli {
     /// A run folder, a sweep folder, or (with --compare) several run folders.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "live")]
     inputs: Vec<PathBuf>,
     /// Folder for the images.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "live")]
+    out: Option<PathBuf>,
+    /// Watch running captures instead: a terminal dashboard of their `capture --live`
+    /// addresses (`http://127.0.0.1:9464`), merged into one view; `q` quits.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', conflicts_with_all = ["inputs", "out", "compare", "html"])]
+    live: Vec<String>,
     /// Overlay the runs' latency CDFs.
     #[arg(long)]
     compare: bool,
@@ -89,26 +93,38 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Vec<PathBuf>> {
+    if !cli.live.is_empty() {
+        let urls: Vec<String> = cli
+            .live
+            .iter()
+            .map(|u| {
+                if u.contains("://") {
+                    u.clone()
+                } else {
+                    format!("http://{u}")
+                }
+            })
+            .collect();
+        recap_plot::live::watch(&urls).context("the live dashboard")?;
+        return Ok(Vec::new());
+    }
     let id = cli.tokenizer_id.as_deref();
+    let out = cli.out.clone().unwrap_or_default();
+    let out = &out;
     if cli.compare {
         if cli.html {
-            return Ok(vec![html_compare(
-                &cli.inputs,
-                id,
-                cli.comparison.as_deref(),
-                &cli.out,
-            )?]);
+            return Ok(vec![html_compare(&cli.inputs, id, cli.comparison.as_deref(), out)?]);
         }
-        return Ok(plot_compare(&cli.inputs, id, &cli.out, cli.format)?);
+        return Ok(plot_compare(&cli.inputs, id, out, cli.format)?);
     }
     let mut files = Vec::new();
     for input in &cli.inputs {
         let sweep = input.join(recap_schemas::analysis::SWEEP_JSON).exists();
         let made = match (sweep, cli.html) {
-            (true, true) => html_sweep(input, &cli.out).map(|p| vec![p]),
-            (true, false) => plot_sweep(input, &cli.out, cli.format),
-            (false, true) => html_run(input, id, &cli.out).map(|p| vec![p]),
-            (false, false) => plot_run(input, id, &cli.out, cli.format),
+            (true, true) => html_sweep(input, out).map(|p| vec![p]),
+            (true, false) => plot_sweep(input, out, cli.format),
+            (false, true) => html_run(input, id, out).map(|p| vec![p]),
+            (false, false) => plot_run(input, id, out, cli.format),
         };
         files.extend(made.with_context(|| format!("plotting {}", input.display()))?);
     }

@@ -24,6 +24,7 @@ pub mod compare;
 pub mod dataset;
 pub mod enums;
 pub mod events;
+pub mod live;
 pub mod manifest;
 pub mod plan;
 pub mod requests;

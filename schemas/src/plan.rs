@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{PlanRunStatus, RunStatus};
+use crate::{LoadMode, PlanRunStatus, RunStatus};
 
 /// File name of the plan inside a plan folder.
 pub const PLAN_FILE: &str = "plan.json";
@@ -51,4 +51,48 @@ pub struct Plan {
     /// Why the plan ended early, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
+    /// A capacity search's path and result (`--concurrency search:LO..HI --until COND`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<PlanSearch>,
+}
+
+/// A capacity search: the levels it tried, in order, and the highest that met the objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanSearch {
+    /// `concurrency` or `rate`.
+    pub load: LoadMode,
+    /// Lowest level allowed.
+    pub lo: f64,
+    /// Highest level allowed.
+    pub hi: f64,
+    /// The condition searched for (`--until`), normalized (`ttft_p99>500ms`).
+    pub until: String,
+    /// Samples a point needed before the condition could stop it early.
+    pub min_samples: u64,
+    /// Every level run, in order.
+    pub steps: Vec<SearchStep>,
+    /// Label of the highest level at which the condition did not hold (`c13`); null when it
+    /// held at the lowest.
+    pub best: Option<String>,
+    /// That level.
+    pub best_level: Option<f64>,
+}
+
+/// One level of a capacity search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchStep {
+    /// The point's label.
+    pub point: String,
+    /// The level (concurrency or requests/s).
+    pub level: f64,
+    /// Its run folder.
+    pub dir: String,
+    /// The run's status (`stopped` when the condition stopped it early).
+    pub status: RunStatus,
+    /// The condition's latency percentile over the whole run, ms (null: no sample).
+    pub value_ms: Option<f64>,
+    /// Samples it was computed from.
+    pub samples: u64,
+    /// Whether the condition held (a point without samples counts as held).
+    pub held: bool,
 }

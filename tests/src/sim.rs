@@ -462,6 +462,10 @@ pub struct SimConfig {
     /// With zero TTFT and ITL, render each fault-free stream whole and send it at once (still
     /// one token per SSE event): a server that is never the bottleneck, for benchmarks.
     pub prerender: bool,
+    /// Added to `ttft` for every other request running when a request arrives: the latency
+    /// rule a capacity search is tested against (closed loop at concurrency c: TTFT =
+    /// ttft + (c - 1) x this, once all workers are busy).
+    pub ttft_per_running: Duration,
     /// After every streamed (SSE) response, close the TCP connection once the whole body
     /// (terminating chunk included) is written, although every response advertises
     /// `Connection: keep-alive` and `Keep-Alive: timeout=5, max=100`: what llama.cpp's
@@ -575,6 +579,7 @@ impl Default for SimConfig {
             malformed_utf8: false,
             tls_self_signed: false,
             prerender: false,
+            ttft_per_running: Duration::ZERO,
             close_after_stream: false,
             flavor: Flavor::Openai,
             tokenizer: None,
@@ -1569,6 +1574,9 @@ async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Respons
     shared.cached_tokens.fetch_add(plan.cached_tokens, Relaxed);
     // Running until the response body is dropped (streamed) or the function returns.
     let running = Running::new(shared.clone());
+    let mut plan = plan;
+    let others = shared.running.load(Relaxed).saturating_sub(1);
+    plan.ttft = cfg.ttft + cfg.ttft_per_running * u32::try_from(others).unwrap_or(u32::MAX);
     if plan.fault == Fault::Error {
         shared.log(&plan, stream, None);
         let status = StatusCode::from_u16(cfg.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -1585,7 +1593,7 @@ async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Respons
     }
     if stream {
         let echo = plan.info.echo.clone();
-        let body = if cfg.prerender && plan.fault == Fault::None && cfg.ttft.is_zero() && cfg.itl.is_zero() {
+        let body = if cfg.prerender && plan.fault == Fault::None && plan.ttft.is_zero() && cfg.itl.is_zero() {
             let mut out = Out::new(None, cfg.gzip);
             stream_body(shared.clone(), plan, &mut out).await;
             Full::new(Bytes::from(out.collected))
@@ -1626,13 +1634,13 @@ async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Respons
         }
         Fault::Reset => {
             shared.log(&plan, false, None);
-            tokio::time::sleep(cfg.ttft).await;
+            tokio::time::sleep(plan.ttft).await;
             let body = futures_once_error();
             return Response::new(body);
         }
         _ => {}
     }
-    tokio::time::sleep(cfg.ttft + cfg.itl * (plan.chunks.len().saturating_sub(1) as u32)).await;
+    tokio::time::sleep(plan.ttft + cfg.itl * (plan.chunks.len().saturating_sub(1) as u32)).await;
     shared.log(&plan, false, Some(unix_ns()));
     let text = match plan.fault {
         Fault::Malformed => "{\"choices\": [".to_string(),
@@ -1727,8 +1735,8 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
             return;
         }
     }
-    if !cfg.ttft.is_zero() {
-        tokio::time::sleep(cfg.ttft).await;
+    if !plan.ttft.is_zero() {
+        tokio::time::sleep(plan.ttft).await;
     }
     let n_chunks = plan.chunks.len();
     let reset_at = n_chunks / 2;

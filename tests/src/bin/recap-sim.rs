@@ -21,6 +21,10 @@ struct Args {
     /// Delay before the first token.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0ms")]
     ttft: Duration,
+    /// Added to --ttft for every other request running when a request arrives (latency that
+    /// rises with concurrency by a known rule).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0ms")]
+    ttft_per_running: Duration,
     /// Delay between consecutive chunks.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0ms")]
     itl: Duration,
@@ -171,6 +175,7 @@ fn main() -> anyhow::Result<()> {
         malformed_utf8: a.malformed_utf8,
         tls_self_signed: a.tls_self_signed,
         prerender: a.prerender,
+        ttft_per_running: a.ttft_per_running,
         close_after_stream: a.close_after_stream,
         flavor: a.flavor,
         tokenizer,
