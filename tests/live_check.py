@@ -126,6 +126,7 @@ check(cap_a.wait(timeout=120) == 0, "capture a exit status")
 check(cap_b.wait(timeout=120) == 0, "capture b exit status")
 for t in threads:
     t.join(timeout=30)
+check(not any(t.is_alive() for t in threads), "/stream closed when capture ended")
 
 run_a, run_b = os.path.join(OUT, "a"), os.path.join(OUT, "b")
 live_a = json.load(open(os.path.join(run_a, "live.json")))
@@ -146,6 +147,7 @@ for k in ["done", "errors", "cancelled", "sse_events", "connections", "stale_con
           "recorder_waits", "recorder_wait_ns"]:
     check(mc[k] == lc[k], f"live.json {k} {lc[k]} != manifest {mc[k]}")
 check(lc["sent"] == mc["requests"] and lc["in_flight"] == 0, "sent and in flight at the end")
+check(lc["errors"].get("http_status", 0) > 0 and lc["done"] > 0, f"the sim's 500s are counted: {lc['errors']}")
 
 # /metrics: counters monotone, histograms cumulative, nothing past the final counts.
 check(len(scrapes) >= 5, f"scraped /metrics {len(scrapes)} times")
@@ -168,6 +170,9 @@ final = {
 }
 for name, v in final.items():
     check(name in {k[0] for k in previous} and previous[(name, ())] <= v, f"{name} <= its final value")
+errs = [s.value for f in scrapes[-1] if f.name == "recap_capture_request_errors" for s in f.samples
+        if s.labels.get("kind") == "http_status"]
+check(errs and errs[0] > 0, f"/metrics counts errors by kind: {errs}")
 names = {f.name for f in scrapes[-1]}
 for want in ["recap_capture_ttft_seconds", "recap_capture_e2e_seconds", "recap_capture_inter_chunk_gap_seconds",
              "recap_capture_request_errors", "recap_capture_requests_in_flight", "recap_capture_run_state"]:
@@ -193,6 +198,17 @@ ok = [m for m in metrics if m["ok"]]
 ttft_us = [max(1, m["ttft_ns"] // 1000) for m in ok]
 e2e_us = [max(1, m["e2e_ns"] // 1000) for m in ok]
 check(live_a["ttft"]["count"] == len(ttft_us) and live_a["e2e"]["count"] == len(e2e_us), "sample counts")
+# Every scrape's TTFT buckets: at most the final samples at or under each bound (a bucket
+# counted too high, or a bound in the wrong unit, shows here).
+for families in scrapes:
+    for fam in families:
+        if fam.name != "recap_capture_ttft_seconds":
+            continue
+        for s in fam.samples:
+            if s.name.endswith("_bucket") and s.labels["le"] != "+Inf":
+                le_us = float(s.labels["le"]) * 1e6
+                check(s.value <= sum(1 for v in ttft_us if v <= le_us * (1 + 1 / 1024)),
+                      f"ttft bucket le={s.labels['le']}: {s.value} over the samples under it")
 for q, key in [(0.5, "p50_ms"), (0.9, "p90_ms"), (0.99, "p99_ms")]:
     for name, values in [("ttft", ttft_us), ("e2e", e2e_us)]:
         v = rank_value(values, q)
@@ -237,6 +253,7 @@ def shown(label):
 
 
 ca, cb = live_a["counts"], live_b["counts"]
+check(shown("errors") == str(sum(ca["errors"].values()) + sum(cb["errors"].values())), "dashboard errors")
 for label, key in [("sent", "sent"), ("done", "done"), ("sse events", "sse_events"),
                    ("output tokens", "usage_output_tokens"), ("connections", "connections")]:
     check(shown(label) == str(ca[key] + cb[key]), f"dashboard {label}: {shown(label)} vs {ca[key] + cb[key]}")

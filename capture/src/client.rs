@@ -571,6 +571,8 @@ impl Worker {
                 if let Some(sent) = progress.t_sent {
                     ctx.stats.record_e2e(now - sent);
                 }
+                // Gaps of successful requests only, as analyze's `icl_ms`.
+                ctx.stats.record_gaps(&progress.gaps_ns);
             }
             RequestEnd::Failed(f) => {
                 // A failed exchange leaves the connection in an unknown state, unless it was
@@ -596,7 +598,6 @@ impl Worker {
                 ));
             }
         }
-        ctx.stats.record_gaps(&progress.gaps_ns);
         ctx.recorder.request(request_row(&t, &progress)).await;
         ctx.recorder.event(row).await;
         ctx.in_flight.fetch_sub(1, Relaxed);

@@ -104,7 +104,8 @@ impl Live {
         let (live, src) = (self.clone(), source.clone());
         let task = tokio::spawn(async move {
             // A snapshot every 1/hz s, and one as soon as the run starts draining (checked
-            // every 50 ms), so no subscriber misses a state.
+            // every 50 ms): a draining that lasts longer than that is published. A subscriber
+            // that reads slower than snapshots come gets the latest one.
             let period = Duration::from_secs_f64(1.0 / live.hz);
             let mut tick = tokio::time::interval(period.min(STATE_CHECK));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -241,14 +242,28 @@ pub struct RunFeed {
 
 impl RunFeed {
     /// Publishes the run's final snapshot (`complete`, ending at `elapsed_s`) and writes it
-    /// atomically as `dir/live.json`.
-    pub async fn finish(self, dir: &Path, elapsed_s: f64) -> Result<LiveSnapshot> {
+    /// atomically as `dir/live.json`. A failed write is a warning: the run and its manifest
+    /// are whole, and subscribers got the snapshot.
+    pub async fn finish(mut self, dir: &Path, elapsed_s: f64) -> LiveSnapshot {
         self.stop.send_replace(true);
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
         let snapshot = self.source.snapshot(LiveState::Complete, Some(elapsed_s));
-        write_atomically(&dir.join(LIVE_FILE), &snapshot)?;
         self.live.publish(snapshot.clone());
-        Ok(snapshot)
+        if let Err(e) = write_atomically(&dir.join(LIVE_FILE), &snapshot) {
+            tracing::warn!(
+                "--live: the final snapshot was published but not written: {}",
+                recap_schemas::error_chain(&e)
+            );
+        }
+        snapshot
+    }
+}
+
+impl Drop for RunFeed {
+    /// A run that ends with an error stops its publisher too.
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        self.task.abort();
     }
 }
 
@@ -281,6 +296,8 @@ async fn accept(listener: tokio::net::TcpListener, live: Arc<Live>) {
         };
         let l = live.clone();
         let Ok(mut set) = live.connections.lock() else { return };
+        // Connections that ended are collected here, so the set stays as small as the open ones.
+        while set.try_join_next().is_some() {}
         set.spawn(async move {
             let mut closing = l.closing.subscribe();
             let svc = {

@@ -100,8 +100,10 @@ fn plan_main(args: &Args, command: &[String]) -> anyhow::Result<Outcome> {
     let (quiet, json) = (args.quiet, args.json);
     let mut all = Vec::new();
     let mut dead = Vec::new();
+    let mut runs = 0usize;
     let live = start_live(&rt, args.live.as_deref(), args.live_hz)?;
     let outcome = recap_capture::plan::run_plan(args, command, &rt, live.clone(), |run, outcome| {
+        runs += 1;
         if outcome.status != RunStatus::Interrupted {
             if let Some(why) = outcome.summary.nothing_succeeded() {
                 dead.push(format!("{}: {why}", run.dir));
@@ -133,6 +135,11 @@ fn plan_main(args: &Args, command: &[String]) -> anyhow::Result<Outcome> {
             "plan written to {}",
             args.out.join(recap_schemas::plan::PLAN_FILE).display()
         );
+    }
+    // A capacity search expects points where nothing succeeds (past the knee): it measured
+    // nothing only when no point succeeded.
+    if matches!(args.search(), Ok(Some(_))) && dead.len() < runs {
+        dead.clear();
     }
     if !dead.is_empty() && outcome.status != RunStatus::Interrupted {
         // Reported here, once for the plan, so the last run's status cannot hide an earlier one.

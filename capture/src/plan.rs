@@ -140,7 +140,15 @@ pub fn run_plan(
             (Some(sr), Some(s)) => match sr.next() {
                 None => break,
                 Some(level) => {
-                    let (run, mut cfg) = configure(&search_point(s, level), 1, 1)?;
+                    let (run, mut cfg) = match configure(&search_point(s, level), 1, 1) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            plan.status = Some(RunStatus::Failed);
+                            plan.status_message = Some(format!("the search could not go on: {e}"));
+                            write_plan(out, &plan)?;
+                            return Err(e);
+                        }
+                    };
                     // The point ends as soon as the condition holds: it is past the knee.
                     cfg.stop_when.push(s.until);
                     (Some(level), (run, cfg))
@@ -152,7 +160,7 @@ pub fn run_plan(
             },
         };
         let total = match &searching {
-            Some(sr) => i as u32 + sr.max_runs(),
+            Some(sr) => sr.max_runs(),
             None => plan.runs.len() as u32,
         };
         if level.is_some() {
@@ -212,12 +220,15 @@ pub fn run_plan(
         let mut stop = outcome.status != RunStatus::Complete;
         if let (Some(level), Some(sr), Some(s), Some(rec)) = (level, searching.as_mut(), &search, plan.search.as_mut())
         {
-            // A point the condition stopped is a finished measurement: past the knee.
+            // A point a stop condition ended (`--until` itself, `--max-error-rate`, another
+            // `--stop-when`) is a finished measurement past the knee; an interrupted or failed
+            // one ends the search unjudged.
             stop = matches!(outcome.status, RunStatus::Failed | RunStatus::Interrupted);
             let (value_ms, samples) = outcome.stats.judge(&s.until);
             // No sample (nothing succeeded) is no evidence the objective was met.
-            let held = value_ms.is_none_or(|v| s.until.holds(v));
-            if !stop {
+            let held =
+                (!stop).then(|| outcome.status == RunStatus::Stopped || value_ms.is_none_or(|v| s.until.holds(v)));
+            if let Some(held) = held {
                 sr.record(level, held);
             }
             rec.steps.push(SearchStep {

@@ -77,7 +77,9 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
                 MANIFEST_FILE,
                 recap_schemas::REQUESTS_DIR,
                 recap_schemas::EVENTS_DIR,
+                recap_schemas::SCRAPES_DIR,
                 recap_schemas::analysis::ANALYSIS_DIR,
+                recap_schemas::live::LIVE_FILE,
                 RESERVE_FILE,
             ] {
                 let p = out.join(part);
@@ -673,6 +675,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             cfg.stop_when.clone(),
             cfg.stop_min_samples,
             move |why| ctl.stop(RunStatus::Stopped, why),
+            draining.clone(),
             judge_stop_rx,
         ))
     });
@@ -819,7 +822,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     });
     write_manifest(&cfg.out, &manifest)?;
     if let Some(feed) = feed {
-        feed.finish(&cfg.out, elapsed.as_secs_f64()).await?;
+        feed.finish(&cfg.out, elapsed.as_secs_f64()).await;
     }
     Ok(Outcome { status, summary, stats })
 }

@@ -2,6 +2,7 @@
 //! threshold, and a capacity search (`--concurrency search:LO..HI --until COND`) picks the
 //! next load point from how the last one went.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,12 +29,15 @@ pub fn first_holding(stats: &Stats, conditions: &[Condition], min_samples: u64) 
     })
 }
 
-/// Judges `conditions` every 100 ms until `done`; calls `stop` with the reason once one holds.
+/// Judges `conditions` every 100 ms until `done` or until the run drains (scheduling over: the
+/// run was not stopped early, whatever its last requests do); calls `stop` with the reason once
+/// one holds.
 pub async fn watch_conditions(
     stats: Arc<Stats>,
     conditions: Vec<Condition>,
     min_samples: u64,
     stop: impl Fn(String),
+    draining: Arc<AtomicBool>,
     mut done: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(JUDGE_EVERY);
@@ -41,6 +45,9 @@ pub async fn watch_conditions(
         tokio::select! {
             _ = tick.tick() => {}
             _ = done.wait_for(|d| *d) => return,
+        }
+        if draining.load(Relaxed) {
+            return;
         }
         if let Some(why) = first_holding(&stats, &conditions, min_samples) {
             stop(why);
@@ -163,6 +170,43 @@ mod tests {
         }
         assert_eq!(path(1.0, 512.0, true, 600.0).1, Some(512.0), "never crossed: the top");
         assert_eq!(path(4.0, 64.0, true, 2.0), (vec![4.0], None), "crossed at the bottom");
+    }
+
+    #[tokio::test]
+    async fn conditions_are_judged_until_the_run_drains() {
+        let stats = Arc::new(Stats::default());
+        for _ in 0..200 {
+            stats.record_ttft(500_000_000);
+        }
+        let c: Condition = "ttft_p50>100ms".parse().expect("valid");
+        for (draining, stops) in [(false, true), (true, false)] {
+            let fired = Arc::new(std::sync::Mutex::new(None));
+            let f = fired.clone();
+            let (_done, done_rx) = watch::channel(false);
+            // Returns by itself either way: stopped, or the run is draining.
+            watch_conditions(
+                stats.clone(),
+                vec![c],
+                100,
+                move |why| *f.lock().expect("lock") = Some(why),
+                Arc::new(AtomicBool::new(draining)),
+                done_rx,
+            )
+            .await;
+            let why = fired.lock().expect("lock").clone();
+            assert_eq!(why.is_some(), stops, "draining {draining}: {why:?}");
+            if let Some(why) = why {
+                assert!(
+                    why.contains("ttft_p50 was 500") && why.contains("--stop-when ttft_p50>100ms"),
+                    "{why}"
+                );
+            }
+        }
+        assert_eq!(
+            first_holding(&stats, &[c], 201),
+            None,
+            "not before the minimum sample count"
+        );
     }
 
     #[test]

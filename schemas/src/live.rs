@@ -74,7 +74,7 @@ pub struct LivePlan {
     pub point: String,
     /// 1-based position of this run among the plan's runs so far.
     pub index: u32,
-    /// Runs the plan lists (a capacity search: the runs it may still take at most).
+    /// Runs the plan lists (a capacity search: the most runs it can take).
     pub total: u32,
 }
 

@@ -93,6 +93,7 @@ pub struct SearchStep {
     pub value_ms: Option<f64>,
     /// Samples it was computed from.
     pub samples: u64,
-    /// Whether the condition held (a point without samples counts as held).
-    pub held: bool,
+    /// Whether the point was past the knee: the condition held over the whole run, a stop
+    /// condition ended it, or it had no sample. Null for a point interrupted or failed (unjudged).
+    pub held: Option<bool>,
 }
