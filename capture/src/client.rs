@@ -57,6 +57,8 @@ pub enum EndpointError {
 
 /// The endpoint every worker talks to, with its prebuilt headers and connector.
 pub struct Endpoint {
+    /// The API spoken: how bodies are read.
+    pub shape: &'static dyn crate::api::ApiShape,
     path: String,
     headers: HeaderMap,
     stream: bool,
@@ -137,6 +139,8 @@ impl std::fmt::Debug for Endpoint {
 /// What [`Endpoint::new`] needs besides the URL and headers.
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointOptions {
+    /// The API spoken.
+    pub api: recap_schemas::Api,
     /// Ask for SSE streams.
     pub stream: bool,
     /// Per-request timeout.
@@ -218,6 +222,7 @@ impl Endpoint {
         };
         let connector = Connector::new(host, port, tls).map_err(bad)?;
         Ok(Endpoint {
+            shape: crate::api::of(opts.api),
             path: uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string(),
             headers: all,
             stream: opts.stream,
@@ -827,7 +832,7 @@ impl Worker {
                     format!("response body is not UTF-8: {}", e.utf8_error()),
                 )
             })?;
-            let d = delta::parse(&text).map_err(|e| {
+            let d = ctx.endpoint.shape.parse(&text, true).map_err(|e| {
                 let head: String = text.chars().take(200).collect();
                 Failure::new(
                     ErrorKind::Protocol,
@@ -1099,7 +1104,7 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
                 row.done_marker = true;
                 p.finished = true;
             } else {
-                match delta::parse_with(&text, p.server_request_id.is_none()) {
+                match ctx.endpoint.shape.parse(&text, p.server_request_id.is_none()) {
                     Ok(d) => {
                         if d.has_output() {
                             if !p.first_output {

@@ -1014,10 +1014,7 @@ impl Args {
 
 /// The request URL: a base URL gets the API's standard path appended.
 pub fn full_url(url: &str, api: Api) -> String {
-    let suffix = match api {
-        Api::Chat => "chat/completions",
-        Api::Completions => "completions",
-    };
+    let suffix = crate::api::of(api).path();
     // A query string (`?api_key=...`, `?api-version=...`) stays at the end.
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),

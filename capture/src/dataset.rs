@@ -35,15 +35,6 @@ pub struct Row {
 }
 
 impl Prompt {
-    /// Whether the row is in the API's own shape (`messages` for chat, `prompt` for
-    /// completions): only then does a planned length describe what is sent.
-    pub fn is_shape_of(&self, api: recap_schemas::Api) -> bool {
-        matches!(
-            (api, self),
-            (recap_schemas::Api::Chat, Prompt::Messages(_)) | (recap_schemas::Api::Completions, Prompt::Text(_))
-        )
-    }
-
     /// As chat messages: a text prompt is one user message.
     pub fn messages(&self) -> Vec<Value> {
         match self {

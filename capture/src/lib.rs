@@ -3,6 +3,7 @@
 //! The run only records; every number is computed later by `analyze`. No tokenizer and no
 //! query engine are linked here, so the client stays cheap at high request rates.
 //!
+//! - [`api`]: what differs between the APIs (chat, completions), one module each.
 //! - [`config`]: flags ([`config::Args`]) validated into a [`config::Config`].
 //! - [`dataset`] and [`request`]: prompts, rendered into request bodies before the run.
 //! - [`schedule`]: open-loop arrival offsets (constant, Poisson, gamma), seeded.
@@ -22,6 +23,7 @@
 //! - [`live`]: `--live`, snapshots for other processes (`/metrics`, `/snapshot`, `/stream`).
 //! - [`steer`]: `--stop-when`, and the capacity search a plan runs (`search:LO..HI --until`).
 
+pub mod api;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -19,6 +19,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use recap_schemas::{requests, Api, Manifest};
 use serde_json::{Map, Value};
 
+use crate::api::InputKind;
 use crate::request::PreparedRequest;
 
 /// A recorded run, ready to send again.
@@ -124,23 +125,25 @@ fn read_batch(b: &RecordBatch, model: Option<&str>, out: &mut Vec<(u64, i64, Pre
             body.insert("model".into(), Value::String(m.to_string()));
         }
         let params_json: Arc<str> = Value::Object(body.clone()).to_string().into();
-        let (prompt_text, messages_json) = match api {
-            Api::Chat => {
+        let shape = crate::api::of(api);
+        let (prompt_text, messages_json) = match shape.input_kind() {
+            InputKind::Messages => {
                 let text = msgs
                     .is_valid(i)
                     .then(|| msgs.value(i))
-                    .ok_or_else(|| format!("request {request_id}: a chat request without `messages_json`"))?;
+                    .ok_or_else(|| format!("request {request_id}: a {api} request without `messages_json`"))?;
                 let messages: Value = serde_json::from_str(text)
                     .map_err(|e| format!("request {request_id}: `messages_json` is not JSON: {e}"))?;
-                body.insert("messages".into(), messages);
+                // Inserted as parsed, not re-rendered: the body is byte-identical to the source's.
+                body.insert(shape.input_field().into(), messages);
                 (None, Some(Arc::<str>::from(text)))
             }
-            Api::Completions => {
+            InputKind::Text => {
                 let text = prompt
                     .is_valid(i)
                     .then(|| prompt.value(i))
-                    .ok_or_else(|| format!("request {request_id}: a completions request without `prompt`"))?;
-                body.insert("prompt".into(), Value::String(text.to_string()));
+                    .ok_or_else(|| format!("request {request_id}: a {api} request without `prompt`"))?;
+                body.insert(shape.input_field().into(), Value::String(text.to_string()));
                 (Some(Arc::<str>::from(text)), None)
             }
         };

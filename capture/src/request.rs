@@ -69,18 +69,9 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
     let mut params = opts.extra.clone();
     params.insert("model".into(), Value::String(opts.model.clone()));
     params.insert("stream".into(), Value::Bool(opts.stream));
+    let shape = crate::api::of(opts.api);
     if opts.stream {
-        // Usage is asked for, keeping whatever else `--body-extra` put in `stream_options`
-        // (vLLM's `continuous_usage_stats`, for one). A non-object value is the user's call.
-        match params.get_mut("stream_options") {
-            Some(Value::Object(so)) => {
-                so.entry("include_usage").or_insert(Value::Bool(true));
-            }
-            Some(_) => {}
-            None => {
-                params.insert("stream_options".into(), json!({"include_usage": true}));
-            }
-        }
+        shape.ask_stream_usage(&mut params);
     }
     if let Some(n) = max_tokens {
         params.insert("max_tokens".into(), json!(n));
@@ -94,20 +85,8 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
     }
     let params_json: Arc<str> = Value::Object(params.clone()).to_string().into();
     let mut body = params;
-    let (prompt, messages_json) = match opts.api {
-        Api::Chat => {
-            let messages = Value::Array(row.prompt.messages());
-            let text: Arc<str> = messages.to_string().into();
-            body.insert("messages".into(), messages);
-            (None, Some(text))
-        }
-        Api::Completions => {
-            let text = row.prompt.text();
-            body.insert("prompt".into(), Value::String(text.clone()));
-            (Some(Arc::from(text)), None)
-        }
-    };
-    let same_shape = row.prompt.is_shape_of(opts.api);
+    let (prompt, messages_json) = put_input(&mut body, shape, shape.input(&row.prompt));
+    let same_shape = shape.is_own_shape(&row.prompt);
     PreparedRequest {
         api: opts.api,
         body: Bytes::from(Value::Object(body).to_string()),
@@ -119,6 +98,28 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
         prefix_group: row.plan.prefix_group,
         session_id: None,
         turn: None,
+    }
+}
+
+/// Puts `input` into `body` as `shape` wants it; returns the `requests` table's `prompt` and
+/// `messages_json` (the one its kind records).
+pub fn put_input(
+    body: &mut Map<String, Value>,
+    shape: &dyn crate::api::ApiShape,
+    input: crate::api::Input,
+) -> (Option<Arc<str>>, Option<Arc<str>>) {
+    match input {
+        crate::api::Input::Messages(m) => {
+            let messages = Value::Array(m);
+            let text: Arc<str> = messages.to_string().into();
+            body.insert(shape.input_field().into(), messages);
+            (None, Some(text))
+        }
+        crate::api::Input::Text(t) => {
+            let text: Arc<str> = Arc::from(t.as_str());
+            body.insert(shape.input_field().into(), Value::String(t));
+            (Some(text), None)
+        }
     }
 }
 

@@ -449,6 +449,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         &cfg.url,
         cfg.headers.clone(),
         EndpointOptions {
+            api: cfg.body.api,
             stream: cfg.body.stream,
             timeout: cfg.timeout,
             insecure: cfg.insecure,

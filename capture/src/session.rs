@@ -151,9 +151,9 @@ impl Sessions {
             session,
             turns: max_turns.min(self.list[session].rows.len()),
             next: 0,
-            history: match api {
-                Api::Chat => History::Chat(Vec::new()),
-                Api::Completions => History::Text(String::new()),
+            history: match crate::api::of(api).input_kind() {
+                crate::api::InputKind::Messages => History::Chat(Vec::new()),
+                crate::api::InputKind::Text => History::Text(String::new()),
             },
             ready_at_ns: 0,
         }
@@ -176,7 +176,7 @@ impl Sessions {
             }
         };
         let mut plan = row.plan.clone();
-        if c.next > 0 || !row.prompt.is_shape_of(opts.api) {
+        if c.next > 0 || !crate::api::of(opts.api).is_own_shape(&row.prompt) {
             // The row's planned length describes its own messages in its own shape, not them
             // after a history or converted.
             plan.isl_tokens = None;

@@ -1,0 +1,37 @@
+//! OpenAI chat completions (`POST /v1/chat/completions` with `messages`).
+
+use recap_schemas::Api;
+use serde_json::{Map, Value};
+
+use super::{ApiShape, InputKind};
+use crate::delta::Delta;
+
+/// `--api chat`.
+#[derive(Debug)]
+pub struct Chat;
+
+impl ApiShape for Chat {
+    fn api(&self) -> Api {
+        Api::Chat
+    }
+
+    fn path(&self) -> &'static str {
+        "chat/completions"
+    }
+
+    fn input_kind(&self) -> InputKind {
+        InputKind::Messages
+    }
+
+    fn input_field(&self) -> &'static str {
+        "messages"
+    }
+
+    fn ask_stream_usage(&self, params: &mut Map<String, Value>) {
+        super::openai_stream_usage(params);
+    }
+
+    fn parse(&self, data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
+        crate::delta::parse_with(data, want_id)
+    }
+}

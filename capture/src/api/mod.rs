@@ -1,0 +1,115 @@
+//! What differs between the APIs capture speaks, behind one trait: the registry pattern, so
+//! adding an API is one module here and one line in [`of`].
+//!
+//! An [`ApiShape`] says where requests go (the path after `/v1/`), how a dataset row becomes
+//! the body's input (and which `requests` column records it), what a stream is asked for
+//! (usage), how a session's history grows, and how a response object maps into the contract's
+//! extracted columns ([`crate::delta::Delta`]). The run, the client and the recorder never
+//! name an API; they ask its shape.
+
+use recap_schemas::Api;
+use serde_json::{Map, Value};
+
+use crate::dataset::Prompt;
+use crate::delta::Delta;
+
+mod chat;
+mod completions;
+
+/// The shape of the body's input, and the `requests` column it is recorded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// A list of messages (`requests.messages_json`).
+    Messages,
+    /// One text (`requests.prompt`).
+    Text,
+}
+
+/// A request's input, in its API's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Chat messages.
+    Messages(Vec<Value>),
+    /// A prompt text.
+    Text(String),
+}
+
+/// One API capture speaks.
+pub trait ApiShape: Sync + Send + std::fmt::Debug {
+    /// Which API this is (the manifest's and the `requests` table's `api`).
+    fn api(&self) -> Api;
+
+    /// The path a base URL gets after `/v1/` (`chat/completions`).
+    fn path(&self) -> &'static str;
+
+    /// The input's shape, and so the `requests` column that records it.
+    fn input_kind(&self) -> InputKind;
+
+    /// The body field the input goes in (`messages`, `prompt`).
+    fn input_field(&self) -> &'static str;
+
+    /// Streaming options merged into a streamed body: usage in the stream, keeping whatever
+    /// `--body-extra` put there (vLLM's `continuous_usage_stats`, for one).
+    fn ask_stream_usage(&self, params: &mut Map<String, Value>);
+
+    /// Maps one streamed event's data, or a whole non-streamed body, into the extracted
+    /// columns; the server's `id` only when `want_id` (copying it out of every chunk would
+    /// cost an allocation per event).
+    fn parse(&self, data: &str, want_id: bool) -> Result<Delta, serde_json::Error>;
+
+    /// A dataset row's prompt in this API's shape.
+    fn input(&self, prompt: &Prompt) -> Input {
+        match self.input_kind() {
+            InputKind::Messages => Input::Messages(prompt.messages()),
+            InputKind::Text => Input::Text(prompt.text()),
+        }
+    }
+
+    /// Whether the row is in this API's own shape: only then does a planned length describe
+    /// what is sent.
+    fn is_own_shape(&self, prompt: &Prompt) -> bool {
+        matches!(
+            (self.input_kind(), prompt),
+            (InputKind::Messages, Prompt::Messages(_)) | (InputKind::Text, Prompt::Text(_))
+        )
+    }
+}
+
+/// The shape of `api`: the registry.
+pub fn of(api: Api) -> &'static dyn ApiShape {
+    match api {
+        Api::Chat => &chat::Chat,
+        Api::Completions => &completions::Completions,
+    }
+}
+
+/// `stream_options.include_usage`, merged (the OpenAI-compatible APIs' way to get usage in a
+/// stream): a non-object `stream_options` is the user's call and kept.
+pub(crate) fn openai_stream_usage(params: &mut Map<String, Value>) {
+    match params.get_mut("stream_options") {
+        Some(Value::Object(so)) => {
+            so.entry("include_usage").or_insert(Value::Bool(true));
+        }
+        Some(_) => {}
+        None => {
+            params.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_has_its_shape() {
+        for api in Api::ALL {
+            assert_eq!(of(*api).api(), *api, "the registry maps {api} to its own shape");
+        }
+        assert_eq!(of(Api::Chat).path(), "chat/completions");
+        assert_eq!(of(Api::Completions).path(), "completions");
+        let row = Prompt::Messages(vec![serde_json::json!({"role": "user", "content": "hi"})]);
+        assert!(of(Api::Chat).is_own_shape(&row) && !of(Api::Completions).is_own_shape(&row));
+        assert_eq!(of(Api::Completions).input(&row), Input::Text("hi".into()));
+    }
+}
