@@ -16,9 +16,9 @@ fn json(path: &Path) -> Value {
 const BASE_MS: f64 = 2.0;
 const PER_RUNNING_MS: f64 = 20.0;
 
-#[test]
-fn a_capacity_search_finds_the_known_knee() {
-    let sim = SimProcess::start(&[
+/// `recap-sim` with the rule above (short answers, so a point takes little time).
+fn knee_sim() -> SimProcess {
+    SimProcess::start(&[
         "--ttft",
         "2ms",
         "--ttft-per-running",
@@ -28,7 +28,12 @@ fn a_capacity_search_finds_the_known_knee() {
         "--output-tokens",
         "5",
     ])
-    .expect("sim");
+    .expect("sim")
+}
+
+#[test]
+fn a_capacity_search_finds_the_known_knee() {
+    let sim = knee_sim();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("search");
     // Halfway between two levels of the rule, so scheduling noise of a few ms cannot move it.
@@ -91,17 +96,7 @@ fn a_capacity_search_finds_the_known_knee() {
 
 #[test]
 fn stop_when_ends_a_run_with_its_reason() {
-    let sim = SimProcess::start(&[
-        "--ttft",
-        "2ms",
-        "--ttft-per-running",
-        "20ms",
-        "--itl",
-        "1ms",
-        "--output-tokens",
-        "5",
-    ])
-    .expect("sim");
+    let sim = knee_sim();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run");
     // c = 8: TTFT settles at 2 + 7 x 20 = 142 ms, over the 100 ms condition.
