@@ -55,6 +55,9 @@ fn a_capacity_search_finds_the_known_knee() {
             &until,
             "--stop-min-samples",
             "20",
+            // Every point publishes through one address and leaves its final snapshot.
+            "--live",
+            "127.0.0.1:0",
         ],
     );
     assert!(o.status.success(), "capture: {}", String::from_utf8_lossy(&o.stderr));
@@ -75,13 +78,23 @@ fn a_capacity_search_finds_the_known_knee() {
         .collect();
     // Doubling from 1 until the condition holds (16), then bisection: 12, 14, 13.
     assert_eq!(levels, vec![1.0, 2.0, 4.0, 8.0, 16.0, 12.0, 14.0, 13.0]);
-    for step in search["steps"].as_array().expect("steps") {
+    // The search's bound on its runs: doublings from 1 to 64, then bisections of 64 levels.
+    let most_runs = (64f64.log2().ceil() + 1.0 + 63f64.log2().ceil()) as u64;
+    for (i, step) in search["steps"].as_array().expect("steps").iter().enumerate() {
         let level = step["level"].as_f64().expect("level");
+        let live = json(&out.join(step["dir"].as_str().expect("dir")).join("live.json"));
+        assert_eq!(live["state"], "complete");
+        assert_eq!(live["plan"]["point"], step["point"]);
+        assert_eq!(live["plan"]["index"], i as u64 + 1);
+        assert_eq!(live["plan"]["total"], most_runs);
+        assert_eq!(live["ttft"]["count"], step["samples"], "{step}");
         assert_eq!(step["held"], level > knee as f64, "{step}");
         // Each point is a normal run folder, named in plan.json's runs too.
         let manifest = json(&out.join(step["dir"].as_str().expect("dir")).join("manifest.json"));
         assert_eq!(manifest["load"]["concurrency"], level as u64);
         assert_eq!(manifest["plan"]["point"], step["point"]);
+        assert_eq!(live["counts"]["done"], manifest["counts"]["done"]);
+        assert_eq!(live["counts"]["sent"], manifest["counts"]["requests"]);
         if step["status"] == "stopped" {
             let why = manifest["status_message"].as_str().expect("message");
             assert!(why.contains(&format!("--stop-when {until}")), "{why}");
