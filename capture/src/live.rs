@@ -10,7 +10,6 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -23,7 +22,7 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use recap_schemas::live::{
-    LiveCounts, LiveDistribution, LiveMetric, LivePlan, LiveSnapshot, LiveState, LIVE_FILE, LIVE_SCHEMA_VERSION,
+    LiveCounts, LiveDistribution, LiveMetric, LivePlan, LiveSnapshot, LiveState, LIVE_SCHEMA_VERSION,
 };
 use recap_schemas::ErrorKind;
 use tokio::sync::{mpsc, watch};
@@ -241,20 +240,13 @@ pub struct RunFeed {
 }
 
 impl RunFeed {
-    /// Publishes the run's final snapshot (`complete`, ending at `elapsed_s`) and writes it
-    /// atomically as `dir/live.json`. A failed write is a warning: the run and its manifest
-    /// are whole, and subscribers got the snapshot.
-    pub async fn finish(mut self, dir: &Path, elapsed_s: f64) -> LiveSnapshot {
+    /// Publishes the run's final snapshot (`complete`, ending at `elapsed_s`) and returns it,
+    /// for the run to write as `live.json`.
+    pub async fn finish(mut self, elapsed_s: f64) -> LiveSnapshot {
         self.stop.send_replace(true);
         let _ = (&mut self.task).await;
         let snapshot = self.source.snapshot(LiveState::Complete, Some(elapsed_s));
         self.live.publish(snapshot.clone());
-        if let Err(e) = write_atomically(&dir.join(LIVE_FILE), &snapshot) {
-            tracing::warn!(
-                "--live: the final snapshot was published but not written: {}",
-                recap_schemas::error_chain(&e)
-            );
-        }
         snapshot
     }
 }
@@ -265,20 +257,6 @@ impl Drop for RunFeed {
         self.stop.send_replace(true);
         self.task.abort();
     }
-}
-
-/// Writes `value` as JSON to `path` through a temporary file and a rename, so a reader sees
-/// the old file or the whole new one.
-fn write_atomically(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let text =
-        serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(format!("serializing {LIVE_FILE}: {e}")))?;
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 async fn accept(listener: tokio::net::TcpListener, live: Arc<Live>) {

@@ -37,7 +37,7 @@ pub struct Stats {
     /// Output tokens reported in `usage` (each request's latest `completion_tokens`, added as
     /// it grows).
     pub usage_output_tokens: AtomicU64,
-    /// Whether gaps between output events are recorded: one lock per event, so only when
+    /// Whether gaps between output events are recorded: a push per event, so only when
     /// something reads them (`--live`, or a condition on `gap`).
     pub keep_gaps: bool,
     ttft: Mutex<Dist>,
@@ -59,13 +59,18 @@ impl Dist {
             sum_us: 0,
         })
     }
+
+    /// Records one sample given in ns.
+    fn add(&mut self, ns: i64) {
+        let us = recap_schemas::live::to_us(ns);
+        let _ = self.h.record(us);
+        self.sum_us += us;
+    }
 }
 
 fn record(d: &Mutex<Dist>, ns: i64) {
-    let us = recap_schemas::live::to_us(ns);
     if let Ok(mut d) = d.lock() {
-        let _ = d.h.record(us);
-        d.sum_us += us;
+        d.add(ns);
     }
 }
 
@@ -149,9 +154,7 @@ impl Stats {
         }
         if let Ok(mut d) = self.gap.lock() {
             for ns in gaps_ns {
-                let us = recap_schemas::live::to_us(*ns);
-                let _ = d.h.record(us);
-                d.sum_us += us;
+                d.add(*ns);
             }
         }
     }
@@ -161,6 +164,15 @@ impl Stats {
         record(&self.e2e, e2e_ns);
     }
 
+    fn dist(&self, metric: recap_schemas::live::LiveMetric) -> &Mutex<Dist> {
+        use recap_schemas::live::LiveMetric;
+        match metric {
+            LiveMetric::Ttft => &self.ttft,
+            LiveMetric::Gap => &self.gap,
+            LiveMetric::E2e => &self.e2e,
+        }
+    }
+
     /// TTFT quantile in ms, if any sample.
     pub fn ttft_ms(&self, q: f64) -> Option<f64> {
         recap_schemas::live::quantile_ms(&self.ttft.lock().ok()?.h, q)
@@ -168,12 +180,8 @@ impl Stats {
 
     /// The latency histogram a live metric reads, with its exact sum (µs).
     pub fn distribution(&self, metric: recap_schemas::live::LiveMetric) -> recap_schemas::live::LiveDistribution {
-        use recap_schemas::live::{LiveDistribution, LiveMetric};
-        let d = match metric {
-            LiveMetric::Ttft => &self.ttft,
-            LiveMetric::Gap => &self.gap,
-            LiveMetric::E2e => &self.e2e,
-        };
+        use recap_schemas::live::LiveDistribution;
+        let d = self.dist(metric);
         // Only the non-empty buckets are read under the lock (one scan, no copy of the
         // histogram's hundreds of KB); percentiles are computed outside it.
         let (buckets, sum) = match d.lock() {
@@ -185,13 +193,7 @@ impl Stats {
 
     /// A condition's value now, with the samples it is judged on.
     pub fn judge(&self, c: &recap_schemas::live::Condition) -> (Option<f64>, u64) {
-        use recap_schemas::live::LiveMetric;
-        let d = match c.metric {
-            LiveMetric::Ttft => &self.ttft,
-            LiveMetric::Gap => &self.gap,
-            LiveMetric::E2e => &self.e2e,
-        };
-        match d.lock() {
+        match self.dist(c.metric).lock() {
             Ok(d) => (c.value_ms(&d.h), d.h.len()),
             Err(_) => (None, 0),
         }

@@ -583,7 +583,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             reserved: AtomicU64::new(0),
         }),
     });
-    // Gaps cost a lock per event: kept only when something reads them.
+    // Gaps cost a push per event: kept only when something reads them.
     let keep_gaps = cfg.live.is_some()
         || cfg
             .stop_when
@@ -823,7 +823,14 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     });
     write_manifest(&cfg.out, &manifest)?;
     if let Some(feed) = feed {
-        feed.finish(&cfg.out, elapsed.as_secs_f64()).await;
+        let snapshot = feed.finish(elapsed.as_secs_f64()).await;
+        // Subscribers have it; a failed write is a warning, the run and its manifest are whole.
+        if let Err(e) = write_json(&cfg.out, recap_schemas::live::LIVE_FILE, &snapshot) {
+            tracing::warn!(
+                "--live: the final snapshot was published but not written: {}",
+                recap_schemas::error_chain(&e)
+            );
+        }
     }
     Ok(Outcome { status, summary, stats })
 }
