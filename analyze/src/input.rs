@@ -117,6 +117,30 @@ impl<'a> Input<'a> {
     }
 }
 
+/// The messages a Messages or Responses request's model sees: its system prompt, sent outside
+/// the list (`system`, `instructions`, recorded in `params_json`), put back as a leading system
+/// message, so the chat template renders it as the server does. `None` when there is none to
+/// add (the recorded `messages_json` is then counted as it is).
+pub fn with_system(api: Option<recap_schemas::Api>, params_json: Option<&str>, messages_json: &str) -> Option<String> {
+    let field = api?.system_field()?;
+    let params: Value = serde_json::from_str(params_json?).ok()?;
+    let system = match params.get(field)? {
+        Value::String(s) => s.clone(),
+        // Anthropic's list of text blocks.
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        _ => return None,
+    };
+    let Ok(Value::Array(mut messages)) = serde_json::from_str::<Value>(messages_json) else {
+        return None;
+    };
+    messages.insert(0, serde_json::json!({"role": "system", "content": system}));
+    Some(Value::Array(messages).to_string())
+}
+
 /// Message contents joined by newlines (`--isl raw`).
 fn joined_contents(msgs: &Value) -> String {
     msgs.as_array()

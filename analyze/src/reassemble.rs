@@ -8,6 +8,7 @@
 //! order, their `content`, `reasoning` and tool-call pieces concatenated, and the record is
 //! handed on. Memory holds the requests in flight, not the run.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use arrow_array::RecordBatch;
@@ -305,6 +306,7 @@ pub const REQUEST_COLUMNS: &[&str] = &[
     rq::SCHEDULED_NS,
     rq::PROMPT,
     rq::MESSAGES_JSON,
+    rq::PARAMS_JSON,
     rq::MAX_TOKENS,
     rq::PLANNED_INPUT_TOKENS,
     rq::PREFIX_GROUP,
@@ -312,12 +314,17 @@ pub const REQUEST_COLUMNS: &[&str] = &[
     rq::TURN,
 ];
 
+/// A `requests` row: its id, its facts and its input text.
+pub type RequestRow<'a> = (u64, RequestFacts, Option<Cow<'a, str>>);
+
 /// One batch of `requests` rows: `(request_id, row, input text)`. The input text is a prompt
-/// or `messages_json` borrowed from the batch, for the caller to count and drop.
-pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestFacts, Option<&str>)>> {
+/// or `messages_json` borrowed from the batch (with a Messages or Responses system prompt put
+/// back in front, [`crate::input::with_system`]), for the caller to count and drop.
+pub fn request_rows(b: &RecordBatch) -> Result<Vec<RequestRow<'_>>> {
     let id = required(rq::REQUEST_ID, u64_col(b, rq::REQUEST_ID))?;
     let (phase, api) = (str_col(b, rq::PHASE), str_col(b, rq::API));
     let (prompt, msgs) = (str_col(b, rq::PROMPT), str_col(b, rq::MESSAGES_JSON));
+    let params = str_col(b, rq::PARAMS_JSON);
     let sched = i64_col(b, rq::SCHEDULED_NS);
     let (max_tokens, planned, group) = (
         u32_col(b, rq::MAX_TOKENS),
@@ -329,21 +336,27 @@ pub fn request_rows(b: &RecordBatch) -> Result<Vec<(u64, RequestFacts, Option<&s
     for i in 0..b.num_rows() {
         let prompt = at(prompt, i, |a, i| a.value(i));
         let msgs = at(msgs, i, |a, i| a.value(i));
+        let api = at(api, i, |a, i| a.value(i)).and_then(Api::parse);
         let (input, text) = match (prompt, msgs) {
-            (Some(p), _) => (Some(InputKind::Prompt), Some(p)),
-            (None, Some(m)) => (Some(InputKind::Chat), Some(m)),
+            (Some(p), _) => (Some(InputKind::Prompt), Some(Cow::Borrowed(p))),
+            (None, Some(m)) => {
+                let system = api
+                    .and_then(Api::system_field)
+                    .and_then(|_| crate::input::with_system(api, at(params, i, |a, i| a.value(i)), m));
+                (Some(InputKind::Chat), Some(system.map_or(Cow::Borrowed(m), Cow::Owned)))
+            }
             (None, None) => (None, None),
         };
         let row = RequestFacts {
             phase: at(phase, i, |a, i| a.value(i)).and_then(Phase::parse),
-            api: at(api, i, |a, i| a.value(i)).and_then(Api::parse),
+            api,
             scheduled_ns: at(sched, i, |a, i| a.value(i)),
             max_tokens: at(max_tokens, i, |a, i| a.value(i)),
             planned_input_tokens: at(planned, i, |a, i| a.value(i)),
             prefix_group: at(group, i, |a, i| a.value(i)),
             session_id: at(session, i, |a, i| a.value(i).to_string()),
             turn: at(turn, i, |a, i| a.value(i)),
-            input: input.zip(text).map(|(kind, t)| InputRef {
+            input: input.zip(text.as_deref()).map(|(kind, t)| InputRef {
                 kind,
                 hash: text_hash(t),
             }),

@@ -305,7 +305,7 @@ impl Pass<'_> {
                     let inputs: Vec<Option<Input<'_>>> = rows
                         .par_iter()
                         .map(|(_, row, text)| {
-                            let (i, t) = row.input.zip(*text)?;
+                            let (i, t) = row.input.zip(text.as_deref())?;
                             Input::of(i.kind, t)
                         })
                         .collect();

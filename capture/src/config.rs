@@ -24,6 +24,10 @@ pub enum ApiArg {
     Chat,
     /// `/v1/completions` with `prompt`.
     Completions,
+    /// OpenAI Responses: `/v1/responses` with `input`.
+    Responses,
+    /// Anthropic Messages: `/v1/messages` with `messages` and `system`.
+    Messages,
 }
 
 /// Where open-loop send times come from besides `--rate`.
@@ -215,7 +219,8 @@ pub struct Args {
     /// After Ctrl-C/SIGTERM, how long in-flight requests may finish before being cancelled.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s", value_name = "DURATION")]
     pub grace: Duration,
-    /// Environment variable holding the API key (sent as `Authorization: Bearer`, never written).
+    /// Environment variable holding the API key (sent as `Authorization: Bearer`, with
+    /// `--api messages` as `x-api-key`; never written).
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
     /// Extra request header `'Name: value'` (repeatable); credential values are redacted.
@@ -697,7 +702,10 @@ impl Args {
             (Some(r), _) => r.manifest.endpoint.api,
             (None, ApiArg::Chat) => Api::Chat,
             (None, ApiArg::Completions) => Api::Completions,
+            (None, ApiArg::Responses) => Api::Responses,
+            (None, ApiArg::Messages) => Api::Messages,
         };
+        let shape = crate::api::of(api);
         let url = full_url(&self.url, api);
         if self.concurrency.len() > 1 || self.rate.len() > 1 || self.sessions.len() > 1 || self.repeat != 1 {
             return Err(err(
@@ -883,14 +891,22 @@ impl Args {
             if key.is_empty() {
                 return Err(err(format!("--api-key-env {var}: the variable is empty")));
             }
-            let mut v = http::HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+            let (name, value) = shape.key_header(&key);
+            let mut v = http::HeaderValue::from_str(&value).map_err(|_| {
                 err(format!(
                     "--api-key-env {var}: the key has characters not allowed in a header"
                 ))
             })?;
             v.set_sensitive(true);
-            headers.insert(http::header::AUTHORIZATION, v);
+            headers.insert(name, v);
             secrets.push(key);
+        }
+        // What the API requires and the user did not give (Messages: `anthropic-version`).
+        for (name, value) in shape.required_headers() {
+            if !headers.contains_key(*name) {
+                headers.insert(*name, http::HeaderValue::from_static(value));
+                headers_redacted.push((name.to_string(), value.to_string()));
+            }
         }
         let request_id_header = if self.no_request_id {
             None

@@ -166,12 +166,12 @@ struct ErrorBody<'a> {
     message: Option<Cow<'a, str>>,
 }
 
-fn clamp_u32(v: Option<u64>) -> Option<u32> {
+pub(crate) fn clamp_u32(v: Option<u64>) -> Option<u32> {
     v.map(|x| u32::try_from(x).unwrap_or(u32::MAX))
 }
 
 /// The message of an error value: its `message` field, the string itself, else its JSON text.
-fn error_text(json: &str) -> String {
+pub(crate) fn error_text(json: &str) -> String {
     match serde_json::from_str::<ErrorBody<'_>>(json) {
         Ok(ErrorBody { message: Some(m) }) => m.into_owned(),
         _ => match serde_json::from_str::<Cow<'_, str>>(json) {

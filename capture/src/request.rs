@@ -25,7 +25,7 @@ pub struct BodyOptions {
     pub model: String,
     /// Ask for SSE streaming (and, for chat and completions, usage in the stream).
     pub stream: bool,
-    /// `max_tokens` when the dataset row has none.
+    /// The output budget when the dataset row has none (sent as the API's own field).
     pub max_tokens: Option<u32>,
     /// Extra top-level fields merged into every body (`--body-extra`), e.g. `ignore_eos`.
     pub extra: Map<String, Value>,
@@ -42,7 +42,7 @@ pub struct PreparedRequest {
     pub prompt: Option<Arc<str>>,
     /// `requests.messages_json` (chat).
     pub messages_json: Option<Arc<str>>,
-    /// `requests.params_json`: the body without prompt/messages.
+    /// `requests.params_json`: the body without its input (`prompt`, `messages`, `input`).
     pub params_json: Arc<str>,
     /// `max_tokens` sent, if any.
     pub max_tokens: Option<u32>,
@@ -74,7 +74,7 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
         shape.ask_stream_usage(&mut params);
     }
     if let Some(n) = max_tokens {
-        params.insert("max_tokens".into(), json!(n));
+        params.insert(shape.max_tokens_field().into(), json!(n));
     }
     // The row's own generation controls win over `--body-extra`'s.
     if let Some(n) = row.plan.min_tokens {
@@ -83,9 +83,10 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
     if let Some(b) = row.plan.ignore_eos {
         params.insert("ignore_eos".into(), json!(b));
     }
+    let input = shape.lift(&mut params, shape.input(&row.prompt));
     let params_json: Arc<str> = Value::Object(params.clone()).to_string().into();
     let mut body = params;
-    let (prompt, messages_json) = put_input(&mut body, shape, shape.input(&row.prompt));
+    let (prompt, messages_json) = put_input(&mut body, shape, input);
     let same_shape = shape.is_own_shape(&row.prompt);
     PreparedRequest {
         api: opts.api,
@@ -194,5 +195,33 @@ mod tests {
         assert_eq!(chat.planned_input_tokens, Some(5));
         assert!(body.get("stream_options").is_none());
         assert_eq!(p.prompt.as_deref(), Some("a\nb"));
+    }
+
+    #[test]
+    fn responses_and_messages_bodies() {
+        let row = Row {
+            prompt: Prompt::Messages(vec![
+                json!({"role":"system","content":"sys"}),
+                json!({"role":"user","content":"q"}),
+            ]),
+            plan: RowPlan::default(),
+        };
+        let r = prepare(&row, &opts(Api::Responses, true));
+        let body: Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(body["input"][1]["content"], "q");
+        assert_eq!(body["max_output_tokens"], 8);
+        assert!(body.get("max_tokens").is_none() && body.get("stream_options").is_none());
+        let m = prepare(&row, &opts(Api::Messages, true));
+        let body: Value = serde_json::from_slice(&m.body).expect("json");
+        assert_eq!(body["system"], "sys");
+        assert_eq!(body["messages"], json!([{"role":"user","content":"q"}]));
+        assert_eq!(body["max_tokens"], 8);
+        // What is recorded rebuilds the body: params (with `system`) plus the messages sent.
+        let mut rebuilt: Map<String, Value> = serde_json::from_str(&m.params_json).expect("json");
+        rebuilt.insert(
+            "messages".into(),
+            serde_json::from_str(m.messages_json.as_deref().expect("messages")).expect("json"),
+        );
+        assert_eq!(Value::Object(rebuilt).to_string().as_bytes(), &m.body[..]);
     }
 }

@@ -70,12 +70,29 @@ string_enum! {
 }
 
 string_enum! {
-    /// The OpenAI-compatible API a request targets.
+    /// The API a request targets.
     Api {
         /// `POST /v1/chat/completions` with `messages`.
         Chat => "chat",
         /// `POST /v1/completions` with `prompt`.
         Completions => "completions",
+        /// OpenAI Responses: `POST /v1/responses` with `input` (a message list).
+        Responses => "responses",
+        /// Anthropic Messages: `POST /v1/messages` with `messages` (system prompt in `system`).
+        Messages => "messages",
+    }
+}
+
+impl Api {
+    /// The body field that carries the system prompt outside the message list (Messages'
+    /// `system`, Responses' `instructions`): recorded in `requests.params_json`, and rendered
+    /// as a leading system message when the input is counted, as the server's template sees it.
+    pub fn system_field(self) -> Option<&'static str> {
+        match self {
+            Api::Messages => Some("system"),
+            Api::Responses => Some("instructions"),
+            Api::Chat | Api::Completions => None,
+        }
     }
 }
 

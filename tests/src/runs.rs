@@ -29,6 +29,8 @@ pub struct RequestRow {
     pub prompt: Option<String>,
     /// `messages_json`.
     pub messages_json: Option<String>,
+    /// `params_json`.
+    pub params_json: String,
     /// `max_tokens`.
     pub max_tokens: Option<u32>,
     /// `connection_id`.
@@ -179,6 +181,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
             opt_str(requests::CLIENT_REQUEST_ID),
             opt_str(requests::SERVER_REQUEST_ID),
         );
+        let params = opt_str(requests::PARAMS_JSON);
         let at = |a: &Option<arrow_array::StringArray>, i: usize| {
             a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i).to_string())
         };
@@ -190,6 +193,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
                 scheduled_ns: sched.value(i),
                 prompt: prompt.is_valid(i).then(|| prompt.value(i).to_string()),
                 messages_json: msgs.is_valid(i).then(|| msgs.value(i).to_string()),
+                params_json: at(&params, i).unwrap_or_default(),
                 max_tokens: maxt.is_valid(i).then(|| maxt.value(i)),
                 connection_id: conn.is_valid(i).then(|| conn.value(i)),
                 session_id: session
@@ -396,4 +400,54 @@ pub fn rewrite_events(dir: &Path, f: impl Fn(&str, Option<&str>, Option<&str>) -
         std::fs::rename(&tmp, &path)?;
     }
     Ok(())
+}
+
+/// `analyze report RUN --json --quiet` with the given flags: the one summary (panics with
+/// analyze's stderr if it fails).
+pub fn report(run: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["report", run.to_str().expect("utf8")];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["--json", "--quiet"]);
+    let out = crate::harness::run_bin("analyze", &a);
+    assert!(
+        out.status.success(),
+        "analyze report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    v[0].clone()
+}
+
+/// `metrics.parquet` of a run's analysis with `tokenizer_id`: `(request_id, column)` for a
+/// u32, i64 or f64 column.
+pub fn metric_column(run: &Path, tokenizer_id: &str, column: &str) -> BTreeMap<u64, Option<f64>> {
+    use arrow_array::types::Float64Type;
+    let path = run.join("analysis").join(tokenizer_id).join("metrics.parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("metrics"))
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut out = BTreeMap::new();
+    for b in reader {
+        let b = b.expect("batch");
+        let ids = b
+            .column_by_name("request_id")
+            .expect("id")
+            .as_primitive::<UInt64Type>()
+            .clone();
+        let col = b.column_by_name(column).expect("column");
+        for i in 0..b.num_rows() {
+            let v = if col.is_null(i) {
+                None
+            } else if let Some(a) = col.as_primitive_opt::<UInt32Type>() {
+                Some(f64::from(a.value(i)))
+            } else if let Some(a) = col.as_primitive_opt::<Int64Type>() {
+                Some(a.value(i) as f64)
+            } else {
+                Some(col.as_primitive::<Float64Type>().value(i))
+            };
+            out.insert(ids.value(i), v);
+        }
+    }
+    out
 }

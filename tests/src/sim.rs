@@ -32,6 +32,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
+mod apis;
+use apis::{Open, Wire};
+
 /// Words the deterministic output is made of.
 const WORDS: &[&str] = &[
     "river", "stone", "light", "cloud", "north", "green", "quiet", "bright", "field", "water", "ember", "maple",
@@ -64,10 +67,16 @@ fn word(h: u64, i: u64) -> String {
     format!("{} ", WORDS[idx as usize])
 }
 
-/// The text a request's output is derived from: chat message contents joined with `\n`, or
-/// the completions prompt (an array of prompts joined with `\n`).
+/// The text a request's output is derived from: chat message contents joined with `\n` (the
+/// `messages` of chat and Messages, the `input` of Responses; a Messages `system` field is not
+/// part of it), or the completions prompt (an array of prompts joined with `\n`).
 pub fn request_key(body: &Value) -> String {
-    if let Some(msgs) = body.get("messages").and_then(Value::as_array) {
+    // Chat and Messages send `messages`; Responses sends them as `input` (or a text).
+    let messages = body.get("messages").or_else(|| body.get("input"));
+    if let Some(Value::String(s)) = messages {
+        return s.clone();
+    }
+    if let Some(msgs) = messages.and_then(Value::as_array) {
         return msgs
             .iter()
             .filter_map(|m| m.get("content").and_then(Value::as_str))
@@ -283,7 +292,10 @@ impl UsageTokenizer {
     /// template with `add_generation_prompt` (their contents joined with `\n` without one, or
     /// if it fails), or the completions prompt with special tokens added.
     pub fn prompt_tokens(&self, body: &Value) -> u64 {
-        match body.get("messages") {
+        match body
+            .get("messages")
+            .or_else(|| body.get("input").filter(|i| i.is_array()))
+        {
             Some(messages) => {
                 let rendered = self.template.as_ref().and_then(|t| t.render(messages).ok());
                 match rendered {
@@ -423,6 +435,32 @@ pub fn fault_for(key: &str, cfg: &FaultConfig) -> Fault {
         return Fault::Truncated;
     }
     Fault::None
+}
+
+/// One payload of `--log-raw`: its `seq` (none for an HTTP error body), SSE `event:` name and
+/// data.
+pub type Payload = (Option<u64>, Option<String>, String);
+
+/// What the simulator sent (its `--log-raw` file), by the `x-request-id` it was sent with, in
+/// order of `seq`.
+pub fn sent_payloads(log: &Path) -> std::collections::BTreeMap<String, Vec<Payload>> {
+    let mut out: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+    for line in std::fs::read_to_string(log).expect("raw log").lines() {
+        let v: Value = serde_json::from_str(line).expect("log line");
+        let id = v["request_id"]
+            .as_str()
+            .expect("every request carried x-request-id")
+            .to_string();
+        out.entry(id).or_default().push((
+            v["seq"].as_u64(),
+            v["event"].as_str().map(str::to_string),
+            v["data"].as_str().expect("data").to_string(),
+        ));
+    }
+    for v in out.values_mut() {
+        v.sort_by_key(|p| p.0);
+    }
+    out
 }
 
 /// How the simulator behaves.
@@ -880,7 +918,7 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
         request_id: header("x-request-id"),
         echo: (shared.cfg.echo_auth && !echo.is_empty()).then(|| echo.join(" ")),
     };
-    let chat = match (&method, path.as_str()) {
+    let (chat, wire) = match (&method, path.as_str()) {
         (&Method::GET, "/health") => return full(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/metrics") => return metrics(shared).await,
         (&Method::GET, "/v1/models") => {
@@ -889,10 +927,20 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
                 json!({"object": "list", "data": [{"id": "recap-sim", "object": "model"}]}),
             )
         }
-        (&Method::POST, "/v1/chat/completions") => true,
-        (&Method::POST, "/v1/completions") => false,
+        (&Method::POST, "/v1/chat/completions") => (true, Wire::Openai),
+        (&Method::POST, "/v1/completions") => (false, Wire::Openai),
+        (&Method::POST, "/v1/responses") => (true, Wire::Responses),
+        (&Method::POST, "/v1/messages") => (true, Wire::Messages),
         _ => return error_body(StatusCode::NOT_FOUND, &format!("no route {method} {path}"), "not_found"),
     };
+    if wire == Wire::Messages && header("anthropic-version").is_none() {
+        // What Anthropic answers a request without the version its wire format follows.
+        return full(
+            StatusCode::BAD_REQUEST,
+            json!({"type": "error", "error": {"type": "invalid_request_error",
+                "message": "anthropic-version: header is required"}}),
+        );
+    }
     let bytes = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -927,7 +975,7 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
             )
         }
     };
-    respond(shared.clone(), chat, &body, info).await
+    respond(shared.clone(), chat, wire, &body, info).await
 }
 
 fn malformed_event(utf8: bool) -> Bytes {
@@ -1079,6 +1127,13 @@ struct Chunk {
 /// Everything one response says, decided before the first byte is sent.
 struct Plan {
     chat: bool,
+    /// Whose API's events and bodies to send.
+    wire: Wire,
+    /// The output is as long as the request's budget allowed (Responses `incomplete`, Messages
+    /// `max_tokens`), not the simulator's own `--output-tokens`.
+    budget_hit: bool,
+    /// The extra content event's size (`--huge-event-bytes`), part of a whole body.
+    huge_event_bytes: usize,
     flavor: Flavor,
     model: String,
     id: String,
@@ -1120,13 +1175,12 @@ impl Plan {
             .collect()
     }
 
-    fn new(cfg: &SimConfig, chat: bool, body: &Value, stream: bool) -> Plan {
+    fn new(cfg: &SimConfig, chat: bool, wire: Wire, body: &Value, stream: bool) -> Plan {
         let key = request_key(body);
         let hash = key_hash(&key);
-        let requested = body
-            .get("max_completion_tokens")
-            .and_then(Value::as_u64)
-            .or_else(|| body.get("max_tokens").and_then(Value::as_u64));
+        let requested = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+            .iter()
+            .find_map(|f| body.get(*f).and_then(Value::as_u64));
         let option = |name: &str| {
             body.pointer(&format!("/stream_options/{name}"))
                 .and_then(Value::as_bool)
@@ -1135,14 +1189,18 @@ impl Plan {
         let flavor = cfg.flavor;
         let usage = !cfg.no_usage
             && (!stream
+                || wire != Wire::Openai
                 || match (flavor, chat) {
                     // llama.cpp always ends a completions stream with usage; TGI never sends it there.
                     (Flavor::Llamacpp, false) => true,
                     (Flavor::Tgi, false) => false,
                     _ => option("include_usage"),
                 });
-        let continuous =
-            stream && usage && option("continuous_usage_stats") && matches!(flavor, Flavor::Vllm | Flavor::Sglang);
+        let continuous = stream
+            && usage
+            && wire == Wire::Openai
+            && option("continuous_usage_stats")
+            && matches!(flavor, Flavor::Vllm | Flavor::Sglang);
         let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 16);
         let n = cfg.output_tokens.or(requested).unwrap_or(16);
         let reasoning = if chat { cfg.reasoning } else { 0 };
@@ -1215,15 +1273,16 @@ impl Plan {
                 )
             }
         };
-        let id = match flavor {
-            Flavor::Openai => format!("cmpl-{hash:016x}"),
-            Flavor::Llamacpp | Flavor::Vllm if chat => format!("chatcmpl-{hash:016x}"),
-            Flavor::Llamacpp | Flavor::Vllm => format!("cmpl-{hash:016x}"),
-            Flavor::Sglang => format!("{hash:016x}{:016x}", splitmix64(hash)),
-            Flavor::Tgi => String::new(),
+        let id = match (wire, flavor) {
+            (Wire::Responses, _) => format!("resp_{hash:016x}"),
+            (Wire::Messages, _) => format!("msg_{hash:016x}"),
+            (_, flavor) => Plan::openai_id(flavor, chat, hash),
         };
         Plan {
             chat,
+            wire,
+            budget_hit: cfg.output_tokens.is_none() && requested.is_some(),
+            huge_event_bytes: cfg.huge_event_bytes,
             flavor,
             model: body
                 .get("model")
@@ -1247,6 +1306,17 @@ impl Plan {
             itl: cfg.itl,
             n: choices,
             cached_tokens: (prompt_tokens as f64 * cfg.cache_share.clamp(0.0, 1.0)).floor() as u64,
+        }
+    }
+
+    /// The `id` each OpenAI-compatible server gives a response.
+    fn openai_id(flavor: Flavor, chat: bool, hash: u64) -> String {
+        match flavor {
+            Flavor::Openai => format!("cmpl-{hash:016x}"),
+            Flavor::Llamacpp | Flavor::Vllm if chat => format!("chatcmpl-{hash:016x}"),
+            Flavor::Llamacpp | Flavor::Vllm => format!("cmpl-{hash:016x}"),
+            Flavor::Sglang => format!("{hash:016x}{:016x}", splitmix64(hash)),
+            Flavor::Tgi => String::new(),
         }
     }
 
@@ -1290,6 +1360,9 @@ impl Plan {
     /// its SSE `event:` name if the style has one.
     fn stream_error(&self) -> (Option<&'static str>, Value) {
         let message = "simulated KV cache exhaustion: request aborted";
+        if let Some(named) = self.wire_error(message) {
+            return named;
+        }
         match self.hash % 3 {
             0 => (
                 None,
@@ -1560,9 +1633,9 @@ impl Plan {
     }
 }
 
-async fn respond(shared: Arc<Shared>, chat: bool, body: &Value, info: RequestInfo) -> Response<Body> {
+async fn respond(shared: Arc<Shared>, chat: bool, wire: Wire, body: &Value, info: RequestInfo) -> Response<Body> {
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let mut plan = Plan::new(&shared.cfg, chat, body, stream);
+    let mut plan = Plan::new(&shared.cfg, chat, wire, body, stream);
     plan.info = info;
     respond_plan(&shared, plan, stream).await
 }
@@ -1646,7 +1719,7 @@ async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Respons
         Fault::Malformed => "{\"choices\": [".to_string(),
         // A 200 whose body is an error object.
         Fault::StreamError => plan.stream_error().1.to_string(),
-        _ => plan.whole_body(cfg.huge_event_bytes).to_string(),
+        _ => plan.wire_whole().to_string(),
     };
     shared.raw(rid.as_deref(), Some(0), None, text.as_bytes(), 200);
     let mut r = if cfg.gzip {
@@ -1703,14 +1776,18 @@ impl Emitter<'_> {
         out.send(Bytes::from(bytes)).await
     }
 
-    /// Sends a response object, then its copies for the other choices when `n > 1`; the first
-    /// object of a response carries the echoed credentials (`echo_auth`).
-    async fn object(&mut self, plan: &Plan, out: &mut Out, v: &Value) -> bool {
+    /// Sends a response object (with its `event:` name, if any), then its copies for the other
+    /// choices when `n > 1`; the first object of a response carries the echoed credentials
+    /// (`echo_auth`), each Responses event its `sequence_number`.
+    async fn object(&mut self, plan: &Plan, out: &mut Out, event: Option<&str>, v: &Value) -> bool {
         let mut v = std::borrow::Cow::Borrowed(v);
         if let (0, Some(e)) = (self.seq, &plan.info.echo) {
             v.to_mut()["echo"] = json!(e);
         }
-        if !self.send(plan, out, None, v.to_string().as_bytes()).await {
+        if plan.wire == Wire::Responses {
+            v.to_mut()["sequence_number"] = json!(self.seq);
+        }
+        if !self.send(plan, out, event, v.to_string().as_bytes()).await {
             return false;
         }
         for k in 1..plan.n {
@@ -1730,11 +1807,12 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
         shared: &shared,
         seq: 0,
     };
-    if let Some(role) = plan.role_event() {
-        if !em.object(&plan, out, &role).await {
+    for (name, v) in plan.wire_head() {
+        if !em.object(&plan, out, name, &v).await {
             return;
         }
     }
+    let mut open = Open::default();
     if !plan.ttft.is_zero() {
         tokio::time::sleep(plan.ttft).await;
     }
@@ -1758,18 +1836,28 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
         }
         if !chunk.reasoning && !huge_sent && cfg.huge_event_bytes > 0 {
             huge_sent = true;
-            let huge = plan.token_event(false, &"x".repeat(cfg.huge_event_bytes), false, through);
-            if !em.object(&plan, out, &huge).await {
-                return;
+            let huge = "x".repeat(cfg.huge_event_bytes);
+            for (name, v) in plan.wire_token(&mut open, false, &huge, false, through) {
+                if !em.object(&plan, out, name, &v).await {
+                    return;
+                }
             }
         }
-        let ev = plan.token_event(chunk.reasoning, &chunk.text, i + 1 == n_chunks, chunk.tokens_through);
+        let events = plan.wire_token(
+            &mut open,
+            chunk.reasoning,
+            &chunk.text,
+            i + 1 == n_chunks,
+            chunk.tokens_through,
+        );
         through = chunk.tokens_through;
         if first_token_ns.is_none() {
             first_token_ns = Some(unix_ns());
         }
-        if !em.object(&plan, out, &ev).await {
-            return;
+        for (name, v) in events {
+            if !em.object(&plan, out, name, &v).await {
+                return;
+            }
         }
         if i == 0 {
             match plan.fault {
@@ -1805,7 +1893,7 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
             // The error object, then (vLLM, SGLang) `[DONE]`; the named `event: error` style
             // ends the stream with the event itself.
             let (name, v) = plan.stream_error();
-            if !em.send(&plan, out, name, v.to_string().as_bytes()).await {
+            if !em.object(&plan, out, name, &v).await {
                 return;
             }
             if name.is_none() {
@@ -1814,12 +1902,15 @@ async fn stream_body(shared: Arc<Shared>, plan: Plan, out: &mut Out) {
         }
         Fault::Truncated => {}
         _ => {
-            for ev in plan.tail_events() {
-                if !em.object(&plan, out, &ev).await {
+            for (name, v) in plan.wire_tail(&open) {
+                if !em.object(&plan, out, name, &v).await {
                     return;
                 }
             }
-            let _ = em.send(&plan, out, None, b"[DONE]").await;
+            // Responses and Messages end with their own last event.
+            if plan.wire == Wire::Openai {
+                let _ = em.send(&plan, out, None, b"[DONE]").await;
+            }
         }
     }
     out.finish().await;

@@ -527,7 +527,8 @@ fn llamacpp_streams_are_recorded_whole() {
                         sse[0]
                     );
                 }
-                Api::Completions => {
+                // Completions (the only other API these cases run).
+                _ => {
                     // text chunks, the final chunk (empty text, finish, usage, timings), [DONE]
                     assert_eq!(sse.len(), generated(case) as usize + 2, "{ctx}: request {id}");
                     let last = sse[sse.len() - 2];
@@ -612,7 +613,8 @@ fn sglang_streams_are_recorded_whole() {
                         "{ctx}: {finish:?}"
                     );
                 }
-                Api::Completions => {
+                // Completions (the only other API these cases run).
+                _ => {
                     // tokens (finish on the last), usage, [DONE]
                     assert_eq!(sse.len(), generated(case) as usize + 2, "{ctx}: request {id}");
                     assert_eq!(sse[sse.len() - 3].finish_reason.as_deref(), Some("length"), "{ctx}");
@@ -653,7 +655,8 @@ fn tgi_streams_are_recorded_whole() {
                         "{ctx}: request {id}"
                     );
                 }
-                Api::Completions => {
+                // Completions (the only other API these cases run).
+                _ => {
                     // `finish_reason: ""` until the last token chunk; no usage in a TGI
                     // completions stream; [DONE].
                     assert_eq!(sse.len(), tokens + 1, "{ctx}: request {id}");
@@ -696,7 +699,8 @@ fn usage_is_counted_with_the_given_tokenizer() {
                     &format!("<|im_start|>user\n{key}<|im_end|>\n<|im_start|>assistant\n"),
                     false,
                 ),
-                Api::Completions => count(&key, true),
+                // Completions (the only other API these cases run).
+                _ => count(&key, true),
             };
             assert_eq!(
                 usage_rows(&run, id),

@@ -3,18 +3,13 @@
 //! or from `sim`'s deterministic text, never from capture or analyze.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, UInt32Type, UInt64Type};
-use arrow_array::Array;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use recap_schemas::{ErrorKind, EventKind};
 use recap_tests::harness::{run_bin, SimProcess};
-use recap_tests::runs::{key_of, read_run, Run};
-use recap_tests::sim;
+use recap_tests::runs::{key_of, metric_column, read_run, report, Run};
+use recap_tests::sim::{self, sent_payloads, Payload};
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
@@ -102,30 +97,6 @@ fn capture_expecting(
     (dir, run, raw_log)
 }
 
-/// One payload: its `seq` (none for an HTTP error body), SSE `event:` name and data.
-type Payload = (Option<u64>, Option<String>, String);
-
-/// What the simulator sent, by the `x-request-id` it was sent with, in order of `seq`.
-fn sent_payloads(log: &Path) -> BTreeMap<String, Vec<Payload>> {
-    let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for line in std::fs::read_to_string(log).expect("raw log").lines() {
-        let v: Value = serde_json::from_str(line).expect("log line");
-        let id = v["request_id"]
-            .as_str()
-            .expect("every request carried x-request-id")
-            .to_string();
-        out.entry(id).or_default().push((
-            v["seq"].as_u64(),
-            v["event"].as_str().map(str::to_string),
-            v["data"].as_str().expect("data").to_string(),
-        ));
-    }
-    for v in out.values_mut() {
-        v.sort_by_key(|p| p.0);
-    }
-    out
-}
-
 #[test]
 fn every_raw_payload_is_what_the_server_sent_byte_for_byte() {
     let cases: [(&str, &[&str], &[&str]); 5] = [
@@ -208,47 +179,6 @@ fn every_raw_payload_is_what_the_server_sent_byte_for_byte() {
         }
         assert!(compared >= 12, "{name}: only {compared} payloads compared");
     }
-}
-
-/// `analyze report RUN --json` with the given flags; the one summary.
-fn report(run: &Path, args: &[&str]) -> Value {
-    let mut a = vec!["report", run.to_str().expect("utf8")];
-    a.extend_from_slice(args);
-    a.extend_from_slice(&["--json", "--quiet"]);
-    let out = run_bin("analyze", &a);
-    ok(&out, "analyze report");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-    v[0].clone()
-}
-
-/// `metrics.parquet` of the run's one analysis: `(request_id, column)` for a u32 or f64 column.
-fn metric_column(run: &Path, tokenizer_id: &str, column: &str) -> BTreeMap<u64, Option<f64>> {
-    let path = run.join("analysis").join(tokenizer_id).join("metrics.parquet");
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("metrics"))
-        .expect("parquet")
-        .build()
-        .expect("reader");
-    let mut out = BTreeMap::new();
-    for b in reader {
-        let b = b.expect("batch");
-        let ids = b
-            .column_by_name("request_id")
-            .expect("id")
-            .as_primitive::<UInt64Type>()
-            .clone();
-        let col = b.column_by_name(column).expect("column");
-        for i in 0..b.num_rows() {
-            let v = if col.is_null(i) {
-                None
-            } else if let Some(a) = col.as_primitive_opt::<UInt32Type>() {
-                Some(f64::from(a.value(i)))
-            } else {
-                Some(col.as_primitive::<Float64Type>().value(i))
-            };
-            out.insert(ids.value(i), v);
-        }
-    }
-    out
 }
 
 #[test]

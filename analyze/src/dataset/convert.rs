@@ -183,7 +183,9 @@ fn one(item: &Item, spec: &Spec, measure: &Measure<'_>) -> Result<Outcome> {
     let (mut messages, mut prompt) = match &item.prompt {
         Prompt::Messages(m) => (Some(m.clone()), None),
         Prompt::Text(t) => match measure.api() {
-            recap_schemas::Api::Chat => (Some(vec![serde_json::json!({"role": "user", "content": t})]), None),
+            recap_schemas::Api::Chat | recap_schemas::Api::Responses | recap_schemas::Api::Messages => {
+                (Some(vec![serde_json::json!({"role": "user", "content": t})]), None)
+            }
             recap_schemas::Api::Completions => (None, Some(t.clone())),
         },
     };

@@ -47,7 +47,7 @@ impl<'a> Measure<'a> {
     /// Prompts for `api`; chat needs a template (the tokenizer's, or `template`).
     pub fn new(counter: &'a Counter, template: Option<&'a ChatTemplate>, api: Api) -> Result<Self> {
         let template = template.or(counter.chat_template());
-        if api == Api::Chat && template.is_none() {
+        if api != Api::Completions && template.is_none() {
             return Err(Error::Input(format!(
                 "{}: no chat template (no tokenizer_config.json with `chat_template` beside it); give --chat-template FILE or --completions",
                 counter.path().display()
@@ -75,7 +75,7 @@ impl<'a> Measure<'a> {
     /// The request input of a user `content` (chat: one user message).
     pub fn input(&self, content: &str) -> Value {
         match self.api {
-            Api::Chat => json!([{"role": "user", "content": content}]),
+            Api::Chat | Api::Responses | Api::Messages => json!([{"role": "user", "content": content}]),
             Api::Completions => Value::String(content.to_string()),
         }
     }
@@ -83,7 +83,7 @@ impl<'a> Measure<'a> {
     /// Input tokens of one user `content`, as the server counts them.
     pub fn isl(&self, content: &str) -> Result<u32> {
         match self.api {
-            Api::Chat => self.isl_of(&Input::Chat(self.input(content))),
+            Api::Chat | Api::Responses | Api::Messages => self.isl_of(&Input::Chat(self.input(content))),
             Api::Completions => self.isl_of(&Input::Prompt(content)),
         }
     }
@@ -102,7 +102,7 @@ impl<'a> Measure<'a> {
     /// The dataset row sending `content`.
     pub fn row(&self, content: String, plan: RowPlan) -> DatasetRow {
         match self.api {
-            Api::Chat => DatasetRow {
+            Api::Chat | Api::Responses | Api::Messages => DatasetRow {
                 prompt: None,
                 messages: Some(vec![json!({"role": "user", "content": content})]),
                 plan,

@@ -15,6 +15,8 @@ use crate::delta::Delta;
 
 mod chat;
 mod completions;
+mod messages;
+mod responses;
 
 /// The shape of the body's input, and the `requests` column it is recorded in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +47,33 @@ pub trait ApiShape: Sync + Send + std::fmt::Debug {
     /// The input's shape, and so the `requests` column that records it.
     fn input_kind(&self) -> InputKind;
 
-    /// The body field the input goes in (`messages`, `prompt`).
+    /// The body field the input goes in (`messages`, `prompt`, `input`).
     fn input_field(&self) -> &'static str;
+
+    /// The body field the output budget goes in (`max_tokens`; Responses: `max_output_tokens`).
+    fn max_tokens_field(&self) -> &'static str {
+        "max_tokens"
+    }
+
+    /// Moves what the API takes outside the message list into the body (Messages: leading
+    /// `system` messages into `system`); returns the input left to send.
+    fn lift(&self, _body: &mut Map<String, Value>, input: Input) -> Input {
+        input
+    }
 
     /// Streaming options merged into a streamed body: usage in the stream, keeping whatever
     /// `--body-extra` put there (vLLM's `continuous_usage_stats`, for one).
     fn ask_stream_usage(&self, params: &mut Map<String, Value>);
+
+    /// How `--api-key-env`'s key is sent: `Authorization: Bearer KEY` (Messages: `x-api-key`).
+    fn key_header(&self, key: &str) -> (http::HeaderName, String) {
+        (http::header::AUTHORIZATION, format!("Bearer {key}"))
+    }
+
+    /// Headers the API requires, sent unless the user gives them (`--header`).
+    fn required_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 
     /// Maps one streamed event's data, or a whole non-streamed body, into the extracted
     /// columns; the server's `id` only when `want_id` (copying it out of every chunk would
@@ -80,7 +103,26 @@ pub fn of(api: Api) -> &'static dyn ApiShape {
     match api {
         Api::Chat => &chat::Chat,
         Api::Completions => &completions::Completions,
+        Api::Responses => &responses::Responses,
+        Api::Messages => &messages::Messages,
     }
+}
+
+/// A text field of a response object: borrowed where the JSON has no escapes.
+pub(crate) type Text<'a> = Option<std::borrow::Cow<'a, str>>;
+
+/// One tool-call piece in chat's `tool_calls` shape (`[{index, id, type, function: {name,
+/// arguments}}]`), so that analyze counts a tool call's tokens one way whatever the API.
+pub(crate) fn chat_tool_call(index: u64, id: Option<&str>, name: Option<&str>, arguments: &str) -> String {
+    let mut call = serde_json::json!({"index": index, "function": {"arguments": arguments}});
+    if let Some(id) = id {
+        call["id"] = Value::String(id.to_string());
+        call["type"] = Value::String("function".into());
+    }
+    if let Some(name) = name {
+        call["function"]["name"] = Value::String(name.to_string());
+    }
+    Value::Array(vec![call]).to_string()
 }
 
 /// `stream_options.include_usage`, merged (the OpenAI-compatible APIs' way to get usage in a
@@ -111,5 +153,8 @@ mod tests {
         let row = Prompt::Messages(vec![serde_json::json!({"role": "user", "content": "hi"})]);
         assert!(of(Api::Chat).is_own_shape(&row) && !of(Api::Completions).is_own_shape(&row));
         assert_eq!(of(Api::Completions).input(&row), Input::Text("hi".into()));
+        assert_eq!(of(Api::Responses).path(), "responses");
+        assert_eq!(of(Api::Responses).max_tokens_field(), "max_output_tokens");
+        assert_eq!(of(Api::Messages).path(), "messages");
     }
 }

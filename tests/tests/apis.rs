@@ -1,0 +1,316 @@
+//! End-to-end: the OpenAI Responses and Anthropic Messages APIs, the real `capture` against
+//! `recap-sim`'s modes for them, streamed and whole. Expected texts and token counts come from
+//! `sim`'s deterministic text, raw payloads from the simulator's own log (`--log-raw`), timing
+//! floors from its script, input lengths from the `tokenizers` crate on a hand-rendered
+//! template; never from capture or analyze.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use recap_schemas::{Api, EventKind, RunStatus};
+use recap_tests::harness::{run_bin, SimProcess};
+use recap_tests::runs::{key_of, metric_column, read_run, report, Run};
+use recap_tests::sim::{self, sent_payloads, Payload};
+use serde_json::{json, Value};
+
+const APIS: [Api; 2] = [Api::Responses, Api::Messages];
+const REQUESTS: usize = 16;
+const MAX_TOKENS: u64 = 6;
+const REASONING: u64 = 2;
+const SYSTEM: &str = "You answer in exactly six words.";
+
+fn qwen3() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers/qwen3/tokenizer.json.gz")
+}
+
+/// Chat rows; every other one starts with a system message.
+fn write_dataset(dir: &Path) -> PathBuf {
+    let path = dir.join("chat.jsonl");
+    let mut text = String::new();
+    for i in 0..REQUESTS {
+        let user = json!({"role": "user", "content": format!("question {i} about lighthouses and tides")});
+        let messages = if i % 2 == 0 {
+            json!([{"role": "system", "content": SYSTEM}, user])
+        } else {
+            json!([user])
+        };
+        text.push_str(&json!({ "messages": messages }).to_string());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).expect("write dataset");
+    path
+}
+
+/// Captures the dataset through `api` from a simulator with a scripted TTFT and gap.
+fn capture(api: Api, stream: bool, extra: &[&str]) -> (tempfile::TempDir, Run, PathBuf) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let raw_log = dir.path().join("sent.jsonl");
+    let sim = SimProcess::start(&[
+        "--log-raw",
+        raw_log.to_str().expect("utf8"),
+        "--reasoning",
+        "2",
+        "--ttft",
+        "15ms",
+        "--itl",
+        "2ms",
+    ])
+    .expect("start sim");
+    let data = write_dataset(dir.path());
+    let out = dir.path().join("run");
+    let url = sim.url();
+    let (n, m) = (REQUESTS.to_string(), MAX_TOKENS.to_string());
+    let mut args = vec![
+        "--url",
+        url.as_str(),
+        "--api",
+        api.as_str(),
+        "--dataset",
+        data.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--requests",
+        &n,
+        "--concurrency",
+        "4",
+        "--max-tokens",
+        &m,
+        "--quiet",
+    ];
+    if !stream {
+        args.push("--no-stream");
+    }
+    args.extend_from_slice(extra);
+    let res = run_bin("capture", &args);
+    assert!(
+        res.status.success(),
+        "capture: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    drop(sim);
+    let run = read_run(&out).expect("read run");
+    (dir, run, raw_log)
+}
+
+/// The server's id for a response, from what the simulator sent first.
+fn server_id(api: Api, first: &Payload) -> Option<String> {
+    let v: Value = serde_json::from_str(&first.2).ok()?;
+    let at = match (api, first.1.as_deref()) {
+        (Api::Responses, Some(_)) => "/response/id",
+        (Api::Messages, Some(_)) => "/message/id",
+        _ => "/id",
+    };
+    v.pointer(at).and_then(Value::as_str).map(str::to_string)
+}
+
+#[test]
+fn responses_and_messages_are_recorded_whole_with_every_payload() {
+    for api in APIS {
+        for stream in [true, false] {
+            let ctx = format!("{api}, {}", if stream { "streamed" } else { "whole" });
+            let (_dir, run, log) = capture(api, stream, &[]);
+            assert_eq!(run.manifest.status, RunStatus::Complete, "{ctx}");
+            assert_eq!(run.manifest.endpoint.api, api, "{ctx}");
+            let counts = run.manifest.counts.as_ref().expect("counts");
+            assert_eq!(
+                (counts.done, counts.cancelled),
+                (REQUESTS as u64, 0),
+                "{ctx}: {counts:?}"
+            );
+            assert!(counts.errors.values().all(|n| *n == 0), "{ctx}: {counts:?}");
+            let sent = sent_payloads(&log);
+            for (id, req) in &run.requests {
+                assert_eq!(req.api, api, "{ctx}");
+                let key = key_of(&run, *id);
+                assert_eq!(
+                    run.content(*id),
+                    sim::expected_content(&key, MAX_TOKENS),
+                    "{ctx}: request {id}"
+                );
+                assert_eq!(
+                    run.reasoning(*id),
+                    sim::expected_reasoning(&key, REASONING),
+                    "{ctx}: request {id}"
+                );
+                let events = &run.events[id];
+                assert!(
+                    events.iter().all(|e| e.error_kind.is_none()),
+                    "{ctx}: request {id}: {events:?}"
+                );
+                assert_eq!(events.last().map(|e| e.kind), Some(EventKind::Done), "{ctx}");
+                // Usage as the simulator counts it: the prompt's words, every generated token.
+                let sse = run.sse(*id);
+                let last_usage =
+                    |f: fn(&recap_tests::runs::EventRow) -> Option<u32>| sse.iter().rev().find_map(|e| f(e));
+                assert_eq!(
+                    (
+                        last_usage(|e| e.usage_prompt_tokens),
+                        last_usage(|e| e.usage_completion_tokens)
+                    ),
+                    (
+                        Some(sim::prompt_tokens(&key) as u32),
+                        Some((MAX_TOKENS + REASONING) as u32)
+                    ),
+                    "{ctx}: request {id}"
+                );
+                let finish: Vec<_> = sse.iter().filter_map(|e| e.finish_reason.clone()).collect();
+                let budget = if api == Api::Responses {
+                    "max_output_tokens"
+                } else {
+                    "max_tokens"
+                };
+                assert_eq!(finish, [budget], "{ctx}: request {id}");
+                // Every payload byte for byte, with its `event:` name.
+                let expected = &sent[req.client_request_id.as_ref().expect("request id")];
+                let got: Vec<Payload> = sse
+                    .iter()
+                    .map(|e| (e.seq.map(u64::from), e.sse_event.clone(), e.raw.clone().expect("raw")))
+                    .collect();
+                assert_eq!(&got, expected, "{ctx}: request {id}");
+                if stream {
+                    assert!(got.iter().all(|p| p.1.is_some()), "{ctx}: every event is named");
+                    assert!(sse.iter().all(|e| !e.done_marker), "{ctx}: no [DONE] in these APIs");
+                }
+                assert_eq!(
+                    req.server_request_id,
+                    server_id(api, &expected[0]),
+                    "{ctx}: request {id}"
+                );
+                // Messages has no system role: the row's system message is the `system` field,
+                // recorded with the parameters, and the body rebuilds from the two.
+                let params: Value = serde_json::from_str(&req.params_json).expect("params");
+                let messages: Value =
+                    serde_json::from_str(req.messages_json.as_deref().expect("messages")).expect("json");
+                let has_system = messages[0]["role"] == "system";
+                match api {
+                    Api::Messages => {
+                        assert!(!has_system, "{ctx}: {messages}");
+                        assert_eq!(params["system"] == SYSTEM, id % 2 == 0, "{ctx}: {params}");
+                        assert_eq!(params["max_tokens"], MAX_TOKENS, "{ctx}");
+                    }
+                    _ => {
+                        assert_eq!(has_system, id % 2 == 0, "{ctx}: {messages}");
+                        assert_eq!(params["max_output_tokens"], MAX_TOKENS, "{ctx}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// analyze's numbers for both APIs: output tokens and TTFT as for chat, and the input counted
+/// through the chat template with the system prompt where the model sees it (Messages'
+/// `system` field, Responses' `instructions`), checked against the `tokenizers` crate on the
+/// Qwen3 template rendered by hand.
+#[test]
+fn analyze_counts_the_system_prompt_each_api_sends_outside_the_messages() {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(qwen3()).expect("open tokenizer"))
+        .read_to_end(&mut raw)
+        .expect("gunzip");
+    let tok = tokenizers::Tokenizer::from_bytes(&raw).expect("tokenizer");
+    let count = |text: &str| tok.encode_fast(text, false).expect("encode").len() as f64;
+    // Qwen3's template: every system message, then the user's, then the generation prompt.
+    let render = |systems: &[&str], user: &str| {
+        let mut t: String = systems
+            .iter()
+            .map(|s| format!("<|im_start|>system\n{s}<|im_end|>\n"))
+            .collect();
+        t.push_str(&format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"));
+        t
+    };
+    let instructions = "Cite the tide tables.";
+    let extra = json!({ "instructions": instructions }).to_string();
+    for (api, extra) in [(Api::Messages, None), (Api::Responses, Some(extra.as_str()))] {
+        let flags: Vec<&str> = extra.map(|e| vec!["--body-extra", e]).unwrap_or_default();
+        let (dir, run, _) = capture(api, true, &flags);
+        let run_dir = dir.path().join("run");
+        let s = report(&run_dir, &["--tokenizer", qwen3().to_str().expect("utf8")]);
+        let tok_id = s["tokenizer_id"].as_str().expect("tokenizer id");
+        let isl = metric_column(&run_dir, tok_id, "tokenizer_input_tokens");
+        let osl = metric_column(&run_dir, tok_id, "tokenizer_output_tokens");
+        let ttft = metric_column(&run_dir, tok_id, "ttft_ns");
+        for id in run.requests.keys() {
+            let user = format!("question {id} about lighthouses and tides");
+            let row_system = (id % 2 == 0).then_some(SYSTEM);
+            // Messages: the row's system message, sent as `system`. Responses: `instructions`
+            // first, then the row's own system message, still in `input`.
+            let systems: Vec<&str> = match api {
+                Api::Messages => row_system.into_iter().collect(),
+                _ => std::iter::once(instructions).chain(row_system).collect(),
+            };
+            let expected = render(&systems, &user);
+            assert_eq!(isl[id], Some(count(&expected)), "{api}: request {id} ({expected:?})");
+            let key = key_of(&run, *id);
+            let want =
+                count(&sim::expected_reasoning(&key, REASONING)) + count(&sim::expected_content(&key, MAX_TOKENS));
+            assert_eq!(osl[id], Some(want), "{api}: request {id}");
+            // The simulator waits 15 ms before the first token: no client sees it sooner.
+            let t = ttft[id].expect("ttft");
+            assert!(t >= 15e6, "{api}: request {id}: TTFT {t} ns under the scripted 15 ms");
+        }
+    }
+}
+
+/// `--api messages` sends the key as `x-api-key` (never `Authorization: Bearer`) with
+/// `anthropic-version`, and a server that echoes it leaves no trace of it on disk.
+#[test]
+fn messages_sends_its_own_auth_headers_and_keeps_the_key_secret() {
+    let sim = SimProcess::start(&["--echo-auth"]).expect("start sim");
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = write_dataset(dir.path());
+    let secret = "sk-ant-recap-test-51c0";
+    let out = dir.path().join("run");
+    let url = sim.url();
+    let res = std::process::Command::new(recap_tests::harness::workspace_bin("capture"))
+        .env("RECAP_TEST_ANTHROPIC_KEY", secret)
+        .args([
+            "--url",
+            url.as_str(),
+            "--api",
+            "messages",
+            "--api-key-env",
+            "RECAP_TEST_ANTHROPIC_KEY",
+            "--dataset",
+            data.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--requests",
+            "4",
+            "--max-tokens",
+            "4",
+            "-vv",
+        ])
+        .output()
+        .expect("run capture");
+    // The simulator refuses a Messages request without `anthropic-version`: success says it
+    // was sent.
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let mut haystack = res.stdout.clone();
+    haystack.extend_from_slice(&res.stderr);
+    let mut stack = vec![out.clone()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).expect("dir").map(|e| e.expect("entry").path()));
+        } else {
+            haystack.extend(std::fs::read(&p).expect("read"));
+        }
+    }
+    assert!(
+        !haystack.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the key leaked"
+    );
+    let run = read_run(&out).expect("read run");
+    assert_eq!(run.manifest.counts.as_ref().map(|c| c.done), Some(4));
+    for id in run.requests.keys() {
+        // The echo is exactly the redacted key: it came in `x-api-key`, with no `Bearer`.
+        let first = run.sse(*id)[0].raw.clone().expect("raw");
+        let v: Value = serde_json::from_str(&first).expect("json");
+        assert_eq!(v["echo"], "<redacted>", "request {id}: {first}");
+    }
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).expect("manifest");
+    assert!(
+        manifest.contains("anthropic-version") && manifest.contains("2023-06-01"),
+        "{manifest}"
+    );
+}
