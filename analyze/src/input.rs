@@ -22,6 +22,10 @@ pub enum InputKind {
     Prompt,
     /// A chat `messages` array.
     Chat,
+    /// Texts to embed (`input_json`'s `input`): counted in parts ([`Parts`]).
+    Items,
+    /// A rerank query and its documents (`input_json`): counted in parts ([`Parts`]).
+    Pairs,
 }
 
 impl InputKind {
@@ -30,6 +34,8 @@ impl InputKind {
         match self {
             InputKind::Prompt => "prompt",
             InputKind::Chat => "chat",
+            InputKind::Items => "items",
+            InputKind::Pairs => "pairs",
         }
     }
 
@@ -38,7 +44,61 @@ impl InputKind {
         match s {
             "prompt" => Some(InputKind::Prompt),
             "chat" => Some(InputKind::Chat),
+            "items" => Some(InputKind::Items),
+            "pairs" => Some(InputKind::Pairs),
             _ => None,
+        }
+    }
+}
+
+/// An embeddings or rerank input, counted in parts: the texts to count (each with or without
+/// the tokenizer's special tokens), and the pairs whose specials are added on top. Embeddings:
+/// each text as the server encodes it, with its special tokens. Rerank: each query-document
+/// pair as a cross-encoder encodes it, the query's and the document's tokens plus the
+/// tokenizer's pair specials ([`crate::tokenize::Counter::pair_special_tokens`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parts {
+    /// Texts to count, with `add_special_tokens`.
+    pub texts: Vec<(String, bool)>,
+    /// Query-document pairs (rerank), each adding the pair specials.
+    pub pairs: u32,
+    /// Items the request carried: texts embedded, or documents scored.
+    pub items: u32,
+}
+
+impl Parts {
+    /// The parts of an `input_json` of `kind`; `None` for another kind or a malformed input.
+    pub fn of(kind: InputKind, input_json: &str) -> Option<Parts> {
+        let v: Value = serde_json::from_str(input_json).ok()?;
+        let strings = |v: Option<&Value>| -> Option<Vec<String>> {
+            match v? {
+                Value::String(s) => Some(vec![s.clone()]),
+                Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_string)).collect(),
+                _ => None,
+            }
+        };
+        match kind {
+            InputKind::Items => {
+                let items = strings(v.get("input"))?;
+                Some(Parts {
+                    items: items.len() as u32,
+                    texts: items.into_iter().map(|t| (t, true)).collect(),
+                    pairs: 0,
+                })
+            }
+            InputKind::Pairs => {
+                let query = v.get("query")?.as_str()?;
+                let docs = strings(v.get("documents"))?;
+                let n = docs.len() as u32;
+                let mut texts: Vec<(String, bool)> = docs.iter().map(|_| (query.to_string(), false)).collect();
+                texts.extend(docs.into_iter().map(|d| (d, false)));
+                Some(Parts {
+                    texts,
+                    pairs: n,
+                    items: n,
+                })
+            }
+            InputKind::Prompt | InputKind::Chat => None,
         }
     }
 }
@@ -66,7 +126,8 @@ pub enum Input<'a> {
 /// render the template again (or read the messages) to find its count.
 pub fn key(input: InputRef, template: Option<&ChatTemplate>) -> (TextKey, bool) {
     match input.kind {
-        InputKind::Prompt => (input.hash, true),
+        // Parts are counted by their own texts' keys; this key names the whole input only.
+        InputKind::Prompt | InputKind::Items | InputKind::Pairs => (input.hash, true),
         InputKind::Chat => {
             let seed = template.map_or_else(|| text_hash("raw messages\0"), |t| t.digest());
             (derived_key(seed, input.hash), false)
@@ -76,10 +137,12 @@ pub fn key(input: InputRef, template: Option<&ChatTemplate>) -> (TextKey, bool) 
 
 impl<'a> Input<'a> {
     /// The input sent as `text` (a prompt, or `messages_json`); `None` for messages that are
-    /// not a JSON array.
+    /// not a JSON array, and for inputs counted in parts.
     pub fn of(kind: InputKind, text: &'a str) -> Option<Input<'a>> {
         match kind {
             InputKind::Prompt => Some(Input::Prompt(text)),
+            // Counted in parts ([`Parts`]), not as one text.
+            InputKind::Items | InputKind::Pairs => None,
             InputKind::Chat => {
                 let msgs: Value = serde_json::from_str(text).ok()?;
                 msgs.is_array().then_some(Input::Chat(msgs))

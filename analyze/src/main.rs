@@ -90,6 +90,10 @@ struct DatasetOut {
     /// Rows for the chat API (`messages`, the default); counted through the chat template.
     #[arg(long)]
     chat: bool,
+    /// Rows for the embeddings API (`input`, one text each: `capture --batch-size N` sends N
+    /// per request); each text counted with the tokenizer's special tokens, as embedded.
+    #[arg(long, conflicts_with_all = ["chat", "completions"])]
+    embeddings: bool,
     /// Write `ignore_eos: true` and `min_tokens = max_tokens`, so servers generate exactly the budget.
     #[arg(long)]
     ignore_eos: bool,
@@ -356,7 +360,11 @@ fn dataset_tokenizer(t: &DatasetTokenizer) -> anyhow::Result<(Counter, Option<Ch
 fn run_dataset(cmd: DatasetCommand, quiet: bool) -> anyhow::Result<()> {
     use recap_analyze::dataset::{self, compose::Composer, Measure};
     let started = std::time::Instant::now();
-    let api = |o: &DatasetOut| if o.completions { Api::Completions } else { Api::Chat };
+    let api = |o: &DatasetOut| match (o.completions, o.embeddings) {
+        (_, true) => Api::Embeddings,
+        (true, false) => Api::Completions,
+        (false, false) => Api::Chat,
+    };
     let (command, out, rows, adjusted, measure_parts) = match cmd {
         DatasetCommand::Inspect(a) => {
             let (counter, template) = dataset_tokenizer(&a.tok)?;

@@ -16,6 +16,8 @@ use crate::reassemble::RequestRecord;
 pub struct TokenCounts {
     /// Input tokens.
     pub isl: Option<u32>,
+    /// Items of an embeddings or rerank request.
+    pub items: Option<u32>,
     /// Output tokens in content.
     pub content: u32,
     /// Output tokens in reasoning.
@@ -103,6 +105,8 @@ pub struct RequestMetrics {
     pub prefill_tokens_per_s: Option<f64>,
     /// From the start to the first answer content, when the request reasoned first.
     pub time_to_first_answer_ns: Option<i64>,
+    /// Texts embedded or documents scored (embeddings, rerank).
+    pub items: Option<u32>,
 }
 
 /// Computes one request's metrics from its record and token counts.
@@ -130,9 +134,12 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         TtftOn::Any => r.first_choice_ns,
         TtftOn::Content => r.first_content_ns,
     });
+    let done = r.end_ns.filter(|_| r.terminal == Some(EventKind::Done));
+    // Embeddings and rerank generate nothing: their latency ends with the answer.
+    let generates = r.api.is_none_or(|a| a.generates());
     let e2e = since_sent(match defs.e2e_end {
-        E2eEnd::LastToken => last_out,
-        E2eEnd::Done => r.end_ns.filter(|_| r.terminal == Some(EventKind::Done)),
+        E2eEnd::LastToken if generates => last_out,
+        _ => done,
     });
     let tpot = match (first_out, last_out, osl) {
         (Some(f), Some(l), Some(n)) if n > 1 => Some((l - f) / i64::from(n - 1)),
@@ -187,6 +194,7 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
             _ => None,
         },
         time_to_first_answer_ns: since_sent(r.first_content_ns).filter(|_| t.reasoning > 0),
+        items: t.items,
     }
 }
 
@@ -227,6 +235,7 @@ mod tests {
     fn default_definitions_by_hand() {
         let t = TokenCounts {
             isl: Some(10),
+            items: None,
             content: 4,
             reasoning: 2,
             tool_calls: 0,
@@ -248,6 +257,7 @@ mod tests {
     fn alternatives_by_hand() {
         let t = TokenCounts {
             isl: Some(10),
+            items: None,
             content: 4,
             reasoning: 2,
             tool_calls: 0,
@@ -306,6 +316,7 @@ mod tests {
             &r,
             &TokenCounts {
                 isl: None,
+                items: None,
                 content: 1,
                 ..Default::default()
             },
@@ -324,6 +335,7 @@ mod tests {
         r.error_kind = Some(ErrorKind::ServerError);
         let t = TokenCounts {
             isl: Some(10),
+            items: None,
             content: 3,
             ..Default::default()
         };

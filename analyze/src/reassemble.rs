@@ -307,6 +307,7 @@ pub const REQUEST_COLUMNS: &[&str] = &[
     rq::PROMPT,
     rq::MESSAGES_JSON,
     rq::PARAMS_JSON,
+    rq::INPUT_JSON,
     rq::MAX_TOKENS,
     rq::PLANNED_INPUT_TOKENS,
     rq::PREFIX_GROUP,
@@ -317,14 +318,15 @@ pub const REQUEST_COLUMNS: &[&str] = &[
 /// A `requests` row: its id, its facts and its input text.
 pub type RequestRow<'a> = (u64, RequestFacts, Option<Cow<'a, str>>);
 
-/// One batch of `requests` rows: `(request_id, row, input text)`. The input text is a prompt
-/// or `messages_json` borrowed from the batch (with a Messages or Responses system prompt put
+/// One batch of `requests` rows: `(request_id, row, input text)`. The input text is a prompt,
+/// `messages_json` or `input_json` borrowed from the batch (with a Messages or Responses system prompt put
 /// back in front, [`crate::input::with_system`]), for the caller to count and drop.
 pub fn request_rows(b: &RecordBatch) -> Result<Vec<RequestRow<'_>>> {
     let id = required(rq::REQUEST_ID, u64_col(b, rq::REQUEST_ID))?;
     let (phase, api) = (str_col(b, rq::PHASE), str_col(b, rq::API));
     let (prompt, msgs) = (str_col(b, rq::PROMPT), str_col(b, rq::MESSAGES_JSON));
     let params = str_col(b, rq::PARAMS_JSON);
+    let fields = str_col(b, rq::INPUT_JSON);
     let sched = i64_col(b, rq::SCHEDULED_NS);
     let (max_tokens, planned, group) = (
         u32_col(b, rq::MAX_TOKENS),
@@ -345,7 +347,11 @@ pub fn request_rows(b: &RecordBatch) -> Result<Vec<RequestRow<'_>>> {
                     .and_then(|_| crate::input::with_system(api, at(params, i, |a, i| a.value(i)), m));
                 (Some(InputKind::Chat), Some(system.map_or(Cow::Borrowed(m), Cow::Owned)))
             }
-            (None, None) => (None, None),
+            (None, None) => match (api, at(fields, i, |a, i| a.value(i))) {
+                (Some(Api::Rerank), Some(f)) => (Some(InputKind::Pairs), Some(Cow::Borrowed(f))),
+                (_, Some(f)) => (Some(InputKind::Items), Some(Cow::Borrowed(f))),
+                (_, None) => (None, None),
+            },
         };
         let row = RequestFacts {
             phase: at(phase, i, |a, i| a.value(i)).and_then(Phase::parse),

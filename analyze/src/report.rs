@@ -109,6 +109,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         cache,
         check: RunCheck::default(),
         isl: IdMap::default(),
+        items: IdMap::default(),
         rows: Vec::new(),
         gaps,
         itl: itl_file,
@@ -253,6 +254,8 @@ struct Pass<'a> {
     check: RunCheck,
     /// Input tokens of each request with a `requests` row.
     isl: IdMap<Option<u32>>,
+    /// Items of each embeddings or rerank request (texts embedded, documents scored).
+    items: IdMap<u32>,
     /// Metrics and protocol events of each finished request.
     rows: Vec<(RequestMetrics, u32)>,
     gaps: Option<GapsFile>,
@@ -323,6 +326,7 @@ impl Pass<'_> {
                     for (i, n) in counted.iter().zip(n) {
                         isl[*i] = Some(n);
                     }
+                    self.count_parts(&rows, &mut isl)?;
                     for ((id, row, _), isl) in rows.into_iter().zip(isl) {
                         self.isl.insert(id, isl);
                         out.insert(id, row);
@@ -331,6 +335,40 @@ impl Pass<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Counts the embeddings and rerank inputs of `rows` in parts ([`input::Parts`]): each
+    /// distinct text once, the sum (plus the pair specials) into `isl`, the items noted.
+    fn count_parts(&mut self, rows: &[crate::reassemble::RequestRow<'_>], isl: &mut [Option<u32>]) -> Result<()> {
+        let parted: Vec<(usize, input::Parts)> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, row, text))| Some((i, input::Parts::of(row.input?.kind, text.as_deref()?)?)))
+            .collect();
+        if parted.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<(&str, bool)> = parted
+            .iter()
+            .flat_map(|(_, p)| p.texts.iter().map(|(t, s)| (t.as_str(), *s)))
+            .collect();
+        let keys: Vec<(TextKey, bool)> = texts.iter().map(|(t, s)| (crate::keys::text_hash(t), *s)).collect();
+        let n = self
+            .count(&keys, &|k| Some(Cow::Borrowed(texts[k].0)))?
+            .ok_or_else(|| Error::Internal("an input part went missing".into()))?;
+        let specials = if parted.iter().any(|(_, p)| p.pairs > 0) {
+            self.counter.pair_special_tokens()?
+        } else {
+            0
+        };
+        let mut at = 0;
+        for (i, p) in &parted {
+            let sum: u32 = n[at..at + p.texts.len()].iter().sum();
+            at += p.texts.len();
+            isl[*i] = Some(sum + p.pairs * specials);
+            self.items.insert(rows[*i].0, p.items);
+        }
+        Ok(())
     }
 
     /// The full pass: events read in order, each request scored when it ends.
@@ -411,7 +449,7 @@ impl Pass<'_> {
             .count(&keys, &text)?
             .ok_or_else(|| Error::Internal("an output text is neither cached nor at hand".into()))?;
         let definitions = self.definitions;
-        let isl = &self.isl;
+        let (isl, items) = (&self.isl, &self.items);
         let counter = self.counter;
         let per_token = self.itl.is_some();
         let scored: Vec<((RequestMetrics, u32), Vec<i64>)> = records
@@ -421,6 +459,7 @@ impl Pass<'_> {
                 let timing = if per_token { token_timing(counter, r)? } else { None };
                 let counts = TokenCounts {
                     isl: isl.get(&r.request_id).copied().flatten(),
+                    items: items.get(&r.request_id).copied(),
                     reasoning: n[3 * i],
                     content: n[3 * i + 1],
                     tool_calls: n[3 * i + 2],

@@ -140,6 +140,12 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         requests_per_s: per_s(ok.len() as f64),
         output_tokens_per_s: per_s(osl as f64),
         total_tokens_per_s: per_s((osl + isl) as f64),
+        input_tokens_per_s: per_s(isl as f64),
+        items_per_s: ok
+            .iter()
+            .any(|m| m.items.is_some())
+            .then(|| per_s(ok.iter().filter_map(|m| m.items).map(u64::from).sum::<u64>() as f64))
+            .flatten(),
         output_tokens_per_s_per_user: tpot_mean.map(|t| 1e3 / t),
         rate_intervals: rate_intervals(&ok, start, end),
         token_throughput_complete: osl_unknown == 0,
@@ -447,6 +453,8 @@ impl SummaryText for Summary {
             ("requests_per_s", self.requests_per_s),
             ("output_tokens_per_s", self.output_tokens_per_s),
             ("total_tokens_per_s", self.total_tokens_per_s),
+            ("input_tokens_per_s", self.input_tokens_per_s),
+            ("items_per_s", self.items_per_s),
             ("output_tokens_per_s_per_user", self.output_tokens_per_s_per_user),
             (
                 "requests_per_s_low",
@@ -803,10 +811,14 @@ fn headline(summary: &Summary) -> Vec<String> {
             }
         ),
         format!(
-            "window {} s: {} req/s{}, {} output tok/s{}, {} total tok/s, {} tok/s/user{}",
+            "window {} s: {} req/s{}{}, {} output tok/s{}, {} total tok/s, {} tok/s/user{}",
             fmt(summary.window_s),
             fmt(summary.requests_per_s),
             rate_interval(summary, "requests_per_s"),
+            match summary.items_per_s {
+                Some(i) => format!(", {} items/s, {} input tok/s", fmt(Some(i)), fmt(summary.input_tokens_per_s)),
+                None => String::new(),
+            },
             fmt(summary.output_tokens_per_s),
             rate_interval(summary, "output_tokens_per_s"),
             fmt(summary.total_tokens_per_s),

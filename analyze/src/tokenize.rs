@@ -344,6 +344,17 @@ impl Counter {
         }
     }
 
+    /// Special tokens the tokenizer adds around a pair of texts (`encode((a, b), true)` minus
+    /// both texts' own tokens: `[CLS] a [SEP] b [SEP]` adds 3), as a cross-encoder reranker
+    /// encodes a query with each document. From the post-processor of `tokenizer.json`.
+    pub fn pair_special_tokens(&self) -> Result<u32> {
+        use tokenizers::PostProcessor;
+        Ok(self
+            .whole()?
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true) as u32))
+    }
+
     /// Tokens in one text as the `tokenizers` crate counts them (`encode_fast(..).len()`),
     /// whatever the fast path: the reference it is checked against.
     pub fn count_reference(&self, text: &str, add_special_tokens: bool) -> Result<u32> {

@@ -908,6 +908,7 @@ fn request_row(t: &Ticket, p: &Progress) -> RequestRow {
         turn: t.request.turn,
         client_request_id: p.client_request_id.clone(),
         server_request_id: p.server_request_id.clone(),
+        input_json: t.request.input_json.clone(),
     }
 }
 

@@ -28,6 +28,10 @@ pub enum ApiArg {
     Responses,
     /// Anthropic Messages: `/v1/messages` with `messages` and `system`.
     Messages,
+    /// `/v1/embeddings` with `input`, a batch of texts (not streamed).
+    Embeddings,
+    /// `/v1/rerank` with `query` and `documents` (not streamed).
+    Rerank,
 }
 
 /// Where open-loop send times come from besides `--rate`.
@@ -210,6 +214,10 @@ pub struct Args {
     /// `max_tokens` for rows without their own.
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
+    /// `--api embeddings`: send every N consecutive dataset rows' texts as one request's
+    /// `input` (a row with an `input` list is a batch of its own without it).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
     /// JSON object merged into every request body, e.g. '{"ignore_eos": true}'.
     #[arg(long, value_name = "JSON")]
     pub body_extra: Option<String>,
@@ -704,8 +712,31 @@ impl Args {
             (None, ApiArg::Completions) => Api::Completions,
             (None, ApiArg::Responses) => Api::Responses,
             (None, ApiArg::Messages) => Api::Messages,
+            (None, ApiArg::Embeddings) => Api::Embeddings,
+            (None, ApiArg::Rerank) => Api::Rerank,
         };
         let shape = crate::api::of(api);
+        let dataset = match self.batch_size {
+            Some(0) => return Err(err("--batch-size must be at least 1".into())),
+            Some(_) if api != Api::Embeddings || replay.is_some() => {
+                return Err(err("--batch-size goes with --api embeddings".into()))
+            }
+            Some(n) => Arc::new(dataset.batched(n)),
+            None => dataset,
+        };
+        if api == Api::Rerank && replay.is_none() {
+            if let Some(i) = dataset
+                .rows
+                .iter()
+                .position(|r| !matches!(r.prompt, crate::dataset::Prompt::Rerank { .. }))
+            {
+                return Err(err(format!(
+                    "dataset {} row {}: --api rerank sends rows with `query` and `documents`; this one has none",
+                    dataset.path,
+                    i + 1
+                )));
+            }
+        }
         let url = full_url(&self.url, api);
         if self.concurrency.len() > 1 || self.rate.len() > 1 || self.sessions.len() > 1 || self.repeat != 1 {
             return Err(err(
@@ -794,6 +825,12 @@ impl Args {
             || self.think_time.is_some()
             || self.session_history.is_some()
             || self.session_header.is_some();
+        if session_dataset && !api.generates() {
+            return Err(err(format!(
+                "dataset {} holds multi-turn sessions, which --api {api} has none of",
+                dataset.path
+            )));
+        }
         if session_flags && !session_dataset {
             return Err(err(
                 "--sessions, --think-time, --session-history and --session-header need a dataset whose rows carry `session_id`"

@@ -22,6 +22,15 @@ pub enum Prompt {
     Text(String),
     /// A chat `messages` array (objects with at least `role` and `content`).
     Messages(Vec<Value>),
+    /// Texts embedded in one request (`input`).
+    Items(Vec<String>),
+    /// A rerank request: a query and the documents scored against it.
+    Rerank {
+        /// `query`.
+        query: String,
+        /// `documents`.
+        documents: Vec<String>,
+    },
 }
 
 /// A dataset row: the prompt and its plan (per-row `max_tokens`, which overrides
@@ -35,23 +44,31 @@ pub struct Row {
 }
 
 impl Prompt {
-    /// As chat messages: a text prompt is one user message.
+    /// As chat messages: any other prompt is one user message with its text.
     pub fn messages(&self) -> Vec<Value> {
         match self {
             Prompt::Messages(m) => m.clone(),
-            Prompt::Text(t) => vec![serde_json::json!({"role": "user", "content": t})],
+            other => vec![serde_json::json!({"role": "user", "content": other.text()})],
         }
     }
 
-    /// As a completions prompt: message contents joined with `\n`.
+    /// As a completions prompt: message contents (or texts, or a query and its documents)
+    /// joined with `\n`.
     pub fn text(&self) -> String {
+        self.texts().join("\n")
+    }
+
+    /// As texts to embed: each message's content, each item, or a query and its documents.
+    pub fn texts(&self) -> Vec<String> {
         match self {
-            Prompt::Text(t) => t.clone(),
+            Prompt::Text(t) => vec![t.clone()],
             Prompt::Messages(m) => m
                 .iter()
                 .filter_map(|x| x.get("content").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
+                .map(str::to_string)
+                .collect(),
+            Prompt::Items(items) => items.clone(),
+            Prompt::Rerank { query, documents } => std::iter::once(query).chain(documents).cloned().collect(),
         }
     }
 }
@@ -155,6 +172,25 @@ impl Dataset {
         })
     }
 
+    /// The dataset with every `n` consecutive rows sent as one embeddings batch (`--batch-size`):
+    /// row k is the texts of rows `k n .. k n + n` (the last batch may be shorter), with the plan
+    /// of its first row and, when every row planned one, the sum of their `isl_tokens`.
+    pub fn batched(&self, n: usize) -> Dataset {
+        let rows = self
+            .rows
+            .chunks(n.max(1))
+            .map(|chunk| {
+                let mut plan = chunk[0].plan.clone();
+                plan.isl_tokens = chunk.iter().map(|r| r.plan.isl_tokens).sum();
+                Row {
+                    prompt: Prompt::Items(chunk.iter().flat_map(|r| r.prompt.texts()).collect()),
+                    plan,
+                }
+            })
+            .collect();
+        Dataset { rows, ..self.clone() }
+    }
+
     /// The row for the `i`-th request (cycling) and its 0-based index in the dataset.
     pub fn row_for(&self, i: u64) -> (u64, &Row) {
         let n = self.rows.len() as u64;
@@ -211,6 +247,36 @@ fn row_from_object(v: &Value) -> Result<Row, String> {
             None => e.to_string(),
         }
     })?;
+    let given = [
+        row.prompt.is_some(),
+        row.messages.is_some(),
+        row.input.is_some(),
+        row.query.is_some(),
+    ];
+    if (row.input.is_some() || row.query.is_some()) && given.iter().filter(|g| **g).count() > 1 {
+        return Err("give one of `prompt`, `messages`, `input` and `query` (with `documents`)".into());
+    }
+    if row.query.is_some() != row.documents.is_some() {
+        return Err("`query` and `documents` go together (a rerank row)".into());
+    }
+    if let Some(items) = row.input {
+        if items.is_empty() {
+            return Err("field `input` is empty".into());
+        }
+        return Ok(Row {
+            prompt: Prompt::Items(items),
+            plan: row.plan,
+        });
+    }
+    if let (Some(query), Some(documents)) = (row.query, row.documents) {
+        if documents.is_empty() {
+            return Err("field `documents` is empty".into());
+        }
+        return Ok(Row {
+            prompt: Prompt::Rerank { query, documents },
+            plan: row.plan,
+        });
+    }
     let prompt = match (row.prompt, row.messages) {
         (Some(s), None) => Prompt::Text(s),
         (None, Some(msgs)) => {
@@ -226,7 +292,7 @@ fn row_from_object(v: &Value) -> Result<Row, String> {
             Prompt::Messages(msgs)
         }
         (Some(_), Some(_)) => return Err("has both `prompt` and `messages`; give one".into()),
-        (None, None) => return Err("missing field `prompt` or `messages`".into()),
+        (None, None) => return Err("missing field `prompt`, `messages`, `input` or `query`".into()),
     };
     Ok(Row { prompt, plan: row.plan })
 }
@@ -387,6 +453,43 @@ mod tests {
         match &d.rows[0].prompt {
             Prompt::Messages(m) => assert_eq!(m[0]["content"], "Q1"),
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn embeddings_and_rerank_rows_and_batches() {
+        let d = Dataset::parse(
+            br#"{"input":["a","b"],"isl_tokens":4}
+{"query":"q","documents":["d1","d2"]}
+{"prompt":"p","isl_tokens":2}
+"#,
+            "e.jsonl",
+            false,
+        )
+        .expect("valid");
+        assert_eq!(d.rows[0].prompt, Prompt::Items(vec!["a".into(), "b".into()]));
+        assert_eq!(d.rows[1].prompt.texts(), ["q", "d1", "d2"]);
+        let b = d.batched(2);
+        assert_eq!(b.rows.len(), 2);
+        assert_eq!(
+            b.rows[0].prompt,
+            Prompt::Items(vec!["a".into(), "b".into(), "q".into(), "d1".into(), "d2".into()])
+        );
+        assert_eq!(
+            b.rows[0].plan.isl_tokens, None,
+            "a row without a plan leaves the sum unknown"
+        );
+        assert_eq!(b.rows[1].plan.isl_tokens, Some(2));
+        for (bad, why) in [
+            (r#"{"input":[]}"#, "`input` is empty"),
+            (r#"{"query":"q"}"#, "go together"),
+            (r#"{"prompt":"p","input":["a"]}"#, "give one of"),
+            (r#"{"query":"q","documents":[]}"#, "`documents` is empty"),
+        ] {
+            let e = Dataset::parse(bad.as_bytes(), "bad.jsonl", false)
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(why) && e.contains("bad.jsonl"), "{bad}: {e}");
         }
     }
 

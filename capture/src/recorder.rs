@@ -49,6 +49,8 @@ pub struct RequestRow {
     pub client_request_id: Option<String>,
     /// `server_request_id`.
     pub server_request_id: Option<String>,
+    /// `input_json`.
+    pub input_json: Option<Arc<str>>,
 }
 
 /// One `events` row; see `recap_schemas::events` for each column's meaning.

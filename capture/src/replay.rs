@@ -115,6 +115,10 @@ fn read_batch(b: &RecordBatch, model: Option<&str>, out: &mut Vec<(u64, i64, Pre
     let turn = b
         .column_by_name(requests::TURN)
         .and_then(|c| c.as_primitive_opt::<UInt32Type>());
+    // Added within version 3: older runs have none (and no embeddings or rerank requests).
+    let input_json = b
+        .column_by_name(requests::INPUT_JSON)
+        .and_then(|c| c.as_string_opt::<i32>());
     let u32_at = |a: Option<&arrow_array::UInt32Array>, i: usize| a.filter(|a| a.is_valid(i)).map(|a| a.value(i));
     for i in 0..b.num_rows() {
         let request_id = id.value(i);
@@ -126,7 +130,7 @@ fn read_batch(b: &RecordBatch, model: Option<&str>, out: &mut Vec<(u64, i64, Pre
         }
         let params_json: Arc<str> = Value::Object(body.clone()).to_string().into();
         let shape = crate::api::of(api);
-        let (prompt_text, messages_json) = match shape.input_kind() {
+        let (prompt_text, messages_json, input_text) = match shape.input_kind() {
             InputKind::Messages => {
                 let text = msgs
                     .is_valid(i)
@@ -136,7 +140,17 @@ fn read_batch(b: &RecordBatch, model: Option<&str>, out: &mut Vec<(u64, i64, Pre
                     .map_err(|e| format!("request {request_id}: `messages_json` is not JSON: {e}"))?;
                 // Inserted as parsed, not re-rendered: the body is byte-identical to the source's.
                 body.insert(shape.input_field().into(), messages);
-                (None, Some(Arc::<str>::from(text)))
+                (None, Some(Arc::<str>::from(text)), None)
+            }
+            InputKind::Fields => {
+                let text = input_json
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| a.value(i))
+                    .ok_or_else(|| format!("request {request_id}: a {api} request without `input_json`"))?;
+                let fields: Map<String, Value> = serde_json::from_str(text)
+                    .map_err(|e| format!("request {request_id}: `input_json` is not a JSON object: {e}"))?;
+                body.extend(fields);
+                (None, None, Some(Arc::<str>::from(text)))
             }
             InputKind::Text => {
                 let text = prompt
@@ -144,7 +158,7 @@ fn read_batch(b: &RecordBatch, model: Option<&str>, out: &mut Vec<(u64, i64, Pre
                     .then(|| prompt.value(i))
                     .ok_or_else(|| format!("request {request_id}: a {api} request without `prompt`"))?;
                 body.insert(shape.input_field().into(), Value::String(text.to_string()));
-                (Some(Arc::<str>::from(text)), None)
+                (Some(Arc::<str>::from(text)), None, None)
             }
         };
         out.push((
@@ -155,6 +169,7 @@ fn read_batch(b: &RecordBatch, model: Option<&str>, out: &mut Vec<(u64, i64, Pre
                 body: Bytes::from(Value::Object(body).to_string()),
                 prompt: prompt_text,
                 messages_json,
+                input_json: input_text,
                 params_json,
                 max_tokens: u32_at(max_tokens, i),
                 planned_input_tokens: u32_at(planned, i),

@@ -42,6 +42,8 @@ pub struct PreparedRequest {
     pub prompt: Option<Arc<str>>,
     /// `requests.messages_json` (chat).
     pub messages_json: Option<Arc<str>>,
+    /// `requests.input_json` (embeddings, rerank).
+    pub input_json: Option<Arc<str>>,
     /// `requests.params_json`: the body without its input (`prompt`, `messages`, `input`).
     pub params_json: Arc<str>,
     /// `max_tokens` sent, if any.
@@ -65,34 +67,39 @@ pub fn prepare_all(dataset: &Dataset, opts: &BodyOptions) -> Vec<Arc<PreparedReq
 
 /// Renders one row's request.
 pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
-    let max_tokens = row.plan.max_tokens.or(opts.max_tokens);
     let mut params = opts.extra.clone();
     params.insert("model".into(), Value::String(opts.model.clone()));
-    params.insert("stream".into(), Value::Bool(opts.stream));
+    // Embeddings and rerank answer once, with no output budget: neither is sent.
+    let generates = opts.api.generates();
+    let max_tokens = row.plan.max_tokens.or(opts.max_tokens).filter(|_| generates);
     let shape = crate::api::of(opts.api);
-    if opts.stream {
-        shape.ask_stream_usage(&mut params);
-    }
-    if let Some(n) = max_tokens {
-        params.insert(shape.max_tokens_field().into(), json!(n));
-    }
-    // The row's own generation controls win over `--body-extra`'s.
-    if let Some(n) = row.plan.min_tokens {
-        params.insert("min_tokens".into(), json!(n));
-    }
-    if let Some(b) = row.plan.ignore_eos {
-        params.insert("ignore_eos".into(), json!(b));
+    if generates {
+        params.insert("stream".into(), Value::Bool(opts.stream));
+        if opts.stream {
+            shape.ask_stream_usage(&mut params);
+        }
+        if let Some(n) = max_tokens {
+            params.insert(shape.max_tokens_field().into(), json!(n));
+        }
+        // The row's own generation controls win over `--body-extra`'s.
+        if let Some(n) = row.plan.min_tokens {
+            params.insert("min_tokens".into(), json!(n));
+        }
+        if let Some(b) = row.plan.ignore_eos {
+            params.insert("ignore_eos".into(), json!(b));
+        }
     }
     let input = shape.lift(&mut params, shape.input(&row.prompt));
     let params_json: Arc<str> = Value::Object(params.clone()).to_string().into();
     let mut body = params;
-    let (prompt, messages_json) = put_input(&mut body, shape, input);
+    let (prompt, messages_json, input_json) = put_input(&mut body, shape, input);
     let same_shape = shape.is_own_shape(&row.prompt);
     PreparedRequest {
         api: opts.api,
         body: Bytes::from(Value::Object(body).to_string()),
         prompt,
         messages_json,
+        input_json,
         params_json,
         max_tokens,
         planned_input_tokens: row.plan.isl_tokens.filter(|_| same_shape),
@@ -102,24 +109,32 @@ pub fn prepare(row: &Row, opts: &BodyOptions) -> PreparedRequest {
     }
 }
 
-/// Puts `input` into `body` as `shape` wants it; returns the `requests` table's `prompt` and
-/// `messages_json` (the one its kind records).
+/// The `requests` columns an input is recorded in: `prompt`, `messages_json`, `input_json`
+/// (the one its kind records).
+pub type RecordedInput = (Option<Arc<str>>, Option<Arc<str>>, Option<Arc<str>>);
+
+/// Puts `input` into `body` as `shape` wants it; returns the columns that record it.
 pub fn put_input(
     body: &mut Map<String, Value>,
     shape: &dyn crate::api::ApiShape,
     input: crate::api::Input,
-) -> (Option<Arc<str>>, Option<Arc<str>>) {
+) -> RecordedInput {
     match input {
         crate::api::Input::Messages(m) => {
             let messages = Value::Array(m);
             let text: Arc<str> = messages.to_string().into();
             body.insert(shape.input_field().into(), messages);
-            (None, Some(text))
+            (None, Some(text), None)
         }
         crate::api::Input::Text(t) => {
             let text: Arc<str> = Arc::from(t.as_str());
             body.insert(shape.input_field().into(), Value::String(t));
-            (Some(text), None)
+            (Some(text), None, None)
+        }
+        crate::api::Input::Fields(fields) => {
+            let text: Arc<str> = Value::Object(fields.clone()).to_string().into();
+            body.extend(fields);
+            (None, None, Some(text))
         }
     }
 }
@@ -223,5 +238,38 @@ mod tests {
             serde_json::from_str(m.messages_json.as_deref().expect("messages")).expect("json"),
         );
         assert_eq!(Value::Object(rebuilt).to_string().as_bytes(), &m.body[..]);
+    }
+
+    #[test]
+    fn embeddings_and_rerank_send_no_stream_and_no_budget() {
+        let row = Row {
+            prompt: Prompt::Rerank {
+                query: "q".into(),
+                documents: vec!["a".into()],
+            },
+            plan: RowPlan {
+                max_tokens: Some(4),
+                ignore_eos: Some(true),
+                ..RowPlan::default()
+            },
+        };
+        for api in [Api::Embeddings, Api::Rerank] {
+            let p = prepare(&row, &opts(api, true));
+            let body: Value = serde_json::from_slice(&p.body).expect("json");
+            for absent in ["stream", "stream_options", "max_tokens", "ignore_eos"] {
+                assert!(body.get(absent).is_none(), "{api}: {absent} in {body}");
+            }
+            assert_eq!(p.max_tokens, None);
+            let mut rebuilt: Map<String, Value> = serde_json::from_str(&p.params_json).expect("json");
+            let Value::Object(input) =
+                serde_json::from_str(p.input_json.as_deref().expect("input_json")).expect("json")
+            else {
+                panic!("input_json is an object");
+            };
+            rebuilt.extend(input);
+            assert_eq!(Value::Object(rebuilt).to_string().as_bytes(), &p.body[..], "{api}");
+        }
+        let e = prepare(&row, &opts(Api::Embeddings, false));
+        assert_eq!(e.input_json.as_deref(), Some(r#"{"input":["q","a"]}"#));
     }
 }

@@ -153,7 +153,8 @@ impl Sessions {
             next: 0,
             history: match crate::api::of(api).input_kind() {
                 crate::api::InputKind::Messages => History::Chat(Vec::new()),
-                crate::api::InputKind::Text => History::Text(String::new()),
+                // Embeddings and rerank have no sessions (`capture` refuses them).
+                crate::api::InputKind::Text | crate::api::InputKind::Fields => History::Text(String::new()),
             },
             ready_at_ns: 0,
         }

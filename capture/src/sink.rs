@@ -390,9 +390,14 @@ fn redact_request(secrets: &Secrets, r: &mut RequestRow) {
             *text = s.into();
         }
     };
-    for t in [&mut r.prompt, &mut r.messages_json, &mut r.session_id]
-        .into_iter()
-        .flatten()
+    for t in [
+        &mut r.prompt,
+        &mut r.messages_json,
+        &mut r.input_json,
+        &mut r.session_id,
+    ]
+    .into_iter()
+    .flatten()
     {
         shared(t);
     }
@@ -606,6 +611,7 @@ struct RequestsBuilder {
     turn: UInt32Builder,
     client_request_id: StringBuilder,
     server_request_id: StringBuilder,
+    input_json: StringBuilder,
 }
 
 impl RowsBuilder for RequestsBuilder {
@@ -629,6 +635,7 @@ impl RowsBuilder for RequestsBuilder {
         self.turn.append_option(r.turn);
         self.client_request_id.append_option(r.client_request_id.as_deref());
         self.server_request_id.append_option(r.server_request_id.as_deref());
+        self.input_json.append_option(r.input_json.as_deref());
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -650,6 +657,7 @@ impl RowsBuilder for RequestsBuilder {
             Arc::new(self.turn.finish()),
             Arc::new(self.client_request_id.finish()),
             Arc::new(self.server_request_id.finish()),
+            Arc::new(self.input_json.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -922,6 +930,7 @@ mod tests {
                     turn: None,
                     client_request_id: None,
                     server_request_id: None,
+                    input_json: None,
                 })
                 .await;
                 let mut e = EventRow::new(i, EventKind::Sse, i as i64);

@@ -159,6 +159,9 @@ pub mod metrics {
     /// reasoned first (null otherwise): when the answer a reasoning model's user waits for
     /// begins.
     pub const TIME_TO_FIRST_ANSWER_NS: &str = "time_to_first_answer_ns";
+    /// `u32`: texts embedded (`embeddings`) or documents scored (`rerank`) by the request;
+    /// null for the generating APIs.
+    pub const ITEMS: &str = "items";
 
     /// The Arrow schema of `metrics.parquet`.
     pub fn schema() -> SchemaRef {
@@ -200,6 +203,7 @@ pub mod metrics {
             Field::new(TOKENS_PER_CHUNK, DataType::Float64, true),
             Field::new(PREFILL_TOKENS_PER_S, DataType::Float64, true),
             i(TIME_TO_FIRST_ANSWER_NS),
+            u(ITEMS),
         ]))
     }
 }

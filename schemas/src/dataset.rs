@@ -13,12 +13,22 @@ use serde_json::Value;
 /// One dataset row as written on disk (one JSON object per line).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatasetRow {
-    /// Completions prompt. Exactly one of `prompt` and `messages` is given.
+    /// Completions prompt. Exactly one of `prompt`, `messages`, `input` and `query` (with
+    /// `documents`) is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     /// Chat messages (`[{"role": ..., "content": ...}, ...]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<Value>>,
+    /// Texts embedded in one request (`--api embeddings`): the row is its batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<String>>,
+    /// The query of a rerank request (with `documents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The documents a rerank request scores against `query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents: Option<Vec<String>>,
     /// Everything else: the row's plan.
     #[serde(flatten)]
     pub plan: RowPlan,
@@ -106,6 +116,9 @@ mod millis {
 pub const FIELDS: &[&str] = &[
     "prompt",
     "messages",
+    "input",
+    "query",
+    "documents",
     "max_tokens",
     "min_tokens",
     "ignore_eos",
@@ -163,13 +176,13 @@ mod tests {
     fn round_trips_and_omits_absent_fields() {
         let row = DatasetRow {
             prompt: Some("hi".into()),
-            messages: None,
             plan: RowPlan {
                 max_tokens: Some(8),
                 isl_tokens: Some(3),
                 prefix_group: Some(1),
                 ..RowPlan::default()
             },
+            ..DatasetRow::default()
         };
         let text = serde_json::to_string(&row).expect("serializes");
         assert_eq!(
@@ -187,6 +200,9 @@ mod tests {
         let full = DatasetRow {
             prompt: Some(String::new()),
             messages: Some(vec![]),
+            input: Some(vec![]),
+            query: Some(String::new()),
+            documents: Some(vec![]),
             plan: RowPlan {
                 max_tokens: Some(1),
                 min_tokens: Some(1),

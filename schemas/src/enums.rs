@@ -80,6 +80,11 @@ string_enum! {
         Responses => "responses",
         /// Anthropic Messages: `POST /v1/messages` with `messages` (system prompt in `system`).
         Messages => "messages",
+        /// Embeddings: `POST /v1/embeddings` with `input`, a batch of texts; not streamed.
+        Embeddings => "embeddings",
+        /// Rerank (the Jina/Cohere shape vLLM, SGLang and TEI serve): `POST /v1/rerank` with
+        /// `query` and `documents`; not streamed.
+        Rerank => "rerank",
     }
 }
 
@@ -91,8 +96,14 @@ impl Api {
         match self {
             Api::Messages => Some("system"),
             Api::Responses => Some("instructions"),
-            Api::Chat | Api::Completions => None,
+            Api::Chat | Api::Completions | Api::Embeddings | Api::Rerank => None,
         }
+    }
+
+    /// Whether the API generates tokens (streamed, with an output budget): not embeddings or
+    /// rerank, which answer once per batch of items and are measured by latency and items/s.
+    pub fn generates(self) -> bool {
+        !matches!(self, Api::Embeddings | Api::Rerank)
     }
 }
 

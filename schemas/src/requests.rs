@@ -16,7 +16,8 @@ pub const REQUEST_ID: &str = "request_id";
 pub const PHASE: &str = "phase";
 /// `u64`, never null: 0-based row of the dataset the prompt came from (it cycles).
 pub const DATASET_ROW: &str = "dataset_row";
-/// `utf8`, never null: [`crate::Api`] (`chat` or `completions`).
+/// `utf8`, never null: [`crate::Api`] (`chat`, `completions`, `responses`, `messages`,
+/// `embeddings`, `rerank`).
 pub const API: &str = "api";
 /// `i64` nanoseconds since run start, never null: when the schedule intended the request to be
 /// sent. `sent.t_ns - scheduled_ns` is client lag (open loop); in closed loop it is the moment
@@ -53,6 +54,10 @@ pub const CLIENT_REQUEST_ID: &str = "client_request_id";
 /// header, else the `id` of its first response object; null when it gave none. Added in
 /// version 3.
 pub const SERVER_REQUEST_ID: &str = "server_request_id";
+/// `utf8`: the input of an `embeddings` request (`{"input": [texts]}`) or a `rerank` request
+/// (`{"query": ..., "documents": [...]}`) as a JSON object, merged into the body as it is; null
+/// for the generating APIs. Added within version 3; older runs have none.
+pub const INPUT_JSON: &str = "input_json";
 
 /// Every column name, in schema order.
 pub const COLUMNS: &[&str] = &[
@@ -73,6 +78,7 @@ pub const COLUMNS: &[&str] = &[
     TURN,
     CLIENT_REQUEST_ID,
     SERVER_REQUEST_ID,
+    INPUT_JSON,
 ];
 
 /// The Arrow schema of the `requests` table (without file metadata).
@@ -98,6 +104,7 @@ pub fn schema() -> SchemaRef {
                 Field::new(TURN, DataType::UInt32, true),
                 Field::new(CLIENT_REQUEST_ID, DataType::Utf8, true),
                 Field::new(SERVER_REQUEST_ID, DataType::Utf8, true),
+                Field::new(INPUT_JSON, DataType::Utf8, true),
             ]))
         })
         .clone()

@@ -311,6 +311,14 @@ pub struct Summary {
     pub output_tokens_per_s: Option<f64>,
     /// Input + output tokens of successful requests / window.
     pub total_tokens_per_s: Option<f64>,
+    /// Input tokens of successful requests / window (what embeddings and rerank servers are
+    /// sized by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens_per_s: Option<f64>,
+    /// Items of successful embeddings or rerank requests (texts embedded, documents scored) /
+    /// window; absent for the generating APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_per_s: Option<f64>,
     /// 1000 / mean TPOT (ms): the token rate one user sees once output starts.
     pub output_tokens_per_s_per_user: Option<f64>,
     /// Bootstrap intervals of the rates (`requests_per_s`, `output_tokens_per_s`) at

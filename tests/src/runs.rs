@@ -31,6 +31,8 @@ pub struct RequestRow {
     pub messages_json: Option<String>,
     /// `params_json`.
     pub params_json: String,
+    /// `input_json` (added within version 3).
+    pub input_json: Option<String>,
     /// `max_tokens`.
     pub max_tokens: Option<u32>,
     /// `connection_id`.
@@ -182,6 +184,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
             opt_str(requests::SERVER_REQUEST_ID),
         );
         let params = opt_str(requests::PARAMS_JSON);
+        let input_json = opt_str(requests::INPUT_JSON);
         let at = |a: &Option<arrow_array::StringArray>, i: usize| {
             a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i).to_string())
         };
@@ -194,6 +197,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
                 prompt: prompt.is_valid(i).then(|| prompt.value(i).to_string()),
                 messages_json: msgs.is_valid(i).then(|| msgs.value(i).to_string()),
                 params_json: at(&params, i).unwrap_or_default(),
+                input_json: at(&input_json, i),
                 max_tokens: maxt.is_valid(i).then(|| maxt.value(i)),
                 connection_id: conn.is_valid(i).then(|| conn.value(i)),
                 session_id: session

@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
 mod apis;
+pub mod pooling;
 use apis::{Open, Wire};
 
 /// Words the deterministic output is made of.
@@ -67,11 +68,20 @@ fn word(h: u64, i: u64) -> String {
     format!("{} ", WORDS[idx as usize])
 }
 
-/// The text a request's output is derived from: chat message contents joined with `\n` (the
-/// `messages` of chat and Messages, the `input` of Responses; a Messages `system` field is not
-/// part of it), or the completions prompt (an array of prompts joined with `\n`).
+/// The text a request's output (and fault) is derived from: chat message contents joined with
+/// `\n` (the `messages` of chat and Messages, the `input` of Responses; a Messages `system`
+/// field is not part of it), the completions prompt (an array of prompts joined with `\n`),
+/// the texts to embed, or a rerank query and its documents, joined with `\n`.
 pub fn request_key(body: &Value) -> String {
-    // Chat and Messages send `messages`; Responses sends them as `input` (or a text).
+    // Chat and Messages send `messages`; Responses sends them as `input` (or a text);
+    // embeddings a list of texts as `input`; rerank a `query` and its `documents`.
+    if let Some(q) = body.get("query").and_then(Value::as_str) {
+        let docs = body.get("documents").and_then(Value::as_array).into_iter().flatten();
+        return std::iter::once(q)
+            .chain(docs.filter_map(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
     let messages = body.get("messages").or_else(|| body.get("input"));
     if let Some(Value::String(s)) = messages {
         return s.clone();
@@ -79,7 +89,7 @@ pub fn request_key(body: &Value) -> String {
     if let Some(msgs) = messages.and_then(Value::as_array) {
         return msgs
             .iter()
-            .filter_map(|m| m.get("content").and_then(Value::as_str))
+            .filter_map(|m| m.as_str().or_else(|| m.get("content").and_then(Value::as_str)))
             .collect::<Vec<_>>()
             .join("\n");
     }
@@ -278,6 +288,12 @@ impl UsageTokenizer {
     pub fn expected_reasoning(&self, key: &str, n: u64) -> String {
         let h = key_hash(key) ^ REASONING_SALT;
         (0..n).map(|i| self.output(h, i)).collect()
+    }
+
+    /// Tokens of a pair as a cross-encoder encodes it (`encode((a, b), true)`: both texts and
+    /// the tokenizer's pair specials).
+    pub fn count_pair(&self, a: &str, b: &str) -> u64 {
+        self.tokenizer.encode_fast((a, b), true).map_or(0, |e| e.len() as u64)
     }
 
     /// Tokens in `text`; `add_special` adds the tokenizer's own specials (BOS), as servers
@@ -918,7 +934,13 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
         request_id: header("x-request-id"),
         echo: (shared.cfg.echo_auth && !echo.is_empty()).then(|| echo.join(" ")),
     };
+    let pooling = match (&method, path.as_str()) {
+        (&Method::POST, "/v1/embeddings") => Some(pooling::Pooling::Embeddings),
+        (&Method::POST, "/v1/rerank") => Some(pooling::Pooling::Rerank),
+        _ => None,
+    };
     let (chat, wire) = match (&method, path.as_str()) {
+        _ if pooling.is_some() => (false, Wire::Openai),
         (&Method::GET, "/health") => return full(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/metrics") => return metrics(shared).await,
         (&Method::GET, "/v1/models") => {
@@ -975,7 +997,10 @@ async fn route(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
             )
         }
     };
-    respond(shared.clone(), chat, wire, &body, info).await
+    match pooling {
+        Some(kind) => pooling::respond(shared.clone(), kind, &body, info).await,
+        None => respond(shared.clone(), chat, wire, &body, info).await,
+    }
 }
 
 fn malformed_event(utf8: bool) -> Bytes {

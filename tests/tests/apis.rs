@@ -314,3 +314,236 @@ fn messages_sends_its_own_auth_headers_and_keeps_the_key_secret() {
         "{manifest}"
     );
 }
+
+/// A cross-encoder's tokenizer in miniature: lower-cased whitespace words (each one token, an
+/// unknown word `[UNK]`), `[CLS] a [SEP]` around a text and `[CLS] a [SEP] b [SEP]` around a
+/// pair, as BERT-style rerankers and embedders have. A real `tokenizer.json` that the sim
+/// (through the `tokenizers` crate) and analyze both load.
+fn write_pair_tokenizer(dir: &Path) -> PathBuf {
+    let special = |id: u32, content: &str| {
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
+            "normalized": false, "special": true})
+    };
+    let tok = |t: &str, type_id: u32| json!({"SpecialToken": {"id": t, "type_id": type_id}});
+    let seq = |s: &str, type_id: u32| json!({"Sequence": {"id": s, "type_id": type_id}});
+    let file = json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "[UNK]"), special(1, "[CLS]"), special(2, "[SEP]")],
+        "normalizer": {"type": "Lowercase"},
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [tok("[CLS]", 0), seq("A", 0), tok("[SEP]", 0)],
+            "pair": [tok("[CLS]", 0), seq("A", 0), tok("[SEP]", 0), seq("B", 1), tok("[SEP]", 1)],
+            "special_tokens": {
+                "[CLS]": {"id": "[CLS]", "ids": [1], "tokens": ["[CLS]"]},
+                "[SEP]": {"id": "[SEP]", "ids": [2], "tokens": ["[SEP]"]}}},
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "tide": 3, "harbor": 4},
+            "unk_token": "[UNK]"}
+    });
+    let folder = dir.join("pairwise");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let path = folder.join("tokenizer.json");
+    std::fs::write(&path, file.to_string()).expect("write tokenizer");
+    path
+}
+
+/// Captures `dataset` through `api` (embeddings or rerank) from a simulator counting usage
+/// with `tokenizer`, answering after 6 ms plus 1 ms per item.
+fn capture_pooling(api: Api, dir: &Path, dataset: &Path, tokenizer: &Path, extra: &[&str]) -> (Run, PathBuf) {
+    let raw_log = dir.join(format!("{api}-sent.jsonl"));
+    let sim = SimProcess::start(&[
+        "--log-raw",
+        raw_log.to_str().expect("utf8"),
+        "--tokenizer",
+        tokenizer.to_str().expect("utf8"),
+        "--ttft",
+        "6ms",
+        "--itl",
+        "1ms",
+    ])
+    .expect("start sim");
+    let out = dir.join(format!("{api}-run"));
+    let url = sim.url();
+    let mut args = vec![
+        "--url",
+        url.as_str(),
+        "--api",
+        api.as_str(),
+        "--dataset",
+        dataset.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--requests",
+        "4",
+        "--concurrency",
+        "2",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let res = run_bin("capture", &args);
+    assert!(
+        res.status.success(),
+        "capture: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    drop(sim);
+    (read_run(&out).expect("read run"), raw_log)
+}
+
+/// Embeddings (rows batched three to a request) and rerank (a query and three documents per
+/// row): every body as the simulator sent it, the inputs as the dataset gave them, the server's
+/// usage and analyze's input tokens equal to the `tokenizers` crate's own count (each text with
+/// its specials; each pair as a cross-encoder encodes it), items per request, latency that
+/// ends with the answer and is never shorter than the simulator's scripted wait, and the
+/// summary's items/s.
+#[test]
+fn embeddings_and_rerank_are_measured_by_latency_items_and_input_tokens() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokenizer = write_pair_tokenizer(dir.path());
+    let tok = sim::load_tokenizer(&tokenizer).expect("tokenizer");
+    let single = |t: &str| tok.encode(t, true).expect("encode").len() as f64;
+    let pair = |q: &str, d: &str| tok.encode((q, d), true).expect("encode").len() as f64;
+
+    // Embeddings: 12 one-text rows, sent three per request.
+    let texts: Vec<String> = (0..12)
+        .map(|i| format!("Tide table {i} for the harbor, page {}", i * 7))
+        .collect();
+    let embed_rows = dir.path().join("embed.jsonl");
+    let lines: Vec<String> = texts.iter().map(|t| json!({ "prompt": t }).to_string()).collect();
+    std::fs::write(&embed_rows, lines.join("\n")).expect("write");
+    // Rerank: four queries with three documents each.
+    let queries: Vec<(String, Vec<String>)> = (0..4)
+        .map(|i| {
+            (
+                format!("when is high tide {i}?"),
+                (0..3)
+                    .map(|j| format!("Harbor notice {i}.{j}: the tide turns at {j} o'clock"))
+                    .collect(),
+            )
+        })
+        .collect();
+    let rerank_rows = dir.path().join("rerank.jsonl");
+    let lines: Vec<String> = queries
+        .iter()
+        .map(|(q, d)| json!({"query": q, "documents": d}).to_string())
+        .collect();
+    std::fs::write(&rerank_rows, lines.join("\n")).expect("write");
+
+    for api in [Api::Embeddings, Api::Rerank] {
+        let (dataset, extra): (&Path, &[&str]) = match api {
+            Api::Embeddings => (&embed_rows, &["--batch-size", "3"]),
+            _ => (&rerank_rows, &[]),
+        };
+        let (run, log) = capture_pooling(api, dir.path(), dataset, &tokenizer, extra);
+        let sent = sent_payloads(&log);
+        let counts = run.manifest.counts.as_ref().expect("counts");
+        assert_eq!((counts.done, counts.requests), (4, 4), "{api}: {counts:?}");
+        let mut want_isl = std::collections::BTreeMap::new();
+        for (id, req) in &run.requests {
+            let k = *id as usize;
+            let input: Value = serde_json::from_str(req.input_json.as_deref().expect("input_json")).expect("json");
+            let (expected_input, isl) = match api {
+                Api::Embeddings => {
+                    let batch = &texts[3 * k..3 * k + 3];
+                    (json!({ "input": batch }), batch.iter().map(|t| single(t)).sum::<f64>())
+                }
+                _ => {
+                    let (q, docs) = &queries[k];
+                    (
+                        json!({"query": q, "documents": docs}),
+                        docs.iter().map(|d| pair(q, d)).sum::<f64>(),
+                    )
+                }
+            };
+            assert_eq!(input, expected_input, "{api}: request {id}");
+            assert!(req.messages_json.is_none() && req.prompt.is_none(), "{api}");
+            let params: Value = serde_json::from_str(&req.params_json).expect("params");
+            assert!(
+                params.get("stream").is_none() && params.get("max_tokens").is_none(),
+                "{api}: {params}"
+            );
+            // The whole body, byte for byte, and the server's usage: the independent count.
+            let sse = run.sse(*id);
+            let expected = &sent[req.client_request_id.as_ref().expect("request id")];
+            let got: Vec<Payload> = sse
+                .iter()
+                .map(|e| (e.seq.map(u64::from), e.sse_event.clone(), e.raw.clone().expect("raw")))
+                .collect();
+            assert_eq!(&got, expected, "{api}: request {id}");
+            assert_eq!(
+                sse[0].usage_prompt_tokens.map(f64::from),
+                Some(isl),
+                "{api}: request {id}"
+            );
+            want_isl.insert(*id, isl);
+        }
+        let run_dir = dir.path().join(format!("{api}-run"));
+        let s = report(&run_dir, &["--tokenizer", tokenizer.to_str().expect("utf8")]);
+        let tok_id = s["tokenizer_id"].as_str().expect("tokenizer id");
+        let isl = metric_column(&run_dir, tok_id, "tokenizer_input_tokens");
+        let items = metric_column(&run_dir, tok_id, "items");
+        let e2e = metric_column(&run_dir, tok_id, "e2e_ns");
+        let ttft = metric_column(&run_dir, tok_id, "ttft_ns");
+        for (id, want) in &want_isl {
+            assert_eq!(isl[id], Some(*want), "{api}: request {id}");
+            assert_eq!(items[id], Some(3.0), "{api}: request {id}");
+            assert_eq!(ttft[id], None, "{api}: nothing is generated, so no first token");
+            // 6 ms, then 1 ms per item: no client sees the answer sooner.
+            let e = e2e[id].expect("e2e");
+            assert!(e >= 9e6, "{api}: request {id}: E2E {e} ns under the scripted 9 ms");
+        }
+        assert_eq!(s["requests"]["ok"], 4, "{api}");
+        let window = s["window_s"].as_f64().expect("window");
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        assert!(
+            close(s["items_per_s"].as_f64().expect("items/s"), 12.0 / window),
+            "{api}: {s}"
+        );
+        let isl_sum: f64 = want_isl.values().sum();
+        assert!(
+            close(s["input_tokens_per_s"].as_f64().expect("input tok/s"), isl_sum / window),
+            "{api}"
+        );
+    }
+}
+
+/// What cannot be sent is refused before any request, naming the file, the row and the flag.
+#[test]
+fn embeddings_and_rerank_refuse_what_they_cannot_send() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = write_dataset(dir.path());
+    let out = dir.path().join("run");
+    let base = [
+        "--url",
+        "http://127.0.0.1:9",
+        "--dataset",
+        data.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--requests",
+        "1",
+    ];
+    for (extra, says) in [
+        (
+            &["--api", "rerank"][..],
+            "row 1: --api rerank sends rows with `query` and `documents`",
+        ),
+        (
+            &["--api", "chat", "--batch-size", "4"][..],
+            "--batch-size goes with --api embeddings",
+        ),
+        (
+            &["--api", "embeddings", "--batch-size", "0"][..],
+            "--batch-size must be at least 1",
+        ),
+    ] {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        let res = run_bin("capture", &args);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(!out.exists(), "{extra:?}: nothing is written");
+    }
+}

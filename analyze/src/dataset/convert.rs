@@ -186,7 +186,9 @@ fn one(item: &Item, spec: &Spec, measure: &Measure<'_>) -> Result<Outcome> {
             recap_schemas::Api::Chat | recap_schemas::Api::Responses | recap_schemas::Api::Messages => {
                 (Some(vec![serde_json::json!({"role": "user", "content": t})]), None)
             }
-            recap_schemas::Api::Completions => (None, Some(t.clone())),
+            recap_schemas::Api::Completions | recap_schemas::Api::Embeddings | recap_schemas::Api::Rerank => {
+                (None, Some(t.clone()))
+            }
         },
     };
     let isl_of = |messages: &Option<Vec<Value>>, prompt: &Option<String>| -> Result<u32> {
@@ -236,5 +238,19 @@ fn one(item: &Item, spec: &Spec, measure: &Measure<'_>) -> Result<Outcome> {
         reference_output_tokens: reference,
         ..RowPlan::default()
     };
-    Ok((Some(DatasetRow { prompt, messages, plan }), note))
+    let row = match (measure.api(), prompt) {
+        // An embedded text is a one-item batch.
+        (recap_schemas::Api::Embeddings, Some(p)) => DatasetRow {
+            input: Some(vec![p]),
+            plan,
+            ..DatasetRow::default()
+        },
+        (_, prompt) => DatasetRow {
+            prompt,
+            messages,
+            plan,
+            ..DatasetRow::default()
+        },
+    };
+    Ok((Some(row), note))
 }

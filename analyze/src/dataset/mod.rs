@@ -44,10 +44,16 @@ pub struct Measure<'a> {
 }
 
 impl<'a> Measure<'a> {
-    /// Prompts for `api`; chat needs a template (the tokenizer's, or `template`).
+    /// Prompts for `api`; the chat-like APIs need a template (the tokenizer's, or `template`).
+    /// Rerank rows (a query and its documents) are not generated.
     pub fn new(counter: &'a Counter, template: Option<&'a ChatTemplate>, api: Api) -> Result<Self> {
         let template = template.or(counter.chat_template());
-        if api != Api::Completions && template.is_none() {
+        if api == Api::Rerank {
+            return Err(Error::Input(
+                "analyze dataset writes no rerank rows (give capture rows with `query` and `documents`)".into(),
+            ));
+        }
+        if !matches!(api, Api::Completions | Api::Embeddings) && template.is_none() {
             return Err(Error::Input(format!(
                 "{}: no chat template (no tokenizer_config.json with `chat_template` beside it); give --chat-template FILE or --completions",
                 counter.path().display()
@@ -77,6 +83,7 @@ impl<'a> Measure<'a> {
         match self.api {
             Api::Chat | Api::Responses | Api::Messages => json!([{"role": "user", "content": content}]),
             Api::Completions => Value::String(content.to_string()),
+            Api::Embeddings | Api::Rerank => json!([content]),
         }
     }
 
@@ -84,7 +91,8 @@ impl<'a> Measure<'a> {
     pub fn isl(&self, content: &str) -> Result<u32> {
         match self.api {
             Api::Chat | Api::Responses | Api::Messages => self.isl_of(&Input::Chat(self.input(content))),
-            Api::Completions => self.isl_of(&Input::Prompt(content)),
+            // An embedded text is counted as a prompt is, with the tokenizer's special tokens.
+            Api::Completions | Api::Embeddings | Api::Rerank => self.isl_of(&Input::Prompt(content)),
         }
     }
 
@@ -103,14 +111,20 @@ impl<'a> Measure<'a> {
     pub fn row(&self, content: String, plan: RowPlan) -> DatasetRow {
         match self.api {
             Api::Chat | Api::Responses | Api::Messages => DatasetRow {
-                prompt: None,
                 messages: Some(vec![json!({"role": "user", "content": content})]),
                 plan,
+                ..DatasetRow::default()
             },
             Api::Completions => DatasetRow {
                 prompt: Some(content),
-                messages: None,
                 plan,
+                ..DatasetRow::default()
+            },
+            // One text per row: `capture --batch-size N` sends N rows per request.
+            Api::Embeddings | Api::Rerank => DatasetRow {
+                input: Some(vec![content]),
+                plan,
+                ..DatasetRow::default()
             },
         }
     }

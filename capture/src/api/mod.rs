@@ -15,7 +15,9 @@ use crate::delta::Delta;
 
 mod chat;
 mod completions;
+mod embeddings;
 mod messages;
+mod rerank;
 mod responses;
 
 /// The shape of the body's input, and the `requests` column it is recorded in.
@@ -25,6 +27,9 @@ pub enum InputKind {
     Messages,
     /// One text (`requests.prompt`).
     Text,
+    /// Body fields of a batch of items (`requests.input_json`): embeddings' `input`,
+    /// rerank's `query` and `documents`.
+    Fields,
 }
 
 /// A request's input, in its API's shape.
@@ -34,6 +39,8 @@ pub enum Input {
     Messages(Vec<Value>),
     /// A prompt text.
     Text(String),
+    /// Body fields, merged into the body as they are.
+    Fields(Map<String, Value>),
 }
 
 /// One API capture speaks.
@@ -85,6 +92,11 @@ pub trait ApiShape: Sync + Send + std::fmt::Debug {
         match self.input_kind() {
             InputKind::Messages => Input::Messages(prompt.messages()),
             InputKind::Text => Input::Text(prompt.text()),
+            InputKind::Fields => {
+                let mut m = Map::new();
+                m.insert(self.input_field().into(), prompt.texts().into());
+                Input::Fields(m)
+            }
         }
     }
 
@@ -93,7 +105,9 @@ pub trait ApiShape: Sync + Send + std::fmt::Debug {
     fn is_own_shape(&self, prompt: &Prompt) -> bool {
         matches!(
             (self.input_kind(), prompt),
-            (InputKind::Messages, Prompt::Messages(_)) | (InputKind::Text, Prompt::Text(_))
+            (InputKind::Messages, Prompt::Messages(_))
+                | (InputKind::Text, Prompt::Text(_))
+                | (InputKind::Fields, Prompt::Items(_))
         )
     }
 }
@@ -105,6 +119,8 @@ pub fn of(api: Api) -> &'static dyn ApiShape {
         Api::Completions => &completions::Completions,
         Api::Responses => &responses::Responses,
         Api::Messages => &messages::Messages,
+        Api::Embeddings => &embeddings::Embeddings,
+        Api::Rerank => &rerank::Rerank,
     }
 }
 
@@ -156,5 +172,21 @@ mod tests {
         assert_eq!(of(Api::Responses).path(), "responses");
         assert_eq!(of(Api::Responses).max_tokens_field(), "max_output_tokens");
         assert_eq!(of(Api::Messages).path(), "messages");
+        let rerank = Prompt::Rerank {
+            query: "q".into(),
+            documents: vec!["a".into(), "b".into()],
+        };
+        let Input::Fields(f) = of(Api::Rerank).input(&rerank) else {
+            panic!("rerank input is body fields");
+        };
+        assert_eq!(
+            Value::Object(f),
+            serde_json::json!({"query": "q", "documents": ["a", "b"]})
+        );
+        let Input::Fields(f) = of(Api::Embeddings).input(&row) else {
+            panic!("embeddings input is body fields");
+        };
+        assert_eq!(Value::Object(f), serde_json::json!({"input": ["hi"]}));
+        assert!(of(Api::Embeddings).is_own_shape(&Prompt::Items(vec!["x".into()])));
     }
 }
