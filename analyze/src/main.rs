@@ -138,6 +138,12 @@ struct SyntheticArgs {
     /// Seed of every random choice: the same seed and tokenizer give the same file.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Rerank rows (`capture --api rerank`): a query and N documents of --isl tokens each.
+    #[arg(long, value_name = "N", conflicts_with_all = ["chat", "completions", "embeddings", "shared_prefix"])]
+    rerank_documents: Option<usize>,
+    /// With --rerank-documents: tokens of each row's query.
+    #[arg(long, default_value_t = 16, value_name = "TOKENS", requires = "rerank_documents")]
+    query_isl: u32,
 }
 
 #[derive(Debug, Args)]
@@ -380,7 +386,13 @@ fn run_dataset(cmd: DatasetCommand, quiet: bool) -> anyhow::Result<()> {
         }
         DatasetCommand::Synthetic(a) => {
             let (counter, template) = dataset_tokenizer(&a.tok)?;
-            let measure = Measure::new(&counter, template.as_ref(), api(&a.out))?;
+            // Rerank texts are counted on their own (no template): as embedded texts are.
+            let rows_api = if a.rerank_documents.is_some() {
+                Api::Embeddings
+            } else {
+                api(&a.out)
+            };
+            let measure = Measure::new(&counter, template.as_ref(), rows_api)?;
             let composer = Composer::new(&|t| measure.tokens(t))?;
             let spec = dataset::synthetic::Spec {
                 count: a.count,
@@ -392,14 +404,18 @@ fn run_dataset(cmd: DatasetCommand, quiet: bool) -> anyhow::Result<()> {
                 context: a.context,
                 seed: a.seed,
             };
-            let (rows, adjusted) = dataset::synthetic::generate(&spec, &measure, &composer)?;
-            (
-                "synthetic",
-                a.out,
-                rows,
-                adjusted,
-                (counter.id().to_string(), measure.api()),
-            )
+            let (rows, adjusted, api) = match a.rerank_documents {
+                Some(n) => (
+                    dataset::synthetic::generate_rerank(&spec, &measure, &composer, n, a.query_isl)?,
+                    Default::default(),
+                    Api::Rerank,
+                ),
+                None => {
+                    let (rows, adjusted) = dataset::synthetic::generate(&spec, &measure, &composer)?;
+                    (rows, adjusted, measure.api())
+                }
+            };
+            ("synthetic", a.out, rows, adjusted, (counter.id().to_string(), api))
         }
         DatasetCommand::Sharegpt(a) => {
             let (counter, template) = dataset_tokenizer(&a.tok)?;

@@ -547,3 +547,128 @@ fn embeddings_and_rerank_refuse_what_they_cannot_send() {
         assert!(!out.exists(), "{extra:?}: nothing is written");
     }
 }
+
+/// Multi-turn sessions through Responses and Messages: a later turn sends the whole history,
+/// with each earlier answer as the assistant message the server gave (the simulator's own
+/// text for that turn's prompt), in `input` or `messages`.
+#[test]
+fn sessions_carry_the_recorded_answers_in_each_apis_history() {
+    let dataset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/datasets/sessions.jsonl");
+    for api in APIS {
+        let sim = SimProcess::start(&[]).expect("start sim");
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path().join("run");
+        let url = sim.url();
+        let res = run_bin(
+            "capture",
+            &[
+                "--url",
+                url.as_str(),
+                "--api",
+                api.as_str(),
+                "--dataset",
+                dataset.to_str().expect("utf8"),
+                "--sessions",
+                "2",
+                "--max-tokens",
+                "5",
+                "--out",
+                out.to_str().expect("utf8"),
+                "-q",
+            ],
+        );
+        assert!(res.status.success(), "{api}: {}", String::from_utf8_lossy(&res.stderr));
+        let run = read_run(&out).expect("read run");
+        let mut checked = 0;
+        for (id, req) in &run.requests {
+            let Some(turn) = req.turn.filter(|t| *t > 0) else {
+                continue;
+            };
+            let messages: Value = serde_json::from_str(req.messages_json.as_deref().expect("messages")).expect("json");
+            let earlier = run
+                .requests
+                .iter()
+                .find(|(_, r)| r.session_id == req.session_id && r.turn == Some(turn - 1))
+                .map(|(i, _)| *i)
+                .expect("the earlier turn was sent");
+            // The row's own budget (the dataset's `max_tokens`) wins over `--max-tokens`.
+            let budget = run.requests[&earlier].max_tokens.expect("a budget");
+            let answer = sim::expected_content(&key_of(&run, earlier), u64::from(budget));
+            let assistant: Vec<&Value> = messages
+                .as_array()
+                .expect("a list")
+                .iter()
+                .filter(|m| m["role"] == "assistant")
+                .collect();
+            assert_eq!(assistant.len(), turn as usize, "{api}: request {id}: {messages}");
+            assert_eq!(
+                assistant.last().map(|m| m["content"].clone()),
+                Some(json!(answer)),
+                "{api}: request {id}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 4, "{api}: only {checked} later turns");
+    }
+}
+
+/// `analyze dataset synthetic --rerank-documents 3`: each row's planned length is what the
+/// `tokenizers` crate's pair encoding counts over its pairs, the query exactly `--query-isl`
+/// tokens; captured through `--api rerank`, analyze and the server find the same lengths.
+#[test]
+fn rerank_datasets_plan_exactly_what_the_pairs_count() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokenizer = write_pair_tokenizer(dir.path());
+    let tok = sim::load_tokenizer(&tokenizer).expect("tokenizer");
+    let ds = dir.path().join("rerank.jsonl");
+    let out = run_bin(
+        "analyze",
+        &[
+            "dataset",
+            "synthetic",
+            "--tokenizer",
+            tokenizer.to_str().expect("utf8"),
+            "--count",
+            "4",
+            "--isl",
+            "uniform:10:30",
+            "--osl",
+            "1",
+            "--rerank-documents",
+            "3",
+            "--query-isl",
+            "7",
+            "--seed",
+            "9",
+            "--out",
+            ds.to_str().expect("utf8"),
+            "-q",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = std::fs::read_to_string(&ds)
+        .expect("dataset")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        let q = r["query"].as_str().expect("query");
+        assert_eq!(tok.encode(q, false).expect("encode").len(), 7, "{r}");
+        let docs = r["documents"].as_array().expect("documents");
+        assert_eq!(docs.len(), 3);
+        let pairs: usize = docs
+            .iter()
+            .map(|d| tok.encode((q, d.as_str().expect("text")), true).expect("encode").len())
+            .sum();
+        assert_eq!(r["isl_tokens"].as_u64(), Some(pairs as u64), "{r}");
+    }
+    let (_run, _) = capture_pooling(Api::Rerank, dir.path(), &ds, &tokenizer, &[]);
+    let s = report(
+        &dir.path().join("rerank-run"),
+        &["--tokenizer", tokenizer.to_str().expect("utf8")],
+    );
+    assert_eq!(s["planned_isl"]["compared"], 4, "{}", s["planned_isl"]);
+    assert_eq!(s["planned_isl"]["share_equal"], 1.0, "{}", s["planned_isl"]);
+    assert_eq!(s["isl_agreement"]["share_equal"], 1.0, "{}", s["isl_agreement"]);
+}

@@ -59,14 +59,15 @@ fn chatml(content: &str) -> String {
 }
 
 fn content(row: &Value) -> &str {
-    match row.get("messages") {
-        Some(m) => m[0]["content"].as_str().expect("content"),
-        None => row["prompt"].as_str().expect("prompt"),
+    match (row.get("messages"), row.get("input")) {
+        (Some(m), _) => m[0]["content"].as_str().expect("content"),
+        (None, Some(i)) => i[0].as_str().expect("input text"),
+        (None, None) => row["prompt"].as_str().expect("prompt"),
     }
 }
 
 /// Input tokens of a row as the server counts them: chat through the template without added
-/// special tokens, completions with the tokenizer's own.
+/// special tokens, completions and embedded texts with the tokenizer's own.
 fn server_isl(tok: &Tokenizer, row: &Value) -> u32 {
     let enc = if row.get("messages").is_some() {
         tok.encode(chatml(content(row)), false)
@@ -566,6 +567,82 @@ fn planned_lengths_are_reported_beside_measured_ones_after_a_capture() {
     ]));
     let text = String::from_utf8_lossy(&q.stdout);
     assert!(text.contains("30"), "{text}");
+}
+
+/// `--embeddings` rows are one text each, of exactly the planned length as embedded (with the
+/// tokenizer's specials); `capture --batch-size 4` sends four per request and plans their sum,
+/// which analyze and the server (the simulator counting with the same tokenizer) both find.
+#[test]
+fn embeddings_rows_batch_into_requests_of_exactly_the_planned_length() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (name, tok) in [("qwen3", tokenizer_file("qwen3")), ("gpt2", tokenizer_file("gpt2"))] {
+        let rows = generate_and_check(
+            dir.path(),
+            &format!("embed-{name}"),
+            &tok,
+            &[
+                "--embeddings",
+                "--count",
+                "12",
+                "--isl",
+                "uniform:20:60",
+                "--osl",
+                "1",
+                "--seed",
+                "3",
+            ],
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r["input"].as_array().map(Vec::len) == Some(1) && r.get("messages").is_none()),
+            "{name}"
+        );
+        let sim = SimProcess::start(&["--tokenizer", &tok]).expect("recap-sim");
+        let run = dir.path().join(format!("run-{name}"));
+        let ds = dir.path().join(format!("embed-{name}.jsonl"));
+        let cap = run_bin(
+            "capture",
+            &[
+                "--url",
+                &sim.url(),
+                "--api",
+                "embeddings",
+                "--batch-size",
+                "4",
+                "--dataset",
+                &ds.display().to_string(),
+                "--requests",
+                "3",
+                "--out",
+                &run.display().to_string(),
+                "-q",
+            ],
+        );
+        assert!(cap.status.success(), "{}", String::from_utf8_lossy(&cap.stderr));
+        let out = ok(analyze(&[
+            "report",
+            &run.display().to_string(),
+            "--tokenizer",
+            &tok,
+            "--json",
+        ]));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let s = &v[0];
+        assert_eq!(s["planned_isl"]["compared"], 3, "{name}: {}", s["planned_isl"]);
+        assert_eq!(s["planned_isl"]["share_equal"], 1.0, "{name}: {}", s["planned_isl"]);
+        assert_eq!(s["isl_agreement"]["share_equal"], 1.0, "{name}: {}", s["isl_agreement"]);
+        let planned: u64 = rows.iter().map(|r| r["isl_tokens"].as_u64().expect("isl")).sum();
+        let q = ok(analyze(&[
+            "sql",
+            &run.display().to_string(),
+            "SELECT sum(isl_tokens) AS isl, sum(items) AS items FROM metrics",
+            "--format",
+            "json",
+        ]));
+        let got: Value = serde_json::from_slice(&q.stdout).expect("json");
+        assert_eq!(got[0]["isl"].as_u64(), Some(planned), "{name}: {got}");
+        assert_eq!(got[0]["items"].as_u64(), Some(12), "{name}: {got}");
+    }
 }
 
 /// The quickstart's setup: `recap-sim --tokenizer` answers `max_tokens` tokens of that

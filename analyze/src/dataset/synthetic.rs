@@ -137,6 +137,53 @@ pub fn generate(
     Ok((rows.into_iter().map(|r| r.0).collect(), adjusted))
 }
 
+/// Rerank rows (`--rerank-documents N`): a query of exactly `query_tokens` tokens and `N`
+/// documents of `--isl` tokens each, every text counted without special tokens, as each side
+/// of a pair is encoded. A row's `isl_tokens` is what a cross-encoder server counts over its
+/// pairs: Σ over the documents of query + document + the tokenizer's pair specials
+/// ([`crate::tokenize::Counter::pair_special_tokens`]), the rule `analyze report` counts by.
+pub fn generate_rerank(
+    spec: &Spec,
+    measure: &Measure<'_>,
+    composer: &Composer,
+    documents: usize,
+    query_tokens: u32,
+) -> Result<Vec<DatasetRow>> {
+    let fit = Fit::new(composer);
+    let specials = measure.counter().pair_special_tokens()?;
+    let compose = |rng: &mut rand::rngs::StdRng, n: u32, what: &str| -> Result<String> {
+        let pieces = unspaced(composer.pieces(rng, n as usize));
+        fit.fit(rng, "", pieces, 1, n, &|t| measure.tokens(t))?
+            .map(|t| t.0)
+            .ok_or_else(|| Error::Input(format!("{what}: could not compose exactly {n} tokens")))
+    };
+    (0..spec.count)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = row_rng(spec.seed, LENGTHS, i as u64);
+            let mut text_rng = row_rng(spec.seed, TEXT, i as u64);
+            let q = query_tokens.max(1);
+            let query = compose(&mut text_rng, q, &format!("row {i}'s query"))?;
+            let mut docs = Vec::with_capacity(documents);
+            let mut isl = 0u32;
+            for j in 0..documents {
+                let n = spec.isl.sample(&mut rng).max(1);
+                docs.push(compose(&mut text_rng, n, &format!("row {i}'s document {j}"))?);
+                isl += q + n + specials;
+            }
+            Ok(DatasetRow {
+                query: Some(query),
+                documents: Some(docs),
+                plan: RowPlan {
+                    isl_tokens: Some(isl),
+                    ..RowPlan::default()
+                },
+                ..DatasetRow::default()
+            })
+        })
+        .collect()
+}
+
 /// `pieces` with the first one's leading space removed (the start of a text).
 fn unspaced(mut pieces: Vec<&str>) -> Vec<&str> {
     if let Some(first) = pieces.first_mut() {
