@@ -306,8 +306,6 @@ pub const REQUEST_COLUMNS: &[&str] = &[
     rq::SCHEDULED_NS,
     rq::PROMPT,
     rq::MESSAGES_JSON,
-    rq::PARAMS_JSON,
-    rq::INPUT_JSON,
     rq::MAX_TOKENS,
     rq::PLANNED_INPUT_TOKENS,
     rq::PREFIX_GROUP,
@@ -315,18 +313,37 @@ pub const REQUEST_COLUMNS: &[&str] = &[
     rq::TURN,
 ];
 
+/// Columns of `requests` that only some APIs' inputs need ([`needs_extra`]): read for those
+/// parts alone, so a chat or completions run decodes none of them.
+pub const EXTRA_REQUEST_COLUMNS: &[&str] = &[rq::PARAMS_JSON, rq::INPUT_JSON];
+
+/// Whether a batch of [`REQUEST_COLUMNS`] has a request whose input needs
+/// [`EXTRA_REQUEST_COLUMNS`]: a system prompt outside the messages (Messages, Responses), or
+/// an input in `input_json` (embeddings, rerank).
+pub fn needs_extra(b: &RecordBatch) -> bool {
+    let Some(api) = str_col(b, rq::API) else {
+        return false;
+    };
+    (0..b.num_rows()).any(|i| {
+        at(Some(api), i, |a, i| a.value(i))
+            .and_then(Api::parse)
+            .is_some_and(|a| a.system_field().is_some() || !a.generates())
+    })
+}
+
 /// A `requests` row: its id, its facts and its input text.
 pub type RequestRow<'a> = (u64, RequestFacts, Option<Cow<'a, str>>);
 
-/// One batch of `requests` rows: `(request_id, row, input text)`. The input text is a prompt,
-/// `messages_json` or `input_json` borrowed from the batch (with a Messages or Responses system prompt put
+/// One batch of `requests` rows: `(request_id, row, input text)`, with the same rows'
+/// [`EXTRA_REQUEST_COLUMNS`] when [`needs_extra`]. The input text is a prompt, `messages_json`
+/// or `input_json` borrowed from the batches (with a Messages or Responses system prompt put
 /// back in front, [`crate::input::with_system`]), for the caller to count and drop.
-pub fn request_rows(b: &RecordBatch) -> Result<Vec<RequestRow<'_>>> {
+pub fn request_rows<'b>(b: &'b RecordBatch, extra: Option<&'b RecordBatch>) -> Result<Vec<RequestRow<'b>>> {
     let id = required(rq::REQUEST_ID, u64_col(b, rq::REQUEST_ID))?;
     let (phase, api) = (str_col(b, rq::PHASE), str_col(b, rq::API));
     let (prompt, msgs) = (str_col(b, rq::PROMPT), str_col(b, rq::MESSAGES_JSON));
-    let params = str_col(b, rq::PARAMS_JSON);
-    let fields = str_col(b, rq::INPUT_JSON);
+    let params = extra.and_then(|e| str_col(e, rq::PARAMS_JSON));
+    let fields = extra.and_then(|e| str_col(e, rq::INPUT_JSON));
     let sched = i64_col(b, rq::SCHEDULED_NS);
     let (max_tokens, planned, group) = (
         u32_col(b, rq::MAX_TOKENS),

@@ -303,8 +303,15 @@ impl Pass<'_> {
         let warned = std::sync::Once::new();
         for window in parts.chunks(window()) {
             for (part, batches) in window.iter().zip(decode(window, crate::reassemble::REQUEST_COLUMNS)?) {
-                for b in &batches {
-                    let rows = crate::reassemble::request_rows(b).map_err(|e| Error::within(&part.path, e))?;
+                // The same row group read again, in the same batches, for the APIs that need it.
+                let extra = if batches.iter().any(crate::reassemble::needs_extra) {
+                    crate::store::parquet::read_part(part, crate::reassemble::EXTRA_REQUEST_COLUMNS)?
+                } else {
+                    Vec::new()
+                };
+                for (k, b) in batches.iter().enumerate() {
+                    let rows = crate::reassemble::request_rows(b, extra.get(k))
+                        .map_err(|e| Error::within(&part.path, e))?;
                     let inputs: Vec<Option<Input<'_>>> = rows
                         .par_iter()
                         .map(|(_, row, text)| {
