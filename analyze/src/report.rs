@@ -310,8 +310,8 @@ impl Pass<'_> {
                     Vec::new()
                 };
                 for (k, b) in batches.iter().enumerate() {
-                    let rows = crate::reassemble::request_rows(b, extra.get(k))
-                        .map_err(|e| Error::within(&part.path, e))?;
+                    let rows =
+                        crate::reassemble::request_rows(b, extra.get(k)).map_err(|e| Error::within(&part.path, e))?;
                     let inputs: Vec<Option<Input<'_>>> = rows
                         .par_iter()
                         .map(|(_, row, text)| {
