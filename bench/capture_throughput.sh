@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # B3/B4 context: how fast capture records against recap-sim (release), its CPU time per
-# recorded event row and its peak RSS, streaming and non-streaming, in one invocation.
+# recorded event row and its peak RSS, streaming and non-streaming, chat and the typed-event
+# APIs (Responses, Messages), in one invocation.
 # Usage: bash bench/capture_throughput.sh [DURATION=10s] [CONCURRENCY=64] [TOKENS=100]
 source "$(dirname "$0")/lib.sh"
 duration="${1:-10s}"; conc="${2:-64}"; tokens="${3:-100}"
@@ -27,3 +28,7 @@ PY
 echo "capture on 1 runtime thread, recap-sim on 1 thread, concurrency $conc, $tokens tokens/response, $duration each"
 run stream
 run nostream --no-stream
+# The typed-event APIs: more events per answer (items opened and closed, the text repeated in
+# `*.done` events), each parsed by its own module.
+run responses --api responses
+run messages --api messages
