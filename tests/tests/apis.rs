@@ -672,3 +672,75 @@ fn rerank_datasets_plan_exactly_what_the_pairs_count() {
     assert_eq!(s["planned_isl"]["share_equal"], 1.0, "{}", s["planned_isl"]);
     assert_eq!(s["isl_agreement"]["share_equal"], 1.0, "{}", s["isl_agreement"]);
 }
+
+/// `--replay` of a Messages run (system prompts lifted into `system`) and of a rerank run
+/// (input in `input_json`): the second server receives the first one's bodies byte for byte.
+#[test]
+fn replays_of_messages_and_rerank_send_the_same_bytes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokenizer = write_pair_tokenizer(dir.path());
+    let rerank = dir.path().join("rerank.jsonl");
+    let rows: Vec<String> = (0..3)
+        .map(|i| json!({"query": format!("tide {i}?"), "documents": ["harbor a", format!("harbor {i}")]}).to_string())
+        .collect();
+    std::fs::write(&rerank, rows.join("\n")).expect("write");
+    let chat = write_dataset(dir.path());
+    for (api, data) in [(Api::Messages, &chat), (Api::Rerank, &rerank)] {
+        let (log_a, log_b) = (
+            dir.path().join(format!("{api}-a.jsonl")),
+            dir.path().join(format!("{api}-b.jsonl")),
+        );
+        let tok = tokenizer.to_str().expect("utf8");
+        let sim_a =
+            SimProcess::start(&["--log-bodies", log_a.to_str().expect("utf8"), "--tokenizer", tok]).expect("sim a");
+        let sim_b =
+            SimProcess::start(&["--log-bodies", log_b.to_str().expect("utf8"), "--tokenizer", tok]).expect("sim b");
+        let (run_a, run_b) = (dir.path().join(format!("{api}-a")), dir.path().join(format!("{api}-b")));
+        let (url_a, url_b) = (sim_a.url(), sim_b.url());
+        let res = run_bin(
+            "capture",
+            &[
+                "--url",
+                &url_a,
+                "--api",
+                api.as_str(),
+                "--dataset",
+                data.to_str().expect("utf8"),
+                "--requests",
+                "6",
+                "--max-tokens",
+                "3",
+                "--out",
+                run_a.to_str().expect("utf8"),
+                "-q",
+            ],
+        );
+        assert!(res.status.success(), "{api}: {}", String::from_utf8_lossy(&res.stderr));
+        let res = run_bin(
+            "capture",
+            &[
+                "--replay",
+                run_a.to_str().expect("utf8"),
+                "--url",
+                &url_b,
+                "--out",
+                run_b.to_str().expect("utf8"),
+                "-q",
+            ],
+        );
+        assert!(res.status.success(), "{api}: {}", String::from_utf8_lossy(&res.stderr));
+        let lines = |p: &Path| {
+            let mut v: Vec<String> = std::fs::read_to_string(p)
+                .expect("bodies")
+                .lines()
+                .map(String::from)
+                .collect();
+            v.sort();
+            v
+        };
+        let (a, b) = (lines(&log_a), lines(&log_b));
+        assert_eq!(a.len(), 6, "{api}");
+        assert_eq!(a, b, "{api}: the replay's bodies are the source's, byte for byte");
+        assert_eq!(read_run(&run_b).expect("run b").manifest.endpoint.api, api);
+    }
+}
