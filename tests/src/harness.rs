@@ -361,6 +361,17 @@ pub fn pareto_skyline(points: &[(f64, f64)]) -> Vec<bool> {
     on
 }
 
+/// The lines of a file, sorted: what two logs written in arrival order are compared by.
+pub fn sorted_lines(path: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use recap_schemas::{Api, EventKind, RunStatus};
-use recap_tests::harness::{run_bin, SimProcess};
+use recap_tests::harness::{run_bin, sorted_lines, SimProcess};
 use recap_tests::runs::{key_of, metric_column, read_run, report, Run};
 use recap_tests::sim::{self, sent_payloads, Payload};
 use serde_json::{json, Value};
@@ -729,16 +729,7 @@ fn replays_of_messages_and_rerank_send_the_same_bytes() {
             ],
         );
         assert!(res.status.success(), "{api}: {}", String::from_utf8_lossy(&res.stderr));
-        let lines = |p: &Path| {
-            let mut v: Vec<String> = std::fs::read_to_string(p)
-                .expect("bodies")
-                .lines()
-                .map(String::from)
-                .collect();
-            v.sort();
-            v
-        };
-        let (a, b) = (lines(&log_a), lines(&log_b));
+        let (a, b) = (sorted_lines(&log_a), sorted_lines(&log_b));
         assert_eq!(a.len(), 6, "{api}");
         assert_eq!(a, b, "{api}: the replay's bodies are the source's, byte for byte");
         assert_eq!(read_run(&run_b).expect("run b").manifest.endpoint.api, api);

@@ -8,7 +8,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use recap_schemas::{LoadMode, Phase};
-use recap_tests::harness::{catches_signal, run_bin, spawn_bin, wait_for_child, SimProcess};
+use recap_tests::harness::{catches_signal, run_bin, sorted_lines, spawn_bin, wait_for_child, SimProcess};
 use recap_tests::runs::read_run;
 
 fn capture(args: &[&str]) -> std::process::Output {
@@ -489,16 +489,7 @@ fn a_replay_sends_byte_identical_bodies_at_the_recorded_offsets() {
         );
     }
     // What the two servers received, byte for byte.
-    let lines = |p: &Path| {
-        let mut v: Vec<String> = std::fs::read_to_string(p)
-            .expect("bodies")
-            .lines()
-            .map(String::from)
-            .collect();
-        v.sort();
-        v
-    };
-    let (got_a, got_b) = (lines(&log_a), lines(&log_b));
+    let (got_a, got_b) = (sorted_lines(&log_a), sorted_lines(&log_b));
     assert_eq!(got_a.len(), 43);
     assert_eq!(got_a, got_b, "the replay's bodies are the source's, byte for byte");
 
