@@ -119,8 +119,11 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
     let first_out = r.output_times_ns.first().copied();
     let last_out = r.output_times_ns.last().copied();
     let tokenizer_out = t.content + t.reasoning + t.tool_calls;
+    // Embeddings and rerank generate nothing: their output is 0 tokens, known.
+    let generates = r.api.is_none_or(|a| a.generates());
     let (isl, osl) = match defs.tokens {
         TokenSource::Tokenizer => (t.isl, Some(tokenizer_out)),
+        TokenSource::Server if !generates => (r.usage_prompt_tokens, Some(0)),
         TokenSource::Server => (r.usage_prompt_tokens, r.usage_completion_tokens),
     };
     let start = match defs.latency_from {
@@ -135,8 +138,7 @@ pub fn compute(r: &RequestRecord, t: &TokenCounts, defs: &Definitions) -> Reques
         TtftOn::Content => r.first_content_ns,
     });
     let done = r.end_ns.filter(|_| r.terminal == Some(EventKind::Done));
-    // Embeddings and rerank generate nothing: their latency ends with the answer.
-    let generates = r.api.is_none_or(|a| a.generates());
+    // Their latency ends with the answer.
     let e2e = since_sent(match defs.e2e_end {
         E2eEnd::LastToken if generates => last_out,
         _ => done,

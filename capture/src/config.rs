@@ -724,6 +724,15 @@ impl Args {
             Some(n) => Arc::new(dataset.batched(n)),
             None => dataset,
         };
+        if api == Api::Messages && replay.is_none() && self.max_tokens.is_none() {
+            if let Some(i) = dataset.rows.iter().position(|r| r.plan.max_tokens.is_none()) {
+                return Err(err(format!(
+                    "dataset {} row {}: --api messages needs an output budget (`max_tokens`, which the API requires): give --max-tokens",
+                    dataset.path,
+                    i + 1
+                )));
+            }
+        }
         if api == Api::Rerank && replay.is_none() {
             if let Some(i) = dataset
                 .rows

@@ -181,7 +181,16 @@ impl Dataset {
             .chunks(n.max(1))
             .map(|chunk| {
                 let mut plan = chunk[0].plan.clone();
-                plan.isl_tokens = chunk.iter().map(|r| r.plan.isl_tokens).sum();
+                // A sum of texts' planned lengths; a chat or rerank row's length was counted
+                // another way, so a batch holding one has no plan.
+                plan.isl_tokens = chunk
+                    .iter()
+                    .map(|r| {
+                        matches!(r.prompt, Prompt::Text(_) | Prompt::Items(_))
+                            .then_some(r.plan.isl_tokens)
+                            .flatten()
+                    })
+                    .sum();
                 Row {
                     prompt: Prompt::Items(chunk.iter().flat_map(|r| r.prompt.texts()).collect()),
                     plan,

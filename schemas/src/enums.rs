@@ -82,7 +82,7 @@ string_enum! {
         Messages => "messages",
         /// Embeddings: `POST /v1/embeddings` with `input`, a batch of texts; not streamed.
         Embeddings => "embeddings",
-        /// Rerank (the Jina/Cohere shape vLLM, SGLang and TEI serve): `POST /v1/rerank` with
+        /// Rerank (the Jina/Cohere shape vLLM and SGLang serve): `POST /v1/rerank` with
         /// `query` and `documents`; not streamed.
         Rerank => "rerank",
     }

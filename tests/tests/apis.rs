@@ -735,3 +735,80 @@ fn replays_of_messages_and_rerank_send_the_same_bytes() {
         assert_eq!(read_run(&run_b).expect("run b").manifest.endpoint.api, api);
     }
 }
+
+/// A natural end (the simulator's own length under the budget: `response.completed`,
+/// `end_turn`), an error inside the stream (the API's `event: error`) and a clean cut (no
+/// terminal event) through both APIs: each request ends as the fault the simulator drew for its
+/// prompt says, and the good ones carry exactly their text.
+#[test]
+fn natural_ends_stream_errors_and_cuts_are_told_apart_in_both_apis() {
+    let cfg = sim::FaultConfig {
+        stream_error_rate: 0.3,
+        truncate_rate: 0.3,
+        seed: 2,
+        ..Default::default()
+    };
+    for api in APIS {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sim = SimProcess::start(&[
+            "--output-tokens",
+            "4",
+            "--stream-error-rate",
+            "0.3",
+            "--truncate-rate",
+            "0.3",
+            "--fault-seed",
+            "2",
+        ])
+        .expect("start sim");
+        let data = write_dataset(dir.path());
+        let out = dir.path().join("run");
+        let url = sim.url();
+        let res = run_bin(
+            "capture",
+            &[
+                "--url",
+                url.as_str(),
+                "--api",
+                api.as_str(),
+                "--dataset",
+                data.to_str().expect("utf8"),
+                "--requests",
+                "16",
+                "--concurrency",
+                "4",
+                "--max-tokens",
+                "6",
+                "--out",
+                out.to_str().expect("utf8"),
+                "-q",
+            ],
+        );
+        assert!(res.status.success(), "{api}: {}", String::from_utf8_lossy(&res.stderr));
+        let run = read_run(&out).expect("read run");
+        let mut seen = std::collections::BTreeSet::new();
+        for id in run.requests.keys() {
+            let key = key_of(&run, *id);
+            let fault = sim::fault_for(&key, &cfg);
+            let terminal = run.terminals(*id)[0].clone();
+            let want = match fault {
+                sim::Fault::StreamError => Some(recap_schemas::ErrorKind::ServerError),
+                sim::Fault::Truncated => Some(recap_schemas::ErrorKind::Incomplete),
+                _ => None,
+            };
+            assert_eq!(
+                terminal.error_kind, want,
+                "{api}: request {id} drew {fault:?}: {terminal:?}"
+            );
+            if want.is_none() {
+                assert_eq!(terminal.kind, EventKind::Done, "{api}: request {id}");
+                assert_eq!(run.content(*id), sim::expected_content(&key, 4), "{api}: request {id}");
+                let finish: Vec<_> = run.sse(*id).iter().filter_map(|e| e.finish_reason.clone()).collect();
+                let natural = if api == Api::Responses { "completed" } else { "end_turn" };
+                assert_eq!(finish, [natural], "{api}: request {id}");
+            }
+            seen.insert(format!("{fault:?}"));
+        }
+        assert_eq!(seen.len(), 3, "{api}: every outcome drawn: {seen:?}");
+    }
+}

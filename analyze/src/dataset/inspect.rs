@@ -107,6 +107,13 @@ impl Inspection {
 /// Inspects `path`. `chat` and `completions` measure the rows of each shape.
 pub fn inspect(path: &Path, chat: Option<&Measure<'_>>, completions: &Measure<'_>) -> Result<Inspection> {
     let rows = read_rows(path)?;
+    if let Some(i) = rows.iter().position(|r| r.input.is_some() || r.query.is_some()) {
+        return Err(crate::Error::Input(format!(
+            "{} row {}: an embeddings or rerank row; inspect reads chat and completions rows (`analyze report` counts captured embeddings and rerank inputs)",
+            path.display(),
+            i + 1
+        )));
+    }
     let measure_of = |r: &DatasetRow| -> Result<&Measure<'_>> {
         match (&r.messages, chat) {
             (None, _) => Ok(completions),

@@ -50,32 +50,39 @@ impl ApiShape for Messages {
     /// Usage is always in a Messages stream (`message_start`, `message_delta`).
     fn ask_stream_usage(&self, _params: &mut Map<String, Value>) {}
 
-    /// Messages has no `system` role: leading system messages become the `system` field (their
-    /// texts joined by a blank line), replacing a `--body-extra` one as a row's own fields do.
+    /// Messages has no `system` role: every system message becomes part of the `system` field
+    /// (their texts joined by a blank line, in order; a list of content blocks gives its
+    /// `text`s), replacing a `--body-extra` one as a row's own fields do.
     fn lift(&self, body: &mut Map<String, Value>, input: Input) -> Input {
-        let Input::Messages(mut messages) = input else {
+        let Input::Messages(messages) = input else {
             return input;
         };
-        let n = messages
-            .iter()
-            .take_while(|m| m.get("role").and_then(Value::as_str) == Some("system"))
-            .count();
-        if n > 0 {
-            let system: Vec<String> = messages
-                .drain(..n)
-                .map(|m| match m.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                })
-                .collect();
-            body.insert("system".into(), Value::String(system.join("\n\n")));
+        let (system, rest): (Vec<Value>, Vec<Value>) = messages
+            .into_iter()
+            .partition(|m| m.get("role").and_then(Value::as_str) == Some("system"));
+        if !system.is_empty() {
+            let texts: Vec<String> = system.iter().map(|m| content_text(m.get("content"))).collect();
+            body.insert("system".into(), Value::String(texts.join("\n\n")));
         }
-        Input::Messages(messages)
+        Input::Messages(rest)
     }
 
     fn parse(&self, data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
         parse(data, want_id)
+    }
+}
+
+/// A message's text: its `content` string, or the `text` of its content blocks, joined.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        Some(other) => other.to_string(),
+        None => String::new(),
     }
 }
 
@@ -86,8 +93,12 @@ struct Event<'a> {
     kind: Text<'a>,
     #[serde(default)]
     index: Option<u64>,
+    /// `message_start`'s message; the text of an OpenAI-style error object's `message`.
     #[serde(borrow, default)]
-    message: Option<Message<'a>>,
+    message: Option<&'a RawValue>,
+    /// `"error"` on an OpenAI-style error object (vLLM's `ErrorResponse`).
+    #[serde(borrow, default)]
+    object: Text<'a>,
     #[serde(borrow, default)]
     content_block: Option<Block<'a>>,
     #[serde(borrow, default)]
@@ -203,7 +214,11 @@ pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
     let mut d = Delta::default();
     match ev.kind.as_deref() {
         Some("message_start") => {
-            if let Some(m) = ev.message {
+            let message = ev
+                .message
+                .map(|m| serde_json::from_str::<Message<'_>>(m.get()))
+                .transpose()?;
+            if let Some(m) = message {
                 d.id = m.id.map(Cow::into_owned);
                 d.role = m.role.map(Cow::into_owned);
                 if let Some(u) = m.usage {
@@ -254,6 +269,9 @@ pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
     }
     if let Some(e) = ev.error.filter(|e| e.get() != "null") {
         d.error_message = Some(error_text(e.get()));
+    } else if let (Some("error"), Some(m)) = (ev.object.as_deref(), ev.message) {
+        // vLLM's older `{"object": "error", "message": ..., "type": "BadRequestError"}`.
+        d.error_message = Some(error_text(m.get()));
     }
     if !want_id {
         d.id = None;
@@ -376,5 +394,22 @@ mod tests {
             left,
             Input::Messages(vec![serde_json::json!({"role": "user", "content": "hi"})])
         );
+        // A later system message and content blocks: all of it is `system`, as text.
+        let input = Input::Messages(vec![
+            serde_json::json!({"role": "user", "content": "hi"}),
+            serde_json::json!({"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
+        ]);
+        let left = Messages.lift(&mut body, input);
+        assert_eq!(body["system"], "a\n\nb");
+        assert_eq!(
+            left,
+            Input::Messages(vec![serde_json::json!({"role": "user", "content": "hi"})])
+        );
+        let e = parse(
+            r#"{"object":"error","message":"max_tokens is required","type":"BadRequestError","code":400}"#,
+            false,
+        )
+        .expect("json");
+        assert_eq!(e.error_message.as_deref(), Some("max_tokens is required"));
     }
 }

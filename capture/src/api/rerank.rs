@@ -1,5 +1,5 @@
-//! Rerank (`POST /v1/rerank` with `query` and `documents`, the Jina/Cohere shape vLLM, SGLang
-//! and TEI serve): one answer, a relevance score per document.
+//! Rerank (`POST /v1/rerank` with `query` and `documents`, the Jina/Cohere shape vLLM and
+//! SGLang serve): one answer, a relevance score per document.
 
 use recap_schemas::Api;
 use serde::Deserialize;
@@ -66,6 +66,11 @@ impl ApiShape for Rerank {
             #[serde(default)]
             total_tokens: Option<u64>,
         }
+        // SGLang answers with a bare list of `{index, score, document}`, without usage.
+        if data.trim_start().starts_with('[') {
+            serde_json::from_str::<serde::de::IgnoredAny>(data)?;
+            return Ok(Delta::default());
+        }
         let mut d = crate::delta::parse_with(data, want_id)?;
         if d.usage_prompt_tokens.is_none() {
             let body: Body = serde_json::from_str(data)?;
@@ -89,6 +94,10 @@ mod tests {
             .expect("json");
         assert_eq!((d.usage_prompt_tokens, d.id.as_deref()), (Some(21), Some("rerank-1")));
         assert!(!Rerank.is_own_shape(&Prompt::Text("q".into())));
+        let sglang = Rerank
+            .parse(r#"[{"index":0,"score":0.5,"document":"a"}]"#, true)
+            .expect("a bare list is an answer");
+        assert!(sglang.error_message.is_none() && sglang.usage_prompt_tokens.is_none());
         let Input::Fields(f) = Rerank.input(&Prompt::Items(vec!["q".into(), "d".into()])) else {
             panic!("fields");
         };

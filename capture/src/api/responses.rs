@@ -54,8 +54,10 @@ impl ApiShape for Responses {
 struct Event<'a> {
     #[serde(rename = "type", borrow, default)]
     kind: Text<'a>,
+    /// A string in the events read here; an object in some older or other events, which
+    /// carry no text this maps.
     #[serde(borrow, default)]
-    delta: Text<'a>,
+    delta: Option<&'a RawValue>,
     #[serde(default)]
     output_index: Option<u64>,
     #[serde(borrow, default)]
@@ -74,7 +76,7 @@ struct Event<'a> {
     #[serde(borrow, default)]
     status: Text<'a>,
     #[serde(borrow, default)]
-    output: Option<Vec<Item<'a>>>,
+    output: Option<&'a RawValue>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(borrow, default)]
@@ -103,8 +105,10 @@ struct Response<'a> {
     id: Text<'a>,
     #[serde(borrow, default)]
     status: Text<'a>,
+    /// Read only for a whole (non-streamed) body: a stream's last event repeats what the
+    /// deltas said, and an item of a shape not known here must not make it unreadable.
     #[serde(borrow, default)]
-    output: Option<Vec<Item<'a>>>,
+    output: Option<&'a RawValue>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(borrow, default)]
@@ -185,6 +189,8 @@ fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
     }
     if let Some(e) = r.error.filter(|e| e.get() != "null") {
         d.error_message = Some(error_text(e.get()));
+    } else if r.status.as_deref() == Some("failed") {
+        d.error_message = Some("the response failed (`status: failed`, no error given)".into());
     }
     // `completed`, else why it stopped early (`max_output_tokens`); `in_progress` and
     // `queued` are no end.
@@ -200,7 +206,11 @@ fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
     if !with_output {
         return;
     }
-    for (index, item) in r.output.into_iter().flatten().enumerate() {
+    let output: Vec<Item<'_>> = match r.output {
+        Some(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    for (index, item) in output.into_iter().enumerate() {
         match item.kind.as_deref() {
             Some("message") => {
                 d.role = item.role.map(Cow::into_owned);
@@ -240,7 +250,12 @@ fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
 pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
     let ev: Event<'_> = serde_json::from_str(data)?;
     let mut d = Delta::default();
-    let delta = ev.delta.as_deref();
+    let delta: Option<Cow<'_, str>> = ev
+        .delta
+        .filter(|r| r.get().starts_with('"'))
+        .map(|r| serde_json::from_str(r.get()))
+        .transpose()?;
+    let delta = delta.as_deref();
     match ev.kind.as_deref() {
         Some("response.output_text.delta" | "response.refusal.delta") => d.content = delta.map(str::to_owned),
         Some(
@@ -267,6 +282,10 @@ pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
                 (None, Some(e)) => error_text(e.get()),
                 (None, None) => data.to_owned(),
             });
+        }
+        Some(_) if ev.object.as_deref() == Some("error") => {
+            // vLLM's older `{"object": "error", "message": ..., "type": "BadRequestError"}`.
+            d.error_message = ev.message.map(|m| error_text(m.get()));
         }
         Some(_) => {
             if let Some(r) = ev.response {
@@ -404,5 +423,29 @@ mod tests {
         )
         .expect("json");
         assert_eq!(e.error_message.as_deref(), Some("no such model"));
+        let e = parse(
+            r#"{"object":"error","message":"bad input","type":"BadRequestError","code":400}"#,
+            false,
+        )
+        .expect("json");
+        assert_eq!(e.error_message.as_deref(), Some("bad input"));
+        let f = parse(
+            r#"{"type":"response.failed","response":{"status":"failed","error":null}}"#,
+            false,
+        )
+        .expect("json");
+        assert!(
+            f.error_message.is_some(),
+            "a failed response is an error even without one given"
+        );
+        let odd = parse(r#"{"type":"response.reasoning.delta","delta":{"text":"x"}}"#, false)
+            .expect("an object delta parses");
+        assert!(!odd.has_output());
+        let end = parse(
+            r#"{"type":"response.completed","response":{"status":"completed","output":[{"type":"web_search_call","id":7}]}}"#,
+            false,
+        )
+        .expect("an unknown item shape does not make the end unreadable");
+        assert_eq!(end.finish_reason.as_deref(), Some("completed"));
     }
 }
