@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{chat_tool_call, ApiShape, Input, InputKind, Text};
+use super::{append, chat_tool_call, tool_calls_json, ApiShape, Input, InputKind, Text};
 use crate::delta::{clamp_u32, error_text, Delta};
 
 /// `--api messages`.
@@ -181,28 +181,25 @@ fn usage(d: &mut Delta, u: Usage) {
     d.usage_completion_tokens = clamp_u32(u.output_tokens);
 }
 
-/// A content block's output: text, thinking, or a tool call (in chat's shape).
-fn block(d: &mut Delta, index: u64, b: Block<'_>, whole: bool) {
+/// A content block's output: text and thinking into `d`, a tool call (in chat's shape) into
+/// `calls`.
+fn block(d: &mut Delta, calls: &mut Vec<Value>, index: u64, b: Block<'_>, whole: bool) {
     match b.kind.as_deref() {
         Some("text") => {
             if let Some(t) = b.text {
-                d.content.get_or_insert_with(String::new).push_str(&t);
+                append(&mut d.content, &t);
             }
         }
         Some("thinking") => {
             if let Some(t) = b.thinking {
-                d.reasoning.get_or_insert_with(String::new).push_str(&t);
+                append(&mut d.reasoning, &t);
             }
         }
         Some("tool_use") => {
             // A stream's start has `input: {}` and the arguments follow as JSON pieces; a whole
             // message has them all in `input`.
             let args = if whole { b.input.map_or("", RawValue::get) } else { "" };
-            let call = chat_tool_call(index, b.id.as_deref(), b.name.as_deref(), args);
-            d.tool_calls_json = Some(match d.tool_calls_json.take() {
-                Some(prev) => format!("{},{}", prev.trim_end_matches(']'), &call[1..]),
-                None => call,
-            });
+            calls.push(chat_tool_call(index, b.id.as_deref(), b.name.as_deref(), args));
         }
         _ => {}
     }
@@ -228,7 +225,9 @@ pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
         }
         Some("content_block_start") => {
             if let Some(b) = ev.content_block {
-                block(&mut d, ev.index.unwrap_or(0), b, false);
+                let mut calls = Vec::new();
+                block(&mut d, &mut calls, ev.index.unwrap_or(0), b, false);
+                d.tool_calls_json = tool_calls_json(calls);
             }
         }
         Some("content_block_delta") => {
@@ -237,12 +236,12 @@ pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
                     Some("text_delta") => d.content = x.text.map(Cow::into_owned),
                     Some("thinking_delta") => d.reasoning = x.thinking.map(Cow::into_owned),
                     Some("input_json_delta") => {
-                        d.tool_calls_json = Some(chat_tool_call(
+                        d.tool_calls_json = tool_calls_json(vec![chat_tool_call(
                             ev.index.unwrap_or(0),
                             None,
                             None,
                             x.partial_json.as_deref().unwrap_or(""),
-                        ));
+                        )]);
                     }
                     _ => {}
                 }
@@ -257,9 +256,11 @@ pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
         Some("message") => {
             d.id = ev.id.map(Cow::into_owned);
             d.role = ev.role.map(Cow::into_owned);
+            let mut calls = Vec::new();
             for (i, b) in ev.content.into_iter().flatten().enumerate() {
-                block(&mut d, i as u64, b, true);
+                block(&mut d, &mut calls, i as u64, b, true);
             }
+            d.tool_calls_json = tool_calls_json(calls);
             d.finish_reason = ev.stop_reason.map(Cow::into_owned);
             if let Some(u) = ev.usage {
                 usage(&mut d, u);

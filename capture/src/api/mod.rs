@@ -127,9 +127,9 @@ pub fn of(api: Api) -> &'static dyn ApiShape {
 /// A text field of a response object: borrowed where the JSON has no escapes.
 pub(crate) type Text<'a> = Option<std::borrow::Cow<'a, str>>;
 
-/// One tool-call piece in chat's `tool_calls` shape (`[{index, id, type, function: {name,
-/// arguments}}]`), so that analyze counts a tool call's tokens one way whatever the API.
-pub(crate) fn chat_tool_call(index: u64, id: Option<&str>, name: Option<&str>, arguments: &str) -> String {
+/// One tool-call piece in chat's `tool_calls` shape (`{index, id, type, function: {name,
+/// arguments}}`), so that analyze counts a tool call's tokens one way whatever the API.
+pub(crate) fn chat_tool_call(index: u64, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
     let mut call = serde_json::json!({"index": index, "function": {"arguments": arguments}});
     if let Some(id) = id {
         call["id"] = Value::String(id.to_string());
@@ -138,7 +138,18 @@ pub(crate) fn chat_tool_call(index: u64, id: Option<&str>, name: Option<&str>, a
     if let Some(name) = name {
         call["function"]["name"] = Value::String(name.to_string());
     }
-    Value::Array(vec![call]).to_string()
+    call
+}
+
+/// The `tool_calls_json` column of an object's calls: one JSON array, as chat sends them;
+/// none without calls.
+pub(crate) fn tool_calls_json(calls: Vec<Value>) -> Option<String> {
+    (!calls.is_empty()).then(|| Value::Array(calls).to_string())
+}
+
+/// Appends `text` to a text column gathered from several parts of one object.
+pub(crate) fn append(into: &mut Option<String>, text: &str) {
+    into.get_or_insert_with(String::new).push_str(text);
 }
 
 /// `stream_options.include_usage`, merged (the OpenAI-compatible APIs' way to get usage in a

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{chat_tool_call, ApiShape, InputKind, Text};
+use super::{append, chat_tool_call, tool_calls_json, ApiShape, InputKind, Text};
 use crate::delta::{clamp_u32, error_text, Delta};
 
 /// `--api responses`.
@@ -173,10 +173,6 @@ struct OutputDetails {
     reasoning_tokens: Option<u64>,
 }
 
-fn push(into: &mut Option<String>, text: &str) {
-    into.get_or_insert_with(String::new).push_str(text);
-}
-
 /// What a whole response object says: its id, status, usage and error (and, for a
 /// non-streamed body, its output).
 fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
@@ -210,13 +206,14 @@ fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
         Some(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
         None => Vec::new(),
     };
+    let mut calls = Vec::new();
     for (index, item) in output.into_iter().enumerate() {
         match item.kind.as_deref() {
             Some("message") => {
                 d.role = item.role.map(Cow::into_owned);
                 for p in item.content.into_iter().flatten() {
                     if let Some(t) = p.text.or(p.refusal) {
-                        push(&mut d.content, &t);
+                        append(&mut d.content, &t);
                     }
                 }
             }
@@ -224,26 +221,22 @@ fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
                 let parts = item.content.filter(|c| !c.is_empty()).or(item.summary);
                 for p in parts.into_iter().flatten() {
                     if let Some(t) = p.text {
-                        push(&mut d.reasoning, &t);
+                        append(&mut d.reasoning, &t);
                     }
                 }
             }
             Some("function_call") => {
-                let call = chat_tool_call(
+                calls.push(chat_tool_call(
                     index as u64,
                     item.call_id.as_deref(),
                     item.name.as_deref(),
                     item.arguments.as_deref().unwrap_or(""),
-                );
-                d.tool_calls_json = Some(match d.tool_calls_json.take() {
-                    // Several calls: one array, as chat sends them.
-                    Some(prev) => format!("{},{}", prev.trim_end_matches(']'), &call[1..]),
-                    None => call,
-                });
+                ));
             }
             _ => {}
         }
     }
+    d.tool_calls_json = tool_calls_json(calls);
 }
 
 /// Maps one Responses event (or a whole response object) into the extracted columns.
@@ -262,16 +255,17 @@ pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
             "response.reasoning_text.delta" | "response.reasoning_summary_text.delta" | "response.reasoning.delta",
         ) => d.reasoning = delta.map(str::to_owned),
         Some("response.function_call_arguments.delta") => {
-            d.tool_calls_json = delta.map(|a| chat_tool_call(ev.output_index.unwrap_or(0), None, None, a));
+            d.tool_calls_json =
+                delta.and_then(|a| tool_calls_json(vec![chat_tool_call(ev.output_index.unwrap_or(0), None, None, a)]));
         }
         Some("response.output_item.added") => match ev.item {
             Some(item) if item.kind.as_deref() == Some("function_call") => {
-                d.tool_calls_json = Some(chat_tool_call(
+                d.tool_calls_json = tool_calls_json(vec![chat_tool_call(
                     ev.output_index.unwrap_or(0),
                     item.call_id.as_deref(),
                     item.name.as_deref(),
                     item.arguments.as_deref().unwrap_or(""),
-                ));
+                )]);
             }
             Some(item) => d.role = item.role.map(Cow::into_owned),
             None => {}
