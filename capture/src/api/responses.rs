@@ -175,7 +175,7 @@ struct OutputDetails {
 
 /// What a whole response object says: its id, status, usage and error (and, for a
 /// non-streamed body, its output).
-fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
+fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) -> Result<(), serde_json::Error> {
     d.id = r.id.filter(|i| !i.is_empty()).map(Cow::into_owned);
     if let Some(u) = r.usage {
         d.usage_prompt_tokens = clamp_u32(u.input_tokens);
@@ -200,12 +200,17 @@ fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
         _ => None,
     };
     if !with_output {
-        return;
+        return Ok(());
     }
-    let output: Vec<Item<'_>> = match r.output {
-        Some(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
+    // Item by item: one of a shape not known here (a web search call) carries no text this
+    // maps, and must not lose the others'; an `output` that is not a list is malformed.
+    let raw: Vec<&RawValue> = match r.output {
+        Some(o) => serde_json::from_str(o.get())?,
         None => Vec::new(),
     };
+    let output = raw
+        .iter()
+        .filter_map(|i| serde_json::from_str::<Item<'_>>(i.get()).ok());
     let mut calls = Vec::new();
     for (index, item) in output.into_iter().enumerate() {
         match item.kind.as_deref() {
@@ -237,6 +242,7 @@ fn response_fields(d: &mut Delta, r: Response<'_>, with_output: bool) {
         }
     }
     d.tool_calls_json = tool_calls_json(calls);
+    Ok(())
 }
 
 /// Maps one Responses event (or a whole response object) into the extracted columns.
@@ -283,11 +289,11 @@ pub fn parse(data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
         }
         Some(_) => {
             if let Some(r) = ev.response {
-                response_fields(&mut d, r, false);
+                response_fields(&mut d, r, false)?;
             }
         }
         // No `type`: a whole (non-streamed) response object, or an error body.
-        None if ev.object.as_deref() == Some("response") => response_fields(&mut d, ev.whole(), true),
+        None if ev.object.as_deref() == Some("response") => response_fields(&mut d, ev.whole(), true)?,
         None => {
             if let Some(e) = ev.error.filter(|e| e.get() != "null") {
                 d.error_message = Some(error_text(e.get()));
@@ -435,6 +441,16 @@ mod tests {
         let odd = parse(r#"{"type":"response.reasoning.delta","delta":{"text":"x"}}"#, false)
             .expect("an object delta parses");
         assert!(!odd.has_output());
+        let whole = parse(
+            r#"{"object":"response","status":"completed","output":[{"type":"web_search_call","id":7,"role":5},{"type":"message","content":[{"type":"output_text","text":"kept"}]}]}"#,
+            false,
+        )
+        .expect("json");
+        assert_eq!(
+            whole.content.as_deref(),
+            Some("kept"),
+            "an unknown item loses no other text"
+        );
         let end = parse(
             r#"{"type":"response.completed","response":{"status":"completed","output":[{"type":"web_search_call","id":7}]}}"#,
             false,
