@@ -359,9 +359,7 @@ pub fn request_rows<'b>(b: &'b RecordBatch, extra: Option<&'b RecordBatch>) -> R
         let (input, text) = match (prompt, msgs) {
             (Some(p), _) => (Some(InputKind::Prompt), Some(Cow::Borrowed(p))),
             (None, Some(m)) => {
-                let system = api
-                    .and_then(Api::system_field)
-                    .and_then(|_| crate::input::with_system(api, at(params, i, |a, i| a.value(i)), m));
+                let system = crate::input::with_system(api, at(params, i, |a, i| a.value(i)), m);
                 (Some(InputKind::Chat), Some(system.map_or(Cow::Borrowed(m), Cow::Owned)))
             }
             (None, None) => match (api, at(fields, i, |a, i| a.value(i))) {
