@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# B3, repeatably: instructions per recorded event row, counted by callgrind (instruction
-# counts do not depend on how busy the machine is), for capture and optionally a second
-# capture binary (another commit's build) on the same streaming workload, in one invocation.
-# Usage: bash bench/b3_callgrind.sh [REQUESTS=2000] [OTHER_CAPTURE_BINARY]
+# B3, repeatably: capture's work per recorded event row (raw payloads on, the default) on a
+# streaming workload (100 one-token SSE events per answer), for this build and optionally a
+# second capture binary (another commit's build), in one invocation, against two servers:
+#   whole    `recap-sim --prerender`: each answer's events in one large write;
+#   flushed  `recap-sim --prerender --flush-each-event`: each event in its own chunked frame,
+#            written on its own, as servers that flush per token send them.
+# Two measures per pair: instructions per row counted by callgrind (c=16, REQUESTS requests:
+# independent of how busy the machine is), and CPU seconds (user+sys) per row of a timed run
+# without valgrind (c=64, SECONDS each; the builds alternate, three rounds, medians).
+# Usage: bash bench/b3_callgrind.sh [REQUESTS=2000] [OTHER_CAPTURE_BINARY] [SECONDS=5]
 source "$(dirname "$0")/lib.sh"
-n="${1:-2000}"; other="${2:-}"
+n="${1:-2000}"; other="${2:-}"; secs="${3:-5}"
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 build_release
-start_sim --threads 1 --output-tokens 100 --prerender
-measure() {
+bins=("this=$target/release/capture")
+[ -n "$other" ] && bins+=("other=$other")
+
+instructions() {
   local name="$1" bin="$2"
   valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" "$bin" --url "http://$addr" \
     --out "$work/$name" --concurrency 16 --requests "$n" --threads 1 --quiet --json >"$work/$name.json" 2>"$work/$name.vg"
@@ -21,5 +29,40 @@ print(f"B3 {name}: {ir / 1e6:.0f} M instructions for {s['event_rows']:,} event r
       f"({sum(s['errors'].values())} errors) = {ir / s['event_rows']:.0f} instructions per row")
 PY
 }
-measure this "$target/release/capture"
-if [ -n "$other" ]; then measure other "$other"; fi
+
+cpu_per_row() {
+  local name="$1" bin="$2"
+  /usr/bin/time -f '%U %S' -o "$work/$name.time" "$bin" --url "http://$addr" --out "$work/$name" \
+    --concurrency 64 --duration "${secs}s" --threads 1 --quiet --json >"$work/$name.json"
+  python3 - "$work/$name.json" "$work/$name.time" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+u, k = map(float, open(sys.argv[2]).read().split())
+print(f"{(u + k) / max(s['event_rows'], 1) * 1e6:.3f} {s['sse_events_per_s']:.0f} {sum(s['errors'].values())}")
+PY
+}
+
+for mode in whole flushed; do
+  flags=(--threads 1 --output-tokens 100 --prerender)
+  [ "$mode" = flushed ] && flags+=(--flush-each-event)
+  start_sim "${flags[@]}"
+  for b in "${bins[@]}"; do instructions "$mode-${b%%=*}" "${b#*=}"; done
+  for round in 1 2 3; do
+    for b in "${bins[@]}"; do
+      rm -rf "$work/cpu-$mode-${b%%=*}"
+      echo "$(cpu_per_row "cpu-$mode-${b%%=*}" "${b#*=}")" >>"$work/cpu-$mode-${b%%=*}.rounds"
+    done
+  done
+  for b in "${bins[@]}"; do
+    python3 - "$mode-${b%%=*}" "$work/cpu-$mode-${b%%=*}.rounds" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[2]) if l.strip()]
+us = sorted(float(r[0]) for r in rows)
+ev = [float(r[1]) for r in rows]
+err = sum(int(r[2]) for r in rows)
+print(f"B3 (CPU) {sys.argv[1]}: user+sys per row {statistics.median(us):.3f} us "
+      f"(runs {', '.join(f'{u:.3f}' for u in us)}), {statistics.median(ev):,.0f} SSE events/s, {err} errors")
+PY
+  done
+  stop_sim
+done

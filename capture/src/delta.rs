@@ -7,6 +7,8 @@
 //! column. Tool-call deltas are kept as their raw JSON text so `analyze` can decide what to
 //! count.
 
+mod scan;
+
 use std::borrow::Cow;
 
 use serde::Deserialize;
@@ -188,6 +190,16 @@ pub fn parse(json: &str) -> Result<Delta, serde_json::Error> {
 
 /// [`parse`], with the object's `id` copied out only when `want_id`.
 pub fn parse_with(json: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
+    match scan::parse(json, want_id) {
+        Some(d) => Ok(d),
+        None => parse_serde(json, want_id),
+    }
+}
+
+/// The definition [`parse_with`] answers by: serde over the fields above. The hot path
+/// scans instead and comes here whenever it is not sure; tests compare the two.
+#[doc(hidden)]
+pub fn parse_serde(json: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
     let chunk: Chunk<'_> = serde_json::from_str(json)?;
     let mut d = Delta::default();
     let choice = chunk.choices.and_then(|mut c| {

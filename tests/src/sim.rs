@@ -516,6 +516,9 @@ pub struct SimConfig {
     /// With zero TTFT and ITL, render each fault-free stream whole and send it at once (still
     /// one token per SSE event): a server that is never the bottleneck, for benchmarks.
     pub prerender: bool,
+    /// With `prerender`: send each event in its own chunked frame, flushed on its own, instead
+    /// of the whole body at once (what servers that flush per token cost a client).
+    pub flush_each_event: bool,
     /// Added to `ttft` for every other request running when a request arrives: the latency
     /// rule a capacity search is tested against (closed loop at concurrency c: TTFT =
     /// ttft + (c - 1) x this, once all workers are busy).
@@ -633,6 +636,7 @@ impl Default for SimConfig {
             malformed_utf8: false,
             tls_self_signed: false,
             prerender: false,
+            flush_each_event: false,
             ttft_per_running: Duration::ZERO,
             close_after_stream: false,
             flavor: Flavor::Openai,
@@ -1024,6 +1028,8 @@ struct Out {
     gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
     /// `--prerender`: the whole body is collected here instead of sent event by event.
     collected: Vec<u8>,
+    /// `--prerender --flush-each-event`: the events are collected here one by one instead.
+    frames: Option<Vec<Bytes>>,
 }
 
 impl Out {
@@ -1038,9 +1044,13 @@ impl Out {
                 Bytes::from(std::mem::take(e.get_mut()))
             }
         };
-        match &self.tx {
-            Some(tx) => tx.send(Ok(Frame::data(b))).await.is_ok(),
-            None => {
+        match (&self.tx, &mut self.frames) {
+            (Some(tx), _) => tx.send(Ok(Frame::data(b))).await.is_ok(),
+            (None, Some(frames)) => {
+                frames.push(b);
+                true
+            }
+            (None, None) => {
                 self.collected.extend_from_slice(&b);
                 true
             }
@@ -1053,6 +1063,7 @@ impl Out {
             tx,
             gz,
             collected: Vec::new(),
+            frames: None,
         }
     }
 
@@ -1074,11 +1085,12 @@ impl Out {
     async fn finish(&mut self) {
         if let Some(e) = self.gz.take() {
             if let Ok(tail) = e.finish() {
-                match &self.tx {
-                    Some(tx) => {
+                match (&self.tx, &mut self.frames) {
+                    (Some(tx), _) => {
                         let _ = tx.send(Ok(Frame::data(Bytes::from(tail)))).await;
                     }
-                    None => self.collected.extend_from_slice(&tail),
+                    (None, Some(frames)) => frames.push(Bytes::from(tail)),
+                    (None, None) => self.collected.extend_from_slice(&tail),
                 }
             }
         }
@@ -1691,7 +1703,27 @@ async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Respons
     }
     if stream {
         let echo = plan.info.echo.clone();
-        let body = if cfg.prerender && plan.fault == Fault::None && plan.ttft.is_zero() && cfg.itl.is_zero() {
+        let prerendered = cfg.prerender && plan.fault == Fault::None && plan.ttft.is_zero() && cfg.itl.is_zero();
+        let body = if prerendered && cfg.flush_each_event {
+            let mut out = Out::new(None, cfg.gzip);
+            out.frames = Some(Vec::new());
+            stream_body(shared.clone(), plan, &mut out).await;
+            let frames = out.frames.take().unwrap_or_default();
+            // Capacity 1 and a yield after each send: hyper finds the body pending after
+            // every event, so it writes (and flushes) each in its own chunked frame, as a
+            // server that flushes per token does.
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+            tokio::spawn(async move {
+                for f in frames {
+                    if tx.send(Ok(Frame::data(f))).await.is_err() {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                drop(running);
+            });
+            StreamBody::new(ReceiverStream(rx)).boxed()
+        } else if prerendered {
             let mut out = Out::new(None, cfg.gzip);
             stream_body(shared.clone(), plan, &mut out).await;
             Full::new(Bytes::from(out.collected))

@@ -45,6 +45,7 @@ pub fn delta_object(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    delta_same_as_serde(text);
     let first = recap_capture::delta::parse(text);
     let second = recap_capture::delta::parse(text);
     match (first, second) {
@@ -63,6 +64,20 @@ pub fn delta_object(data: &[u8]) {
         }
         (Err(_), Err(_)) => {}
         _ => panic!("parsing the same text twice gave different outcomes"),
+    }
+}
+
+/// The hot path's reader (a scanner that hands what it is not sure of to serde) against the
+/// serde reader alone: the same `Delta`, or an error from both, with and without the `id`.
+pub fn delta_same_as_serde(text: &str) {
+    for want_id in [true, false] {
+        let fast = recap_capture::delta::parse_with(text, want_id);
+        let serde = recap_capture::delta::parse_serde(text, want_id);
+        match (fast, serde) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "scanner and serde differ on {text:?}"),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("scanner {a:?} but serde {b:?} on {text:?}"),
+        }
     }
 }
 

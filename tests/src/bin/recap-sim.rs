@@ -107,6 +107,10 @@ struct Args {
     /// With zero --ttft and --itl, send each fault-free stream whole at once (benchmarks).
     #[arg(long)]
     prerender: bool,
+    /// With --prerender: send each pre-rendered event in its own chunked frame, written and
+    /// flushed on its own (as servers that flush per token do), instead of the body at once.
+    #[arg(long, requires = "prerender")]
+    flush_each_event: bool,
     /// After every streamed (SSE) response, close the TCP connection, although every response
     /// says `Connection: keep-alive` and `Keep-Alive: timeout=5, max=100` (llama.cpp's
     /// llama-server does this). The whole body, terminating chunk included, is written first;
@@ -175,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         malformed_utf8: a.malformed_utf8,
         tls_self_signed: a.tls_self_signed,
         prerender: a.prerender,
+        flush_each_event: a.flush_each_event,
         ttft_per_running: a.ttft_per_running,
         close_after_stream: a.close_after_stream,
         flavor: a.flavor,
