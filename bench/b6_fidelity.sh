@@ -15,7 +15,7 @@ with open('$work/prompts.jsonl', 'w') as f:
         f.write(json.dumps({'prompt': f'fidelity prompt number {i}'}) + '\n')
 "
 start_sim --threads 1 --itl 1ms --output-tokens 5 --log "$work/sim.jsonl"
-"$target/release/capture" --url "http://$addr" --api completions --dataset "$work/prompts.jsonl" --out "$work/run" \
+"${RECAP_CAPTURE_BIN:-$target/release/capture}" --url "http://$addr" --api completions --dataset "$work/prompts.jsonl" --out "$work/run" \
   --rate "$rate" --arrival constant --requests "$n" --max-in-flight 256 --threads 1 --quiet
 stop_sim
 "$venv/bin/python" - "$work/run" "$work/sim.jsonl" "$rate" <<'PY'
