@@ -1704,31 +1704,31 @@ async fn respond_plan(shared: &Arc<Shared>, plan: Plan, stream: bool) -> Respons
     if stream {
         let echo = plan.info.echo.clone();
         let prerendered = cfg.prerender && plan.fault == Fault::None && plan.ttft.is_zero() && cfg.itl.is_zero();
-        let body = if prerendered && cfg.flush_each_event {
+        let body = if prerendered {
             let mut out = Out::new(None, cfg.gzip);
-            out.frames = Some(Vec::new());
+            out.frames = cfg.flush_each_event.then(Vec::new);
             stream_body(shared.clone(), plan, &mut out).await;
-            let frames = out.frames.take().unwrap_or_default();
-            // Capacity 1 and a yield after each send: hyper finds the body pending after
-            // every event, so it writes (and flushes) each in its own chunked frame, as a
-            // server that flushes per token does.
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
-            tokio::spawn(async move {
-                for f in frames {
-                    if tx.send(Ok(Frame::data(f))).await.is_err() {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
+            match out.frames.take() {
+                // Capacity 1 and a yield after each send: hyper finds the body pending after
+                // every event, so it writes (and flushes) each in its own chunked frame, as a
+                // server that flushes per token does.
+                Some(frames) => {
+                    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+                    tokio::spawn(async move {
+                        for f in frames {
+                            if tx.send(Ok(Frame::data(f))).await.is_err() {
+                                break;
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                        drop(running);
+                    });
+                    StreamBody::new(ReceiverStream(rx)).boxed()
                 }
-                drop(running);
-            });
-            StreamBody::new(ReceiverStream(rx)).boxed()
-        } else if prerendered {
-            let mut out = Out::new(None, cfg.gzip);
-            stream_body(shared.clone(), plan, &mut out).await;
-            Full::new(Bytes::from(out.collected))
-                .map_err(|never| match never {})
-                .boxed()
+                None => Full::new(Bytes::from(out.collected))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            }
         } else {
             let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
             let mut out = Out::new(Some(tx), cfg.gzip);
