@@ -196,17 +196,56 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     if !run.scrapes.is_empty() {
         summary.server = Some(server_metrics(run, &rows)?);
     }
-    if let Some(h) = &run.manifest.client {
-        let check = crate::summary::client_check(h, run.manifest.counts.as_ref());
-        for w in &check.warnings {
+    summary.client = client_check(run);
+    summary.shards = run.shards_summary();
+    if let Some(sh) = &summary.shards {
+        for w in &sh.warnings {
             tracing::warn!("{}: {w}", run.dir.display());
         }
-        summary.client = Some(check);
     }
     lap("metrics and summary");
     write_outputs(&dir, &rows, &summary)?;
     lap("outputs written");
     Ok(Report { summary, rows, dir })
+}
+
+/// Whether the client could have set the pace: the run's own check, or for a sharded run the
+/// busiest shard's, with every shard's warnings.
+fn client_check(run: &RunFolder) -> Option<recap_schemas::summary::ClientCheck> {
+    let checks: Vec<(Option<u32>, recap_schemas::summary::ClientCheck)> = if run.shards.is_empty() {
+        run.manifest
+            .client
+            .iter()
+            .map(|h| (None, crate::summary::client_check(h, run.manifest.counts.as_ref())))
+            .collect()
+    } else {
+        run.shards
+            .iter()
+            .filter_map(|s| {
+                let h = s.manifest.client.as_ref()?;
+                Some((
+                    Some(s.index),
+                    crate::summary::client_check(h, s.manifest.counts.as_ref()),
+                ))
+            })
+            .collect()
+    };
+    let warnings: Vec<String> = checks
+        .iter()
+        .flat_map(|(i, c)| {
+            c.warnings.iter().map(move |w| match i {
+                Some(i) => format!("shard {i}: {w}"),
+                None => w.clone(),
+            })
+        })
+        .collect();
+    for w in &warnings {
+        tracing::warn!("{}: {w}", run.dir.display());
+    }
+    let (_, busiest) = checks
+        .into_iter()
+        .max_by(|a, b| a.1.cpu_share.total_cmp(&b.1.cpu_share))?;
+    Some(recap_schemas::summary::ClientCheck { warnings, ..busiest })
 }
 
 /// The run's scrapes parsed into `analysis/server_metrics.parquet` (shared by every
@@ -215,7 +254,7 @@ fn server_metrics(
     run: &RunFolder,
     rows: &[crate::metrics::RequestMetrics],
 ) -> Result<recap_schemas::summary::ServerSummary> {
-    let scrapes = crate::server::read(&run.scrapes)?;
+    let scrapes = crate::server::read(&run.parts(&run.scrapes)?)?;
     let path = recap_schemas::analysis::analysis_root(&run.dir).join(recap_schemas::server::SERVER_METRICS_FILE);
     crate::server::write(&path, &scrapes)?;
     let (start, end) = crate::summary::measure_window(rows);
@@ -298,7 +337,7 @@ impl Pass<'_> {
 
     /// Reads every `requests` row and counts its input; returns the rows by id.
     fn read_requests(&mut self, run: &RunFolder) -> Result<IdMap<RequestFacts>> {
-        let parts = crate::store::parquet::parts(&run.requests)?;
+        let parts = run.parts(&run.requests)?;
         let mut out = IdMap::default();
         let warned = std::sync::Once::new();
         for window in parts.chunks(window()) {
@@ -381,7 +420,7 @@ impl Pass<'_> {
     /// The full pass: events read in order, each request scored when it ends.
     fn reassemble(&mut self, run: &RunFolder, requests: IdMap<RequestFacts>) -> Result<()> {
         tracing::info!("reassembling from the events");
-        let parts = crate::store::parquet::parts(&run.events)?;
+        let parts = run.parts(&run.events)?;
         let bar = crate::progress::bar(parts.len() as u64, "reading events", self.progress);
         let mut re = Reassembler::new(requests);
         let columns = crate::reassemble::EVENT_COLUMNS;

@@ -13,7 +13,7 @@
 //! it against Python's `prometheus_client` parser (`tests/server_metrics_check.py`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
@@ -230,13 +230,13 @@ pub struct Scrape {
     pub exposition: Exposition,
 }
 
-/// Reads and parses every scrape of the run's `scrapes` segments, in time order.
-pub fn read(segments: &[PathBuf]) -> Result<Vec<Scrape>> {
+/// Reads and parses every scrape of the run's `scrapes` segments (`RunFolder::parts`), in time order.
+pub fn read(parts: &[crate::store::parquet::Part]) -> Result<Vec<Scrape>> {
     use recap_schemas::scrapes as s;
     let mut out = Vec::new();
-    for part in crate::store::parquet::parts(segments)? {
+    for part in parts {
         let columns = [s::TARGET, s::T_NS, s::BODY, s::ERROR, s::CONTENT_TYPE];
-        for b in crate::store::parquet::read_part(&part, &columns)? {
+        for b in crate::store::parquet::read_part(part, &columns)? {
             let col = |n: &str| b.column_by_name(n).cloned();
             let (Some(target), Some(t), Some(body), Some(error), Some(ctype)) = (
                 col(s::TARGET),

@@ -189,6 +189,7 @@ pub fn summarize(inp: SummaryInput<'_>) -> Summary {
         // Read from the run's scrapes and manifest by the report, which has the run folder.
         server: None,
         client: None,
+        shards: None,
         steady: match inp.window {
             Window::Full => None,
             Window::Steady => start.and_then(|origin| steady_state(measure.iter().map(|i| &inp.rows[*i]), origin)),
@@ -550,6 +551,11 @@ impl SummaryText for Summary {
             out.push(("server.prefix_cache_hit_share".into(), num(srv.prefix_cache_hit_share)));
             out.push(("server.failed_scrapes".into(), num(Some(srv.failed_scrapes as f64))));
         }
+        if let Some(sh) = &self.shards {
+            out.push(("shards.count".into(), sh.count.to_string()));
+            out.push(("shards.merged".into(), sh.shards.len().to_string()));
+            out.push(("shards.warnings".into(), sh.warnings.len().to_string()));
+        }
         if let Some(c) = &self.client {
             for (k, v) in [
                 ("client.cpu_share", c.cpu_share),
@@ -902,6 +908,25 @@ fn headline(summary: &Summary) -> Vec<String> {
                 ": no sign it set the pace (CPU averaged over its cores)".to_string()
             } else {
                 format!(": WARNING {}", c.warnings.join("; "))
+            }
+        )
+    }))
+    .chain(summary.shards.as_ref().map(|sh| {
+        let worst = sh
+            .shards
+            .iter()
+            .filter_map(|s| s.clock_offset_uncertainty_ms)
+            .fold(0.0_f64, f64::max);
+        let spread = sh.shards.iter().map(|s| s.shift_ms.abs()).fold(0.0_f64, f64::max);
+        format!(
+            "shards: {} of {} merged ({} requests), clocks within ±{worst:.2} ms, started within {spread:.1} ms{}",
+            sh.shards.len(),
+            sh.count,
+            sh.shards.iter().map(|s| s.requests.to_string()).collect::<Vec<_>>().join(" + "),
+            if sh.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(": WARNING {}", sh.warnings.join("; "))
             }
         )
     }))

@@ -17,8 +17,16 @@ pub struct Clock {
 impl Clock {
     /// Starts the clock: `t_ns = 0` is now.
     pub fn start() -> Self {
-        let anchor_wall = SystemTime::now();
+        Self::start_skewed(0)
+    }
+
+    /// [`Clock::start`] on a wall clock that reads `skew_ns` more than this host's (a test
+    /// standing in for another host's clock: `capture --test-clock-skew-ms`).
+    pub fn start_skewed(skew_ns: i64) -> Self {
+        let now = SystemTime::now();
         let start = Instant::now();
+        let skew = Duration::from_nanos(skew_ns.unsigned_abs());
+        let anchor_wall = if skew_ns >= 0 { now + skew } else { now - skew };
         let anchor_unix_ns = anchor_wall
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

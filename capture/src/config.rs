@@ -289,6 +289,28 @@ pub struct Args {
     /// the manifest), so memory per session stays bounded.
     #[arg(long, default_value_t = crate::session::DEFAULT_MAX_HISTORY_BYTES, value_name = "BYTES")]
     pub max_history_bytes: usize,
+    /// Send shard I's share of the load of N capture processes (`0/4`): closed loop its share
+    /// of the concurrency, open loop every N-th arrival of the one seeded schedule, whole
+    /// sessions; into `--out`'s `shards/I`, which `analyze` reads as one run with the others.
+    /// Without it, `JOB_COMPLETION_INDEX` (Kubernetes, with `RECAP_SHARDS`) or `SLURM_PROCID`
+    /// (with `SLURM_NTASKS`) name the shard.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse)]
+    pub shard: Option<crate::shard::Shard>,
+    /// Shards start at this wall-clock time (RFC 3339, `2026-12-04T10:00:00Z`); the hosts'
+    /// clocks are trusted (NTP).
+    #[arg(long, value_name = "RFC3339", conflicts_with = "barrier")]
+    pub start_at: Option<String>,
+    /// Shards start together when shard 0's live endpoint (`--live` on shard 0) releases them,
+    /// and each measures its clock's offset to shard 0's on the way (every shard may be given
+    /// the same command line: shard 0 serves the barrier itself).
+    #[arg(long, value_name = "URL")]
+    pub barrier: Option<String>,
+    /// How long the barrier waits for every shard.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m", value_name = "DURATION")]
+    pub barrier_timeout: Duration,
+    /// Tests only: pretend this host's wall clock is off by this many milliseconds.
+    #[arg(long, hide = true, allow_negative_numbers = true, value_name = "MS")]
+    pub test_clock_skew_ms: Option<i64>,
     /// Worker threads of the load generator (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -501,6 +523,12 @@ pub struct Config {
     pub stop_when: Vec<Condition>,
     /// `--stop-min-samples`.
     pub stop_min_samples: u64,
+    /// `--shard` (or the job's environment): this process's share of the load.
+    pub shard: Option<crate::shard::Shard>,
+    /// How the shards start together.
+    pub start: crate::shard::Start,
+    /// This host's wall clock (skewed in tests).
+    pub wall: crate::shard::Wall,
     /// `--live`: where this process publishes (set by the caller, which starts it).
     pub live: Option<Arc<crate::live::Live>>,
     /// This run's place in its plan, for the live snapshots.
@@ -1013,6 +1041,20 @@ impl Args {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(1);
+        let shard = self.shard_of_env()?;
+        let start = self.start()?;
+        if shard.is_none() && start != crate::shard::Start::Now {
+            return Err(err(
+                "--start-at and --barrier start the shards of a sharded capture: give --shard I/N".into(),
+            ));
+        }
+        let (load, out) = match shard {
+            None => (load, self.out),
+            Some(s) => (
+                shard_load(load, s, sessions.is_some())?,
+                self.out.join(recap_schemas::SHARDS_DIR).join(s.index.to_string()),
+            ),
+        };
         Ok(Config {
             url,
             body: BodyOptions {
@@ -1027,7 +1069,7 @@ impl Args {
                 extra,
             },
             dataset,
-            out: self.out,
+            out,
             force: self.force,
             load,
             requests,
@@ -1068,10 +1110,98 @@ impl Args {
             session_header,
             stop_when: self.stop_when.clone(),
             stop_min_samples: self.stop_min_samples,
+            shard,
+            start,
+            wall: crate::shard::Wall {
+                skew_ns: self.test_clock_skew_ms.unwrap_or(0).saturating_mul(1_000_000),
+            },
             live: None,
             live_plan: None,
         })
     }
+
+    /// `--shard`, else the shard the job's environment names.
+    pub fn shard_of_env(&self) -> Result<Option<crate::shard::Shard>, ConfigError> {
+        match self.shard {
+            Some(s) => Ok(Some(s)),
+            None => crate::shard::Shard::from_env(|k| std::env::var(k).ok()).map_err(ConfigError),
+        }
+    }
+
+    /// How the shards start together (`--start-at`, `--barrier`).
+    fn start(&self) -> Result<crate::shard::Start, ConfigError> {
+        use crate::shard::Start;
+        if let Some(text) = &self.start_at {
+            let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
+                ConfigError(format!(
+                    "--start-at {text:?}: expected an RFC 3339 time (2026-12-04T10:00:00Z): {e}"
+                ))
+            })?;
+            return Ok(Start::At(at));
+        }
+        let Some(url) = &self.barrier else {
+            return Ok(Start::Now);
+        };
+        let shown = crate::redact::redact_url(url);
+        let uri: http::Uri = url
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError(format!("--barrier {shown:?}: {e}")))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(ConfigError(format!(
+                "--barrier {shown:?}: give shard 0's live endpoint as http://HOST:PORT"
+            )));
+        }
+        if self.barrier_timeout.is_zero() {
+            return Err(ConfigError("--barrier-timeout must be positive".into()));
+        }
+        Ok(Start::Barrier {
+            url: uri,
+            shown,
+            timeout: self.barrier_timeout,
+        })
+    }
+}
+
+/// Shard `s`'s part of `load`: its share of the workers (closed loop: of the concurrency or
+/// the sessions at once; open loop: of the in-flight cap). The schedule itself is the whole
+/// run's, of which the shard takes every N-th arrival.
+fn shard_load(load: Load, s: crate::shard::Shard, sessions: bool) -> Result<Load, ConfigError> {
+    let capped = |m: u32| s.share(m).max(1);
+    Ok(match load {
+        Load::Concurrency(n) => {
+            let share = s.share(n);
+            if share == 0 {
+                let what = if sessions { "--sessions" } else { "--concurrency" };
+                return Err(ConfigError(format!(
+                    "{what} {n} is below the shard count {}: every shard needs at least one",
+                    s.count
+                )));
+            }
+            Load::Concurrency(share)
+        }
+        Load::Rate {
+            rate_per_s,
+            arrival,
+            max_in_flight,
+        } => Load::Rate {
+            rate_per_s,
+            arrival,
+            max_in_flight: capped(max_in_flight),
+        },
+        Load::Burst { max_in_flight } => Load::Burst {
+            max_in_flight: capped(max_in_flight),
+        },
+        Load::Timestamps {
+            offsets_ns,
+            scale,
+            max_in_flight,
+        } => Load::Timestamps {
+            offsets_ns,
+            scale,
+            max_in_flight: capped(max_in_flight),
+        },
+    })
 }
 
 /// The request URL: a base URL gets the API's standard path appended.

@@ -42,6 +42,7 @@ pub mod run;
 pub mod schedule;
 pub mod scrape;
 pub mod session;
+pub mod shard;
 pub mod sink;
 pub mod sse;
 pub mod steer;

@@ -52,6 +52,8 @@ pub struct Live {
     latest: watch::Sender<Option<Arc<Published>>>,
     closing: watch::Sender<bool>,
     connections: Mutex<tokio::task::JoinSet<()>>,
+    /// Shard 0 of a sharded capture: the barrier the other shards poll (`/barrier`).
+    barrier: Mutex<Option<Arc<crate::shard::Barrier>>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -81,6 +83,7 @@ impl Live {
             latest: watch::channel(None).0,
             closing: watch::channel(false).0,
             connections: Mutex::new(tokio::task::JoinSet::new()),
+            barrier: Mutex::new(None),
         });
         tokio::spawn(accept(listener, live.clone()));
         Ok(live)
@@ -89,6 +92,15 @@ impl Live {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serves `/barrier` for `count` shards (this process is shard 0, its clock `wall`).
+    pub fn open_barrier(&self, count: u32, wall: crate::shard::Wall) -> Arc<crate::shard::Barrier> {
+        let b = Arc::new(crate::shard::Barrier::new(count, wall));
+        if let Ok(mut slot) = self.barrier.lock() {
+            *slot = Some(b.clone());
+        }
+        b
     }
 
     fn publish(&self, snapshot: LiveSnapshot) {
@@ -343,12 +355,43 @@ fn route(live: &Arc<Live>, req: &Request<Incoming>) -> Response<LiveBody> {
             h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
             r
         }
+        "/barrier" => barrier(live, req.uri().query()),
         "/" => text(
             StatusCode::OK,
             "text/plain",
-            "recap capture: /metrics (Prometheus text), /snapshot (JSON), /stream (server-sent events)\n",
+            "recap capture: /metrics (Prometheus text), /snapshot (JSON), /stream (server-sent events), /barrier (shard 0 of a sharded capture)\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// `/barrier?shard=I`: shard I arrives; the reply ([`crate::shard::BarrierReply`]) carries this
+/// clock and, once every shard has arrived, the start.
+fn barrier(live: &Arc<Live>, query: Option<&str>) -> Response<LiveBody> {
+    let Some(b) = live.barrier.lock().ok().and_then(|b| b.clone()) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "no barrier here: this capture is not shard 0 of a sharded capture with --barrier\n",
+        );
+    };
+    let shard = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("shard="))
+        .map(|v| v.parse::<u32>());
+    let shard = match shard {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "text/plain", "shard=I: expected a number\n"),
+    };
+    match b.poll(shard) {
+        Ok(reply) => text(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_vec(&reply).unwrap_or_default(),
+        ),
+        Err(e) => text(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
     }
 }
 

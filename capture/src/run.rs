@@ -20,6 +20,7 @@ use crate::progress::Stats;
 use crate::request::{prepare_all, PreparedRequest};
 use crate::schedule::Arrivals;
 use crate::session::{Cursor, ThinkTime};
+use crate::shard::Shard;
 use crate::sink::{Sink, SinkConfig};
 use crate::summary::Summary;
 use crate::{Error, Result};
@@ -141,6 +142,8 @@ fn host_info() -> HostInfo {
 }
 
 fn load_spec(cfg: &Config) -> LoadSpec {
+    // A shard records its own share: the shards' load specs add up to the whole run's.
+    let shard = cfg.shard.unwrap_or(Shard { index: 0, count: 1 });
     let (mode, concurrency, rate_per_s, arrival, burstiness) = match &cfg.load {
         Load::Concurrency(n) => (LoadMode::Concurrency, Some(*n), None, None, None),
         Load::Rate {
@@ -150,7 +153,8 @@ fn load_spec(cfg: &Config) -> LoadSpec {
                 crate::schedule::Arrival::Gamma { shape } => Some(*shape),
                 _ => None,
             };
-            (LoadMode::Rate, None, Some(*rate_per_s), Some(arrival.kind()), k)
+            let rate = *rate_per_s / f64::from(shard.count);
+            (LoadMode::Rate, None, Some(rate), Some(arrival.kind()), k)
         }
         Load::Burst { .. } => (LoadMode::Burst, None, None, None, None),
         Load::Timestamps { .. } => (LoadMode::Timestamps, None, None, None, None),
@@ -166,9 +170,11 @@ fn load_spec(cfg: &Config) -> LoadSpec {
         arrival,
         burstiness,
         max_in_flight: cfg.load.workers(),
-        requests: cfg.requests,
+        requests: cfg
+            .requests
+            .map(|r| shard.count_in(cfg.warmup_requests, cfg.warmup_requests.saturating_add(r))),
         duration_s: cfg.duration.map(|d| d.as_secs_f64()),
-        warmup_requests: cfg.warmup_requests,
+        warmup_requests: shard.count_in(0, cfg.warmup_requests),
         warmup_s: cfg.warmup.map(|d| d.as_secs_f64()),
         cooldown_s: cfg.cooldown.map(|d| d.as_secs_f64()),
         ramp_up_s: cfg.ramp_up.map(|d| d.as_secs_f64()),
@@ -265,7 +271,10 @@ impl IdleWorkers {
 
 /// What one run sends and when: the requests, their count, the phases by schedule time.
 struct Workload {
+    /// Requests of the whole run (every shard's), warmup included.
     total: Option<u64>,
+    /// The ids this process sends (all of them when not sharded).
+    shard: Shard,
     /// Which phase a request is in, by id and schedule time.
     phases: Phases,
     deadline_ns: Option<i64>,
@@ -316,8 +325,13 @@ impl Workload {
 
     /// The next request id, or `None` once `--requests` are all handed out.
     fn take_id(&self) -> Option<u64> {
-        let i = self.next_id.fetch_add(1, Relaxed);
+        let i = self.shard.id(self.next_id.fetch_add(1, Relaxed));
         self.total.is_none_or(|t| i < t).then_some(i)
+    }
+
+    /// Requests this process may send (its share of `total`).
+    fn own_total(&self) -> Option<u64> {
+        self.total.map(|t| self.shard.count_in(0, t))
     }
 
     /// The ticket of the cursor's next turn.
@@ -369,7 +383,8 @@ impl Dispatcher {
                 }
                 match &plan.sessions {
                     Some(s) => {
-                        let c = cursor.insert(s.start(s.started.fetch_add(1, Relaxed), plan.total)?);
+                        let n = plan.shard.id(s.started.fetch_add(1, Relaxed));
+                        let c = cursor.insert(s.start(n, plan.own_total())?);
                         let i = plan.take_id()?;
                         Some(plan.turn_ticket(s, i, now, c))
                     }
@@ -385,7 +400,7 @@ impl Dispatcher {
                 match &plan.sessions {
                     // Open loop starts sessions: the k-th arrival is the k-th session.
                     Some(s) => {
-                        let c = cursor.insert(s.start(k, plan.total)?);
+                        let c = cursor.insert(s.start(k, plan.own_total())?);
                         let i = plan.take_id()?;
                         Some(plan.turn_ticket(s, i, at, c))
                     }
@@ -401,6 +416,7 @@ async fn feed(
     idle: Arc<IdleWorkers>,
     offsets: Box<dyn Iterator<Item = i64> + Send>,
     plan_total: Option<u64>,
+    shard: Shard,
     deadline_ns: Option<i64>,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
@@ -409,6 +425,10 @@ async fn feed(
         let i = i as u64;
         if plan_total.is_some_and(|t| i >= t) || deadline_ns.is_some_and(|d| at >= d || clock.now_ns() >= d) {
             break;
+        }
+        // A shard sends its own arrivals of the whole run's schedule.
+        if !shard.owns(i) {
+            continue;
         }
         tokio::select! {
             _ = tokio::time::sleep_until(clock.instant_at(at).into()) => {}
@@ -462,7 +482,22 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     .with_session_header(cfg.session_header.clone());
     prepare_out(&cfg.out, cfg.force)?;
     raise_fd_limit(cfg.load.workers());
-    let clock = Clock::start();
+    // Shards start together (and measure their clocks) before the run's clock starts.
+    let shard_info = match cfg.shard {
+        None => None,
+        Some(shard) => {
+            let barrier = match (&cfg.start, shard.index, &cfg.live) {
+                (crate::shard::Start::Barrier { .. }, 0, Some(live)) => Some(live.open_barrier(shard.count, cfg.wall)),
+                _ => None,
+            };
+            Some(
+                crate::shard::synchronize(shard, &cfg.start, cfg.wall, barrier.as_deref())
+                    .await
+                    .map_err(Error::Config)?,
+            )
+        }
+    };
+    let clock = Clock::start_skewed(cfg.wall.skew_ns);
     let run_id = run_id(&clock);
     let endpoint = Arc::new(endpoint.with_request_id(cfg.request_id_header.clone(), &run_id));
     let mut manifest = Manifest {
@@ -501,6 +536,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             run_id: r.manifest.run_id.clone(),
             path: r.source.display().to_string(),
         }),
+        shard: shard_info,
     };
     if let Some(r) = &cfg.replay {
         // The workload is the source's: `analyze sweep` sees the two as the same dataset.
@@ -557,6 +593,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let ramp_ns = cfg.ramp_up.map_or(0, ns);
     let plan = Arc::new(Workload {
         total: cfg.requests.map(|r| r + cfg.warmup_requests),
+        shard: cfg.shard.unwrap_or(Shard { index: 0, count: 1 }),
         phases: Phases {
             warmup_requests: cfg.warmup_requests,
             ramp_ns,
@@ -625,6 +662,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
                 idle.clone(),
                 offsets,
                 plan.total,
+                plan.shard,
                 plan.deadline_ns,
                 clock,
                 stop_rx.clone(),

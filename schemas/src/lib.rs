@@ -63,6 +63,13 @@ pub const REQUESTS_DIR: &str = "requests";
 pub const EVENTS_DIR: &str = "events";
 /// Sub-folder of a run holding the `scrapes` segments (`capture --scrape` only).
 pub const SCRAPES_DIR: &str = "scrapes";
+/// Sub-folder of a sharded run (`capture --shard I/N`) holding one run folder per shard,
+/// named by its index (`shards/0`, `shards/1`, ...); `analyze` reads them as one run.
+pub const SHARDS_DIR: &str = "shards";
+/// Columns, in any table, holding a time on the run's clock (ns since its start): what moves
+/// when a shard's times are put on shard 0's timeline (`scrapes.t_ns` is spelled as
+/// `events.t_ns`).
+pub const CLOCK_COLUMNS: [&str; 3] = [requests::SCHEDULED_NS, events::T_NS, scrapes::END_NS];
 /// Suffix of a segment still being written; renamed to `.parquet` only once its footer is on
 /// disk, so every `*.parquet` file in a run is complete even after a crash.
 pub const PARTIAL_SUFFIX: &str = ".parquet.partial";

@@ -56,6 +56,54 @@ pub struct Manifest {
     /// How the client itself fared over the run; null while running and in older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientHealth>,
+    /// This run's place in a sharded capture (`capture --shard I/N`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+}
+
+crate::enums::string_enum! {
+    /// How the shards of a sharded capture started together.
+    ShardStart {
+        /// Shard 0's live endpoint released every shard at one moment of its clock, and each
+        /// shard measured its clock's offset to shard 0's (`--barrier`).
+        Barrier => "barrier",
+        /// Each shard waited for one wall-clock time (`--start-at`): the hosts' clocks are
+        /// trusted (NTP), no offset is measured.
+        StartAt => "start_at",
+        /// Each shard started when it was launched.
+        Unsynchronized => "unsynchronized",
+    }
+}
+
+/// One shard of a sharded capture: which share of the load it sent and how its clock relates
+/// to shard 0's, so that `analyze` can put every shard on one timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// This shard, from 0.
+    pub index: u32,
+    /// Shards in the capture.
+    pub count: u32,
+    /// How the shards started together.
+    pub start: ShardStart,
+    /// The `--start-at` time (RFC 3339), or the moment the barrier released the shards, on
+    /// shard 0's clock.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// The barrier's URL (`--barrier`, credentials redacted).
+    #[serde(default)]
+    pub barrier: Option<String>,
+    /// Shard 0's wall clock minus this host's, in ns (0 on shard 0): added to this run's
+    /// `clock_anchor_unix_ns`, it puts this run's times on shard 0's clock. `null` when not
+    /// measured (`--start-at`: the hosts' clocks are trusted).
+    #[serde(default)]
+    pub clock_offset_ns: Option<i64>,
+    /// Half the round trip of the probe the offset comes from: the true offset lies within
+    /// `clock_offset_ns` plus or minus this.
+    #[serde(default)]
+    pub clock_offset_uncertainty_ns: Option<i64>,
+    /// Clock probes sent to shard 0 (the one with the shortest round trip is kept).
+    #[serde(default)]
+    pub clock_probes: u32,
 }
 
 /// The capture process's own load during the run, so a run can show that the client did not
@@ -377,6 +425,7 @@ mod tests {
             counts: None,
             plan: None,
             replay_of: None,
+            shard: None,
         };
         let mut v = serde_json::to_value(&m).expect("serializes");
         v["a_future_field"] = serde_json::json!(1);

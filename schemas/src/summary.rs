@@ -371,6 +371,45 @@ pub struct Summary {
     /// absent for runs captured before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientCheck>,
+    /// A sharded capture (`capture --shard I/N`) read as one run: each shard's share and
+    /// clock, and what may be wrong with the merge. Absent for a run of one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsSummary>,
+}
+
+/// The shards a run was merged from (`docs/metrics.md`, "Sharded runs").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardsSummary {
+    /// Shards the capture was launched with.
+    pub count: u32,
+    /// The shards found, by index.
+    pub shards: Vec<ShardSummary>,
+    /// What makes the merge doubtful (a missing shard, a clock offset known too loosely), one
+    /// sentence each; empty when nothing does.
+    pub warnings: Vec<String>,
+}
+
+/// One shard of a merged run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// Its index.
+    pub index: u32,
+    /// Its `manifest.run_id`.
+    pub run_id: String,
+    /// Its run status.
+    pub status: String,
+    /// Requests it sent (its manifest's count).
+    pub requests: u64,
+    /// Of which ended `done`.
+    pub done: u64,
+    /// Of which ended in an error.
+    pub errors: u64,
+    /// Its clock's measured offset to shard 0's (ms; `null`: not measured).
+    pub clock_offset_ms: Option<f64>,
+    /// That offset's uncertainty (plus or minus, ms).
+    pub clock_offset_uncertainty_ms: Option<f64>,
+    /// How far its times were moved to put them on shard 0's timeline (ms).
+    pub shift_ms: f64,
 }
 
 /// The capture process's own load during the run, from its manifest, and what it may have

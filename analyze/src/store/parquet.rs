@@ -132,6 +132,9 @@ pub struct Part {
     pub path: PathBuf,
     /// The row group within it.
     pub row_group: usize,
+    /// Added to its times ([`recap_schemas::CLOCK_COLUMNS`]) as it is read: a shard's move onto
+    /// its merged run's timeline (0 otherwise).
+    pub shift_ns: i64,
 }
 
 /// The row groups of `files`, in order.
@@ -142,6 +145,7 @@ pub fn parts(files: &[PathBuf]) -> Result<Vec<Part>> {
         out.extend((0..md.num_row_groups()).map(|row_group| Part {
             path: f.clone(),
             row_group,
+            shift_ns: 0,
         }));
     }
     Ok(out)
@@ -172,7 +176,39 @@ pub fn read_part(part: &Part, columns: &[&str]) -> Result<Vec<arrow_array::Recor
         .with_batch_size(16 * 1024)
         .build()
         .map_err(|e| bad(&e))?;
-    reader.map(|b| b.map_err(|e| bad(&e))).collect::<Result<Vec<_>>>()
+    reader
+        .map(|b| {
+            let b = b.map_err(|e| bad(&e))?;
+            if part.shift_ns == 0 {
+                Ok(b)
+            } else {
+                shift_times(b, part.shift_ns).map_err(|e| bad(&e))
+            }
+        })
+        .collect::<Result<Vec<_>>>()
+}
+
+/// `batch` with `shift_ns` added to its clock columns.
+fn shift_times(
+    batch: arrow_array::RecordBatch,
+    shift_ns: i64,
+) -> std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let schema = batch.schema();
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| match c.as_primitive_opt::<Int64Type>() {
+            Some(times) if recap_schemas::CLOCK_COLUMNS.contains(&f.name().as_str()) => {
+                std::sync::Arc::new(times.unary::<_, Int64Type>(|t| t.saturating_add(shift_ns)))
+                    as arrow_array::ArrayRef
+            }
+            _ => c.clone(),
+        })
+        .collect();
+    arrow_array::RecordBatch::try_new(schema, columns)
 }
 
 /// Every batch of the Parquet file at `path`, row group by row group, only `columns` (all when

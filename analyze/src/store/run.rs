@@ -4,6 +4,11 @@
 //! segments are read (never `.partial`). Every segment's footer is checked first: one of a
 //! newer schema version stops with a clear error, a truncated or corrupt one is skipped with a
 //! warning naming it, so the rest of the run is still analyzed.
+//!
+//! A sharded capture (`capture --shard I/N`: no manifest at the top, one run folder per shard
+//! under `shards/`) opens as one run: the union of the shards' segments, each shard's times
+//! moved onto shard 0's timeline by its clock anchor and measured offset (`docs/metrics.md`,
+//! "Sharded runs").
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +16,9 @@ use std::sync::Arc;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::SessionContext;
-use recap_schemas::{Manifest, META_SCHEMA_VERSION, SCHEMA_VERSION};
+use recap_schemas::manifest::Counts;
+use recap_schemas::summary::{ShardSummary, ShardsSummary};
+use recap_schemas::{Manifest, RunStatus, META_SCHEMA_VERSION, SCHEMA_VERSION};
 
 use crate::{Error, Result};
 
@@ -30,12 +37,39 @@ pub struct RunFolder {
     pub scrapes: Vec<PathBuf>,
     /// Segments skipped as unreadable, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// A sharded capture's shards, by index (empty for a run of one process).
+    pub shards: Vec<ShardFolder>,
+    /// Shards the capture was launched with (0 for a run of one process).
+    pub shard_count: u32,
+}
+
+/// Offset uncertainty past which a merge is flagged: a timeline known only this loosely
+/// blurs per-second series and the measure window's edges.
+pub const SHARD_UNCERTAINTY_BOUND_NS: i64 = 5_000_000;
+/// Start spread past which a merge is flagged: the shards did not start together.
+pub const SHARD_START_SPREAD_BOUND_NS: i64 = 1_000_000_000;
+
+/// One shard of a sharded run.
+#[derive(Debug, Clone)]
+pub struct ShardFolder {
+    /// Its index.
+    pub index: u32,
+    /// Its folder (`<run>/shards/<index>`).
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Added to its times to put them on the merged timeline (ns).
+    pub shift_ns: i64,
 }
 
 impl RunFolder {
-    /// Opens `dir`: reads the manifest, checks versions, lists readable segments.
+    /// Opens `dir`: reads the manifest, checks versions, lists readable segments. A folder
+    /// holding a sharded capture's `shards/` opens as one run.
     pub fn open(dir: &Path) -> Result<Self> {
         let mpath = dir.join(recap_schemas::MANIFEST_FILE);
+        if !mpath.exists() && dir.join(recap_schemas::SHARDS_DIR).is_dir() {
+            return Self::open_sharded(dir);
+        }
         let text = std::fs::read_to_string(&mpath).map_err(|source| match source.kind() {
             // The user named a folder that is not a run: their input, not a runtime failure.
             std::io::ErrorKind::NotFound => Error::Input(format!(
@@ -72,6 +106,185 @@ impl RunFolder {
             events,
             scrapes,
             skipped,
+            shards: Vec::new(),
+            shard_count: 0,
+        })
+    }
+
+    /// Opens the shards under `dir/shards` as one run (see the module's doc).
+    fn open_sharded(dir: &Path) -> Result<Self> {
+        let root = dir.join(recap_schemas::SHARDS_DIR);
+        let entries = std::fs::read_dir(&root).map_err(|source| Error::Io {
+            path: root.clone(),
+            source,
+        })?;
+        let mut found: Vec<(u32, RunFolder)> = Vec::new();
+        for e in entries.filter_map(|e| e.ok()) {
+            let path = e.path();
+            let Some(index) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !path.join(recap_schemas::MANIFEST_FILE).exists() {
+                // Killed before its manifest: nothing of it can be placed on the timeline.
+                tracing::warn!("{}: no manifest, left out of the merged run", path.display());
+                continue;
+            }
+            found.push((index, RunFolder::open(&path)?));
+        }
+        found.sort_by_key(|(i, _)| *i);
+        let Some((_, first)) = found.first() else {
+            return Err(Error::Input(format!(
+                "{}: no shard run folders (shards/0, shards/1, ...) with a manifest",
+                root.display()
+            )));
+        };
+        let info_of = |_: u32, r: &RunFolder| {
+            r.manifest.shard.clone().ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: no `shard` in its manifest: not a shard of a sharded capture",
+                    r.dir.join(recap_schemas::MANIFEST_FILE).display()
+                ))
+            })
+        };
+        let count = info_of(found[0].0, first)?.count;
+        for (i, r) in &found {
+            let info = info_of(*i, r)?;
+            if info.index != *i || info.count != count {
+                return Err(Error::Input(format!(
+                    "{}: says shard {}/{}, but it is in folder shards/{i} of a capture of {count} shards",
+                    r.dir.join(recap_schemas::MANIFEST_FILE).display(),
+                    info.index,
+                    info.count
+                )));
+            }
+        }
+        // Every shard's anchor on shard 0's clock; the lowest shard found is the origin.
+        let corrected = |r: &RunFolder| {
+            let offset = r.manifest.shard.as_ref().and_then(|s| s.clock_offset_ns).unwrap_or(0);
+            r.manifest.clock_anchor_unix_ns.saturating_add(offset)
+        };
+        let origin = corrected(first);
+        let mut manifest = merged_manifest(found.iter().map(|(_, r)| &r.manifest));
+        manifest.clock_anchor_unix_ns = origin;
+        let mut run = RunFolder {
+            dir: dir.to_path_buf(),
+            manifest,
+            requests: Vec::new(),
+            events: Vec::new(),
+            scrapes: Vec::new(),
+            skipped: Vec::new(),
+            shards: Vec::new(),
+            shard_count: count,
+        };
+        for (index, r) in found {
+            let shift_ns = corrected(&r).saturating_sub(origin);
+            run.requests.extend(r.requests);
+            run.events.extend(r.events);
+            // Every shard may scrape the same server: one shard's scrapes describe it.
+            if run.scrapes.is_empty() {
+                run.scrapes = r.scrapes;
+            }
+            run.skipped.extend(r.skipped);
+            run.shards.push(ShardFolder {
+                index,
+                shift_ns,
+                dir: r.dir,
+                manifest: r.manifest,
+            });
+        }
+        Ok(run)
+    }
+
+    /// The row groups of `files` (some of this run's segments), each with the shift that puts
+    /// its times on the run's timeline.
+    pub fn parts(&self, files: &[PathBuf]) -> Result<Vec<super::parquet::Part>> {
+        let mut parts = super::parquet::parts(files)?;
+        for p in &mut parts {
+            p.shift_ns = self.shift_of(&p.path);
+        }
+        Ok(parts)
+    }
+
+    /// The shift of a segment's times: its shard's, 0 outside a sharded run.
+    fn shift_of(&self, segment: &Path) -> i64 {
+        self.shards
+            .iter()
+            .find(|s| segment.starts_with(&s.dir))
+            .map_or(0, |s| s.shift_ns)
+    }
+
+    /// What `summary.json` says about the shards, with the warnings a merge deserves; `None`
+    /// for a run of one process.
+    pub fn shards_summary(&self) -> Option<ShardsSummary> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        let mut warnings = Vec::new();
+        let missing: Vec<String> = (0..self.shard_count)
+            .filter(|i| !self.shards.iter().any(|s| s.index == *i))
+            .map(|i| i.to_string())
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "shard{} {} of {} missing: this is not the whole run's load",
+                if missing.len() > 1 { "s" } else { "" },
+                missing.join(", "),
+                self.shard_count
+            ));
+        }
+        let ms = |ns: i64| ns as f64 / 1e6;
+        let mut shards = Vec::new();
+        for s in &self.shards {
+            let info = s.manifest.shard.as_ref();
+            let offset = info.and_then(|i| i.clock_offset_ns);
+            let uncertainty = info.and_then(|i| i.clock_offset_uncertainty_ns);
+            match (s.index, offset, uncertainty) {
+                (0, _, _) => {}
+                (_, None, _) | (_, _, None) => warnings.push(format!(
+                    "shard {}: clock offset not measured (started by {}): its times trust the hosts' clocks",
+                    s.index,
+                    info.map_or("nothing", |i| i.start.as_str())
+                )),
+                (_, Some(_), Some(u)) if u > SHARD_UNCERTAINTY_BOUND_NS => warnings.push(format!(
+                    "shard {}: clock offset known only within ±{:.1} ms (bound {:.0} ms)",
+                    s.index,
+                    ms(u),
+                    ms(SHARD_UNCERTAINTY_BOUND_NS)
+                )),
+                _ => {}
+            }
+            if s.shift_ns.abs() > SHARD_START_SPREAD_BOUND_NS {
+                warnings.push(format!(
+                    "shard {} started {:.1} s from shard {}: the shards did not run together",
+                    s.index,
+                    ms(s.shift_ns) / 1e3,
+                    self.shards[0].index
+                ));
+            }
+            if s.manifest.status != RunStatus::Complete {
+                warnings.push(format!("shard {} ended {}", s.index, s.manifest.status));
+            }
+            let counts = s.manifest.counts.clone().unwrap_or_default();
+            shards.push(ShardSummary {
+                index: s.index,
+                run_id: s.manifest.run_id.clone(),
+                status: s.manifest.status.to_string(),
+                requests: counts.requests,
+                done: counts.done,
+                errors: counts.errors.values().sum(),
+                clock_offset_ms: offset.map(ms),
+                clock_offset_uncertainty_ms: uncertainty.map(ms),
+                shift_ms: ms(s.shift_ns),
+            });
+        }
+        Some(ShardsSummary {
+            count: self.shard_count,
+            shards,
+            warnings,
         })
     }
 
@@ -84,26 +297,114 @@ impl RunFolder {
 
     /// Registers this run's `requests`, `events` and `scrapes` as tables named
     /// `<prefix>requests`, `<prefix>events` and `<prefix>scrapes`.
+    /// A sharded run's tables are the union of its shards' with their times shifted.
     pub fn register(&self, ctx: &SessionContext, prefix: &str) -> Result<()> {
-        register_files(
-            ctx,
-            &format!("{prefix}requests"),
-            &self.requests,
-            recap_schemas::requests::schema(),
-        )?;
-        register_files(
-            ctx,
-            &format!("{prefix}events"),
-            &self.events,
-            recap_schemas::events::schema(),
-        )?;
-        register_files(
-            ctx,
-            &format!("{prefix}scrapes"),
-            &self.scrapes,
-            recap_schemas::scrapes::schema(),
-        )
+        for (name, files, schema) in [
+            ("requests", &self.requests, recap_schemas::requests::schema()),
+            ("events", &self.events, recap_schemas::events::schema()),
+            ("scrapes", &self.scrapes, recap_schemas::scrapes::schema()),
+        ] {
+            let name = format!("{prefix}{name}");
+            if self.shards.is_empty() {
+                ctx.register_table(&name, table_of(files, schema)?)?;
+                continue;
+            }
+            let mut union: Option<datafusion::dataframe::DataFrame> = None;
+            for s in &self.shards {
+                let own: Vec<PathBuf> = files.iter().filter(|f| f.starts_with(&s.dir)).cloned().collect();
+                if own.is_empty() {
+                    continue;
+                }
+                let mut df = ctx.read_table(table_of(&own, schema.clone())?)?;
+                for c in recap_schemas::CLOCK_COLUMNS {
+                    if schema.column_with_name(c).is_some() && s.shift_ns != 0 {
+                        use datafusion::prelude::{col, lit};
+                        df = df.with_column(c, col(c) + lit(s.shift_ns))?;
+                    }
+                }
+                union = Some(match union {
+                    None => df,
+                    Some(u) => u.union(df)?,
+                });
+            }
+            match union {
+                Some(u) => ctx.register_table(&name, u.into_view())?,
+                None => ctx.register_table(&name, table_of(&[], schema)?)?,
+            };
+        }
+        Ok(())
     }
+}
+
+/// The manifest of a merged run: the first shard's, with the load and counts of all of them
+/// (each shard records its share) and the worst status.
+fn merged_manifest<'a>(all: impl Iterator<Item = &'a Manifest>) -> Manifest {
+    let all: Vec<&Manifest> = all.collect();
+    let mut m = all[0].clone();
+    let sum_opt = |f: &dyn Fn(&Manifest) -> Option<u64>| all.iter().map(|m| f(m)).sum::<Option<u64>>();
+    m.load.concurrency = all.iter().map(|m| m.load.concurrency).sum::<Option<u32>>();
+    m.load.max_in_flight = all.iter().map(|m| m.load.max_in_flight).sum();
+    m.load.rate_per_s = all.iter().map(|m| m.load.rate_per_s).sum::<Option<f64>>();
+    m.load.requests = sum_opt(&|m| m.load.requests);
+    m.load.warmup_requests = all.iter().map(|m| m.load.warmup_requests).sum();
+    m.status = all
+        .iter()
+        .map(|m| m.status)
+        .max_by_key(|s| status_rank(*s))
+        .unwrap_or(m.status);
+    m.status_message = all
+        .iter()
+        .filter_map(|x| {
+            Some(format!(
+                "shard {}: {}",
+                x.shard.as_ref()?.index,
+                x.status_message.as_deref()?
+            ))
+        })
+        .reduce(|a, b| format!("{a}; {b}"));
+    m.counts = all
+        .iter()
+        .map(|m| m.counts.clone())
+        .collect::<Option<Vec<Counts>>>()
+        .map(|c| c.into_iter().reduce(add_counts).unwrap_or_default());
+    m.ended_at = all.iter().filter_map(|m| m.ended_at.clone()).max();
+    // Each shard's own health is checked shard by shard (report).
+    m.client = None;
+    m.shard = None;
+    m
+}
+
+/// How bad a status is, for the merged run's (the worst shard's).
+fn status_rank(s: RunStatus) -> u8 {
+    match s {
+        RunStatus::Complete => 0,
+        RunStatus::Stopped => 1,
+        RunStatus::Running => 2,
+        RunStatus::Interrupted => 3,
+        RunStatus::Failed => 4,
+    }
+}
+
+fn add_counts(mut a: Counts, b: Counts) -> Counts {
+    a.requests += b.requests;
+    a.done += b.done;
+    for (k, n) in b.errors {
+        *a.errors.entry(k).or_default() += n;
+    }
+    a.cancelled += b.cancelled;
+    a.events += b.events;
+    a.sse_events += b.sse_events;
+    a.segments += b.segments;
+    a.bytes_written += b.bytes_written;
+    a.connections += b.connections;
+    a.stale_connections += b.stale_connections;
+    a.retries += b.retries;
+    a.recorder_waits += b.recorder_waits;
+    a.recorder_wait_ns += b.recorder_wait_ns;
+    a.sessions_history_capped += b.sessions_history_capped;
+    a.keep_alive_stopped |= b.keep_alive_stopped;
+    a.scrapes += b.scrapes;
+    a
 }
 
 /// Closed segments of one table folder, footers checked, in write order.
@@ -145,11 +446,14 @@ fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<Path
     Ok(ok)
 }
 
-fn register_files(ctx: &SessionContext, name: &str, files: &[PathBuf], schema: arrow_schema::SchemaRef) -> Result<()> {
+/// `files` as one table (an empty one when there are none).
+fn table_of(
+    files: &[PathBuf],
+    schema: arrow_schema::SchemaRef,
+) -> Result<Arc<dyn datafusion::datasource::TableProvider>> {
     if files.is_empty() {
         let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-        ctx.register_table(name, Arc::new(empty))?;
-        return Ok(());
+        return Ok(Arc::new(empty));
     }
     let urls = files
         .iter()
@@ -165,7 +469,5 @@ fn register_files(ctx: &SessionContext, name: &str, files: &[PathBuf], schema: a
     let cfg = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(opts)
         .with_schema(schema);
-    let table = ListingTable::try_new(cfg)?;
-    ctx.register_table(name, Arc::new(table))?;
-    Ok(())
+    Ok(Arc::new(ListingTable::try_new(cfg)?))
 }

@@ -1,0 +1,382 @@
+//! End-to-end: a sharded capture (`capture --shard I/N`) against one `recap-sim` merges into one
+//! run that agrees with the same load from one process.
+//!
+//! The sim's TTFT follows a known rule of the requests it is running (`--ttft-per-running`), so
+//! four shards at concurrency 8 must see the latencies one process at 32 sees only if they
+//! really ran together; an open-loop schedule is compared arrival by arrival; and one shard's
+//! clock is skewed by a test-only flag, which the barrier's probes must measure within their
+//! stated uncertainty and the merge must undo.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use recap_tests::harness::{run_bin, workspace_bin, SimProcess};
+use recap_tests::runs::report;
+use serde_json::Value;
+
+const SHARDS: u32 = 4;
+
+fn tokenizer() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/tokenizers/gpt2/tokenizer.json.gz")
+        .display()
+        .to_string()
+}
+
+fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Shard 0 with its live endpoint (the barrier): the child and the endpoint's address, read
+/// from its stderr line.
+// The child goes back to the caller, which waits for it.
+#[allow(clippy::zombie_processes)]
+fn start_shard0(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(workspace_bin("capture"))
+        .args(args)
+        .args(["--shard", "0/4", "--live", "127.0.0.1:0", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shard 0");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap_or(0);
+        if n == 0 {
+            let status = child.wait();
+            panic!("shard 0 exited ({status:?}) before naming its live endpoint");
+        }
+        if let Some(rest) = line.split("live on http://").nth(1) {
+            let addr = rest.split_whitespace().next().expect("address").to_string();
+            // Keep draining its stderr so it never blocks on a full pipe.
+            std::thread::spawn(move || {
+                let mut sink = String::new();
+                while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                    sink.clear();
+                }
+            });
+            return (child, addr);
+        }
+    }
+}
+
+/// Runs shards 1..4 (shard `skewed` with its clock off by `skew_ms`) against shard 0's
+/// barrier, then waits for all four; panics with a shard's stderr if one fails.
+fn run_shards(args: &[&str], skewed: Option<(u32, i64)>) {
+    let mut shard0_args: Vec<&str> = args.to_vec();
+    // Every shard is given the same barrier flag, as a recipe would; shard 0 serves it.
+    shard0_args.extend(["--barrier", "http://127.0.0.1:9"]);
+    let (mut shard0, live) = start_shard0(&shard0_args);
+    let barrier = format!("http://{live}");
+    let mut others = Vec::new();
+    for i in 1..SHARDS {
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--shard".into(),
+            format!("{i}/{SHARDS}"),
+            "--barrier".into(),
+            barrier.clone(),
+            "--quiet".into(),
+        ]);
+        if let Some((s, ms)) = skewed {
+            if s == i {
+                a.extend(["--test-clock-skew-ms".into(), ms.to_string()]);
+            }
+        }
+        others.push(
+            Command::new(workspace_bin("capture"))
+                .args(&a)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn shard"),
+        );
+    }
+    for (i, c) in others.into_iter().enumerate() {
+        let out = c.wait_with_output().expect("shard");
+        assert!(
+            out.status.success(),
+            "shard {} failed: {}",
+            i + 1,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status = shard0.wait().expect("shard 0");
+    assert!(status.success(), "shard 0 failed: {status}");
+}
+
+fn pct(summary: &Value, metric: &str, p: &str) -> f64 {
+    summary["metrics"][metric][p]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{metric} {p} in {summary}"))
+}
+
+/// `analyze sql RUN QUERY --json`: the rows.
+fn sql(run: &Path, query: &str) -> Vec<Value> {
+    let out = run_bin(
+        "analyze",
+        &["sql", run.to_str().expect("utf-8"), query, "--format", "json"],
+    );
+    assert!(
+        out.status.success(),
+        "analyze sql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v.as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn four_shards_at_8_are_one_run_at_32_and_a_skewed_clock_is_measured_and_undone() {
+    // TTFT = 2 ms + 1 ms per other running request: 33 ms at 32 in flight.
+    let sim = SimProcess::start(&[
+        "--ttft",
+        "2ms",
+        "--ttft-per-running",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--output-tokens",
+        "8",
+    ])
+    .expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (one, sharded) = (dir.path().join("one"), dir.path().join("sharded"));
+    let url = sim.url();
+    let common = |out: &PathBuf| -> Vec<String> {
+        [
+            "--url",
+            &url,
+            "--requests",
+            "640",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut a = common(&one);
+    a.extend(["--concurrency".into(), "32".into(), "--quiet".into()]);
+    let o = run_bin("capture", &a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let skew_ms: i64 = -20_000;
+    let mut b = common(&sharded);
+    b.extend(["--concurrency".into(), "32".into()]);
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    run_shards(&b, Some((3, skew_ms)));
+
+    // Each shard ran a quarter of the workers and of the ids, in its own folder.
+    let mut ids_seen = 0;
+    for i in 0..SHARDS {
+        let m = json(&sharded.join(format!("shards/{i}/manifest.json")));
+        assert_eq!(m["load"]["concurrency"], 8, "shard {i}");
+        assert_eq!(m["counts"]["requests"], 160, "shard {i}");
+        assert_eq!(m["shard"]["index"], i);
+        ids_seen += m["counts"]["requests"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(ids_seen, 640);
+
+    // The skewed shard measured its offset to shard 0 (the true one is -skew: same host)
+    // within the uncertainty it states.
+    let m3 = json(&sharded.join("shards/3/manifest.json"));
+    let offset = m3["shard"]["clock_offset_ns"].as_i64().expect("offset measured");
+    let uncertainty = m3["shard"]["clock_offset_uncertainty_ns"]
+        .as_i64()
+        .expect("uncertainty");
+    let truth = -skew_ms * 1_000_000;
+    assert!(
+        (offset - truth).abs() <= uncertainty,
+        "offset {offset} ns vs true {truth} ns, stated uncertainty {uncertainty} ns"
+    );
+    assert!(m3["shard"]["clock_probes"].as_u64().unwrap_or(0) >= 8);
+
+    let tok = tokenizer();
+    let s1 = report(&one, &["--tokenizer", &tok]);
+    let sm = report(&sharded, &["--tokenizer", &tok]);
+    for s in [&s1, &sm] {
+        assert_eq!(s["requests"]["total"], 640, "{s}");
+        assert_eq!(s["requests"]["ok"], 640, "{s}");
+        assert_eq!(s["requests"]["errors"], serde_json::json!({}), "{s}");
+    }
+    let shards = &sm["shards"];
+    assert_eq!(shards["count"], SHARDS);
+    assert_eq!(shards["shards"].as_array().map(Vec::len), Some(SHARDS as usize));
+    assert_eq!(shards["warnings"], serde_json::json!([]), "{shards}");
+    // The merged latencies are one process's at 32 (docs/metrics.md, "Sharded runs": the
+    // medians and p90s of TTFT and E2E within 15 %).
+    for metric in ["ttft_ms", "e2e_ms"] {
+        for p in ["p50", "p90"] {
+            let (x, y) = (pct(&s1, metric, p), pct(&sm, metric, p));
+            assert!((x - y).abs() <= 0.15 * x, "{metric} {p}: one process {x}, shards {y}");
+        }
+    }
+    // 32 in flight, not 8: a shard alone would see about 9 ms.
+    assert!(pct(&sm, "ttft_ms", "p50") > 25.0, "{sm}");
+
+    // On the merged timeline every shard starts within a moment of the others (uncorrected,
+    // shard 3 would start 20 s away).
+    let firsts = sql(
+        &sharded,
+        "SELECT request_id % 4 AS shard, MIN(t_ns) AS first FROM events GROUP BY request_id % 4",
+    );
+    let firsts: BTreeMap<i64, i64> = firsts
+        .iter()
+        .map(|r| (r["shard"].as_i64().expect("shard"), r["first"].as_i64().expect("first")))
+        .collect();
+    assert_eq!(firsts.len(), SHARDS as usize, "{firsts:?}");
+    let spread = firsts.values().max().unwrap_or(&0) - firsts.values().min().unwrap_or(&0);
+    assert!(spread < 200_000_000, "first events spread {spread} ns: {firsts:?}");
+}
+
+#[test]
+fn sharded_open_loop_sends_exactly_the_unsharded_schedule() {
+    let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms", "--output-tokens", "4"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (one, sharded) = (dir.path().join("one"), dir.path().join("sharded"));
+    let url = sim.url();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "--url",
+            &url,
+            "--rate",
+            "400",
+            "--arrival",
+            "poisson",
+            "--seed",
+            "11",
+            "--requests",
+            "201",
+            "--warmup-requests",
+            "6",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut a = args(&one);
+    a.push("--quiet".into());
+    let o = run_bin("capture", &a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b = args(&sharded);
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    run_shards(&b, None);
+
+    // Every arrival of the one seeded schedule, sent by exactly one shard, at its offset, with
+    // its phase and dataset row.
+    let rows = |run: &Path, q: &str| -> BTreeMap<u64, (i64, String, u64)> {
+        sql(run, q)
+            .iter()
+            .map(|r| {
+                (
+                    r["request_id"].as_u64().expect("id"),
+                    (
+                        r["scheduled_ns"].as_i64().expect("scheduled"),
+                        r["phase"].as_str().expect("phase").to_string(),
+                        r["dataset_row"].as_u64().expect("row"),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let q = "SELECT request_id, scheduled_ns, phase, dataset_row FROM requests";
+    let unsharded = rows(&one, q);
+    assert_eq!(unsharded.len(), 207);
+    let mut union = BTreeMap::new();
+    for i in 0..SHARDS {
+        let own = rows(&sharded.join(format!("shards/{i}")), q);
+        assert!(
+            own.keys().all(|id| id % u64::from(SHARDS) == u64::from(i)),
+            "shard {i} sent another's id"
+        );
+        union.extend(own);
+    }
+    assert_eq!(
+        union, unsharded,
+        "the shards' schedules together are not the unsharded one"
+    );
+
+    // Merged, each shard's offsets move by its shift and nothing else.
+    let summary = report(&sharded, &["--tokenizer", &tokenizer()]);
+    assert_eq!(summary["requests"]["total"], 207);
+    assert_eq!(summary["requests"]["measure"], 201);
+    let shifts: BTreeMap<u64, f64> = summary["shards"]["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| {
+            (
+                s["index"].as_u64().expect("index"),
+                s["shift_ms"].as_f64().expect("shift"),
+            )
+        })
+        .collect();
+    let merged = rows(&sharded, q);
+    assert_eq!(merged.len(), 207);
+    for (id, (t, _, _)) in &merged {
+        let shift_ns = (shifts[&(id % u64::from(SHARDS))] * 1e6).round() as i64;
+        let (t0, _, _) = &unsharded[id];
+        assert!(
+            (t - t0 - shift_ns).abs() <= 1,
+            "request {id}: merged {t}, own {t0}, shift {shift_ns}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_shard_is_named_and_a_plan_is_refused() {
+    let sim = SimProcess::start(&["--output-tokens", "3"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("partial");
+    for i in [0, 2] {
+        let o = run_bin(
+            "capture",
+            &[
+                "--url",
+                &sim.url(),
+                "--shard",
+                &format!("{i}/3"),
+                "--concurrency",
+                "3",
+                "--requests",
+                "12",
+                "--out",
+                out.to_str().expect("utf-8"),
+                "--quiet",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let s = report(&out, &["--tokenizer", &tokenizer()]);
+    // 12 ids over 3 shards: shards 0 and 2 sent 4 each.
+    assert_eq!(s["requests"]["total"], 8, "{s}");
+    let warnings = s["shards"]["warnings"].to_string();
+    assert!(warnings.contains("shard 1 of 3 missing"), "{warnings}");
+    assert!(warnings.contains("clock offset not measured"), "{warnings}");
+
+    let o = run_bin(
+        "capture",
+        &[
+            "--url",
+            &sim.url(),
+            "--shard",
+            "0/2",
+            "--concurrency",
+            "2,4",
+            "--out",
+            dir.path().join("plan").to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not sharded yet"));
+}
