@@ -177,7 +177,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     };
     let mut summary = summarize(SummaryInput {
         scoring: Scoring {
-            run: run.dir.display().to_string(),
+            run: run.location.display().to_string(),
             run_id: run.manifest.run_id.clone(),
             status: run.manifest.status,
             tokenizer_id: counter.id().to_string(),

@@ -19,6 +19,7 @@
 //! the modules that compute (`report`, `metrics`, `tokenize`).
 
 pub mod icl;
+pub mod object;
 pub mod parquet;
 pub mod records;
 pub mod run;
@@ -46,7 +47,11 @@ const FORMAT: &str = "recap-records-4";
 pub fn fingerprint<'a>(segments: impl IntoIterator<Item = &'a PathBuf>) -> String {
     let mut key = String::from(FORMAT);
     for f in segments {
-        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        let size = if object::is_remote(f) {
+            object::size(f)
+        } else {
+            std::fs::metadata(f).map_or(0, |m| m.len())
+        };
         let name = |p: Option<&Path>| {
             p.and_then(Path::file_name)
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())

@@ -110,10 +110,14 @@ pub fn csv(batches: &[arrow_array::RecordBatch]) -> Result<String> {
 }
 
 /// The footer (metadata) of the Parquet file at `path`, or why it cannot be read.
-pub(crate) fn footer(path: &Path) -> std::result::Result<ParquetMetaData, String> {
+pub(crate) fn footer(path: &Path) -> std::result::Result<std::sync::Arc<ParquetMetaData>, String> {
+    if super::object::is_remote(path) {
+        return super::object::footer(path);
+    }
     let file = File::open(path).map_err(|e| e.to_string())?;
     ParquetMetaDataReader::new()
         .parse_and_finish(&file)
+        .map(std::sync::Arc::new)
         .map_err(|e| e.to_string())
 }
 
@@ -160,6 +164,21 @@ pub fn read_part(part: &Part, columns: &[&str]) -> Result<Vec<arrow_array::Recor
     let bad = |e: &dyn std::fmt::Display| {
         Error::Input(format!("{} (row group {}): {e}", part.path.display(), part.row_group))
     };
+    let shifted = |batches: Vec<arrow_array::RecordBatch>| {
+        batches
+            .into_iter()
+            .map(|b| {
+                if part.shift_ns == 0 {
+                    Ok(b)
+                } else {
+                    shift_times(b, part.shift_ns).map_err(|e| bad(&e))
+                }
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    if super::object::is_remote(&part.path) {
+        return shifted(super::object::read_row_group(&part.path, part.row_group, columns)?);
+    }
     let file = std::fs::File::open(&part.path).map_err(|source| Error::Io {
         path: part.path.clone(),
         source,
@@ -176,16 +195,7 @@ pub fn read_part(part: &Part, columns: &[&str]) -> Result<Vec<arrow_array::Recor
         .with_batch_size(16 * 1024)
         .build()
         .map_err(|e| bad(&e))?;
-    reader
-        .map(|b| {
-            let b = b.map_err(|e| bad(&e))?;
-            if part.shift_ns == 0 {
-                Ok(b)
-            } else {
-                shift_times(b, part.shift_ns).map_err(|e| bad(&e))
-            }
-        })
-        .collect::<Result<Vec<_>>>()
+    shifted(reader.map(|b| b.map_err(|e| bad(&e))).collect::<Result<Vec<_>>>()?)
 }
 
 /// `batch` with `shift_ns` added to its clock columns.

@@ -25,8 +25,11 @@ use crate::{Error, Result};
 /// An opened run folder.
 #[derive(Debug, Clone)]
 pub struct RunFolder {
-    /// The folder.
+    /// Where analyze writes for this run (its `analysis/`): the folder itself, or for a run in
+    /// object storage a local folder named after its URL ([`super::object::local_dir`]).
     pub dir: PathBuf,
+    /// Where the run is read from: the folder, or its URL (`s3://bucket/runs/a`).
+    pub location: PathBuf,
     /// Its manifest.
     pub manifest: Manifest,
     /// Readable `requests` segments.
@@ -67,18 +70,20 @@ impl RunFolder {
     /// holding a sharded capture's `shards/` opens as one run.
     pub fn open(dir: &Path) -> Result<Self> {
         let mpath = dir.join(recap_schemas::MANIFEST_FILE);
-        if !mpath.exists() && dir.join(recap_schemas::SHARDS_DIR).is_dir() {
-            return Self::open_sharded(dir);
-        }
-        let text = std::fs::read_to_string(&mpath).map_err(|source| match source.kind() {
+        let Some(text) = read_text(&mpath)? else {
+            if sub_dirs(dir)?
+                .iter()
+                .any(|d| d.file_name() == Some(recap_schemas::SHARDS_DIR.as_ref()))
+            {
+                return Self::open_sharded(dir);
+            }
             // The user named a folder that is not a run: their input, not a runtime failure.
-            std::io::ErrorKind::NotFound => Error::Input(format!(
+            return Err(Error::Input(format!(
                 "{}: not a run folder (no {})",
                 dir.display(),
                 recap_schemas::MANIFEST_FILE
-            )),
-            _ => Error::unreadable(&mpath, source),
-        })?;
+            )));
+        };
         let version: Option<u64> = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("schema_version").and_then(serde_json::Value::as_u64));
@@ -100,7 +105,8 @@ impl RunFolder {
             tracing::warn!("skipping unreadable segment {}: {why}", p.display());
         }
         Ok(RunFolder {
-            dir: dir.to_path_buf(),
+            dir: output_dir(dir)?,
+            location: dir.to_path_buf(),
             manifest,
             requests,
             events,
@@ -114,13 +120,8 @@ impl RunFolder {
     /// Opens the shards under `dir/shards` as one run (see the module's doc).
     fn open_sharded(dir: &Path) -> Result<Self> {
         let root = dir.join(recap_schemas::SHARDS_DIR);
-        let entries = std::fs::read_dir(&root).map_err(|source| Error::Io {
-            path: root.clone(),
-            source,
-        })?;
         let mut found: Vec<(u32, RunFolder)> = Vec::new();
-        for e in entries.filter_map(|e| e.ok()) {
-            let path = e.path();
+        for path in sub_dirs(&root)? {
             let Some(index) = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -128,7 +129,7 @@ impl RunFolder {
             else {
                 continue;
             };
-            if !path.join(recap_schemas::MANIFEST_FILE).exists() {
+            if read_text(&path.join(recap_schemas::MANIFEST_FILE))?.is_none() {
                 // Killed before its manifest: nothing of it can be placed on the timeline.
                 tracing::warn!("{}: no manifest, left out of the merged run", path.display());
                 continue;
@@ -171,7 +172,8 @@ impl RunFolder {
         let mut manifest = merged_manifest(found.iter().map(|(_, r)| &r.manifest));
         manifest.clock_anchor_unix_ns = origin;
         let mut run = RunFolder {
-            dir: dir.to_path_buf(),
+            dir: output_dir(dir)?,
+            location: dir.to_path_buf(),
             manifest,
             requests: Vec::new(),
             events: Vec::new(),
@@ -192,7 +194,7 @@ impl RunFolder {
             run.shards.push(ShardFolder {
                 index,
                 shift_ns,
-                dir: r.dir,
+                dir: r.location,
                 manifest: r.manifest,
             });
         }
@@ -299,6 +301,9 @@ impl RunFolder {
     /// `<prefix>requests`, `<prefix>events` and `<prefix>scrapes`.
     /// A sharded run's tables are the union of its shards' with their times shifted.
     pub fn register(&self, ctx: &SessionContext, prefix: &str) -> Result<()> {
+        if super::object::is_remote(&self.location) {
+            super::object::register(ctx, &self.location)?;
+        }
         for (name, files, schema) in [
             ("requests", &self.requests, recap_schemas::requests::schema()),
             ("events", &self.events, recap_schemas::events::schema()),
@@ -407,11 +412,51 @@ fn add_counts(mut a: Counts, b: Counts) -> Counts {
     a
 }
 
+/// The text of the file at `path` (local or in object storage); `None` when there is none.
+fn read_text(path: &Path) -> Result<Option<String>> {
+    if super::object::is_remote(path) {
+        return Ok(super::object::read(path)?.map(|b| String::from_utf8_lossy(b.as_ref()).into_owned()));
+    }
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::unreadable(path, source)),
+    }
+}
+
+/// The folders directly in `dir` (none when it does not exist).
+fn sub_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    if super::object::is_remote(dir) {
+        return Ok(super::object::list(dir)?.0);
+    }
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect()),
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
+/// Where analyze writes for the run at `location`.
+fn output_dir(location: &Path) -> Result<PathBuf> {
+    if super::object::is_remote(location) {
+        super::object::local_dir(location)
+    } else {
+        Ok(location.to_path_buf())
+    }
+}
+
 /// Closed segments of one table folder, footers checked, in write order.
 fn segments(dir: &Path, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
+    let listed = if super::object::is_remote(dir) {
+        Ok(super::object::list(dir)?.1)
+    } else {
+        std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect::<Vec<_>>())
+    };
+    let mut files: Vec<PathBuf> = match listed {
+        Ok(all) => all
+            .into_iter()
             .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -458,6 +503,9 @@ fn table_of(
     let urls = files
         .iter()
         .map(|f| {
+            if super::object::is_remote(f) {
+                return ListingTableUrl::parse(f.to_string_lossy()).map_err(Error::from);
+            }
             let abs = std::path::absolute(f).map_err(|source| Error::Io {
                 path: f.clone(),
                 source,
