@@ -24,10 +24,24 @@ REQUESTS = 240
 LOAD = f"--concurrency 16 --requests {REQUESTS}"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(span=4):
+    """A port P with P .. P + span - 1 free (shard I listens on P + I)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        socks = []
+        try:
+            for i in range(span):
+                t = socket.socket()
+                socks.append(t)
+                t.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
 
 
 def local(env, bin_dir, url, out, port):
@@ -136,6 +150,10 @@ def check(bin_dir, run, shards):
         assert one["requests"] == REQUESTS // shards, one
     manifests = [json.load(open(os.path.join(run, "shards", str(i), "manifest.json"))) for i in range(shards)]
     assert {m["shard"]["start"] for m in manifests} == {"barrier"}, manifests
+    # Every shard published on its own endpoint (RECAP_LIVE_PORT + I, what `plot --live` merges);
+    # their final snapshots add up to the merged run.
+    lives = [json.load(open(os.path.join(run, "shards", str(i), "live.json"))) for i in range(shards)]
+    assert sum(l["counts"]["sent"] for l in lives) == REQUESTS, [l["counts"] for l in lives]
     # 16 in flight across the shards: TTFT near 2 + 15 ms, not the 5 ms of 4 alone.
     assert s["metrics"]["ttft_ms"]["p50"] > 10, s["metrics"]["ttft_ms"]
     print(f"{run}: {shards} shards, {s['requests']['total']} requests, ttft p50 {s['metrics']['ttft_ms']['p50']:.1f} ms")

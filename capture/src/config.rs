@@ -529,6 +529,9 @@ pub struct Config {
     pub start: crate::shard::Start,
     /// This host's wall clock (skewed in tests).
     pub wall: crate::shard::Wall,
+    /// Which run of its plan this is (from 0): the shards of a sharded plan meet at the
+    /// barrier once per run.
+    pub round: u32,
     /// `--live`: where this process publishes (set by the caller, which starts it).
     pub live: Option<Arc<crate::live::Live>>,
     /// This run's place in its plan, for the live snapshots.
@@ -619,7 +622,8 @@ impl Args {
         self.points().len() > 1 || self.repeat > 1 || self.is_search()
     }
 
-    fn is_search(&self) -> bool {
+    /// Whether the flags ask for a capacity search.
+    pub fn is_search(&self) -> bool {
         self.concurrency.iter().any(|c| matches!(c, ConcurrencyArg::Search(..)))
             || self.rate.iter().any(|r| r.trim().starts_with("search:"))
     }
@@ -1115,6 +1119,7 @@ impl Args {
             wall: crate::shard::Wall {
                 skew_ns: self.test_clock_skew_ms.unwrap_or(0).saturating_mul(1_000_000),
             },
+            round: 0,
             live: None,
             live_plan: None,
         })

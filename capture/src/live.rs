@@ -94,9 +94,10 @@ impl Live {
         self.addr
     }
 
-    /// Serves `/barrier` for `count` shards (this process is shard 0, its clock `wall`).
-    pub fn open_barrier(&self, count: u32, wall: crate::shard::Wall) -> Arc<crate::shard::Barrier> {
-        let b = Arc::new(crate::shard::Barrier::new(count, wall));
+    /// Serves `/barrier` for `count` shards meeting for run `round` of a plan (this process is
+    /// shard 0, its clock `wall`); replaces the previous run's.
+    pub fn open_barrier(&self, count: u32, wall: crate::shard::Wall, round: u32) -> Arc<crate::shard::Barrier> {
+        let b = Arc::new(crate::shard::Barrier::new(count, wall, round));
         if let Ok(mut slot) = self.barrier.lock() {
             *slot = Some(b.clone());
         }
@@ -365,7 +366,7 @@ fn route(live: &Arc<Live>, req: &Request<Incoming>) -> Response<LiveBody> {
     }
 }
 
-/// `/barrier?shard=I`: shard I arrives; the reply ([`crate::shard::BarrierReply`]) carries this
+/// `/barrier?shard=I&round=K`: shard I arrives for run K of its plan; the reply ([`crate::shard::BarrierReply`]) carries this
 /// clock and, once every shard has arrived, the start.
 fn barrier(live: &Arc<Live>, query: Option<&str>) -> Response<LiveBody> {
     let Some(b) = live.barrier.lock().ok().and_then(|b| b.clone()) else {
@@ -375,17 +376,22 @@ fn barrier(live: &Arc<Live>, query: Option<&str>) -> Response<LiveBody> {
             "no barrier here: this capture is not shard 0 of a sharded capture with --barrier\n",
         );
     };
-    let shard = query
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("shard="))
-        .map(|v| v.parse::<u32>());
-    let shard = match shard {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "text/plain", "shard=I: expected a number\n"),
+    let param = |name: &str| {
+        query
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.parse::<u32>())
+            .transpose()
     };
-    match b.poll(shard) {
+    let (Ok(shard), Ok(round)) = (param("shard"), param("round")) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "shard=I&round=K: expected numbers\n",
+        );
+    };
+    match b.poll(shard, round.unwrap_or(0)) {
         Ok(reply) => text(
             StatusCode::OK,
             "application/json",

@@ -37,20 +37,35 @@ pub fn run_plan(
     mut each: impl FnMut(&PlanRun, &Outcome),
 ) -> Result<Outcome> {
     let out = &args.out;
+    let shard = args.shard_of_env().map_err(|e| Error::Config(e.0))?;
     let non_empty = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
-    if non_empty && !args.force {
+    // The shards of a sharded plan fill one folder together: each checks only its own runs.
+    if non_empty && !args.force && shard.is_none() {
         return Err(Error::Config(format!(
             "--out {} already exists and is not empty; pass --force to replace the plan in it",
             out.display()
         )));
     }
-    if args.shard_of_env().map_err(|e| Error::Config(e.0))?.is_some() {
-        // Each point would need its own barrier; not built yet (docs/capture.md).
-        return Err(Error::Config(
-            "--shard runs one load point; a sweep, --repeat or a capacity search is not sharded yet (launch one sharded capture per point)"
-                .into(),
-        ));
+    if shard.is_some() {
+        // Each shard would judge the knee from its own share and the shards would part ways.
+        if args.is_search() {
+            return Err(Error::Config(
+                "--shard with a capacity search: each shard would search on its own share; run the search from one capture, or shard each point".into(),
+            ));
+        }
+        // Only a barrier starts every point together.
+        if args.start_at.is_some() {
+            return Err(Error::Config(
+                "a sharded sweep or --repeat starts each point together at a barrier: give --barrier, not --start-at"
+                    .into(),
+            ));
+        }
     }
+    // One shard writes `plan.json` (the others run the same list in the same order).
+    let save = |plan: &Plan| match shard {
+        Some(s) if s.index != 0 => Ok(()),
+        _ => write_plan(out, plan),
+    };
     let search = args.search().map_err(|e| Error::Config(e.0))?;
     if let Some(s) = &search {
         if !s.until.above {
@@ -133,7 +148,7 @@ pub fn run_plan(
         path: out.clone(),
         source,
     })?;
-    write_plan(out, &plan)?;
+    save(&plan)?;
     // Made before the first run and kept for the whole plan: a signal stream sees only the
     // signals sent after it was made, and once one is made the default action (ending the
     // process unrecorded) is gone, so Ctrl-C between runs must be listened to here.
@@ -152,7 +167,7 @@ pub fn run_plan(
                         Err(e) => {
                             plan.status = Some(RunStatus::Failed);
                             plan.status_message = Some(format!("the search could not go on: {e}"));
-                            write_plan(out, &plan)?;
+                            save(&plan)?;
                             return Err(e);
                         }
                     };
@@ -211,7 +226,9 @@ pub fn run_plan(
             total,
         });
         plan.runs[i].status = PlanRunStatus::Running;
-        write_plan(out, &plan)?;
+        save(&plan)?;
+        // The shards of a sharded plan meet at the barrier once per run.
+        cfg.round = i as u32;
         let outcome = match rt.block_on(crate::run(cfg)) {
             Ok(o) => o,
             Err(e) => {
@@ -219,7 +236,7 @@ pub fn run_plan(
                 plan.runs[i].status = PlanRunStatus::Failed;
                 plan.status = Some(RunStatus::Failed);
                 plan.status_message = Some(why);
-                write_plan(out, &plan)?;
+                save(&plan)?;
                 return Err(e);
             }
         };
@@ -250,7 +267,7 @@ pub fn run_plan(
             rec.best_level = sr.best();
             rec.best = sr.best().map(|b| search_point(s, b).label());
         }
-        write_plan(out, &plan)?;
+        save(&plan)?;
         each(&run, &outcome);
         if stop {
             let why = format!(
@@ -269,7 +286,7 @@ pub fn run_plan(
         }
     }
     (plan.status, plan.status_message) = (Some(ended.0), ended.1);
-    write_plan(out, &plan)?;
+    save(&plan)?;
     last.ok_or_else(|| Error::Internal("a plan with no runs".into()))
 }
 

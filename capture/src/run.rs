@@ -487,11 +487,13 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
         None => None,
         Some(shard) => {
             let barrier = match (&cfg.start, shard.index, &cfg.live) {
-                (crate::shard::Start::Barrier { .. }, 0, Some(live)) => Some(live.open_barrier(shard.count, cfg.wall)),
+                (crate::shard::Start::Barrier { .. }, 0, Some(live)) => {
+                    Some(live.open_barrier(shard.count, cfg.wall, cfg.round))
+                }
                 _ => None,
             };
             Some(
-                crate::shard::synchronize(shard, &cfg.start, cfg.wall, barrier.as_deref())
+                crate::shard::synchronize(shard, &cfg.start, cfg.wall, cfg.round, barrier.as_deref())
                     .await
                     .map_err(Error::Config)?,
             )

@@ -167,6 +167,8 @@ fn rfc3339_of_unix_ns(ns: i64) -> String {
 #[derive(Debug)]
 pub struct Barrier {
     count: u32,
+    /// Which run of the plan it starts (0 for a single run).
+    round: u32,
     wall: Wall,
     state: Mutex<BarrierState>,
     arrived: tokio::sync::Notify,
@@ -183,6 +185,8 @@ struct BarrierState {
 pub struct BarrierReply {
     /// Shards in the capture.
     pub count: u32,
+    /// The run of the plan shard 0 is starting (a shard asking for a later one waits).
+    pub round: u32,
     /// Shards that have polled so far (shard 0 included).
     pub arrived: u32,
     /// The start, on shard 0's clock (Unix ns); `null` until every shard has arrived.
@@ -192,33 +196,45 @@ pub struct BarrierReply {
 }
 
 impl Barrier {
-    /// A barrier for `count` shards on shard 0, whose clock is `wall`.
-    pub fn new(count: u32, wall: Wall) -> Barrier {
+    /// A barrier for `count` shards meeting for run `round` of their plan, on shard 0, whose
+    /// clock is `wall`.
+    pub fn new(count: u32, wall: Wall, round: u32) -> Barrier {
         let mut state = BarrierState::default();
         state.arrived.insert(0);
         Barrier {
             count,
+            round,
             wall,
             state: Mutex::new(state),
             arrived: tokio::sync::Notify::new(),
         }
     }
 
-    /// Shard `shard` polls (`None`: the query named none, which only reads the clock).
-    pub fn poll(&self, shard: Option<u32>) -> Result<BarrierReply, String> {
+    /// Shard `shard` polls for run `round` (`None`: the query named none, which only reads
+    /// the clock). A shard ahead of shard 0 (a later round) is not counted and gets no start:
+    /// it polls again until shard 0 opens that round.
+    pub fn poll(&self, shard: Option<u32>, round: u32) -> Result<BarrierReply, String> {
         let mut st = self.state.lock().map_err(|_| "barrier state poisoned".to_string())?;
         if let Some(s) = shard {
             if s >= self.count {
                 return Err(format!("shard {s} is not below the shard count {}", self.count));
             }
-            if st.arrived.insert(s) {
+            if round < self.round {
+                return Err(format!(
+                    "shard {s} asks to start run {round} of the plan, but shard 0 is at run {}: the shards' plans differ",
+                    self.round
+                ));
+            }
+            if round == self.round && st.arrived.insert(s) {
                 self.arrived.notify_one();
             }
         }
+        let current = round == self.round;
         Ok(BarrierReply {
             count: self.count,
+            round: self.round,
             arrived: st.arrived.len() as u32,
-            start_unix_ns: st.start_unix_ns,
+            start_unix_ns: st.start_unix_ns.filter(|_| current),
             // Read last, as close to the reply going out as this handler gets.
             now_unix_ns: self.wall.now_unix_ns(),
         })
@@ -272,6 +288,7 @@ pub async fn synchronize(
     shard: Shard,
     start: &Start,
     wall: Wall,
+    round: u32,
     barrier: Option<&Barrier>,
 ) -> Result<ShardInfo, String> {
     let mut info = ShardInfo {
@@ -301,7 +318,7 @@ pub async fn synchronize(
                 info.clock_offset_uncertainty_ns = Some(0);
                 b.release(*timeout).await?
             } else {
-                let (start, probe) = poll_barrier(url, shard.index, wall, *timeout).await?;
+                let (start, probe) = poll_barrier(url, shard.index, round, wall, *timeout).await?;
                 info.clock_offset_ns = Some(probe.offset_ns);
                 info.clock_offset_uncertainty_ns = Some(probe.uncertainty_ns);
                 info.clock_probes = probe.probes;
@@ -363,9 +380,15 @@ impl Probe {
 
 /// Polls `/barrier?shard=I` until the start is set (and at least [`MIN_PROBES`] probes were
 /// taken): the start on shard 0's clock and the best probe.
-async fn poll_barrier(url: &Uri, index: u32, wall: Wall, timeout: Duration) -> Result<(i64, Probe), String> {
+async fn poll_barrier(
+    url: &Uri,
+    index: u32,
+    round: u32,
+    wall: Wall,
+    timeout: Duration,
+) -> Result<(i64, Probe), String> {
     let base = url.to_string();
-    let target: Uri = format!("{}/barrier?shard={index}", base.trim_end_matches('/'))
+    let target: Uri = format!("{}/barrier?shard={index}&round={round}", base.trim_end_matches('/'))
         .parse()
         .map_err(|e| format!("--barrier {base:?}: {e}"))?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -515,19 +538,26 @@ mod tests {
 
     #[tokio::test]
     async fn the_barrier_releases_once_every_shard_polled() {
-        let b = std::sync::Arc::new(Barrier::new(3, Wall::default()));
-        assert_eq!(b.poll(Some(1)).map(|r| r.start_unix_ns), Ok(None));
+        let b = std::sync::Arc::new(Barrier::new(3, Wall::default(), 0));
+        assert_eq!(b.poll(Some(1), 0).map(|r| r.start_unix_ns), Ok(None));
         let releasing = tokio::spawn({
             let b = b.clone();
             async move { b.release(Duration::from_secs(5)).await }
         });
-        assert!(b.poll(Some(7)).is_err());
-        let r = b.poll(Some(2)).expect("valid shard");
+        assert!(b.poll(Some(7), 0).is_err());
+        // A shard already at the plan's next run is not counted for this one.
+        assert_eq!(b.poll(Some(2), 1).map(|r| r.arrived), Ok(2));
+        let r = b.poll(Some(2), 0).expect("valid shard");
         assert_eq!(r.arrived, 3);
         let start = releasing.await.expect("joined").expect("released");
-        assert_eq!(b.poll(Some(1)).map(|r| r.start_unix_ns), Ok(Some(start)));
+        assert_eq!(b.poll(Some(1), 0).map(|r| r.start_unix_ns), Ok(Some(start)));
+        // ... and gets no start until shard 0 opens that run's barrier.
+        assert_eq!(b.poll(Some(1), 1).map(|r| r.start_unix_ns), Ok(None));
+        // A shard behind shard 0 ran a different plan.
+        let later = Barrier::new(2, Wall::default(), 3);
+        assert!(later.poll(Some(1), 2).is_err());
         // A barrier short of a shard names it.
-        let lone = Barrier::new(2, Wall::default());
+        let lone = Barrier::new(2, Wall::default(), 0);
         let err = lone.release(Duration::from_millis(10)).await.expect_err("times out");
         assert!(err.contains("shards 1"), "{err}");
     }

@@ -10,9 +10,9 @@
 set -eu
 index="${JOB_COMPLETION_INDEX:-${SLURM_PROCID:-0}}"
 host="${RECAP_LIVE_HOST:-0.0.0.0}"
-# Only shard 0's endpoint needs a known port; the others take a free one (two tasks may share
-# a node under Slurm).
-if [ "$index" = 0 ]; then live="$host:${RECAP_LIVE_PORT:-9464}"; else live="$host:0"; fi
+# Shard I publishes on RECAP_LIVE_PORT + I (distinct even where tasks share a node): shard 0's
+# is the barrier, and `plot --live host0:9464,host1:9465,...` shows the whole run as one.
+live="$host:$(( ${RECAP_LIVE_PORT:-9464} + index ))"
 # shellcheck disable=SC2086 # RECAP_ARGS is a list of flags
 exec "${RECAP_CAPTURE:-capture}" --url "$RECAP_URL" --out "$RECAP_OUT" --live "$live" \
   --barrier "http://$RECAP_BARRIER" --quiet $RECAP_ARGS

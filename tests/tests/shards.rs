@@ -334,7 +334,7 @@ fn sharded_open_loop_sends_exactly_the_unsharded_schedule() {
 }
 
 #[test]
-fn a_missing_shard_is_named_and_a_plan_is_refused() {
+fn a_missing_shard_is_named_and_a_sharded_search_is_refused() {
     let sim = SimProcess::start(&["--output-tokens", "3"]).expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("partial");
@@ -372,11 +372,87 @@ fn a_missing_shard_is_named_and_a_plan_is_refused() {
             "--shard",
             "0/2",
             "--concurrency",
-            "2,4",
+            "search:1..8",
+            "--until",
+            "ttft_p99>1s",
             "--out",
-            dir.path().join("plan").to_str().expect("utf-8"),
+            dir.path().join("search").to_str().expect("utf-8"),
         ],
     );
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not sharded yet"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("capacity search"));
+}
+
+#[test]
+fn a_sharded_sweep_starts_every_point_together_and_analyzes_as_a_plan_of_merged_runs() {
+    // TTFT = 2 ms + 1 ms per other running request.
+    let sim = SimProcess::start(&[
+        "--ttft",
+        "2ms",
+        "--ttft-per-running",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--output-tokens",
+        "4",
+    ])
+    .expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("sweep");
+    let url = sim.url();
+    let args = [
+        "--url",
+        &url,
+        "--concurrency",
+        "8,16",
+        "--repeat",
+        "2",
+        "--requests",
+        "96",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    run_shards(&args, None);
+    // Shard 0 wrote the plan; every run of it is a sharded run of four shards.
+    let plan = json(&out.join("plan.json"));
+    let runs = plan["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 4, "{plan}");
+    let tok = tokenizer();
+    for r in runs {
+        let run_dir = out.join(r["dir"].as_str().expect("dir"));
+        let s = report(&run_dir, &["--tokenizer", &tok]);
+        assert_eq!(s["requests"]["total"], 96, "{}", r["dir"]);
+        let shards = &s["shards"];
+        assert_eq!(shards["count"], SHARDS, "{shards}");
+        // Each point's shards met at the barrier: started together, clocks measured.
+        assert_eq!(shards["warnings"], serde_json::json!([]), "{}: {shards}", r["dir"]);
+        let level = if r["point"] == "c8" { 8.0 } else { 16.0 };
+        let m = json(&run_dir.join("shards/1/manifest.json"));
+        assert_eq!(m["shard"]["start"], "barrier");
+        // The whole point's load was in flight: TTFT near 2 + (level - 1) ms.
+        let p50 = pct(&s, "ttft_ms", "p50");
+        assert!(p50 > 0.6 * (1.0 + level), "{}: ttft p50 {p50}", r["dir"]);
+    }
+    // `analyze sweep <out>/*/`: four merged runs, repeats grouped by their point.
+    let report_dir = dir.path().join("report");
+    let mut a: Vec<String> = vec!["sweep".into()];
+    a.extend(
+        runs.iter()
+            .map(|r| out.join(r["dir"].as_str().expect("dir")).display().to_string()),
+    );
+    a.extend([
+        "--tokenizer".into(),
+        tok.clone(),
+        "--out".into(),
+        report_dir.display().to_string(),
+        "--quiet".into(),
+    ]);
+    let o = run_bin("analyze", &a);
+    assert!(
+        o.status.success(),
+        "analyze sweep: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let sweep = json(&report_dir.join("sweep.json"));
+    assert!(sweep.to_string().contains("c16"), "{sweep}");
 }
