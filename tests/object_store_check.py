@@ -1,10 +1,10 @@
 """`analyze` on runs in object storage (tests/object_store.sh).
 
-Captures two runs (one of two shards) against recap-sim, scores them where they are, uploads
-them with boto3 to moto's S3 server on 127.0.0.1, deletes the local folders, and scores and
-queries them again from s3://: every number of the summary must be the same, the bucket must
-be left as it was (analyze writes its analysis to a local folder), and a missing run must be
-a clear error.
+Captures two runs (one of two shards) against recap-sim and scores them where they are, then
+uploads them to two local object stores, moto's S3 server (s3://) and Azurite's blob service
+(az://), both on 127.0.0.1, deletes the local folders, and scores and queries them again from
+each store: every number of the summary must be the same, each bucket must be left as it was
+(analyze writes its analysis to a local folder), and a missing run must be a clear error.
 """
 
 import json
@@ -16,11 +16,13 @@ import sys
 import time
 import urllib.request
 
-import boto3
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKENIZER = os.path.join(ROOT, "fixtures", "tokenizers", "gpt2", "tokenizer.json.gz")
 BUCKET = "recap-runs"
+NAMES = ["one", "sharded"]
+# Azurite's well-known development account (public, in Azure's documentation).
+AZ_ACCOUNT = "devstoreaccount1"
+AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def free_port():
@@ -53,8 +55,109 @@ def comparable(summary):
     return s
 
 
+def wait_http(url, proc, what):
+    for _ in range(1200):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # answering, if only with an error: it is up
+        except Exception:
+            if proc.poll() is not None:
+                raise AssertionError(f"{what} exited before answering")
+            time.sleep(0.05)
+    raise AssertionError(f"{what} did not answer")
+
+
+def files(local, name):
+    """(relative path, absolute path) of what capture wrote for run `name`."""
+    base = os.path.join(local, name)
+    for dirpath, _, fs in os.walk(base):
+        for f in fs:
+            path = os.path.join(dirpath, f)
+            rel = os.path.relpath(path, base)
+            if rel.split(os.sep)[0] == "analysis":
+                continue  # what analyze wrote here; the bucket holds the capture only
+            yield rel, path
+
+
+class S3:
+    scheme = "s3"
+
+    def __init__(self, out):
+        import boto3
+
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_http(endpoint, self.proc, "moto_server")
+        self.env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_REGION="us-east-1",
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ALLOW_HTTP="true",
+            RECAP_REMOTE_CACHE=os.path.join(out, "cache"),
+        )
+        self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                   aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.client.create_bucket(Bucket=BUCKET)
+
+    def upload(self, key, path):
+        self.client.upload_file(path, BUCKET, key)
+
+    def keys(self):
+        return sorted(o["Key"] for o in self.client.list_objects_v2(Bucket=BUCKET)["Contents"])
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Azure:
+    scheme = "az"
+
+    def __init__(self, out, azurite):
+        from azure.storage.blob import BlobServiceClient
+
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [azurite, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", os.path.join(out, "azurite"),
+             "--silent", "--skipApiVersionCheck", "--loose"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_http(endpoint, self.proc, "azurite-blob")
+        self.env = dict(
+            os.environ,
+            AZURE_STORAGE_USE_EMULATOR="true",
+            AZURITE_BLOB_STORAGE_URL=endpoint,
+            RECAP_REMOTE_CACHE=os.path.join(out, "cache"),
+        )
+        conn = (f"DefaultEndpointsProtocol=http;AccountName={AZ_ACCOUNT};AccountKey={AZ_KEY};"
+                f"BlobEndpoint={endpoint}/{AZ_ACCOUNT};")
+        self.container = BlobServiceClient.from_connection_string(conn).create_container(BUCKET)
+
+    def upload(self, key, path):
+        with open(path, "rb") as f:
+            self.container.upload_blob(key, f)
+
+    def keys(self):
+        return sorted(b.name for b in self.container.list_blobs())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
 def main():
-    bin_dir, addr, out = sys.argv[1:4]
+    bin_dir, addr, out, azurite = sys.argv[1:5]
     capture = os.path.join(bin_dir, "capture")
     local = os.path.join(out, "local")
     url = f"http://{addr}"
@@ -62,75 +165,44 @@ def main():
     for i in range(2):
         run([capture, "--url", url, "--shard", f"{i}/2", "--concurrency", "4", "--requests", "40",
              "--out", os.path.join(local, "sharded"), "--quiet"], check=False)
-    names = ["one", "sharded"]
-    before = {n: report(bin_dir, os.path.join(local, n)) for n in names}
-    counts = {n: sql(bin_dir, os.path.join(local, n), "SELECT COUNT(*) AS n, SUM(t_ns) AS t FROM events") for n in names}
+    before = {n: report(bin_dir, os.path.join(local, n)) for n in NAMES}
+    counts = {n: sql(bin_dir, os.path.join(local, n), "SELECT COUNT(*) AS n, SUM(t_ns) AS t FROM events") for n in NAMES}
     assert before["one"]["requests"]["errors"], "the sim's errors should show"
     assert before["sharded"]["shards"]["count"] == 2
 
-    port = free_port()
-    server = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    stores = []
     try:
-        endpoint = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except Exception:
-                if server.poll() is not None:
-                    raise AssertionError("moto_server exited")
-                time.sleep(0.05)
-        env = dict(
-            os.environ,
-            AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",
-            AWS_REGION="us-east-1",
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_ENDPOINT_URL=endpoint,
-            AWS_ALLOW_HTTP="true",
-            RECAP_REMOTE_CACHE=os.path.join(out, "cache"),
-        )
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.create_bucket(Bucket=BUCKET)
-        for n in names:
-            base = os.path.join(local, n)
-            for dirpath, _, files in os.walk(base):
-                for f in files:
-                    path = os.path.join(dirpath, f)
-                    rel = os.path.relpath(path, base)
-                    if rel.startswith("analysis") or "/analysis/" in rel:
-                        continue  # what analyze wrote here; the bucket holds the capture only
-                    s3.upload_file(path, BUCKET, f"cluster/{n}/{rel}")
-        uploaded = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
+        stores.append(S3(out))
+        stores.append(Azure(out, azurite))
+        uploaded = {}
+        for st in stores:
+            for n in NAMES:
+                for rel, path in files(local, n):
+                    st.upload(f"cluster/{n}/{rel}", path)
+            uploaded[st.scheme] = st.keys()
         shutil.rmtree(local)  # no local copy from here on
 
-        for n in names:
-            where = f"s3://{BUCKET}/cluster/{n}"
-            after = report(bin_dir, where, env)
-            assert after["run"] == where, after["run"]
-            assert comparable(after) == comparable(before[n]), (n, comparable(after), comparable(before[n]))
-            got = sql(bin_dir, where, "SELECT COUNT(*) AS n, SUM(t_ns) AS t FROM events", env)
-            assert got == counts[n], (n, got, counts[n])
-            # The analysis went to the local cache, named after the URL.
-            cached = os.path.join(out, "cache", "s3", BUCKET, "cluster", n, "analysis")
-            assert os.path.isdir(cached), cached
-            # ... and `analyze sql` finds it there.
-            m = sql(bin_dir, where, "SELECT COUNT(*) AS n FROM metrics", env)
-            assert m[0]["n"] == after["requests"]["total"], (m, after["requests"])
-        left = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
-        assert left == uploaded, "analyze wrote into the bucket"
-        missing = run([os.path.join(bin_dir, "analyze"), "report", f"s3://{BUCKET}/cluster/nothing", "--tokenizer",
-                       TOKENIZER, "--quiet"], env, check=False)
-        assert missing.returncode == 2 and "not a run folder" in missing.stderr, missing.stderr
-        print(f"object storage: {len(uploaded)} objects, {len(names)} runs analyzed in place, summaries equal")
+        for st in stores:
+            for n in NAMES:
+                where = f"{st.scheme}://{BUCKET}/cluster/{n}"
+                after = report(bin_dir, where, st.env)
+                assert after["run"] == where, after["run"]
+                assert comparable(after) == comparable(before[n]), (where, comparable(after), comparable(before[n]))
+                got = sql(bin_dir, where, "SELECT COUNT(*) AS n, SUM(t_ns) AS t FROM events", st.env)
+                assert got == counts[n], (where, got, counts[n])
+                # The analysis went to the local cache, named after the URL, where sql finds it.
+                cached = os.path.join(out, "cache", st.scheme, BUCKET, "cluster", n, "analysis")
+                assert os.path.isdir(cached), cached
+                m = sql(bin_dir, where, "SELECT COUNT(*) AS n FROM metrics", st.env)
+                assert m[0]["n"] == after["requests"]["total"], (m, after["requests"])
+            assert st.keys() == uploaded[st.scheme], f"analyze wrote into the {st.scheme} bucket"
+            missing = run([os.path.join(bin_dir, "analyze"), "report", f"{st.scheme}://{BUCKET}/cluster/nothing",
+                           "--tokenizer", TOKENIZER, "--quiet"], st.env, check=False)
+            assert missing.returncode == 2 and "not a run folder" in missing.stderr, missing.stderr
+            print(f"{st.scheme}://: {len(uploaded[st.scheme])} objects, {len(NAMES)} runs analyzed in place, summaries equal")
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for st in stores:
+            st.stop()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,14 @@ use serde_json::Value;
 
 const SHARDS: u32 = 4;
 
+/// The tests here run one at a time: each starts up to nine processes, and on a 2-core machine
+/// two of them at once would measure the machine's contention, not the merge.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn tokenizer() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/tokenizers/gpt2/tokenizer.json.gz")
@@ -111,6 +119,17 @@ fn run_shards(args: &[&str], skewed: Option<(u32, i64)>) {
     assert!(status.success(), "shard 0 failed: {status}");
 }
 
+/// `args` as owned strings.
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs one unsharded capture to its end; panics with its stderr if it fails.
+fn capture_ok(args: &[String]) {
+    let o = run_bin("capture", args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn pct(summary: &Value, metric: &str, p: &str) -> f64 {
     summary["metrics"][metric][p]
         .as_f64()
@@ -135,6 +154,7 @@ fn sql(run: &Path, query: &str) -> Vec<Value> {
 
 #[test]
 fn four_shards_at_8_are_one_run_at_32_and_a_skewed_clock_is_measured_and_undone() {
+    let _serial = one_at_a_time();
     // TTFT = 2 ms + 1 ms per other running request: 33 ms at 32 in flight.
     let sim = SimProcess::start(&[
         "--ttft",
@@ -150,27 +170,23 @@ fn four_shards_at_8_are_one_run_at_32_and_a_skewed_clock_is_measured_and_undone(
     let dir = tempfile::tempdir().expect("tempdir");
     let (one, sharded) = (dir.path().join("one"), dir.path().join("sharded"));
     let url = sim.url();
-    let common = |out: &PathBuf| -> Vec<String> {
-        [
+    let common = |out: &PathBuf| {
+        owned(&[
             "--url",
             &url,
             "--requests",
             "640",
             "--out",
             out.to_str().expect("utf-8"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     };
     let mut a = common(&one);
-    a.extend(["--concurrency".into(), "32".into(), "--quiet".into()]);
-    let o = run_bin("capture", &a);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    a.extend(owned(&["--concurrency", "32", "--quiet"]));
+    capture_ok(&a);
 
     let skew_ms: i64 = -20_000;
     let mut b = common(&sharded);
-    b.extend(["--concurrency".into(), "32".into()]);
+    b.extend(owned(&["--concurrency", "32"]));
     let b: Vec<&str> = b.iter().map(String::as_str).collect();
     run_shards(&b, Some((3, skew_ms)));
 
@@ -239,12 +255,13 @@ fn four_shards_at_8_are_one_run_at_32_and_a_skewed_clock_is_measured_and_undone(
 
 #[test]
 fn sharded_open_loop_sends_exactly_the_unsharded_schedule() {
+    let _serial = one_at_a_time();
     let sim = SimProcess::start(&["--ttft", "1ms", "--itl", "1ms", "--output-tokens", "4"]).expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");
     let (one, sharded) = (dir.path().join("one"), dir.path().join("sharded"));
     let url = sim.url();
-    let args = |out: &Path| -> Vec<String> {
-        [
+    let args = |out: &Path| {
+        owned(&[
             "--url",
             &url,
             "--rate",
@@ -259,15 +276,11 @@ fn sharded_open_loop_sends_exactly_the_unsharded_schedule() {
             "6",
             "--out",
             out.to_str().expect("utf-8"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     };
     let mut a = args(&one);
     a.push("--quiet".into());
-    let o = run_bin("capture", &a);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    capture_ok(&a);
     let b = args(&sharded);
     let b: Vec<&str> = b.iter().map(String::as_str).collect();
     run_shards(&b, None);
@@ -335,6 +348,7 @@ fn sharded_open_loop_sends_exactly_the_unsharded_schedule() {
 
 #[test]
 fn a_missing_shard_is_named_and_a_sharded_search_is_refused() {
+    let _serial = one_at_a_time();
     let sim = SimProcess::start(&["--output-tokens", "3"]).expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("partial");
@@ -385,6 +399,7 @@ fn a_missing_shard_is_named_and_a_sharded_search_is_refused() {
 
 #[test]
 fn a_sharded_sweep_starts_every_point_together_and_analyzes_as_a_plan_of_merged_runs() {
+    let _serial = one_at_a_time();
     // TTFT = 2 ms + 1 ms per other running request.
     let sim = SimProcess::start(&[
         "--ttft",
