@@ -9,7 +9,9 @@
   within the histogram's stated precision, and the gap histogram holds exactly the gaps between
   output events read from the events table by pyarrow;
 - `plot --live A,B` under tmux shows the sum of both captures' counters and the percentiles of
-  their merged histograms (merged here, by hand, from the two live.json files).
+  their merged histograms (merged here, by hand, from the two live.json files);
+- `plot --live S0` given only shard 0 of a two-shard capture finds shard 1 on shard 0's
+  `/shards` and shows both shards ended, their `sent` summed.
 
 Usage: python tests/live_check.py BIN_DIR SIM_ADDR OUT_DIR
 """
@@ -270,6 +272,54 @@ subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
 wait_until("the dashboard to quit on q",
            lambda: subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0,
            timeout=10)
+
+
+# A sharded capture watched through shard 0 alone: `plot --live` finds shard 1 on shard 0's
+# `/shards` (named at the barrier) and shows both as one.
+def start_shard(i, barrier):
+    err = open(os.path.join(OUT, f"shard{i}.err"), "w")
+    p = subprocess.Popen(
+        [f"{BIN}/capture", "--url", f"http://{SIM}", "--out", os.path.join(OUT, "sharded"), "--quiet",
+         "--shard", f"{i}/2", "--concurrency", "4", "--requests", "80", "--live", "127.0.0.1:0",
+         "--barrier", barrier],
+        stdout=subprocess.DEVNULL, stderr=err)
+
+    def addr():
+        m = re.search(r"live on http://(\S+)", open(err.name).read())
+        if m is None and p.poll() is not None:
+            raise SystemExit(f"shard {i} exited before publishing: {open(err.name).read()}")
+        return m and m.group(1)
+
+    return p, wait_until(f"shard {i}'s live address", addr)
+
+
+shard0, addr0 = start_shard(0, "http://127.0.0.1:9")
+session = f"recap-live-shards-{os.getpid()}"
+subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
+                f"{BIN}/plot --live {addr0}"], check=True)
+shard1, _ = start_shard(1, f"http://{addr0}")
+
+
+def cleanup_shards():
+    subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    for p in (shard0, shard1):
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(cleanup_shards)
+for p in (shard0, shard1):
+    p.wait(timeout=120)
+text = wait_until("the dashboard to show both shards complete",
+                  lambda: (lambda s: s if "state complete" in s and s.count("(ended)") == 2 else None)(screen()),
+                  timeout=30)
+print(text)
+lives = [json.load(open(os.path.join(OUT, "sharded", "shards", str(i), "live.json"))) for i in range(2)]
+want = sum(l["counts"]["sent"] for l in lives)
+check(want == 80, f"the shards sent {want} of 80")
+check(shown("sent") == str(want), f"sharded dashboard sent: {shown('sent')} vs {want} (shard 0 alone: {lives[0]['counts']['sent']})")
+subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
 
 if failures:
     raise SystemExit(f"{len(failures)} live check(s) failed")

@@ -275,9 +275,9 @@ impl Drop for RunFeed {
 async fn accept(listener: tokio::net::TcpListener, live: Arc<Live>) {
     let mut closing = live.closing.subscribe();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok(sp) => sp,
                 Err(e) => {
                     tracing::debug!("--live: accept failed: {e}");
                     continue;
@@ -295,7 +295,7 @@ async fn accept(listener: tokio::net::TcpListener, live: Arc<Live>) {
                 let l = l.clone();
                 hyper::service::service_fn(move |req| {
                     let l = l.clone();
-                    async move { Ok::<_, Infallible>(route(&l, &req)) }
+                    async move { Ok::<_, Infallible>(route(&l, &req, peer)) }
                 })
             };
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
@@ -325,7 +325,7 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
     r
 }
 
-fn route(live: &Arc<Live>, req: &Request<Incoming>) -> Response<LiveBody> {
+fn route(live: &Arc<Live>, req: &Request<Incoming>, peer: SocketAddr) -> Response<LiveBody> {
     if req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
     }
@@ -356,19 +356,33 @@ fn route(live: &Arc<Live>, req: &Request<Incoming>) -> Response<LiveBody> {
             h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
             r
         }
-        "/barrier" => barrier(live, req.uri().query()),
+        "/barrier" => barrier(live, req.uri().query(), peer),
+        "/shards" => match live.barrier.lock().ok().and_then(|b| b.clone()) {
+            Some(b) => text(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_vec(&b.shards()).unwrap_or_default(),
+            ),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "no shards here: this capture is not shard 0 of a sharded capture with --barrier\n",
+            ),
+        },
         "/" => text(
             StatusCode::OK,
             "text/plain",
-            "recap capture: /metrics (Prometheus text), /snapshot (JSON), /stream (server-sent events), /barrier (shard 0 of a sharded capture)\n",
+            "recap capture: /metrics (Prometheus text), /snapshot (JSON), /stream (server-sent events), /barrier and /shards (shard 0 of a sharded capture)\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }
 
-/// `/barrier?shard=I&round=K`: shard I arrives for run K of its plan; the reply ([`crate::shard::BarrierReply`]) carries this
-/// clock and, once every shard has arrived, the start.
-fn barrier(live: &Arc<Live>, query: Option<&str>) -> Response<LiveBody> {
+/// `/barrier?shard=I&round=K[&live=PORT]`: shard I arrives for run K of its plan (its live
+/// endpoint on PORT of the address it polls from); the reply
+/// ([`crate::shard::BarrierReply`]) carries this clock and, once every shard has arrived, the
+/// start.
+fn barrier(live: &Arc<Live>, query: Option<&str>, peer: SocketAddr) -> Response<LiveBody> {
     let Some(b) = live.barrier.lock().ok().and_then(|b| b.clone()) else {
         return text(
             StatusCode::NOT_FOUND,
@@ -384,14 +398,18 @@ fn barrier(live: &Arc<Live>, query: Option<&str>) -> Response<LiveBody> {
             .map(|v| v.parse::<u32>())
             .transpose()
     };
-    let (Ok(shard), Ok(round)) = (param("shard"), param("round")) else {
+    let (Ok(shard), Ok(round), Ok(port)) = (param("shard"), param("round"), param("live")) else {
         return text(
             StatusCode::BAD_REQUEST,
             "text/plain",
-            "shard=I&round=K: expected numbers\n",
+            "shard=I&round=K&live=PORT: expected numbers\n",
         );
     };
-    match b.poll(shard, round.unwrap_or(0)) {
+    let Ok(port) = port.map(u16::try_from).transpose() else {
+        return text(StatusCode::BAD_REQUEST, "text/plain", "live=PORT: not a port\n");
+    };
+    let url = port.map(|p| format!("http://{}", SocketAddr::new(peer.ip(), p)));
+    match b.poll(shard, round.unwrap_or(0), url) {
         Ok(reply) => text(
             StatusCode::OK,
             "application/json",

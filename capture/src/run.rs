@@ -493,9 +493,16 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
                 _ => None,
             };
             Some(
-                crate::shard::synchronize(shard, &cfg.start, cfg.wall, cfg.round, barrier.as_deref())
-                    .await
-                    .map_err(Error::Config)?,
+                crate::shard::synchronize(
+                    shard,
+                    &cfg.start,
+                    cfg.wall,
+                    cfg.round,
+                    barrier.as_deref(),
+                    cfg.live.as_ref().map(|l| l.addr().port()),
+                )
+                .await
+                .map_err(Error::Config)?,
             )
         }
     };

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
+use recap_schemas::live::{ShardLive, ShardsReply};
 use recap_schemas::manifest::{ShardInfo, ShardStart};
 
 /// Environment variables holding a shard's index, in the order they are read: Kubernetes
@@ -178,6 +179,8 @@ pub struct Barrier {
 struct BarrierState {
     arrived: BTreeSet<u32>,
     start_unix_ns: Option<i64>,
+    /// The live endpoint each other shard named, as shard 0 reaches it (`http://IP:PORT`).
+    live: std::collections::BTreeMap<u32, String>,
 }
 
 /// What `/barrier` answers (JSON): shard 0's clock, who has arrived, and the start once set.
@@ -211,13 +214,17 @@ impl Barrier {
     }
 
     /// Shard `shard` polls for run `round` (`None`: the query named none, which only reads
-    /// the clock). A shard ahead of shard 0 (a later round) is not counted and gets no start:
-    /// it polls again until shard 0 opens that round.
-    pub fn poll(&self, shard: Option<u32>, round: u32) -> Result<BarrierReply, String> {
+    /// the clock), naming its live endpoint `live` (`http://IP:PORT`) if it has one. A shard
+    /// ahead of shard 0 (a later round) is not counted and gets no start: it polls again until
+    /// shard 0 opens that round.
+    pub fn poll(&self, shard: Option<u32>, round: u32, live: Option<String>) -> Result<BarrierReply, String> {
         let mut st = self.state.lock().map_err(|_| "barrier state poisoned".to_string())?;
         if let Some(s) = shard {
             if s >= self.count {
                 return Err(format!("shard {s} is not below the shard count {}", self.count));
+            }
+            if let Some(url) = live {
+                st.live.insert(s, url);
             }
             if round < self.round {
                 return Err(format!(
@@ -238,6 +245,27 @@ impl Barrier {
             // Read last, as close to the reply going out as this handler gets.
             now_unix_ns: self.wall.now_unix_ns(),
         })
+    }
+
+    /// The other shards' live endpoints named so far.
+    pub fn shards(&self) -> ShardsReply {
+        let live = self
+            .state
+            .lock()
+            .map(|st| {
+                st.live
+                    .iter()
+                    .map(|(index, url)| ShardLive {
+                        index: *index,
+                        url: url.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ShardsReply {
+            count: self.count,
+            live,
+        }
     }
 
     /// Waits until every shard has polled, sets the start [`START_LEAD`] ahead, and returns it.
@@ -290,6 +318,7 @@ pub async fn synchronize(
     wall: Wall,
     round: u32,
     barrier: Option<&Barrier>,
+    live_port: Option<u16>,
 ) -> Result<ShardInfo, String> {
     let mut info = ShardInfo {
         index: shard.index,
@@ -318,7 +347,7 @@ pub async fn synchronize(
                 info.clock_offset_uncertainty_ns = Some(0);
                 b.release(*timeout).await?
             } else {
-                let (start, probe) = poll_barrier(url, shard.index, round, wall, *timeout).await?;
+                let (start, probe) = poll_barrier(url, shard.index, round, live_port, wall, *timeout).await?;
                 info.clock_offset_ns = Some(probe.offset_ns);
                 info.clock_offset_uncertainty_ns = Some(probe.uncertainty_ns);
                 info.clock_probes = probe.probes;
@@ -384,13 +413,18 @@ async fn poll_barrier(
     url: &Uri,
     index: u32,
     round: u32,
+    live_port: Option<u16>,
     wall: Wall,
     timeout: Duration,
 ) -> Result<(i64, Probe), String> {
     let base = url.to_string();
-    let target: Uri = format!("{}/barrier?shard={index}&round={round}", base.trim_end_matches('/'))
-        .parse()
-        .map_err(|e| format!("--barrier {base:?}: {e}"))?;
+    let live = live_port.map_or(String::new(), |p| format!("&live={p}"));
+    let target: Uri = format!(
+        "{}/barrier?shard={index}&round={round}{live}",
+        base.trim_end_matches('/')
+    )
+    .parse()
+    .map_err(|e| format!("--barrier {base:?}: {e}"))?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut best: Option<Probe> = None;
     let mut conn: Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> = None;
@@ -539,23 +573,32 @@ mod tests {
     #[tokio::test]
     async fn the_barrier_releases_once_every_shard_polled() {
         let b = std::sync::Arc::new(Barrier::new(3, Wall::default(), 0));
-        assert_eq!(b.poll(Some(1), 0).map(|r| r.start_unix_ns), Ok(None));
+        assert_eq!(b.poll(Some(1), 0, None).map(|r| r.start_unix_ns), Ok(None));
         let releasing = tokio::spawn({
             let b = b.clone();
             async move { b.release(Duration::from_secs(5)).await }
         });
-        assert!(b.poll(Some(7), 0).is_err());
+        assert!(b.poll(Some(7), 0, None).is_err());
         // A shard already at the plan's next run is not counted for this one.
-        assert_eq!(b.poll(Some(2), 1).map(|r| r.arrived), Ok(2));
-        let r = b.poll(Some(2), 0).expect("valid shard");
+        assert_eq!(b.poll(Some(2), 1, None).map(|r| r.arrived), Ok(2));
+        let r = b
+            .poll(Some(2), 0, Some("http://10.0.0.2:9466".into()))
+            .expect("valid shard");
         assert_eq!(r.arrived, 3);
         let start = releasing.await.expect("joined").expect("released");
-        assert_eq!(b.poll(Some(1), 0).map(|r| r.start_unix_ns), Ok(Some(start)));
+        assert_eq!(
+            b.shards().live,
+            vec![ShardLive {
+                index: 2,
+                url: "http://10.0.0.2:9466".into()
+            }]
+        );
+        assert_eq!(b.poll(Some(1), 0, None).map(|r| r.start_unix_ns), Ok(Some(start)));
         // ... and gets no start until shard 0 opens that run's barrier.
-        assert_eq!(b.poll(Some(1), 1).map(|r| r.start_unix_ns), Ok(None));
+        assert_eq!(b.poll(Some(1), 1, None).map(|r| r.start_unix_ns), Ok(None));
         // A shard behind shard 0 ran a different plan.
         let later = Barrier::new(2, Wall::default(), 3);
-        assert!(later.poll(Some(1), 2).is_err());
+        assert!(later.poll(Some(1), 2, None).is_err());
         // A barrier short of a shard names it.
         let lone = Barrier::new(2, Wall::default(), 0);
         let err = lone.release(Duration::from_millis(10)).await.expect_err("times out");

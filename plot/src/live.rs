@@ -3,7 +3,9 @@
 //! Each URL is a `capture --live` address; a thread per capture reads its `/stream` (server-sent
 //! events of [`LiveSnapshot`]s) and the screen shows all of them as one: counters added,
 //! histograms merged exactly ([`LiveDistribution::merged`]), the state the furthest behind.
-//! It keeps the last screen after the captures end; `q` (or Esc, Ctrl-C) quits.
+//! It keeps the last screen after the captures end; `q` (or Esc, Ctrl-C) quits. Given shard 0
+//! of a sharded capture, it also watches every shard that shard 0 lists on `/shards` (looked
+//! up every second, so shards that reach the barrier later join the view).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -16,7 +18,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Row, Sparkline, Table};
 use ratatui::Frame;
-use recap_schemas::live::{LiveCounts, LiveDistribution, LiveSnapshot, LiveState};
+use recap_schemas::live::{LiveCounts, LiveDistribution, LiveSnapshot, LiveState, ShardsReply};
 
 /// What a reader thread reports.
 enum Msg {
@@ -25,6 +27,39 @@ enum Msg {
     Ended(usize),
     /// Could not connect or read; the reader tries again.
     Failed(usize, String),
+    /// Shard 0 of a sharded capture lists this shard's endpoint.
+    Discovered(String),
+}
+
+/// How often shard 0's `/shards` is looked up.
+const DISCOVER_EVERY: Duration = Duration::from_secs(1);
+
+/// The live endpoints a `/shards` reply lists.
+pub fn shard_urls(body: &str) -> Vec<String> {
+    serde_json::from_str::<ShardsReply>(body)
+        .map(|r| r.live.into_iter().map(|s| s.url).collect())
+        .unwrap_or_default()
+}
+
+/// Looks up `url/shards` every [`DISCOVER_EVERY`] and reports each endpoint it lists; stops
+/// at once for a capture that is not shard 0 (404), or when the dashboard is gone.
+fn discover(url: String, tx: mpsc::Sender<Msg>) {
+    let shards_url = format!("{}/shards", url.trim_end_matches('/'));
+    loop {
+        match ureq::get(&shards_url).call() {
+            Ok(resp) => {
+                let body = resp.into_body().read_to_string().unwrap_or_default();
+                for u in shard_urls(&body) {
+                    if tx.send(Msg::Discovered(u)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(ureq::Error::StatusCode(404)) => return,
+            Err(_) => {}
+        }
+        std::thread::sleep(DISCOVER_EVERY);
+    }
 }
 
 /// One watched capture.
@@ -130,7 +165,10 @@ pub fn watch(urls: &[String]) -> std::io::Result<()> {
         let (tx, u) = (tx.clone(), u.clone());
         std::thread::spawn(move || read_stream(i, u, tx));
     }
-    drop(tx);
+    for u in urls {
+        let (tx, u) = (tx.clone(), u.clone());
+        std::thread::spawn(move || discover(u, tx));
+    }
     let mut terminal = ratatui::init();
     let mut rates = Rates::default();
     let result = (|| -> std::io::Result<()> {
@@ -143,6 +181,19 @@ pub fn watch(urls: &[String]) -> std::io::Result<()> {
                     }
                     Msg::Ended(i) => sources[i].ended = true,
                     Msg::Failed(i, e) => sources[i].error = Some(e),
+                    Msg::Discovered(u) => {
+                        if !sources
+                            .iter()
+                            .any(|s| s.url.trim_end_matches('/') == u.trim_end_matches('/'))
+                        {
+                            let (i, tx) = (sources.len(), tx.clone());
+                            sources.push(Source {
+                                url: u.clone(),
+                                ..Source::default()
+                            });
+                            std::thread::spawn(move || read_stream(i, u, tx));
+                        }
+                    }
                 }
             }
             let merged = merge(&sources);
@@ -329,6 +380,15 @@ mod tests {
     use super::*;
     use recap_schemas::live::{new_histogram, LIVE_SCHEMA_VERSION};
     use recap_schemas::ErrorKind;
+
+    #[test]
+    fn lists_the_shards_shard_0_names_and_nothing_from_other_answers() {
+        let body =
+            r#"{"count":3,"live":[{"index":1,"url":"http://10.0.0.2:9465"},{"index":2,"url":"http://10.0.0.3:9466"}]}"#;
+        assert_eq!(shard_urls(body), ["http://10.0.0.2:9465", "http://10.0.0.3:9466"]);
+        assert!(shard_urls("not found\n").is_empty());
+        assert!(shard_urls(r#"{"count":1,"live":[]}"#).is_empty());
+    }
 
     fn snap(state: LiveState, done: u64, timeouts: u64, samples: &[u64]) -> LiveSnapshot {
         let mut h = new_histogram();

@@ -65,6 +65,25 @@ pub struct LiveSnapshot {
     pub e2e: LiveDistribution,
 }
 
+/// What shard 0 of a sharded capture answers on `/shards` (JSON): the other shards' live
+/// endpoints, so that `plot --live` given shard 0's watches them all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardsReply {
+    /// Shards in the capture.
+    pub count: u32,
+    /// Each other shard that named its endpoint at the barrier, by index.
+    pub live: Vec<ShardLive>,
+}
+
+/// One shard's live endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardLive {
+    /// The shard.
+    pub index: u32,
+    /// `http://IP:PORT`: the address its barrier polls came from, with the port it named.
+    pub url: String,
+}
+
 /// Where a run sits in its plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LivePlan {

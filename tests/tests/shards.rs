@@ -42,10 +42,10 @@ fn json(path: &Path) -> Value {
 /// from its stderr line.
 // The child goes back to the caller, which waits for it.
 #[allow(clippy::zombie_processes)]
-fn start_shard0(args: &[&str]) -> (Child, String) {
+fn start_shard0(args: &[&str], shard: &str) -> (Child, String) {
     let mut child = Command::new(workspace_bin("capture"))
         .args(args)
-        .args(["--shard", "0/4", "--live", "127.0.0.1:0", "--quiet"])
+        .args(["--shard", shard, "--live", "127.0.0.1:0", "--quiet"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -80,7 +80,7 @@ fn run_shards(args: &[&str], skewed: Option<(u32, i64)>) {
     let mut shard0_args: Vec<&str> = args.to_vec();
     // Every shard is given the same barrier flag, as a recipe would; shard 0 serves it.
     shard0_args.extend(["--barrier", "http://127.0.0.1:9"]);
-    let (mut shard0, live) = start_shard0(&shard0_args);
+    let (mut shard0, live) = start_shard0(&shard0_args, &format!("0/{SHARDS}"));
     let barrier = format!("http://{live}");
     let mut others = Vec::new();
     for i in 1..SHARDS {
@@ -470,4 +470,85 @@ fn a_sharded_sweep_starts_every_point_together_and_analyzes_as_a_plan_of_merged_
     );
     let sweep = json(&report_dir.join("sweep.json"));
     assert!(sweep.to_string().contains("c16"), "{sweep}");
+}
+
+/// `GET path` from `addr` (`127.0.0.1:PORT`): the status and body; `None` when it cannot connect.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Some((status, body))
+}
+
+#[test]
+fn shard_0_lists_the_other_shards_live_endpoints_for_plot_live() {
+    let _serial = one_at_a_time();
+    // About half a second a request: the shards are still running while the test looks.
+    let sim = SimProcess::start(&["--ttft", "50ms", "--itl", "20ms", "--output-tokens", "20"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let url = sim.url();
+    let args = [
+        "--url",
+        &url,
+        "--concurrency",
+        "4",
+        "--duration",
+        "3s",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    let mut a0 = args.to_vec();
+    a0.extend(["--barrier", "http://127.0.0.1:9"]);
+    let (mut shard0, live0) = start_shard0(&a0, "0/2");
+    let barrier = format!("http://{live0}");
+    let mut a1 = args.to_vec();
+    a1.extend([
+        "--shard",
+        "1/2",
+        "--barrier",
+        &barrier,
+        "--live",
+        "127.0.0.1:0",
+        "--quiet",
+    ]);
+    let shard1 = Command::new(workspace_bin("capture"))
+        .args(&a1)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shard 1");
+    // Shard 0 lists shard 1 once it has polled the barrier, at the address it polled from and
+    // the port it named; that endpoint is shard 1's own live view.
+    let listed =
+        recap_tests::harness::wait_until("shard 0 to list shard 1", std::time::Duration::from_secs(60), || {
+            let (status, body) = http_get(&live0, "/shards")?;
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).ok()?;
+            assert_eq!(v["count"], 2);
+            let url = v["live"].as_array()?.first()?["url"].as_str()?.to_string();
+            Some(url)
+        });
+    let addr1 = listed.trim_start_matches("http://").to_string();
+    assert!(addr1.starts_with("127.0.0.1:"), "{listed}");
+    let snapshot =
+        recap_tests::harness::wait_until("shard 1's first snapshot", std::time::Duration::from_secs(60), || {
+            let (status, body) = http_get(&addr1, "/snapshot")?;
+            (status == 200).then_some(body)
+        });
+    let v: Value = serde_json::from_str(&snapshot).expect("snapshot json");
+    assert!(v["run_dir"].as_str().is_some_and(|d| d.ends_with("shards/1")), "{v}");
+    // Any other capture has no shards to list.
+    assert_eq!(http_get(&addr1, "/shards").map(|(s, _)| s), Some(404));
+    let out1 = shard1.wait_with_output().expect("shard 1");
+    assert!(
+        out1.status.success(),
+        "shard 1: {}",
+        String::from_utf8_lossy(&out1.stderr)
+    );
+    assert!(shard0.wait().expect("shard 0").success());
 }
