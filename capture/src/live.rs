@@ -378,7 +378,7 @@ fn route(live: &Arc<Live>, req: &Request<Incoming>, peer: SocketAddr) -> Respons
     }
 }
 
-/// `/barrier?shard=I&round=K[&live=PORT]`: shard I arrives for run K of its plan (its live
+/// `/barrier?shard=I&count=N&round=K[&live=PORT]`: shard I of N arrives for run K of its plan (its live
 /// endpoint on PORT of the address it polls from); the reply
 /// ([`crate::shard::BarrierReply`]) carries this clock and, once every shard has arrived, the
 /// start.
@@ -398,17 +398,20 @@ fn barrier(live: &Arc<Live>, query: Option<&str>, peer: SocketAddr) -> Response<
             .map(|v| v.parse::<u32>())
             .transpose()
     };
-    let (Ok(shard), Ok(round), Ok(port)) = (param("shard"), param("round"), param("live")) else {
+    let (Ok(shard), Ok(count), Ok(round), Ok(port)) = (param("shard"), param("count"), param("round"), param("live"))
+    else {
         return text(
             StatusCode::BAD_REQUEST,
             "text/plain",
-            "shard=I&round=K&live=PORT: expected numbers\n",
+            "shard=I&count=N&round=K&live=PORT: expected numbers\n",
         );
     };
     let Ok(port) = port.map(u16::try_from).transpose() else {
         return text(StatusCode::BAD_REQUEST, "text/plain", "live=PORT: not a port\n");
     };
     let url = port.map(|p| format!("http://{}", SocketAddr::new(peer.ip(), p)));
+    // A poll without `count` is taken as of this capture's count.
+    let shard = shard.map(|i| (i, count.unwrap_or(b.count())));
     match b.poll(shard, round.unwrap_or(0), url) {
         Ok(reply) => text(
             StatusCode::OK,

@@ -213,15 +213,18 @@ impl Barrier {
         }
     }
 
-    /// Shard `shard` polls for run `round` (`None`: the query named none, which only reads
-    /// the clock), naming its live endpoint `live` (`http://IP:PORT`) if it has one. A shard
+    /// Shard `shard` (index, count) polls for run `round` (`None`: the query named none, which
+    /// only reads the clock), naming its live endpoint `live` (`http://IP:PORT`) if it has one. A shard
     /// ahead of shard 0 (a later round) is not counted and gets no start: it polls again until
     /// shard 0 opens that round.
-    pub fn poll(&self, shard: Option<u32>, round: u32, live: Option<String>) -> Result<BarrierReply, String> {
+    pub fn poll(&self, shard: Option<(u32, u32)>, round: u32, live: Option<String>) -> Result<BarrierReply, String> {
         let mut st = self.state.lock().map_err(|_| "barrier state poisoned".to_string())?;
-        if let Some(s) = shard {
-            if s >= self.count {
-                return Err(format!("shard {s} is not below the shard count {}", self.count));
+        if let Some((s, count)) = shard {
+            if count != self.count || s >= self.count {
+                return Err(format!(
+                    "shard {s}/{count} polls the barrier of a capture of {} shards: the shards were given different counts",
+                    self.count
+                ));
             }
             if let Some(url) = live {
                 st.live.insert(s, url);
@@ -245,6 +248,11 @@ impl Barrier {
             // Read last, as close to the reply going out as this handler gets.
             now_unix_ns: self.wall.now_unix_ns(),
         })
+    }
+
+    /// Shards in the capture.
+    pub fn count(&self) -> u32 {
+        self.count
     }
 
     /// The other shards' live endpoints named so far.
@@ -347,7 +355,7 @@ pub async fn synchronize(
                 info.clock_offset_uncertainty_ns = Some(0);
                 b.release(*timeout).await?
             } else {
-                let (start, probe) = poll_barrier(url, shard.index, round, live_port, wall, *timeout).await?;
+                let (start, probe) = poll_barrier(url, shard, round, live_port, wall, *timeout).await?;
                 info.clock_offset_ns = Some(probe.offset_ns);
                 info.clock_offset_uncertainty_ns = Some(probe.uncertainty_ns);
                 info.clock_probes = probe.probes;
@@ -411,7 +419,7 @@ impl Probe {
 /// taken): the start on shard 0's clock and the best probe.
 async fn poll_barrier(
     url: &Uri,
-    index: u32,
+    shard: Shard,
     round: u32,
     live_port: Option<u16>,
     wall: Wall,
@@ -419,8 +427,9 @@ async fn poll_barrier(
 ) -> Result<(i64, Probe), String> {
     let base = url.to_string();
     let live = live_port.map_or(String::new(), |p| format!("&live={p}"));
+    let (index, count) = (shard.index, shard.count);
     let target: Uri = format!(
-        "{}/barrier?shard={index}&round={round}{live}",
+        "{}/barrier?shard={index}&count={count}&round={round}{live}",
         base.trim_end_matches('/')
     )
     .parse()
@@ -461,7 +470,10 @@ async fn poll_barrier(
                     continue;
                 }
             }
-            Err(e) => {
+            // Shard 0 refused this shard (an index past the count, another plan): waiting
+            // cannot help.
+            Err(Refusal::Refused(e)) => return Err(format!("--barrier {base}: {e}")),
+            Err(Refusal::Retry(e)) => {
                 last_error = e;
                 conn = None;
             }
@@ -484,10 +496,24 @@ async fn connect(uri: &Uri) -> Result<hyper::client::conn::http1::SendRequest<Em
     Ok(sender)
 }
 
+/// Why a poll got no reply to use.
+enum Refusal {
+    /// Not yet (shard 0 not up, or not at its barrier yet; the connection failed): poll again.
+    Retry(String),
+    /// Shard 0 answered that this shard cannot join (HTTP 400).
+    Refused(String),
+}
+
+impl From<String> for Refusal {
+    fn from(e: String) -> Self {
+        Refusal::Retry(e)
+    }
+}
+
 async fn get_reply(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     uri: &Uri,
-) -> Result<BarrierReply, String> {
+) -> Result<BarrierReply, Refusal> {
     sender.ready().await.map_err(|e| format!("connection: {e}"))?;
     let authority = uri
         .authority()
@@ -505,9 +531,14 @@ async fn get_reply(
         .map_err(|e| format!("reading the reply: {e}"))?
         .to_bytes();
     if !status.is_success() {
-        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()));
+        let why = format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim());
+        return Err(if status == http::StatusCode::BAD_REQUEST {
+            Refusal::Refused(why)
+        } else {
+            Refusal::Retry(why)
+        });
     }
-    serde_json::from_slice(&body).map_err(|e| format!("not a barrier reply: {e}"))
+    serde_json::from_slice(&body).map_err(|e| Refusal::Retry(format!("not a barrier reply: {e}")))
 }
 
 #[cfg(test)]
@@ -573,16 +604,18 @@ mod tests {
     #[tokio::test]
     async fn the_barrier_releases_once_every_shard_polled() {
         let b = std::sync::Arc::new(Barrier::new(3, Wall::default(), 0));
-        assert_eq!(b.poll(Some(1), 0, None).map(|r| r.start_unix_ns), Ok(None));
+        assert_eq!(b.poll(Some((1, 3)), 0, None).map(|r| r.start_unix_ns), Ok(None));
         let releasing = tokio::spawn({
             let b = b.clone();
             async move { b.release(Duration::from_secs(5)).await }
         });
-        assert!(b.poll(Some(7), 0, None).is_err());
+        assert!(b.poll(Some((7, 3)), 0, None).is_err());
+        // A shard told of another count is refused, whatever its index.
+        assert!(b.poll(Some((1, 4)), 0, None).is_err());
         // A shard already at the plan's next run is not counted for this one.
-        assert_eq!(b.poll(Some(2), 1, None).map(|r| r.arrived), Ok(2));
+        assert_eq!(b.poll(Some((2, 3)), 1, None).map(|r| r.arrived), Ok(2));
         let r = b
-            .poll(Some(2), 0, Some("http://10.0.0.2:9466".into()))
+            .poll(Some((2, 3)), 0, Some("http://10.0.0.2:9466".into()))
             .expect("valid shard");
         assert_eq!(r.arrived, 3);
         let start = releasing.await.expect("joined").expect("released");
@@ -593,12 +626,12 @@ mod tests {
                 url: "http://10.0.0.2:9466".into()
             }]
         );
-        assert_eq!(b.poll(Some(1), 0, None).map(|r| r.start_unix_ns), Ok(Some(start)));
+        assert_eq!(b.poll(Some((1, 3)), 0, None).map(|r| r.start_unix_ns), Ok(Some(start)));
         // ... and gets no start until shard 0 opens that run's barrier.
-        assert_eq!(b.poll(Some(1), 1, None).map(|r| r.start_unix_ns), Ok(None));
+        assert_eq!(b.poll(Some((1, 3)), 1, None).map(|r| r.start_unix_ns), Ok(None));
         // A shard behind shard 0 ran a different plan.
         let later = Barrier::new(2, Wall::default(), 3);
-        assert!(later.poll(Some(1), 2, None).is_err());
+        assert!(later.poll(Some((1, 2)), 2, None).is_err());
         // A barrier short of a shard names it.
         let lone = Barrier::new(2, Wall::default(), 0);
         let err = lone.release(Duration::from_millis(10)).await.expect_err("times out");

@@ -552,3 +552,35 @@ fn shard_0_lists_the_other_shards_live_endpoints_for_plot_live() {
     );
     assert!(shard0.wait().expect("shard 0").success());
 }
+
+#[test]
+fn a_shard_told_another_count_is_refused_at_the_barrier_at_once() {
+    let _serial = one_at_a_time();
+    let sim = SimProcess::start(&["--output-tokens", "3"]).expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let url = sim.url();
+    let args = [
+        "--url",
+        &url,
+        "--concurrency",
+        "4",
+        "--requests",
+        "8",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    let mut a0 = args.to_vec();
+    a0.extend(["--barrier", "http://127.0.0.1:9"]);
+    let (mut shard0, live0) = start_shard0(&a0, "0/2");
+    let barrier = format!("http://{live0}");
+    // Shard 3 of 4 at a barrier of 2: refused without waiting for --barrier-timeout (10 min).
+    let mut a = args.to_vec();
+    a.extend(["--shard", "3/4", "--barrier", &barrier, "--quiet"]);
+    let o = run_bin("capture", &a);
+    let _ = shard0.kill();
+    let _ = shard0.wait();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("different counts"), "{err}");
+}
