@@ -38,14 +38,16 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Shard 0 with its live endpoint (the barrier): the child and the endpoint's address, read
-/// from its stderr line.
+/// Shard 0 (`shard`: `0/N`) with its live endpoint (the barrier): the child and the endpoint's
+/// address, read from its stderr line. It is given a barrier URL as every shard is in a
+/// recipe (shard 0 serves the barrier itself and only records the URL).
 // The child goes back to the caller, which waits for it.
 #[allow(clippy::zombie_processes)]
 fn start_shard0(args: &[&str], shard: &str) -> (Child, String) {
     let mut child = Command::new(workspace_bin("capture"))
         .args(args)
         .args(["--shard", shard, "--live", "127.0.0.1:0", "--quiet"])
+        .args(["--barrier", "http://127.0.0.1:9"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -77,10 +79,7 @@ fn start_shard0(args: &[&str], shard: &str) -> (Child, String) {
 /// Runs shards 1..4 (shard `skewed` with its clock off by `skew_ms`) against shard 0's
 /// barrier, then waits for all four; panics with a shard's stderr if one fails.
 fn run_shards(args: &[&str], skewed: Option<(u32, i64)>) {
-    let mut shard0_args: Vec<&str> = args.to_vec();
-    // Every shard is given the same barrier flag, as a recipe would; shard 0 serves it.
-    shard0_args.extend(["--barrier", "http://127.0.0.1:9"]);
-    let (mut shard0, live) = start_shard0(&shard0_args, &format!("0/{SHARDS}"));
+    let (mut shard0, live) = start_shard0(args, &format!("0/{SHARDS}"));
     let barrier = format!("http://{live}");
     let mut others = Vec::new();
     for i in 1..SHARDS {
@@ -502,9 +501,7 @@ fn shard_0_lists_the_other_shards_live_endpoints_for_plot_live() {
         "--out",
         out.to_str().expect("utf-8"),
     ];
-    let mut a0 = args.to_vec();
-    a0.extend(["--barrier", "http://127.0.0.1:9"]);
-    let (mut shard0, live0) = start_shard0(&a0, "0/2");
+    let (mut shard0, live0) = start_shard0(&args, "0/2");
     let barrier = format!("http://{live0}");
     let mut a1 = args.to_vec();
     a1.extend([
@@ -570,9 +567,7 @@ fn a_shard_told_another_count_is_refused_at_the_barrier_at_once() {
         "--out",
         out.to_str().expect("utf-8"),
     ];
-    let mut a0 = args.to_vec();
-    a0.extend(["--barrier", "http://127.0.0.1:9"]);
-    let (mut shard0, live0) = start_shard0(&a0, "0/2");
+    let (mut shard0, live0) = start_shard0(&args, "0/2");
     let barrier = format!("http://{live0}");
     // Shard 3 of 4 at a barrier of 2: refused without waiting for --barrier-timeout (10 min).
     let mut a = args.to_vec();
