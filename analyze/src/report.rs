@@ -200,7 +200,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
     summary.shards = run.shards_summary();
     if let Some(sh) = &summary.shards {
         for w in &sh.warnings {
-            tracing::warn!("{}: {w}", run.dir.display());
+            tracing::warn!("{}: {w}", run.location.display());
         }
     }
     lap("metrics and summary");
@@ -240,7 +240,7 @@ fn client_check(run: &RunFolder) -> Option<recap_schemas::summary::ClientCheck> 
         })
         .collect();
     for w in &warnings {
-        tracing::warn!("{}: {w}", run.dir.display());
+        tracing::warn!("{}: {w}", run.location.display());
     }
     let (_, busiest) = checks
         .into_iter()

@@ -2,9 +2,48 @@
 //!
 //! Every `t_ns` in a run comes from [`Clock::now_ns`]: nanoseconds since the run started on the
 //! OS monotonic clock, immune to NTP steps. Wall time is read exactly once, at start, and kept
-//! as the anchor in the manifest.
+//! as the anchor in the manifest ([`Wall`] is where it is read; a shard's barrier also reads it
+//! before the start, to measure its offset to shard 0's).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// This host's wall clock as capture reads it: shifted by `--test-clock-skew-ms` in the tests
+/// that stand in for a host whose clock is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wall {
+    /// Added to every reading.
+    pub skew_ns: i64,
+}
+
+impl Wall {
+    /// The time now.
+    pub fn now(&self) -> SystemTime {
+        let (now, skew) = (SystemTime::now(), Duration::from_nanos(self.skew_ns.unsigned_abs()));
+        if self.skew_ns >= 0 {
+            now + skew
+        } else {
+            now - skew
+        }
+    }
+
+    /// The time now, in Unix ns.
+    pub fn now_unix_ns(&self) -> i64 {
+        unix_ns(self.now())
+    }
+}
+
+/// `t` in Unix ns (negative before 1970).
+pub fn unix_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// `t` as the manifest writes times: UTC RFC 3339 with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
 
 /// Monotonic run clock with a wall-clock anchor taken at the same moment as its origin.
 #[derive(Debug, Clone, Copy)]
@@ -17,20 +56,14 @@ pub struct Clock {
 impl Clock {
     /// Starts the clock: `t_ns = 0` is now.
     pub fn start() -> Self {
-        Self::start_skewed(0)
+        Self::start_on(Wall::default())
     }
 
-    /// [`Clock::start`] on a wall clock that reads `skew_ns` more than this host's (a test
-    /// standing in for another host's clock: `capture --test-clock-skew-ms`).
-    pub fn start_skewed(skew_ns: i64) -> Self {
-        let now = SystemTime::now();
+    /// [`Clock::start`] anchored on `wall`.
+    pub fn start_on(wall: Wall) -> Self {
+        let anchor_wall = wall.now();
         let start = Instant::now();
-        let skew = Duration::from_nanos(skew_ns.unsigned_abs());
-        let anchor_wall = if skew_ns >= 0 { now + skew } else { now - skew };
-        let anchor_unix_ns = anchor_wall
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let anchor_unix_ns = unix_ns(anchor_wall);
         Clock {
             start,
             anchor_unix_ns,

@@ -528,7 +528,7 @@ pub struct Config {
     /// How the shards start together.
     pub start: crate::shard::Start,
     /// This host's wall clock (skewed in tests).
-    pub wall: crate::shard::Wall,
+    pub wall: crate::clock::Wall,
     /// Which run of its plan this is (from 0): the shards of a sharded plan meet at the
     /// barrier once per run.
     pub round: u32,
@@ -1116,7 +1116,7 @@ impl Args {
             stop_min_samples: self.stop_min_samples,
             shard,
             start,
-            wall: crate::shard::Wall {
+            wall: crate::clock::Wall {
                 skew_ns: self.test_clock_skew_ms.unwrap_or(0).saturating_mul(1_000_000),
             },
             round: 0,

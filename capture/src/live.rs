@@ -96,12 +96,17 @@ impl Live {
 
     /// Serves `/barrier` for `count` shards meeting for run `round` of a plan (this process is
     /// shard 0, its clock `wall`); replaces the previous run's.
-    pub fn open_barrier(&self, count: u32, wall: crate::shard::Wall, round: u32) -> Arc<crate::shard::Barrier> {
+    pub fn open_barrier(&self, count: u32, wall: crate::clock::Wall, round: u32) -> Arc<crate::shard::Barrier> {
         let b = Arc::new(crate::shard::Barrier::new(count, wall, round));
         if let Ok(mut slot) = self.barrier.lock() {
             *slot = Some(b.clone());
         }
         b
+    }
+
+    /// The barrier served now, if this process is shard 0 of a sharded capture.
+    fn current_barrier(&self) -> Option<Arc<crate::shard::Barrier>> {
+        self.barrier.lock().ok().and_then(|b| b.clone())
     }
 
     fn publish(&self, snapshot: LiveSnapshot) {
@@ -357,17 +362,13 @@ fn route(live: &Arc<Live>, req: &Request<Incoming>, peer: SocketAddr) -> Respons
             r
         }
         "/barrier" => barrier(live, req.uri().query(), peer),
-        "/shards" => match live.barrier.lock().ok().and_then(|b| b.clone()) {
+        "/shards" => match live.current_barrier() {
             Some(b) => text(
                 StatusCode::OK,
                 "application/json",
                 serde_json::to_vec(&b.shards()).unwrap_or_default(),
             ),
-            None => text(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "no shards here: this capture is not shard 0 of a sharded capture with --barrier\n",
-            ),
+            None => not_shard_0(),
         },
         "/" => text(
             StatusCode::OK,
@@ -378,17 +379,22 @@ fn route(live: &Arc<Live>, req: &Request<Incoming>, peer: SocketAddr) -> Respons
     }
 }
 
+/// What `/barrier` and `/shards` answer on any capture but shard 0 of a sharded one.
+fn not_shard_0() -> Response<LiveBody> {
+    text(
+        StatusCode::NOT_FOUND,
+        "text/plain",
+        "no barrier here: this capture is not shard 0 of a sharded capture with --barrier\n",
+    )
+}
+
 /// `/barrier?shard=I&count=N&round=K[&live=PORT]`: shard I of N arrives for run K of its plan (its live
 /// endpoint on PORT of the address it polls from); the reply
 /// ([`crate::shard::BarrierReply`]) carries this clock and, once every shard has arrived, the
 /// start.
 fn barrier(live: &Arc<Live>, query: Option<&str>, peer: SocketAddr) -> Response<LiveBody> {
-    let Some(b) = live.barrier.lock().ok().and_then(|b| b.clone()) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "no barrier here: this capture is not shard 0 of a sharded capture with --barrier\n",
-        );
+    let Some(b) = live.current_barrier() else {
+        return not_shard_0();
     };
     let param = |name: &str| {
         query

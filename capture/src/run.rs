@@ -117,10 +117,6 @@ pub(crate) fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) 
     std::fs::rename(&tmp, &path).map_err(|source| Error::Io { path, source })
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 fn run_id(clock: &Clock) -> String {
     let stamp = humantime::format_rfc3339_seconds(clock.anchor_wall())
         .to_string()
@@ -143,7 +139,7 @@ fn host_info() -> HostInfo {
 
 fn load_spec(cfg: &Config) -> LoadSpec {
     // A shard records its own share: the shards' load specs add up to the whole run's.
-    let shard = cfg.shard.unwrap_or(Shard { index: 0, count: 1 });
+    let shard = cfg.shard.unwrap_or(Shard::WHOLE);
     let (mode, concurrency, rate_per_s, arrival, burstiness) = match &cfg.load {
         Load::Concurrency(n) => (LoadMode::Concurrency, Some(*n), None, None, None),
         Load::Rate {
@@ -506,7 +502,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             )
         }
     };
-    let clock = Clock::start_skewed(cfg.wall.skew_ns);
+    let clock = Clock::start_on(cfg.wall);
     let run_id = run_id(&clock);
     let endpoint = Arc::new(endpoint.with_request_id(cfg.request_id_header.clone(), &run_id));
     let mut manifest = Manifest {
@@ -533,7 +529,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
             sha256: cfg.dataset.sha256.clone(),
             rows: cfg.dataset.rows.len() as u64,
         },
-        started_at: rfc3339(clock.anchor_wall()),
+        started_at: crate::clock::rfc3339(clock.anchor_wall()),
         clock_anchor_unix_ns: clock.anchor_unix_ns(),
         host: host_info(),
         status: RunStatus::Running,
@@ -602,7 +598,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     let ramp_ns = cfg.ramp_up.map_or(0, ns);
     let plan = Arc::new(Workload {
         total: cfg.requests.map(|r| r + cfg.warmup_requests),
-        shard: cfg.shard.unwrap_or(Shard { index: 0, count: 1 }),
+        shard: cfg.shard.unwrap_or(Shard::WHOLE),
         phases: Phases {
             warmup_requests: cfg.warmup_requests,
             ramp_ns,
@@ -846,7 +842,7 @@ pub async fn run(cfg: Config) -> Result<Outcome> {
     }
     manifest.status = status;
     manifest.status_message = message.or(sink_stats.error.clone());
-    manifest.ended_at = Some(rfc3339(SystemTime::now()));
+    manifest.ended_at = Some(crate::clock::rfc3339(SystemTime::now()));
     manifest.counts = Some(Counts {
         requests: sink_stats.request_rows,
         done: summary.done,

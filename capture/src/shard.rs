@@ -25,6 +25,8 @@ use hyper_util::rt::TokioIo;
 use recap_schemas::live::{ShardLive, ShardsReply};
 use recap_schemas::manifest::{ShardInfo, ShardStart};
 
+use crate::clock::{rfc3339, unix_ns, Wall};
+
 /// Environment variables holding a shard's index, in the order they are read: Kubernetes
 /// Indexed Jobs set the first, Slurm the second (one task per shard).
 pub const INDEX_VARS: [&str; 2] = ["JOB_COMPLETION_INDEX", "SLURM_PROCID"];
@@ -48,6 +50,9 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// The whole load: what a process that is not a shard sends.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
     /// Parses `I/N`.
     pub fn parse(text: &str) -> Result<Shard, String> {
         let bad = || format!("--shard {text:?}: expected I/N with 0 <= I < N (e.g. 0/4)");
@@ -137,31 +142,9 @@ pub enum Start {
     },
 }
 
-/// This process's wall clock, shifted by `--test-clock-skew` (tests stand in for a host whose
-/// clock is off).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Wall {
-    /// Added to every wall-clock reading.
-    pub skew_ns: i64,
-}
-
-impl Wall {
-    /// Unix time in ns.
-    pub fn now_unix_ns(&self) -> i64 {
-        unix_ns(SystemTime::now()).saturating_add(self.skew_ns)
-    }
-}
-
-fn unix_ns(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
-    }
-}
-
+/// Unix ns as the manifest writes times.
 fn rfc3339_of_unix_ns(ns: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
+    rfc3339(UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0)))
 }
 
 /// Shard 0's side of the barrier, served on its live endpoint (`/barrier?shard=I`).

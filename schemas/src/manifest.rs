@@ -365,6 +365,30 @@ pub struct Counts {
     pub scrapes: u64,
 }
 
+impl Counts {
+    /// Adds another run's totals (the shards of a sharded capture read as one run).
+    pub fn add(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.done += o.done;
+        for (k, n) in &o.errors {
+            *self.errors.entry(*k).or_default() += n;
+        }
+        self.cancelled += o.cancelled;
+        self.events += o.events;
+        self.sse_events += o.sse_events;
+        self.segments += o.segments;
+        self.bytes_written += o.bytes_written;
+        self.connections += o.connections;
+        self.stale_connections += o.stale_connections;
+        self.retries += o.retries;
+        self.recorder_waits += o.recorder_waits;
+        self.recorder_wait_ns += o.recorder_wait_ns;
+        self.sessions_history_capped += o.sessions_history_capped;
+        self.keep_alive_stopped |= o.keep_alive_stopped;
+        self.scrapes += o.scrapes;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

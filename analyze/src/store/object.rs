@@ -158,13 +158,9 @@ pub fn list(p: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let base = bucket_of(&url);
     let named = |o: &ObjectPath| PathBuf::from(format!("{base}/{o}"));
     let dirs = listed.common_prefixes.iter().map(named).collect();
-    let mut files = Vec::with_capacity(listed.objects.len());
+    let files: Vec<PathBuf> = listed.objects.iter().map(|o| named(&o.location)).collect();
     if let Ok(mut s) = sizes().lock() {
-        for o in &listed.objects {
-            let f = named(&o.location);
-            s.insert(f.clone(), o.size);
-            files.push(f);
-        }
+        s.extend(files.iter().cloned().zip(listed.objects.iter().map(|o| o.size)));
     }
     Ok((dirs, files))
 }

@@ -84,7 +84,13 @@ impl RunFolder {
                 recap_schemas::MANIFEST_FILE
             )));
         };
-        let version: Option<u64> = serde_json::from_str::<serde_json::Value>(&text)
+        Self::with_manifest(dir, &text)
+    }
+
+    /// Opens the run folder `dir` whose manifest reads `text`.
+    fn with_manifest(dir: &Path, text: &str) -> Result<Self> {
+        let mpath = dir.join(recap_schemas::MANIFEST_FILE);
+        let version: Option<u64> = serde_json::from_str::<serde_json::Value>(text)
             .ok()
             .and_then(|v| v.get("schema_version").and_then(serde_json::Value::as_u64));
         if let Some(v) = version {
@@ -95,7 +101,7 @@ impl RunFolder {
                 )));
             }
         }
-        let manifest: Manifest = serde_json::from_str(&text)
+        let manifest: Manifest = serde_json::from_str(text)
             .map_err(|e| Error::Input(format!("{}: not a Recap manifest: {e}", mpath.display())))?;
         let mut skipped = Vec::new();
         let requests = segments(&dir.join(recap_schemas::REQUESTS_DIR), &mut skipped)?;
@@ -129,12 +135,12 @@ impl RunFolder {
             else {
                 continue;
             };
-            if read_text(&path.join(recap_schemas::MANIFEST_FILE))?.is_none() {
+            let Some(text) = read_text(&path.join(recap_schemas::MANIFEST_FILE))? else {
                 // Killed before its manifest: nothing of it can be placed on the timeline.
                 tracing::warn!("{}: no manifest, left out of the merged run", path.display());
                 continue;
-            }
-            found.push((index, RunFolder::open(&path)?));
+            };
+            found.push((index, RunFolder::with_manifest(&path, &text)?));
         }
         found.sort_by_key(|(i, _)| *i);
         let Some((_, first)) = found.first() else {
@@ -143,21 +149,21 @@ impl RunFolder {
                 root.display()
             )));
         };
-        let info_of = |_: u32, r: &RunFolder| {
+        let info_of = |r: &RunFolder| {
             r.manifest.shard.clone().ok_or_else(|| {
                 Error::Input(format!(
                     "{}: no `shard` in its manifest: not a shard of a sharded capture",
-                    r.dir.join(recap_schemas::MANIFEST_FILE).display()
+                    r.location.join(recap_schemas::MANIFEST_FILE).display()
                 ))
             })
         };
-        let count = info_of(found[0].0, first)?.count;
+        let count = info_of(first)?.count;
         for (i, r) in &found {
-            let info = info_of(*i, r)?;
+            let info = info_of(r)?;
             if info.index != *i || info.count != count {
                 return Err(Error::Input(format!(
                     "{}: says shard {}/{}, but it is in folder shards/{i} of a capture of {count} shards",
-                    r.dir.join(recap_schemas::MANIFEST_FILE).display(),
+                    r.location.join(recap_schemas::MANIFEST_FILE).display(),
                     info.index,
                     info.count
                 )));
@@ -346,11 +352,10 @@ impl RunFolder {
 fn merged_manifest<'a>(all: impl Iterator<Item = &'a Manifest>) -> Manifest {
     let all: Vec<&Manifest> = all.collect();
     let mut m = all[0].clone();
-    let sum_opt = |f: &dyn Fn(&Manifest) -> Option<u64>| all.iter().map(|m| f(m)).sum::<Option<u64>>();
     m.load.concurrency = all.iter().map(|m| m.load.concurrency).sum::<Option<u32>>();
     m.load.max_in_flight = all.iter().map(|m| m.load.max_in_flight).sum();
     m.load.rate_per_s = all.iter().map(|m| m.load.rate_per_s).sum::<Option<f64>>();
-    m.load.requests = sum_opt(&|m| m.load.requests);
+    m.load.requests = all.iter().map(|m| m.load.requests).sum::<Option<u64>>();
     m.load.warmup_requests = all.iter().map(|m| m.load.warmup_requests).sum();
     m.status = all
         .iter()
@@ -371,7 +376,12 @@ fn merged_manifest<'a>(all: impl Iterator<Item = &'a Manifest>) -> Manifest {
         .iter()
         .map(|m| m.counts.clone())
         .collect::<Option<Vec<Counts>>>()
-        .map(|c| c.into_iter().reduce(add_counts).unwrap_or_default());
+        .map(|c| {
+            c.iter().fold(Counts::default(), |mut sum, one| {
+                sum.add(one);
+                sum
+            })
+        });
     m.ended_at = all.iter().filter_map(|m| m.ended_at.clone()).max();
     // Each shard's own health is checked shard by shard (report).
     m.client = None;
@@ -388,28 +398,6 @@ fn status_rank(s: RunStatus) -> u8 {
         RunStatus::Interrupted => 3,
         RunStatus::Failed => 4,
     }
-}
-
-fn add_counts(mut a: Counts, b: Counts) -> Counts {
-    a.requests += b.requests;
-    a.done += b.done;
-    for (k, n) in b.errors {
-        *a.errors.entry(k).or_default() += n;
-    }
-    a.cancelled += b.cancelled;
-    a.events += b.events;
-    a.sse_events += b.sse_events;
-    a.segments += b.segments;
-    a.bytes_written += b.bytes_written;
-    a.connections += b.connections;
-    a.stale_connections += b.stale_connections;
-    a.retries += b.retries;
-    a.recorder_waits += b.recorder_waits;
-    a.recorder_wait_ns += b.recorder_wait_ns;
-    a.sessions_history_capped += b.sessions_history_capped;
-    a.keep_alive_stopped |= b.keep_alive_stopped;
-    a.scrapes += b.scrapes;
-    a
 }
 
 /// The text of the file at `path` (local or in object storage); `None` when there is none.
