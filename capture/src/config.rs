@@ -948,8 +948,9 @@ impl Args {
         let mut headers = HeaderMap::new();
         let mut headers_redacted = Vec::new();
         let mut secrets = crate::redact::url_secrets(&self.url);
-        // A token in a --scrape URL's query is sent, and kept out of every byte written.
-        for url in &self.scrape {
+        // A token in a --scrape (or --barrier) URL's query is sent, and kept out of every byte
+        // written.
+        for url in self.scrape.iter().chain(&self.barrier) {
             secrets.extend(crate::redact::url_secrets(url));
         }
         for line in &self.headers {

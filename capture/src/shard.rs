@@ -338,7 +338,7 @@ pub async fn synchronize(
                 info.clock_offset_uncertainty_ns = Some(0);
                 b.release(*timeout).await?
             } else {
-                let (start, probe) = poll_barrier(url, shard, round, live_port, wall, *timeout).await?;
+                let (start, probe) = poll_barrier(url, shown, shard, round, live_port, wall, *timeout).await?;
                 info.clock_offset_ns = Some(probe.offset_ns);
                 info.clock_offset_uncertainty_ns = Some(probe.uncertainty_ns);
                 info.clock_probes = probe.probes;
@@ -399,9 +399,11 @@ impl Probe {
 }
 
 /// Polls `/barrier?shard=I` until the start is set (and at least [`MIN_PROBES`] probes were
-/// taken): the start on shard 0's clock and the best probe.
+/// taken): the start on shard 0's clock and the best probe. Messages name the URL as `shown`
+/// (credentials removed), never as given.
 async fn poll_barrier(
     url: &Uri,
+    shown: &str,
     shard: Shard,
     round: u32,
     live_port: Option<u16>,
@@ -416,7 +418,7 @@ async fn poll_barrier(
         base.trim_end_matches('/')
     )
     .parse()
-    .map_err(|e| format!("--barrier {base:?}: {e}"))?;
+    .map_err(|e| format!("--barrier {shown:?}: {e}"))?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut best: Option<Probe> = None;
     let mut conn: Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> = None;
@@ -424,7 +426,7 @@ async fn poll_barrier(
     loop {
         if tokio::time::Instant::now() >= deadline {
             return Err(format!(
-                "--barrier {base}: no start after {} ({last_error})",
+                "--barrier {shown}: no start after {} ({last_error})",
                 humantime::format_duration(timeout)
             ));
         }
@@ -455,7 +457,7 @@ async fn poll_barrier(
             }
             // Shard 0 refused this shard (an index past the count, another plan): waiting
             // cannot help.
-            Err(Refusal::Refused(e)) => return Err(format!("--barrier {base}: {e}")),
+            Err(Refusal::Refused(e)) => return Err(format!("--barrier {shown}: {e}")),
             Err(Refusal::Retry(e)) => {
                 last_error = e;
                 conn = None;

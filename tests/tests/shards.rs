@@ -579,3 +579,58 @@ fn a_shard_told_another_count_is_refused_at_the_barrier_at_once() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("different counts"), "{err}");
 }
+
+#[test]
+fn a_barrier_url_with_credentials_never_reaches_a_message_or_a_file() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    // Nothing listens on port 1: the shard gives up after --barrier-timeout and says why.
+    let o = run_bin(
+        "capture",
+        &[
+            "--url",
+            "http://127.0.0.1:1",
+            "--concurrency",
+            "2",
+            "--shard",
+            "1/2",
+            "--barrier",
+            "http://u:hunter2@127.0.0.1:1/?token=s3cr3t",
+            "--barrier-timeout",
+            "1s",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "-v",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(said.contains("no start after 1s"), "{said}");
+    for secret in ["hunter2", "s3cr3t"] {
+        assert!(!said.contains(secret), "{secret} in: {said}");
+    }
+    for f in walk(dir.path()) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("hunter2") && !text.contains("s3cr3t"), "{}", f.display());
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
