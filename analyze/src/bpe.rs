@@ -51,7 +51,7 @@ type Hasher = ahash::RandomState;
 type Memo = HashMap<Box<[u8]>, u32, Hasher>;
 
 /// How the text between added tokens is normalized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Normalize {
     /// As it is (no normalizer, or an empty `Sequence`).
     None,
@@ -61,8 +61,11 @@ enum Normalize {
     SentencePiece,
 }
 
-/// One `Split` pre-tokenizer.
+/// One `Split` pre-tokenizer. Kept on disk as its pattern and behaviour, compiled again when
+/// read.
 struct Split {
+    /// The pattern as the file gives it.
+    source: String,
     pattern: regex::Regex,
     /// The original pattern, when it has the `\s+(?!\S)` look-ahead the DFA pattern drops.
     original: Option<fancy_regex::Regex>,
@@ -75,22 +78,26 @@ struct Split {
 }
 
 /// How a word becomes its first symbols, before merges.
+#[derive(serde::Serialize, serde::Deserialize)]
 enum Alphabet {
     /// Byte-level BPE: every byte is a token (GPT-2's byte-to-character map).
-    Bytes([u32; 256]),
+    Bytes(#[serde(with = "per_byte")] [u32; 256]),
     /// Characters (SentencePiece-style): a character not in the vocabulary becomes its bytes'
     /// `<0xXX>` tokens (`byte_fallback`), else `unk` (consecutive ones fused with `fuse_unk`),
     /// else nothing.
     Chars {
         ids: HashMap<char, u32, Hasher>,
+        #[serde(with = "per_byte::option")]
         byte_tokens: Option<[u32; 256]>,
         unk: Option<u32>,
         fuse_unk: bool,
     },
 }
 
-/// Added tokens matched on the raw or on the normalized text.
+/// Added tokens matched on the raw or on the normalized text. Kept on disk as its patterns,
+/// compiled again when read.
 struct AddedTokens {
+    patterns: Vec<String>,
     matcher: aho_corasick::AhoCorasick,
     /// Per pattern: counted as text instead of split off (a special token under
     /// `--special-text plain`).
@@ -106,7 +113,11 @@ impl AddedTokens {
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
             .build(&patterns)
             .map_err(|e| format!("added tokens: {e}"))?;
-        Ok(Some(AddedTokens { matcher, as_text }))
+        Ok(Some(AddedTokens {
+            patterns,
+            matcher,
+            as_text,
+        }))
     }
 
     /// Calls `piece` for the text between added tokens and returns how many added tokens were
@@ -129,8 +140,13 @@ impl AddedTokens {
     }
 }
 
-/// A BPE tokenizer reduced to what counting needs.
+/// A BPE tokenizer reduced to what counting needs. Serializable, so that a tokenizer compiled
+/// and self-checked once is read back by later analyses ([`crate::tokenize`]) instead of being
+/// built from `tokenizer.json` again.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct FastBpe {
+    /// Tells threads' [`Local`] state apart per instance; a new one for each read.
+    #[serde(skip, default = "next_instance")]
     instance: u64,
     /// Added tokens matched on the raw text (`normalized: false`).
     raw_added: Option<AddedTokens>,
@@ -160,6 +176,75 @@ impl std::fmt::Debug for FastBpe {
             .field("engine", &self.describe)
             .field("merges", &self.merges.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Serde for a token per byte (serde derives arrays up to 32 only).
+mod per_byte {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &[u32; 256], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(a)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u32; 256], D::Error> {
+        let v = Vec::<u32>::deserialize(d)?;
+        v.try_into()
+            .map_err(|v: Vec<u32>| serde::de::Error::invalid_length(v.len(), &"256 tokens"))
+    }
+
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(a: &Option<[u32; 256]>, s: S) -> Result<S::Ok, S::Error> {
+            match a {
+                Some(a) => s.serialize_some(&a[..]),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u32; 256]>, D::Error> {
+            Option::<Vec<u32>>::deserialize(d)?
+                .map(|v| {
+                    v.try_into()
+                        .map_err(|v: Vec<u32>| serde::de::Error::invalid_length(v.len(), &"256 tokens"))
+                })
+                .transpose()
+        }
+    }
+}
+
+/// A number no other [`FastBpe`] of this process has.
+fn next_instance() -> u64 {
+    static INSTANCES: AtomicU64 = AtomicU64::new(0);
+    INSTANCES.fetch_add(1, Ordering::Relaxed)
+}
+
+impl serde::Serialize for Split {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.source, self.keep_gaps).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Split {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Split, D::Error> {
+        let (source, keep_gaps) = <(String, bool)>::deserialize(d)?;
+        Split::new(&source, keep_gaps).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for AddedTokens {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.patterns, &self.as_text).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AddedTokens {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AddedTokens, D::Error> {
+        let (patterns, as_text) = <(Vec<String>, Vec<bool>)>::deserialize(d)?;
+        AddedTokens::new(patterns, as_text)
+            .map_err(serde::de::Error::custom)?
+            .ok_or_else(|| serde::de::Error::custom("added tokens without patterns"))
     }
 }
 
@@ -279,6 +364,7 @@ impl Split {
             .parse(&rest)
             .is_ok_and(|hir| hir.properties().look_set().is_empty());
         Ok(Split {
+            source: source.to_string(),
             pattern,
             original,
             keep_gaps,
@@ -535,7 +621,6 @@ impl FastBpe {
             && normalize == Normalize::SentencePiece
             && whole_words.is_none()
             && !vocab.keys().any(|t| crosses_space(t));
-        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let describe = format!(
             "{} BPE{}{}{}",
             if bytes { "byte-level" } else { "character" },
@@ -558,7 +643,7 @@ impl FastBpe {
             if space_words { ", words at ▁" } else { "" }
         );
         Ok(FastBpe {
-            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            instance: next_instance(),
             raw_added: AddedTokens::new(raw.0, raw.1)?,
             normalized_added: AddedTokens::new(normalized.0, normalized.1)?,
             normalize,

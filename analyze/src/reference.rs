@@ -26,34 +26,36 @@ use unicode_normalization_alignments::UnicodeNormalization;
 /// Bytes of a token's start and end looked up in the texts.
 const ENDS: usize = 8;
 
-/// What a cut reference is built from: the parsed `tokenizer.json` and an index of its
-/// vocabulary, so that each cut is a few lookups per token.
+/// What a cut reference is built from: the file without its vocabulary and merges, and those
+/// indexed, so that each cut is a few lookups per token. Plain data, so that it is kept on disk
+/// with the compiled tokenizer ([`crate::tokenize`]) and a later analysis need not parse the
+/// file to check against it.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Source {
-    json: Value,
-    index: Index,
-}
-
-/// The vocabulary indexed in the file's order, without copying it.
-pub struct Index {
-    /// Per token: kept whatever the texts (added, byte-fallback, unknown), or the keys of its
-    /// first and last bytes, as written and (byte-level vocabularies) decoded.
+    /// `tokenizer.json` without `model.vocab` and `model.merges`, as JSON text.
+    rest: String,
+    /// The vocabulary: each token and its id.
+    vocab: Vec<(String, u32)>,
+    /// Per token of `vocab`: kept whatever the texts (added, byte-fallback, unknown), or the
+    /// keys of its first and last bytes, as written and (byte-level vocabularies) decoded.
     keys: Vec<Keys>,
-    /// Every merge as token indices (left, right, result); `None` for one naming a token not
-    /// in the vocabulary (never formed).
-    merges: Vec<Option<[u32; 3]>>,
+    /// The merges in rank order as indices into `vocab` (left, right, result); one naming a
+    /// token not in the vocabulary is left out (it never forms).
+    merges: Vec<[u32; 3]>,
     /// The normalizer puts SentencePiece's `▁` for spaces.
     spaced: bool,
 }
 
 /// What decides whether a token is kept in a cut.
+#[derive(serde::Serialize, serde::Deserialize)]
 enum Keys {
     Always,
     Ends(Vec<[(u8, u64); 2]>),
 }
 
-impl Index {
+impl Source {
     /// Indexes a parsed file (on any thread, while the fast path is built from it too).
-    pub fn of(json: &Value) -> Result<Index, String> {
+    pub fn of(json: &Value) -> Result<Source, String> {
         let file = json.as_object().ok_or("not a JSON object")?;
         let model = file.get("model").and_then(Value::as_object).ok_or("no model")?;
         let vocab = model.get("vocab").and_then(Value::as_object).ok_or("no vocab")?;
@@ -70,10 +72,16 @@ impl Index {
             [Substrings::key(&b[..n]), Substrings::key(&b[b.len() - n..])]
         };
         let mut keys = Vec::with_capacity(vocab.len());
+        let mut tokens = Vec::with_capacity(vocab.len());
         let mut index: std::collections::HashMap<&str, u32, ahash::RandomState> =
             std::collections::HashMap::with_capacity_and_hasher(vocab.len(), ahash::RandomState::default());
-        for t in vocab.keys() {
+        for (t, id) in vocab {
+            let id = id
+                .as_u64()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(|| format!("vocab id of {t:?} is not a u32"))?;
             index.insert(t.as_str(), keys.len() as u32);
+            tokens.push((t.clone(), id));
             let always = added.contains(t.as_str())
                 || Some(t.as_str()) == unk
                 || (byte_fallback && t.len() == 6 && t.starts_with("<0x") && t.ends_with('>'))
@@ -95,7 +103,7 @@ impl Index {
             .and_then(Value::as_array)
             .map(|all| {
                 all.iter()
-                    .map(|m| {
+                    .filter_map(|m| {
                         crate::bpe::merge_pair(m).and_then(|(l, r)| {
                             joined.clear();
                             joined.push_str(l);
@@ -109,21 +117,32 @@ impl Index {
         let spaced = ["normalizer", "pre_tokenizer"]
             .iter()
             .any(|k| file.get(*k).is_some_and(|n| n.to_string().contains('\u{2581}')));
-        Ok(Index { keys, merges, spaced })
-    }
-}
-
-impl Source {
-    /// The parsed file and its index ([`Index::of`] on the same file).
-    pub fn new(json: Value, index: Index) -> Source {
-        Source { json, index }
+        // Not a clone of the file: its vocabulary and merges are most of it.
+        let mut rest: Map<String, Value> = file
+            .iter()
+            .filter(|(k, _)| *k != "model")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let model_rest: Map<String, Value> = model
+            .iter()
+            .filter(|(k, _)| *k != "vocab" && *k != "merges")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        rest.insert("model".into(), Value::Object(model_rest));
+        let rest = serde_json::to_string(&rest).map_err(|e| e.to_string())?;
+        Ok(Source {
+            rest,
+            vocab: tokens,
+            keys,
+            merges,
+            spaced,
+        })
     }
 
     /// A `tokenizers` tokenizer that encodes each of `texts` exactly as the whole file's does.
     pub fn for_texts<S: AsRef<str>>(&self, texts: &[S]) -> Result<Tokenizer, String> {
-        let seen = Substrings::of(texts, self.index.spaced);
+        let seen = Substrings::of(texts, self.spaced);
         let kept: Vec<bool> = self
-            .index
             .keys
             .iter()
             .map(|k| match k {
@@ -131,41 +150,26 @@ impl Source {
                 Keys::Ends(forms) => forms.iter().any(|[a, b]| seen.0.contains(a) && seen.0.contains(b)),
             })
             .collect();
-        let file = self.json.as_object().ok_or("not a JSON object")?;
-        let model = file.get("model").and_then(Value::as_object).ok_or("no model")?;
-        let vocab: Map<String, Value> = model
-            .get("vocab")
-            .and_then(Value::as_object)
-            .ok_or("no vocab")?
+        let vocab: Map<String, Value> = self
+            .vocab
             .iter()
             .zip(&kept)
             .filter(|(_, k)| **k)
-            .map(|((t, id), _)| (t.clone(), id.clone()))
+            .map(|((t, id), _)| (t.clone(), Value::from(*id)))
             .collect();
-        let merges: Vec<Value> = model
-            .get("merges")
-            .and_then(Value::as_array)
-            .map(|all| {
-                all.iter()
-                    .zip(&self.index.merges)
-                    .filter(|(_, at)| at.is_some_and(|a| a.iter().all(|i| kept[*i as usize])))
-                    .map(|(m, _)| m.clone())
-                    .collect()
+        let merges: Vec<Value> = self
+            .merges
+            .iter()
+            .filter(|m| m.iter().all(|i| kept[*i as usize]))
+            .map(|[l, r, _]| {
+                let token = |i: &u32| Value::from(self.vocab[*i as usize].0.as_str());
+                Value::Array(vec![token(l), token(r)])
             })
-            .unwrap_or_default();
-        let mut cut_model: Map<String, Value> = model
-            .iter()
-            .filter(|(k, _)| *k != "vocab" && *k != "merges")
-            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        cut_model.insert("vocab".into(), Value::Object(vocab));
-        cut_model.insert("merges".into(), Value::Array(merges));
-        let mut cut: Map<String, Value> = file
-            .iter()
-            .filter(|(k, _)| *k != "model")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        cut.insert("model".into(), Value::Object(cut_model));
+        let mut cut: Map<String, Value> = serde_json::from_str(&self.rest).map_err(|e| e.to_string())?;
+        let model = cut.get_mut("model").and_then(Value::as_object_mut).ok_or("no model")?;
+        model.insert("vocab".into(), Value::Object(vocab));
+        model.insert("merges".into(), Value::Array(merges));
         let bytes = serde_json::to_vec(&Value::Object(cut)).map_err(|e| e.to_string())?;
         Tokenizer::from_bytes(&bytes).map_err(|e| e.to_string())
     }
@@ -232,7 +236,7 @@ mod tests {
         let sentencepiece = ("sentencepiece", crate::bpe::tests::sentencepiece_json());
         for (name, json) in named.into_iter().chain([sentencepiece]) {
             let whole = Tokenizer::from_bytes(serde_json::to_vec(&json).expect("bytes")).expect("whole");
-            let source = Source::new(json.clone(), Index::of(&json).expect("index"));
+            let source = Source::of(&json).expect("index");
             // Cut for all the texts, and for each batch (as run checks cut it).
             let all = source.for_texts(&texts).expect("cut");
             let vocab = (whole.get_vocab_size(true), all.get_vocab_size(true));
@@ -258,7 +262,7 @@ mod tests {
         // The cut is what makes it cheap, and it can be seen: built for one text, another
         // text encodes differently (which is why the cut is always built for the texts checked).
         let json = json_of("gpt2");
-        let source = Source::new(json.clone(), Index::of(&json).expect("index"));
+        let source = Source::of(&json).expect("index");
         let cut = source.for_texts(&["hello there"]).expect("cut");
         let whole = Tokenizer::from_bytes(serde_json::to_vec(&json_of("gpt2")).expect("bytes")).expect("whole");
         let other = "a completely different sentence";

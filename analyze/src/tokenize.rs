@@ -50,6 +50,10 @@ pub struct Counter {
     bytes: Vec<u8>,
     special: SpecialText,
     id: String,
+    /// SHA-256 of the decompressed file, hex: names its compiled form in the user's cache.
+    digest: String,
+    /// Where compiled tokenizers are kept ([`crate::store::user_cache::root`]); `None`: nowhere.
+    cache_root: Option<PathBuf>,
     path: PathBuf,
     chat_template: Option<crate::template::ChatTemplate>,
     /// `--exact`: count with `tokenizers` even where the fast path applies.
@@ -70,7 +74,41 @@ struct Engine {
     /// The parsed file, for `tokenizers` references cut to the texts checked
     /// ([`crate::reference`]); kept while the fast path serves.
     source: Option<crate::reference::Source>,
+    /// Read from the user's cache rather than built from the file.
+    from_cache: bool,
 }
+
+/// What a tokenizer compiles to: kept in the user's cache ([`crate::store::user_cache`]) for
+/// the `analyze` build that made it, so later analyses with the same file skip parsing it,
+/// building the fast path and self-checking it (0.25-0.35 s of a small run's first analysis).
+#[derive(serde::Deserialize)]
+enum Compiled {
+    /// The fast path as it passed its self-check, and the source its run checks cut from.
+    Fast {
+        fast: Box<FastBpe>,
+        source: crate::reference::Source,
+    },
+    /// No fast path: why (for the engine's label) and the warning that said so.
+    Refused { because: String, warning: String },
+}
+
+/// [`Compiled`] borrowed, for writing (the same encoding).
+#[derive(serde::Serialize)]
+enum CompiledRef<'a> {
+    Fast {
+        fast: &'a FastBpe,
+        source: &'a crate::reference::Source,
+    },
+    Refused {
+        because: &'a str,
+        warning: &'a str,
+    },
+}
+
+/// The user-cache folder of compiled tokenizers, and the format of their files: bumped when
+/// [`Compiled`] changes shape or meaning (a new build is a new key anyway).
+const COMPILED_DIR: &str = "tokenizers";
+const COMPILED_FORMAT: &str = "recap-compiled-tokenizer-1";
 
 impl Engine {
     /// The engine counting now, for logs and `summary.json`.
@@ -112,19 +150,81 @@ const RUN_CHECK_TEXTS: usize = 600;
 const RUN_CHECK_BYTES: usize = 1 << 20;
 
 impl Engine {
-    /// The fast path, self-checked against `tokenizers` cut to the validation corpus, or why
-    /// there is none.
-    fn build(bytes: &[u8], special: SpecialText, path: &Path, exact: bool) -> std::result::Result<Engine, String> {
-        let plain = special == SpecialText::Plain;
-        let none = |why: String| Engine {
+    fn none(why: String) -> Engine {
+        Engine {
             fast: None,
             fast_ok: AtomicBool::new(false),
             reference_because: Some(why),
             source: None,
-        };
-        if exact {
-            return Ok(none("--exact".into()));
+            from_cache: false,
         }
+    }
+
+    /// The engine of `counter`'s file: read from the user's cache when this build compiled it
+    /// before, else [`Engine::build`] (and kept there).
+    fn load(counter: &Counter) -> std::result::Result<Engine, String> {
+        if counter.exact {
+            return Ok(Engine::none("--exact".into()));
+        }
+        let cached = counter.cache_root.clone().zip(crate::store::user_cache::build_key());
+        let Some((root, build)) = cached else {
+            return Engine::build(&counter.bytes, counter.special, &counter.path).map(|(e, _)| e);
+        };
+        let mode = match counter.special {
+            SpecialText::Special => "special",
+            SpecialText::Plain => "plain",
+        };
+        let prefix = format!("{}-{mode}", &counter.digest[..16]);
+        let key = format!("{COMPILED_FORMAT} {} {mode} {build}", counter.digest);
+        let file = crate::store::user_cache::entry_path(&root, COMPILED_DIR, &prefix, &key);
+        let start = std::time::Instant::now();
+        let read = crate::store::user_cache::read(&file, &key).and_then(|body| {
+            postcard::from_bytes::<Compiled>(&body)
+                .inspect_err(|e| tracing::debug!("{}: not read ({e}): rebuilt", file.display()))
+                .ok()
+        });
+        if let Some(compiled) = read {
+            tracing::debug!(
+                "tokenizer compiled form read from {}: {:.3} s",
+                file.display(),
+                start.elapsed().as_secs_f64()
+            );
+            let mut engine = match compiled {
+                Compiled::Fast { fast, source } => Engine {
+                    fast: Some(*fast),
+                    fast_ok: AtomicBool::new(true),
+                    reference_because: None,
+                    source: Some(source),
+                    from_cache: true,
+                },
+                Compiled::Refused { because, warning } => {
+                    tracing::warn!("{warning}");
+                    Engine::none(because)
+                }
+            };
+            engine.from_cache = true;
+            return Ok(engine);
+        }
+        let (engine, warning) = Engine::build(&counter.bytes, counter.special, &counter.path)?;
+        let body = match (&engine.fast, &engine.source, &engine.reference_because) {
+            (Some(fast), Some(source), _) => postcard::to_stdvec(&CompiledRef::Fast { fast, source }),
+            (_, _, Some(because)) => postcard::to_stdvec(&CompiledRef::Refused {
+                because,
+                warning: warning.as_deref().unwrap_or_default(),
+            }),
+            _ => return Ok(engine),
+        };
+        match body {
+            Ok(body) => crate::store::user_cache::write(&file, &prefix, &key, &body),
+            Err(e) => tracing::warn!("{}: not written: {e}", file.display()),
+        }
+        Ok(engine)
+    }
+
+    /// The fast path, self-checked against `tokenizers` cut to the validation corpus, or why
+    /// there is none (and the warning that said so).
+    fn build(bytes: &[u8], special: SpecialText, path: &Path) -> std::result::Result<(Engine, Option<String>), String> {
+        let plain = special == SpecialText::Plain;
         let invalid = |e: String| format!("tokenizer {}: not a valid tokenizer.json: {e}", path.display());
         let mut lap = std::time::Instant::now();
         let mut step = |what: &str| {
@@ -136,21 +236,24 @@ impl Engine {
         // The fast path and the index the checks cut references from: independent work.
         let (fast, source) = rayon::join(
             || FastBpe::from_json(&json, plain),
-            || crate::reference::Index::of(&json),
+            || crate::reference::Source::of(&json),
         );
         step("fast path and reference index built");
         let fast = match fast {
             Ok(f) => f,
             Err(why) => {
                 // Slower, still exact: said at normal verbosity, since it costs time.
-                tracing::warn!(
+                let warning = format!(
                     "{}: counting with `tokenizers`, the fast path does not reproduce this tokenizer: {why}",
                     path.display()
                 );
-                return Ok(none(format!("no fast path: {why}")));
+                tracing::warn!("{warning}");
+                return Ok((Engine::none(format!("no fast path: {why}")), Some(warning)));
             }
         };
-        let source = crate::reference::Source::new(json, source.map_err(invalid)?);
+        let source = source.map_err(invalid)?;
+        // Freeing the parsed file (~300k allocations, 20 ms) need not hold up the self-check.
+        rayon::spawn(move || drop(json));
         let corpus = crate::bpe::validation_corpus(SELF_CHECK_TEXTS, 0x5eed);
         let reference = encoding_specials(source.for_texts(&corpus).map_err(invalid)?, plain);
         step(&format!(
@@ -171,18 +274,26 @@ impl Engine {
         });
         step("self-checked");
         if let Some(t) = differs {
-            tracing::warn!(
+            let warning = format!(
                 "{}: the fast BPE counter disagrees with `tokenizers` on {t:?}; using `tokenizers`",
                 path.display()
             );
-            return Ok(none("the fast path disagreed on its self-check".into()));
+            tracing::warn!("{warning}");
+            return Ok((
+                Engine::none("the fast path disagreed on its self-check".into()),
+                Some(warning),
+            ));
         }
-        Ok(Engine {
-            fast: Some(fast),
-            fast_ok: AtomicBool::new(true),
-            reference_because: None,
-            source: Some(source),
-        })
+        Ok((
+            Engine {
+                fast: Some(fast),
+                fast_ok: AtomicBool::new(true),
+                reference_because: None,
+                source: Some(source),
+                from_cache: false,
+            },
+            None,
+        ))
     }
 }
 
@@ -207,8 +318,8 @@ impl Counter {
         } else {
             raw
         };
-        let digest = Sha256::digest(&bytes);
-        let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let short = &digest[..8];
         let folder = path
             .parent()
             .and_then(|p| p.file_name())
@@ -231,12 +342,20 @@ impl Counter {
             bytes,
             special,
             id: format!("{safe}-{short}{suffix}"),
+            digest,
+            cache_root: crate::store::user_cache::root(),
             path: path.to_path_buf(),
             chat_template,
             exact: false,
             engine: OnceLock::new(),
             whole: OnceLock::new(),
         })
+    }
+
+    /// Keeps compiled tokenizers under `root` instead of the user's cache (`None`: nowhere).
+    pub fn with_cache_root(mut self, root: Option<PathBuf>) -> Self {
+        self.cache_root = root;
+        self
     }
 
     /// `--exact`: counts with `tokenizers` itself, never the fast path (same counts, slower;
@@ -317,11 +436,12 @@ impl Counter {
         self.engine
             .get_or_init(|| {
                 let start = std::time::Instant::now();
-                let e = Engine::build(&self.bytes, self.special, &self.path, self.exact);
-                tracing::info!(
-                    "stage tokenizer loaded and self-checked: {:.3} s",
-                    start.elapsed().as_secs_f64()
-                );
+                let e = Engine::load(self);
+                let how = match &e {
+                    Ok(e) if e.from_cache => "read from the cache",
+                    _ => "loaded and self-checked",
+                };
+                tracing::info!("stage tokenizer {how}: {:.3} s", start.elapsed().as_secs_f64());
                 e
             })
             .as_ref()
@@ -612,6 +732,74 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_compiled_tokenizer_read_back_from_the_cache_counts_like_tokenizers() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sp = dir.path().join("sp/tokenizer.json");
+        std::fs::create_dir_all(sp.parent().expect("folder")).expect("mkdir");
+        std::fs::write(
+            &sp,
+            serde_json::to_vec(&crate::bpe::tests::sentencepiece_json()).expect("json"),
+        )
+        .expect("write");
+        let fixture = |n: &str| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../fixtures/tokenizers/{n}/tokenizer.json.gz"))
+        };
+        let mut texts = crate::bpe::tests::held_out_texts();
+        texts.extend(["<|im_start|>user\nhi<|im_end|>", "a <|endoftext|> b", "<s> x </s>"].map(String::from));
+        let cache = Some(dir.path().join("cache"));
+        // Both alphabets (bytes, characters with byte fallback), one and three splits with the
+        // look-ahead, NFC, and literal specials counted as text (debug builds are slow: four
+        // configurations, not every family in both modes).
+        let files = ["gpt2", "qwen3", "deepseek_v3"].map(fixture);
+        let configurations = [
+            (&files[0], SpecialText::Special),
+            (&files[1], SpecialText::Plain),
+            (&files[2], SpecialText::Special),
+            (&sp, SpecialText::Special),
+        ];
+        for (path, special) in configurations {
+            {
+                let load = || {
+                    Counter::load(path, special)
+                        .expect("load")
+                        .with_cache_root(cache.clone())
+                };
+                let built = load();
+                assert!(
+                    !built.engine().expect("engine").from_cache,
+                    "{path:?}: nothing cached yet"
+                );
+                let read = load();
+                let engine = read.engine().expect("engine");
+                assert!(engine.from_cache, "{path:?} {special:?}: read back");
+                assert_eq!(read.engine_label().ok(), built.engine_label().ok());
+                // Against `tokenizers` itself on a sample, and against the engine as built on all.
+                for (i, t) in texts.iter().enumerate() {
+                    for add in [false, true] {
+                        let n = read.count(t, add).expect("count");
+                        assert_eq!(n, built.count(t, add).expect("count"), "{path:?} {special:?}: {t:?}");
+                        if i % 32 == 0 {
+                            assert_eq!(n, read.count_reference(t, add).expect("reference"), "{path:?}: {t:?}");
+                        }
+                    }
+                }
+                // The run checks cut their references from the source read back: they pass.
+                let pairs: Vec<(&str, bool)> = texts.iter().map(|t| (t.as_str(), false)).collect();
+                read.count_all(&pairs, &|_| {}).expect("count");
+                assert!(read.fast_path().expect("engine"), "{path:?}: the run check passed");
+            }
+        }
+        // One file per tokenizer and mode.
+        let kept = std::fs::read_dir(dir.path().join("cache").join(COMPILED_DIR)).expect("cache folder");
+        assert_eq!(kept.count(), configurations.len());
+        // Without a cache nothing is read or written.
+        let none = Counter::load(&files[0], SpecialText::Special)
+            .expect("load")
+            .with_cache_root(None);
+        assert!(!none.engine().expect("engine").from_cache);
+    }
+
+    #[test]
     fn counts_real_tokens_and_names_the_id() {
         let c = gpt2();
         assert_eq!(c.count("Hello world", false).expect("count"), 2);
@@ -691,8 +879,7 @@ pub(crate) mod tests {
         let qwen = Counter::load(&qwen, SpecialText::Special).expect("qwen3");
         let json: serde_json::Value = serde_json::from_slice(&qwen.bytes).expect("json");
         let mut engine = c.engine.into_inner().expect("built").expect("engine");
-        let index = crate::reference::Index::of(&json).expect("index");
-        engine.source = Some(crate::reference::Source::new(json, index));
+        engine.source = Some(crate::reference::Source::of(&json).expect("index"));
         let c = Counter {
             engine: OnceLock::from(Ok(engine)),
             ..gpt2()

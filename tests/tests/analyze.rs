@@ -504,6 +504,68 @@ fn reanalysis_from_cached_records_and_counts_equals_a_fresh_analysis() {
     assert_eq!(a, b);
 }
 
+/// The compiled tokenizer in the user's cache (`RECAP_CACHE`): written by the first analysis
+/// with a tokenizer, read by the next with identical results, rebuilt when damaged; `off`
+/// keeps nothing.
+#[test]
+fn a_compiled_tokenizer_is_reused_from_the_user_cache_and_rebuilt_when_damaged() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = copy_fixture("small", dir.path());
+    let cache = dir.path().join("cache");
+    let report = |cache: &Path| {
+        std::fs::remove_dir_all(run.join("analysis")).ok();
+        let out = Command::new(workspace_bin("analyze"))
+            .args(["report", run.to_str().expect("utf8"), "--tokenizer"])
+            .arg(tokenizer_path("qwen3"))
+            .args(["--json", "-v"])
+            .env("RECAP_CACHE", cache)
+            .output()
+            .expect("run analyze");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        let mut s: Value = one_summary(&out.stdout);
+        s["run"] = Value::Null;
+        let metrics = read_metrics(
+            &run.join("analysis")
+                .join(s["tokenizer_id"].as_str().expect("id"))
+                .join("metrics.parquet"),
+        );
+        (s, format!("{metrics:?}"), log)
+    };
+    let compiled = || -> Vec<PathBuf> {
+        std::fs::read_dir(cache.join("tokenizers"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let built = "stage tokenizer loaded and self-checked";
+    let read = "stage tokenizer read from the cache";
+    let (first, first_metrics, log) = report(&cache);
+    assert!(log.contains(built) && !log.contains(read), "{log}");
+    let files = compiled();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (again, metrics, log) = report(&cache);
+    assert!(log.contains(read) && !log.contains(built), "{log}");
+    assert_eq!((again, metrics), (first.clone(), first_metrics.clone()));
+    // One bit of the body flipped: not trusted, rebuilt, and the rebuilt file is read next time.
+    let mut bytes = std::fs::read(&files[0]).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&files[0], &bytes).expect("write");
+    for want in [built, read] {
+        let (got, metrics, log) = report(&cache);
+        assert!(log.contains(want), "{want}: {log}");
+        assert_eq!((got, metrics), (first.clone(), first_metrics.clone()));
+    }
+    assert_eq!(compiled(), files, "the damaged file was replaced in place");
+    // `off`: built every time, nothing written.
+    for _ in 0..2 {
+        let (got, _, log) = report(Path::new("off"));
+        assert!(log.contains(built), "{log}");
+        assert_eq!(got, first);
+    }
+    assert!(!Path::new("off").exists());
+}
+
 /// The caches' failure policy: a cache that cannot be written is a warning naming it, never a
 /// failed or different analysis, and the next analysis tries again.
 #[test]

@@ -5,6 +5,7 @@
 //! - [`records`]: `records.parquet` and `texts.parquet`, the reassembled run, cached.
 //! - [`icl`]: `icl.parquet`, every inter-chunk gap, and its exact distribution.
 //! - [`tokens`]: `tokens.parquet`, one tokenizer's counts by text key.
+//! - [`user_cache`]: the user's cache folder, shared by every run: compiled tokenizers.
 //!
 //! [`Caches`] answers the one question `analyze report` asks storage: for this run, where do
 //! the records, texts and gaps come from (the caches, if built from exactly these segments, or
@@ -24,6 +25,7 @@ pub mod parquet;
 pub mod records;
 pub mod run;
 pub mod tokens;
+pub mod user_cache;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

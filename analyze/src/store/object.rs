@@ -30,7 +30,7 @@ use crate::{Error, Result};
 pub const SCHEMES: [&str; 5] = ["s3", "s3a", "gs", "az", "abfss"];
 
 /// Environment variable naming where analyses of remote runs are written (default: the user's
-/// cache folder, `recap/remote/<scheme>/<bucket>/<path>`).
+/// cache folder, [`super::user_cache::root`]`/remote/<scheme>/<bucket>/<path>`).
 pub const CACHE_VAR: &str = "RECAP_REMOTE_CACHE";
 
 /// Whether `p` is an object-storage URL.
@@ -282,19 +282,14 @@ pub fn register(ctx: &datafusion::prelude::SessionContext, p: &Path) -> Result<(
 pub fn local_dir(p: &Path) -> Result<PathBuf> {
     let root = match std::env::var_os(CACHE_VAR) {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .ok_or_else(|| {
-                    Error::Input(format!(
-                        "{}: no cache folder for its analysis: set {CACHE_VAR}",
-                        p.display()
-                    ))
-                })?;
-            cache.join("recap").join("remote")
-        }
+        _ => super::user_cache::root()
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: no cache folder for its analysis: set {CACHE_VAR}",
+                    p.display()
+                ))
+            })?
+            .join("remote"),
     };
     local_dir_under(&root, p)
 }
