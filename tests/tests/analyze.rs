@@ -438,11 +438,17 @@ fn sim_run(sim_flags: &[&str], capture_flags: &[&str]) -> (SimProcess, tempfile:
 }
 
 fn report_json(run: &Path, tokenizer: &str, args: &[&str]) -> (Value, String) {
+    report_json_env(run, tokenizer, args, &[])
+}
+
+/// [`report_json`] with these environment variables set.
+fn report_json_env(run: &Path, tokenizer: &str, args: &[&str], env: &[(&str, &Path)]) -> (Value, String) {
     let out = Command::new(workspace_bin("analyze"))
         .args(["report", run.to_str().expect("utf8"), "--tokenizer"])
         .arg(tokenizer_path(tokenizer))
         .args(args)
         .args(["--json", "-v"])
+        .envs(env.iter().copied())
         .output()
         .expect("run analyze");
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -514,17 +520,7 @@ fn a_compiled_tokenizer_is_reused_from_the_user_cache_and_rebuilt_when_damaged()
     let cache = dir.path().join("cache");
     let report = |cache: &Path| {
         std::fs::remove_dir_all(run.join("analysis")).ok();
-        let out = Command::new(workspace_bin("analyze"))
-            .args(["report", run.to_str().expect("utf8"), "--tokenizer"])
-            .arg(tokenizer_path("qwen3"))
-            .args(["--json", "-v"])
-            .env("RECAP_CACHE", cache)
-            .output()
-            .expect("run analyze");
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{log}");
-        let mut s: Value = one_summary(&out.stdout);
-        s["run"] = Value::Null;
+        let (s, log) = report_json_env(&run, "qwen3", &[], &[("RECAP_CACHE", cache)]);
         let metrics = read_metrics(
             &run.join("analysis")
                 .join(s["tokenizer_id"].as_str().expect("id"))
