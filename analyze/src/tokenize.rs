@@ -71,7 +71,7 @@ struct Engine {
     fast_ok: AtomicBool,
     /// Why `tokenizers` counts, when it does from the start.
     reference_because: Option<String>,
-    /// The parsed file, for `tokenizers` references cut to the texts checked
+    /// What `tokenizers` references cut to the texts checked are built from
     /// ([`crate::reference`]); kept while the fast path serves.
     source: Option<crate::reference::Source>,
     /// Read from the user's cache rather than built from the file.
