@@ -54,11 +54,12 @@ def wait_until(what, probe, timeout=60.0):
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def start_capture(name, concurrency, requests):
+def start_capture(name, concurrency, requests, out=None, extra=()):
+    """Capture into OUT/`out` (default: `name`) with a live endpoint: the process and its address."""
     err = open(os.path.join(OUT, f"{name}.err"), "w")
     p = subprocess.Popen(
-        [f"{BIN}/capture", "--url", f"http://{SIM}", "--out", os.path.join(OUT, name), "--quiet",
-         "--concurrency", str(concurrency), "--requests", str(requests), "--live", "127.0.0.1:0"],
+        [f"{BIN}/capture", "--url", f"http://{SIM}", "--out", os.path.join(OUT, out or name), "--quiet",
+         "--concurrency", str(concurrency), "--requests", str(requests), "--live", "127.0.0.1:0", *extra],
         stdout=subprocess.DEVNULL, stderr=err)
 
     def addr():
@@ -277,20 +278,7 @@ wait_until("the dashboard to quit on q",
 # A sharded capture watched through shard 0 alone: `plot --live` finds shard 1 on shard 0's
 # `/shards` (named at the barrier) and shows both as one.
 def start_shard(i, barrier):
-    err = open(os.path.join(OUT, f"shard{i}.err"), "w")
-    p = subprocess.Popen(
-        [f"{BIN}/capture", "--url", f"http://{SIM}", "--out", os.path.join(OUT, "sharded"), "--quiet",
-         "--shard", f"{i}/2", "--concurrency", "4", "--requests", "80", "--live", "127.0.0.1:0",
-         "--barrier", barrier],
-        stdout=subprocess.DEVNULL, stderr=err)
-
-    def addr():
-        m = re.search(r"live on http://(\S+)", open(err.name).read())
-        if m is None and p.poll() is not None:
-            raise SystemExit(f"shard {i} exited before publishing: {open(err.name).read()}")
-        return m and m.group(1)
-
-    return p, wait_until(f"shard {i}'s live address", addr)
+    return start_capture(f"shard{i}", 4, 80, out="sharded", extra=["--shard", f"{i}/2", "--barrier", barrier])
 
 
 shard0, addr0 = start_shard(0, "http://127.0.0.1:9")

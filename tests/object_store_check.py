@@ -81,20 +81,29 @@ def files(local, name):
             yield rel, path
 
 
-class S3:
+class Emulator:
+    """A local object store's server on a free port of 127.0.0.1: started, waited for, stopped."""
+
+    def serve(self, argv_for_port, what):
+        port = free_port()
+        self.proc = subprocess.Popen(argv_for_port(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_http(endpoint, self.proc, what)
+        return endpoint
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class S3(Emulator):
     scheme = "s3"
 
     def __init__(self, out):
         import boto3
 
-        port = free_port()
-        self.proc = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        endpoint = f"http://127.0.0.1:{port}"
-        wait_http(endpoint, self.proc, "moto_server")
+        moto = os.path.join(os.path.dirname(sys.executable), "moto_server")
+        endpoint = self.serve(lambda port: [moto, "-H", "127.0.0.1", "-p", str(port)], "moto_server")
         self.env = dict(
             os.environ,
             AWS_ACCESS_KEY_ID="testing",
@@ -114,26 +123,18 @@ class S3:
     def keys(self):
         return sorted(o["Key"] for o in self.client.list_objects_v2(Bucket=BUCKET)["Contents"])
 
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
-
-class Azure:
+class Azure(Emulator):
     scheme = "az"
 
     def __init__(self, out, azurite):
         from azure.storage.blob import BlobServiceClient
 
-        port = free_port()
-        self.proc = subprocess.Popen(
-            [azurite, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", os.path.join(out, "azurite"),
-             "--silent", "--skipApiVersionCheck", "--loose"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        endpoint = self.serve(
+            lambda port: [azurite, "--blobHost", "127.0.0.1", "--blobPort", str(port),
+                          "--location", os.path.join(out, "azurite"), "--silent", "--skipApiVersionCheck", "--loose"],
+            "azurite-blob",
         )
-        endpoint = f"http://127.0.0.1:{port}"
-        wait_http(endpoint, self.proc, "azurite-blob")
         self.env = dict(
             os.environ,
             AZURE_STORAGE_USE_EMULATOR="true",
@@ -150,10 +151,6 @@ class Azure:
 
     def keys(self):
         return sorted(b.name for b in self.container.list_blobs())
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 def main():
