@@ -189,7 +189,7 @@ impl Engine {
                 file.display(),
                 start.elapsed().as_secs_f64()
             );
-            let mut engine = match compiled {
+            return Ok(match compiled {
                 Compiled::Fast { fast, source } => Engine {
                     fast: Some(*fast),
                     fast_ok: AtomicBool::new(true),
@@ -199,11 +199,12 @@ impl Engine {
                 },
                 Compiled::Refused { because, warning } => {
                     tracing::warn!("{warning}");
-                    Engine::none(because)
+                    Engine {
+                        from_cache: true,
+                        ..Engine::none(because)
+                    }
                 }
-            };
-            engine.from_cache = true;
-            return Ok(engine);
+            });
         }
         let (engine, warning) = Engine::build(&counter.bytes, counter.special, &counter.path)?;
         let body = match (&engine.fast, &engine.source, &engine.reference_because) {
