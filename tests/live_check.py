@@ -83,9 +83,10 @@ subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "
 snapshots, scrapes = [], []
 
 
-def cleanup():
+def cleanup(session, procs):
+    """Stops what a part of this check started (at exit: also when a check fails)."""
     subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-    for p in (cap_a, cap_b):
+    for p in procs:
         if p.poll() is None:
             p.kill()
             p.wait()
@@ -93,7 +94,8 @@ def cleanup():
 
 import atexit  # noqa: E402
 
-atexit.register(cleanup)
+# Arguments bound now: `session` names another tmux session by the time the shards run.
+atexit.register(cleanup, session, (cap_a, cap_b))
 
 
 def read_stream():
@@ -287,16 +289,7 @@ subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "
                 f"{BIN}/plot --live {addr0}"], check=True)
 shard1, _ = start_shard(1, f"http://{addr0}")
 
-
-def cleanup_shards():
-    subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-    for p in (shard0, shard1):
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-atexit.register(cleanup_shards)
+atexit.register(cleanup, session, (shard0, shard1))
 for p in (shard0, shard1):
     p.wait(timeout=120)
 text = wait_until("the dashboard to show both shards complete",
