@@ -12,11 +12,14 @@
 //! 3. split again on added tokens that match normalized text;
 //! 4. apply each `Split` pre-tokenizer in turn to every piece (`Isolated`: matches and the text
 //!    between them are pieces; `Removed` + `invert`: only matches), with the `regex` crate's
-//!    DFA (the one look-ahead these patterns use, `\s+(?!\S)`, is resolved by asking the
-//!    original `fancy-regex` pattern only on whitespace runs that need it);
+//!    engine (`regex-automata`): a lazy DFA anchored where the last match ended while matches
+//!    follow each other, an unanchored search across gaps, no search at all of an ASCII piece
+//!    by a split no ASCII text can match; the one look-ahead these patterns use,
+//!    `\s+(?!\S)`, is resolved by asking the original `fancy-regex` pattern only on whitespace
+//!    runs that need it;
 //! 5. count each word's BPE merges with the same priority queue as `tokenizers` (lowest rank,
 //!    then leftmost; O(n log n), so a 100,000-character word stays fast), memoized per thread
-//!    for short words.
+//!    for short words ([`Memo`]).
 //!
 //! [`FastBpe::from_json`] accepts only the configurations it reproduces exactly and says why
 //! it refuses the others; [`crate::tokenize::Counter`] then counts with `tokenizers` itself,
@@ -29,6 +32,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use regex_automata::{hybrid, meta, Anchored, Input};
 use serde_json::Value;
 use unicode_normalization_alignments::UnicodeNormalization;
 
@@ -36,8 +40,10 @@ use unicode_normalization_alignments::UnicodeNormalization;
 const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// The only look-ahead these patterns use; the DFA pattern replaces it with plain `\s+`.
 const LOOKAHEAD: &str = r"\s+(?!\S)|\s+";
-/// Words memoized per thread before the memo is cleared (bounds memory).
-const MEMO_LIMIT: usize = 1 << 18;
+/// Words memoized per thread; once full, a memo keeps what it has and stops learning (bounds
+/// memory). The words that repeat most are met early, so they stay; clearing it instead made
+/// every word miss again after each clear (a code corpus has more distinct words than this).
+const MEMO_LIMIT: usize = 1 << 19;
 /// Longer words are not memoized: they rarely repeat, and a memo of long keys costs memory.
 const MEMO_MAX_WORD: usize = 256;
 /// Words of at most this many symbols are merged by a scan instead of a priority queue
@@ -47,8 +53,81 @@ const SHORT_WORD: usize = 16;
 const SPIECE_SPACE: char = '\u{2581}';
 
 type Hasher = ahash::RandomState;
-/// Counts of words (raw bytes) already merged.
-type Memo = HashMap<Box<[u8]>, u32, Hasher>;
+
+/// Per-thread answers keyed by a word's bytes (its token count, or a look-ahead's end). Keys
+/// of up to 15 bytes, nearly every word, are packed into a `u128` with their length: one
+/// integer compare per probe, no allocation and no pointer to follow (boxed keys spent 9 % of
+/// a GPT-4o count in `memcmp`); longer keys are boxed. In front of the map, a small
+/// direct-mapped table of recent packed keys stays in the CPU's cache, where the map (megabytes
+/// once warm) misses it on nearly every probe: the words that repeat most are answered there.
+struct Memo {
+    recent: Box<[(u128, u32)]>,
+    short: HashMap<u128, u32, Hasher>,
+    long: HashMap<Box<[u8]>, u32, Hasher>,
+}
+
+/// Slots of [`Memo::recent`] (a power of two: 512 KiB, within a core's L2 cache here).
+const RECENT: usize = 1 << 14;
+/// No packed key: its length byte would be 255.
+const VACANT: u128 = u128::MAX;
+
+impl Default for Memo {
+    fn default() -> Memo {
+        Memo {
+            recent: vec![(VACANT, 0); RECENT].into_boxed_slice(),
+            short: HashMap::default(),
+            long: HashMap::default(),
+        }
+    }
+}
+
+impl Memo {
+    fn packed(key: &[u8]) -> Option<u128> {
+        let mut bytes = [0u8; 16];
+        bytes
+            .get_mut(..key.len())
+            .filter(|_| key.len() < 16)?
+            .copy_from_slice(key);
+        bytes[15] = key.len() as u8;
+        Some(u128::from_le_bytes(bytes))
+    }
+
+    /// The answer for `key`, computed by `make` and kept when it is not known yet.
+    fn get_or(&mut self, key: &[u8], make: impl FnOnce() -> u32) -> u32 {
+        match Memo::packed(key) {
+            Some(k) => {
+                // Fibonacci hashing of the key's two halves folded together.
+                let folded = (k as u64) ^ ((k >> 64) as u64).rotate_left(29);
+                let slot = (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - RECENT.trailing_zeros())) as usize;
+                if self.recent[slot].0 == k {
+                    return self.recent[slot].1;
+                }
+                let n = if self.len() < MEMO_LIMIT {
+                    *self.short.entry(k).or_insert_with(make)
+                } else {
+                    self.short.get(&k).copied().unwrap_or_else(make)
+                };
+                self.recent[slot] = (k, n);
+                n
+            }
+            None => match self.long.get(key) {
+                Some(n) => *n,
+                None => {
+                    let n = make();
+                    // Long keys take up to 256 bytes each: fewer of them.
+                    if self.len() < MEMO_LIMIT && self.long.len() < MEMO_LIMIT / 16 {
+                        self.long.insert(key.into(), n);
+                    }
+                    n
+                }
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+}
 
 /// How the text between added tokens is normalized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,7 +145,15 @@ enum Normalize {
 struct Split {
     /// The pattern as the file gives it.
     source: String,
-    pattern: regex::Regex,
+    /// The pattern with `\s+(?!\S)` read as `\s+`, for the `regex` crate's engine.
+    pattern: meta::Regex,
+    /// The same pattern as a lazy DFA alone, for anchored searches: a pre-token is a few
+    /// bytes, and the meta engine's layers around the DFA cost about as much as its scan.
+    /// `None` where it cannot be built (the meta engine serves alone).
+    dfa: Option<hybrid::dfa::DFA>,
+    /// No match starts with an ASCII character, so an ASCII piece has none (DeepSeek V3's
+    /// CJK split): read off the DFA's start states, and the piece is not searched.
+    skips_ascii: bool,
     /// The original pattern, when it has the `\s+(?!\S)` look-ahead the DFA pattern drops.
     original: Option<fancy_regex::Regex>,
     /// Text between matches is a piece too (`Isolated`); else it is dropped (`Removed` with
@@ -253,10 +340,10 @@ struct Local {
     instance: u64,
     /// Counts of words already seen.
     memo: Memo,
-    /// This thread's own copies of the split patterns: a `regex::Regex` shared by threads
-    /// hands its search cache out through a pool whose fast path belongs to one thread, and
-    /// the others took its lock once per pre-token (16 % of the time on 2 threads).
-    patterns: std::rc::Rc<[regex::Regex]>,
+    /// This thread's search caches, one per split: a `regex::Regex` shared by threads hands
+    /// its cache out through a pool whose fast path belongs to one thread, and the others took
+    /// its lock once per pre-token (16 % of the time on 2 threads).
+    caches: Vec<SearchCache>,
     /// Look-ahead resolutions already made, per split ([`Split::resolve_lookahead`]).
     lookahead: Vec<Memo>,
 }
@@ -265,7 +352,7 @@ thread_local! {
     static LOCAL: RefCell<Local> = RefCell::new(Local {
         instance: u64::MAX,
         memo: Memo::default(),
-        patterns: std::rc::Rc::new([]),
+        caches: Vec::new(),
         lookahead: Vec::new(),
     });
 }
@@ -349,8 +436,16 @@ fn normalizer(n: Option<&Value>) -> Result<Normalize, String> {
 impl Split {
     fn new(source: &str, keep_gaps: bool) -> Result<Split, String> {
         // Any other look-around or a back-reference makes this fail to compile: refused.
-        let pattern = regex::Regex::new(&source.replace(LOOKAHEAD, r"\s+"))
+        let dfa_source = source.replace(LOOKAHEAD, r"\s+");
+        let pattern = meta::Regex::new(&dfa_source)
             .map_err(|e| format!("split pattern does not compile without its look-ahead: {e}"))?;
+        // With a Unicode `\b` the lazy DFA stops at non-ASCII bytes and the meta engine
+        // resumes (`find`).
+        let dfa = hybrid::dfa::DFA::builder()
+            .configure(hybrid::dfa::Config::new().unicode_word_boundary(true))
+            .build(&dfa_source)
+            .ok();
+        let skips_ascii = dfa.as_ref().is_some_and(no_ascii_start);
         let original = if source.contains(LOOKAHEAD) {
             Some(fancy_regex::Regex::new(source).map_err(|e| format!("split pattern: {e}"))?)
         } else {
@@ -366,6 +461,8 @@ impl Split {
         Ok(Split {
             source: source.to_string(),
             pattern,
+            dfa,
+            skips_ascii,
             original,
             keep_gaps,
             prefix_exact,
@@ -402,12 +499,16 @@ impl Split {
             return end;
         };
         let run = &s[start..end];
-        let mut chars = run.chars();
-        let two_or_more = chars.next().is_some() && chars.next().is_some();
-        let next = s[end..].chars().next().filter(|c| !c.is_whitespace());
-        let Some(next) = next.filter(|_| two_or_more && run.chars().all(char::is_whitespace)) else {
+        // Cheapest tests first: most matches are words, which fail the first.
+        if run.len() < 2 || !run.starts_with(char::is_whitespace) {
+            return end;
+        }
+        let Some(next) = s[end..].chars().next().filter(|c| !c.is_whitespace()) else {
             return end;
         };
+        if run.chars().nth(1).is_none() || !run.chars().all(char::is_whitespace) {
+            return end;
+        }
         if !self.prefix_exact {
             return match original.find_from_pos(s, start) {
                 Ok(Some(m)) if m.start() == start => m.end(),
@@ -416,18 +517,69 @@ impl Split {
         }
         let hay = &s[..end + next.len_utf8()];
         let key = &hay.as_bytes()[start..];
-        if let Some(n) = seen.get(key) {
-            return start + *n as usize;
-        }
-        let found = match original.find_from_pos(hay, start) {
-            Ok(Some(m)) if m.start() == start => m.end(),
-            _ => end,
+        let resolve = || match original.find_from_pos(hay, start) {
+            Ok(Some(m)) if m.start() == start => (m.end() - start) as u32,
+            _ => (end - start) as u32,
         };
-        if key.len() <= MEMO_MAX_WORD {
-            seen.insert(key.into(), (found - start) as u32);
-        }
-        found
+        let n = if key.len() <= MEMO_MAX_WORD {
+            seen.get_or(key, resolve)
+        } else {
+            resolve()
+        };
+        start + n as usize
     }
+
+    /// The first match at or after `pos`, as the `regex` crate's leftmost-first search finds
+    /// it. While matches follow each other without gaps (`contiguous`: patterns that cover
+    /// the text), the search is anchored at `pos`: the same match when one starts there, found
+    /// by one forward scan instead of a forward and a reverse one.
+    fn find(&self, cache: &mut SearchCache, s: &str, pos: usize, contiguous: &mut bool) -> Option<(usize, usize)> {
+        let input = Input::new(s).range(pos..);
+        if *contiguous {
+            let anchored = input.clone().anchored(Anchored::Yes);
+            let found = match (&self.dfa, &mut cache.dfa) {
+                (Some(dfa), Some(c)) => dfa.try_search_fwd(c, &anchored).map_err(drop),
+                _ => Err(()),
+            };
+            match found {
+                Ok(Some(end)) => return Some((pos, end.offset())),
+                Ok(None) => {}
+                // No lazy DFA, or it stopped (a non-ASCII byte by a Unicode `\b`).
+                Err(()) => {
+                    if let Some(m) = self.pattern.search_with(&mut cache.meta, &anchored) {
+                        return Some((m.start(), m.end()));
+                    }
+                }
+            }
+        }
+        let m = self.pattern.search_with(&mut cache.meta, &input)?;
+        *contiguous = m.start() == pos;
+        Some((m.start(), m.end()))
+    }
+}
+
+/// One thread's search state for one [`Split`].
+struct SearchCache {
+    meta: meta::Cache,
+    dfa: Option<hybrid::dfa::Cache>,
+}
+
+/// Whether no match of `dfa` can start before an ASCII byte or at the end of the text, after
+/// any byte: then no search of an ASCII text finds one.
+fn no_ascii_start(dfa: &hybrid::dfa::DFA) -> bool {
+    let mut cache = dfa.create_cache();
+    std::iter::once(None).chain((0..=255u8).map(Some)).all(|behind| {
+        let config = regex_automata::util::start::Config::new()
+            .anchored(Anchored::Yes)
+            .look_behind(behind);
+        let Ok(start) = dfa.start_state(&mut cache, &config) else {
+            return false;
+        };
+        let dead = |next: Result<hybrid::LazyStateID, _>| next.is_ok_and(|id: hybrid::LazyStateID| id.is_dead());
+        !start.is_match()
+            && dead(dfa.next_eoi_state(&mut cache, start))
+            && (0..128u8).all(|b| dead(dfa.next_state(&mut cache, start, b)))
+    })
 }
 
 /// Whether token `t` holds a `▁` right after another character (a merge that made it
@@ -678,12 +830,16 @@ impl FastBpe {
                 *local = Local {
                     instance: self.instance,
                     memo: Memo::default(),
-                    patterns: self.splits.iter().map(|s| s.pattern.clone()).collect(),
+                    caches: self
+                        .splits
+                        .iter()
+                        .map(|s| SearchCache {
+                            meta: s.pattern.create_cache(),
+                            dfa: s.dfa.as_ref().map(hybrid::dfa::DFA::create_cache),
+                        })
+                        .collect(),
                     lookahead: self.splits.iter().map(|_| Memo::default()).collect(),
                 };
-            } else if local.memo.len() > MEMO_LIMIT || local.lookahead.iter().any(|m| m.len() > MEMO_LIMIT) {
-                local.memo = Memo::default();
-                local.lookahead.iter_mut().for_each(|m| *m = Memo::default());
             }
             let local = &mut *local;
             let mut words = 0;
@@ -729,30 +885,38 @@ impl FastBpe {
             }
             return self.count_word(&mut local.memo, s);
         };
-        let patterns = std::rc::Rc::clone(&local.patterns);
+        if split.skips_ascii && s.is_ascii() {
+            return if split.keep_gaps {
+                self.split_count(level + 1, s, local)
+            } else {
+                0
+            };
+        }
         let mut n = 0;
         let mut pos = 0;
+        let mut contiguous = true;
         while pos < s.len() {
-            let Some(m) = patterns[level].find_at(s, pos) else {
+            let Some((start, end)) = split.find(&mut local.caches[level], s, pos, &mut contiguous) else {
                 if split.keep_gaps {
                     n += self.split_count(level + 1, &s[pos..], local);
                 }
                 break;
             };
-            if m.start() > pos && split.keep_gaps {
-                n += self.split_count(level + 1, &s[pos..m.start()], local);
+            if start > pos && split.keep_gaps {
+                n += self.split_count(level + 1, &s[pos..start], local);
             }
-            let end = split.resolve_lookahead(s, m.start(), m.end(), &mut local.lookahead[level]);
-            if end <= m.start() {
+            let end = split.resolve_lookahead(s, start, end, &mut local.lookahead[level]);
+            if end <= start {
                 // An empty match: never loop without progress.
-                let next = s[m.start()..].chars().next().map_or(1, char::len_utf8);
+                let next = s[start..].chars().next().map_or(1, char::len_utf8);
                 if split.keep_gaps {
-                    n += self.split_count(level + 1, &s[m.start()..m.start() + next], local);
+                    n += self.split_count(level + 1, &s[start..start + next], local);
                 }
-                pos = m.start() + next;
+                pos = start + next;
+                contiguous = false;
                 continue;
             }
-            n += self.split_count(level + 1, &s[m.start()..end], local);
+            n += self.split_count(level + 1, &s[start..end], local);
             pos = end;
         }
         n
@@ -780,12 +944,7 @@ impl FastBpe {
         if bytes.len() > MEMO_MAX_WORD {
             return self.merge_count(word);
         }
-        if let Some(n) = memo.get(bytes) {
-            return *n;
-        }
-        let n = self.merge_count(word);
-        memo.insert(bytes.into(), n);
-        n
+        memo.get_or(bytes, || self.merge_count(word))
     }
 
     /// The first symbols of a word, before any merge, as `tokenizers`' `merge_word` builds them.
@@ -1275,6 +1434,80 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn anchored_searches_find_what_the_regex_crate_finds() {
+        // Patterns that cover the text (anchored searches) and sparse ones (unanchored after a
+        // failed anchored try), on texts with digits, CJK, code and every space run.
+        let texts = super::validation_corpus(300, 7);
+        for (source, skips_ascii) in [
+            (super::GPT2_PATTERN, false),
+            (r"\p{N}{1,3}", false),
+            (r"[一-龥぀-ゟ゠-ヿ]+", true),
+            (
+                r"[!\x22#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                false,
+            ),
+            (r"x*", false),
+            // Only an empty match at the end is ASCII-free, and it still matches there.
+            (r"é|$", false),
+            // Not provable with a Unicode `\b` (the lazy DFA stops after a non-ASCII byte), so
+            // searched: never skipping is always exact.
+            (r"\bé", false),
+            (r"é+", true),
+            // A Unicode `\b`: the lazy DFA stops at non-ASCII bytes, the meta engine resumes.
+            (r"\w+\b|\s+", false),
+        ] {
+            let split = super::Split::new(source, true).expect("compiles");
+            assert_eq!(split.skips_ascii, skips_ascii, "{source}");
+            let reference = regex::Regex::new(&source.replace(super::LOOKAHEAD, r"\s+")).expect("compiles");
+            let mut cache = super::SearchCache {
+                meta: split.pattern.create_cache(),
+                dfa: split.dfa.as_ref().map(regex_automata::hybrid::dfa::DFA::create_cache),
+            };
+            for t in &texts {
+                if split.skips_ascii && t.is_ascii() {
+                    assert!(reference.find(t).is_none(), "{source} skips {t:?}");
+                    continue;
+                }
+                let (mut pos, mut contiguous) = (0, true);
+                while pos < t.len() {
+                    let want = reference.find_at(t, pos).map(|m| (m.start(), m.end()));
+                    let got = split.find(&mut cache, t, pos, &mut contiguous);
+                    assert_eq!(got, want, "{source} on {t:?} from {pos}");
+                    let Some((start, end)) = got else { break };
+                    pos = if end > start {
+                        end
+                    } else {
+                        start + t[start..].chars().next().map_or(1, char::len_utf8)
+                    };
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_word_memo_keeps_each_key_apart() {
+        // Keys that differ only in length, trailing zero bytes, or past the packed limit, and
+        // enough of them that the recent table's slots collide.
+        let mut keys: Vec<Vec<u8>> = vec![b"".to_vec(), b"a".to_vec(), b"a\0".to_vec(), b"a\0\0".to_vec()];
+        keys.extend((0..40_000u32).map(|i| format!(" w{i}").into_bytes()));
+        keys.extend((0..50).map(|i| vec![b'x'; 10 + i]));
+        let answer = |k: &[u8]| k.len() as u32 * 100_000 + k.iter().map(|b| u32::from(*b)).sum::<u32>();
+        let mut memo = super::Memo::default();
+        for round in 0..2 {
+            for k in &keys {
+                let mut made = false;
+                let n = memo.get_or(k, || {
+                    made = true;
+                    answer(k)
+                });
+                assert_eq!(n, answer(k), "{k:?}");
+                assert_eq!(made, round == 0, "{k:?} computed only the first time");
+            }
+        }
+        assert_eq!(memo.len(), keys.len());
+    }
+
+    #[test]
     fn look_ahead_resolved_on_a_prefix_equals_the_original_pattern_on_the_text() {
         let texts = [
             "a  b",
@@ -1299,7 +1532,7 @@ pub(crate) mod tests {
                 // Twice: the second time from the memo.
                 for t in texts {
                     let mut pos = 0;
-                    while let Some(m) = split.pattern.find_at(t, pos) {
+                    while let Some(m) = split.pattern.find(regex_automata::Input::new(t).range(pos..)) {
                         let end = split.resolve_lookahead(t, m.start(), m.end(), &mut seen);
                         let want = original.find_from_pos(t, m.start()).ok().flatten().map(|o| o.end());
                         assert_eq!(Some(end), want, "{source} on {t:?} at {}", m.start());

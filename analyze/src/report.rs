@@ -25,7 +25,7 @@ use crate::metrics::{self, Definitions, IslMode, ItlDefinition, RequestMetrics, 
 use crate::reassemble::{Ended, IdMap, IdSet, Reassembler, RequestFacts, RequestRecord};
 use crate::store::icl::GapsFile;
 use crate::store::parquet::{write_parquet, Part};
-use crate::store::{Caches, RunFolder, Writers};
+use crate::store::{BackgroundWriters, Caches, RunFolder};
 use crate::summary::{summarize, Scoring, Slo, Summary, SummaryInput, SummaryText};
 use crate::template::ChatTemplate;
 use crate::tokenize::{Counter, RunCheck, TokenCache};
@@ -132,7 +132,7 @@ pub async fn report(run: &RunFolder, counter: &Counter, opts: &ReportOptions) ->
         drop(requests);
         caches.read_records(&mut |records| pass.score(records))?;
     } else {
-        pass.writers = Some(caches.writers());
+        pass.writers = Some(caches.writers().in_background());
         pass.reassemble(run, requests)?;
     }
     // Counting overlaps reading; this is its share of the pass.
@@ -300,7 +300,7 @@ struct Pass<'a> {
     gaps: Option<GapsFile>,
     /// `itl.parquet`, with a per-token `--itl`.
     itl: Option<GapsFile>,
-    writers: Option<Writers>,
+    writers: Option<BackgroundWriters>,
     /// Time spent counting tokens.
     counting: Duration,
     progress: bool,
@@ -423,30 +423,30 @@ impl Pass<'_> {
         let parts = run.parts(&run.events)?;
         let bar = crate::progress::bar(parts.len() as u64, "reading events", self.progress);
         let mut re = Reassembler::new(requests);
-        let columns = crate::reassemble::EVENT_COLUMNS;
-        let mut windows = parts.chunks(window());
-        let mut next = windows
-            .next()
-            .map(|w| Ok::<_, Error>((w, decode(w, columns)?)))
-            .transpose()?;
-        while let Some((window, batches)) = next.take() {
+        // Decodes a window of row groups and reassembles it: the requests that ended in it.
+        let read = |window: &[Part], re: &mut Reassembler| -> Result<Vec<Ended>> {
             let mut ended = Vec::new();
-            for (part, batches) in window.iter().zip(&batches) {
-                for b in batches {
+            for (part, batches) in window.iter().zip(decode(window, crate::reassemble::EVENT_COLUMNS)?) {
+                for b in &batches {
                     ended.extend(re.add(b).map_err(|e| Error::within(&part.path, e))?);
                 }
             }
-            drop(batches);
             bar.inc(window.len() as u64);
-            // Decode the next row groups while this window's requests are counted.
-            let following = windows.next();
-            let (decoded, scored) = rayon::join(
-                || following.map(|w| Ok::<_, Error>((w, decode(w, columns)?))).transpose(),
-                || self.score_ended(ended),
-            );
+            Ok(ended)
+        };
+        let mut windows = parts.chunks(window());
+        let mut ended = match windows.next() {
+            Some(w) => read(w, &mut re)?,
+            None => Vec::new(),
+        };
+        // The next window is read and reassembled (one thread) while this one's requests are
+        // counted and scored (the others).
+        for w in windows {
+            let (next, scored) = rayon::join(|| read(w, &mut re), || self.score_ended(ended));
             scored?;
-            next = decoded?;
+            ended = next?;
         }
+        self.score_ended(ended)?;
         bar.finish_and_clear();
         let (rest, late) = re.drain();
         if late > 0 {
@@ -535,8 +535,8 @@ impl Pass<'_> {
                     .flat_map(|r| metrics::icl_gaps(r).map(|gap| (r.request_id, gap))),
             )?;
         }
-        if let Some(w) = &mut self.writers {
-            w.write(&records);
+        if let Some(w) = &self.writers {
+            w.write(records);
         }
         Ok(())
     }

@@ -558,21 +558,16 @@ impl Counter {
         }
         self.check_on(&work, text, check)?;
         cache.engine = Some(self.engine_label()?);
+        // One text per task: rayon splits the work as threads go idle, so a batch of long
+        // texts does not end with one core counting a last chunk of them alone.
         let counted: Option<Vec<Counted>> = work
-            .par_chunks(16)
-            .map(|chunk| {
-                let r: Result<Option<Vec<Counted>>> = chunk
-                    .iter()
-                    .map(|(k, i)| match text(*i) {
-                        Some(t) => self.count(&t, k.1).map(|n| Some((*k, n))),
-                        None => Ok(None),
-                    })
-                    .collect::<Result<Option<Vec<_>>>>();
-                progress(chunk.len() as u64);
+            .par_iter()
+            .map(|(k, i)| {
+                let r = text(*i).map(|t| self.count(&t, k.1).map(|n| (*k, n))).transpose();
+                progress(1);
                 r
             })
-            .collect::<Result<Option<Vec<_>>>>()?
-            .map(|v| v.into_iter().flatten().collect());
+            .collect::<Result<Option<Vec<_>>>>()?;
         let Some(counted) = counted else {
             return Ok(None);
         };

@@ -102,6 +102,32 @@ pub struct Writers {
     paths: Caches,
 }
 
+/// [`Writers`] running on their own thread ([`Writers::in_background`]).
+pub struct BackgroundWriters {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<RequestRecord>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundWriters {
+    /// Hands finished records (and their texts) to the writers' thread.
+    pub fn write(&self, records: Vec<RequestRecord>) {
+        // A send fails only when the thread is gone, which `finish` reports.
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(records);
+        }
+    }
+
+    /// Waits until every cache is finished.
+    pub fn finish(mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::warn!("the caches' writer stopped early; the next analysis reads the events again");
+            }
+        }
+    }
+}
+
 impl Caches {
     /// The caches of `run`, the gaps file in the analysis folder `dir`.
     pub fn of(run: &RunFolder, dir: &Path) -> Self {
@@ -245,6 +271,30 @@ impl Writers {
         if let Some(f) = &mut self.records {
             if !cache_written("reassembled records", &self.paths.records, f.write(records)) {
                 self.records = None;
+            }
+        }
+    }
+
+    /// The same writers on a thread of their own, so that compressing the caches (zstd over
+    /// every output text) overlaps counting instead of holding up the pass.
+    pub fn in_background(self) -> BackgroundWriters {
+        // One batch queued while one is written: memory holds at most two batches' texts.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RequestRecord>>(1);
+        let thread = std::thread::Builder::new().name("recap-caches".into()).spawn(move || {
+            let mut w = self;
+            for records in rx {
+                w.write(&records);
+            }
+            w.finish();
+        });
+        match thread {
+            Ok(thread) => BackgroundWriters {
+                tx: Some(tx),
+                thread: Some(thread),
+            },
+            Err(e) => {
+                tracing::warn!("the caches are not written: no thread for them: {e}");
+                BackgroundWriters { tx: None, thread: None }
             }
         }
     }
