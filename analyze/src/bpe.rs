@@ -564,18 +564,35 @@ struct SearchCache {
     dfa: Option<hybrid::dfa::Cache>,
 }
 
+impl SearchCache {
+    fn of(split: &Split) -> SearchCache {
+        SearchCache {
+            meta: split.pattern.create_cache(),
+            dfa: split.dfa.as_ref().map(hybrid::dfa::DFA::create_cache),
+        }
+    }
+}
+
 /// Whether no match of `dfa` can start before an ASCII byte or at the end of the text, after
 /// any byte: then no search of an ASCII text finds one.
 fn no_ascii_start(dfa: &hybrid::dfa::DFA) -> bool {
     let mut cache = dfa.create_cache();
-    std::iter::once(None).chain((0..=255u8).map(Some)).all(|behind| {
+    // The 257 look-behinds share a handful of start states: each is stepped through once (this
+    // runs at every load, on the small-run path).
+    let mut starts = Vec::new();
+    for behind in std::iter::once(None).chain((0..=255u8).map(Some)) {
         let config = regex_automata::util::start::Config::new()
             .anchored(Anchored::Yes)
             .look_behind(behind);
         let Ok(start) = dfa.start_state(&mut cache, &config) else {
             return false;
         };
-        let dead = |next: Result<hybrid::LazyStateID, _>| next.is_ok_and(|id: hybrid::LazyStateID| id.is_dead());
+        if !starts.contains(&start) {
+            starts.push(start);
+        }
+    }
+    let dead = |next: Result<hybrid::LazyStateID, _>| next.is_ok_and(|id: hybrid::LazyStateID| id.is_dead());
+    starts.into_iter().all(|start| {
         !start.is_match()
             && dead(dfa.next_eoi_state(&mut cache, start))
             && (0..128u8).all(|b| dead(dfa.next_state(&mut cache, start, b)))
@@ -830,14 +847,7 @@ impl FastBpe {
                 *local = Local {
                     instance: self.instance,
                     memo: Memo::default(),
-                    caches: self
-                        .splits
-                        .iter()
-                        .map(|s| SearchCache {
-                            meta: s.pattern.create_cache(),
-                            dfa: s.dfa.as_ref().map(hybrid::dfa::DFA::create_cache),
-                        })
-                        .collect(),
+                    caches: self.splits.iter().map(SearchCache::of).collect(),
                     lookahead: self.splits.iter().map(|_| Memo::default()).collect(),
                 };
             }
@@ -1459,10 +1469,7 @@ pub(crate) mod tests {
             let split = super::Split::new(source, true).expect("compiles");
             assert_eq!(split.skips_ascii, skips_ascii, "{source}");
             let reference = regex::Regex::new(&source.replace(super::LOOKAHEAD, r"\s+")).expect("compiles");
-            let mut cache = super::SearchCache {
-                meta: split.pattern.create_cache(),
-                dfa: split.dfa.as_ref().map(regex_automata::hybrid::dfa::DFA::create_cache),
-            };
+            let mut cache = super::SearchCache::of(&split);
             for t in &texts {
                 if split.skips_ascii && t.is_ascii() {
                     assert!(reference.find(t).is_none(), "{source} skips {t:?}");
