@@ -243,6 +243,7 @@ pub struct FastBpe {
     splits: Vec<Split>,
     alphabet: Alphabet,
     /// `(left, right)` ids -> `(rank, merged id)`.
+    #[serde(with = "crate::store::user_cache::packed::map")]
     merges: HashMap<u64, (u32, u32), Hasher>,
     /// Whole words found in the vocabulary count as one token (`ignore_merges`).
     whole_words: Option<HashMap<Vec<u8>, u32, Hasher>>,

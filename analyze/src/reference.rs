@@ -34,23 +34,29 @@ const ENDS: usize = 8;
 pub struct Source {
     /// `tokenizer.json` without `model.vocab` and `model.merges`, as JSON text.
     rest: String,
-    /// The vocabulary: each token and its id.
-    vocab: Vec<(String, u32)>,
-    /// Per token of `vocab`: kept whatever the texts (added, byte-fallback, unknown), or the
-    /// keys of its first and last bytes, as written and (byte-level vocabularies) decoded.
-    keys: Vec<Keys>,
-    /// The merges in rank order as indices into `vocab` (left, right, result); one naming a
-    /// token not in the vocabulary is left out (it never forms).
+    /// The vocabulary's tokens, one after another: one string rather than one per token, so
+    /// that reading it back from the cache allocates once, not 150k times (most of what the
+    /// compiled tokenizer cost to read).
+    tokens: String,
+    /// Where each token ends in `tokens`.
+    #[serde(with = "crate::store::user_cache::packed")]
+    token_ends: Vec<u32>,
+    /// Each token's id.
+    #[serde(with = "crate::store::user_cache::packed")]
+    ids: Vec<u32>,
+    /// Per token, where its keys end in `keys`: none for a token kept whatever the texts
+    /// (added, byte-fallback, unknown), else the keys of its first and last bytes, as written
+    /// and (byte-level vocabularies) decoded.
+    #[serde(with = "crate::store::user_cache::packed")]
+    key_ends: Vec<u32>,
+    #[serde(with = "crate::store::user_cache::packed")]
+    keys: Vec<[(u8, u64); 2]>,
+    /// The merges in rank order as indices into the vocabulary (left, right, result); one
+    /// naming a token not in the vocabulary is left out (it never forms).
+    #[serde(with = "crate::store::user_cache::packed")]
     merges: Vec<[u32; 3]>,
     /// The normalizer puts SentencePiece's `▁` for spaces.
     spaced: bool,
-}
-
-/// What decides whether a token is kept in a cut.
-#[derive(serde::Serialize, serde::Deserialize)]
-enum Keys {
-    Always,
-    Ends(Vec<[(u8, u64); 2]>),
 }
 
 impl Source {
@@ -71,8 +77,11 @@ impl Source {
             let n = b.len().min(ENDS);
             [Substrings::key(&b[..n]), Substrings::key(&b[b.len() - n..])]
         };
+        let mut tokens = String::new();
+        let mut token_ends = Vec::with_capacity(vocab.len());
+        let mut ids = Vec::with_capacity(vocab.len());
+        let mut key_ends = Vec::with_capacity(vocab.len());
         let mut keys = Vec::with_capacity(vocab.len());
-        let mut tokens = Vec::with_capacity(vocab.len());
         let mut index: std::collections::HashMap<&str, u32, ahash::RandomState> =
             std::collections::HashMap::with_capacity_and_hasher(vocab.len(), ahash::RandomState::default());
         for (t, id) in vocab {
@@ -80,22 +89,22 @@ impl Source {
                 .as_u64()
                 .and_then(|i| u32::try_from(i).ok())
                 .ok_or_else(|| format!("vocab id of {t:?} is not a u32"))?;
-            index.insert(t.as_str(), keys.len() as u32);
-            tokens.push((t.clone(), id));
+            index.insert(t.as_str(), ids.len() as u32);
+            tokens.push_str(t);
+            token_ends.push(u32::try_from(tokens.len()).map_err(|_| "vocabulary over 4 GiB")?);
+            ids.push(id);
             let always = added.contains(t.as_str())
                 || Some(t.as_str()) == unk
                 || (byte_fallback && t.len() == 6 && t.starts_with("<0x") && t.ends_with('>'))
                 || t.is_empty();
-            keys.push(if always {
-                Keys::Always
-            } else {
-                let mut forms = vec![ends(t.as_bytes())];
+            if !always {
+                keys.push(ends(t.as_bytes()));
                 let decoded: Option<Vec<u8>> = t.chars().map(|c| from_byte_chars.get(&c).copied()).collect();
                 if let Some(d) = decoded.filter(|d| !d.is_empty() && d.as_slice() != t.as_bytes()) {
-                    forms.push(ends(&d));
+                    keys.push(ends(&d));
                 }
-                Keys::Ends(forms)
-            });
+            }
+            key_ends.push(keys.len() as u32);
         }
         let mut joined = String::new();
         let merges = model
@@ -132,7 +141,10 @@ impl Source {
         let rest = serde_json::to_string(&rest).map_err(|e| e.to_string())?;
         Ok(Source {
             rest,
-            vocab: tokens,
+            tokens,
+            token_ends,
+            ids,
+            key_ends,
             keys,
             merges,
             spaced,
@@ -142,27 +154,25 @@ impl Source {
     /// A `tokenizers` tokenizer that encodes each of `texts` exactly as the whole file's does.
     pub fn for_texts<S: AsRef<str>>(&self, texts: &[S]) -> Result<Tokenizer, String> {
         let seen = Substrings::of(texts, self.spaced);
-        let kept: Vec<bool> = self
-            .keys
-            .iter()
-            .map(|k| match k {
-                Keys::Always => true,
-                Keys::Ends(forms) => forms.iter().any(|[a, b]| seen.0.contains(a) && seen.0.contains(b)),
+        let kept: Vec<bool> = (0..self.ids.len())
+            .map(|i| {
+                let forms = range(&self.key_ends, i)
+                    .and_then(|r| self.keys.get(r))
+                    .unwrap_or_default();
+                forms.is_empty() || forms.iter().any(|[a, b]| seen.0.contains(a) && seen.0.contains(b))
             })
             .collect();
-        let vocab: Map<String, Value> = self
-            .vocab
-            .iter()
-            .zip(&kept)
-            .filter(|(_, k)| **k)
-            .map(|((t, id), _)| (t.clone(), Value::from(*id)))
+        let vocab: Map<String, Value> = (0..self.ids.len())
+            .filter(|i| kept[*i])
+            .map(|i| (self.token(i).to_string(), Value::from(self.ids[i])))
             .collect();
+        let is_kept = |i: &u32| kept.get(*i as usize).copied().unwrap_or(false);
         let merges: Vec<Value> = self
             .merges
             .iter()
-            .filter(|m| m.iter().all(|i| kept[*i as usize]))
+            .filter(|m| m.iter().all(is_kept))
             .map(|[l, r, _]| {
-                let token = |i: &u32| Value::from(self.vocab[*i as usize].0.as_str());
+                let token = |i: &u32| Value::from(self.token(*i as usize));
                 Value::Array(vec![token(l), token(r)])
             })
             .collect();
@@ -173,6 +183,22 @@ impl Source {
         let bytes = serde_json::to_vec(&Value::Object(cut)).map_err(|e| e.to_string())?;
         Tokenizer::from_bytes(&bytes).map_err(|e| e.to_string())
     }
+}
+
+impl Source {
+    /// Token `i` of the vocabulary (empty where the cache file was not written by `of`).
+    fn token(&self, i: usize) -> &str {
+        range(&self.token_ends, i)
+            .and_then(|r| self.tokens.get(r))
+            .unwrap_or_default()
+    }
+}
+
+/// Where entry `i` of a table of concatenated entries lies, given where each entry ends.
+fn range(ends: &[u32], i: usize) -> Option<std::ops::Range<usize>> {
+    let end = *ends.get(i)? as usize;
+    let start = if i == 0 { 0 } else { *ends.get(i - 1)? as usize };
+    (start <= end).then_some(start..end)
 }
 
 /// Every substring of up to [`ENDS`] bytes of the texts, in each form they can take.

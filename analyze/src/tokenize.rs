@@ -108,7 +108,7 @@ enum CompiledRef<'a> {
 /// The user-cache folder of compiled tokenizers, and the format of their files: bumped when
 /// [`Compiled`] changes shape or meaning (a new build is a new key anyway).
 const COMPILED_DIR: &str = "tokenizers";
-const COMPILED_FORMAT: &str = "recap-compiled-tokenizer-1";
+const COMPILED_FORMAT: &str = "recap-compiled-tokenizer-2";
 
 impl Engine {
     /// The engine counting now, for logs and `summary.json`.
@@ -178,8 +178,8 @@ impl Engine {
         let key = format!("{COMPILED_FORMAT} {} {mode} {build}", counter.digest);
         let file = crate::store::user_cache::entry_path(&root, COMPILED_DIR, &prefix, &key);
         let start = std::time::Instant::now();
-        let read = crate::store::user_cache::read(&file, &key).and_then(|body| {
-            postcard::from_bytes::<Compiled>(&body)
+        let read = crate::store::user_cache::read(&file, &key, |body| {
+            postcard::from_bytes::<Compiled>(body)
                 .inspect_err(|e| tracing::debug!("{}: not read ({e}): rebuilt", file.display()))
                 .ok()
         });

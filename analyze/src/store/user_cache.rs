@@ -58,15 +58,16 @@ pub fn entry_path(root: &Path, folder: &str, prefix: &str, key: &str) -> PathBuf
     root.join(folder).join(format!("{prefix}-{h:016x}.bin"))
 }
 
-/// The body of the file at `path` when it was written for `key` and is whole; else `None`
+/// `decode` of the body of the file at `path` when it was written for `key` and is whole; else `None`
 /// (said at debug level: a miss is normal).
-pub fn read(path: &Path, key: &str) -> Option<Vec<u8>> {
+pub fn read<T>(path: &Path, key: &str, decode: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
     let bytes = std::fs::read(path).ok()?;
     let body = split(&bytes, key);
     if body.is_none() {
         tracing::debug!("{}: written for another key, or damaged: rebuilt", path.display());
     }
-    body.map(<[u8]>::to_vec)
+    // Decoded in place: a compiled tokenizer is ~10 MB, and a copy of it cost a few ms.
+    decode(body?)
 }
 
 /// The body of `bytes` if they are a whole file for `key`.
@@ -125,6 +126,117 @@ fn prune(kept: &Path, prefix: &str) {
     }
 }
 
+/// Serde for long tables of fixed-size numbers in a cache body (`#[serde(with = "packed")]`):
+/// one little-endian byte string instead of one varint per number, so that reading a
+/// compiled tokenizer's 150k-entry tables back is a copy, not 500k decoded numbers (half of
+/// what reading it cost).
+pub(crate) mod packed {
+    use serde::{Deserializer, Serializer};
+
+    /// A value of fixed size in bytes.
+    pub trait Fixed: Sized {
+        const SIZE: usize;
+        fn put(&self, out: &mut Vec<u8>);
+        /// From exactly `SIZE` bytes.
+        fn get(b: &[u8]) -> Self;
+    }
+
+    macro_rules! fixed_int {
+        ($($t:ty),*) => {$(
+            impl Fixed for $t {
+                const SIZE: usize = std::mem::size_of::<$t>();
+                fn put(&self, out: &mut Vec<u8>) {
+                    out.extend_from_slice(&self.to_le_bytes());
+                }
+                fn get(b: &[u8]) -> Self {
+                    let mut a = [0; std::mem::size_of::<$t>()];
+                    a.copy_from_slice(b);
+                    <$t>::from_le_bytes(a)
+                }
+            }
+        )*};
+    }
+    fixed_int!(u8, u32, u64);
+
+    impl<A: Fixed, B: Fixed> Fixed for (A, B) {
+        const SIZE: usize = A::SIZE + B::SIZE;
+        fn put(&self, out: &mut Vec<u8>) {
+            self.0.put(out);
+            self.1.put(out);
+        }
+        fn get(b: &[u8]) -> Self {
+            (A::get(&b[..A::SIZE]), B::get(&b[A::SIZE..]))
+        }
+    }
+
+    impl<T: Fixed, const N: usize> Fixed for [T; N] {
+        const SIZE: usize = T::SIZE * N;
+        fn put(&self, out: &mut Vec<u8>) {
+            self.iter().for_each(|t| t.put(out));
+        }
+        fn get(b: &[u8]) -> Self {
+            std::array::from_fn(|i| T::get(&b[i * T::SIZE..(i + 1) * T::SIZE]))
+        }
+    }
+
+    pub fn serialize<T: Fixed, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = Vec::with_capacity(v.len() * T::SIZE);
+        v.iter().for_each(|t| t.put(&mut out));
+        s.serialize_bytes(&out)
+    }
+
+    pub fn deserialize<'de, T: Fixed, D: Deserializer<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<T: Fixed> serde::de::Visitor<'_> for Visit<T> {
+            type Value = Vec<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a byte string of {}-byte values", T::SIZE)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Vec<T>, E> {
+                if !b.len().is_multiple_of(T::SIZE) {
+                    return Err(E::invalid_length(b.len(), &self));
+                }
+                Ok(b.chunks_exact(T::SIZE).map(T::get).collect())
+            }
+        }
+        d.deserialize_bytes(Visit(std::marker::PhantomData))
+    }
+
+    /// A hash map as its entries, packed; read back into a map of exactly their number
+    /// (serde's own grows it from a capped guess, rehashing on the way).
+    pub mod map {
+        use std::collections::HashMap;
+        use std::hash::{BuildHasher, Hash};
+
+        use serde::{Deserializer, Serializer};
+
+        use super::Fixed;
+
+        pub fn serialize<K, V, H, S>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error>
+        where
+            K: Fixed + Clone,
+            V: Fixed + Clone,
+            S: Serializer,
+        {
+            let entries: Vec<(K, V)> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            super::serialize(&entries, s)
+        }
+
+        pub fn deserialize<'de, K, V, H, D>(d: D) -> Result<HashMap<K, V, H>, D::Error>
+        where
+            K: Fixed + Eq + Hash,
+            V: Fixed,
+            H: BuildHasher + Default,
+            D: Deserializer<'de>,
+        {
+            let entries: Vec<(K, V)> = super::deserialize(d)?;
+            let mut m = HashMap::with_capacity_and_hasher(entries.len(), H::default());
+            m.extend(entries);
+            Ok(m)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,17 +246,42 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = entry_path(dir.path(), "t", "abc-special", "key 1");
         write(&path, "abc-special", "key 1", b"body bytes");
-        assert_eq!(read(&path, "key 1").as_deref(), Some(&b"body bytes"[..]));
-        assert_eq!(read(&path, "key 2"), None, "another key");
+        assert_eq!(
+            read(&path, "key 1", |b| Some(b.to_vec())).as_deref(),
+            Some(&b"body bytes"[..])
+        );
+        assert_eq!(read(&path, "key 2", |b| Some(b.to_vec())), None, "another key");
         let whole = std::fs::read(&path).expect("read");
         for cut in [0, 8, 20, whole.len() - 1] {
             std::fs::write(&path, &whole[..cut]).expect("write");
-            assert_eq!(read(&path, "key 1"), None, "cut at {cut}");
+            assert_eq!(read(&path, "key 1", |b| Some(b.to_vec())), None, "cut at {cut}");
         }
         let mut flipped = whole.clone();
         *flipped.last_mut().expect("bytes") ^= 1;
         std::fs::write(&path, &flipped).expect("write");
-        assert_eq!(read(&path, "key 1"), None, "a flipped body bit");
+        assert_eq!(read(&path, "key 1", |b| Some(b.to_vec())), None, "a flipped body bit");
+    }
+
+    #[test]
+    fn packed_tables_read_back_equal_and_a_ragged_one_is_refused() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Tables {
+            #[serde(with = "packed")]
+            keys: Vec<[(u8, u64); 2]>,
+            #[serde(with = "packed::map")]
+            map: std::collections::HashMap<u64, (u32, u32)>,
+        }
+        let t = Tables {
+            keys: vec![[(1, u64::MAX), (8, 0x0102_0304_0506_0708)], [(0, 0), (3, 7)]],
+            map: [(u64::MAX - 1, (0, u32::MAX)), (5, (6, 7))].into_iter().collect(),
+        };
+        let bytes = postcard::to_stdvec(&t).expect("encode");
+        // One byte string each (a length and 36 bytes; 16 per map entry), not a varint a number.
+        assert_eq!(bytes.len(), 1 + 2 * 18 + 1 + 2 * 16, "{bytes:?}");
+        assert_eq!(postcard::from_bytes::<Tables>(&bytes).expect("decode"), t);
+        // 35 bytes are not a whole number of 18-byte entries.
+        let ragged: Vec<u8> = [&[35u8][..], &bytes[1..36], &bytes[37..]].concat();
+        assert!(postcard::from_bytes::<Tables>(&ragged).is_err());
     }
 
     #[test]
