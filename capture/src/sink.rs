@@ -256,6 +256,13 @@ impl Writer {
             ] {
                 b = b.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
             }
+            // No dictionary for the per-event numbers: it hashes every value (timestamps are
+            // nearly all distinct), and plain values compress about as well under zstd.
+            // Measured (B3, callgrind): -2.4 % instructions per row; bit-packed deltas for
+            // them cost more to write than the dictionary saved.
+            for column in [events::T_NS, events::REQUEST_ID, events::SEQ, events::BYTES] {
+                b = b.set_column_dictionary_enabled(ColumnPath::from(column), false);
+            }
             b.build()
         };
         Writer {
