@@ -970,6 +970,20 @@ mod tests {
         assert!(md.contains(&("recap.run_id".into(), "run-1".into())));
         assert!(md.contains(&("recap.table".into(), "events".into())));
         assert_eq!(read_all(&dir.path().join("requests")).0, 2500);
+        // Per-event numbers are written plain, strings with a dictionary (docs/schema.md).
+        let path = dir.path().join("events").join(segment_file_name(0));
+        let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open")).expect("parquet");
+        let rg = b.metadata().row_group(0);
+        let dictionary = |name: &str| {
+            let c = rg
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .expect("column");
+            c.dictionary_page_offset().is_some()
+        };
+        assert!(!dictionary(events::T_NS) && !dictionary(events::REQUEST_ID));
+        assert!(dictionary(events::CONTENT) && dictionary(events::KIND));
     }
 
     #[test]
