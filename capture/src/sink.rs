@@ -63,7 +63,8 @@ pub struct SinkConfig {
     pub channel_capacity: usize,
     /// Bytes of rows the channel holds before senders wait.
     pub buffer_bytes: usize,
-    /// zstd level (1-22).
+    /// zstd level (1-22). 1 by default: level 3 cost ~3 % more instructions per event row
+    /// (B3) for ~10 % fewer bytes, and a recorder is judged by the CPU it takes from the run.
     pub zstd_level: i32,
     /// Replaced by `<redacted>` in every string written.
     pub secrets: Arc<Secrets>,
@@ -81,7 +82,7 @@ impl SinkConfig {
             max_segment_rows: 1 << 20,
             channel_capacity: 1 << 16,
             buffer_bytes: crate::recorder::DEFAULT_BUFFER_BYTES,
-            zstd_level: 3,
+            zstd_level: 1,
             secrets: Arc::default(),
             scrapes: false,
         }
