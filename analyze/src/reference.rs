@@ -183,9 +183,7 @@ impl Source {
         let bytes = serde_json::to_vec(&Value::Object(cut)).map_err(|e| e.to_string())?;
         Tokenizer::from_bytes(&bytes).map_err(|e| e.to_string())
     }
-}
 
-impl Source {
     /// Token `i` of the vocabulary (empty where the cache file was not written by `of`).
     fn token(&self, i: usize) -> &str {
         range(&self.token_ends, i)

@@ -58,8 +58,8 @@ pub fn entry_path(root: &Path, folder: &str, prefix: &str, key: &str) -> PathBuf
     root.join(folder).join(format!("{prefix}-{h:016x}.bin"))
 }
 
-/// `decode` of the body of the file at `path` when it was written for `key` and is whole; else `None`
-/// (said at debug level: a miss is normal).
+/// `decode` of the body of the file at `path` when it was written for `key` and is whole;
+/// else `None` (said at debug level: a miss is normal).
 pub fn read<T>(path: &Path, key: &str, decode: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
     let bytes = std::fs::read(path).ok()?;
     let body = split(&bytes, key);
@@ -212,14 +212,13 @@ pub(crate) mod packed {
 
         use super::Fixed;
 
-        pub fn serialize<K, V, H, S>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error>
-        where
-            K: Fixed + Clone,
-            V: Fixed + Clone,
-            S: Serializer,
-        {
-            let entries: Vec<(K, V)> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            super::serialize(&entries, s)
+        pub fn serialize<K: Fixed, V: Fixed, H, S: Serializer>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error> {
+            let mut out = Vec::with_capacity(m.len() * <(K, V)>::SIZE);
+            for (k, v) in m {
+                k.put(&mut out);
+                v.put(&mut out);
+            }
+            s.serialize_bytes(&out)
         }
 
         pub fn deserialize<'de, K, V, H, D>(d: D) -> Result<HashMap<K, V, H>, D::Error>
