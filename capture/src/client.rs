@@ -513,6 +513,8 @@ struct Progress {
     server_request_id: Option<String>,
     /// The request id sent in `--request-id-header`.
     client_request_id: Option<String>,
+    /// The previous event, for reading the next against it.
+    memo: delta::StreamMemo,
 }
 
 /// How one attempt of a request ended.
@@ -1105,7 +1107,11 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
                 row.done_marker = true;
                 p.finished = true;
             } else {
-                match ctx.endpoint.shape.parse(&text, p.server_request_id.is_none()) {
+                match ctx
+                    .endpoint
+                    .shape
+                    .parse_event(&text, p.server_request_id.is_none(), &mut p.memo)
+                {
                     Ok(d) => {
                         if d.has_output() {
                             if !p.first_output {

@@ -10,6 +10,7 @@
 mod scan;
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -191,8 +192,87 @@ pub fn parse(json: &str) -> Result<Delta, serde_json::Error> {
 /// [`parse`], with the object's `id` copied out only when `want_id`.
 pub fn parse_with(json: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
     match scan::parse(json, want_id) {
-        Some(d) => Ok(d),
+        Some((d, _)) => Ok(d),
         None => parse_serde(json, want_id),
+    }
+}
+
+/// A stream's latest scanned chunk, kept as a template for the next. The chunks of one answer
+/// nearly always differ only in their content string (vLLM, SGLang and llama.cpp repeat the
+/// same `id`, `created`, `model` around it), so the next chunk is read by comparing the text
+/// around that string with the template's and scanning only the string: ~0.2k instead of
+/// ~3k instructions per event (B3). Replacing one string token by another leaves every other
+/// token, and so every other extracted field, as it was; anything else takes the full path.
+#[derive(Debug, Default)]
+pub struct StreamMemo {
+    /// The template chunk's text.
+    text: String,
+    /// Its content string token, quotes included.
+    hole: Range<usize>,
+    /// What it was read as, `content` left out.
+    delta: Delta,
+    want_id: bool,
+    armed: bool,
+    /// Templates in a row that the next chunk did not fit: a server whose chunks differ in
+    /// more than their content (a per-chunk counter or timestamp) stops paying for copies.
+    misses: u8,
+}
+
+/// Templates that may miss in a row before a stream stops keeping them.
+const MEMO_MISSES: u8 = 4;
+
+impl StreamMemo {
+    /// The template's reading of `json`, when `json` is the template with another string in
+    /// its content's place.
+    fn fit(&self, json: &str, want_id: bool) -> Option<Delta> {
+        if !self.armed || self.want_id != want_id {
+            return None;
+        }
+        let (head, tail) = (&self.text[..self.hole.start], &self.text[self.hole.end..]);
+        if json.len() < head.len() + 2 + tail.len() || !json.starts_with(head) || !json.ends_with(tail) {
+            return None;
+        }
+        let content = scan::string_at(json, head.len(), json.len() - tail.len())?;
+        let mut d = self.delta.clone();
+        d.content = Some(content);
+        Some(d)
+    }
+
+    /// Makes `json`, read as `d`, the template.
+    fn keep(&mut self, json: &str, hole: Range<usize>, d: &mut Delta, want_id: bool) {
+        self.text.clear();
+        self.text.push_str(json);
+        self.hole = hole;
+        let content = d.content.take();
+        self.delta.clone_from(d);
+        d.content = content;
+        self.want_id = want_id;
+        self.armed = true;
+    }
+}
+
+/// [`parse_with`] for one event of a stream, reading it against the stream's previous event
+/// (`memo`) where it fits; the same `Delta` either way.
+pub fn parse_in_stream(json: &str, want_id: bool, memo: &mut StreamMemo) -> Result<Delta, serde_json::Error> {
+    if let Some(d) = memo.fit(json, want_id) {
+        memo.misses = 0;
+        return Ok(d);
+    }
+    if memo.armed {
+        memo.misses = memo.misses.saturating_add(1);
+    }
+    match scan::parse(json, want_id) {
+        Some((mut d, hole)) => {
+            match hole {
+                Some(hole) if memo.misses < MEMO_MISSES => memo.keep(json, hole, &mut d, want_id),
+                _ => memo.armed = false,
+            }
+            Ok(d)
+        }
+        None => {
+            memo.armed = false;
+            parse_serde(json, want_id)
+        }
     }
 }
 
@@ -261,6 +341,42 @@ pub fn parse_serde(json: &str, want_id: bool) -> Result<Delta, serde_json::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chunks of one answer that differ only in content are read against the template;
+    /// one that differs elsewhere, or asks for the id when the template did not, is not.
+    #[test]
+    fn a_stream_reads_each_chunk_against_the_one_before() {
+        let chunk = |content: &str, finish: &str| {
+            format!(
+                r#"{{"choices":[{{"delta":{{"content":"{content}"}},"finish_reason":{finish},"index":0}}],"created":0,"id":"cmpl-1","model":"m","object":"chat.completion.chunk"}}"#
+            )
+        };
+        let mut memo = StreamMemo::default();
+        assert!(parse_in_stream(&chunk("a", "null"), false, &mut memo).is_ok());
+        for content in ["b", "a longer piece", "", r"\n\u00e9"] {
+            let text = chunk(content, "null");
+            assert!(memo.fit(&text, false).is_some(), "{text}");
+            assert!(memo.fit(&text, true).is_none(), "{text}");
+            let d = parse_in_stream(&text, false, &mut memo).expect("valid");
+            assert_eq!(d, parse_serde(&text, false).expect("valid"), "{text}");
+        }
+        let last = chunk("", r#""stop""#);
+        assert!(memo.fit(&last, false).is_none());
+        let d = parse_in_stream(&last, false, &mut memo).expect("valid");
+        assert_eq!(d.finish_reason.as_deref(), Some("stop"));
+    }
+
+    /// A server whose every chunk differs around the content stops being templated.
+    #[test]
+    fn a_stream_that_never_fits_stops_keeping_templates() {
+        let mut memo = StreamMemo::default();
+        for n in 0..10 {
+            let text = format!(r#"{{"choices":[{{"delta":{{"content":"x"}}}}],"created":{n}}}"#);
+            assert!(parse_in_stream(&text, false, &mut memo).is_ok());
+        }
+        assert!(!memo.armed);
+        assert_eq!(memo.misses, MEMO_MISSES);
+    }
 
     #[test]
     fn chat_role_only_event() {

@@ -116,10 +116,52 @@ fn delta_scanner_agrees_with_serde_on_real_objects_and_their_edits() {
             for v in variants {
                 if let Ok(t) = std::str::from_utf8(&v) {
                     properties::delta_same_as_serde(t);
+                    // The edit as the next event of a stream whose previous event was the
+                    // original: every way the text around the content can differ.
+                    properties::delta_in_stream_same_as_serde(text, t);
                     checked += 1;
                 }
             }
         }
     }
     assert!(checked > 50_000, "only {checked} edits checked");
+}
+
+/// A stream's next event read against the previous one where only the content string
+/// changed: each real object with its content replaced by strings that are, or only look
+/// like, one string token (escapes, a lone surrogate, a control byte, a quote that ends the
+/// string early and injects a key, an unterminated string).
+#[test]
+fn delta_stream_reader_agrees_with_serde_when_only_the_content_changes() {
+    let replacements = [
+        r#""""#,
+        r#""x""#,
+        r#"" Paris, a longer piece of text than the one before""#,
+        r#""caf\u00e9 \ud83d\ude00 \"q\"\n""#,
+        r#""\ud800""#,
+        "\"a\u{1}b\"",
+        r#""a","content":"b""#,
+        r#""a","x":"""#,
+        r#""a"#,
+        r#"null"#,
+        r#"7"#,
+        r#""a\""#,
+    ];
+    let mut replaced = 0;
+    for text in REAL_OBJECTS {
+        for key in [r#""content":"#, r#""text":"#] {
+            let Some(at) = text.find(key).map(|k| k + key.len()) else {
+                continue;
+            };
+            let Some(len) = text[at + 1..].find('"').map(|l| l + 2) else {
+                continue;
+            };
+            for r in replacements {
+                let next = format!("{}{}{}", &text[..at], r, &text[at + len..]);
+                properties::delta_in_stream_same_as_serde(text, &next);
+                replaced += 1;
+            }
+        }
+    }
+    assert!(replaced >= 100, "only {replaced} replacements checked");
 }

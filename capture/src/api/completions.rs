@@ -4,7 +4,7 @@ use recap_schemas::Api;
 use serde_json::{Map, Value};
 
 use super::{ApiShape, InputKind};
-use crate::delta::Delta;
+use crate::delta::{Delta, StreamMemo};
 
 /// `--api completions`.
 #[derive(Debug)]
@@ -33,5 +33,9 @@ impl ApiShape for Completions {
 
     fn parse(&self, data: &str, want_id: bool) -> Result<Delta, serde_json::Error> {
         crate::delta::parse_with(data, want_id)
+    }
+
+    fn parse_event(&self, data: &str, want_id: bool, memo: &mut StreamMemo) -> Result<Delta, serde_json::Error> {
+        crate::delta::parse_in_stream(data, want_id, memo)
     }
 }

@@ -11,7 +11,7 @@ use recap_schemas::Api;
 use serde_json::{Map, Value};
 
 use crate::dataset::Prompt;
-use crate::delta::Delta;
+use crate::delta::{Delta, StreamMemo};
 
 mod chat;
 mod completions;
@@ -86,6 +86,13 @@ pub trait ApiShape: Sync + Send + std::fmt::Debug {
     /// columns; the server's `id` only when `want_id` (copying it out of every chunk would
     /// cost an allocation per event).
     fn parse(&self, data: &str, want_id: bool) -> Result<Delta, serde_json::Error>;
+
+    /// [`parse`](Self::parse) for one streamed event, given what the stream's earlier events
+    /// left in `memo` (the OpenAI shapes read a chunk against the previous one).
+    fn parse_event(&self, data: &str, want_id: bool, memo: &mut StreamMemo) -> Result<Delta, serde_json::Error> {
+        let _ = memo;
+        self.parse(data, want_id)
+    }
 
     /// A dataset row's prompt in this API's shape.
     fn input(&self, prompt: &Prompt) -> Input {

@@ -10,6 +10,8 @@
 //! property in `capture/tests/properties` checks this on the fuzz corpus and on every
 //! one-byte edit of real servers' chunks).
 
+use std::ops::Range;
+
 use super::{clamp_u32, Delta};
 
 /// The bytes that end a run of plain string bytes: a quote, a backslash, a control byte.
@@ -28,8 +30,9 @@ static STOP: [bool; 256] = {
 /// Nesting below which skipped values are followed (serde's own limit is 128).
 const MAX_DEPTH: u32 = 64;
 
-/// [`super::parse_with`]'s result when the scanner is sure of it.
-pub(super) fn parse(json: &str, want_id: bool) -> Option<Delta> {
+/// [`super::parse_with`]'s result when the scanner is sure of it, with the span of the string
+/// token (quotes included) its `content` was read from, if any.
+pub(super) fn parse(json: &str, want_id: bool) -> Option<(Delta, Option<Range<usize>>)> {
     let mut s = Scanner {
         s: json,
         b: json.as_bytes(),
@@ -43,6 +46,7 @@ pub(super) fn parse(json: &str, want_id: bool) -> Option<Delta> {
         return None;
     }
     let mut d = Delta::default();
+    let mut hole = None;
     if top.has_choice {
         let c = top.choice;
         d.choice_index = Some(clamp_u32(c.index).unwrap_or(0));
@@ -51,14 +55,16 @@ pub(super) fn parse(json: &str, want_id: bool) -> Option<Delta> {
         } else {
             c.has_message.then_some(c.message)
         };
+        let mut content = None;
         if let Some(m) = m {
-            d.content = m.content.map(Str::owned);
+            content = m.content;
             d.reasoning = m.reasoning_content.or(m.reasoning).map(Str::owned);
             d.role = m.role.map(Str::owned);
             d.tool_calls_json = m.tool_calls.map(str::to_owned);
         }
-        if d.content.is_none() {
-            d.content = c.text.map(Str::owned);
+        if let Some(s) = content.or(c.text) {
+            hole = Some(s.at..s.at + s.raw.len() + 2);
+            d.content = Some(s.owned());
         }
         d.finish_reason = c.finish_reason.map(Str::owned);
     }
@@ -71,7 +77,19 @@ pub(super) fn parse(json: &str, want_id: bool) -> Option<Delta> {
     if want_id {
         d.id = top.id.filter(|i| !i.raw.is_empty()).map(Str::owned);
     }
-    Some(d)
+    Some((d, hole))
+}
+
+/// The string token starting at `at` (its opening quote), decoded, when it is one the
+/// scanner accepts and it ends exactly at `end`.
+pub(super) fn string_at(json: &str, at: usize, end: usize) -> Option<String> {
+    let mut s = Scanner {
+        s: json,
+        b: json.as_bytes(),
+        i: at,
+    };
+    let token = s.string()?;
+    (s.i == end).then(|| token.owned())
 }
 
 /// A string's text between its quotes, escapes checked but not decoded: most are skipped or
@@ -80,6 +98,8 @@ pub(super) fn parse(json: &str, want_id: bool) -> Option<Delta> {
 struct Str<'a> {
     raw: &'a str,
     escaped: bool,
+    /// Where its opening quote is in the text.
+    at: usize,
 }
 
 impl Str<'_> {
@@ -463,6 +483,7 @@ impl<'a> Scanner<'a> {
         if self.peek()? != b'"' {
             return None;
         }
+        let at = self.i;
         self.i += 1;
         let start = self.i;
         let mut escaped = false;
@@ -472,7 +493,7 @@ impl<'a> Scanner<'a> {
                 self.i = end + 1;
                 // Cut at ASCII bytes of a `&str`: on character boundaries.
                 let raw = self.s.get(start..end)?;
-                return Some(Str { raw, escaped });
+                return Some(Str { raw, escaped, at });
             }
             escaped = true;
             self.i = end + 1;
@@ -622,7 +643,7 @@ mod tests {
                 false,
             ),
         ] {
-            let d = parse(json, want_id).unwrap_or_else(|| panic!("scanner gave up on {json}"));
+            let (d, _) = parse(json, want_id).unwrap_or_else(|| panic!("scanner gave up on {json}"));
             assert_eq!(d, super::super::parse_serde(json, want_id).expect("valid"), "{json}");
         }
     }

@@ -46,6 +46,10 @@ pub fn delta_object(data: &[u8]) {
         return;
     };
     delta_same_as_serde(text);
+    // Two events of one stream: the text split at its first line end.
+    if let Some((previous, next)) = text.split_once('\n') {
+        delta_in_stream_same_as_serde(previous, next);
+    }
     let first = recap_capture::delta::parse(text);
     let second = recap_capture::delta::parse(text);
     match (first, second) {
@@ -68,7 +72,8 @@ pub fn delta_object(data: &[u8]) {
 }
 
 /// The hot path's reader (a scanner that hands what it is not sure of to serde) against the
-/// serde reader alone: the same `Delta`, or an error from both, with and without the `id`.
+/// serde reader alone: the same `Delta`, or an error from both, with and without the `id`;
+/// also when the text is read as the next event of a stream whose previous event was itself.
 pub fn delta_same_as_serde(text: &str) {
     for want_id in [true, false] {
         let fast = recap_capture::delta::parse_with(text, want_id);
@@ -77,6 +82,23 @@ pub fn delta_same_as_serde(text: &str) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "scanner and serde differ on {text:?}"),
             (Err(_), Err(_)) => {}
             (a, b) => panic!("scanner {a:?} but serde {b:?} on {text:?}"),
+        }
+    }
+    delta_in_stream_same_as_serde(text, text);
+}
+
+/// A stream's event read against the event before it (`previous`, the template
+/// [`recap_capture::delta::parse_in_stream`] keeps) against the serde reader alone on `text`.
+pub fn delta_in_stream_same_as_serde(previous: &str, text: &str) {
+    for want_id in [true, false] {
+        let mut memo = recap_capture::delta::StreamMemo::default();
+        let _ = recap_capture::delta::parse_in_stream(previous, want_id, &mut memo);
+        let fast = recap_capture::delta::parse_in_stream(text, want_id, &mut memo);
+        let serde = recap_capture::delta::parse_serde(text, want_id);
+        match (fast, serde) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "after {previous:?}, stream reader and serde differ on {text:?}"),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("after {previous:?}, stream reader {a:?} but serde {b:?} on {text:?}"),
         }
     }
 }
