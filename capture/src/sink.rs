@@ -319,7 +319,7 @@ impl Writer {
                 if e.kind == Some(EventKind::Sse) {
                     self.stats.sse_rows += 1;
                 }
-                self.events.builder.append(&e);
+                self.events.builder.hold(e);
                 self.events.rows += 1;
                 self.events.bytes += bytes;
                 let r = self.events.maybe_encode();
@@ -802,6 +802,12 @@ impl<B: Column> Sparse<B> {
 
 #[derive(Default)]
 struct EventsBuilder {
+    /// The row group's rows as they arrived, appended grouped by request when it is encoded.
+    /// Kept in the boxes they came through the channel in: unboxing would copy each row.
+    #[allow(clippy::vec_box)]
+    held: Vec<Box<EventRow>>,
+    /// Their request ids, read without touching the rows.
+    held_ids: Vec<u64>,
     request_id: UInt64Builder,
     kind: StringBuilder,
     t_ns: Int64Builder,
@@ -828,6 +834,49 @@ struct EventsBuilder {
     timings_prompt_n: Sparse<UInt32Builder>,
     timings_predicted_n: Sparse<UInt32Builder>,
     response_headers_json: Sparse<StringBuilder>,
+}
+
+impl EventsBuilder {
+    /// Takes a row into the row group being gathered.
+    fn hold(&mut self, row: Box<EventRow>) {
+        self.held_ids.push(row.request_id);
+        self.held.push(row);
+    }
+}
+
+/// The indices of `ids` grouped by id (ascending), in index order within an id: a stable sort
+/// by id. Ids are dispatched in order, so a row group's ids span a window of the run a few times
+/// its row count at most: counted into place then (two passes, ~10 instructions per row,
+/// against ~240 for a comparison sort); a sort when a long-lived request widens the span.
+fn grouped_order(ids: &[u64]) -> Vec<usize> {
+    let (Some(&lo), Some(&hi)) = (ids.iter().min(), ids.iter().max()) else {
+        return Vec::new();
+    };
+    let span = usize::try_from(hi - lo).unwrap_or(usize::MAX);
+    if span > ids.len().saturating_mul(8) {
+        let mut keyed: Vec<(u64, usize)> = ids.iter().copied().zip(0..).collect();
+        keyed.sort_unstable();
+        return keyed.into_iter().map(|(_, i)| i).collect();
+    }
+    let slot = |id: u64| usize::try_from(id - lo).unwrap_or(0);
+    // `next[k]`: where the next row of id `lo + k` goes.
+    let mut next = vec![0usize; span + 1];
+    for &id in ids {
+        next[slot(id)] += 1;
+    }
+    let mut at = 0;
+    for n in &mut next {
+        let count = *n;
+        *n = at;
+        at += count;
+    }
+    let mut order = vec![0usize; ids.len()];
+    for (i, &id) in ids.iter().enumerate() {
+        let k = slot(id);
+        order[next[k]] = i;
+        next[k] += 1;
+    }
+    order
 }
 
 impl RowsBuilder for EventsBuilder {
@@ -863,6 +912,18 @@ impl RowsBuilder for EventsBuilder {
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let mut held = std::mem::take(&mut self.held);
+        // Each request's rows together, in arrival order: rows of one request are near copies
+        // of each other (same id, model, framing), which zstd finds only when they are
+        // neighbours. Concurrent streams interleave them; grouped, B3's flushed row group
+        // compresses ~2x smaller at half of zstd's instructions. The order inside a request,
+        // and between row groups, stays the order rows were recorded.
+        for i in grouped_order(&self.held_ids) {
+            self.append(&held[i]);
+        }
+        held.clear();
+        self.held = held;
+        self.held_ids.clear();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.request_id.finish()),
             Arc::new(self.kind.finish()),
@@ -920,6 +981,80 @@ mod tests {
             }
         }
         (rows, md)
+    }
+
+    /// Interleaved streams come out of a row group one request after another, each in the
+    /// order its rows were recorded, and reading segments in write order meets every
+    /// request's rows in recording order (what `analyze`'s reassembly relies on).
+    #[test]
+    fn event_rows_are_grouped_by_request_in_recording_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "run-1".into());
+        cfg.max_segment_rows = 700;
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
+        // Requests 9, 8, ..., 0 streaming at once, each row numbered by when it was recorded.
+        let recorded: Vec<(u64, i64)> = (0..2000i64).map(|t| (9 - (t % 10) as u64, t)).collect();
+        rt.block_on(async {
+            for &(id, t) in &recorded {
+                rec.event(EventRow::new(id, EventKind::Sse, t)).await;
+            }
+        });
+        drop(rec);
+        assert!(sink.finish().error.is_none());
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("events"))
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        names.sort();
+        let mut read = Vec::new();
+        let mut groups = 0;
+        for p in names {
+            let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).expect("open")).expect("parquet");
+            for batch in b.build().expect("reader") {
+                let batch = batch.expect("batch");
+                let col = |name: &str| batch.column_by_name(name).expect("column").clone();
+                let ids = col(events::REQUEST_ID);
+                let ids = ids.as_any().downcast_ref::<arrow_array::UInt64Array>().expect("u64");
+                let ts = col(events::T_NS);
+                let ts = ts.as_any().downcast_ref::<arrow_array::Int64Array>().expect("i64");
+                let rows: Vec<(u64, i64)> = ids
+                    .iter()
+                    .zip(ts.iter())
+                    .map(|(i, t)| (i.unwrap_or(0), t.unwrap_or(0)))
+                    .collect();
+                assert!(rows.is_sorted_by_key(|r| r.0), "a row group not grouped by request");
+                groups += rows.chunk_by(|a, b| a.0 == b.0).count();
+                read.extend(rows);
+            }
+        }
+        assert!(groups < 100, "{groups} runs of one request in 2000 rows");
+        assert_eq!(read.len(), recorded.len());
+        for id in 0..10 {
+            let want: Vec<i64> = recorded.iter().filter(|r| r.0 == id).map(|r| r.1).collect();
+            let got: Vec<i64> = read.iter().filter(|r| r.0 == id).map(|r| r.1).collect();
+            assert_eq!(got, want, "request {id}");
+        }
+    }
+
+    /// Against a stable sort of the indices by id (the definition), on ids spread narrowly
+    /// (counted into place) and widely (sorted).
+    #[test]
+    fn grouped_order_is_a_stable_sort_by_id() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (len, spread) in [(0, 1), (1, 1), (1000, 16), (1000, 4000), (1000, 1 << 40), (5000, 70)] {
+            let base = next() >> 2;
+            let ids: Vec<u64> = (0..len).map(|_| base + next() % spread).collect();
+            let mut want: Vec<usize> = (0..len).collect();
+            want.sort_by_key(|&i| ids[i]);
+            assert_eq!(grouped_order(&ids), want, "{len} ids spread over {spread}");
+        }
     }
 
     #[test]
