@@ -25,7 +25,7 @@ use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -183,29 +183,13 @@ impl AsyncRead for Shared {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            // `try_read_buf` reads into the buffer's uninitialized space (hyper hands over
-            // fresh capacity on every read): `try_read` would need it zeroed first, ~600
-            // instructions per event row in B3 (a 32 KiB memset per read). It clears the
-            // readiness it consumed only on WouldBlock; a read that left the buffer room has
-            // drained the socket, so the readiness is cleared then too (as tokio's own
-            // `TcpStream::poll_read` does), saving the failed read that would follow every
-            // event of a server that flushes per token (B3 flushed: 0.8 per event).
-            let room = buf.remaining();
-            let before = buf.filled().len();
-            let read = self.0.try_io(Interest::READABLE, || {
-                let n = self.0.try_read_buf(buf)?;
-                if n > 0 && n < room {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(())
-            });
-            match read {
-                Ok(()) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if buf.filled().len() > before {
-                        return Poll::Ready(Ok(()));
-                    }
-                }
+            // `try_read_buf` clears the readiness it consumed on WouldBlock, so the next poll
+            // registers for the next wake-up. It reads into the buffer's uninitialized space
+            // (hyper hands over fresh capacity on every read): `try_read` would need it zeroed
+            // first, ~600 instructions per event row in B3 (a 32 KiB memset per read).
+            match self.0.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
