@@ -183,8 +183,8 @@ fn writer_loop(
         loop {
             match rx.try_recv() {
                 Ok(rec) => {
-                    // In the builders now (or dropped): its bytes count against the segment,
-                    // not the channel. Given back in batches: each release takes the
+                    // The writer's now (held, then in the builders, or dropped): its bytes
+                    // count against the segment, not the channel. Given back in batches: each release takes the
                     // semaphore's lock.
                     let text = rec.text_bytes();
                     unreleased += budget.permits(rec.row_bytes() + text);
@@ -870,9 +870,10 @@ impl EventsBuilder {
 }
 
 /// The indices of `ids` grouped by id (ascending), in index order within an id: a stable sort
-/// by id. Ids are dispatched in order, so a row group's ids span a window of the run a few times
-/// its row count at most: counted into place then (two passes, ~10 instructions per row,
-/// against ~240 for a comparison sort); a sort when a long-lived request widens the span.
+/// by id. Ids are dispatched in order, so the ids of a few thousand consecutive rows span a
+/// stretch of the run a few times their count at most: counted into place then (two passes,
+/// ~10 instructions per row, against ~240 for a comparison sort); a sort when a long-lived
+/// request widens the span.
 fn grouped_order(ids: &[u64]) -> Vec<usize> {
     let (Some(&lo), Some(&hi)) = (ids.iter().min(), ids.iter().max()) else {
         return Vec::new();
