@@ -70,7 +70,14 @@ PY="$VENV/bin/python"
 # Keyed by the tarball's checksum, so a new source gets a fresh build.
 src_key="$(sha256sum "$SRC_TAR" | cut -c1-12)"
 LLAMA_DIR="$CACHE/llama-$src_key"
-SERVER_BIN="$LLAMA_DIR/build/bin/llama-server"
+# The SIMD levels this CPU has, read from /proc/cpuinfo rather than assumed (an AVX-512 build
+# dies with "Illegal instruction" on an AVX2-only machine), and kept in the build's folder
+# name so a cache built on another CPU is not reused.
+cpu_has() { if grep -qw "$1" /proc/cpuinfo 2>/dev/null; then echo ON; else echo OFF; fi; }
+simd=(-DGGML_AVX="$(cpu_has avx)" -DGGML_AVX2="$(cpu_has avx2)" -DGGML_FMA="$(cpu_has fma)"
+  -DGGML_F16C="$(cpu_has f16c)" -DGGML_BMI2="$(cpu_has bmi2)" -DGGML_AVX512="$(cpu_has avx512f)")
+BUILD_DIR="$LLAMA_DIR/build-$(printf '%s' "${simd[*]}" | sha256sum | cut -c1-8)"
+SERVER_BIN="$BUILD_DIR/bin/llama-server"
 if [ ! -d "$LLAMA_DIR/lc" ]; then
   log "unpacking $SRC_TAR into $LLAMA_DIR"
   rm -rf "$LLAMA_DIR.tmp" && mkdir -p "$LLAMA_DIR.tmp"
@@ -82,21 +89,20 @@ fi
 if [ -x "$SERVER_BIN" ]; then
   log "llama-server cached: $SERVER_BIN"
 else
-  log "building llama-server (CPU, -j$JOBS; 15-25 minutes on 2 cores; log: $LLAMA_DIR/build.log)"
+  log "building llama-server (CPU, -j$JOBS; 15-25 minutes on 2 cores; log: $BUILD_DIR.log; ${simd[*]})"
   extra=()
   # Options that exist only in some llama.cpp versions.
   grep -q 'option(LLAMA_BUILD_APP' "$LLAMA_DIR/lc/CMakeLists.txt" && extra+=(-DLLAMA_BUILD_APP=OFF)
   grep -q 'option(LLAMA_CURL' "$LLAMA_DIR/lc/CMakeLists.txt" && extra+=(-DLLAMA_CURL=OFF)
   start=$(date +%s)
   {
-    PATH="$VENV/bin:$PATH" "$VENV/bin/cmake" -S "$LLAMA_DIR/lc" -B "$LLAMA_DIR/build" -G Ninja \
+    PATH="$VENV/bin:$PATH" "$VENV/bin/cmake" -S "$LLAMA_DIR/lc" -B "$BUILD_DIR" -G Ninja \
       -DCMAKE_BUILD_TYPE=Release -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
       -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-      -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
-      -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=ON \
+      -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF "${simd[@]}" \
       -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF ${extra[@]+"${extra[@]}"} \
-    && PATH="$VENV/bin:$PATH" "$VENV/bin/cmake" --build "$LLAMA_DIR/build" --target llama-server -j"$JOBS"
-  } >"$LLAMA_DIR/build.log" 2>&1 || { tail -n 40 "$LLAMA_DIR/build.log" >&2; die "llama-server build failed"; }
+    && PATH="$VENV/bin:$PATH" "$VENV/bin/cmake" --build "$BUILD_DIR" --target llama-server -j"$JOBS"
+  } >"$BUILD_DIR.log" 2>&1 || { tail -n 40 "$BUILD_DIR.log" >&2; die "llama-server build failed"; }
   [ -x "$SERVER_BIN" ] || die "build finished but $SERVER_BIN is missing"
   log "llama-server built in $(( $(date +%s) - start )) s"
 fi
