@@ -184,8 +184,8 @@ fn writer_loop(
             match rx.try_recv() {
                 Ok(rec) => {
                     // The writer's now (held, then in the builders, or dropped): its bytes
-                    // count against the segment, not the channel. Given back in batches: each release takes the
-                    // semaphore's lock.
+                    // count against the segment, not the channel. Given back in batches:
+                    // each release takes the semaphore's lock.
                     let text = rec.text_bytes();
                     unreleased += budget.permits(rec.row_bytes() + text);
                     w.push(rec, text);
