@@ -27,9 +27,9 @@ use crate::clock::Clock;
 use crate::connection::{Connection, Connector, FinishError};
 use crate::delta;
 use crate::progress::Stats;
-use crate::recorder::{EventRow, Recorder, RequestRow};
+use crate::recorder::{EventBatch, EventRow, Recorder, RequestRow};
 use crate::request::PreparedRequest;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{SseEventRef, SseEvents, SseParser};
 
 /// Default of `--max-response-bytes`: the most bytes of one response body capture decodes
 /// (after `Content-Encoding`), streamed or not; past it the request ends as a `protocol` error.
@@ -478,6 +478,8 @@ pub struct WorkerContext {
 pub struct Worker {
     ctx: WorkerContext,
     conn: Option<Connection>,
+    /// The framed events of a read, their buffers kept from stream to stream.
+    events: SseEvents,
 }
 
 /// How one request ended, as the worker sees it (the recorded `ErrorKind` is in `Failure`).
@@ -528,7 +530,11 @@ enum Attempt {
 impl Worker {
     /// A worker with no connection yet (it connects on its first request).
     pub fn new(ctx: WorkerContext) -> Self {
-        Worker { ctx, conn: None }
+        Worker {
+            ctx,
+            conn: None,
+            events: SseEvents::default(),
+        }
     }
 
     /// Sends one request and records everything about it, ending with exactly one terminal
@@ -794,7 +800,9 @@ impl Worker {
         let rid = t.request_id;
         if is_sse {
             let mut parser = SseParser::with_max_event_bytes(ctx.endpoint.max_event_bytes);
-            let mut events = Vec::new();
+            // Taken for the stream, given back at its end (lost with a failed stream: a fresh
+            // one is only slower).
+            let mut events = std::mem::take(&mut self.events);
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
                 let Ok(raw) = frame.into_data() else {
@@ -803,16 +811,17 @@ impl Worker {
                 let now = ctx.clock.now_ns();
                 p.body_bytes += raw.len() as u64;
                 parser.feed(&dec.push(&raw)?, &mut events);
-                for ev in events.drain(..) {
-                    record_sse(&ctx, rid, ev, now, t_sent, p).await;
-                }
+                ctx.recorder
+                    .events(sse_rows(&ctx, rid, &mut events, now, t_sent, p))
+                    .await;
             }
             parser.feed(&dec.finish()?, &mut events);
             parser.finish(&mut events);
             let now = ctx.clock.now_ns();
-            for ev in events.drain(..) {
-                record_sse(&ctx, rid, ev, now, t_sent, p).await;
-            }
+            ctx.recorder
+                .events(sse_rows(&ctx, rid, &mut events, now, t_sent, p))
+                .await;
+            self.events = events;
             // The body ended cleanly; whether the answer did is what the server said in it.
             truthful_end(p)
         } else {
@@ -1075,13 +1084,41 @@ fn fill(row: &mut EventRow, d: delta::Delta, p: &mut Progress, stats: &Stats) {
     }
 }
 
-async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i64, t_sent: i64, p: &mut Progress) {
+/// The `events` rows of the SSE events of one read (at `t_ns`), recorded in one send.
+fn sse_rows(
+    ctx: &WorkerContext,
+    request_id: u64,
+    events: &mut SseEvents,
+    t_ns: i64,
+    t_sent: i64,
+    p: &mut Progress,
+) -> EventBatch {
+    // Room for every event's data as `raw` and a little content each.
+    let mut batch = EventBatch::with_capacity(events.len(), events.data_bytes() + 16 * events.len());
+    for ev in events.iter() {
+        sse_row(ctx, request_id, ev, t_ns, t_sent, p, &mut batch);
+    }
+    events.clear();
+    batch
+}
+
+/// Adds to `batch` the `events` row of one SSE event received at `t_ns`, the request's
+/// progress updated.
+fn sse_row(
+    ctx: &WorkerContext,
+    request_id: u64,
+    ev: SseEventRef<'_>,
+    t_ns: i64,
+    t_sent: i64,
+    p: &mut Progress,
+    batch: &mut EventBatch,
+) {
     let mut row = EventRow::new(request_id, EventKind::Sse, t_ns);
     row.seq = Some(p.seq);
     row.bytes = Some(u32::try_from(ev.raw_bytes).unwrap_or(u32::MAX));
     p.seq += 1;
     ctx.stats.sse_events.fetch_add(1, Relaxed);
-    row.sse_event = ev.name.map(|n| String::from_utf8_lossy(&n).into_owned());
+    row.sse_event = ev.name.map(|n| String::from_utf8_lossy(n).into_owned());
     let error_event = row.sse_event.as_deref() == Some("error");
     if ev.oversized {
         ctx.stats.malformed_events.fetch_add(1, Relaxed);
@@ -1090,17 +1127,17 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
             "SSE event of {} bytes is over --max-event-bytes {}; its data was not kept",
             ev.raw_bytes, ctx.endpoint.max_event_bytes
         ));
-        ctx.recorder.event(row).await;
+        batch.push(row, None);
         return;
     }
-    // The data moves into `raw` without a copy once the extracted fields are taken from it.
-    let text = match String::from_utf8(ev.data) {
+    // The data is copied into the batch's text as `raw` once the extracted fields are taken.
+    let text = match std::str::from_utf8(ev.data) {
         Err(e) => {
             ctx.stats.malformed_events.fetch_add(1, Relaxed);
             row.error_kind = Some(ErrorKind::Protocol);
-            row.error_message = Some(format!("SSE data is not valid UTF-8: {}", e.utf8_error()));
+            row.error_message = Some(format!("SSE data is not valid UTF-8: {e}"));
             // Kept as text with U+FFFD for the invalid bytes (the column is UTF-8).
-            String::from_utf8_lossy(e.as_bytes()).into_owned()
+            String::from_utf8_lossy(ev.data)
         }
         Ok(text) => {
             if text.trim() == "[DONE]" {
@@ -1110,7 +1147,7 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
                 match ctx
                     .endpoint
                     .shape
-                    .parse_event(&text, p.server_request_id.is_none(), &mut p.memo)
+                    .parse_event(text, p.server_request_id.is_none(), &mut p.memo)
                 {
                     Ok(d) => {
                         if d.has_output() {
@@ -1134,7 +1171,7 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
                     Err(_) => {}
                 }
             }
-            text
+            std::borrow::Cow::Borrowed(text)
         }
     };
     if error_event && row.error_kind != Some(ErrorKind::ServerError) {
@@ -1144,10 +1181,8 @@ async fn record_sse(ctx: &WorkerContext, request_id: u64, ev: SseEvent, t_ns: i6
         row.error_message = Some(format!("server sent an `event: error`: {head}"));
         p.server_error.get_or_insert(head);
     }
-    if ctx.endpoint.keeps_raw(row.error_kind.is_some()) {
-        row.raw = Some(text);
-    }
-    ctx.recorder.event(row).await;
+    let raw = ctx.endpoint.keeps_raw(row.error_kind.is_some()).then_some(&*text);
+    batch.push(row, raw);
 }
 
 /// Parses one `--header 'Name: value'` flag. Credential headers are marked sensitive so

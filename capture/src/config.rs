@@ -258,8 +258,9 @@ pub struct Args {
     /// Close a segment early at this many rows.
     #[arg(long, default_value_t = 1 << 20, value_name = "N")]
     pub segment_rows: usize,
-    /// Rows the recorder buffers between workers and the Parquet writer; when full, workers
-    /// wait, and the run reports how long (back-pressure).
+    /// Sends the recorder buffers between workers and the Parquet writer (a send is one row,
+    /// or the rows of one read of a stream); when full, workers wait, and the run reports how
+    /// long (back-pressure). Memory is bounded by --record-buffer-bytes.
     #[arg(long, default_value_t = 1 << 16, value_name = "N")]
     pub record_buffer_rows: usize,
     /// Largest SSE event (or line) kept, in bytes; a bigger one becomes a `protocol` row

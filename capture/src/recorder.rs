@@ -108,6 +108,10 @@ pub struct EventRow {
     pub timings_predicted_n: Option<u32>,
     /// `response_headers_json`.
     pub response_headers_json: Option<String>,
+    /// Where `content` lies in its [`EventBatch`]'s text, when it was put there.
+    pub content_at: Option<Span>,
+    /// Where `raw` lies in its [`EventBatch`]'s text, when it was put there.
+    pub raw_at: Option<Span>,
 }
 
 impl EventRow {
@@ -122,13 +126,151 @@ impl EventRow {
     }
 }
 
+/// A stretch of an [`EventBatch`]'s text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    /// The text this span names in `text`.
+    fn of(self, text: &str) -> Option<&str> {
+        let start = self.start as usize;
+        text.get(start..start + self.len as usize)
+    }
+}
+
+/// `events` rows of one request, in recording order, and the text their spans name: the rows
+/// of one read of a stream travel together, their `content` and `raw` back to back in one
+/// string. One send and two allocations for a read's events instead of a send and three
+/// allocations per event, each freed on the writer's thread (glibc's malloc and free cost
+/// ~400 instructions per such pair). B3 whole: -1.5k instructions per row.
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    /// The rows.
+    pub rows: Vec<EventRow>,
+    /// What their `content_at` and `raw_at` name.
+    pub text: String,
+}
+
+impl EventBatch {
+    /// An empty batch with room for `rows` rows and `text` bytes of their texts.
+    pub fn with_capacity(rows: usize, text: usize) -> Self {
+        EventBatch {
+            rows: Vec::with_capacity(rows),
+            text: String::with_capacity(text),
+        }
+    }
+
+    /// One row, its texts where they are.
+    pub fn one(row: EventRow) -> Self {
+        EventBatch {
+            rows: vec![row],
+            text: String::new(),
+        }
+    }
+
+    /// Appends `row`, its `content` and `raw` (or `raw` given apart) copied into the batch's
+    /// text.
+    pub fn push(&mut self, mut row: EventRow, raw: Option<&str>) {
+        if let Some(c) = row.content.take() {
+            row.content_at = self.put(&c);
+            if row.content_at.is_none() {
+                row.content = Some(c);
+            }
+        }
+        match raw {
+            Some(r) => {
+                row.raw_at = self.put(r);
+                if row.raw_at.is_none() {
+                    row.raw = Some(r.to_owned());
+                }
+            }
+            None => {
+                if let Some(r) = row.raw.take() {
+                    row.raw_at = self.put(&r);
+                    if row.raw_at.is_none() {
+                        row.raw = Some(r);
+                    }
+                }
+            }
+        }
+        self.rows.push(row);
+    }
+
+    /// Copies `s` into the text, unless the text would pass `u32::MAX` bytes.
+    fn put(&mut self, s: &str) -> Option<Span> {
+        let start = u32::try_from(self.text.len()).ok()?;
+        let len = u32::try_from(s.len()).ok()?;
+        start.checked_add(len)?;
+        self.text.push_str(s);
+        Some(Span { start, len })
+    }
+
+    /// `row`'s `content`, wherever it is.
+    pub fn content<'a>(&'a self, row: &'a EventRow) -> Option<&'a str> {
+        row.content
+            .as_deref()
+            .or_else(|| row.content_at.and_then(|s| s.of(&self.text)))
+    }
+
+    /// `row`'s `raw`, wherever it is.
+    pub fn raw<'a>(&'a self, row: &'a EventRow) -> Option<&'a str> {
+        row.raw.as_deref().or_else(|| row.raw_at.and_then(|s| s.of(&self.text)))
+    }
+
+    /// Moves every row's texts back into the row (before it is edited, or split from the
+    /// others).
+    pub fn materialize(&mut self) {
+        for row in &mut self.rows {
+            if let Some(c) = row.content_at.take().and_then(|s| s.of(&self.text)) {
+                row.content = Some(c.to_owned());
+            }
+            if let Some(r) = row.raw_at.take().and_then(|s| s.of(&self.text)) {
+                row.raw = Some(r.to_owned());
+            }
+        }
+        self.text = String::new();
+    }
+
+    /// The rows from `at` on, as a batch of their own.
+    pub fn split_off(&mut self, at: usize) -> EventBatch {
+        self.materialize();
+        EventBatch {
+            rows: self.rows.split_off(at),
+            text: String::new(),
+        }
+    }
+
+    /// Bytes of the strings the batch owns.
+    fn text_bytes(&self) -> usize {
+        self.text.len()
+            + self
+                .rows
+                .iter()
+                .map(|e| {
+                    len(&e.content)
+                        + len(&e.reasoning)
+                        + len(&e.tool_calls_json)
+                        + len(&e.role)
+                        + len(&e.finish_reason)
+                        + len(&e.error_message)
+                        + len(&e.sse_event)
+                        + len(&e.raw)
+                        + len(&e.response_headers_json)
+                })
+                .sum::<usize>()
+    }
+}
+
 /// What travels from workers to the sink thread.
 #[derive(Debug)]
 pub enum Record {
     /// A `requests` row.
     Request(Box<RequestRow>),
-    /// An `events` row.
-    Event(Box<EventRow>),
+    /// `events` rows, all of one request, in recording order.
+    Events(EventBatch),
     /// A `scrapes` row (`--scrape`).
     Scrape(Box<ScrapeRow>),
 }
@@ -162,26 +304,24 @@ impl Record {
     pub fn text_bytes(&self) -> usize {
         match self {
             Record::Request(r) => len(&r.client_request_id) + len(&r.server_request_id),
-            Record::Event(e) => {
-                len(&e.content)
-                    + len(&e.reasoning)
-                    + len(&e.tool_calls_json)
-                    + len(&e.role)
-                    + len(&e.finish_reason)
-                    + len(&e.error_message)
-                    + len(&e.sse_event)
-                    + len(&e.raw)
-                    + len(&e.response_headers_json)
-            }
+            Record::Events(batch) => batch.text_bytes(),
             Record::Scrape(r) => r.target.len() + len(&r.content_type) + len(&r.body) + len(&r.error),
         }
     }
 
-    /// The size of the boxed row itself.
+    /// How many rows this record carries.
+    pub fn rows(&self) -> usize {
+        match self {
+            Record::Events(batch) => batch.rows.len(),
+            Record::Request(_) | Record::Scrape(_) => 1,
+        }
+    }
+
+    /// The size of the row structs themselves.
     pub fn row_bytes(&self) -> usize {
         match self {
             Record::Request(_) => std::mem::size_of::<RequestRow>(),
-            Record::Event(_) => std::mem::size_of::<EventRow>(),
+            Record::Events(batch) => batch.rows.len() * std::mem::size_of::<EventRow>(),
             Record::Scrape(_) => std::mem::size_of::<ScrapeRow>(),
         }
     }
@@ -285,7 +425,15 @@ impl Recorder {
 
     /// Records an event row (waits while the sink is behind).
     pub async fn event(&self, row: EventRow) {
-        self.send(Record::Event(Box::new(row))).await;
+        self.send(Record::Events(EventBatch::one(row))).await;
+    }
+
+    /// Records event rows of one request, in recording order, in one send (waits while the
+    /// sink is behind). Nothing is sent for none.
+    pub async fn events(&self, batch: EventBatch) {
+        if !batch.rows.is_empty() {
+            self.send(Record::Events(batch)).await;
+        }
     }
 
     /// Records a scrape row (waits while the sink is behind; only the scraper's task does).
@@ -332,7 +480,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_byte_budget_makes_senders_wait_until_the_sink_releases() {
         let (tx, mut rx) = mpsc::channel(1000);
-        let row_bytes = Record::Event(Box::new(EventRow::new(0, recap_schemas::EventKind::Sent, 0))).budget_bytes();
+        let row_bytes =
+            Record::Events(EventBatch::one(EventRow::new(0, recap_schemas::EventKind::Sent, 0))).budget_bytes();
         let budget = Arc::new(ByteBudget::new(row_bytes + 1000));
         let rec = Recorder::new(tx, budget.clone());
         let waits = rec.wait_stats();

@@ -4,21 +4,26 @@
 //! is allowed.
 
 use recap_capture::dataset::{Dataset, DatasetError};
-use recap_capture::sse::{SseEvent, SseParser};
+use recap_capture::sse::{SseEvent, SseEvents, SseParser};
 
 /// Parses `data` as one SSE stream, fed in the given pieces.
 fn events_split(data: &[u8], cuts: impl Iterator<Item = usize>) -> Vec<SseEvent> {
     let mut parser = SseParser::new();
-    let mut out = Vec::new();
+    let mut events = Vec::new();
+    let mut out = SseEvents::default();
     let mut start = 0;
     for cut in cuts {
         let cut = cut.clamp(start, data.len());
         parser.feed(&data[start..cut], &mut out);
+        // Cleared after every read, as the reader does.
+        events.extend(out.to_vec());
+        out.clear();
         start = cut;
     }
     parser.feed(&data[start..], &mut out);
     parser.finish(&mut out);
-    out
+    events.extend(out.to_vec());
+    events
 }
 
 /// SSE framing: the events do not depend on how the stream is split into reads (whole, byte
