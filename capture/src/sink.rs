@@ -1062,15 +1062,20 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use recap_schemas::{Api, Phase};
 
-    fn read_all(dir: &Path) -> (usize, Vec<(String, String)>) {
-        let mut rows = 0;
-        let mut md = Vec::new();
+    /// The files of a table's folder, in write order.
+    fn segment_paths(dir: &Path) -> Vec<PathBuf> {
         let mut names: Vec<_> = std::fs::read_dir(dir)
             .expect("dir")
             .map(|e| e.expect("entry").path())
             .collect();
         names.sort();
-        for p in names {
+        names
+    }
+
+    fn read_all(dir: &Path) -> (usize, Vec<(String, String)>) {
+        let mut rows = 0;
+        let mut md = Vec::new();
+        for p in segment_paths(dir) {
             assert!(p.to_string_lossy().ends_with(".parquet"), "leftover {p:?}");
             let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).expect("open")).expect("parquet");
             for kv in b.metadata().file_metadata().key_value_metadata().into_iter().flatten() {
@@ -1101,13 +1106,8 @@ mod tests {
         });
         drop(rec);
         assert!(sink.finish().error.is_none());
-        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("events"))
-            .expect("dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        names.sort();
         let mut read = Vec::new();
-        for p in names {
+        for p in segment_paths(&dir.path().join("events")) {
             let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).expect("open")).expect("parquet");
             for batch in b.build().expect("reader") {
                 read.extend(id_and_time(&batch.expect("batch")));
@@ -1163,13 +1163,8 @@ mod tests {
             drop(rec);
             let stats = sink.finish();
             assert!(stats.error.is_none(), "{stats:?}");
-            let mut names: Vec<_> = std::fs::read_dir(dir.path().join("events"))
-                .expect("dir")
-                .map(|e| e.expect("entry").path())
-                .collect();
-            names.sort();
             let mut got = Vec::new();
-            for p in &names {
+            for p in &segment_paths(&dir.path().join("events")) {
                 let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(p).expect("open"))
                     .expect("parquet")
                     .build()
