@@ -174,12 +174,7 @@ impl EventBatch {
     /// Appends `row`, its `content` and `raw` (or `raw` given apart) copied into the batch's
     /// text.
     pub fn push(&mut self, mut row: EventRow, raw: Option<&str>) {
-        if let Some(c) = row.content.take() {
-            row.content_at = self.put(&c);
-            if row.content_at.is_none() {
-                row.content = Some(c);
-            }
-        }
+        self.keep(&mut row.content, &mut row.content_at);
         match raw {
             Some(r) => {
                 row.raw_at = self.put(r);
@@ -187,16 +182,20 @@ impl EventBatch {
                     row.raw = Some(r.to_owned());
                 }
             }
-            None => {
-                if let Some(r) = row.raw.take() {
-                    row.raw_at = self.put(&r);
-                    if row.raw_at.is_none() {
-                        row.raw = Some(r);
-                    }
-                }
-            }
+            None => self.keep(&mut row.raw, &mut row.raw_at),
         }
         self.rows.push(row);
+    }
+
+    /// Moves `owned` into the text and sets `at` to it; leaves it where it is if it does
+    /// not fit ([`Self::put`]).
+    fn keep(&mut self, owned: &mut Option<String>, at: &mut Option<Span>) {
+        if let Some(s) = owned.as_deref() {
+            *at = self.put(s);
+            if at.is_some() {
+                *owned = None;
+            }
+        }
     }
 
     /// Copies `s` into the text, unless the text would pass `u32::MAX` bytes.
@@ -234,8 +233,12 @@ impl EventBatch {
         self.text = String::new();
     }
 
-    /// The rows from `at` on, as a batch of their own.
+    /// The rows from `at` on, as a batch of their own (empty, and nothing moved, when `at`
+    /// is at or past the end).
     pub fn split_off(&mut self, at: usize) -> EventBatch {
+        if at >= self.rows.len() {
+            return EventBatch::default();
+        }
         self.materialize();
         EventBatch {
             rows: self.rows.split_off(at),

@@ -339,11 +339,7 @@ impl Writer {
                         break;
                     }
                     let room = self.max_segment_rows.saturating_sub(self.events.segment_rows()).max(1);
-                    let rest = if batch.rows.len() > room {
-                        batch.split_off(room)
-                    } else {
-                        EventBatch::default()
-                    };
+                    let rest = batch.split_off(room);
                     let n = batch.rows.len();
                     self.events.builder.hold(batch);
                     self.events.rows += n;
@@ -912,11 +908,7 @@ impl EventsBuilder {
         while let Some(first) = batch.rows.first() {
             let id = first.request_id;
             let run = batch.rows.iter().take_while(|e| e.request_id == id).count();
-            let rest = if run < batch.rows.len() {
-                batch.split_off(run)
-            } else {
-                EventBatch::default()
-            };
+            let rest = batch.split_off(run);
             self.held_rows += batch.rows.len();
             self.held_ids.push(id);
             self.held.push(batch);

@@ -66,9 +66,18 @@ struct Framed {
     oversized: bool,
 }
 
-/// Data capacity [`SseEvents::clear`] keeps: a huge event's buffer is not held for the rest of
-/// its stream.
+/// Data capacity a cleared buffer keeps ([`clear_data`]): a huge event's buffer is not held
+/// for the rest of its stream.
 const KEEP_DATA_CAPACITY: usize = 1 << 20;
+
+/// Empties a data buffer, keeping its capacity up to [`KEEP_DATA_CAPACITY`].
+fn clear_data(data: &mut Vec<u8>) {
+    if data.capacity() > KEEP_DATA_CAPACITY {
+        *data = Vec::new();
+    } else {
+        data.clear();
+    }
+}
 
 impl SseEvents {
     /// How many events there are.
@@ -104,11 +113,7 @@ impl SseEvents {
     /// Forgets the events, keeping the buffers for the next read.
     pub fn clear(&mut self) {
         self.events.clear();
-        if self.data.capacity() > KEEP_DATA_CAPACITY {
-            self.data = Vec::new();
-        } else {
-            self.data.clear();
-        }
+        clear_data(&mut self.data);
     }
 
     fn push(&mut self, data: &[u8], name: Option<Vec<u8>>, raw_bytes: usize, oversized: bool) {
@@ -269,11 +274,7 @@ impl SseParser {
     fn dispatch(&mut self, out: &mut SseEvents) {
         if self.has_data {
             out.push(&self.data, self.name.take(), self.raw_bytes, self.oversized);
-            if self.data.capacity() > KEEP_DATA_CAPACITY {
-                self.data = Vec::new();
-            } else {
-                self.data.clear();
-            }
+            clear_data(&mut self.data);
             self.raw_bytes = 0;
             self.has_data = false;
             self.oversized = false;
