@@ -857,7 +857,8 @@ impl Worker {
             if d.has_output() {
                 ctx.stats.record_ttft(now - t_sent);
             }
-            keep_answer(p, &d);
+            keep_answer(p, &d, &text);
+            let d = d.owned(&text);
             fill(&mut row, d, p, &ctx.stats);
             if ctx.endpoint.keeps_raw(row.error_kind.is_some()) {
                 row.raw = Some(text);
@@ -1039,8 +1040,8 @@ impl Decoder {
 }
 
 /// Appends a delta's content to the answer being kept, if one is.
-fn keep_answer(p: &mut Progress, d: &delta::Delta) {
-    if let (Some(answer), Some(c)) = (p.answer.as_mut(), d.content.as_deref()) {
+fn keep_answer(p: &mut Progress, d: &delta::Delta, json: &str) {
+    if let (Some(answer), Some(c)) = (p.answer.as_mut(), d.content(json)) {
         answer.push_str(c);
     }
 }
@@ -1130,7 +1131,9 @@ fn sse_row(
         batch.push(row, None);
         return;
     }
-    // The data is copied into the batch's text as `raw` once the extracted fields are taken.
+    // The data is copied into the batch's text as `raw` once the extracted fields are taken;
+    // a content read in place there (`content_in`) is not copied again.
+    let mut content_in = None;
     let text = match std::str::from_utf8(ev.data) {
         Err(e) => {
             ctx.stats.malformed_events.fetch_add(1, Relaxed);
@@ -1159,7 +1162,8 @@ fn sse_row(
                             }
                             p.last_output_ns = t_ns;
                         }
-                        keep_answer(p, &d);
+                        keep_answer(p, &d, text);
+                        content_in = d.content_in.clone();
                         fill(&mut row, d, p, &ctx.stats);
                     }
                     Err(e) if !error_event => {
@@ -1181,8 +1185,11 @@ fn sse_row(
         row.error_message = Some(format!("server sent an `event: error`: {head}"));
         p.server_error.get_or_insert(head);
     }
-    let raw = ctx.endpoint.keeps_raw(row.error_kind.is_some()).then_some(&*text);
-    batch.push(row, raw);
+    let keep_raw = ctx.endpoint.keeps_raw(row.error_kind.is_some());
+    match content_in {
+        Some(at) => batch.push_content_in(row, &text, at, keep_raw),
+        None => batch.push(row, keep_raw.then_some(&*text)),
+    }
 }
 
 /// Parses one `--header 'Name: value'` flag. Credential headers are marked sensitive so

@@ -46,6 +46,10 @@ pub struct Delta {
     /// `error.message` (or the whole `error` value), or the `message` of an
     /// `"object": "error"` object: the server reported an error in the response.
     pub error_message: Option<String>,
+    /// Where the content lies, verbatim, in the parsed text, in place of `content`: a stream's
+    /// template ([`parse_in_stream`]) reads a content without escapes there and copies
+    /// nothing, so the event's `raw` can hold it too ([`Delta::content`] reads either).
+    pub content_in: Option<Range<usize>>,
 }
 
 /// llama.cpp's `timings` object, the fields analysis uses.
@@ -62,10 +66,28 @@ pub struct Timings {
 }
 
 impl Delta {
+    /// The content of `json`, the text this was parsed from, wherever it is.
+    pub fn content<'a>(&'a self, json: &'a str) -> Option<&'a str> {
+        match &self.content_in {
+            Some(at) => json.get(at.clone()),
+            None => self.content.as_deref(),
+        }
+    }
+
+    /// This with its content copied out of `json` (the text it was parsed from) into
+    /// `content`: what [`parse_with`] gives for the same text.
+    pub fn owned(mut self, json: &str) -> Delta {
+        if let Some(at) = self.content_in.take() {
+            self.content = json.get(at).map(str::to_owned);
+        }
+        self
+    }
+
     /// Whether this carries generated output (non-empty content, reasoning or a tool call):
     /// the default definition of a "token event" for TTFT.
     pub fn has_output(&self) -> bool {
         self.content.as_deref().is_some_and(|s| !s.is_empty())
+            || self.content_in.as_ref().is_some_and(|r| !r.is_empty())
             || self.reasoning.as_deref().is_some_and(|s| !s.is_empty())
             || self.tool_calls_json.is_some()
     }
@@ -224,6 +246,7 @@ const MEMO_MISSES: u8 = 4;
 impl StreamMemo {
     /// The template's reading of `json`, when `json` is the template with another string in
     /// its content's place.
+    #[inline]
     fn fit(&self, json: &str, want_id: bool) -> Option<Delta> {
         if !self.armed || self.want_id != want_id {
             return None;
@@ -234,7 +257,10 @@ impl StreamMemo {
         }
         let content = scan::string_at(json, head.len(), json.len() - tail.len())?;
         let mut d = self.delta.clone();
-        d.content = Some(content);
+        match content {
+            Ok(at) => d.content_in = Some(at),
+            Err(decoded) => d.content = Some(decoded),
+        }
         Some(d)
     }
 
@@ -253,6 +279,7 @@ impl StreamMemo {
 
 /// [`parse_with`] for one event of a stream, reading it against the stream's previous event
 /// (`memo`) where it fits; the same `Delta` either way.
+#[inline]
 pub fn parse_in_stream(json: &str, want_id: bool, memo: &mut StreamMemo) -> Result<Delta, serde_json::Error> {
     if let Some(d) = memo.fit(json, want_id) {
         memo.misses = 0;
@@ -358,7 +385,13 @@ mod tests {
             assert!(memo.fit(&text, false).is_some(), "{text}");
             assert!(memo.fit(&text, true).is_none(), "{text}");
             let d = parse_in_stream(&text, false, &mut memo).expect("valid");
-            assert_eq!(d, parse_serde(&text, false).expect("valid"), "{text}");
+            // Read in place unless it holds an escape, which is decoded.
+            assert_eq!(d.content_in.is_some(), !content.contains('\\'), "{text}");
+            assert_eq!(d.content_in.is_some(), d.content.is_none(), "{text}");
+            let want = parse_serde(&text, false).expect("valid");
+            assert_eq!(d.content(&text), want.content.as_deref(), "{text}");
+            assert_eq!(d.has_output(), want.has_output(), "{text}");
+            assert_eq!(d.owned(&text), want, "{text}");
         }
         let last = chunk("", r#""stop""#);
         assert!(memo.fit(&last, false).is_none());

@@ -5,6 +5,7 @@
 //! carrying a raw payload may be megabytes): when either is full senders wait
 //! (back-pressure) instead of growing memory.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
@@ -183,6 +184,36 @@ impl EventBatch {
                 }
             }
             None => self.keep(&mut row.raw, &mut row.raw_at),
+        }
+        self.rows.push(row);
+    }
+
+    /// Appends `row`, whose content is `data[content]`: copied into the batch's text with
+    /// the rest of `data` as `raw` when `keep_raw` (the content's span then lies inside
+    /// raw's), else alone.
+    #[inline]
+    pub fn push_content_in(&mut self, mut row: EventRow, data: &str, content: Range<usize>, keep_raw: bool) {
+        let Some(text) = data.get(content.clone()) else {
+            return self.push(row, keep_raw.then_some(data));
+        };
+        let raw_at = if keep_raw { self.put(data) } else { None };
+        match (raw_at, u32::try_from(content.start)) {
+            (Some(raw), Ok(offset)) => {
+                row.raw_at = Some(raw);
+                row.content_at = Some(Span {
+                    start: raw.start + offset,
+                    len: u32::try_from(text.len()).unwrap_or(0),
+                });
+            }
+            _ => {
+                if keep_raw {
+                    row.raw = Some(data.to_owned());
+                }
+                row.content_at = self.put(text);
+                if row.content_at.is_none() {
+                    row.content = Some(text.to_owned());
+                }
+            }
         }
         self.rows.push(row);
     }
@@ -506,6 +537,37 @@ mod tests {
         assert_eq!(waits.waits.load(Relaxed), 1);
         let second = rx.recv().await.expect("second row");
         assert_eq!(budget.held(), second.budget_bytes());
+    }
+
+    /// A content read in place in its event's data is a span inside the row's `raw`, or a
+    /// copy of its own when `raw` is not kept; either way both read back as given, before
+    /// and after the batch is split.
+    #[test]
+    fn content_in_the_data_reads_back_with_and_without_raw() {
+        let data = r#"{"choices":[{"delta":{"content":"héllo"}}]}"#;
+        let at = data.find("héllo").expect("content");
+        let content = at..at + "héllo".len();
+        let mut batch = EventBatch::default();
+        for keep_raw in [true, false, true] {
+            let row = EventRow::new(7, recap_schemas::EventKind::Sse, 0);
+            batch.push_content_in(row, data, content.clone(), keep_raw);
+        }
+        assert_eq!(
+            batch.text.len(),
+            2 * data.len() + "héllo".len(),
+            "each text copied once"
+        );
+        for (row, keep_raw) in batch.rows.iter().zip([true, false, true]) {
+            assert_eq!(batch.content(row), Some("héllo"));
+            assert_eq!(batch.raw(row), keep_raw.then_some(data));
+        }
+        let tail = batch.split_off(1);
+        assert_eq!(batch.content(&batch.rows[0]), Some("héllo"));
+        assert_eq!(batch.raw(&batch.rows[0]), Some(data));
+        for (row, keep_raw) in tail.rows.iter().zip([false, true]) {
+            assert_eq!(tail.content(row), Some("héllo"));
+            assert_eq!(tail.raw(row), keep_raw.then_some(data));
+        }
     }
 
     #[tokio::test]

@@ -80,16 +80,23 @@ pub(super) fn parse(json: &str, want_id: bool) -> Option<(Delta, Option<Range<us
     Some((d, hole))
 }
 
-/// The string token starting at `at` (its opening quote), decoded, when it is one the
-/// scanner accepts and it ends exactly at `end`.
-pub(super) fn string_at(json: &str, at: usize, end: usize) -> Option<String> {
+/// The string token starting at `at` (its opening quote), when it is one the scanner accepts
+/// and it ends exactly at `end`: where its text lies in `json` if it holds no escape (nothing
+/// copied), else the text decoded.
+pub(super) fn string_at(json: &str, at: usize, end: usize) -> Option<Result<Range<usize>, String>> {
     let mut s = Scanner {
         s: json,
         b: json.as_bytes(),
         i: at,
     };
     let token = s.string()?;
-    (s.i == end).then(|| token.owned())
+    if s.i != end {
+        return None;
+    }
+    Some(match token.escaped {
+        false => Ok(at + 1..end - 1),
+        true => Err(token.owned()),
+    })
 }
 
 /// A string's text between its quotes, escapes checked but not decoded: most are skipped or

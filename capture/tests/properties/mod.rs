@@ -98,7 +98,14 @@ pub fn delta_in_stream_same_as_serde(previous: &str, text: &str) {
     for want_id in [true, false] {
         let mut memo = recap_capture::delta::StreamMemo::default();
         let _ = recap_capture::delta::parse_in_stream(previous, want_id, &mut memo);
-        let fast = recap_capture::delta::parse_in_stream(text, want_id, &mut memo);
+        let fast = recap_capture::delta::parse_in_stream(text, want_id, &mut memo).map(|d| {
+            assert_eq!(
+                d.has_output(),
+                d.clone().owned(text).has_output(),
+                "has_output of {text:?}"
+            );
+            d.owned(text)
+        });
         let serde = recap_capture::delta::parse_serde(text, want_id);
         match (fast, serde) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "after {previous:?}, stream reader and serde differ on {text:?}"),
