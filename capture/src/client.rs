@@ -12,7 +12,9 @@
 //! response byte arrived is sent once more on a fresh connection, with a `retry` row saying
 //! so (see `docs/capture.md`, "Connections").
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +29,7 @@ use crate::clock::Clock;
 use crate::connection::{Connection, Connector, FinishError};
 use crate::delta;
 use crate::progress::Stats;
-use crate::recorder::{EventBatch, EventRow, Recorder, RequestRow};
+use crate::recorder::{EventBatch, EventRow, Recorder, RequestRow, Span};
 use crate::request::PreparedRequest;
 use crate::sse::{SseEventRef, SseEvents, SseParser};
 
@@ -1094,26 +1096,81 @@ fn sse_rows(
     t_sent: i64,
     p: &mut Progress,
 ) -> EventBatch {
+    // Every event's data is kept as its `raw`: the buffer that holds them back to back
+    // becomes the batch's text, each `raw` (and a content read in place) a span of it,
+    // nothing copied. Unless some data is not UTF-8: then each event's is checked apart.
+    if let Some(data) = ctx.endpoint.keeps_raw(false).then(|| events.take_data()).flatten() {
+        match String::from_utf8(data) {
+            Ok(text) => {
+                let mut rows = Vec::with_capacity(events.len());
+                for (at, ev) in events.iter_in(text.as_bytes()) {
+                    let data = text.get(at.clone());
+                    let mut r = sse_row(ctx, request_id, ev, data, t_ns, t_sent, p);
+                    let content = r.content_in.take();
+                    // A lone event's data may cut a character the buffer as a whole holds
+                    // (`data` is `None`): it was read as a protocol error, its text owned.
+                    let spans = (r.keep_raw && data.is_some()).then(|| {
+                        let c = content.clone().map(|c| Span::at(at.start + c.start..at.start + c.end));
+                        (Span::at(at), c)
+                    });
+                    match spans {
+                        Some((Some(raw), None)) => r.row.raw_at = Some(raw),
+                        Some((Some(raw), Some(Some(c)))) => {
+                            r.row.raw_at = Some(raw);
+                            r.row.content_at = Some(c);
+                        }
+                        // Not kept, not the buffer's text, or past the spans' reach: owned.
+                        _ => {
+                            if r.keep_raw {
+                                r.row.raw = Some(r.text.clone().into_owned());
+                            }
+                            if let Some(c) = content {
+                                r.row.content = r.text.get(c).map(str::to_owned);
+                            }
+                        }
+                    }
+                    rows.push(r.row);
+                }
+                events.clear();
+                return EventBatch { rows, text };
+            }
+            Err(e) => events.put_back_data(e.into_bytes()),
+        }
+    }
     // Room for every event's data as `raw` and a little content each.
     let mut batch = EventBatch::with_capacity(events.len(), events.data_bytes() + 16 * events.len());
     for ev in events.iter() {
-        sse_row(ctx, request_id, ev, t_ns, t_sent, p, &mut batch);
+        let r = sse_row(ctx, request_id, ev, None, t_ns, t_sent, p);
+        match r.content_in {
+            Some(at) => batch.push_content_in(r.row, &r.text, at, r.keep_raw),
+            None => batch.push(r.row, r.keep_raw.then_some(&*r.text)),
+        }
     }
     events.clear();
     batch
 }
 
-/// Adds to `batch` the `events` row of one SSE event received at `t_ns`, the request's
-/// progress updated.
-fn sse_row(
+/// One SSE event's `events` row, before its texts are placed: the event's data as text,
+/// whether it is kept as `raw`, and where the content lies in it when read in place.
+struct SseRow<'a> {
+    row: EventRow,
+    text: Cow<'a, str>,
+    keep_raw: bool,
+    content_in: Option<Range<usize>>,
+}
+
+/// The `events` row of one SSE event received at `t_ns`, the request's progress updated;
+/// `checked` is its data when already known to be UTF-8.
+#[allow(clippy::too_many_arguments)]
+fn sse_row<'a>(
     ctx: &WorkerContext,
     request_id: u64,
-    ev: SseEventRef<'_>,
+    ev: SseEventRef<'a>,
+    checked: Option<&'a str>,
     t_ns: i64,
     t_sent: i64,
     p: &mut Progress,
-    batch: &mut EventBatch,
-) {
+) -> SseRow<'a> {
     let mut row = EventRow::new(request_id, EventKind::Sse, t_ns);
     row.seq = Some(p.seq);
     row.bytes = Some(u32::try_from(ev.raw_bytes).unwrap_or(u32::MAX));
@@ -1128,13 +1185,15 @@ fn sse_row(
             "SSE event of {} bytes is over --max-event-bytes {}; its data was not kept",
             ev.raw_bytes, ctx.endpoint.max_event_bytes
         ));
-        batch.push(row, None);
-        return;
+        return SseRow {
+            row,
+            text: Cow::Borrowed(""),
+            keep_raw: false,
+            content_in: None,
+        };
     }
-    // The data is copied into the batch's text as `raw` once the extracted fields are taken;
-    // a content read in place there (`content_in`) is not copied again.
     let mut content_in = None;
-    let text = match std::str::from_utf8(ev.data) {
+    let text = match checked.map_or_else(|| std::str::from_utf8(ev.data), Ok) {
         Err(e) => {
             ctx.stats.malformed_events.fetch_add(1, Relaxed);
             row.error_kind = Some(ErrorKind::Protocol);
@@ -1175,7 +1234,7 @@ fn sse_row(
                     Err(_) => {}
                 }
             }
-            std::borrow::Cow::Borrowed(text)
+            Cow::Borrowed(text)
         }
     };
     if error_event && row.error_kind != Some(ErrorKind::ServerError) {
@@ -1186,9 +1245,11 @@ fn sse_row(
         p.server_error.get_or_insert(head);
     }
     let keep_raw = ctx.endpoint.keeps_raw(row.error_kind.is_some());
-    match content_in {
-        Some(at) => batch.push_content_in(row, &text, at, keep_raw),
-        None => batch.push(row, keep_raw.then_some(&*text)),
+    SseRow {
+        row,
+        text,
+        keep_raw,
+        content_in,
     }
 }
 

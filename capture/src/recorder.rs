@@ -135,6 +135,14 @@ pub struct Span {
 }
 
 impl Span {
+    /// The span of `range` of a batch's text, when its bounds fit a span's.
+    pub fn at(range: Range<usize>) -> Option<Span> {
+        let start = u32::try_from(range.start).ok()?;
+        let len = u32::try_from(range.len()).ok()?;
+        start.checked_add(len)?;
+        Some(Span { start, len })
+    }
+
     /// The text this span names in `text`.
     fn of(self, text: &str) -> Option<&str> {
         let start = self.start as usize;
@@ -197,15 +205,14 @@ impl EventBatch {
             return self.push(row, keep_raw.then_some(data));
         };
         let raw_at = if keep_raw { self.put(data) } else { None };
-        match (raw_at, u32::try_from(content.start)) {
-            (Some(raw), Ok(offset)) => {
+        match raw_at {
+            Some(raw) => {
+                // Inside raw's span, so within a span's reach.
+                let start = raw.start as usize;
                 row.raw_at = Some(raw);
-                row.content_at = Some(Span {
-                    start: raw.start + offset,
-                    len: u32::try_from(text.len()).unwrap_or(0),
-                });
+                row.content_at = Span::at(start + content.start..start + content.end);
             }
-            _ => {
+            None => {
                 if keep_raw {
                     row.raw = Some(data.to_owned());
                 }
@@ -231,11 +238,9 @@ impl EventBatch {
 
     /// Copies `s` into the text, unless the text would pass `u32::MAX` bytes.
     fn put(&mut self, s: &str) -> Option<Span> {
-        let start = u32::try_from(self.text.len()).ok()?;
-        let len = u32::try_from(s.len()).ok()?;
-        start.checked_add(len)?;
+        let at = Span::at(self.text.len()..self.text.len() + s.len())?;
         self.text.push_str(s);
-        Some(Span { start, len })
+        Some(at)
     }
 
     /// `row`'s `content`, wherever it is.

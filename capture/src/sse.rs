@@ -8,6 +8,8 @@
 //! Data stays bytes: UTF-8 is checked later, so a bad event becomes a recorded protocol error
 //! rather than a lost stream.
 
+use std::ops::Range;
+
 /// One dispatched event: its `data` and how many raw bytes of the stream it spanned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -60,7 +62,7 @@ pub struct SseEvents {
 
 #[derive(Debug)]
 struct Framed {
-    data: std::ops::Range<usize>,
+    data: Range<usize>,
     name: Option<Vec<u8>>,
     raw_bytes: usize,
     oversized: bool,
@@ -97,12 +99,39 @@ impl SseEvents {
 
     /// The events, in stream order.
     pub fn iter(&self) -> impl Iterator<Item = SseEventRef<'_>> {
-        self.events.iter().map(|e| SseEventRef {
-            data: self.data.get(e.data.clone()).unwrap_or_default(),
-            name: e.name.as_deref(),
-            raw_bytes: e.raw_bytes,
-            oversized: e.oversized,
+        self.iter_in(&self.data).map(|(_, e)| e)
+    }
+
+    /// The events in `data`, the buffer [`Self::take_data`] took, each with where its data
+    /// lies there.
+    pub fn iter_in<'a>(&'a self, data: &'a [u8]) -> impl Iterator<Item = (Range<usize>, SseEventRef<'a>)> {
+        self.events.iter().map(move |e| {
+            let event = SseEventRef {
+                data: data.get(e.data.clone()).unwrap_or_default(),
+                name: e.name.as_deref(),
+                raw_bytes: e.raw_bytes,
+                oversized: e.oversized,
+            };
+            (e.data.clone(), event)
         })
+    }
+
+    /// Takes the events' data, back to back, out of the buffer (the events stay, and
+    /// [`Self::iter_in`] reads them there): a reader that keeps every event's data hands the
+    /// buffer on instead of copying each. `None` while over half the buffer is spare room,
+    /// which whoever holds the data would hold too: the caller copies then. The next read's
+    /// buffer starts with room for as much data as this one's.
+    pub fn take_data(&mut self) -> Option<Vec<u8>> {
+        let len = self.data.len();
+        if len == 0 || len < self.data.capacity() / 2 {
+            return None;
+        }
+        Some(std::mem::replace(&mut self.data, Vec::with_capacity(len)))
+    }
+
+    /// Gives back a buffer [`Self::take_data`] took, unused.
+    pub fn put_back_data(&mut self, data: Vec<u8>) {
+        self.data = data;
     }
 
     /// The events, owned.
@@ -288,6 +317,31 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The data buffer is handed on whole, the events read there, unless most of it is spare
+    /// room; the next read's buffer has room for as much again.
+    #[test]
+    fn a_read_hands_on_its_data_buffer_unless_it_is_mostly_room() {
+        let mut p = SseParser::new();
+        let mut out = SseEvents::default();
+        p.feed(b"data: one\n\nevent: e\ndata: two\ndata: lines\n\n", &mut out);
+        let data = out.take_data().expect("a full buffer is handed on");
+        let at: Vec<Range<usize>> = out.iter_in(&data).map(|(at, _)| at).collect();
+        assert_eq!(at, [0..3, 3..12]);
+        let events: Vec<SseEventRef<'_>> = out.iter_in(&data).map(|(_, e)| e).collect();
+        assert_eq!((events[0].data, events[0].name), (&b"one"[..], None));
+        assert_eq!((events[1].data, events[1].name), (&b"two\nlines"[..], Some(&b"e"[..])));
+        assert_eq!(data, b"onetwo\nlines");
+        assert!(out.data.capacity() >= data.len() && out.data.is_empty());
+        out.clear();
+        out.put_back_data(Vec::with_capacity(4096));
+        p.feed(b"data: small\n\n", &mut out);
+        assert_eq!(out.take_data(), None, "5 bytes in 4 KiB stay");
+        assert_eq!(
+            out.iter().map(|e| e.data.to_vec()).collect::<Vec<_>>(),
+            [b"small".to_vec()]
+        );
+    }
 
     fn parse_in_reads(reads: &[&[u8]]) -> Vec<String> {
         let mut p = SseParser::new();

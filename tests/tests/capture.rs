@@ -975,6 +975,10 @@ enum RawReply {
     /// Waits for the whole request and closes with it unread, which makes the kernel send a
     /// TCP reset before any response byte.
     ResetBeforeHeaders,
+    /// Like `CloseDelimited`, but all in one write, with two events whose data cut one
+    /// character between them (`é`'s first byte ends one, its second starts the next): the
+    /// two data are valid UTF-8 only back to back.
+    SplitCharacter,
 }
 
 /// A one-response-per-connection HTTP/1.1 server on 127.0.0.1 that answers `connections`
@@ -1015,6 +1019,14 @@ fn raw_server(connections: usize, reply: RawReply) -> (u16, std::thread::JoinHan
                 }
             }
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+            if reply == RawReply::SplitCharacter {
+                let _ = s.write_all(
+                    b"data: {\"choices\":[{\"delta\":{\"content\":\"alpha \"}}]}\n\n\
+                      data: {\"x\":\"\xc3\n\ndata: \xa9\"}\n\n\
+                      data: {\"choices\":[{\"delta\":{\"content\":\"beta\"}}]}\n\ndata: [DONE]\n\n",
+                );
+                continue;
+            }
             // The 5 ms pauses only make the events likely to arrive in separate reads; every
             // assertion on this reply holds however the bytes are split or delayed.
             for word in ["alpha ", "beta ", "gamma "] {
@@ -1083,6 +1095,36 @@ fn a_response_ended_by_closing_the_connection_is_complete() {
         assert_eq!(run.terminals(id)[0].kind, EventKind::Done, "{:?}", run.terminals(id));
         assert_eq!(run.content(id), "alpha beta gamma ");
         assert!(run.sse(id).last().is_some_and(|e| e.done_marker));
+    }
+}
+
+/// Each event's data is checked as UTF-8 on its own, however the read that brought them
+/// holds them: two events that cut a character between them are two protocol errors, each
+/// keeping its data (invalid bytes as U+FFFD) as `raw`; the events around them are whole.
+#[test]
+fn an_event_cut_inside_a_character_is_a_protocol_error_with_its_raw() {
+    let run = capture_raw(RawReply::SplitCharacter, 0);
+    for id in run.requests.keys().copied() {
+        assert_eq!(run.content(id), "alpha beta");
+        let sse = run.sse(id);
+        let raws: Vec<Option<&str>> = sse.iter().map(|e| e.raw.as_deref()).collect();
+        assert_eq!(
+            raws,
+            [
+                Some(r#"{"choices":[{"delta":{"content":"alpha "}}]}"#),
+                Some("{\"x\":\"\u{fffd}"),
+                Some("\u{fffd}\"}"),
+                Some(r#"{"choices":[{"delta":{"content":"beta"}}]}"#),
+                Some("[DONE]"),
+            ],
+            "request {id}"
+        );
+        let errors: Vec<Option<ErrorKind>> = sse.iter().map(|e| e.error_kind).collect();
+        assert_eq!(
+            errors,
+            [None, Some(ErrorKind::Protocol), Some(ErrorKind::Protocol), None, None],
+            "request {id}"
+        );
     }
 }
 
