@@ -1104,32 +1104,37 @@ fn sse_rows(
             Ok(text) => {
                 let mut rows = Vec::with_capacity(events.len());
                 for (at, ev) in events.iter_in(text.as_bytes()) {
+                    // Filled where it stays: a row is ~400 bytes, and each move a copy.
+                    rows.push(EventRow::new(request_id, EventKind::Sse, t_ns));
+                    let last = rows.len() - 1;
+                    let row = &mut rows[last];
                     let data = text.get(at.clone());
-                    let mut r = sse_row(ctx, request_id, ev, data, t_ns, t_sent, p);
-                    let content = r.content_in.take();
+                    let r = sse_row(ctx, ev, data, t_sent, p, row);
                     // A lone event's data may cut a character the buffer as a whole holds
                     // (`data` is `None`): it was read as a protocol error, its text owned.
                     let spans = (r.keep_raw && data.is_some()).then(|| {
-                        let c = content.clone().map(|c| Span::at(at.start + c.start..at.start + c.end));
+                        let c = r
+                            .content_in
+                            .clone()
+                            .map(|c| Span::at(at.start + c.start..at.start + c.end));
                         (Span::at(at), c)
                     });
                     match spans {
-                        Some((Some(raw), None)) => r.row.raw_at = Some(raw),
+                        Some((Some(raw), None)) => row.raw_at = Some(raw),
                         Some((Some(raw), Some(Some(c)))) => {
-                            r.row.raw_at = Some(raw);
-                            r.row.content_at = Some(c);
+                            row.raw_at = Some(raw);
+                            row.content_at = Some(c);
                         }
                         // Not kept, not the buffer's text, or past the spans' reach: owned.
                         _ => {
                             if r.keep_raw {
-                                r.row.raw = Some(r.text.clone().into_owned());
+                                row.raw = Some(r.text.clone().into_owned());
                             }
-                            if let Some(c) = content {
-                                r.row.content = r.text.get(c).map(str::to_owned);
+                            if let Some(c) = r.content_in {
+                                row.content = r.text.get(c).map(str::to_owned);
                             }
                         }
                     }
-                    rows.push(r.row);
                 }
                 events.clear();
                 return EventBatch { rows, text };
@@ -1140,38 +1145,36 @@ fn sse_rows(
     // Room for every event's data as `raw` and a little content each.
     let mut batch = EventBatch::with_capacity(events.len(), events.data_bytes() + 16 * events.len());
     for ev in events.iter() {
-        let r = sse_row(ctx, request_id, ev, None, t_ns, t_sent, p);
+        let mut row = EventRow::new(request_id, EventKind::Sse, t_ns);
+        let r = sse_row(ctx, ev, None, t_sent, p, &mut row);
         match r.content_in {
-            Some(at) => batch.push_content_in(r.row, &r.text, at, r.keep_raw),
-            None => batch.push(r.row, r.keep_raw.then_some(&*r.text)),
+            Some(at) => batch.push_content_in(row, &r.text, at, r.keep_raw),
+            None => batch.push(row, r.keep_raw.then_some(&*r.text)),
         }
     }
     events.clear();
     batch
 }
 
-/// One SSE event's `events` row, before its texts are placed: the event's data as text,
-/// whether it is kept as `raw`, and where the content lies in it when read in place.
-struct SseRow<'a> {
-    row: EventRow,
+/// What [`sse_row`] leaves to place: the event's data as text, whether it is kept as `raw`,
+/// and where the content lies in it when read in place.
+struct SseText<'a> {
     text: Cow<'a, str>,
     keep_raw: bool,
     content_in: Option<Range<usize>>,
 }
 
-/// The `events` row of one SSE event received at `t_ns`, the request's progress updated;
-/// `checked` is its data when already known to be UTF-8.
-#[allow(clippy::too_many_arguments)]
+/// Fills `row` (an `sse` row at the event's receive time) from one SSE event, the request's
+/// progress updated; `checked` is its data when already known to be UTF-8.
 fn sse_row<'a>(
     ctx: &WorkerContext,
-    request_id: u64,
     ev: SseEventRef<'a>,
     checked: Option<&'a str>,
-    t_ns: i64,
     t_sent: i64,
     p: &mut Progress,
-) -> SseRow<'a> {
-    let mut row = EventRow::new(request_id, EventKind::Sse, t_ns);
+    row: &mut EventRow,
+) -> SseText<'a> {
+    let t_ns = row.t_ns;
     row.seq = Some(p.seq);
     row.bytes = Some(u32::try_from(ev.raw_bytes).unwrap_or(u32::MAX));
     p.seq += 1;
@@ -1185,8 +1188,7 @@ fn sse_row<'a>(
             "SSE event of {} bytes is over --max-event-bytes {}; its data was not kept",
             ev.raw_bytes, ctx.endpoint.max_event_bytes
         ));
-        return SseRow {
-            row,
+        return SseText {
             text: Cow::Borrowed(""),
             keep_raw: false,
             content_in: None,
@@ -1223,7 +1225,7 @@ fn sse_row<'a>(
                         }
                         keep_answer(p, &d, text);
                         content_in = d.content_in.clone();
-                        fill(&mut row, d, p, &ctx.stats);
+                        fill(row, d, p, &ctx.stats);
                     }
                     Err(e) if !error_event => {
                         ctx.stats.malformed_events.fetch_add(1, Relaxed);
@@ -1245,8 +1247,7 @@ fn sse_row<'a>(
         p.server_error.get_or_insert(head);
     }
     let keep_raw = ctx.endpoint.keeps_raw(row.error_kind.is_some());
-    SseRow {
-        row,
+    SseText {
         text,
         keep_raw,
         content_in,

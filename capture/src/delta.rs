@@ -244,10 +244,11 @@ pub struct StreamMemo {
 const MEMO_MISSES: u8 = 4;
 
 impl StreamMemo {
-    /// The template's reading of `json`, when `json` is the template with another string in
-    /// its content's place.
+    /// The content of `json`, when `json` is the template with another string in its
+    /// content's place (then the template's reading is `json`'s, that content apart): where
+    /// it lies in `json` when it holds no escape, else decoded.
     #[inline]
-    fn fit(&self, json: &str, want_id: bool) -> Option<Delta> {
+    fn fit(&self, json: &str, want_id: bool) -> Option<Result<Range<usize>, String>> {
         if !self.armed || self.want_id != want_id {
             return None;
         }
@@ -255,13 +256,7 @@ impl StreamMemo {
         if json.len() < head.len() + 2 + tail.len() || !json.starts_with(head) || !json.ends_with(tail) {
             return None;
         }
-        let content = scan::string_at(json, head.len(), json.len() - tail.len())?;
-        let mut d = self.delta.clone();
-        match content {
-            Ok(at) => d.content_in = Some(at),
-            Err(decoded) => d.content = Some(decoded),
-        }
-        Some(d)
+        scan::string_at(json, head.len(), json.len() - tail.len())
     }
 
     /// Makes `json`, read as `d`, the template.
@@ -281,8 +276,14 @@ impl StreamMemo {
 /// (`memo`) where it fits; the same `Delta` either way.
 #[inline]
 pub fn parse_in_stream(json: &str, want_id: bool, memo: &mut StreamMemo) -> Result<Delta, serde_json::Error> {
-    if let Some(d) = memo.fit(json, want_id) {
+    if let Some(content) = memo.fit(json, want_id) {
         memo.misses = 0;
+        // Built where it is returned: a `Delta` is ~300 bytes, and each move a copy.
+        let mut d = memo.delta.clone();
+        match content {
+            Ok(at) => d.content_in = Some(at),
+            Err(decoded) => d.content = Some(decoded),
+        }
         return Ok(d);
     }
     if memo.armed {
