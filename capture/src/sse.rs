@@ -120,13 +120,14 @@ impl SseEvents {
     /// [`Self::iter_in`] reads them there): a reader that keeps every event's data hands the
     /// buffer on instead of copying each. `None` while over half the buffer is spare room,
     /// which whoever holds the data would hold too: the caller copies then. The next read's
-    /// buffer starts with room for as much data as this one's.
+    /// buffer starts with room for half as much again as this one's data (exactly as much
+    /// made half the reads regrow it: B3 whole, ~70 instructions per row).
     pub fn take_data(&mut self) -> Option<Vec<u8>> {
         let len = self.data.len();
         if len == 0 || len < self.data.capacity() / 2 {
             return None;
         }
-        Some(std::mem::replace(&mut self.data, Vec::with_capacity(len)))
+        Some(std::mem::replace(&mut self.data, Vec::with_capacity(len + len / 2)))
     }
 
     /// Gives back a buffer [`Self::take_data`] took, unused.
