@@ -18,10 +18,9 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Encoding;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use recap_schemas::{events, requests, scrapes, segment_file_name, segment_metadata, EventKind, PARTIAL_SUFFIX};
 use tokio::sync::mpsc;
@@ -276,23 +275,6 @@ impl Writer {
                 events::CHOICE_INDEX,
             ] {
                 b = b.set_column_dictionary_enabled(ColumnPath::from(column), false);
-            }
-            // Data pages v2: zstd reads a page's values where the encoder left them (v1
-            // copies levels and values into one buffer first, then regrows the output
-            // buffer): B3 whole, -7.6 % instructions; DuckDB, pyarrow, Spark and DataFusion
-            // read them. The v2 writer's default encodings for columns without a dictionary
-            // are deltas (more CPU, B3): those stay plain.
-            b = b.set_writer_version(WriterVersion::PARQUET_2_0);
-            for column in [
-                events::T_NS,
-                events::REQUEST_ID,
-                events::SEQ,
-                events::BYTES,
-                events::CONTENT,
-                events::CHOICE_INDEX,
-                events::RAW,
-            ] {
-                b = b.set_column_encoding(ColumnPath::from(column), Encoding::PLAIN);
             }
             b.build()
         };
@@ -1072,8 +1054,6 @@ impl RowsBuilder for EventsBuilder {
 mod tests {
     use super::*;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::basic::PageType;
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     use recap_schemas::{Api, Phase};
 
     /// The files of a table's folder, in write order.
@@ -1329,23 +1309,6 @@ mod tests {
         };
         assert!(!dictionary(events::T_NS) && !dictionary(events::REQUEST_ID) && !dictionary(events::CONTENT));
         assert!(dictionary(events::KIND));
-        // Data pages v2, the columns without a dictionary plain (docs/schema.md).
-        let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("parquet");
-        let group = reader.get_row_group(0).expect("row group");
-        for name in [events::T_NS, events::CONTENT, events::RAW] {
-            let at = rg
-                .columns()
-                .iter()
-                .position(|c| c.column_path().string() == name)
-                .expect("column");
-            let mut pages = group.get_column_page_reader(at).expect("pages");
-            let page = pages.get_next_page().expect("page").expect("a first page");
-            assert_eq!(
-                (page.page_type(), page.encoding()),
-                (PageType::DATA_PAGE_V2, Encoding::PLAIN),
-                "{name}"
-            );
-        }
     }
 
     #[test]
