@@ -9,7 +9,7 @@ use recap_schemas::{Api, ErrorKind, EventKind, Phase};
 use recap_tests::harness::{
     catches_signal, closed_segments, complete_lines, mentions_flag, spawn_bin, wait_for_child, SimProcess,
 };
-use recap_tests::runs::{key_of, read_run, Run};
+use recap_tests::runs::{key_of, read_run, EventRow, Run};
 use recap_tests::sim::{self, Fault, FaultConfig};
 
 fn capture_bin() -> PathBuf {
@@ -896,6 +896,35 @@ fn non_utf8_event_data_is_a_protocol_row_and_the_stream_goes_on() {
         );
         assert_eq!(run.terminals(id)[0].kind, EventKind::Done);
         assert_eq!(run.content(id), sim::expected_content(&key_of(&run, id), 4));
+    }
+}
+
+/// `--raw errors` keeps the data of the rows with an error only, `--raw none` of no row; the
+/// extracted content is whole either way (it is then copied apart from the data it was
+/// read in, `--raw all` keeping it as a span of its `raw`).
+#[test]
+fn raw_errors_and_none_keep_only_what_they_say_and_every_content() {
+    for (mode, error_raw) in [("errors", true), ("none", false), ("all", true)] {
+        let (_dir, run) = capture_run(
+            &["--malformed-rate", "1"],
+            &["--requests", "4", "--max-tokens", "5", "--raw", mode],
+        );
+        for id in run.requests.keys().copied() {
+            assert_eq!(
+                run.content(id),
+                sim::expected_content(&key_of(&run, id), 5),
+                "--raw {mode}"
+            );
+            let sse = run.sse(id);
+            let (bad, ok): (Vec<&EventRow>, Vec<&EventRow>) =
+                sse.into_iter().partition(|e| e.error_kind == Some(ErrorKind::Protocol));
+            assert_eq!(bad.len(), 1, "--raw {mode}, request {id}");
+            assert_eq!(bad[0].raw.is_some(), error_raw, "--raw {mode}: {:?}", bad[0]);
+            assert!(
+                ok.iter().all(|e| e.raw.is_some() == (mode == "all")),
+                "--raw {mode}: {ok:?}"
+            );
+        }
     }
 }
 
