@@ -263,9 +263,10 @@ impl Writer {
             // nearly all distinct), and plain values compress about as well under zstd.
             // Measured (B3, callgrind): -2.4 % instructions per row; bit-packed deltas for
             // them cost more to write than the dictionary saved. Nor for `content` (a token
-            // per row): -1.7 % instructions, bytes within noise (B5 6.3-6.5 B per event);
-            // `kind` keeps its dictionary (plain: +0.3 % instructions, +8 % bytes). Nor for
-            // `choice_index` (0 in nearly every row, interned one by one): -1.2 % instructions.
+            // per row): -1.7 % instructions, bytes within noise (B5 6.3-6.5 B per event).
+            // Nor for `choice_index` and `kind` (one value in nearly every row, interned one
+            // by one): -1.2 % and -2.3 % instructions, bytes within noise (measured with one
+            // segment per run: an earlier +0.3 % for `kind` was segment-flush noise).
             for column in [
                 events::T_NS,
                 events::REQUEST_ID,
@@ -273,6 +274,7 @@ impl Writer {
                 events::BYTES,
                 events::CONTENT,
                 events::CHOICE_INDEX,
+                events::KIND,
             ] {
                 b = b.set_column_dictionary_enabled(ColumnPath::from(column), false);
             }
@@ -1294,7 +1296,7 @@ mod tests {
         assert!(md.contains(&("recap.run_id".into(), "run-1".into())));
         assert!(md.contains(&("recap.table".into(), "events".into())));
         assert_eq!(read_all(&dir.path().join("requests")).0, 2500);
-        // Per-event numbers and the per-token `content` are written plain, other strings
+        // Per-event numbers, `kind` and the per-token `content` are written plain, other strings
         // with a dictionary (docs/schema.md).
         let path = dir.path().join("events").join(segment_file_name(0));
         let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open")).expect("parquet");
@@ -1308,7 +1310,7 @@ mod tests {
             c.dictionary_page_offset().is_some()
         };
         assert!(!dictionary(events::T_NS) && !dictionary(events::REQUEST_ID) && !dictionary(events::CONTENT));
-        assert!(dictionary(events::KIND));
+        assert!(!dictionary(events::KIND) && dictionary(events::ROLE));
     }
 
     #[test]
