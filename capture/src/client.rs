@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::connection::{Connection, Connector, FinishError};
 use crate::delta;
 use crate::progress::Stats;
-use crate::recorder::{EventBatch, EventRow, Recorder, RequestRow, Span};
+use crate::recorder::{EventBatch, EventRow, Recorder, RequestRow};
 use crate::request::PreparedRequest;
 use crate::sse::{SseEventRef, SseEvents, SseParser};
 
@@ -1110,29 +1110,17 @@ fn sse_rows(
                     let row = &mut rows[last];
                     let data = text.get(at.clone());
                     let r = sse_row(ctx, ev, data, t_sent, p, row);
-                    // A lone event's data may cut a character the buffer as a whole holds
-                    // (`data` is `None`): it was read as a protocol error, its text owned.
-                    let spans = (r.keep_raw && data.is_some()).then(|| {
-                        let c = r
-                            .content_in
-                            .clone()
-                            .map(|c| Span::at(at.start + c.start..at.start + c.end));
-                        (Span::at(at), c)
-                    });
-                    match spans {
-                        Some((Some(raw), None)) => row.raw_at = Some(raw),
-                        Some((Some(raw), Some(Some(c)))) => {
-                            row.raw_at = Some(raw);
-                            row.content_at = Some(c);
+                    // Its texts named where they lie in the buffer; else owned: not kept, not
+                    // the buffer's text (a lone event's data may cut a character the buffer as
+                    // a whole holds: read as a protocol error, its text made valid), or past a
+                    // span's reach.
+                    let placed = r.keep_raw && data.is_some() && row.place(at, r.content_in.clone());
+                    if !placed {
+                        if let Some(c) = r.content_in {
+                            row.content = r.text.get(c).map(str::to_owned);
                         }
-                        // Not kept, not the buffer's text, or past the spans' reach: owned.
-                        _ => {
-                            if r.keep_raw {
-                                row.raw = Some(r.text.clone().into_owned());
-                            }
-                            if let Some(c) = r.content_in {
-                                row.content = r.text.get(c).map(str::to_owned);
-                            }
+                        if r.keep_raw {
+                            row.raw = Some(r.text.into_owned());
                         }
                     }
                 }

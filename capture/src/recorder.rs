@@ -116,6 +116,25 @@ pub struct EventRow {
 }
 
 impl EventRow {
+    /// Names its `raw` as `raw`, a range of its batch's text, and its content, when read in
+    /// place, as `content` within that raw; `false`, and nothing set, when a span cannot
+    /// reach them (a text over 4 GiB).
+    pub fn place(&mut self, raw: Range<usize>, content: Option<Range<usize>>) -> bool {
+        let content_at = match content {
+            Some(c) => match Span::at(raw.start + c.start..raw.start + c.end) {
+                Some(at) => Some(at),
+                None => return false,
+            },
+            None => None,
+        };
+        let Some(raw_at) = Span::at(raw) else {
+            return false;
+        };
+        self.raw_at = Some(raw_at);
+        self.content_at = content_at;
+        true
+    }
+
     /// A row of `kind` for `request_id` at `t_ns`, every optional column null.
     pub fn new(request_id: u64, kind: EventKind, t_ns: i64) -> Self {
         EventRow {
@@ -136,7 +155,7 @@ pub struct Span {
 
 impl Span {
     /// The span of `range` of a batch's text, when its bounds fit a span's.
-    pub fn at(range: Range<usize>) -> Option<Span> {
+    fn at(range: Range<usize>) -> Option<Span> {
         let start = u32::try_from(range.start).ok()?;
         let len = u32::try_from(range.len()).ok()?;
         start.checked_add(len)?;
@@ -204,22 +223,16 @@ impl EventBatch {
         let Some(text) = data.get(content.clone()) else {
             return self.push(row, keep_raw.then_some(data));
         };
-        let raw_at = if keep_raw { self.put(data) } else { None };
-        match raw_at {
-            Some(raw) => {
-                // Inside raw's span, so within a span's reach.
-                let start = raw.start as usize;
-                row.raw_at = Some(raw);
-                row.content_at = Span::at(start + content.start..start + content.end);
+        let start = self.text.len();
+        if keep_raw && row.place(start..start + data.len(), Some(content)) {
+            self.text.push_str(data);
+        } else {
+            if keep_raw {
+                row.raw = Some(data.to_owned());
             }
-            None => {
-                if keep_raw {
-                    row.raw = Some(data.to_owned());
-                }
-                row.content_at = self.put(text);
-                if row.content_at.is_none() {
-                    row.content = Some(text.to_owned());
-                }
+            row.content_at = self.put(text);
+            if row.content_at.is_none() {
+                row.content = Some(text.to_owned());
             }
         }
         self.rows.push(row);

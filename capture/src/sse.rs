@@ -320,7 +320,7 @@ mod tests {
     use super::*;
 
     /// The data buffer is handed on whole, the events read there, unless most of it is spare
-    /// room; the next read's buffer has room for as much again.
+    /// room; the next read's buffer has room for at least as much again.
     #[test]
     fn a_read_hands_on_its_data_buffer_unless_it_is_mostly_room() {
         let mut p = SseParser::new();
