@@ -25,7 +25,7 @@ use parquet::schema::types::ColumnPath;
 use recap_schemas::{events, requests, scrapes, segment_file_name, segment_metadata, EventKind, PARTIAL_SUFFIX};
 use tokio::sync::mpsc;
 
-use crate::recorder::{ByteBudget, EventBatch, EventRow, Record, Recorder, RequestRow, ScrapeRow};
+use crate::recorder::{ByteBudget, EventBatch, EventRow, Record, Recorder, RequestRow, ScrapeRow, Sent};
 use crate::redact::Secrets;
 
 /// Why the sink stopped writing.
@@ -165,7 +165,7 @@ const FLUSH_CHECK_ROWS: usize = 4096;
 
 fn writer_loop(
     cfg: SinkConfig,
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<Sent>,
     budget: &ByteBudget,
     on_error: Arc<dyn Fn(&str) + Send + Sync>,
 ) -> SinkStats {
@@ -183,13 +183,12 @@ fn writer_loop(
         let mut drained = 0usize;
         loop {
             match rx.try_recv() {
-                Ok(rec) => {
+                Ok(sent) => {
                     // The writer's now (held, then in the builders, or dropped): its bytes
                     // count against the segment, not the channel. Given back in batches:
                     // each release takes the semaphore's lock.
-                    let text = rec.text_bytes();
-                    unreleased += budget.permits(rec.row_bytes() + text);
-                    w.push(rec, text);
+                    unreleased += budget.permits(sent.budget_bytes());
+                    w.push(sent.record, sent.text_bytes);
                     if unreleased >= RELEASE_BATCH {
                         budget.release_permits(std::mem::take(&mut unreleased));
                     }
@@ -1388,11 +1387,11 @@ mod tests {
         let n = FLUSH_CHECK_ROWS * 3 + 5;
         let (tx, rx) = mpsc::channel(n);
         for i in 0..n as u64 {
-            tx.try_send(Record::Events(EventBatch::one(EventRow::new(
+            tx.try_send(Sent::new(Record::Events(EventBatch::one(EventRow::new(
                 i,
                 EventKind::Sse,
                 i as i64,
-            ))))
+            )))))
             .expect("room for the backlog");
         }
         drop(tx);
