@@ -273,14 +273,25 @@ impl Endpoint {
             if crate::redact::is_secret_header(n) || self.hidden_headers.iter().any(|h| h == n) {
                 let _ = serde_json::to_writer(&mut out, recap_schemas::manifest::REDACTED);
             } else {
-                let mut joined = String::new();
-                for (k, v) in headers.get_all(name).iter().enumerate() {
-                    if k > 0 {
-                        joined.push_str(", ");
+                // One value (nearly always) is written as it is, nothing joined.
+                let mut values = headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()));
+                let first = values.next().unwrap_or_default();
+                match values.next() {
+                    None => {
+                        let _ = serde_json::to_writer(&mut out, &*first);
                     }
-                    joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                    Some(second) => {
+                        let mut joined = first.into_owned();
+                        for v in std::iter::once(second).chain(values) {
+                            joined.push_str(", ");
+                            joined.push_str(&v);
+                        }
+                        let _ = serde_json::to_writer(&mut out, &joined);
+                    }
                 }
-                let _ = serde_json::to_writer(&mut out, &joined);
             }
         }
         out.push(b'}');
@@ -1283,5 +1294,45 @@ mod tests {
             proven.lost(1);
         }
         assert!(!proven.stopped(), "a connection answered twice: the server keeps alive");
+    }
+
+    /// Repeated values joined in order, credentials and echoes of the user's own headers
+    /// redacted, bytes that are not UTF-8 replaced: read back by serde_json.
+    #[test]
+    fn response_headers_become_one_json_object() {
+        let mut mine = HeaderMap::new();
+        mine.insert("x-tenant", HeaderValue::from_static("acme"));
+        let opts = EndpointOptions {
+            api: recap_schemas::Api::Chat,
+            stream: true,
+            timeout: Duration::from_secs(1),
+            insecure: false,
+            max_event_bytes: 1 << 20,
+            max_response_bytes: 1 << 20,
+            raw: RawMode::All,
+        };
+        let ep = Endpoint::new("http://127.0.0.1:9/v1/chat/completions", mine, opts).expect("endpoint");
+        let mut got = HeaderMap::new();
+        got.append("content-type", HeaderValue::from_static("text/event-stream"));
+        got.append("vary", HeaderValue::from_static("origin"));
+        got.append("vary", HeaderValue::from_static("accept \"x\""));
+        got.append("vary", HeaderValue::from_static("cookie"));
+        got.append("set-cookie", HeaderValue::from_static("s=1"));
+        got.append("X-Api-Key", HeaderValue::from_static("sk-1"));
+        got.append("x-tenant", HeaderValue::from_static("acme"));
+        got.append("x-odd", HeaderValue::from_bytes(b"a\xffb").expect("opaque bytes"));
+        let json: serde_json::Value = serde_json::from_str(&ep.headers_json(&got)).expect("JSON");
+        let redacted = recap_schemas::manifest::REDACTED;
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "content-type": "text/event-stream",
+                "vary": "origin, accept \"x\", cookie",
+                "set-cookie": redacted,
+                "x-api-key": redacted,
+                "x-tenant": redacted,
+                "x-odd": "a\u{fffd}b",
+            })
+        );
     }
 }

@@ -191,17 +191,28 @@ pub fn url_secrets(url: &str) -> Vec<String> {
     out
 }
 
-/// Whether a header carries credentials (by name, case-insensitive).
+/// Whether a header carries credentials (by name, case-insensitive): `cookie`, `set-cookie`,
+/// or a name that holds `key`, `token`, `secret`, `password` or `auth` (`authorization` and
+/// `proxy-authorization` among them). One pass over the name, nothing allocated: it runs for
+/// every response header of every request (lower-casing a copy and five substring searches
+/// cost B3 1.6k instructions per header, 1.3 % of capture's).
 pub fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || n.contains("key")
-        || n.contains("token")
-        || n.contains("secret")
-        || n.contains("password")
-        || n.contains("auth")
+    const PARTS: [&[u8]; 5] = [b"key", b"token", b"secret", b"password", b"auth"];
+    let n = name.as_bytes();
+    if n.eq_ignore_ascii_case(b"cookie") || n.eq_ignore_ascii_case(b"set-cookie") {
+        return true;
+    }
+    (0..n.len()).any(|i| {
+        let part: &[u8] = match n[i].to_ascii_lowercase() {
+            b'k' => PARTS[0],
+            b't' => PARTS[1],
+            b's' => PARTS[2],
+            b'p' => PARTS[3],
+            b'a' => PARTS[4],
+            _ => return false,
+        };
+        n.get(i..i + part.len()).is_some_and(|w| w.eq_ignore_ascii_case(part))
+    })
 }
 
 /// `Name: value` with the value redacted when the header is a credential.
@@ -399,9 +410,59 @@ mod tests {
 
     #[test]
     fn secret_header_names() {
-        for n in ["Authorization", "api-key", "x-api-key", "Cookie", "X-Auth-Token"] {
+        for n in [
+            "Authorization",
+            "proxy-authorization",
+            "api-key",
+            "x-api-key",
+            "Cookie",
+            "SET-COOKIE",
+            "X-Auth-Token",
+            "x-goog-api-key",
+            "token",
+            "x-secret",
+            "db-PassWord",
+            "xauth",
+            "monkey",
+        ] {
             assert!(is_secret_header(n), "{n}");
         }
-        assert!(!is_secret_header("x-request-id"));
+        for n in [
+            "x-request-id",
+            "content-type",
+            "set-cookies-count",
+            "cookies",
+            "ke",
+            "tok",
+            "secre",
+            "passwor",
+            "aut",
+            "",
+            "date",
+            "server-timing",
+            "x-ratelimit-remaining-requests",
+        ] {
+            assert!(!is_secret_header(n), "{n}");
+        }
+        // The definition it replaced (lower-cased copy, substring searches), over names built
+        // from every part cut and cased at each place.
+        let reference = |n: &str| {
+            let n = n.to_ascii_lowercase();
+            matches!(n.as_str(), "cookie" | "set-cookie")
+                || ["key", "token", "secret", "password", "auth"]
+                    .iter()
+                    .any(|p| n.contains(p))
+        };
+        for part in ["key", "token", "secret", "password", "auth", "cookie", "set-cookie"] {
+            for cut in 0..=part.len() {
+                for (pre, post) in [("", ""), ("x-", ""), ("", "-id"), ("a", "k")] {
+                    let name = format!("{pre}{}{post}", &part[..cut]);
+                    let upper = format!("{pre}{}{post}", part[..cut].to_ascii_uppercase());
+                    for n in [name, upper] {
+                        assert_eq!(is_secret_header(&n), reference(&n), "{n}");
+                    }
+                }
+            }
+        }
     }
 }
