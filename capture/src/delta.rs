@@ -278,13 +278,30 @@ impl StreamMemo {
 pub fn parse_in_stream(json: &str, want_id: bool, memo: &mut StreamMemo) -> Result<Delta, serde_json::Error> {
     if let Some(content) = memo.fit(json, want_id) {
         memo.misses = 0;
-        // Built where it is returned: a `Delta` is ~300 bytes, and each move a copy.
-        let mut d = memo.delta.clone();
-        match content {
-            Ok(at) => d.content_in = Some(at),
-            Err(decoded) => d.content = Some(decoded),
-        }
-        return Ok(d);
+        // Built where it is returned, field by field: a `Delta` is ~300 bytes, and each move
+        // a copy (a derived `clone()` the compiler does not inline is built apart and then
+        // copied: +68 instructions per event, B3).
+        let (content, content_in) = match content {
+            Ok(at) => (None, Some(at)),
+            Err(decoded) => (Some(decoded), None),
+        };
+        let t = &memo.delta;
+        return Ok(Delta {
+            content,
+            reasoning: t.reasoning.clone(),
+            tool_calls_json: t.tool_calls_json.clone(),
+            role: t.role.clone(),
+            finish_reason: t.finish_reason.clone(),
+            usage_prompt_tokens: t.usage_prompt_tokens,
+            usage_completion_tokens: t.usage_completion_tokens,
+            usage_reasoning_tokens: t.usage_reasoning_tokens,
+            usage_cached_tokens: t.usage_cached_tokens,
+            choice_index: t.choice_index,
+            timings: t.timings,
+            id: t.id.clone(),
+            error_message: t.error_message.clone(),
+            content_in,
+        });
     }
     if memo.armed {
         memo.misses = memo.misses.saturating_add(1);
