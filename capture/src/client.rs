@@ -608,20 +608,18 @@ impl Worker {
                 }
                 ctx.stats.add_error(f.kind);
                 row.kind = Some(EventKind::Error);
-                row.error_kind = Some(f.kind);
-                row.http_status = f.http_status;
-                row.error_message = Some(format!("{} ({})", f.message, reached(&progress)));
+                row.set_error(f.kind, format!("{} ({})", f.message, reached(&progress)));
+                row.details_mut().http_status = f.http_status;
                 row.raw = f.raw.filter(|_| ctx.endpoint.keeps_raw(true));
             }
             RequestEnd::Cancelled => {
                 self.conn = None;
                 ctx.stats.cancelled.fetch_add(1, Relaxed);
                 row.kind = Some(EventKind::Cancelled);
-                row.error_kind = Some(ErrorKind::Cancelled);
-                row.error_message = Some(format!(
-                    "run stopped before the response ended ({})",
-                    reached(&progress)
-                ));
+                row.set_error(
+                    ErrorKind::Cancelled,
+                    format!("run stopped before the response ended ({})", reached(&progress)),
+                );
             }
         }
         ctx.recorder.request(request_row(&t, &progress)).await;
@@ -669,12 +667,14 @@ impl Worker {
                     self.ctx.endpoint.keep_alive.lost(served);
                     self.ctx.stats.retries.fetch_add(1, Relaxed);
                     let mut row = EventRow::new(t.request_id, EventKind::Retry, self.ctx.clock.now_ns());
-                    row.error_kind = Some(f.kind);
-                    row.error_message = Some(format!(
-                        "{} on reused connection {} before any response byte; sending again on a fresh connection",
-                        f.message,
-                        p.connection_id.unwrap_or(u32::MAX)
-                    ));
+                    row.set_error(
+                        f.kind,
+                        format!(
+                            "{} on reused connection {} before any response byte; sending again on a fresh connection",
+                            f.message,
+                            p.connection_id.unwrap_or(u32::MAX)
+                        ),
+                    );
                     self.ctx.recorder.event(row).await;
                 }
                 Attempt::Unanswered(f) => return Err(f),
@@ -753,8 +753,9 @@ impl Worker {
         let ctx = self.ctx.clone();
         let status = response.status();
         let mut headers_row = EventRow::new(t.request_id, EventKind::Headers, ctx.clock.now_ns());
-        headers_row.http_status = Some(status.as_u16());
-        headers_row.response_headers_json = Some(ctx.endpoint.headers_json(response.headers()));
+        let d = headers_row.details_mut();
+        d.http_status = Some(status.as_u16());
+        d.response_headers_json = Some(ctx.endpoint.headers_json(response.headers()));
         ctx.recorder.event(headers_row).await;
         p.server_request_id = ["x-request-id", "request-id"]
             .iter()
@@ -873,7 +874,7 @@ impl Worker {
             keep_answer(p, &d, &text);
             let d = d.owned(&text);
             fill(&mut row, d, p, &ctx.stats);
-            if ctx.endpoint.keeps_raw(row.error_kind.is_some()) {
+            if ctx.endpoint.keeps_raw(row.error_kind().is_some()) {
                 row.raw = Some(text);
             }
             ctx.stats.sse_events.fetch_add(1, Relaxed);
@@ -1078,22 +1079,35 @@ fn fill(row: &mut EventRow, d: delta::Delta, p: &mut Progress, stats: &Stats) {
     row.content = d.content;
     row.reasoning = d.reasoning;
     row.tool_calls_json = d.tool_calls_json;
-    row.role = d.role;
-    row.finish_reason = d.finish_reason;
     row.choice_index = d.choice_index;
-    row.usage_prompt_tokens = d.usage_prompt_tokens;
-    row.usage_completion_tokens = d.usage_completion_tokens;
-    row.usage_reasoning_tokens = d.usage_reasoning_tokens;
-    row.usage_cached_tokens = d.usage_cached_tokens;
-    if let Some(t) = d.timings {
-        row.timings_prompt_ms = t.prompt_ms;
-        row.timings_predicted_ms = t.predicted_ms;
-        row.timings_prompt_n = t.prompt_n;
-        row.timings_predicted_n = t.predicted_n;
+    // A token's chunk sets none of these: no details box then.
+    if d.role.is_some()
+        || d.finish_reason.is_some()
+        || d.usage_prompt_tokens.is_some()
+        || d.usage_completion_tokens.is_some()
+        || d.usage_reasoning_tokens.is_some()
+        || d.usage_cached_tokens.is_some()
+        || d.timings.is_some()
+    {
+        let r = row.details_mut();
+        r.role = d.role;
+        r.finish_reason = d.finish_reason;
+        r.usage_prompt_tokens = d.usage_prompt_tokens;
+        r.usage_completion_tokens = d.usage_completion_tokens;
+        r.usage_reasoning_tokens = d.usage_reasoning_tokens;
+        r.usage_cached_tokens = d.usage_cached_tokens;
+        if let Some(t) = d.timings {
+            r.timings_prompt_ms = t.prompt_ms;
+            r.timings_predicted_ms = t.predicted_ms;
+            r.timings_prompt_n = t.prompt_n;
+            r.timings_predicted_n = t.predicted_n;
+        }
     }
     if let Some(m) = d.error_message {
-        row.error_kind = Some(ErrorKind::ServerError);
-        row.error_message = Some(format!("server reported an error in the stream: {m}"));
+        row.set_error(
+            ErrorKind::ServerError,
+            format!("server reported an error in the stream: {m}"),
+        );
         p.server_error.get_or_insert(m);
     }
 }
@@ -1182,11 +1196,13 @@ fn sse_row<'a>(
     let error_event = row.sse_event.as_deref() == Some("error");
     if ev.oversized {
         ctx.stats.malformed_events.fetch_add(1, Relaxed);
-        row.error_kind = Some(ErrorKind::Protocol);
-        row.error_message = Some(format!(
-            "SSE event of {} bytes is over --max-event-bytes {}; its data was not kept",
-            ev.raw_bytes, ctx.endpoint.max_event_bytes
-        ));
+        row.set_error(
+            ErrorKind::Protocol,
+            format!(
+                "SSE event of {} bytes is over --max-event-bytes {}; its data was not kept",
+                ev.raw_bytes, ctx.endpoint.max_event_bytes
+            ),
+        );
         return SseText {
             text: Cow::Borrowed(""),
             keep_raw: false,
@@ -1197,8 +1213,7 @@ fn sse_row<'a>(
     let text = match checked.map_or_else(|| std::str::from_utf8(ev.data), Ok) {
         Err(e) => {
             ctx.stats.malformed_events.fetch_add(1, Relaxed);
-            row.error_kind = Some(ErrorKind::Protocol);
-            row.error_message = Some(format!("SSE data is not valid UTF-8: {e}"));
+            row.set_error(ErrorKind::Protocol, format!("SSE data is not valid UTF-8: {e}"));
             // Kept as text with U+FFFD for the invalid bytes (the column is UTF-8).
             String::from_utf8_lossy(ev.data)
         }
@@ -1229,8 +1244,10 @@ fn sse_row<'a>(
                     Err(e) if !error_event => {
                         ctx.stats.malformed_events.fetch_add(1, Relaxed);
                         let head: String = text.chars().take(200).collect();
-                        row.error_kind = Some(ErrorKind::Protocol);
-                        row.error_message = Some(format!("malformed SSE event: {e}; data starts {head:?}"));
+                        row.set_error(
+                            ErrorKind::Protocol,
+                            format!("malformed SSE event: {e}; data starts {head:?}"),
+                        );
                     }
                     Err(_) => {}
                 }
@@ -1238,14 +1255,13 @@ fn sse_row<'a>(
             Cow::Borrowed(text)
         }
     };
-    if error_event && row.error_kind != Some(ErrorKind::ServerError) {
+    if error_event && row.error_kind() != Some(ErrorKind::ServerError) {
         // `event: error` names an error whatever its data holds.
         let head: String = text.chars().take(ERROR_BODY_KEEP).collect();
-        row.error_kind = Some(ErrorKind::ServerError);
-        row.error_message = Some(format!("server sent an `event: error`: {head}"));
+        row.set_error(ErrorKind::ServerError, format!("server sent an `event: error`: {head}"));
         p.server_error.get_or_insert(head);
     }
-    let keep_raw = ctx.endpoint.keeps_raw(row.error_kind.is_some());
+    let keep_raw = ctx.endpoint.keeps_raw(row.error_kind().is_some());
     SseText {
         text,
         keep_raw,

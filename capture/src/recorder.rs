@@ -54,7 +54,10 @@ pub struct RequestRow {
     pub input_json: Option<Arc<str>>,
 }
 
-/// One `events` row; see `recap_schemas::events` for each column's meaning.
+/// One `events` row; see `recap_schemas::events` for each column's meaning. The columns a
+/// token's row fills are fields; those few rows fill (a request's first and last chunks, its
+/// headers, errors, llama.cpp's timings) are in [`EventDetails`], boxed: a row is built,
+/// sent, appended and dropped once per event, and at ~400 bytes it was twice the cache lines.
 #[derive(Debug, Clone, Default)]
 pub struct EventRow {
     /// `request_id`.
@@ -67,12 +70,31 @@ pub struct EventRow {
     pub seq: Option<u32>,
     /// `bytes`.
     pub bytes: Option<u32>,
+    /// `choice_index`.
+    pub choice_index: Option<u32>,
+    /// `done_marker` (true only for `[DONE]`).
+    pub done_marker: bool,
     /// `content`.
     pub content: Option<String>,
     /// `reasoning`.
     pub reasoning: Option<String>,
     /// `tool_calls_json`.
     pub tool_calls_json: Option<String>,
+    /// `sse_event`.
+    pub sse_event: Option<String>,
+    /// `raw`.
+    pub raw: Option<String>,
+    /// Where `content` lies in its [`EventBatch`]'s text, when it was put there.
+    pub content_at: Option<Span>,
+    /// Where `raw` lies in its [`EventBatch`]'s text, when it was put there.
+    pub raw_at: Option<Span>,
+    /// The rest of the columns, when any is set ([`EventRow::details_mut`]).
+    pub details: Option<Box<EventDetails>>,
+}
+
+/// The `events` columns few rows fill; see [`EventRow`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventDetails {
     /// `role`.
     pub role: Option<String>,
     /// `finish_reason`.
@@ -83,22 +105,14 @@ pub struct EventRow {
     pub usage_completion_tokens: Option<u32>,
     /// `usage_reasoning_tokens`.
     pub usage_reasoning_tokens: Option<u32>,
-    /// `done_marker` (true only for `[DONE]`).
-    pub done_marker: bool,
+    /// `usage_cached_tokens`.
+    pub usage_cached_tokens: Option<u32>,
     /// `http_status`.
     pub http_status: Option<u16>,
     /// `error_kind`.
     pub error_kind: Option<ErrorKind>,
     /// `error_message`.
     pub error_message: Option<String>,
-    /// `choice_index`.
-    pub choice_index: Option<u32>,
-    /// `sse_event`.
-    pub sse_event: Option<String>,
-    /// `raw`.
-    pub raw: Option<String>,
-    /// `usage_cached_tokens`.
-    pub usage_cached_tokens: Option<u32>,
     /// `timings_prompt_ms`.
     pub timings_prompt_ms: Option<f64>,
     /// `timings_predicted_ms`.
@@ -109,10 +123,13 @@ pub struct EventRow {
     pub timings_predicted_n: Option<u32>,
     /// `response_headers_json`.
     pub response_headers_json: Option<String>,
-    /// Where `content` lies in its [`EventBatch`]'s text, when it was put there.
-    pub content_at: Option<Span>,
-    /// Where `raw` lies in its [`EventBatch`]'s text, when it was put there.
-    pub raw_at: Option<Span>,
+}
+
+impl EventDetails {
+    /// Bytes of the strings it owns.
+    fn text_bytes(&self) -> usize {
+        len(&self.role) + len(&self.finish_reason) + len(&self.error_message) + len(&self.response_headers_json)
+    }
 }
 
 impl EventRow {
@@ -133,6 +150,23 @@ impl EventRow {
         self.raw_at = Some(raw_at);
         self.content_at = content_at;
         true
+    }
+
+    /// Its [`EventDetails`], boxed on first use.
+    pub fn details_mut(&mut self) -> &mut EventDetails {
+        self.details.get_or_insert_with(Box::default)
+    }
+
+    /// Its `error_kind`.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.details.as_ref().and_then(|d| d.error_kind)
+    }
+
+    /// Sets `error_kind` and `error_message`.
+    pub fn set_error(&mut self, kind: ErrorKind, message: String) {
+        let d = self.details_mut();
+        d.error_kind = Some(kind);
+        d.error_message = Some(message);
     }
 
     /// A row of `kind` for `request_id` at `t_ns`, every optional column null.
@@ -305,12 +339,11 @@ impl EventBatch {
                     len(&e.content)
                         + len(&e.reasoning)
                         + len(&e.tool_calls_json)
-                        + len(&e.role)
-                        + len(&e.finish_reason)
-                        + len(&e.error_message)
                         + len(&e.sse_event)
                         + len(&e.raw)
-                        + len(&e.response_headers_json)
+                        + e.details
+                            .as_ref()
+                            .map_or(0, |d| std::mem::size_of::<EventDetails>() + d.text_bytes())
                 })
                 .sum::<usize>()
     }
