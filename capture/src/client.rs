@@ -1129,7 +1129,7 @@ fn sse_rows(
             Ok(text) => {
                 let mut rows = Vec::with_capacity(events.len());
                 for (at, ev) in events.iter_in(text.as_bytes()) {
-                    // Filled where it stays: a row is ~400 bytes, and each move a copy.
+                    // Filled where it stays: a row is ~200 bytes, and each move a copy.
                     rows.push(EventRow::new(request_id, EventKind::Sse, t_ns));
                     let last = rows.len() - 1;
                     let row = &mut rows[last];

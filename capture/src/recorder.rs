@@ -238,12 +238,7 @@ impl EventBatch {
     pub fn push(&mut self, mut row: EventRow, raw: Option<&str>) {
         self.keep(&mut row.content, &mut row.content_at);
         match raw {
-            Some(r) => {
-                row.raw_at = self.put(r);
-                if row.raw_at.is_none() {
-                    row.raw = Some(r.to_owned());
-                }
-            }
+            Some(r) => self.copy_in(r, &mut row.raw, &mut row.raw_at),
             None => self.keep(&mut row.raw, &mut row.raw_at),
         }
         self.rows.push(row);
@@ -264,10 +259,7 @@ impl EventBatch {
             if keep_raw {
                 row.raw = Some(data.to_owned());
             }
-            row.content_at = self.put(text);
-            if row.content_at.is_none() {
-                row.content = Some(text.to_owned());
-            }
+            self.copy_in(text, &mut row.content, &mut row.content_at);
         }
         self.rows.push(row);
     }
@@ -280,6 +272,15 @@ impl EventBatch {
             if at.is_some() {
                 *owned = None;
             }
+        }
+    }
+
+    /// Copies `s` into the text and sets `at` to it; into `owned` instead if it does not fit
+    /// ([`Self::put`]).
+    fn copy_in(&mut self, s: &str, owned: &mut Option<String>, at: &mut Option<Span>) {
+        *at = self.put(s);
+        if at.is_none() {
+            *owned = Some(s.to_owned());
         }
     }
 
