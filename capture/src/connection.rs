@@ -3,8 +3,9 @@
 //! Real servers close kept-alive connections whenever they like: llama.cpp's `llama-server`
 //! closes after every streamed response while its headers still say `keep-alive`. A client
 //! that writes its next request into such a connection sees a failure the server never
-//! caused. So each [`Connection`] keeps a handle on its socket to check, right before reuse,
-//! that the peer has not closed it ([`Connection::peer_closed`]), and counts the response
+//! caused. So each [`Connection`] keeps a handle on its socket (a duplicate of the descriptor
+//! hyper reads through) to check, right before reuse, that the peer has not closed it
+//! ([`Connection::peer_closed`]), and counts the response
 //! bytes hyper read ([`Connection::received_bytes`]) so a failed attempt can be classified as
 //! "nothing came back" (safe to retry once on a fresh connection) or a real mid-response
 //! failure.
@@ -18,7 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -36,8 +37,12 @@ pub struct Connector {
     tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
-/// An open TCP connection, before any TLS.
-pub struct Tcp(Arc<TcpStream>);
+/// An open TCP connection, before any TLS: the stream hyper will own, and a duplicate of its
+/// descriptor to peek on ([`Connection::peer_closed`]).
+pub struct Tcp {
+    stream: TcpStream,
+    peek: socket2::Socket,
+}
 
 /// A connection ready for requests.
 pub struct Connection {
@@ -47,7 +52,9 @@ pub struct Connection {
     pub sender: SendRequest<Full<Bytes>>,
     /// Requests answered on it so far (0: fresh).
     pub served: u32,
-    socket: Arc<TcpStream>,
+    /// The socket's duplicate descriptor: peeking on it leaves the stream's readiness, which
+    /// tokio tracks for hyper's reads, untouched.
+    socket: socket2::Socket,
     received: Arc<AtomicU64>,
 }
 
@@ -93,9 +100,10 @@ impl Connector {
         let mut last = None;
         for a in addrs {
             match TcpStream::connect(a).await {
-                Ok(s) => {
-                    s.set_nodelay(true)?;
-                    return Ok(Tcp(Arc::new(s)));
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    let peek = socket2::SockRef::from(&stream).try_clone()?;
+                    return Ok(Tcp { stream, peek });
                 }
                 Err(e) => last = Some(io::Error::new(e.kind(), format!("{a}: {e}"))),
             }
@@ -105,9 +113,11 @@ impl Connector {
 
     /// The TLS handshake on `tcp` (https), or nothing (http); then the HTTP/1.1 handshake.
     pub async fn finish(&self, tcp: Tcp, id: u32) -> Result<Connection, FinishError> {
-        let socket = tcp.0.clone();
+        let Tcp {
+            stream: plain,
+            peek: socket,
+        } = tcp;
         let received = Arc::new(AtomicU64::new(0));
-        let plain = Shared(tcp.0);
         let sender = match &self.tls {
             None => handshake(plain, &received).await?,
             Some((connector, name)) => {
@@ -166,71 +176,13 @@ impl Connection {
     /// does not depend on hyper's connection task having run since the bytes arrived.
     pub fn peer_closed(&self) -> Option<&'static str> {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        match socket2::SockRef::from(&*self.socket).peek(&mut buf) {
+        match self.socket.peek(&mut buf) {
             Ok(0) => Some("the server closed it"),
             Ok(_) => Some("unexpected bytes were waiting on it"),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
             Err(_) => Some("the socket reports an error"),
         }
-    }
-}
-
-/// The TCP stream shared between hyper's I/O and [`Connection::peer_closed`].
-struct Shared(Arc<TcpStream>);
-
-impl AsyncRead for Shared {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            // `try_read_buf` clears the readiness it consumed on WouldBlock, so the next poll
-            // registers for the next wake-up. It reads into the buffer's uninitialized space
-            // (hyper hands over fresh capacity on every read): `try_read` would need it zeroed
-            // first, ~600 instructions per event row in B3 (a 32 KiB memset per read).
-            match self.0.try_read_buf(buf) {
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Shared {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(data) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -316,8 +268,11 @@ mod tests {
         assert_eq!(body.to_bytes(), Bytes::from_static(b"ok"));
         assert!(conn.received_bytes() > 0);
         server.await.expect("server");
-        // Wait until the FIN has reached our socket (readiness, not a sleep).
-        conn.socket.readable().await.expect("readable");
+        // Wait until the FIN has reached our socket (readiness, not a sleep), on a descriptor
+        // of its own so that the connection's stays unregistered.
+        let probe = std::net::TcpStream::from(conn.socket.try_clone().expect("dup"));
+        let probe = TcpStream::from_std(probe).expect("register");
+        probe.readable().await.expect("readable");
         assert_eq!(conn.peer_closed(), Some("the server closed it"));
     }
 }

@@ -441,11 +441,12 @@ async fn feed(
 /// runtime's own (epoll, eventfd, signal pipe), stdio.
 const SPARE_FDS: u64 = 64;
 
-/// Raises the soft open-files limit so that every worker can hold its connection: the usual
-/// soft default (1024) would otherwise turn a `--concurrency 10000` run into thousands of
-/// `connect` errors that say nothing about the endpoint. Warns when the hard limit is too low.
+/// Raises the soft open-files limit so that every worker can hold its connection (two
+/// descriptors each: hyper's stream and the duplicate `connection::Connection` peeks on): the
+/// usual soft default (1024) would otherwise turn a `--concurrency 10000` run into thousands
+/// of `connect` errors that say nothing about the endpoint. Warns when the hard limit is too low.
 fn raise_fd_limit(workers: u32) {
-    let need = u64::from(workers) + SPARE_FDS;
+    let need = 2 * u64::from(workers) + SPARE_FDS;
     match rlimit::increase_nofile_limit(need) {
         Ok(got) if got < need => tracing::warn!(
             "open-files limit is {got} but {workers} connections need about {need}; \
