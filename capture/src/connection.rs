@@ -54,7 +54,7 @@ pub struct Connection {
     pub served: u32,
     /// The socket's duplicate descriptor: peeking on it leaves the stream's readiness, which
     /// tokio tracks for hyper's reads, untouched.
-    socket: socket2::Socket,
+    peek: socket2::Socket,
     received: Arc<AtomicU64>,
 }
 
@@ -113,10 +113,7 @@ impl Connector {
 
     /// The TLS handshake on `tcp` (https), or nothing (http); then the HTTP/1.1 handshake.
     pub async fn finish(&self, tcp: Tcp, id: u32) -> Result<Connection, FinishError> {
-        let Tcp {
-            stream: plain,
-            peek: socket,
-        } = tcp;
+        let Tcp { stream: plain, peek } = tcp;
         let received = Arc::new(AtomicU64::new(0));
         let sender = match &self.tls {
             None => handshake(plain, &received).await?,
@@ -129,7 +126,7 @@ impl Connector {
             id,
             sender,
             served: 0,
-            socket,
+            peek,
             received,
         })
     }
@@ -176,7 +173,7 @@ impl Connection {
     /// does not depend on hyper's connection task having run since the bytes arrived.
     pub fn peer_closed(&self) -> Option<&'static str> {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        match self.socket.peek(&mut buf) {
+        match self.peek.peek(&mut buf) {
             Ok(0) => Some("the server closed it"),
             Ok(_) => Some("unexpected bytes were waiting on it"),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
@@ -270,7 +267,7 @@ mod tests {
         server.await.expect("server");
         // Wait until the FIN has reached our socket (readiness, not a sleep), on a descriptor
         // of its own so that the connection's stays unregistered.
-        let probe = std::net::TcpStream::from(conn.socket.try_clone().expect("dup"));
+        let probe = std::net::TcpStream::from(conn.peek.try_clone().expect("dup"));
         let probe = TcpStream::from_std(probe).expect("register");
         probe.readable().await.expect("readable");
         assert_eq!(conn.peer_closed(), Some("the server closed it"));

@@ -942,13 +942,6 @@ impl EventsBuilder {
         }
     }
 
-    /// Appends the held rows, each request's together in arrival order: rows of one request
-    /// are near copies of each other (same id, model, framing), which zstd finds only when
-    /// they are neighbours, and concurrent streams interleave them (B3 flushed: ~0.6x the
-    /// bytes and instructions of zstd). The order inside a request, and between groups, stays
-    /// the order rows were recorded. Rows wait here until [`GROUP_ROWS`] are held, their row
-    /// group is encoded, or a drain finds them grouped already: no longer than they would wait
-    /// in the builders (a crash loses the same rows).
     /// Settles now if the held runs are long already ([`GROUPED_RUN_ROWS`]); called after each
     /// drain of the channel.
     fn settle_if_grouped(&mut self) {
@@ -957,6 +950,13 @@ impl EventsBuilder {
         }
     }
 
+    /// Appends the held rows, each request's together in arrival order: rows of one request
+    /// are near copies of each other (same id, model, framing), which zstd finds only when
+    /// they are neighbours, and concurrent streams interleave them (B3 flushed: ~0.6x the
+    /// bytes and instructions of zstd). The order inside a request, and between groups, stays
+    /// the order rows were recorded. Rows wait here until [`GROUP_ROWS`] are held, their row
+    /// group is encoded, or a drain finds them grouped already: no longer than they would wait
+    /// in the builders (a crash loses the same rows).
     fn settle(&mut self) {
         let mut held = std::mem::take(&mut self.held);
         for i in grouped_order(&self.held_ids) {
