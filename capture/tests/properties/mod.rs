@@ -12,11 +12,15 @@ fn events_split(data: &[u8], cuts: impl Iterator<Item = usize>) -> Vec<SseEvent>
     let mut events = Vec::new();
     let mut out = SseEvents::default();
     let mut start = 0;
-    for cut in cuts {
+    for (i, cut) in cuts.enumerate() {
         let cut = cut.clamp(start, data.len());
         parser.feed(&data[start..cut], &mut out);
-        // Cleared after every read, as the reader does.
-        events.extend(out.to_vec());
+        // Emptied after every read, as the reader does: every other read by taking the
+        // buffer (an event not complete yet stays behind), else by clearing it.
+        match (i % 2 == 0).then(|| out.take_data()).flatten() {
+            Some(taken) => events.extend(out.iter_in(&taken).map(|(_, e)| e.to_owned_event())),
+            None => events.extend(out.to_vec()),
+        }
         out.clear();
         start = cut;
     }
