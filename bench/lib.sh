@@ -18,7 +18,9 @@ build_release() {
     for b in analyze capture recap-sim; do
       [ -x "$target/release/$b" ] || { echo "RECAP_BENCH_NO_BUILD=1 but $target/release/$b is missing" >&2; exit 1; }
     done
-    echo "build skipped (RECAP_BENCH_NO_BUILD=1): binaries of $(date -r "$target/release/analyze" '+%F %T') in $target/release" >&2
+    local built=""
+    for b in analyze capture recap-sim; do built+=" $b $(date -r "$target/release/$b" '+%F %T'),"; done
+    echo "build skipped (RECAP_BENCH_NO_BUILD=1): in $target/release,${built%,}" >&2
     return
   fi
   cargo build --workspace --release --quiet
