@@ -162,6 +162,8 @@ impl SseEvents {
         self.events.clear();
         if self.open == self.data.len() {
             clear_data(&mut self.data);
+        } else if self.data.capacity() > KEEP_DATA_CAPACITY {
+            self.data = self.data.get(self.open..).unwrap_or_default().to_vec();
         } else {
             self.data.drain(..self.open);
         }
@@ -408,6 +410,21 @@ mod tests {
             let second: Vec<Vec<u8>> = out.iter().map(|e| e.data.to_vec()).collect();
             assert_eq!(second, [b"two\nlines".to_vec()], "take {take}");
         }
+    }
+
+    /// A cleared buffer does not keep a huge event's room, even with the next event begun
+    /// in it.
+    #[test]
+    fn a_huge_events_room_is_not_kept_past_a_clear() {
+        let mut p = SseParser::new();
+        let mut out = SseEvents::default();
+        let huge = format!("data: {}\n\ndata: next\n", "x".repeat(2 * KEEP_DATA_CAPACITY));
+        p.feed(huge.as_bytes(), &mut out);
+        assert_eq!(out.len(), 1);
+        out.clear();
+        assert!(out.data.capacity() <= KEEP_DATA_CAPACITY, "{}", out.data.capacity());
+        p.feed(b"\n", &mut out);
+        assert_eq!(out.to_vec().first().map(|e| e.data.clone()), Some(b"next".to_vec()));
     }
 
     fn parse_in_reads(reads: &[&[u8]]) -> Vec<String> {

@@ -1483,8 +1483,6 @@ impl Plan {
         })
     }
 
-    /// The chunk carrying `text`; `last` is the last token chunk, `through` the completion
-    /// tokens generated once it is out (running usage).
     /// The data of a token event of an OpenAI-flavored chat stream, serialized without building
     /// a `Value`: the bytes [`Self::token_event`] gives (a `Value` keeps its keys sorted, as
     /// these fields are), at a fraction of the cost. Building and dropping that `Value` was
@@ -1532,6 +1530,8 @@ impl Plan {
         serde_json::to_vec(&event).ok()
     }
 
+    /// The chunk carrying `text`; `last` is the last token chunk, `through` the completion
+    /// tokens generated once it is out (running usage).
     fn token_event(&self, reasoning: bool, text: &str, last: bool, through: u64) -> Value {
         let (id, model, object) = (&self.id, &self.model, self.object());
         let field = delta_field(reasoning);
