@@ -28,7 +28,7 @@ use recap_schemas::{ErrorKind, EventKind, Phase, RawMode};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::connection::{Connection, Connector, FinishError};
+use crate::connection::{driven, Connection, Connector, Driver, FinishError};
 use crate::delta;
 use crate::progress::Stats;
 use crate::recorder::{EventBatch, EventRow, Recorder, RequestRow};
@@ -663,7 +663,7 @@ impl Worker {
             self.conn = None;
         }
         if let Some(c) = self.conn.as_mut() {
-            let stale = match c.sender.ready().await {
+            let stale = match driven(&mut c.driver, c.sender.ready()).await {
                 Err(_) => Some("hyper saw it close"),
                 Ok(()) => c.peer_closed(),
             };
@@ -752,9 +752,11 @@ impl Worker {
         p.t_sent = Some(t_sent);
         let mut sent = EventRow::new(t.request_id, EventKind::Sent, t_sent);
         sent.bytes = Some(u32::try_from(t.request.body.len()).unwrap_or(u32::MAX));
-        ctx.recorder.event(sent).await;
+        // The connection is driven while the recorder takes the row: the request is written
+        // now even when the recorder makes the worker wait, so `t_sent` stays the send time.
+        driven(&mut conn.driver, ctx.recorder.event(sent)).await;
 
-        let response = match response.await {
+        let response = match driven(&mut conn.driver, response).await {
             Ok(r) => r,
             Err(e) => {
                 let f = Failure::before_headers(&e);
@@ -768,17 +770,19 @@ impl Worker {
         };
         conn.served += 1;
         ep.keep_alive.answered(conn.served);
-        Attempt::Final(self.read_response(t, p, t_sent, response).await)
+        Attempt::Final(Self::read_response(&ctx, &mut self.events, &mut conn.driver, t, p, t_sent, response).await)
     }
 
+    /// Reads and records the response, `driver` polled whenever it waits for more of it.
     async fn read_response(
-        &mut self,
+        ctx: &WorkerContext,
+        kept_events: &mut SseEvents,
+        driver: &mut Option<Driver>,
         t: &Ticket,
         p: &mut Progress,
         t_sent: i64,
         response: http::Response<hyper::body::Incoming>,
     ) -> Result<(), Failure> {
-        let ctx = self.ctx.clone();
         let status = response.status();
         let mut headers_row = EventRow::new(t.request_id, EventKind::Headers, ctx.clock.now_ns());
         let d = headers_row.details_mut();
@@ -805,7 +809,7 @@ impl Worker {
             let mut kept = Vec::new();
             let mut read = 0usize;
             let mut whole = true;
-            while let Some(frame) = body.frame().await {
+            while let Some(frame) = driven(driver, body.frame()).await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
                 if let Ok(raw) = frame.into_data() {
                     p.body_bytes += raw.len() as u64;
@@ -844,8 +848,8 @@ impl Worker {
             let mut parser = SseParser::with_max_event_bytes(ctx.endpoint.max_event_bytes);
             // Taken for the stream, given back at its end (lost with a failed stream: a fresh
             // one is only slower).
-            let mut events = std::mem::take(&mut self.events);
-            while let Some(frame) = body.frame().await {
+            let mut events = std::mem::take(kept_events);
+            while let Some(frame) = driven(driver, body.frame()).await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
                 let Ok(raw) = frame.into_data() else {
                     continue;
@@ -854,21 +858,21 @@ impl Worker {
                 p.body_bytes += raw.len() as u64;
                 parser.feed(&dec.push(&raw)?, &mut events);
                 ctx.recorder
-                    .events(sse_rows(&ctx, rid, &mut events, now, t_sent, p))
+                    .events(sse_rows(ctx, rid, &mut events, now, t_sent, p))
                     .await;
             }
             parser.feed(&dec.finish()?, &mut events);
             parser.finish(&mut events);
             let now = ctx.clock.now_ns();
             ctx.recorder
-                .events(sse_rows(&ctx, rid, &mut events, now, t_sent, p))
+                .events(sse_rows(ctx, rid, &mut events, now, t_sent, p))
                 .await;
-            self.events = events;
+            *kept_events = events;
             // The body ended cleanly; whether the answer did is what the server said in it.
             truthful_end(p)
         } else {
             let mut buf = Vec::new();
-            while let Some(frame) = body.frame().await {
+            while let Some(frame) = driven(driver, body.frame()).await {
                 let frame = frame.map_err(|e| Failure::in_body(&e))?;
                 if let Ok(raw) = frame.into_data() {
                     p.body_bytes += raw.len() as u64;

@@ -14,6 +14,7 @@
 //! connect, TLS handshake) is timed separately by the caller ([`Connector::tcp`],
 //! [`Connector::tls`]).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -56,6 +57,30 @@ pub struct Connection {
     /// tokio tracks for hyper's reads, untouched.
     peek: socket2::Socket,
     received: Arc<AtomicU64>,
+    /// hyper's connection future (it does the connection's reads and writes), polled by the
+    /// worker's own task whenever it waits on this connection ([`driven`]); `None` once it
+    /// ended.
+    pub driver: Option<Driver>,
+}
+
+/// hyper's connection future for one connection, plain or TLS.
+pub type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// `fut`, a wait on a connection (ready for a request, its response, a body frame), with the
+/// connection's `driver` polled in the same task first each time: a spawned connection task
+/// took two task wake-ups per body frame (the connection's on the socket, the worker's on the
+/// body channel) where this takes one.
+pub async fn driven<F: Future>(driver: &mut Option<Driver>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Some(d) = driver.as_mut() {
+            if d.as_mut().poll(cx).is_ready() {
+                *driver = None;
+            }
+        }
+        fut.as_mut().poll(cx)
+    })
+    .await
 }
 
 impl Connector {
@@ -115,7 +140,7 @@ impl Connector {
     pub async fn finish(&self, tcp: Tcp, id: u32) -> Result<Connection, FinishError> {
         let Tcp { stream: plain, peek } = tcp;
         let received = Arc::new(AtomicU64::new(0));
-        let sender = match &self.tls {
+        let (sender, driver) = match &self.tls {
             None => handshake(plain, &received).await?,
             Some((connector, name)) => {
                 let tls = connector.connect(name.clone(), plain).await.map_err(FinishError::Tls)?;
@@ -128,14 +153,16 @@ impl Connector {
             served: 0,
             peek,
             received,
+            driver: Some(driver),
         })
     }
 }
 
-/// hyper's HTTP/1.1 handshake over `io`, counting the bytes it reads into `received`; the
-/// connection task runs until the server closes it or the worker drops the sender (either
-/// way the worker notices before its next request).
-async fn handshake<T>(io: T, received: &Arc<AtomicU64>) -> Result<SendRequest<Full<Bytes>>, FinishError>
+/// hyper's HTTP/1.1 handshake over `io`, counting the bytes it reads into `received`: the
+/// sender, and the connection's future for the worker to poll ([`driven`]). It ends when the
+/// server closes the connection or the worker drops it (either way the worker notices before
+/// its next request).
+async fn handshake<T>(io: T, received: &Arc<AtomicU64>) -> Result<(SendRequest<Full<Bytes>>, Driver), FinishError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -147,10 +174,12 @@ where
         .handshake(TokioIo::new(counted))
         .await
         .map_err(FinishError::Http)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    Ok((
+        sender,
+        Box::pin(async move {
+            let _ = conn.await;
+        }),
+    ))
 }
 
 /// Why [`Connector::finish`] failed.
@@ -170,7 +199,7 @@ impl Connection {
 
     /// Whether an idle connection must not be reused: the peer closed it (EOF is readable)
     /// or sent bytes nobody asked for. A non-blocking `MSG_PEEK` on the socket itself, so it
-    /// does not depend on hyper's connection task having run since the bytes arrived.
+    /// does not depend on hyper's connection future having been polled since the bytes arrived.
     pub fn peer_closed(&self) -> Option<&'static str> {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         match self.peek.peek(&mut buf) {
@@ -260,8 +289,19 @@ mod tests {
             .header("host", "x")
             .body(Full::new(Bytes::new()))
             .expect("request");
-        let resp = conn.sender.send_request(req).await.expect("response");
-        let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body");
+        // The connection only moves while `driven` polls it: bounded, so that a broken
+        // `driven` fails here instead of hanging.
+        let exchange = async {
+            let resp = driven(&mut conn.driver, conn.sender.send_request(req))
+                .await
+                .expect("response");
+            driven(&mut conn.driver, http_body_util::BodyExt::collect(resp.into_body()))
+                .await
+                .expect("body")
+        };
+        let body = tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+            .await
+            .expect("the exchange finished: `driven` polls hyper's connection");
         assert_eq!(body.to_bytes(), Bytes::from_static(b"ok"));
         assert!(conn.received_bytes() > 0);
         server.await.expect("server");
