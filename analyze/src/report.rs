@@ -306,10 +306,36 @@ struct Pass<'a> {
     progress: bool,
 }
 
-/// Row groups decoded at once: enough to keep every core busy while the previous ones are
-/// counted.
-fn window() -> usize {
-    2 * rayon::current_num_threads().max(1)
+/// Rows of row groups decoded at once per core: the window keeps every core busy while the
+/// previous one is counted, and its memory does not depend on how large capture made its row
+/// groups (up to 131,072 rows each since 2026-12-06, 65,536 before).
+const WINDOW_ROWS_PER_THREAD: u64 = 2 << 16;
+
+/// `parts` cut into windows in order: up to two row groups per core, fewer once they hold
+/// [`WINDOW_ROWS_PER_THREAD`] rows per core (always at least one).
+fn windows(parts: &[Part], threads: usize) -> impl Iterator<Item = &[Part]> {
+    let threads = threads.max(1);
+    let (max_parts, max_rows) = (2 * threads, WINDOW_ROWS_PER_THREAD * threads as u64);
+    let mut rest = parts;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut rows = 0u64;
+        let n = rest
+            .iter()
+            .take(max_parts)
+            .take_while(|p| {
+                let fits = rows == 0 || rows + p.rows <= max_rows;
+                rows += p.rows;
+                fits
+            })
+            .count()
+            .max(1);
+        let (window, tail) = rest.split_at(n);
+        rest = tail;
+        Some(window)
+    })
 }
 
 /// Decodes `parts` in parallel, keeping their order.
@@ -340,7 +366,7 @@ impl Pass<'_> {
         let parts = run.parts(&run.requests)?;
         let mut out = IdMap::default();
         let warned = std::sync::Once::new();
-        for window in parts.chunks(window()) {
+        for window in windows(&parts, rayon::current_num_threads()) {
             for (part, batches) in window.iter().zip(decode(window, crate::reassemble::REQUEST_COLUMNS)?) {
                 // The same row group read again, in the same batches, for the APIs that need it.
                 let extra = if batches.iter().any(crate::reassemble::needs_extra) {
@@ -434,14 +460,14 @@ impl Pass<'_> {
             bar.inc(window.len() as u64);
             Ok(ended)
         };
-        let mut windows = parts.chunks(window());
-        let mut ended = match windows.next() {
+        let mut queue = windows(&parts, rayon::current_num_threads());
+        let mut ended = match queue.next() {
             Some(w) => read(w, &mut re)?,
             None => Vec::new(),
         };
         // The next window is read and reassembled (one thread) while this one's requests are
         // counted and scored (the others).
-        for w in windows {
+        for w in queue {
             let (next, scored) = rayon::join(|| read(w, &mut re), || self.score_ended(ended));
             scored?;
             ended = next?;
@@ -605,4 +631,35 @@ fn write_outputs(dir: &Path, rows: &[RequestMetrics], summary: &Summary) -> Resu
     write(recap_schemas::analysis::SUMMARY_CSV, summary.to_csv()?)?;
     write(recap_schemas::analysis::SUMMARY_MD, summary.to_markdown())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(rows: &[u64], threads: usize) -> Vec<usize> {
+        let parts: Vec<Part> = rows
+            .iter()
+            .enumerate()
+            .map(|(row_group, &rows)| Part {
+                path: PathBuf::from("events/part-0.parquet"),
+                row_group,
+                rows,
+                shift_ns: 0,
+            })
+            .collect();
+        windows(&parts, threads).map(<[Part]>::len).collect()
+    }
+
+    #[test]
+    fn a_window_holds_two_row_groups_per_core_or_its_rows_whichever_is_fewer() {
+        // Two threads: up to 4 row groups and 262,144 rows a window (hand-derived).
+        assert_eq!(sizes(&[18_000; 10], 2), [4, 4, 2]);
+        assert_eq!(sizes(&[131_072; 5], 2), [2, 2, 1]);
+        assert_eq!(sizes(&[100_000, 100_000, 70_000, 10], 2), [2, 2]);
+        // A row group over the bound is a window of its own, never skipped.
+        assert_eq!(sizes(&[1_000_000, 10, 10], 2), [1, 2]);
+        assert_eq!(sizes(&[131_072; 40], 16), [16, 16, 8]);
+        assert!(sizes(&[], 2).is_empty());
+    }
 }

@@ -482,16 +482,27 @@ trait RowsBuilder {
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError>;
 }
 
-/// Rows buffered in Arrow builders before they are encoded into the open segment as one row
-/// group. Bounds the writer's memory whatever the event rate (a segment spans a whole flush
+/// Rows buffered in Arrow builders before they are encoded into the open segment's row group.
+/// Bounds the writer's memory whatever the event rate (a segment spans a whole flush
 /// interval, which at 600k events/s is far more than this).
-const ROW_GROUP_ROWS: usize = 1 << 16;
+const ENCODE_ROWS: usize = 1 << 16;
 
-/// Text bytes buffered before they are encoded as a row group, whatever the row count: rows
-/// with raw payloads are several times larger than without, and an unencoded row group is
-/// held twice while it is encoded (builders, then uncompressed pages). Measured: 64k rows of a
-/// raw-carrying stream held ~28 MB more at peak than without raw; this bound keeps it flat.
-const ROW_GROUP_BYTES: usize = 4 << 20;
+/// Text bytes buffered before they are encoded, whatever the row count: rows with raw
+/// payloads are several times larger than without, and unencoded rows are held twice while
+/// they are encoded (builders, then uncompressed pages). Measured: 64k rows of a raw-carrying
+/// stream held ~28 MB more at peak than without raw; this bound keeps it flat.
+const ENCODE_BYTES: usize = 4 << 20;
+
+/// Rows after which the open row group is written out. Batches are encoded into it as they
+/// come (compressed pages, a few bytes per event row), but each row group costs parquet a
+/// column writer and two zstd contexts per column, whose `cpuid` check a virtual machine
+/// traps (B3 whole at ~1.2 M events/s: 7 % of the writer thread when every 4 MiB batch was
+/// its own row group). Bounded because analyze decodes a few row groups per core at once.
+const ROW_GROUP_ROWS: usize = 1 << 17;
+
+/// The writer's bytes held for the open row group (encoded pages and the pages being filled)
+/// after which it is written out, whatever its rows: payloads that compress badly, prompts.
+const ROW_GROUP_MEMORY: usize = 8 << 20;
 
 struct OpenSegment {
     writer: ArrowWriter<File>,
@@ -551,7 +562,8 @@ impl<B: RowsBuilder + Default> Table<B> {
         self.rows + self.open.as_ref().map_or(0, |o| o.rows)
     }
 
-    /// Encodes the buffered rows into the open segment (opening one if needed) as a row group.
+    /// Encodes the buffered rows into the open segment's row group (opening a segment if
+    /// needed), and writes the row group out once it is full.
     fn encode_buffered(&mut self) -> Result<(), SinkError> {
         if self.rows == 0 {
             return Ok(());
@@ -579,16 +591,18 @@ impl<B: RowsBuilder + Default> Table<B> {
             message: e.to_string(),
         })?;
         open.writer.write(&batch).map_err(|e| parquet_error(&open.partial, e))?;
-        open.writer.flush().map_err(|e| parquet_error(&open.partial, e))?;
+        if open.writer.in_progress_rows() >= ROW_GROUP_ROWS || open.writer.memory_size() >= ROW_GROUP_MEMORY {
+            open.writer.flush().map_err(|e| parquet_error(&open.partial, e))?;
+        }
         open.rows += self.rows;
         self.rows = 0;
         self.bytes = 0;
         Ok(())
     }
 
-    /// Encodes a full row group once enough rows are buffered.
+    /// Encodes the buffered rows once there are enough.
     fn maybe_encode(&mut self) -> Result<(), SinkError> {
-        if self.rows >= ROW_GROUP_ROWS || self.bytes >= ROW_GROUP_BYTES {
+        if self.rows >= ENCODE_ROWS || self.bytes >= ENCODE_BYTES {
             let r = self.encode_buffered();
             self.discard_on_error(r)?;
         }
@@ -852,7 +866,7 @@ struct EventsBuilder {
     held_ids: Vec<u64>,
     /// Rows in `held`.
     held_rows: usize,
-    /// The last row group's size, for the next one's dense columns ([`Self::presize`]).
+    /// The last encoded batch's size, for the next one's dense columns ([`Self::presize`]).
     last_group: Option<GroupSize>,
     request_id: UInt64Builder,
     kind: StringBuilder,
@@ -893,7 +907,7 @@ const GROUP_ROWS: usize = 8192;
 /// holding them on costs cache misses (B3 whole, 8192 rows held: 1.50 against 1.21 µs per row).
 const GROUPED_RUN_ROWS: usize = 8;
 
-/// Rows and text bytes of a row group's dense columns.
+/// Rows and text bytes of an encoded batch's dense columns.
 #[derive(Clone, Copy)]
 struct GroupSize {
     rows: usize,
@@ -902,8 +916,8 @@ struct GroupSize {
 }
 
 impl EventsBuilder {
-    /// Sizes the columns every row fills for twice the last row group (bounded by
-    /// [`ROW_GROUP_ROWS`] and [`ROW_GROUP_BYTES`]), once its arrays are encoded and dropped:
+    /// Sizes the columns every row fills for twice the last encoded batch (bounded by
+    /// [`ENCODE_ROWS`] and [`ENCODE_BYTES`]), once its arrays are encoded and dropped:
     /// growing them from empty by doubling copied each byte about once more (B3 whole, ~200
     /// instructions per row in reallocations).
     fn presize(&mut self) {
@@ -912,15 +926,15 @@ impl EventsBuilder {
         };
         // Twice the last, so that a growing rate rarely regrows them; only what is written
         // becomes resident.
-        let rows = (2 * g.rows).min(ROW_GROUP_ROWS);
+        let rows = (2 * g.rows).min(ENCODE_ROWS);
         self.request_id = UInt64Builder::with_capacity(rows);
         self.kind = StringBuilder::with_capacity(rows, rows * 8);
         self.t_ns = Int64Builder::with_capacity(rows);
         self.seq = UInt32Builder::with_capacity(rows);
         self.bytes = UInt32Builder::with_capacity(rows);
-        self.content = StringBuilder::with_capacity(rows, (2 * g.content).min(ROW_GROUP_BYTES));
+        self.content = StringBuilder::with_capacity(rows, (2 * g.content).min(ENCODE_BYTES));
         self.choice_index = UInt32Builder::with_capacity(rows);
-        self.raw = StringBuilder::with_capacity(rows, (2 * g.raw).min(ROW_GROUP_BYTES));
+        self.raw = StringBuilder::with_capacity(rows, (2 * g.raw).min(ENCODE_BYTES));
     }
 
     /// Takes rows in; they are appended to the builders in groups ([`Self::settle`]).
@@ -1383,13 +1397,13 @@ mod tests {
     }
 
     #[test]
-    fn a_large_segment_is_encoded_in_row_groups_as_rows_arrive() {
+    fn a_large_segment_is_encoded_as_rows_arrive_into_row_groups_of_several_batches() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
         cfg.flush_interval = Duration::from_secs(3600);
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
         let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
-        let n = ROW_GROUP_ROWS * 2 + 10;
+        let n = ROW_GROUP_ROWS + ENCODE_ROWS + 10;
         rt.block_on(async {
             for i in 0..n as u64 {
                 rec.event(EventRow::new(i, EventKind::Sse, i as i64)).await;
@@ -1400,15 +1414,69 @@ mod tests {
         assert_eq!((stats.event_rows, stats.segments), (n as u64, 1));
         let path = dir.path().join("events").join(segment_file_name(0));
         let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open")).expect("parquet");
-        assert_eq!(b.metadata().num_row_groups(), 3, "row groups written as rows arrived");
+        let rows: Vec<i64> = b.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(
+            rows,
+            [ROW_GROUP_ROWS as i64, (n - ROW_GROUP_ROWS) as i64],
+            "row groups of whole batches"
+        );
         assert_eq!(read_all(&dir.path().join("events")).0, n);
     }
 
-    /// The mostly-null columns hold each value at its own row, in every row group: values on
-    /// a few rows chosen by their index (first, last, both sides of a row group's end), nulls
-    /// elsewhere, read back row by row.
+    /// Rows whose payloads compress badly close their row group on the writer's memory, long
+    /// before its row count.
     #[test]
-    fn sparse_columns_keep_each_value_at_its_row_across_row_groups() {
+    fn a_row_group_of_incompressible_rows_is_written_out_at_its_memory_bound() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
+        cfg.flush_interval = Duration::from_secs(3600);
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
+        // 600 rows of 64 KiB of pseudo-random letters (xorshift): ~6 bits of entropy a byte.
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let n = 600usize;
+        rt.block_on(async {
+            for i in 0..n as u64 {
+                let raw: String = (0..64 << 10)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        ALPHABET[(x & 63) as usize] as char
+                    })
+                    .collect();
+                let mut e = EventRow::new(i, EventKind::Sse, i as i64);
+                e.raw = Some(raw);
+                rec.event(e).await;
+            }
+        });
+        drop(rec);
+        assert_eq!(sink.finish().event_rows, n as u64);
+        let path = dir.path().join("events").join(segment_file_name(0));
+        let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open")).expect("parquet");
+        let groups = b.metadata().row_groups();
+        assert!(
+            groups.len() >= 3,
+            "{} row groups for ~29 MB of compressed payloads",
+            groups.len()
+        );
+        for g in groups {
+            // Below the bound before the last batch was encoded into it.
+            assert!(
+                g.compressed_size() < (ROW_GROUP_MEMORY + 2 * ENCODE_BYTES) as i64,
+                "{}",
+                g.compressed_size()
+            );
+        }
+        assert_eq!(read_all(&dir.path().join("events")).0, n);
+    }
+
+    /// The mostly-null columns hold each value at its own row, in every batch and row group:
+    /// values on a few rows chosen by their index (first, last, both sides of an encoded
+    /// batch's end and of a row group's), nulls elsewhere, read back row by row.
+    #[test]
+    fn sparse_columns_keep_each_value_at_its_row_across_batches_and_row_groups() {
         use arrow_array::cast::AsArray;
         use arrow_array::types::{UInt16Type, UInt32Type};
         use arrow_array::Array;
@@ -1417,8 +1485,11 @@ mod tests {
         cfg.flush_interval = Duration::from_secs(3600);
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
         let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
-        let n = ROW_GROUP_ROWS + 7;
-        let marked = |i: usize| i == 0 || i % 1000 == 7 || i + 1 == ROW_GROUP_ROWS || i == ROW_GROUP_ROWS || i + 1 == n;
+        // Past two row groups whatever the batches' byte bound makes of them.
+        let n = 2 * ROW_GROUP_ROWS + 7;
+        let edge = |i: usize, end: usize| i + 1 == end || i == end;
+        let marked =
+            |i: usize| i == 0 || i % 1000 == 7 || edge(i, ENCODE_ROWS) || edge(i, ROW_GROUP_ROWS) || i + 1 == n;
         rt.block_on(async {
             for i in 0..n {
                 let mut e = EventRow::new(i as u64, EventKind::Sse, i as i64);
@@ -1438,7 +1509,11 @@ mod tests {
         assert_eq!(sink.finish().event_rows, n as u64);
         let path = dir.path().join("events").join(segment_file_name(0));
         let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open")).expect("parquet");
-        assert_eq!(b.metadata().num_row_groups(), 2);
+        assert!(
+            b.metadata().num_row_groups() >= 2,
+            "{} row groups",
+            b.metadata().num_row_groups()
+        );
         let mut i = 0usize;
         for batch in b.build().expect("reader") {
             let batch = batch.expect("batch");

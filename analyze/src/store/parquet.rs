@@ -136,6 +136,8 @@ pub struct Part {
     pub path: PathBuf,
     /// The row group within it.
     pub row_group: usize,
+    /// Its rows (from the footer).
+    pub rows: u64,
     /// Added to its times ([`recap_schemas::CLOCK_COLUMNS`]) as it is read: a shard's move onto
     /// its merged run's timeline (0 otherwise).
     pub shift_ns: i64,
@@ -146,9 +148,10 @@ pub fn parts(files: &[PathBuf]) -> Result<Vec<Part>> {
     let mut out = Vec::new();
     for f in files {
         let md = footer(f).map_err(|e| Error::Input(format!("{}: {e}", f.display())))?;
-        out.extend((0..md.num_row_groups()).map(|row_group| Part {
+        out.extend(md.row_groups().iter().enumerate().map(|(row_group, g)| Part {
             path: f.clone(),
             row_group,
+            rows: u64::try_from(g.num_rows()).unwrap_or(0),
             shift_ns: 0,
         }));
     }
