@@ -1114,6 +1114,17 @@ mod tests {
         names
     }
 
+    /// A sink whose segment stays open for the whole test (an hour's flush interval), its
+    /// folder, and a runtime to send from.
+    fn one_segment_sink() -> (tempfile::TempDir, tokio::runtime::Runtime, Sink, Recorder) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
+        cfg.flush_interval = Duration::from_secs(3600);
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
+        (dir, rt, sink, rec)
+    }
+
     fn read_all(dir: &Path) -> (usize, Vec<(String, String)>) {
         let mut rows = 0;
         let mut md = Vec::new();
@@ -1398,11 +1409,7 @@ mod tests {
 
     #[test]
     fn a_large_segment_is_encoded_as_rows_arrive_into_row_groups_of_several_batches() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
-        cfg.flush_interval = Duration::from_secs(3600);
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
-        let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
+        let (dir, rt, sink, rec) = one_segment_sink();
         let n = ROW_GROUP_ROWS + ENCODE_ROWS + 10;
         rt.block_on(async {
             for i in 0..n as u64 {
@@ -1427,11 +1434,7 @@ mod tests {
     /// before its row count.
     #[test]
     fn a_row_group_of_incompressible_rows_is_written_out_at_its_memory_bound() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
-        cfg.flush_interval = Duration::from_secs(3600);
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
-        let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
+        let (dir, rt, sink, rec) = one_segment_sink();
         // 600 rows of 64 KiB of pseudo-random letters (xorshift): ~6 bits of entropy a byte.
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -1480,11 +1483,7 @@ mod tests {
         use arrow_array::cast::AsArray;
         use arrow_array::types::{UInt16Type, UInt32Type};
         use arrow_array::Array;
-        let dir = tempfile::tempdir().expect("tmp");
-        let mut cfg = SinkConfig::new(dir.path().to_path_buf(), "r".into());
-        cfg.flush_interval = Duration::from_secs(3600);
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
-        let (sink, rec) = Sink::spawn(cfg, Arc::new(|_: &str| {})).expect("spawn");
+        let (dir, rt, sink, rec) = one_segment_sink();
         // Past two row groups whatever the batches' byte bound makes of them.
         let n = 2 * ROW_GROUP_ROWS + 7;
         let edge = |i: usize, end: usize| i + 1 == end || i == end;
