@@ -1476,8 +1476,10 @@ mod tests {
     }
 
     /// The mostly-null columns hold each value at its own row, in every batch and row group:
-    /// values on a few rows chosen by their index (first, last, both sides of an encoded
-    /// batch's end and of a row group's), nulls elsewhere, read back row by row.
+    /// values on a few rows chosen by their index (first, last, every thousandth, and both
+    /// sides of 65,536 and 131,072 rows), nulls elsewhere, read back row by row. The rows' text
+    /// makes the byte bound end each batch a little before 65,536 rows, so the edges fall
+    /// between marks: a value moved at any edge shows in the thousandths after it.
     #[test]
     fn sparse_columns_keep_each_value_at_its_row_across_batches_and_row_groups() {
         use arrow_array::cast::AsArray;
