@@ -9,26 +9,14 @@
 # independent of how busy the machine is), and CPU seconds (user+sys) per row of a timed run
 # without valgrind (c=64, SECONDS each; the builds alternate, three rounds, medians).
 # Usage: bash bench/b3_callgrind.sh [REQUESTS=2000] [OTHER_CAPTURE_BINARY] [SECONDS=5]
+# RECAP_B3_THIS=BINARY measures that capture binary as "this" instead of the release build
+# (the profile-guided distribution build of `bench/dist_pgo.sh`, say).
 source "$(dirname "$0")/lib.sh"
 n="${1:-2000}"; other="${2:-}"; secs="${3:-5}"
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 build_release
-bins=("this=$target/release/capture")
+bins=("this=${RECAP_B3_THIS:-$target/release/capture}")
 [ -n "$other" ] && bins+=("other=$other")
-
-instructions() {
-  local name="$1" bin="$2"
-  valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" "$bin" --url "http://$addr" \
-    --out "$work/$name" --concurrency 16 --requests "$n" --threads 1 --quiet --json >"$work/$name.json" 2>"$work/$name.vg"
-  python3 - "$name" "$work/$name.json" "$work/$name.vg" <<'PY'
-import json, re, sys
-name, summary, vg = sys.argv[1:]
-s = json.load(open(summary))
-ir = int(re.search(r"Collected : (\d+)", open(vg).read()).group(1))
-print(f"B3 {name}: {ir / 1e6:.0f} M instructions for {s['event_rows']:,} event rows "
-      f"({sum(s['errors'].values())} errors) = {ir / s['event_rows']:.0f} instructions per row")
-PY
-}
 
 cpu_per_row() {
   local name="$1" bin="$2"
@@ -46,7 +34,7 @@ for mode in whole flushed; do
   flags=(--threads 1 --output-tokens 100 --prerender)
   [ "$mode" = flushed ] && flags+=(--flush-each-event)
   start_sim "${flags[@]}"
-  for b in "${bins[@]}"; do instructions "$mode-${b%%=*}" "${b#*=}"; done
+  for b in "${bins[@]}"; do callgrind_per_row "B3 $mode-${b%%=*}" "${b#*=}" --concurrency 16 --requests "$n"; done
   for round in 1 2 3; do
     for b in "${bins[@]}"; do
       rm -rf "$work/cpu-$mode-${b%%=*}"

@@ -35,6 +35,25 @@ start_sim() {
   [ -n "$addr" ] || { cat "$work/sim.out" >&2; exit 1; }
 }
 
+# callgrind_per_row LABEL BIN CAPTURE_FLAGS...: BIN (a capture binary) against $addr under
+# callgrind, one runtime thread; prints LABEL and its instructions per recorded event row.
+callgrind_per_row() {
+  local label="$1" bin="$2"; shift 2
+  local out
+  out="$(mktemp -u -p "$work" cg.XXXXXX)"
+  valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$bin" --url "http://$addr" \
+    --out "$out" --threads 1 --quiet --json "$@" >"$out.json" 2>"$out.vg"
+  python3 - "$label" "$out.json" "$out.vg" <<'PY'
+import json, re, sys
+label, summary, vg = sys.argv[1:]
+s = json.load(open(summary))
+ir = int(re.search(r"Collected : (\d+)", open(vg).read()).group(1))
+print(f"{label}: {ir / 1e6:.0f} M instructions for {s['event_rows']:,} event rows "
+      f"({sum(s['errors'].values())} errors) = {ir / s['event_rows']:.0f} instructions per row")
+PY
+  rm -rf "$out" "$out.cg"
+}
+
 stop_sim() {
   kill "$sim_pid" 2>/dev/null || true
   wait "$sim_pid" 2>/dev/null || true
