@@ -31,9 +31,7 @@ PY
 }
 
 for mode in whole flushed; do
-  flags=(--threads 1 --output-tokens 100 --prerender)
-  [ "$mode" = flushed ] && flags+=(--flush-each-event)
-  start_sim "${flags[@]}"
+  start_b3_sim "$mode"
   for b in "${bins[@]}"; do callgrind_per_row "B3 $mode-${b%%=*}" "${b#*=}" --concurrency 16 --requests "$n"; done
   for round in 1 2 3; do
     for b in "${bins[@]}"; do

@@ -55,9 +55,7 @@ cp "$abs_target/pgo-use/dist/capture" "$out/capture"
 echo "wrote $out/capture ($(stat -c %s "$out/capture") bytes)"
 
 for mode in whole flushed; do
-  flags=(--threads 1 --output-tokens 100 --prerender)
-  [ "$mode" = flushed ] && flags+=(--flush-each-event)
-  start_sim "${flags[@]}"
+  start_b3_sim "$mode"
   callgrind_per_row "$mode, dist" "$target/dist/capture" --concurrency 16 --requests "$n"
   callgrind_per_row "$mode, dist + PGO" "$out/capture" --concurrency 16 --requests "$n"
   stop_sim

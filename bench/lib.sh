@@ -35,6 +35,14 @@ start_sim() {
   [ -n "$addr" ] || { cat "$work/sim.out" >&2; exit 1; }
 }
 
+# start_b3_sim whole|flushed: recap-sim as B3's server (100 one-token events per answer,
+# pre-rendered): each answer in one write, or each event in a chunked frame of its own.
+start_b3_sim() {
+  local flags=(--threads 1 --output-tokens 100 --prerender)
+  [ "$1" = flushed ] && flags+=(--flush-each-event)
+  start_sim "${flags[@]}"
+}
+
 # callgrind_per_row LABEL BIN CAPTURE_FLAGS...: BIN (a capture binary) against $addr under
 # callgrind, one runtime thread; prints LABEL and its instructions per recorded event row.
 callgrind_per_row() {
