@@ -26,9 +26,10 @@ build_release() {
   cargo build --workspace --release --quiet
 }
 
-# start_sim ARGS...: starts recap-sim (release) on a free port; sets $addr.
+# start_sim ARGS...: starts recap-sim (release) on a free port; sets $addr. RECAP_SIM=BINARY
+# serves from another build of it (the one an issue's figures were measured against, say).
 start_sim() {
-  "$target/release/recap-sim" --port 0 "$@" >"$work/sim.out" 2>&1 &
+  "${RECAP_SIM:-$target/release/recap-sim}" --port 0 "$@" >"$work/sim.out" 2>&1 &
   sim_pid=$!
   for _ in $(seq 1 200); do grep -q '^listening on ' "$work/sim.out" 2>/dev/null && break; sleep 0.05; done
   addr="$(sed -n 's/^listening on //p' "$work/sim.out" | head -n 1)"
