@@ -8,8 +8,8 @@
 # Two measures per pair: instructions per row counted by callgrind (c=16, REQUESTS requests:
 # independent of how busy the machine is), and CPU seconds (user+sys) per row of a timed run
 # without valgrind (c=64, SECONDS each; the builds alternate, three rounds unless
-# RECAP_B3_ROUNDS says otherwise, medians, and with
-# two builds the median of this build's time over the other's, round by round).
+# RECAP_B3_ROUNDS says otherwise, medians, and with two builds the median of this build's
+# time over the other's, round by round).
 # Usage: bash bench/b3_callgrind.sh [REQUESTS=2000] [OTHER_CAPTURE_BINARY] [SECONDS=5]
 # RECAP_B3_THIS=BINARY measures that capture binary as "this" instead of the release build
 # (the profile-guided distribution build of `bench/dist_pgo.sh`, say). RECAP_B3_MODES (default
