@@ -1408,6 +1408,8 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
                     // recap: empty, so the codec's `reserve` of its bound allocates once;
                     // made with the page's size, zstd's reserve of `compress_bound` then
                     // reallocated, copying a page of uninitialised bytes when not in place.
+                    // Codecs that write through `io::Write` (gzip, brotli, lz4, none of which
+                    // Recap writes with: capture and analyze use zstd) grow it from empty.
                     let mut compressed_buf = Vec::new();
                     cmpr.compress(&buffer[..], &mut compressed_buf)?;
                     compressed_buf.shrink_to_fit();
